@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# THE test command: bash scripts/test.sh [pytest args...]
+#
+# On a fresh machine it installs what the tests need (.venv with the package and its test extras,
+# Azurite under .cache/node, PostgreSQL's server from Debian), starts the real components
+# (scripts/components.sh), runs pytest, stops the components and exits with pytest's exit code.
+# Install output goes to .cache/test-setup.log; pytest's summary is the last line printed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+AZURITE_VERSION=3.35.0
+mkdir -p .cache
+LOG="$ROOT/.cache/test-setup.log"
+: >"$LOG"
+T0=$SECONDS
+
+say() { printf 'test.sh: %s\n' "$*"; }
+
+# run DESCRIPTION CMD... : output to the log; on failure show the log's tail and stop.
+run() {
+  local what=$1; shift
+  printf '\n=== %s: %s\n' "$what" "$*" >>"$LOG"
+  if ! "$@" >>"$LOG" 2>&1; then
+    say "FAILED: $what (last lines of $LOG follow)" >&2
+    tail -n 40 "$LOG" >&2
+    exit 1
+  fi
+}
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo -n "$@"; fi
+}
+
+# --- Python: .venv with the package (editable) and its test extras, pinned by constraints.txt
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c '' >/dev/null 2>&1; then
+  say "creating .venv"
+  rm -rf .venv
+  run "python3 -m venv .venv" python3 -m venv .venv
+fi
+STAMP=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+if [[ ! -f "$STAMP" ]] || ! compgen -G '.venv/lib/python3*/site-packages/batchpoint-*.dist-info' >/dev/null; then
+  say "installing Python packages into .venv (log: .cache/test-setup.log)"
+  rm -f .venv/.installed-*
+  run "pip install" .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off \
+    -c constraints.txt -e '.[test]'
+  touch "$STAMP"
+fi
+
+# --- Azurite from npm, in .cache/node
+AZ_PKG=.cache/node/node_modules/azurite/package.json
+if [[ ! -x .cache/node/node_modules/.bin/azurite ]] ||
+   ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$AZ_PKG" 2>/dev/null; then
+  say "installing azurite@$AZURITE_VERSION into .cache/node"
+  mkdir -p .cache/node
+  run "npm install azurite" npm install --prefix .cache/node --no-audit --no-fund \
+    --loglevel=error "azurite@$AZURITE_VERSION"
+fi
+
+# --- PostgreSQL server binaries (Debian package)
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  say "installing PostgreSQL (apt-get)"
+  run "apt-get update" as_root apt-get update -qq
+  run "apt-get install postgresql" as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends postgresql
+fi
+
+# --- components
+# shellcheck source=scripts/components.sh
+source "$ROOT/scripts/components.sh"
+cleanup() { components_stop >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+printf '\n=== starting components\n' >>"$LOG"
+if ! components_start 2>>"$LOG"; then
+  say "FAILED: starting the test components (last lines of $LOG follow)" >&2
+  tail -n 40 "$LOG" >&2
+  exit 1
+fi
+say "ready in $((SECONDS - T0)) s (Azurite, Azurite HTTPS, moto, PostgreSQL); running pytest"
+
+# --- pytest; its summary line is the last thing printed
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+cleanup
+trap - EXIT INT TERM
+exit "$rc"

@@ -1,0 +1,1 @@
+"""The ``batchpoint`` command line, shaped like ``az ml``. It only uses the SDK."""

@@ -1,0 +1,177 @@
+"""``batch-endpoint`` and ``batch-deployment`` verbs."""
+
+from __future__ import annotations
+
+import click
+
+from batchpoint.cli.main import client
+from batchpoint.cli.output import emit, output_options
+from batchpoint.cli.specs import build, local_relative, parse_set, read_yaml, set_path
+from batchpoint.entities import BatchDeployment, BatchEndpoint, Input
+from batchpoint.exceptions import SpecError
+
+
+@click.group("batch-endpoint")
+def batch_endpoint() -> None:
+    """Create, invoke and manage batch endpoints."""
+
+
+@batch_endpoint.command("create")
+@click.option("-f", "--file", "file", help="Endpoint YAML (name, description, auth_mode).")
+@click.option("-n", "--name")
+@click.option("--set", "sets", multiple=True, help="Override a field: key=value.")
+@output_options
+def endpoint_create(file, name, sets, output, query) -> None:
+    doc = read_yaml(file) if file else {}
+    if name:
+        doc["name"] = name
+    for key, value in parse_set(sets):
+        set_path(doc, key, value)
+    emit(client().batch_endpoints.begin_create_or_update(build(BatchEndpoint, doc, file or "command line")).result(),
+         output, query)
+
+
+@batch_endpoint.command("show")
+@click.option("-n", "--name", required=True)
+@output_options
+def endpoint_show(name, output, query) -> None:
+    emit(client().batch_endpoints.get(name), output, query)
+
+
+@batch_endpoint.command("list")
+@output_options
+def endpoint_list(output, query) -> None:
+    emit(client().batch_endpoints.list(), output, query)
+
+
+@batch_endpoint.command("update")
+@click.option("-n", "--name", required=True)
+@click.option("--set", "sets", multiple=True, required=True, help="key=value, e.g. defaults.deployment_name=blue.")
+@output_options
+def endpoint_update(name, sets, output, query) -> None:
+    changes: dict = {}
+    for key, value in parse_set(sets):
+        set_path(changes, key, value)
+    emit(client().batch_endpoints.update(name, changes), output, query)
+
+
+@batch_endpoint.command("delete")
+@click.option("-n", "--name", required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def endpoint_delete(name, yes) -> None:
+    if not yes:
+        click.confirm(f"Delete batch endpoint '{name}' and its deployments?", abort=True)
+    client().batch_endpoints.begin_delete(name).result()
+
+
+@batch_endpoint.command("invoke")
+@click.option("-n", "--name", required=True, help="The batch endpoint.")
+@click.option("-d", "--deployment-name", help="A deployment other than the endpoint's default.")
+@click.option("-i", "--input", "input_", required=True,
+              help="azureml://datastores/<ds>/paths/<p>, <asset>@latest, <asset>:<v>, an id, a storage URL, or a local path.")
+@click.option("--input-type", type=click.Choice(["uri_folder", "uri_file", "mltable"]), help="Default: from the path.")
+@click.option("--output-path", help="Data store folder for the output: azureml://datastores/<ds>/paths/<folder>.")
+@click.option("--set", "sets", multiple=True, help="Override a setting for this job: key=value (e.g. error_threshold=5).")
+@click.option("--mini-batch-size", type=int)
+@click.option("--instance-count", type=int)
+@click.option("--job-name")
+@output_options
+def endpoint_invoke(name, deployment_name, input_, input_type, output_path, sets, mini_batch_size, instance_count,
+                    job_name, output, query) -> None:
+    """Start a job; prints it at once (the job keeps running after this command exits)."""
+    settings = dict(parse_set(sets))
+    if mini_batch_size is not None:
+        settings["mini_batch_size"] = mini_batch_size
+    if instance_count is not None:
+        settings["instance_count"] = instance_count
+    output_file = settings.pop("output_file_name", None)
+    job = client().batch_endpoints.invoke(
+        endpoint_name=name, deployment_name=deployment_name, input=Input(type=input_type, path=input_),
+        output_path=output_path, job_name=job_name, output_file_name=output_file, **settings)
+    emit(job, output, query)
+
+
+@batch_endpoint.command("list-jobs")
+@click.option("-n", "--name", required=True)
+@output_options
+def endpoint_list_jobs(name, output, query) -> None:
+    emit(client().batch_endpoints.list_jobs(name), output, query)
+
+
+@click.group("batch-deployment")
+def batch_deployment() -> None:
+    """Create and manage deployments of batch endpoints."""
+
+
+@batch_deployment.command("create")
+@click.option("-f", "--file", "file", required=True, help="Deployment YAML (Azure ML's model batch deployment shape).")
+@click.option("-n", "--name")
+@click.option("-e", "--endpoint-name")
+@click.option("--set-default", is_flag=True, help="Make it the endpoint's default deployment.")
+@click.option("--set", "sets", multiple=True, help="Override a field: key=value.")
+@output_options
+def deployment_create(file, name, endpoint_name, set_default, sets, output, query) -> None:
+    doc = read_yaml(file)
+    if name:
+        doc["name"] = name
+    if endpoint_name:
+        doc["endpoint_name"] = endpoint_name
+    for key, value in parse_set(sets):
+        set_path(doc, key, value)
+    code = doc.get("code_configuration")
+    if isinstance(code, dict) and code.get("code"):
+        code["code"] = local_relative(str(code["code"]), file)
+    if isinstance(doc.get("compute"), str):
+        doc["compute"] = doc["compute"].removeprefix("azureml:")
+    deployment = build(BatchDeployment, doc, file)
+    emit(client().batch_deployments.begin_create_or_update(deployment, set_default=set_default).result(), output, query)
+
+
+@batch_deployment.command("show")
+@click.option("-n", "--name", required=True)
+@click.option("-e", "--endpoint-name", required=True)
+@output_options
+def deployment_show(name, endpoint_name, output, query) -> None:
+    emit(client().batch_deployments.get(name, endpoint_name), output, query)
+
+
+@batch_deployment.command("list")
+@click.option("-e", "--endpoint-name", required=True)
+@output_options
+def deployment_list(endpoint_name, output, query) -> None:
+    emit(client().batch_deployments.list(endpoint_name), output, query)
+
+
+@batch_deployment.command("update")
+@click.option("-n", "--name", required=True)
+@click.option("-e", "--endpoint-name", required=True)
+@click.option("--set", "sets", multiple=True, required=True, help="key=value, e.g. settings.mini_batch_size=20.")
+@output_options
+def deployment_update(name, endpoint_name, sets, output, query) -> None:
+    changes: dict = {}
+    for key, value in parse_set(sets):
+        set_path(changes, key, value)
+    if not changes:
+        raise SpecError("nothing to update: pass --set key=value")
+    emit(client().batch_deployments.update(endpoint_name, name, changes), output, query)
+
+
+@batch_deployment.command("delete")
+@click.option("-n", "--name", required=True)
+@click.option("-e", "--endpoint-name", required=True)
+@click.option("-y", "--yes", is_flag=True)
+def deployment_delete(name, endpoint_name, yes) -> None:
+    if not yes:
+        click.confirm(f"Delete deployment '{name}' of '{endpoint_name}'?", abort=True)
+    client().batch_deployments.begin_delete(name, endpoint_name).result()
+
+
+@batch_deployment.command("list-jobs")
+@click.option("-n", "--name", required=True)
+@click.option("-e", "--endpoint-name", required=True)
+@output_options
+def deployment_list_jobs(name, endpoint_name, output, query) -> None:
+    emit(client().batch_deployments.list_jobs(endpoint_name, name), output, query)
+
+
+COMMANDS = [batch_endpoint, batch_deployment]

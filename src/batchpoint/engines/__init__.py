@@ -1,0 +1,1 @@
+"""Engines run mini-batches on workers: ``LocalPoolEngine`` (processes on this machine)."""

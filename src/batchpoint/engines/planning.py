@@ -1,0 +1,94 @@
+"""Mini-batch planning and the retry / timeout / error-threshold policy, shared by all engines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One input file: ``source`` names the input's storage spec, ``path`` is relative to it."""
+
+    source: str
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    index: int
+    files: tuple[FileRef, ...]
+    sub: int = 0  # > 0 for the single-file pieces of a mini-batch that failed as a whole
+    attempt: int = 1
+    pieces: int = 1  # how many pieces the mini-batch was split into
+
+    @property
+    def key(self) -> str:
+        return f"{self.index:08d}-{self.sub:04d}"
+
+    def retry(self) -> MiniBatch:
+        return MiniBatch(self.index, self.files, self.sub, self.attempt + 1, self.pieces)
+
+    def split(self, final_attempt: int) -> list[MiniBatch]:
+        """One mini-batch per file, so a failing file is named and the others still scored."""
+        return [MiniBatch(self.index, (f,), i + 1, final_attempt, len(self.files)) for i, f in enumerate(self.files)]
+
+
+@dataclass
+class MiniBatchOutcome:
+    batch: MiniBatch
+    rows: int = 0
+    error: dict[str, Any] | None = None  # set when the files of this batch finally failed
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    timeout_s: float = 30.0
+    error_threshold: int = -1
+
+    def should_retry(self, batch: MiniBatch) -> bool:
+        return batch.attempt <= self.max_retries
+
+    def threshold_exceeded(self, files_failed: int) -> bool:
+        return self.error_threshold >= 0 and files_failed > self.error_threshold
+
+
+def plan_minibatches(files: Iterator[FileRef], size: int, start: int = 0) -> Iterator[MiniBatch]:
+    """Group files lazily into mini-batches of ``size`` (the listing is never held in memory)."""
+    chunk: list[FileRef] = []
+    index = start
+    for ref in files:
+        chunk.append(ref)
+        if len(chunk) == size:
+            yield MiniBatch(index, tuple(chunk))
+            index += 1
+            chunk = []
+    if chunk:
+        yield MiniBatch(index, tuple(chunk))
+
+
+@dataclass
+class EngineJob:
+    """Everything an engine needs to run one job's mini-batches."""
+
+    name: str
+    workers: int
+    scorer: dict[str, Any]  # model_dir, code_dir, scoring_script
+    sources: dict[str, Any]  # source key -> StorageSpec
+    policy: RetryPolicy
+    parts_dir: str
+    logs_dir: str
+    write_rows: bool = True
+    logging_level: str = "info"
+    environment: dict[str, str] = field(default_factory=dict)

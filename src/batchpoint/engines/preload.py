@@ -1,0 +1,31 @@
+"""Imported once by the worker forkserver, so every forked worker starts warm: the heavy
+libraries are imported and MLflow's package map (which its model loader builds on first use by
+scanning every installed distribution, ~0.5 s) is already filled in."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+log = logging.getLogger(__name__)
+
+MODULES = ["pandas", "pyarrow.parquet", "mlflow.pyfunc", "mlflow.sklearn", "sklearn.ensemble",
+           "sklearn.pipeline", "sklearn.compose", "sklearn.preprocessing", "sklearn.linear_model",
+           "batchpoint.engines.worker", "batchpoint.scoring.scorers", "batchpoint.storage.registry"]
+
+
+def warm() -> None:
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - optional libraries may be missing
+            log.debug("preload of %s skipped", name)
+    try:
+        from mlflow.utils import requirements_utils
+
+        requirements_utils._init_packages_to_modules_map()
+    except Exception:  # noqa: BLE001 - a private helper of MLflow; only an optimisation
+        pass
+
+
+warm()

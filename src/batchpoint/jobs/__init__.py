@@ -1,0 +1,1 @@
+"""Job states, the lifecycle that writes them, the runner and the dispatcher."""

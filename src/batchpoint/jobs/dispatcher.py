@@ -1,0 +1,109 @@
+"""Claims queued jobs and runs each on its own thread; sends heartbeats; resumes jobs whose
+server died (their heartbeat went stale) by queueing them again."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from datetime import timedelta
+from typing import Any
+
+from batchpoint._internal.clock import utcnow
+from batchpoint.jobs.lifecycle import transition
+from batchpoint.jobs.runner import JobRunner
+from batchpoint.jobs.states import JobStatus
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, workspace: Any, engine: Any, max_parallel_jobs: int = 4) -> None:
+        self.ws = workspace
+        self.store = workspace.store
+        self.settings = workspace.settings.jobs
+        self.runner = JobRunner(workspace, engine)
+        self.owner = f"server-{secrets.token_hex(4)}"
+        self.max_parallel = max_parallel_jobs
+        self.running: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self.wake = threading.Event()
+        self.closing = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.recover()
+        for target, name in ((self._loop, "dispatcher"), (self._heartbeat, "heartbeat")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def recover(self) -> None:
+        """Queue again the jobs whose server stopped sending heartbeats (crash, kill, reboot)."""
+        stale = utcnow() - timedelta(seconds=self.settings.heartbeat_interval_s * 3)
+        for row in self.store.stale_jobs(stale):
+            if row.owner == self.owner:
+                continue
+            if transition(self.store, row.name, JobStatus.QUEUED,
+                          "resumed after the server that ran it stopped; finished mini-batches are kept"):
+                log.warning("job %s resumed (its server %s stopped)", row.name, row.owner)
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def _loop(self) -> None:
+        while not self.closing.is_set():
+            self.wake.wait(self.settings.poll_interval_s)
+            self.wake.clear()
+            self._reap()
+            while len(self.running) < self.max_parallel and not self.closing.is_set():
+                row = self.store.claim_next_job(self.owner)
+                if row is None:
+                    break
+                self._start(row.name)
+
+    def _start(self, name: str) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(target=self._run_one, args=(name, stop), name=f"job-{name}", daemon=True)
+        with self._lock:
+            self.running[name] = (thread, stop)
+        thread.start()
+
+    def _run_one(self, name: str, stop: threading.Event) -> None:
+        try:
+            self.runner.run(name, stop)
+        finally:
+            with self._lock:
+                self.running.pop(name, None)
+            self.wake.set()
+
+    def _reap(self) -> None:
+        with self._lock:
+            for name in [n for n, (t, _) in self.running.items() if not t.is_alive()]:
+                self.running.pop(name, None)
+
+    def _heartbeat(self) -> None:
+        while not self.closing.wait(self.settings.heartbeat_interval_s):
+            with self._lock:
+                names = list(self.running)
+            for name in names:
+                self.store.update_job(name, heartbeat_at=utcnow())
+
+    def cancel(self, name: str) -> bool:
+        moved = transition(self.store, name, JobStatus.CANCELED, "canceled by the user")
+        with self._lock:
+            entry = self.running.get(name)
+        if entry:
+            entry[1].set()
+        return moved
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop workers; running jobs keep their status and resume when a server starts again."""
+        self.closing.set()
+        self.wake.set()
+        with self._lock:
+            entries = list(self.running.values())
+        for _, stop in entries:
+            stop.set()
+        for thread, _ in entries:
+            thread.join(timeout)

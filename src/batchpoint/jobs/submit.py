@@ -1,0 +1,122 @@
+"""Invoke: turn a request into a queued job — or into a clear error, with no job left behind.
+
+Everything that can be checked is checked here, before the job exists: the deployment, the
+settings overrides, every input (resolved and its storage read once, so a bad credential fails in
+seconds), the output location and the job name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from batchpoint._internal.ids import new_job_name
+from batchpoint.entities import BatchDeploymentSettings
+from batchpoint.exceptions import ConflictError, InputError, NotFoundError, ValidationError
+from batchpoint.jobs.output import output_location
+from batchpoint.jobs.states import JobStatus
+
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+OVERRIDABLE = set(BatchDeploymentSettings.model_fields) | {"instance_count", "max_retries", "timeout"}
+
+
+@dataclass
+class InvokeRequest:
+    inputs: dict[str, dict[str, Any]]
+    deployment_name: str | None = None
+    output_path: str | None = None
+    output_file_name: str | None = None
+    job_name: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def merged_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The deployment's settings with the invoke overrides applied; returns (settings, instance_count)."""
+    unknown = sorted(set(overrides) - OVERRIDABLE)
+    if unknown:
+        raise ValidationError(f"cannot override {', '.join(unknown)} at invoke; valid: {', '.join(sorted(OVERRIDABLE))}")
+    settings = dict(spec.get("settings") or {})
+    retry = dict(settings.get("retry_settings") or {})
+    for key in ("max_retries", "timeout"):
+        if key in overrides:
+            retry[key] = overrides[key]
+    settings["retry_settings"] = retry
+    settings.update({k: v for k, v in overrides.items() if k in BatchDeploymentSettings.model_fields})
+    instance_count = overrides.get("instance_count", (spec.get("resources") or {}).get("instance_count", 1))
+    try:
+        checked = BatchDeploymentSettings(**settings).model_dump(mode="json")
+        instance_count = int(instance_count)
+    except (PydanticValidationError, TypeError, ValueError) as exc:
+        raise ValidationError(f"invalid setting at invoke: {_first_error(exc)}") from exc
+    if instance_count < 1:
+        raise ValidationError(f"instance_count must be at least 1 (got {instance_count})")
+    return checked, instance_count
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, PydanticValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return str(exc)
+
+
+def submit_job(ws: Any, endpoint_name: str, request: InvokeRequest, created_by: str | None = None) -> Any:
+    store = ws.store
+    endpoint = store.get_endpoint(endpoint_name)
+    deployment_name = request.deployment_name or (endpoint.spec.get("defaults") or {}).get("deployment_name")
+    if not deployment_name:
+        raise NotFoundError(
+            f"batch endpoint '{endpoint_name}' has no default deployment; create one with "
+            "'batchpoint batch-deployment create --set-default' or pass --deployment-name"
+        )
+    deployment = store.get_deployment(endpoint_name, deployment_name)
+    settings, instance_count = merged_settings(deployment.spec, request.overrides)
+    if request.output_file_name:
+        settings = merged_settings({"settings": settings}, {"output_file_name": request.output_file_name})[0]
+    if not request.inputs:
+        raise InputError("invoke needs an input: --input <path or uri> (or InputData in the REST body)")
+    inputs = {}
+    for key, spec in request.inputs.items():
+        resolved = ws.resolver.resolve(spec["path"], spec.get("type"))
+        inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type}
+    name = request.job_name or new_job_name(endpoint_name)
+    if not JOB_NAME.match(name):
+        raise ValidationError(f"job name '{name}' is not valid: letters, digits, '-' and '_' (up to 128)")
+    if request.job_name and _exists(store, name):
+        raise ConflictError(f"a job named '{name}' already exists; job names are unique")
+    output_path = request.output_path or f"azureml://datastores/{ws.default_datastore_name()}/paths/azureml/{name}/score"
+    output = {"type": "uri_folder", "path": output_path, "file_name": settings["output_file_name"]}
+    datastore, _ = output_location(output)
+    store.get_datastore(datastore)
+    plan = {
+        "workers": min(instance_count * settings["max_concurrency_per_instance"], ws.settings.jobs.max_workers),
+        "instance_count": instance_count,
+        "scorer": _scorer_config(ws, deployment.spec),
+    }
+    settings["instance_count"] = instance_count
+    return store.create_job(
+        name=name, endpoint_name=endpoint_name, deployment_name=deployment_name, status=JobStatus.QUEUED.value,
+        status_message="waiting for a worker", inputs=inputs, outputs={"score": output}, settings=settings,
+        plan=plan, created_by=created_by,
+    )
+
+
+def _exists(store: Any, name: str) -> bool:
+    try:
+        store.get_job(name)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _scorer_config(ws: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    model = str(spec["model"]).removeprefix("azureml:")
+    name, version = model.split(":", 1)
+    config: dict[str, Any] = {"model_dir": str(ws.model_dir(name, version))}
+    code = spec.get("code_configuration")
+    if code:
+        config.update(code_dir=spec["_code_dir"], scoring_script=code["scoring_script"])
+    return config

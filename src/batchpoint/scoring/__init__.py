@@ -1,0 +1,1 @@
+"""Scorers (MLflow no-code, user scoring script), file readers and output writers."""

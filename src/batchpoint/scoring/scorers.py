@@ -1,0 +1,86 @@
+"""Scorers run inside worker processes: ``init()`` once, then ``run(files)`` per mini-batch.
+
+* :class:`MlflowScorer` — an MLflow model with no code: each CSV/Parquet file is read,
+  ``pyfunc.predict`` is called, and rows ``row,prediction,file`` come back (as Azure writes them).
+* :class:`ScriptScorer` — a user's scoring script with ``init()`` and ``run(mini_batch)``;
+  ``AZUREML_MODEL_DIR`` points at the model folder; ``run`` returns a list or a DataFrame.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from batchpoint.exceptions import UserCodeError
+from batchpoint.scoring.readers import read_table
+
+
+class MlflowScorer:
+    def __init__(self, model_dir: str) -> None:
+        self.model_dir = model_dir
+        self.model: Any = None
+
+    def init(self) -> None:
+        import mlflow.pyfunc
+
+        self.model = mlflow.pyfunc.load_model(self.model_dir)
+
+    def run(self, files: list[str]) -> pd.DataFrame:
+        frames = []
+        for path in files:
+            data = read_table(path)
+            predictions = self.model.predict(data)
+            frame = pd.DataFrame({"prediction": _as_column(predictions)})
+            frame.insert(0, "row", range(len(frame)))
+            frame["file"] = os.path.basename(path)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["row", "prediction", "file"])
+
+
+def _as_column(predictions: Any) -> Any:
+    if isinstance(predictions, pd.DataFrame):
+        return predictions.iloc[:, 0].to_numpy() if predictions.shape[1] == 1 else predictions.to_numpy().tolist()
+    if isinstance(predictions, pd.Series):
+        return predictions.to_numpy()
+    return list(predictions) if not hasattr(predictions, "ndim") or predictions.ndim == 1 else predictions.tolist()
+
+
+class ScriptScorer:
+    def __init__(self, code_dir: str, scoring_script: str, model_dir: str | None) -> None:
+        self.code_dir = code_dir
+        self.script = scoring_script
+        self.model_dir = model_dir
+        self.module: Any = None
+
+    def init(self) -> None:
+        path = Path(self.code_dir) / self.script
+        if not path.is_file():
+            raise UserCodeError(f"scoring script '{self.script}' was not found in the deployment's code folder")
+        if self.model_dir:
+            os.environ["AZUREML_MODEL_DIR"] = self.model_dir
+        sys.path.insert(0, self.code_dir)
+        spec = importlib.util.spec_from_file_location(f"batchpoint_user_{path.stem}", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        missing = [fn for fn in ("init", "run") if not callable(getattr(module, fn, None))]
+        if missing:
+            raise UserCodeError(
+                f"scoring script '{self.script}' must define init() and run(mini_batch); missing: {', '.join(missing)}"
+            )
+        self.module = module
+        module.init()
+
+    def run(self, files: list[str]) -> Any:
+        return self.module.run(list(files))
+
+
+def make_scorer(config: dict[str, Any]) -> MlflowScorer | ScriptScorer:
+    if config.get("scoring_script"):
+        return ScriptScorer(config["code_dir"], config["scoring_script"], config.get("model_dir"))
+    return MlflowScorer(config["model_dir"])

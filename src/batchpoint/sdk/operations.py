@@ -1,0 +1,291 @@
+"""The operation groups of ``MLClient``, named and shaped as in azure-ai-ml."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from batchpoint.entities import (
+    AmlCompute,
+    BatchDeployment,
+    BatchEndpoint,
+    Data,
+    Datastore,
+    Input,
+    Job,
+    Model,
+    Workspace,
+)
+from batchpoint.exceptions import InputError, JobError
+from batchpoint.sdk.transport import Transport
+from batchpoint.sdk.upload import upload_local
+from batchpoint.uri.parse import LocalPath, parse_input_uri
+
+TERMINAL = {"Completed", "Failed", "Canceled"}
+
+
+class Poller:
+    """What ``begin_*`` returns: the result is already there (the server works synchronously)."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._value
+
+    def done(self) -> bool:
+        return True
+
+    def wait(self, timeout: float | None = None) -> None:
+        return None
+
+
+class _Group:
+    def __init__(self, transport: Transport, client: Any) -> None:
+        self._t = transport
+        self._client = client
+
+    def _upload_if_local(self, path: str, expect: str | None = None) -> tuple[str, str | None]:
+        if isinstance(parse_input_uri(path), LocalPath):
+            return upload_local(self._t, self._client.datastores.get_default().name, path, expect)
+        return path, expect
+
+
+class WorkspaceOperations(_Group):
+    def get(self, name: str | None = None) -> Workspace:
+        return Workspace(**self._t.json("GET", "/workspace"))
+
+
+class DatastoreOperations(_Group):
+    def get(self, name: str) -> Datastore:
+        return Datastore(**self._t.json("GET", f"/datastores/{quote(name)}"))
+
+    def get_default(self) -> Datastore:
+        return Datastore(**self._t.json("GET", "/defaultDatastore"))
+
+    def list(self) -> list[Datastore]:
+        return [Datastore(**d) for d in self._t.json("GET", "/datastores")]
+
+    def create_or_update(self, datastore: Datastore) -> Datastore:
+        body = datastore.model_dump(mode="json", exclude_none=True, by_alias=False, exclude={"schema_"})
+        return Datastore(**self._t.json("PUT", f"/datastores/{quote(datastore.name)}", json=body))
+
+
+class DataOperations(_Group):
+    def create_or_update(self, data: Data) -> Data:
+        path, _ = self._upload_if_local(data.path, data.type if data.type != "mltable" else None)
+        body = data.model_dump(mode="json", exclude_none=True, exclude={"schema_", "id", "created_at", "updated_at"})
+        body["path"] = path
+        return Data(**self._t.json("POST", f"/data/{quote(data.name)}/versions", json=body))
+
+    def get(self, name: str, version: str | None = None, label: str | None = None) -> Data:
+        if version is not None:
+            return Data(**self._t.json("GET", f"/data/{quote(name)}/versions/{quote(str(version))}"))
+        return Data(**self._t.json("GET", f"/data/{quote(name)}", params={"label": label or "latest"}))
+
+    def list(self, name: str | None = None) -> list[Data]:
+        return [Data(**d) for d in self._t.json("GET", "/data", params={"name": name} if name else None)]
+
+
+class ModelOperations(_Group):
+    def create_or_update(self, model: Model) -> Model:
+        path, _ = self._upload_if_local(model.path)
+        body = model.model_dump(mode="json", exclude_none=True, exclude={"schema_", "id", "created_at", "updated_at"})
+        body["path"] = path
+        return Model(**self._t.json("POST", f"/models/{quote(model.name)}/versions", json=body))
+
+    def get(self, name: str, version: str | None = None, label: str | None = None) -> Model:
+        if version is not None:
+            return Model(**self._t.json("GET", f"/models/{quote(name)}/versions/{quote(str(version))}"))
+        return Model(**self._t.json("GET", f"/models/{quote(name)}", params={"label": label or "latest"}))
+
+    def list(self, name: str | None = None) -> list[Model]:
+        return [Model(**d) for d in self._t.json("GET", "/models", params={"name": name} if name else None)]
+
+
+class ComputeOperations(_Group):
+    def begin_create_or_update(self, compute: AmlCompute) -> Poller:
+        body = compute.model_dump(mode="json", exclude_none=True, exclude={"schema_", "id", "created_at", "updated_at"})
+        return Poller(AmlCompute(**self._t.json("PUT", f"/computes/{quote(compute.name)}", json=body)))
+
+    def get(self, name: str) -> AmlCompute:
+        return AmlCompute(**self._t.json("GET", f"/computes/{quote(name)}"))
+
+    def list(self) -> list[AmlCompute]:
+        return [AmlCompute(**c) for c in self._t.json("GET", "/computes")]
+
+
+def _body(entity: Any) -> dict[str, Any]:
+    return entity.model_dump(mode="json", exclude_none=True,
+                             exclude={"schema_", "id", "created_at", "updated_at", "scoring_uri", "provisioning_state"})
+
+
+class BatchEndpointOperations(_Group):
+    def begin_create_or_update(self, endpoint: BatchEndpoint) -> Poller:
+        return Poller(self.create_or_update(endpoint))
+
+    def create_or_update(self, endpoint: BatchEndpoint) -> BatchEndpoint:
+        return BatchEndpoint(**self._t.json("PUT", f"/batchEndpoints/{quote(endpoint.name)}", json=_body(endpoint)))
+
+    def update(self, name: str, changes: dict[str, Any]) -> BatchEndpoint:
+        return BatchEndpoint(**self._t.json("PATCH", f"/batchEndpoints/{quote(name)}", json=changes))
+
+    def get(self, name: str) -> BatchEndpoint:
+        return BatchEndpoint(**self._t.json("GET", f"/batchEndpoints/{quote(name)}"))
+
+    def list(self) -> list[BatchEndpoint]:
+        return [BatchEndpoint(**e) for e in self._t.json("GET", "/batchEndpoints")]
+
+    def begin_delete(self, name: str) -> Poller:
+        self._t.request("DELETE", f"/batchEndpoints/{quote(name)}")
+        return Poller(None)
+
+    delete = begin_delete
+
+    def invoke(self, endpoint_name: str, deployment_name: str | None = None, input: Input | None = None,  # noqa: A002
+               inputs: dict[str, Input] | None = None, output_path: str | None = None, job_name: str | None = None,
+               output_file_name: str | None = None, **settings: Any) -> Job:
+        """Start a job on the endpoint. Local paths are uploaded to the default data store first.
+        ``settings`` overrides deployment settings for this job (mini_batch_size=..., instance_count=...)."""
+        all_inputs = dict(inputs or {})
+        if input is not None:
+            all_inputs.setdefault("input_data" if not all_inputs else f"input_{len(all_inputs)}", input)
+        if not all_inputs:
+            raise InputError("invoke needs an input: input=Input(type=AssetTypes.URI_FOLDER, path=...)")
+        data = {}
+        for key, value in all_inputs.items():
+            if isinstance(value, str):
+                value = Input(path=value)
+            if value.type == "mltable":
+                from batchpoint.exceptions import UnsupportedInputError
+                from batchpoint.uri.resolve import MLTABLE_MESSAGE
+
+                raise UnsupportedInputError(MLTABLE_MESSAGE)
+            path, kind = self._upload_if_local(value.path, value.type)
+            data[key] = {"JobInputType": {"uri_folder": "UriFolder", "uri_file": "UriFile"}.get(kind or "", None),
+                         "Uri": path}
+            if data[key]["JobInputType"] is None:
+                del data[key]["JobInputType"]
+        props: dict[str, Any] = {"InputData": data}
+        if deployment_name:
+            props["DeploymentName"] = deployment_name
+        if output_path:
+            props["OutputData"] = {"score": {"JobOutputType": "UriFolder", "Uri": output_path}}
+        if output_file_name:
+            props["OutputFileName"] = output_file_name
+        if job_name:
+            props["JobName"] = job_name
+        if settings:
+            props["Settings"] = settings
+        return Job(**self._t.json("POST", f"/batchEndpoints/{quote(endpoint_name)}/invoke", json={"properties": props}))
+
+    def list_jobs(self, endpoint_name: str) -> list[Job]:
+        return [Job(**j) for j in self._t.json("GET", f"/batchEndpoints/{quote(endpoint_name)}/jobs")]
+
+
+class BatchDeploymentOperations(_Group):
+    def begin_create_or_update(self, deployment: BatchDeployment, set_default: bool = False) -> Poller:
+        return Poller(self.create_or_update(deployment, set_default=set_default))
+
+    def create_or_update(self, deployment: BatchDeployment, set_default: bool = False) -> BatchDeployment:
+        body = _body(deployment)
+        if isinstance(deployment.model, Model):
+            model = deployment.model
+            if model.version is None:
+                model = self._client.models.create_or_update(model)
+            body["model"] = f"azureml:{model.name}:{model.version}"
+        code = deployment.code_configuration
+        if code is not None:
+            body["code_configuration"]["code"], _ = self._upload_if_local(code.code, "uri_folder")
+        url = f"/batchEndpoints/{quote(deployment.endpoint_name)}/deployments/{quote(deployment.name)}"
+        return BatchDeployment(**self._t.json("PUT", url, json=body, params={"set_default": set_default}))
+
+    def update(self, endpoint_name: str, name: str, changes: dict[str, Any]) -> BatchDeployment:
+        url = f"/batchEndpoints/{quote(endpoint_name)}/deployments/{quote(name)}"
+        return BatchDeployment(**self._t.json("PATCH", url, json=changes))
+
+    def get(self, name: str, endpoint_name: str) -> BatchDeployment:
+        return BatchDeployment(**self._t.json("GET", f"/batchEndpoints/{quote(endpoint_name)}/deployments/{quote(name)}"))
+
+    def list(self, endpoint_name: str) -> list[BatchDeployment]:
+        return [BatchDeployment(**d) for d in self._t.json("GET", f"/batchEndpoints/{quote(endpoint_name)}/deployments")]
+
+    def begin_delete(self, name: str, endpoint_name: str) -> Poller:
+        self._t.request("DELETE", f"/batchEndpoints/{quote(endpoint_name)}/deployments/{quote(name)}")
+        return Poller(None)
+
+    delete = begin_delete
+
+    def list_jobs(self, endpoint_name: str, name: str) -> list[Job]:
+        url = f"/batchEndpoints/{quote(endpoint_name)}/deployments/{quote(name)}/jobs"
+        return [Job(**j) for j in self._t.json("GET", url)]
+
+
+class JobOperations(_Group):
+    def get(self, name: str) -> Job:
+        return Job(**self._t.json("GET", f"/jobs/{quote(name)}"))
+
+    def list(self, endpoint_name: str | None = None) -> list[Job]:
+        return [Job(**j) for j in self._t.json("GET", "/jobs", params={"endpoint": endpoint_name} if endpoint_name else None)]
+
+    def begin_cancel(self, name: str) -> Poller:
+        return Poller(Job(**self._t.json("POST", f"/jobs/{quote(name)}/cancel")))
+
+    cancel = begin_cancel
+
+    def wait(self, name: str, timeout: float = 3600.0, poll: float = 0.2) -> Job:
+        """Block until the job ends; returns it (whatever its final status)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(name)
+            if job.status in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise JobError(f"job '{name}' is still {job.status} after {timeout:g}s")
+            time.sleep(poll)
+
+    def stream(self, name: str, out: IO[str] | None = None, poll: float = 0.5) -> Job:
+        """Print status changes and worker log lines until the job ends (``az ml job stream``)."""
+        out = out or sys.stdout
+        offsets: dict[str, int] = {}
+        last = None
+        while True:
+            job = self.get(name)
+            if job.status != last:
+                out.write(f"[{job.status}] {job.status_message or ''}\n")
+                last = job.status
+            for entry in self._t.json("GET", f"/jobs/{quote(name)}/logs")["logs"]:
+                offset = offsets.get(entry["name"], 0)
+                if entry["size"] > offset:
+                    resp = self._t.request("GET", f"/jobs/{quote(name)}/logs/{quote(entry['name'])}", params={"offset": offset})
+                    for line in resp.text.splitlines():
+                        out.write(f"{entry['name']}: {line}\n")
+                    offsets[entry["name"]] = int(resp.headers.get("X-Next-Offset", offset))
+            out.flush()
+            if job.status in TERMINAL:
+                p = job.progress
+                out.write(f"Job {name} {job.status}: {p.files_completed} files scored, {p.files_failed} failed, "
+                          f"{p.rows} rows\n")
+                return job
+            time.sleep(poll)
+
+    def download(self, name: str, download_path: str | Path = ".", output_name: str | None = None,
+                 all: bool = False) -> list[Path]:  # noqa: A002
+        """Save a job output under ``<download_path>/named-outputs/<output_name>/`` (Azure's layout)."""
+        names = [output_name or "score"]
+        if all:
+            names = list(self.get(name).outputs)
+        saved = []
+        for out_name in names:
+            listing = self._t.json("GET", f"/jobs/{quote(name)}/outputs/{quote(out_name)}")
+            folder = Path(download_path) / "named-outputs" / out_name
+            for rel in listing["files"]:
+                target = folder / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as handle:
+                    self._t.stream_to(f"/jobs/{quote(name)}/outputs/{quote(out_name)}/files/{quote(rel)}", handle)
+                saved.append(target)
+        return saved

@@ -1,0 +1,64 @@
+"""``python -m batchpoint.server``: run the server; writes ``<home>/server.json`` once listening."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from batchpoint.server.app import create_app
+from batchpoint.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m batchpoint.server", description="Run the Batchpoint server.")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    parser.add_argument("--home", default=None, help="BATCHPOINT_HOME (state, data store, logs)")
+    args = parser.parse_args(argv)
+    if args.home:
+        os.environ["BATCHPOINT_HOME"] = args.home
+    settings = Settings()
+    host = args.host or settings.server.host
+    port = settings.server.port if args.port is None else args.port
+    settings.home.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    info = settings.home / "server.json"
+    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+
+    original_startup = server.startup
+
+    async def startup(sockets=None):  # noqa: ANN001, ANN202
+        await original_startup(sockets=sockets)
+        _write_info(info, {"pid": os.getpid(), "url": f"http://{host}:{bound}", "home": str(settings.home)})
+
+    server.startup = startup  # type: ignore[method-assign]
+    try:
+        server.run(sockets=[sock])
+    finally:
+        try:
+            if json.loads(info.read_text()).get("pid") == os.getpid():
+                info.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def _write_info(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Every error leaves the server as ``{"error": {"code", "message"}}`` with the status its class
+fixes — never a stack trace. Request-shape errors become 400s that name the field."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError as PydanticValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from batchpoint.exceptions import BatchpointError
+
+log = logging.getLogger("batchpoint.server")
+
+
+def describe_validation(exc: PydanticValidationError | RequestValidationError, what: str = "request") -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field (check its spelling)"
+        parts.append(f"{loc or what}: {msg}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+def error_response(exc: BatchpointError) -> JSONResponse:
+    return JSONResponse(exc.to_payload(), status_code=exc.status_code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BatchpointError)
+    async def _batchpoint(_: Request, exc: BatchpointError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": {"code": "validation_error", "message": describe_validation(exc)}}, 400)
+
+    @app.exception_handler(PydanticValidationError)
+    async def _pydantic(_: Request, exc: PydanticValidationError) -> JSONResponse:
+        return JSONResponse({"error": {"code": "validation_error", "message": describe_validation(exc)}}, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"error": {"code": "internal_error",
+                       "message": f"the server failed on {request.method} {request.url.path} "
+                                  f"({exc.__class__.__name__}); see the server log"}},
+            status_code=500,
+        )

@@ -1,0 +1,63 @@
+"""Data assets and models: versioned, with the label ``latest``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from batchpoint.entities import Data, Model
+from batchpoint.server.context import AppContext, get_context
+
+router = APIRouter()
+
+
+def _clean(body: dict[str, Any], name: str) -> dict[str, Any]:
+    body = {**body, "name": name}
+    for key in ("id", "created_at", "updated_at"):
+        body.pop(key, None)
+    return body
+
+
+@router.get("/data", tags=["data"])
+def list_data(name: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [ctx.workspace.data_entity(r).to_dict() for r in ctx.store.list_assets("data", name)]
+
+
+@router.post("/data/{name}/versions", tags=["data"], status_code=201)
+def create_data(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.create_data(Data(**_clean(body, name))).to_dict()
+
+
+@router.get("/data/{name}", tags=["data"])
+def get_data(name: str, version: str | None = None, label: str | None = None,
+             ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    row = ctx.store.get_asset("data", name, version=version, label=label or (None if version else "latest"))
+    return ctx.workspace.data_entity(row).to_dict()
+
+
+@router.get("/data/{name}/versions/{version}", tags=["data"])
+def get_data_version(name: str, version: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.data_entity(ctx.store.get_asset("data", name, version=version)).to_dict()
+
+
+@router.get("/models", tags=["models"])
+def list_models(name: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [ctx.workspace.model_entity(r).to_dict() for r in ctx.store.list_assets("models", name)]
+
+
+@router.post("/models/{name}/versions", tags=["models"], status_code=201)
+def create_model(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.create_model(Model(**_clean(body, name))).to_dict()
+
+
+@router.get("/models/{name}", tags=["models"])
+def get_model(name: str, version: str | None = None, label: str | None = None,
+              ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    row = ctx.store.get_asset("models", name, version=version, label=label or (None if version else "latest"))
+    return ctx.workspace.model_entity(row).to_dict()
+
+
+@router.get("/models/{name}/versions/{version}", tags=["models"])
+def get_model_version(name: str, version: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.model_entity(ctx.store.get_asset("models", name, version=version)).to_dict()

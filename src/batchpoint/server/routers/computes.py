@@ -1,0 +1,32 @@
+"""Computes: accepted in Azure's shape; on this server they run as local processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from batchpoint.entities import AmlCompute
+from batchpoint.server.context import AppContext, get_context
+
+router = APIRouter()
+
+
+@router.get("/computes", tags=["computes"])
+def list_computes(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [ctx.workspace.compute_entity(r).to_dict() for r in ctx.store.list_computes()]
+
+
+@router.put("/computes/{name}", tags=["computes"])
+def put_compute(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    body = {**body, "name": name}
+    for key in ("id", "created_at", "updated_at"):
+        body.pop(key, None)
+    compute = AmlCompute(**body)
+    spec = compute.model_dump(mode="json", exclude={"id", "created_at", "updated_at", "schema_"}, exclude_none=True)
+    return ctx.workspace.compute_entity(ctx.store.put_compute(name, spec)).to_dict()
+
+
+@router.get("/computes/{name}", tags=["computes"])
+def get_compute(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.compute_entity(ctx.store.get_compute(name)).to_dict()

@@ -1,0 +1,136 @@
+"""Batch endpoints, their deployments, and invoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from batchpoint.entities import BatchDeployment, BatchEndpoint
+from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
+from batchpoint.jobs.submit import submit_job
+from batchpoint.server.context import AppContext, get_context
+from batchpoint.server.schemas import parse_invoke_body
+
+router = APIRouter(prefix="/batchEndpoints")
+SERVER_FIELDS = ("id", "created_at", "updated_at", "scoring_uri", "provisioning_state")
+
+
+def _clean(body: dict[str, Any], **fixed: Any) -> dict[str, Any]:
+    body = {k: v for k, v in body.items() if k not in SERVER_FIELDS}
+    for key, value in fixed.items():
+        if key in body and body[key] != value:
+            raise ValidationError(f"{key} '{body[key]}' in the body disagrees with '{value}' in the URL")
+        body[key] = value
+    return body
+
+
+@router.get("", tags=["batch endpoints"])
+def list_endpoints(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [ctx.workspace.endpoint_entity(r).to_dict() for r in ctx.store.list_endpoints()]
+
+
+@router.put("/{name}", tags=["batch endpoints"])
+def put_endpoint(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    endpoint = BatchEndpoint(**_clean(body, name=name))
+    default = endpoint.default_deployment_name
+    if default:
+        ctx.store.get_deployment(name, default)
+    spec = endpoint.model_dump(mode="json", exclude=set(SERVER_FIELDS) | {"schema_"}, exclude_none=True)
+    return ctx.workspace.endpoint_entity(ctx.store.put_endpoint(name, spec)).to_dict()
+
+
+@router.patch("/{name}", tags=["batch endpoints"])
+def update_endpoint(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    current = ctx.store.get_endpoint(name).spec
+    merged = {**current, **_clean(body, name=name)}
+    return put_endpoint(name, merged, ctx)
+
+
+@router.get("/{name}", tags=["batch endpoints"])
+def get_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.endpoint_entity(ctx.store.get_endpoint(name)).to_dict()
+
+
+@router.delete("/{name}", tags=["batch endpoints"], status_code=204)
+def delete_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> None:
+    ctx.store.delete_endpoint(name)
+
+
+@router.post("/{name}/invoke", tags=["batch endpoints"], status_code=202)
+async def invoke(name: str, request: Request, ctx: AppContext = Depends(get_context),
+                 azureml_model_deployment: str | None = Header(default=None)) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ValidationError(f"the invoke body is not valid JSON: {exc}") from exc
+    from starlette.concurrency import run_in_threadpool
+
+    invoke_request = parse_invoke_body(body, azureml_model_deployment)
+    user = getattr(request.state, "principal_id", None)
+    row = await run_in_threadpool(submit_job, ctx.workspace, name, invoke_request, user)
+    ctx.dispatcher.notify()
+    return ctx.workspace.job_entity(row, with_failures=False).to_dict()
+
+
+@router.get("/{name}/jobs", tags=["batch endpoints"])
+def endpoint_jobs(name: str, limit: int = 100, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    ctx.store.get_endpoint(name)
+    return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in ctx.store.list_jobs(endpoint=name, limit=limit)]
+
+
+# ---- deployments -------------------------------------------------------------------------------
+
+@router.get("/{endpoint}/deployments", tags=["batch deployments"])
+def list_deployments(endpoint: str, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    ctx.store.get_endpoint(endpoint)
+    return [ctx.workspace.deployment_entity(r).to_dict() for r in ctx.store.list_deployments(endpoint)]
+
+
+@router.put("/{endpoint}/deployments/{name}", tags=["batch deployments"])
+def put_deployment(endpoint: str, name: str, body: dict[str, Any], set_default: bool = False,
+                   ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    deployment = BatchDeployment(**_clean(body, name=name, endpoint_name=endpoint))
+    spec = ctx.workspace.prepare_deployment(deployment)
+    row = ctx.store.put_deployment(endpoint, name, spec)
+    ep = ctx.store.get_endpoint(endpoint)
+    if set_default or not (ep.spec.get("defaults") or {}).get("deployment_name"):
+        ctx.store.put_endpoint(endpoint, {**ep.spec, "defaults": {"deployment_name": name}})
+    return ctx.workspace.deployment_entity(row).to_dict()
+
+
+@router.patch("/{endpoint}/deployments/{name}", tags=["batch deployments"])
+def update_deployment(endpoint: str, name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    current = {k: v for k, v in ctx.store.get_deployment(endpoint, name).spec.items() if not k.startswith("_")}
+    for key in ("settings", "resources"):
+        if isinstance(body.get(key), dict):
+            body[key] = {**(current.get(key) or {}), **body[key]}
+    return put_deployment(endpoint, name, {**current, **body}, False, ctx)
+
+
+@router.get("/{endpoint}/deployments/{name}", tags=["batch deployments"])
+def get_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.deployment_entity(ctx.store.get_deployment(endpoint, name)).to_dict()
+
+
+@router.delete("/{endpoint}/deployments/{name}", tags=["batch deployments"], status_code=204)
+def delete_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_context)) -> None:
+    ep = ctx.store.get_endpoint(endpoint)
+    if (ep.spec.get("defaults") or {}).get("deployment_name") == name and len(ctx.store.list_deployments(endpoint)) > 1:
+        raise ConflictError(
+            f"deployment '{name}' is the default of batch endpoint '{endpoint}'; make another deployment the "
+            "default first (batchpoint batch-endpoint update --set defaults.deployment_name=<name>)"
+        )
+    ctx.store.delete_deployment(endpoint, name)
+    if (ep.spec.get("defaults") or {}).get("deployment_name") == name:
+        ctx.store.put_endpoint(endpoint, {**ep.spec, "defaults": {}})
+
+
+@router.get("/{endpoint}/deployments/{name}/jobs", tags=["batch deployments"])
+def deployment_jobs(endpoint: str, name: str, limit: int = 100, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    ctx.store.get_deployment(endpoint, name)
+    rows = ctx.store.list_jobs(endpoint=endpoint, deployment=name, limit=limit)
+    return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
+
+
+__all__ = ["router", "NotFoundError"]

@@ -1,0 +1,103 @@
+"""Health, the workspace, data stores and the files in them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from batchpoint.entities import Datastore
+from batchpoint.exceptions import PayloadTooLargeError, StorageNotFoundError, ValidationError
+from batchpoint.server.context import AppContext, get_context
+from batchpoint.storage.base import normalize_relpath
+from batchpoint.storage.registry import open_backend
+
+router = APIRouter()
+
+
+@router.get("/health", tags=["workspace"])
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/workspace", tags=["workspace"])
+def show_workspace(ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.workspace_entity().model_dump(mode="json")
+
+
+@router.get("/datastores", tags=["datastores"])
+def list_datastores(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [ctx.workspace.datastore_entity(r).to_dict() for r in ctx.store.list_datastores()]
+
+
+@router.get("/defaultDatastore", tags=["datastores"])
+def default_datastore(ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.datastore_entity(ctx.store.get_default_datastore()).to_dict()
+
+
+@router.get("/datastores/{name}", tags=["datastores"])
+def get_datastore(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.datastore_entity(ctx.store.get_datastore(name)).to_dict()
+
+
+@router.put("/datastores/{name}", tags=["datastores"])
+def put_datastore(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    body = {**body, "name": name}
+    for key in ("id", "created_at", "updated_at", "credential_kind"):
+        body.pop(key, None)
+    return ctx.workspace.put_datastore(Datastore(**body)).to_dict()
+
+
+@router.head("/datastores/{name}/files/{path:path}", tags=["datastores"])
+def file_exists(name: str, path: str, ctx: AppContext = Depends(get_context)) -> Response:
+    backend = open_backend(ctx.workspace.datastore_spec(name))
+    rel = normalize_relpath(path)
+    found = backend.is_file(rel) or backend.is_dir(rel)
+    return Response(status_code=200 if found else 404)
+
+
+@router.put("/datastores/{name}/files/{path:path}", tags=["datastores"])
+async def upload_file(name: str, path: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    rel = normalize_relpath(path)
+    if not rel:
+        raise ValidationError("upload needs a file path inside the data store")
+    backend = open_backend(await run_in_threadpool(ctx.workspace.datastore_spec, name))
+    limit = ctx.settings.server.max_upload_bytes
+    size = 0
+    writer = await run_in_threadpool(backend.open_write, rel)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"upload of '{rel}' exceeds the limit of {limit} bytes")
+            await run_in_threadpool(writer.write, chunk)
+    except BaseException:
+        if hasattr(writer, "close"):
+            try:
+                writer.close(commit=False)  # type: ignore[call-arg]
+            except TypeError:
+                pass
+        raise
+    await run_in_threadpool(writer.close)
+    return {"path": f"azureml://datastores/{name}/paths/{rel}", "size": size}
+
+
+@router.get("/datastores/{name}/files/{path:path}", tags=["datastores"])
+def download_file(name: str, path: str, ctx: AppContext = Depends(get_context)) -> StreamingResponse:
+    return stream_file(ctx.workspace.datastore_spec(name), normalize_relpath(path))
+
+
+def stream_file(spec: Any, rel: str) -> StreamingResponse:
+    backend = open_backend(spec)
+    if not backend.is_file(rel):
+        raise StorageNotFoundError(f"file '{rel}' does not exist")
+    handle = backend.open_read(rel)
+
+    def chunks():
+        with handle:
+            while chunk := handle.read(1 << 20):
+                yield chunk
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream")

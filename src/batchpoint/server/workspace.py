@@ -1,0 +1,290 @@
+"""The workspace: what the server does with resources beyond storing them.
+
+It creates the default data store on first start, turns rows into the public entities (never
+with secrets), checks references between resources (a deployment's model, compute and code), and
+copies models and code into the workspace so a deployment never changes under a running job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+from batchpoint._internal.clock import as_utc
+from batchpoint._internal.ids import deployment_id, resource_id, storage_account_id
+from batchpoint.entities import (
+    AmlCompute,
+    BatchDeployment,
+    BatchEndpoint,
+    Data,
+    Datastore,
+    Job,
+    JobFailure,
+    JobOutput,
+    JobProgress,
+    Model,
+    Workspace,
+)
+from batchpoint.exceptions import InputError, NotFoundError, ValidationError
+from batchpoint.identity.credentials import credential_kind, split_credentials
+from batchpoint.identity.secrets import SecretBox
+from batchpoint.settings import Settings
+from batchpoint.storage.base import StorageSpec
+from batchpoint.storage.registry import open_backend
+from batchpoint.store.sql import SqlMetadataStore
+from batchpoint.store.tables import AssetRow, DatastoreRow, JobRow
+from batchpoint.uri.parse import DatastorePath, StorageUrl, parse_input_uri
+from batchpoint.uri.resolve import InputResolver
+
+DEFAULT_DATASTORE = "workspaceblobstore"
+LOCAL_ACCOUNT = "batchpointlocal"
+
+
+class WorkspaceService:
+    def __init__(self, settings: Settings, store: SqlMetadataStore, secrets: SecretBox) -> None:
+        self.settings = settings
+        self.store = store
+        self.secrets = secrets
+        self.resolver = InputResolver(settings, self)
+
+    # -- start-up ----------------------------------------------------------------------------
+    def bootstrap(self) -> None:
+        for folder in (self.settings.jobs_dir, self.settings.models_dir, self.settings.code_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        if self.store.find_datastore(DEFAULT_DATASTORE) is None:
+            path = self.settings.resolved_default_datastore_path()
+            path.mkdir(parents=True, exist_ok=True)
+            self.put_datastore(Datastore(name=DEFAULT_DATASTORE, type="local", path=str(path), is_default=True,
+                                         description="The workspace's default data store (a local folder)."))
+
+    # -- data stores -------------------------------------------------------------------------
+    def put_datastore(self, ds: Datastore) -> Datastore:
+        _check_datastore_fields(ds)
+        public, secret = split_credentials(ds.credentials or {})
+        row = DatastoreRow(
+            name=ds.name, kind=ds.type, description=ds.description, config=ds.config(),
+            credential_kind=credential_kind(ds.credentials or {}, ds.type), public_credential=public,
+            secret=self.secrets.encrypt(secret) if secret else None,
+            is_default=ds.is_default or (self.store.find_datastore(ds.name) or DatastoreRow(is_default=False)).is_default,
+        )
+        spec = self._spec_of(row, secret)
+        if ds.type == "local":
+            Path(ds.path or "").mkdir(parents=True, exist_ok=True)
+        open_backend(spec).check_access()
+        return self.datastore_entity(self.store.put_datastore(row))
+
+    def datastore_spec(self, name: str) -> StorageSpec:
+        row = self.store.get_datastore(name)
+        secret = self.secrets.decrypt(row.secret) if row.secret else {}
+        return self._spec_of(row, secret)
+
+    @staticmethod
+    def _spec_of(row: DatastoreRow, secret: dict[str, Any]) -> StorageSpec:
+        credential = None
+        if row.credential_kind != "none":
+            credential = {"kind": row.credential_kind, **(row.public_credential or {}), **secret}
+        return StorageSpec(kind=row.kind, config=dict(row.config), credential=credential)
+
+    def default_datastore_name(self) -> str:
+        return self.store.get_default_datastore().name
+
+    def datastore_entity(self, row: DatastoreRow) -> Datastore:
+        return Datastore(
+            name=row.name, type=row.kind, description=row.description, id=resource_id(self.settings, "datastore", row.name),
+            credential_kind=row.credential_kind, is_default=row.is_default,
+            created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+            credentials=dict(row.public_credential) or None, **row.config,
+        )
+
+    # -- assets ------------------------------------------------------------------------------
+    def get_asset(self, collection: str, name: str, version: str | None = None, label: str | None = None) -> AssetRow:
+        return self.store.get_asset(collection, name, version=version, label=label)
+
+    def create_data(self, data: Data) -> Data:
+        if data.type != "mltable":  # MLTable assets are stored as given; invoke refuses them
+            resolved = self.resolver.resolve(data.path, data.type)
+            if resolved.asset:
+                raise InputError(f"data asset path '{data.path}' points at another data asset; give a storage path")
+        row = self.store.create_asset("data", name=data.name, version=data.version, type=data.type,
+                                      path=data.path, description=data.description, tags=data.tags)
+        return self.data_entity(row)
+
+    def data_entity(self, row: AssetRow) -> Data:
+        return Data(name=row.name, version=row.version, type=row.type, path=row.path, description=row.description,
+                    tags=row.tags or {}, id=resource_id(self.settings, "data", row.name, row.version),
+                    created_at=as_utc(row.created_at))
+
+    def create_model(self, model: Model) -> Model:
+        resolved = self.resolver.resolve(model.path, None)
+        row = self.store.create_asset("models", name=model.name, version=model.version, type=model.type,
+                                      path=model.path, description=model.description, tags=model.tags)
+        target = self.settings.models_dir / row.name / row.version
+        try:
+            _copy_tree(resolved, target)
+            if model.type == "mlflow_model" and not (target / "MLmodel").is_file():
+                raise ValidationError(
+                    f"model '{model.name}' has type mlflow_model but its folder has no MLmodel file; "
+                    "give the folder written by mlflow.<flavor>.save_model, or use type custom_model"
+                )
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            self.store.delete_asset("models", row.name, row.version)
+            raise
+        return self.model_entity(row)
+
+    def model_entity(self, row: AssetRow) -> Model:
+        return Model(name=row.name, version=row.version, type=row.type, path=row.path, description=row.description,
+                     tags=row.tags or {}, id=resource_id(self.settings, "model", row.name, row.version),
+                     created_at=as_utc(row.created_at))
+
+    def model_dir(self, name: str, version: str) -> Path:
+        return self.settings.models_dir / name / version
+
+    # -- computes, endpoints, deployments ----------------------------------------------------
+    def compute_entity(self, row: Any) -> AmlCompute:
+        return AmlCompute(**row.spec, id=resource_id(self.settings, "compute", row.name),
+                          created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+
+    def endpoint_entity(self, row: Any) -> BatchEndpoint:
+        spec = {k: v for k, v in row.spec.items() if k != "scoring_uri"}
+        return BatchEndpoint(**spec, id=resource_id(self.settings, "endpoint", row.name),
+                             scoring_uri=f"/batchEndpoints/{row.name}/invoke", provisioning_state="Succeeded",
+                             created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+
+    def deployment_entity(self, row: Any) -> BatchDeployment:
+        spec = {k: v for k, v in row.spec.items() if not k.startswith("_")}
+        return BatchDeployment(**spec, id=deployment_id(self.settings, row.endpoint_name, row.name),
+                               provisioning_state="Succeeded",
+                               created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+
+    def prepare_deployment(self, dep: BatchDeployment) -> dict[str, Any]:
+        """Check references and snapshot the code; returns the spec to store."""
+        self.store.get_endpoint(dep.endpoint_name)
+        model = self._model_ref(dep.model)
+        if dep.compute:
+            self.store.get_compute(dep.compute.removeprefix("azureml:"))
+        spec = dep.model_dump(mode="json", exclude={"id", "created_at", "updated_at", "provisioning_state", "schema_"})
+        spec["model"] = f"azureml:{model.name}:{model.version}"
+        if dep.code_configuration is None and model.type != "mlflow_model":
+            raise ValidationError(
+                f"deployment '{dep.name}' uses model '{model.name}:{model.version}' of type {model.type}, which needs "
+                "a scoring script: set code_configuration {code, scoring_script} (only mlflow_model runs without code)"
+            )
+        if dep.code_configuration is not None:
+            spec["_code_dir"] = str(self._snapshot_code(dep))
+        return spec
+
+    def _model_ref(self, ref: str | Model) -> AssetRow:
+        if isinstance(ref, Model):
+            return self.store.get_asset("models", ref.name, version=ref.version)
+        text = ref.removeprefix("azureml:").lstrip("/")
+        if "@" in text:
+            name, label = text.split("@", 1)
+            return self.store.get_asset("models", name, label=label)
+        if ":" in text:
+            name, version = text.split(":", 1)
+            return self.store.get_asset("models", name, version=version)
+        return self.store.get_asset("models", text, label="latest")
+
+    def _snapshot_code(self, dep: BatchDeployment) -> Path:
+        assert dep.code_configuration is not None
+        resolved = self.resolver.resolve(dep.code_configuration.code, "uri_folder")
+        digest = hashlib.sha256(f"{resolved.spec.describe()}|{resolved.path}".encode()).hexdigest()[:16]
+        target = self.settings.code_dir / f"{dep.endpoint_name}-{dep.name}-{digest}"
+        shutil.rmtree(target, ignore_errors=True)
+        _copy_tree(resolved, target)
+        script = target / dep.code_configuration.scoring_script
+        if not script.is_file():
+            raise ValidationError(
+                f"scoring script '{dep.code_configuration.scoring_script}' is not in the code folder "
+                f"'{dep.code_configuration.code}'"
+            )
+        return target
+
+    # -- jobs --------------------------------------------------------------------------------
+    def job_entity(self, row: JobRow, with_failures: bool = True) -> Job:
+        failures = self.store.list_failures(row.name, limit=50) if with_failures else []
+        logs = sorted(p.name for p in (self.settings.jobs_dir / row.name / "logs").glob("*.log"))
+        return Job(
+            name=row.name, display_name=row.name, id=resource_id(self.settings, "job", row.name), status=row.status,
+            status_message=row.status_message, endpoint_name=row.endpoint_name, deployment_name=row.deployment_name,
+            inputs=row.inputs, outputs={k: JobOutput(**v) for k, v in (row.outputs or {}).items()},
+            settings=row.settings, error=row.error, created_by=row.created_by,
+            progress=JobProgress(
+                mini_batches_total=row.mini_batches_total, mini_batches_completed=row.mini_batches_completed,
+                mini_batches_failed=row.mini_batches_failed, files_total=row.files_total,
+                files_completed=row.files_completed, files_failed=row.files_failed, rows=row.rows,
+                listing_complete=row.listing_complete),
+            failures=[JobFailure(mini_batch=f.mini_batch, file=f.file, error=f.error) for f in failures],
+            created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at), start_time=as_utc(row.start_time),
+            end_time=as_utc(row.end_time), first_mini_batch_at=as_utc(row.first_mini_batch_at),
+            listing_completed_at=as_utc(row.listing_completed_at), log_files=logs,
+        )
+
+    # -- workspace ---------------------------------------------------------------------------
+    def workspace_entity(self) -> Workspace:
+        from batchpoint import __version__
+
+        ws = self.settings.workspace
+        default = self.store.get_default_datastore()
+        account = default.config.get("account_name") or LOCAL_ACCOUNT
+        return Workspace(name=ws.name, id=self.settings.arm_prefix, location=ws.location,
+                         resource_group=ws.resource_group, subscription_id=ws.subscription_id,
+                         storage_account=storage_account_id(self.settings, account),
+                         default_datastore=default.name, server_version=__version__)
+
+    def storage_url_spec(self, url: StorageUrl) -> tuple[StorageSpec, str, str | None, str]:
+        """A storage-account URL → (spec, path, datastore name if it is the workspace's, credential source)."""
+        default = self.store.get_default_datastore()
+        account = default.config.get("account_name") or LOCAL_ACCOUNT
+        if url.scheme == "arm" and url.account.lower() == account.lower():
+            # the workspace's own storage account: paths are relative to the default data store
+            container = default.config.get("container_name")
+            parts = [p for p in (url.container, url.path) if p]
+            path = "/".join(parts)
+            if container and url.container == container:
+                path = url.path
+            return self.datastore_spec(default.name), path, default.name, "datastore"
+        from batchpoint.storage.urls import spec_for_storage_url
+
+        spec, path = spec_for_storage_url(url, self.settings)
+        return spec, path, None, "identity" if spec.credential is None or spec.credential_kind != "anonymous" else "anonymous"
+
+
+def _check_datastore_fields(ds: Datastore) -> None:
+    required = {
+        "local": ["path"], "azure_blob": ["account_name", "container_name"],
+        "azure_data_lake_gen2": ["account_name", "filesystem"], "azure_data_lake_gen1": ["store_name"],
+        "s3": ["bucket"],
+    }[ds.type]
+    missing = [f for f in required if not getattr(ds, f)]
+    if missing:
+        raise ValidationError(f"data store '{ds.name}' of type {ds.type} needs: {', '.join(missing)}")
+    if ds.type == "local" and not Path(ds.path or "").is_absolute():
+        raise ValidationError(f"data store '{ds.name}': path '{ds.path}' must be an absolute folder path on the server")
+
+
+def _copy_tree(resolved: Any, target: Path) -> None:
+    backend = open_backend(resolved.spec)
+    target.mkdir(parents=True, exist_ok=True)
+    if resolved.type == "uri_file":
+        backend.get_file(resolved.path, str(target / resolved.path.rsplit("/", 1)[-1]))
+        return
+    prefix = resolved.path.rstrip("/")
+    for info in backend.iter_files(prefix):
+        rel = info.path[len(prefix):].lstrip("/") if prefix else info.path
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        backend.get_file(info.path, str(dest))
+
+
+def parse_datastore_uri(text: str) -> DatastorePath:
+    parsed = parse_input_uri(text)
+    if not isinstance(parsed, DatastorePath):
+        raise InputError(f"'{text}' is not a data store path; use azureml://datastores/<name>/paths/<path>")
+    return parsed
+
+
+__all__ = ["WorkspaceService", "DEFAULT_DATASTORE", "parse_datastore_uri", "NotFoundError"]

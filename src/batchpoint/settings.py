@@ -1,0 +1,74 @@
+"""Configuration, read from the environment (prefix ``BATCHPOINT_``) — no import-time singletons.
+
+Nested sections use a double underscore: ``BATCHPOINT_WORKSPACE__SUBSCRIPTION_ID``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkspaceSettings(BaseModel):
+    """The names that make up resource ids (``/subscriptions/<sub>/resourceGroups/<rg>/...``)."""
+
+    subscription_id: str = "00000000-0000-0000-0000-000000000000"
+    resource_group: str = "batchpoint"
+    name: str = "local"
+    location: str = "local"
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: pick a free port (the embedded server records it in server.json)
+    max_request_bytes: int = 64 * 1024 * 1024  # bodies above this are refused with 413 (uploads excepted)
+    max_upload_bytes: int = 10 * 1024 * 1024 * 1024
+
+
+class JobSettings(BaseModel):
+    poll_interval_s: float = 0.2  # how often the dispatcher looks for queued jobs
+    heartbeat_interval_s: float = 2.0
+    worker_idle_ttl_s: float = 300.0  # warm workers of a deployment are kept this long between jobs
+    max_workers: int = 64  # cap on instance_count * max_concurrency_per_instance
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BATCHPOINT_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".batchpoint")
+    database_url: str | None = None  # default: sqlite under home; postgresql+psycopg://... works too
+    default_datastore_path: Path | None = None  # default: <home>/datastores/workspaceblobstore
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    engine: str = "local"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'metadata.db'}"
+
+    def resolved_default_datastore_path(self) -> Path:
+        return self.default_datastore_path or (self.home / "datastores" / "workspaceblobstore")
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.home / "code"
+
+    @property
+    def arm_prefix(self) -> str:
+        ws = self.workspace
+        return (
+            f"/subscriptions/{ws.subscription_id}/resourceGroups/{ws.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{ws.name}"
+        )

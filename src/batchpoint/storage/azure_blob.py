@@ -1,0 +1,365 @@
+"""Azure Blob Storage and ADLS Gen2 data stores, on adlfs (fsspec) and azure-storage-blob.
+
+Config keys (``StorageSpec.config``):
+
+* ``azure_blob``: ``account_name``, ``container_name``, ``endpoint`` (DNS suffix, default
+  ``core.windows.net``), ``protocol`` (``https`` | ``http``).
+* ``azure_data_lake_gen2``: ``account_name``, ``filesystem``, ``endpoint``, ``protocol``. Read
+  and written through the blob API (multi-protocol access), which is also what Azurite serves.
+* both, optional: ``blob_endpoint_url`` (full service URL, e.g. Azurite's
+  ``http://127.0.0.1:10000/devstoreaccount1``; replaces protocol/endpoint), ``datastore_name``
+  (shown in error messages), ``retries`` (SDK retries per request, default 3),
+  ``connect_timeout`` / ``read_timeout`` (seconds, default 10 / 120).
+
+Credentials: see :mod:`batchpoint.storage.azure_auth` (``None`` means ``default_identity``).
+
+Files are opened through adlfs (ranged streaming reads; block uploads committed on close).
+Listings page through ``ContainerClient.list_blobs(...).by_page()`` one page per call on
+adlfs's event loop, so a listing of any size starts yielding at once and memory stays flat.
+Paths are relative to the container root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from typing import IO, Any
+from urllib.parse import quote
+
+from adlfs import AzureBlobFileSystem
+
+from batchpoint.exceptions import (
+    BatchpointError, StorageAuthError, StorageError, StorageNotFoundError, TransientStorageError,
+    ValidationError,
+)
+from batchpoint.storage import azure_auth
+from batchpoint.storage._support import (
+    ReadStream, WriteStream, exception_chain, first_line, redact, require, require_secret,
+    run_on_loop,
+)
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
+
+_USER_AGENT = "batchpoint"
+
+
+class _BlobFileSystem(AzureBlobFileSystem):
+    """adlfs with a service client that Batchpoint builds: any endpoint URL (Azurite over plain
+    HTTP included), every credential type, and a retry policy that fails in seconds, not minutes."""
+
+    def __init__(self, client_factory: Any, **kwargs: Any) -> None:
+        self._client_factory = client_factory
+        super().__init__(anon=True, skip_instance_cache=True, use_listings_cache=False, **kwargs)
+
+    def do_connect(self) -> None:
+        self.service_client = self._client_factory()
+
+
+def _is_folder_marker(blob: Any) -> bool:
+    """ADLS Gen2 directories and adlfs folder markers are zero-byte blobs, not files."""
+    meta = getattr(blob, "metadata", None) or {}
+    return (
+        str(meta.get("hdi_isfolder", "")).lower() == "true"
+        or str(meta.get("is_directory", "")).lower() == "true"
+        or str(getattr(blob, "name", "")).endswith("/")
+    )
+
+
+def _error_code(exc: Any) -> str:
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or "")
+
+
+class AzureBlobBackend(StorageBackend):
+    """One blob container (``azure_blob``)."""
+
+    kind = "azure_blob"
+    container_key = "container_name"
+    container_label = "container"
+    service_label = "Azure storage account"
+    page_size = 5000  # Azure's maximum per listing call
+    block_size = 8 * 2**20
+
+    def __init__(self, spec: StorageSpec) -> None:
+        super().__init__(spec)
+        cfg = spec.config
+        what = f"{self.kind} data store {spec.describe()}"
+        self.credential_kind = azure_auth.credential_kind(spec.credential)
+        self._conn = None
+        if self.credential_kind == "connection_string":
+            self._conn = require_secret(spec.credential or {}, "connection_string", what)
+        conn_parts = azure_auth.parse_connection_string(self._conn or "")
+        self.account = str(cfg.get("account_name") or conn_parts.get("AccountName") or "").strip()
+        if not self.account and not self._conn:
+            require(cfg, "account_name", what)
+        self.container = require(cfg, self.container_key, what)
+        self.account_url = "" if self._conn else azure_auth.account_url(cfg, self.account)
+        if self.account_url.startswith("http://") and self.credential_kind in azure_auth.TOKEN_KINDS:
+            raise ValidationError(
+                f"{what}: credential kind '{self.credential_kind}' sends bearer tokens, which Azure "
+                f"SDKs refuse over plain HTTP ({self.account_url}); use an https endpoint"
+            )
+        self.retries = int(cfg.get("retries", 3))
+        self._timeouts = {
+            "connection_timeout": float(cfg.get("connect_timeout", 10)),
+            "read_timeout": float(cfg.get("read_timeout", 120)),
+        }
+        self._fs: _BlobFileSystem | None = None
+        self._pid = -1
+
+    # -- clients ---------------------------------------------------------------------------
+    @property
+    def fs(self) -> _BlobFileSystem:
+        """The adlfs filesystem, rebuilt in a child process (event loops do not survive fork)."""
+        if self._fs is None or self._pid != os.getpid():
+            self._fs = self._make_fs()
+            self._pid = os.getpid()
+        return self._fs
+
+    def _make_fs(self) -> _BlobFileSystem:
+        what = f"{self.kind} data store {self.spec.describe()}"
+        cred = None
+        if not self._conn:
+            cred = azure_auth.async_credential(self.credential_kind, self.spec.credential, self.account, what)
+
+        def factory() -> Any:
+            from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
+
+            opts = dict(
+                retry_policy=ExponentialRetry(
+                    initial_backoff=0.5, increment_base=2, retry_total=self.retries,
+                    random_jitter_range=0.5,
+                ),
+                user_agent=_USER_AGENT, **self._timeouts,
+            )
+            if self._conn:
+                return BlobServiceClient.from_connection_string(self._conn, **opts)
+            return BlobServiceClient(self.account_url, credential=cred, **opts)
+
+        return _BlobFileSystem(factory, credential=cred, blocksize=self.block_size)
+
+    def _container(self) -> Any:
+        return self.fs.service_client.get_container_client(self.container)
+
+    def _call(self, make_coro: Any, path: str = "") -> Any:
+        """Run one SDK coroutine; translate its errors; retry the transient ones."""
+
+        def once() -> Any:
+            try:
+                return run_on_loop(self.fs.loop, make_coro)
+            except BatchpointError:
+                raise
+            except Exception as exc:
+                raise self._translate(exc, path) from exc
+
+        return with_retries(once, attempts=2)
+
+    def _sync(self, fn: Any, path: str = "") -> Any:
+        try:
+            return fn()
+        except BatchpointError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, path) from exc
+
+    # -- errors ----------------------------------------------------------------------------
+    def _where(self, path: str = "") -> str:
+        name = self.spec.config.get("datastore_name")
+        store = f"data store '{name}', " if name else ""
+        target = f"'{path}' in " if path else ""
+        return (
+            f"{target}{self.container_label} '{self.container}' of {self.service_label} "
+            f"'{self.account or self.account_url}' ({store}credential kind '{self.credential_kind}')"
+        )
+
+    def _translate(self, exc: BaseException, path: str = "") -> BatchpointError:
+        from azure.core.exceptions import (
+            ClientAuthenticationError, HttpResponseError, ResourceNotFoundError,
+            ServiceRequestError, ServiceResponseError,
+        )
+
+        for err in exception_chain(exc):
+            if isinstance(err, BatchpointError):
+                return err
+            status = getattr(err, "status_code", None) if isinstance(err, HttpResponseError) else None
+            detail = redact(f"{_error_code(err) or type(err).__name__}: {first_line(err)}", self.spec.credential)
+            if isinstance(err, ClientAuthenticationError) or status in (401, 403):
+                fix = azure_auth.AUTH_FIXES[self.credential_kind]
+                return StorageAuthError(f"access denied to {self._where(path)}: {fix} [{detail}]")
+            if isinstance(err, (ResourceNotFoundError, FileNotFoundError)) or status == 404:
+                return self._not_found(err, path)
+            if status in (408, 429, 500, 502, 503, 504) or isinstance(
+                err, (ServiceRequestError, ServiceResponseError, TimeoutError, ConnectionError)
+            ):
+                endpoint = self.account_url or "the connection string's endpoint"
+                return TransientStorageError(
+                    f"could not reach {self._where(path)} at {endpoint}: {detail}; "
+                    "check the endpoint and the network (retried)"
+                )
+        detail = redact(f"{type(exc).__name__}: {first_line(exc)}", self.spec.credential)
+        return StorageError(f"storage request failed on {self._where(path)}: {detail}")
+
+    def _not_found(self, err: BaseException, path: str) -> StorageNotFoundError:
+        if _error_code(err) == "ContainerNotFound" or not path:
+            return StorageNotFoundError(
+                f"{self.container_label} '{self.container}' does not exist in {self.service_label} "
+                f"'{self.account or self.account_url}' (credential kind '{self.credential_kind}'): "
+                f"create it or fix '{self.container_key}' of the data store"
+            )
+        return StorageNotFoundError(f"file {self._where(path)} does not exist")
+
+    # -- reading ---------------------------------------------------------------------------
+    async def _properties(self, blob: str) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return await self._container().get_blob_client(blob).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+
+    async def _list_page(self, name_prefix: str, token: str | None, size: int) -> tuple[list, Any]:
+        pages = self._container().list_blobs(
+            name_starts_with=name_prefix or None, include=["metadata"], results_per_page=size
+        ).by_page(continuation_token=token)
+        page = await pages.__anext__()
+        return [blob async for blob in page], pages.continuation_token
+
+    def is_file(self, path: str) -> bool:
+        blob = normalize_relpath(path)
+        if not blob:
+            return False
+        props = self._call(lambda: self._properties(blob), path)
+        return props is not None and not _is_folder_marker(props)
+
+    def is_dir(self, path: str) -> bool:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        blob = normalize_relpath(path)
+
+        async def probe() -> bool:
+            try:
+                items, _ = await self._list_page(f"{blob}/" if blob else "", None, 1 if not blob else 50)
+            except ResourceNotFoundError:
+                return False
+            return not blob or any(not _is_folder_marker(b) for b in items)
+
+        return self._call(probe, path)
+
+    def iter_files(self, prefix: str) -> Iterator[FileInfo]:
+        blob = normalize_relpath(prefix)
+        name_prefix = f"{blob}/" if blob else ""
+        token: str | None = None
+        found = False
+        while True:
+            items, token = self._call(
+                lambda t=token: self._list_page(name_prefix, t, self.page_size), prefix
+            )
+            for item in items:
+                if not _is_folder_marker(item):
+                    found = True
+                    yield FileInfo(item.name, item.size)
+            if not token:
+                break
+        if blob and not found:
+            raise StorageNotFoundError(f"folder {self._where(prefix)} does not exist or is empty")
+
+    def open_read(self, path: str) -> IO[bytes]:
+        blob = normalize_relpath(path)
+        if not blob:
+            raise StorageNotFoundError(f"{self._where()} is a folder (the root), not a file")
+
+        def opener() -> Any:
+            raw = self.fs.open(f"{self.container}/{blob}", "rb", block_size=self.block_size)
+            if raw.details.get("type") != "file":
+                raw.close()
+                raise StorageNotFoundError(f"{self._where(path)} is a folder, not a file")
+            return raw
+
+        raw = with_retries(lambda: self._sync(opener, path), attempts=2)
+        return ReadStream(raw, lambda e: self._translate(e, path), name=path)  # type: ignore[return-value]
+
+    # -- writing ---------------------------------------------------------------------------
+    def open_write(self, path: str) -> IO[bytes]:
+        blob = normalize_relpath(path)
+        if not blob:
+            raise ValidationError("cannot write a file at the root of a data store: give a path")
+        raw = self._sync(lambda: self.fs.open(f"{self.container}/{blob}", "wb", block_size=self.block_size), path)
+
+        def discard(f: Any) -> None:
+            f.closed = True  # skip the commit: staged blocks are dropped by the service
+
+        return WriteStream(raw, lambda e: self._translate(e, path), discard, name=path)  # type: ignore[return-value]
+
+    def delete(self, path: str) -> None:
+        blob = normalize_relpath(path)
+        name_prefix = f"{blob}/" if blob else ""
+        markers: list[str] = []
+        token: str | None = None
+        while True:
+            items, token = self._call(
+                lambda t=token: self._list_page(name_prefix, t, self.page_size), path
+            )
+            markers.extend(b.name for b in items if _is_folder_marker(b))
+            self._call(lambda i=items: self._delete_blobs([b.name for b in i if not _is_folder_marker(b)]), path)
+            if not token:
+                break
+        # Gen2 directories must be emptied before they go: deepest first.
+        self._call(lambda: self._delete_blobs(sorted(markers, reverse=True), one_by_one=True), path)
+        if blob:
+            self._call(lambda: self._delete_blobs([blob]), path)
+
+    async def _delete_blobs(self, names: list[str], one_by_one: bool = False) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        container = self._container()
+
+        async def drop(name: str) -> None:
+            try:
+                await container.delete_blob(name)
+            except ResourceNotFoundError:
+                pass
+
+        if one_by_one:
+            for name in names:
+                await drop(name)
+        else:
+            await asyncio.gather(*(drop(n) for n in names))
+
+    # -- checks ----------------------------------------------------------------------------
+    def check_access(self, path: str = "") -> None:
+        """One HEAD and/or one single-item listing: bad credentials, an expired SAS or a missing
+        container fail here in seconds."""
+        blob = normalize_relpath(path)
+
+        async def probe() -> bool:
+            if blob:
+                props = await self._properties(blob)
+                if props is not None and not _is_folder_marker(props):
+                    return True
+            items, _ = await self._list_page(f"{blob}/" if blob else "", None, 1)
+            return bool(items) or not blob
+
+        if not self._call(probe, path):
+            raise StorageNotFoundError(f"{self._where(path)} does not exist (neither a file nor a folder)")
+
+    def url_for(self, path: str) -> str:
+        blob = normalize_relpath(path)
+        base = self.account_url or f"https://{self.account}.blob.core.windows.net"
+        return f"{base}/{self.container}/{quote(blob)}"
+
+
+class AdlsGen2Backend(AzureBlobBackend):
+    """One ADLS Gen2 filesystem (``azure_data_lake_gen2``), through the blob API."""
+
+    kind = "azure_data_lake_gen2"
+    container_key = "filesystem"
+    container_label = "filesystem"
+    service_label = "ADLS Gen2 account"
+
+    def url_for(self, path: str) -> str:
+        blob = normalize_relpath(path)
+        if self.spec.config.get("blob_endpoint_url") or self._conn:
+            return super().url_for(path)
+        endpoint = str(self.spec.config.get("endpoint") or "core.windows.net").strip(".")
+        scheme = "abfs" if str(self.spec.config.get("protocol", "https")).lower() == "http" else "abfss"
+        return f"{scheme}://{self.container}@{self.account}.dfs.{endpoint}/{quote(blob)}"

@@ -1,0 +1,154 @@
+"""The contract every storage backend keeps.
+
+A backend serves one *location*: a root (a local folder, a blob container, an ADLS filesystem, an
+S3 bucket, an HTTP base URL) described by a picklable :class:`StorageSpec`. Paths given to a
+backend are relative to that root, use ``/`` and never contain ``..`` (callers normalise them with
+:func:`normalize_relpath`). Specs travel to worker processes, which build their own backend with
+:func:`batchpoint.storage.registry.open_backend`, so a mini-batch's files are read by the worker
+that scores it.
+
+Errors are translated at this boundary into :mod:`batchpoint.exceptions`:
+``StorageNotFoundError`` (404), ``StorageAuthError`` (403 / bad credentials),
+``TransientStorageError`` (timeouts, 5xx, throttling — retried by :func:`with_retries`).
+"""
+
+from __future__ import annotations
+
+import abc
+import posixpath
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, ClassVar, TypeVar
+
+from batchpoint.exceptions import TransientStorageError, UnsafeInputError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """Where a backend points and how it authenticates. Picklable; holds secrets in ``credential``.
+
+    ``kind`` picks the backend from the registry (``local``, ``azure_blob``,
+    ``azure_data_lake_gen2``, ``azure_data_lake_gen1``, ``s3``, ``https``). ``config`` holds the
+    non-secret settings (``path`` for local; ``account_name``, ``container_name``,
+    ``endpoint``, ``protocol`` for Azure; ``bucket``, ``endpoint_url`` for S3; ...).
+    ``credential`` is ``None`` (identity-based or anonymous) or a dict with a ``kind`` key
+    (``account_key``, ``sas``, ``service_principal``, ``connection_string``, ``anonymous``,
+    ``default_identity``, ``aws_keys``) and its secret fields.
+    """
+
+    kind: str
+    config: dict[str, Any] = field(default_factory=dict)
+    credential: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def credential_kind(self) -> str:
+        if not self.credential:
+            return "none"
+        return str(self.credential.get("kind", "unknown"))
+
+    def describe(self) -> str:
+        """A human label without secrets, for error messages and job records."""
+        shown = {k: v for k, v in sorted(self.config.items()) if "key" not in k and "secret" not in k}
+        return f"{self.kind}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file under a backend's root: ``path`` relative to the root, ``size`` in bytes."""
+
+    path: str
+    size: int | None = None
+
+
+def normalize_relpath(path: str) -> str:
+    """Normalise a path inside a store; refuse anything that would leave the store's root."""
+    raw = (path or "").replace("\\", "/")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UnsafeInputError(
+            f"path '{path}' contains '..' segments; paths inside a data store must stay inside it "
+            "(use a path relative to the data store's root without '..')"
+        )
+    return posixpath.join(*parts) if parts else ""
+
+
+class StorageBackend(abc.ABC):
+    """Base class of every backend. Subclasses set ``kind`` and implement the abstract verbs."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, spec: StorageSpec) -> None:
+        self.spec = spec
+
+    # -- reading -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def is_file(self, path: str) -> bool:
+        """True when ``path`` is an existing file (False for folders and missing paths)."""
+
+    @abc.abstractmethod
+    def is_dir(self, path: str) -> bool:
+        """True when ``path`` is a folder holding at least one file (or the root)."""
+
+    @abc.abstractmethod
+    def iter_files(self, prefix: str) -> Iterator[FileInfo]:
+        """Every file under folder ``prefix``, recursively, lazily (page by page), in a
+        deterministic order (lexicographic by path). Memory must not grow with the file count."""
+
+    @abc.abstractmethod
+    def open_read(self, path: str) -> IO[bytes]:
+        """A binary file object to read ``path``."""
+
+    def get_file(self, path: str, local_path: str) -> None:
+        """Copy ``path`` to ``local_path`` (streamed)."""
+        with self.open_read(path) as src, open(local_path, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+
+    def local_path(self, path: str) -> str | None:
+        """The path on this machine's disk when the backend is local (no copy needed), else None."""
+        return None
+
+    # -- writing -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def open_write(self, path: str) -> IO[bytes]:
+        """A binary file object that creates or replaces ``path`` when closed."""
+
+    def put_file(self, local_path: str, path: str) -> None:
+        with open(local_path, "rb") as src, self.open_write(path) as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+
+    @abc.abstractmethod
+    def delete(self, path: str) -> None:
+        """Remove a file, or a folder and everything under it. Missing paths are not an error."""
+
+    # -- checks --------------------------------------------------------------------------
+    def check_access(self, path: str = "") -> None:
+        """Raise StorageAuthError / StorageNotFoundError when the root cannot be read with the
+        configured credential. Called before a job starts so bad credentials fail in seconds."""
+        if path and not (self.is_file(path) or self.is_dir(path)):
+            from batchpoint.exceptions import StorageNotFoundError
+
+            raise StorageNotFoundError(f"'{path}' does not exist in {self.spec.describe()}")
+
+    def url_for(self, path: str) -> str:
+        """A URL naming ``path`` for people (no secrets)."""
+        return f"{self.spec.kind}://{path}"
+
+
+def with_retries(
+    fn: Callable[[], T], *, attempts: int = 5, base_delay: float = 0.2, max_delay: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``fn``; retry TransientStorageError with exponential backoff; re-raise the rest."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except TransientStorageError:
+            if attempt == attempts:
+                raise
+            sleep(min(max_delay, base_delay * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")

@@ -1,0 +1,115 @@
+"""A folder on this machine as a data store (the embedded default ``workspaceblobstore``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from batchpoint.exceptions import StorageNotFoundError, UnsafeInputError
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath
+
+
+class _AtomicWriter:
+    """Writes to a temporary file beside the target and renames it into place on close."""
+
+    def __init__(self, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        self._file = os.fdopen(fd, "wb")
+        self._target = target
+
+    def write(self, data: bytes) -> int:
+        return self._file.write(data)
+
+    def close(self, *, commit: bool = True) -> None:
+        if self._file.closed:
+            return
+        self._file.close()
+        if commit:
+            os.replace(self._tmp, self._target)
+        else:
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> _AtomicWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(commit=exc_type is None)
+
+
+class LocalBackend(StorageBackend):
+    kind = "local"
+
+    def __init__(self, spec: StorageSpec) -> None:
+        super().__init__(spec)
+        self.root = Path(spec.config["path"]).resolve()
+
+    def _abs(self, path: str) -> Path:
+        rel = normalize_relpath(path)
+        full = (self.root / rel) if rel else self.root
+        resolved = full.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise UnsafeInputError(
+                f"path '{path}' resolves outside the data store root (a symlink pointing out of it?)"
+            )
+        return full
+
+    def is_file(self, path: str) -> bool:
+        return self._abs(path).is_file()
+
+    def is_dir(self, path: str) -> bool:
+        return self._abs(path).is_dir()
+
+    def iter_files(self, prefix: str) -> Iterator[FileInfo]:
+        start = self._abs(prefix)
+        if not start.is_dir():
+            raise StorageNotFoundError(f"folder '{prefix}' does not exist in {self.spec.describe()}")
+        yield from self._walk(start)
+
+    def _walk(self, folder: Path) -> Iterator[FileInfo]:
+        # Sorted per folder: deterministic, and memory bounded by one folder's size.
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            if entry.name.startswith(".tmp-"):
+                continue
+            full = Path(entry.path)
+            if entry.is_symlink():
+                target = full.resolve()
+                if target != self.root and self.root not in target.parents:
+                    continue  # never follow links out of the store
+            if entry.is_dir():
+                yield from self._walk(full)
+            elif entry.is_file():
+                yield FileInfo(full.relative_to(self.root).as_posix(), entry.stat().st_size)
+
+    def open_read(self, path: str) -> IO[bytes]:
+        full = self._abs(path)
+        if not full.is_file():
+            raise StorageNotFoundError(f"file '{path}' does not exist in {self.spec.describe()}")
+        return open(full, "rb")
+
+    def local_path(self, path: str) -> str | None:
+        return str(self._abs(path))
+
+    def open_write(self, path: str) -> IO[bytes]:
+        return _AtomicWriter(self._abs(path))  # type: ignore[return-value]
+
+    def delete(self, path: str) -> None:
+        full = self._abs(path)
+        if full.is_dir():
+            shutil.rmtree(full, ignore_errors=True)
+        elif full.exists():
+            full.unlink()
+
+    def check_access(self, path: str = "") -> None:
+        if not self.root.is_dir():
+            raise StorageNotFoundError(f"the local data store folder '{self.root}' does not exist")
+        super().check_access(path)
+
+    def url_for(self, path: str) -> str:
+        return self._abs(path).as_uri()

@@ -1,0 +1,325 @@
+"""The metadata store: one SQL implementation for SQLite (default) and PostgreSQL.
+
+Every verb opens a managed session that commits or rolls back; rows come back detached, so
+callers never hold a session. Lists are paginated with ``limit``/``offset``. Choosing PostgreSQL is
+a configuration change: ``BATCHPOINT_DATABASE_URL=postgresql+psycopg://user:pw@host/db``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from batchpoint._internal.clock import utcnow
+from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError
+from batchpoint.store import migrate
+from batchpoint.store.tables import (
+    AssetRow,
+    ComputeRow,
+    DatastoreRow,
+    DeploymentRow,
+    EndpointRow,
+    JobFailureRow,
+    JobRow,
+)
+
+R = TypeVar("R")
+
+ACTIVE_STATUSES = ("NotStarted", "Queued", "Preparing", "Running", "Finalizing")
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _version_key(version: str) -> tuple[int, int | str]:
+    return (0, int(version)) if version.isdigit() else (1, version)
+
+
+class SqlMetadataStore:
+    """Workspace metadata. Create with a SQLAlchemy URL; call :meth:`migrate` once at start-up."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        try:
+            migrate.upgrade(self.engine)
+        except SQLAlchemyError as exc:
+            raise BatchpointError(f"cannot prepare the metadata database: {exc.__class__.__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except IntegrityError as exc:
+                session.rollback()
+                raise ConflictError(f"the change conflicts with an existing resource: {exc.orig}") from exc
+            except BaseException:
+                session.rollback()
+                raise
+
+    def _get(self, row_type: type[R], key: Any, what: str) -> R:
+        with self.session() as s:
+            row = s.get(row_type, key)
+        if row is None:
+            raise NotFoundError(f"{what} was not found")
+        return row
+
+    # -- data stores ------------------------------------------------------------------------
+    def put_datastore(self, row: DatastoreRow) -> DatastoreRow:
+        now = utcnow()
+        with self.session() as s:
+            existing = s.get(DatastoreRow, row.name)
+            row.created_at = existing.created_at if existing else now
+            row.updated_at = now
+            if row.is_default:
+                s.execute(update(DatastoreRow).values(is_default=False))
+            merged = s.merge(row)
+        return merged
+
+    def get_datastore(self, name: str) -> DatastoreRow:
+        return self._get(DatastoreRow, name, f"data store '{name}'")
+
+    def find_datastore(self, name: str) -> DatastoreRow | None:
+        with self.session() as s:
+            return s.get(DatastoreRow, name)
+
+    def get_default_datastore(self) -> DatastoreRow:
+        with self.session() as s:
+            row = s.scalars(select(DatastoreRow).where(DatastoreRow.is_default.is_(True))).first()
+        if row is None:
+            raise NotFoundError("the workspace has no default data store")
+        return row
+
+    def list_datastores(self, limit: int = 1000, offset: int = 0) -> list[DatastoreRow]:
+        with self.session() as s:
+            return list(s.scalars(select(DatastoreRow).order_by(DatastoreRow.name).limit(limit).offset(offset)))
+
+    # -- data assets and models -------------------------------------------------------------
+    def create_asset(self, collection: str, **fields: Any) -> AssetRow:
+        with self.session() as s:
+            version = fields.get("version")
+            if not version:
+                existing = s.scalars(
+                    select(AssetRow.version).where(AssetRow.collection == collection, AssetRow.name == fields["name"])
+                ).all()
+                numeric = [int(v) for v in existing if v.isdigit()]
+                fields["version"] = str(max(numeric, default=0) + 1)
+            elif not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(version)):
+                from batchpoint.exceptions import ValidationError
+
+                raise ValidationError(f"version '{version}' is not valid: use letters, digits, '.', '_' or '-'")
+            dup = s.scalars(
+                select(AssetRow).where(
+                    AssetRow.collection == collection, AssetRow.name == fields["name"],
+                    AssetRow.version == str(fields["version"]),
+                )
+            ).first()
+            if dup is not None:
+                kind = "data asset" if collection == "data" else "model"
+                raise ConflictError(
+                    f"{kind} '{fields['name']}' version {fields['version']} already exists; versions are "
+                    "immutable: create a new version (omit version to get the next number)"
+                )
+            row = AssetRow(collection=collection, created_at=utcnow(), **{**fields, "version": str(fields["version"])})
+            s.add(row)
+        return row
+
+    def get_asset(self, collection: str, name: str, version: str | None = None, label: str | None = None) -> AssetRow:
+        kind = "data asset" if collection == "data" else "model"
+        with self.session() as s:
+            rows = s.scalars(select(AssetRow).where(AssetRow.collection == collection, AssetRow.name == name)).all()
+        if not rows:
+            raise NotFoundError(f"{kind} '{name}' was not found; list them with 'batchpoint {collection if collection == 'data' else 'model'} list'")
+        if version is not None:
+            for row in rows:
+                if row.version == str(version):
+                    return row
+            known = ", ".join(sorted((r.version for r in rows), key=_version_key))
+            raise NotFoundError(f"{kind} '{name}' has no version '{version}'; known versions: {known}")
+        if label not in (None, "latest"):
+            raise NotFoundError(f"{kind} '{name}' has no label '{label}'; the only label is 'latest'")
+        return max(rows, key=lambda r: (r.created_at, _version_key(r.version)))
+
+    def delete_asset(self, collection: str, name: str, version: str) -> None:
+        with self.session() as s:
+            for row in s.scalars(select(AssetRow).where(
+                AssetRow.collection == collection, AssetRow.name == name, AssetRow.version == version
+            )):
+                s.delete(row)
+
+    def list_assets(self, collection: str, name: str | None = None, limit: int = 1000, offset: int = 0) -> list[AssetRow]:
+        with self.session() as s:
+            q = select(AssetRow).where(AssetRow.collection == collection)
+            if name:
+                q = q.where(AssetRow.name == name)
+            return list(s.scalars(q.order_by(AssetRow.name, AssetRow.created_at).limit(limit).offset(offset)))
+
+    # -- computes, endpoints, deployments ---------------------------------------------------
+    def put_compute(self, name: str, spec: dict[str, Any], secret: str | None = None) -> ComputeRow:
+        return self._put_doc(ComputeRow, {"name": name}, spec, secret=secret)
+
+    def get_compute(self, name: str) -> ComputeRow:
+        return self._get(ComputeRow, name, f"compute '{name}'")
+
+    def list_computes(self) -> list[ComputeRow]:
+        with self.session() as s:
+            return list(s.scalars(select(ComputeRow).order_by(ComputeRow.name)))
+
+    def put_endpoint(self, name: str, spec: dict[str, Any]) -> EndpointRow:
+        return self._put_doc(EndpointRow, {"name": name}, spec)
+
+    def get_endpoint(self, name: str) -> EndpointRow:
+        return self._get(EndpointRow, name, f"batch endpoint '{name}'")
+
+    def list_endpoints(self) -> list[EndpointRow]:
+        with self.session() as s:
+            return list(s.scalars(select(EndpointRow).order_by(EndpointRow.name)))
+
+    def delete_endpoint(self, name: str) -> None:
+        with self.session() as s:
+            row = s.get(EndpointRow, name)
+            if row is None:
+                raise NotFoundError(f"batch endpoint '{name}' was not found")
+            for dep in s.scalars(select(DeploymentRow).where(DeploymentRow.endpoint_name == name)):
+                s.delete(dep)
+            s.delete(row)
+
+    def put_deployment(self, endpoint: str, name: str, spec: dict[str, Any]) -> DeploymentRow:
+        return self._put_doc(DeploymentRow, {"endpoint_name": endpoint, "name": name}, spec)
+
+    def get_deployment(self, endpoint: str, name: str) -> DeploymentRow:
+        return self._get(DeploymentRow, (endpoint, name), f"deployment '{name}' of batch endpoint '{endpoint}'")
+
+    def list_deployments(self, endpoint: str) -> list[DeploymentRow]:
+        with self.session() as s:
+            q = select(DeploymentRow).where(DeploymentRow.endpoint_name == endpoint).order_by(DeploymentRow.name)
+            return list(s.scalars(q))
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        with self.session() as s:
+            row = s.get(DeploymentRow, (endpoint, name))
+            if row is None:
+                raise NotFoundError(f"deployment '{name}' of batch endpoint '{endpoint}' was not found")
+            s.delete(row)
+
+    def _put_doc(self, row_type: type[R], key: dict[str, Any], spec: dict[str, Any], **extra: Any) -> R:
+        now = utcnow()
+        with self.session() as s:
+            pk = tuple(key.values()) if len(key) > 1 else next(iter(key.values()))
+            row = s.get(row_type, pk)
+            if row is None:
+                row = row_type(**key, spec=spec, created_at=now, updated_at=now, **extra)
+                s.add(row)
+            else:
+                row.spec = spec
+                row.updated_at = now
+                for k, v in extra.items():
+                    setattr(row, k, v)
+        return row
+
+    # -- jobs -------------------------------------------------------------------------------
+    def create_job(self, **fields: Any) -> JobRow:
+        now = utcnow()
+        with self.session() as s:
+            if s.get(JobRow, fields["name"]) is not None:
+                raise ConflictError(f"a job named '{fields['name']}' already exists; job names are unique")
+            row = JobRow(created_at=now, updated_at=now, **fields)
+            s.add(row)
+        return row
+
+    def get_job(self, name: str) -> JobRow:
+        return self._get(JobRow, name, f"job '{name}'")
+
+    def list_jobs(self, endpoint: str | None = None, deployment: str | None = None, created_by: str | None = None,
+                  limit: int = 100, offset: int = 0) -> list[JobRow]:
+        with self.session() as s:
+            q = select(JobRow)
+            if endpoint:
+                q = q.where(JobRow.endpoint_name == endpoint)
+            if deployment:
+                q = q.where(JobRow.deployment_name == deployment)
+            if created_by:
+                q = q.where(JobRow.created_by == created_by)
+            return list(s.scalars(q.order_by(JobRow.created_at.desc()).limit(limit).offset(offset)))
+
+    def update_job(self, name: str, *, expect_status: tuple[str, ...] | None = None, **fields: Any) -> bool:
+        """Set columns; with ``expect_status`` only when the job is in one of those statuses.
+        Returns whether a row changed (compare-and-set for status transitions)."""
+        fields["updated_at"] = utcnow()
+        with self.session() as s:
+            q = update(JobRow).where(JobRow.name == name)
+            if expect_status:
+                q = q.where(JobRow.status.in_(expect_status))
+            return s.execute(q.values(**fields)).rowcount > 0
+
+    def add_job_counts(self, name: str, **deltas: int) -> None:
+        values = {k: getattr(JobRow, k) + v for k, v in deltas.items() if v}
+        if not values:
+            return
+        values["updated_at"] = utcnow()
+        with self.session() as s:
+            s.execute(update(JobRow).where(JobRow.name == name).values(**values))
+
+    def claim_next_job(self, owner: str) -> JobRow | None:
+        """Atomically move the oldest Queued job to Preparing under ``owner``."""
+        with self.session() as s:
+            name = s.scalars(
+                select(JobRow.name).where(JobRow.status == "Queued").order_by(JobRow.created_at).limit(1)
+            ).first()
+        if name is None:
+            return None
+        now = utcnow()
+        if not self.update_job(name, expect_status=("Queued",), status="Preparing", owner=owner,
+                               start_time=now, heartbeat_at=now):
+            return None
+        return self.get_job(name)
+
+    def stale_jobs(self, older_than: datetime) -> list[JobRow]:
+        with self.session() as s:
+            q = select(JobRow).where(
+                JobRow.status.in_(("Preparing", "Running", "Finalizing")),
+                (JobRow.heartbeat_at.is_(None)) | (JobRow.heartbeat_at < older_than),
+            )
+            return list(s.scalars(q))
+
+    def add_failure(self, job_name: str, mini_batch: int, file: str | None, error: str) -> None:
+        with self.session() as s:
+            s.add(JobFailureRow(job_name=job_name, mini_batch=mini_batch, file=file, error=error[:8000]))
+
+    def list_failures(self, job_name: str, limit: int = 100) -> list[JobFailureRow]:
+        with self.session() as s:
+            q = select(JobFailureRow).where(JobFailureRow.job_name == job_name).order_by(JobFailureRow.id).limit(limit)
+            return list(s.scalars(q))
+
+    def count_jobs(self, status: str) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(JobRow).where(JobRow.status == status)) or 0

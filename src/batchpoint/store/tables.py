@@ -1,0 +1,114 @@
+"""SQLAlchemy 2 table definitions: the schema that Alembic migrations create.
+
+JSON columns hold the parts of a resource that are documents (a deployment's settings, a data
+store's non-secret config); columns that are queried or updated often (job status, counters,
+timestamps) are real columns. Portable across SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class DatastoreRow(Base):
+    __tablename__ = "datastores"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    credential_kind: Mapped[str] = mapped_column(String(64), default="none")
+    public_credential: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secret: Mapped[str | None] = mapped_column(Text)  # Fernet-encrypted JSON of the secret fields
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AssetRow(Base):
+    """Data assets and models (``collection`` = 'data' | 'models'), versioned."""
+
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("collection", "name", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    collection: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+
+
+class ComputeRow(Base):
+    __tablename__ = "computes"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    secret: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class EndpointRow(Base):
+    __tablename__ = "batch_endpoints"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DeploymentRow(Base):
+    __tablename__ = "batch_deployments"
+    endpoint_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    endpoint_name: Mapped[str | None] = mapped_column(String(64), index=True)
+    deployment_name: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    status_message: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # resolved inputs, model, code
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    owner: Mapped[str | None] = mapped_column(String(64))  # server instance running it
+    mini_batches_total: Mapped[int | None] = mapped_column(Integer)
+    mini_batches_completed: Mapped[int] = mapped_column(Integer, default=0)
+    mini_batches_failed: Mapped[int] = mapped_column(Integer, default=0)
+    files_total: Mapped[int | None] = mapped_column(Integer)
+    files_completed: Mapped[int] = mapped_column(Integer, default=0)
+    files_failed: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    listing_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    start_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    first_mini_batch_at: Mapped[datetime | None]
+    listing_completed_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+
+
+class JobFailureRow(Base):
+    __tablename__ = "job_failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_name: Mapped[str] = mapped_column(String(128), index=True)
+    mini_batch: Mapped[int] = mapped_column(Integer)
+    file: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""Parsing of batch endpoint input spellings (see :mod:`batchpoint.uri.parse`)."""

@@ -1,0 +1,166 @@
+"""Parsed input → a storage location to read, the credential to read it with, and its type.
+
+Resolution happens on the server, before a job is created, so every refused input (unknown data
+store / asset / version, a path that does not exist, an empty folder, a type that disagrees with
+the path, MLTable, V1 datasets, storage the credential cannot read) is an error of the invoke call
+itself and no job is left behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from batchpoint.exceptions import (
+    InputError,
+    NotFoundError,
+    StorageError,
+    UnsupportedInputError,
+)
+from batchpoint.settings import Settings
+from batchpoint.storage.base import StorageBackend, StorageSpec, normalize_relpath
+from batchpoint.storage.registry import open_backend
+from batchpoint.uri.parse import AssetRef, DatastorePath, LocalPath, StorageUrl, WorkspaceRef, parse_input_uri
+
+INPUT_TYPES = ("uri_folder", "uri_file")
+MLTABLE_MESSAGE = (
+    "MLTable inputs are not supported for batch endpoints; give the folder that holds the files as "
+    "a uri_folder input (or one file as uri_file)"
+)
+
+
+@dataclass
+class ResolvedInput:
+    """Where an input's files are and how to read them. ``spec`` carries the credential."""
+
+    uri: str
+    type: str
+    spec: StorageSpec
+    path: str
+    datastore: str | None = None
+    asset: str | None = None
+    credential_source: str = "datastore"  # datastore | identity | anonymous
+
+    def public(self) -> dict[str, Any]:
+        """What a job record shows: never the secret, only the credential kind."""
+        out = {"type": self.type, "path": self.uri, "credential_kind": self.spec.credential_kind,
+               "credential_source": self.credential_source, "location": self.spec.describe()}
+        if self.datastore:
+            out["datastore"] = self.datastore
+        if self.asset:
+            out["asset"] = self.asset
+        return out
+
+
+class DatastoreLookup(Protocol):
+    def datastore_spec(self, name: str) -> StorageSpec: ...
+    def default_datastore_name(self) -> str: ...
+    def get_asset(self, collection: str, name: str, version: str | None = None, label: str | None = None) -> Any: ...
+    def storage_url_spec(self, url: StorageUrl) -> tuple[StorageSpec, str, str | None, str]: ...
+
+
+class InputResolver:
+    def __init__(self, settings: Settings, lookup: DatastoreLookup) -> None:
+        self.settings = settings
+        self.lookup = lookup
+
+    def resolve(self, text: str, input_type: str | None = None) -> ResolvedInput:
+        input_type = _check_type(input_type)
+        parsed = parse_input_uri(text)
+        resolved = self._locate(text, parsed, input_type)
+        return self._verify(resolved, input_type)
+
+    def _locate(self, text: str, parsed: Any, input_type: str | None, depth: int = 0) -> ResolvedInput:
+        if isinstance(parsed, DatastorePath):
+            self._check_workspace(parsed.workspace, text)
+            spec = self.lookup.datastore_spec(parsed.datastore)
+            return ResolvedInput(text, input_type or "", spec, normalize_relpath(parsed.path), datastore=parsed.datastore,
+                                 credential_source="datastore" if spec.credential else "identity")
+        if isinstance(parsed, AssetRef):
+            return self._locate_asset(text, parsed, input_type, depth)
+        if isinstance(parsed, StorageUrl):
+            spec, path, datastore, source = self.lookup.storage_url_spec(parsed)
+            return ResolvedInput(text, input_type or "", spec, path, datastore=datastore, credential_source=source)
+        if isinstance(parsed, LocalPath):
+            raise InputError(
+                f"'{text}' is a local path; the server cannot read the caller's disk. Invoke through the "
+                "batchpoint CLI or SDK, which upload local files to the default data store first, or give a "
+                "data store path such as azureml://datastores/workspaceblobstore/paths/<path>"
+            )
+        raise InputError(f"input '{text}' cannot be used")  # pragma: no cover - parse returns the union
+
+    def _locate_asset(self, text: str, ref: AssetRef, input_type: str | None, depth: int) -> ResolvedInput:
+        self._check_workspace(ref.workspace, text)
+        row = self.lookup.get_asset("data", ref.name, version=ref.version, label=ref.label)
+        if row.type == "mltable":
+            raise UnsupportedInputError(f"data asset '{row.name}:{row.version}' is an MLTable. {MLTABLE_MESSAGE}")
+        if input_type and input_type != row.type:
+            raise InputError(
+                f"input type '{input_type}' disagrees with data asset '{row.name}:{row.version}', which is a "
+                f"{row.type}; use --input-type {row.type} (or leave it out)"
+            )
+        if depth > 2:
+            raise InputError(f"data asset '{row.name}' points at another asset too many times")
+        inner = self._locate(row.path, parse_input_uri(row.path), row.type, depth + 1)
+        inner.uri, inner.asset, inner.type = text, f"{row.name}:{row.version}", row.type
+        return inner
+
+    def _check_workspace(self, ws: WorkspaceRef | None, text: str) -> None:
+        if ws is None:
+            return
+        mine = self.settings.workspace
+        pairs = [("subscription", ws.subscription_id, mine.subscription_id),
+                 ("resource group", ws.resource_group, mine.resource_group),
+                 ("workspace", ws.workspace, mine.name)]
+        for what, given, expected in pairs:
+            if given is not None and given.lower() != expected.lower():
+                raise NotFoundError(
+                    f"'{text}' names {what} '{given}', but this server serves {what} '{expected}'; "
+                    "use the id printed by 'batchpoint data show' / 'batchpoint datastore show'"
+                )
+
+    def _verify(self, r: ResolvedInput, input_type: str | None) -> ResolvedInput:
+        backend = open_backend(r.spec)
+        _check_access(backend, r)
+        is_file = bool(r.path) and backend.is_file(r.path)
+        is_dir = not is_file and backend.is_dir(r.path)
+        where = _where(r)
+        if not is_file and not is_dir:
+            raise InputError(f"{where} does not exist; check the path (paths are case-sensitive)")
+        actual = "uri_file" if is_file else "uri_folder"
+        wanted = input_type or r.type or actual
+        if wanted != actual:
+            what = "a file" if is_file else "a folder"
+            raise InputError(
+                f"input type '{wanted}' disagrees with {where}, which is {what}; use --input-type {actual}"
+            )
+        if is_dir and next(iter(backend.iter_files(r.path)), None) is None:
+            raise InputError(f"{where} is an empty folder: there are no files to score")
+        r.type = actual
+        return r
+
+
+def _check_access(backend: StorageBackend, r: ResolvedInput) -> None:
+    try:
+        backend.check_access()
+    except StorageError:
+        raise
+    except Exception as exc:  # translate anything a backend let through
+        raise StorageError(f"cannot read {_where(r)}: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _where(r: ResolvedInput) -> str:
+    if r.datastore:
+        return f"path '{r.path or '/'}' in data store '{r.datastore}'" + (f" (from '{r.uri}')" if r.asset else "")
+    return f"'{r.uri}'"
+
+
+def _check_type(input_type: str | None) -> str | None:
+    if input_type is None or input_type == "":
+        return None
+    value = input_type.strip().lower().replace("urifolder", "uri_folder").replace("urifile", "uri_file")
+    if value == "mltable":
+        raise UnsupportedInputError(MLTABLE_MESSAGE)
+    if value not in INPUT_TYPES:
+        raise InputError(f"input type '{input_type}' is not valid; valid types: {', '.join(INPUT_TYPES)}")
+    return value
