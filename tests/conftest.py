@@ -1,1 +1,158 @@
+"""Shared fixtures: a real Batchpoint server process, the SDK and CLI pointed at it, and a heart
+classifier trained in the test session.
+
+``pytest_plugins`` loads the real-component fixtures (Azurite, moto, PostgreSQL) that
+``scripts/test.sh`` starts; ``tests/`` has no ``__init__.py`` so ``fixtures`` is importable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
 pytest_plugins = ["fixtures.components"]
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+HEART_UNLABELED = SHARED / "data" / "heart" / "unlabeled"
+HEART_TRAIN = SHARED / "data" / "heart" / "train" / "heart.csv"
+HEART_ROWS = 303
+
+
+@dataclass
+class ServerHandle:
+    url: str
+    home: Path
+    proc: subprocess.Popen
+    env: dict[str, str]
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers for raw REST calls as the workspace owner (the key the server made on first start)."""
+        key = self.home / "owner.key"
+        return {"Authorization": f"Bearer {key.read_text().strip()}"} if key.exists() else {}
+
+    def rest(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.auth_headers(), timeout=60)
+
+    def log(self) -> str:
+        path = self.home / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def start_server(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> ServerHandle:
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "BATCHPOINT_HOME": str(home), **(extra_env or {})}
+    env.pop("BATCHPOINT_SERVER_URL", None)
+    log = open(home / "server.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "batchpoint.server", "--home", str(home)],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
+    info = home / "server.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{(home / 'server.log').read_text()[-3000:]}")
+        if info.exists():
+            try:
+                url = json.loads(info.read_text())["url"]
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    return ServerHandle(url, home, proc, env)
+            except (ValueError, KeyError, httpx.HTTPError):
+                pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"server did not become healthy in {timeout}s:\n{(home / 'server.log').read_text()[-3000:]}")
+
+
+def stop_server(handle: ServerHandle) -> None:
+    if handle.proc.poll() is None:
+        handle.proc.terminate()
+        try:
+            handle.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            handle.proc.kill()
+            handle.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """One real server (uvicorn, SQLite, local data store) shared by the session."""
+    handle = start_server(tmp_path_factory.mktemp("bp-home"))
+    yield handle
+    stop_server(handle)
+
+
+@pytest.fixture(scope="session")
+def ml_client(server: ServerHandle):
+    from batchpoint import MLClient
+
+    client = MLClient(endpoint=server.url, home=server.home)
+    yield client
+    client.close()
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="session")
+def cli(server: ServerHandle):
+    """Run the real ``batchpoint`` console script against the session server."""
+
+    def run(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120) -> CliResult:
+        exe = shutil.which("batchpoint", path=str(Path(sys.executable).parent)) or "batchpoint"
+        env = {**server.env, "BATCHPOINT_SERVER_URL": server.url}
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+        result = CliResult(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"batchpoint {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def heart_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow scikit-learn model trained on ../shared/data/heart/train/heart.csv."""
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.read_csv(HEART_TRAIN)
+    features, target = frame.drop(columns=["target"]), frame["target"]
+    prep = ColumnTransformer([("thal", OneHotEncoder(handle_unknown="ignore"), ["thal"])], remainder="passthrough")
+    model = Pipeline([("prep", prep), ("clf", GradientBoostingClassifier(random_state=0))]).fit(features, target)
+    path = tmp_path_factory.mktemp("model") / "heart-classifier"
+    mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle")
+    return path
+
+
+def expected_predictions(model_dir: Path, folder: Path = HEART_UNLABELED):
+    """The model's own predict on every unlabeled file: {(file, row): prediction}."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    model = mlflow.pyfunc.load_model(str(model_dir))
+    out = {}
+    for csv in sorted(folder.glob("*.csv")):
+        for row, pred in enumerate(model.predict(pd.read_csv(csv))):
+            out[(csv.name, row)] = int(pred)
+    return out
+
+
+def wait_job(client, name: str, timeout: float = 120.0):
+    return client.jobs.wait(name, timeout=timeout, poll=0.1)

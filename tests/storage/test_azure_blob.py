@@ -160,7 +160,25 @@ def test_bearer_credentials_refused_over_plain_http(azurite_account):
             AzureBlobBackend(blob_spec(azurite_account, "c1", cred))
 
 
-# -- laziness and retries ----------------------------------------------------------------
+# -- ADLS Gen2 directories ---------------------------------------------------------------
+def test_gen2_directory_blobs_are_not_files(azurite_account, container, blob_service):
+    """HNS accounts list directories as zero-byte blobs with hdi_isfolder=true."""
+    client = blob_service.get_container_client(container)
+    for name in ("raw", "raw/2024"):
+        client.upload_blob(name, b"", metadata={"hdi_isfolder": "true"})
+    client.upload_blob("raw/2024/a.csv", b"1")
+    client.upload_blob("raw/empty/", b"")
+    cred = {"kind": "account_key", "account_key": azurite_account["key"]}
+    backend = AdlsGen2Backend(blob_spec(azurite_account, container, cred, kind="azure_data_lake_gen2"))
+    assert [i.path for i in backend.iter_files("")] == ["raw/2024/a.csv"]
+    assert not backend.is_file("raw") and backend.is_dir("raw") and backend.is_dir("raw/2024")
+    with pytest.raises(StorageNotFoundError, match="folder"):
+        backend.open_read("raw/2024")
+    backend.delete("raw")
+    assert [b.name for b in client.list_blobs()] == []
+
+
+# -- laziness, retries, processes --------------------------------------------------------
 def test_listing_fetches_one_page_at_a_time(azurite_account, container, monkeypatch):
     cred = {"kind": "account_key", "account_key": azurite_account["key"]}
     backend = small_pages(AzureBlobBackend(blob_spec(azurite_account, container, cred)))
@@ -182,3 +200,27 @@ def test_closed_port_is_transient_and_quick(azurite_account):
     with pytest.raises(TransientStorageError, match=r"127\.0\.0\.1:9.*network") as info:
         backend.check_access()
     assert time.monotonic() - started < 10 and "'account_key'" in str(info.value)
+
+
+def _use_in_child(backend, queue):
+    try:
+        write(backend, "child.txt", b"from the child")
+        queue.put(sorted(i.path for i in backend.iter_files("")))
+    except BaseException as exc:  # pragma: no cover - reported to the parent
+        queue.put(repr(exc))
+
+
+def test_backend_used_before_a_fork_works_in_the_child(azurite_account, container):
+    import multiprocessing
+
+    cred = {"kind": "account_key", "account_key": azurite_account["key"]}
+    backend = AzureBlobBackend(blob_spec(azurite_account, container, cred))
+    write(backend, "parent.txt", b"p")  # the parent's event loop and client now exist
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_use_in_child, args=(backend, queue))
+    child.start()
+    result = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert result == ["child.txt", "parent.txt"] and child.exitcode == 0
+    assert read(backend, "child.txt") == b"from the child"

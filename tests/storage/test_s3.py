@@ -147,3 +147,28 @@ def test_bad_keys_are_auth_errors_without_the_secret(strict_s3, which):
     message = str(info.value)
     assert "guarded" in message and "aws_keys" in message and "s3store" in message
     assert bad_secret not in message and secret not in message
+
+
+def test_anonymous_reads_a_public_bucket(s3_admin, s3_endpoint):
+    name = f"bp-public-{int(time.time() * 1000)}"
+    s3_admin.create_bucket(Bucket=name, ACL="public-read")
+    try:
+        s3_admin.put_object(Bucket=name, Key="data/heart.csv", Body=b"age\n63\n", ACL="public-read")
+        backend = s3_backend(s3_endpoint, name, {"kind": "anonymous"})
+        backend.check_access("data")
+        assert [i.path for i in backend.iter_files("data")] == ["data/heart.csv"]
+        assert read(backend, "data/heart.csv") == b"age\n63\n"
+    finally:
+        s3_admin.delete_object(Bucket=name, Key="data/heart.csv")
+        s3_admin.delete_bucket(Bucket=name)
+
+
+def test_console_folder_objects_are_not_files(s3_endpoint, s3_admin, bucket):
+    s3_admin.put_object(Bucket=bucket, Key="in/", Body=b"")
+    s3_admin.put_object(Bucket=bucket, Key="in/sub/", Body=b"")
+    s3_admin.put_object(Bucket=bucket, Key="in/sub/x.csv", Body=b"1")
+    backend = s3_backend(s3_endpoint, bucket)
+    assert [i.path for i in backend.iter_files("")] == ["in/sub/x.csv"]
+    assert backend.is_dir("in") and not backend.is_file("in")
+    backend.delete("in")
+    assert s3_admin.list_objects_v2(Bucket=bucket)["KeyCount"] == 0

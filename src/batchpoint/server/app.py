@@ -9,14 +9,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from batchpoint import __version__
 from batchpoint.engines.local_pool import LocalPoolEngine, warm_up
+from batchpoint.exceptions import BatchpointError
 from batchpoint.identity.secrets import SecretBox
 from batchpoint.jobs.dispatcher import Dispatcher
 from batchpoint.server.context import AppContext
 from batchpoint.server.errors import install_error_handlers
-from batchpoint.server.routers import assets, computes, endpoints, jobs, workspace
+from batchpoint.server.errors import error_response
+from batchpoint.server.routers import access, assets, computes, endpoints, jobs, workspace
+from batchpoint.server.security import AuthService, authenticate_request
 from batchpoint.server.workspace import WorkspaceService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
@@ -32,7 +36,9 @@ def build_context(settings: Settings) -> AppContext:
     ws = WorkspaceService(settings, store, secrets)
     ws.bootstrap()
     dispatcher = Dispatcher(ws, LocalPoolEngine())
-    return AppContext(settings=settings, store=store, workspace=ws, dispatcher=dispatcher)
+    auth = AuthService(store, secrets)
+    auth.bootstrap_owner(settings.home)
+    return AppContext(settings=settings, store=store, workspace=ws, dispatcher=dispatcher, auth=auth)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,6 +70,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                  f"{settings.server.max_request_bytes} bytes"}}, status_code=413)
         return await call_next(request)
 
-    for module in (workspace, assets, computes, endpoints, jobs):
+    @app.middleware("http")
+    async def authenticate_and_audit(request: Request, call_next):  # noqa: ANN001, ANN202
+        try:
+            principal = await run_in_threadpool(authenticate_request, app.state.ctx.auth, request)
+        except BatchpointError as exc:
+            return error_response(exc)
+        response = await call_next(request)
+        if request.method not in ("GET", "HEAD", "OPTIONS") and principal is not None:
+            details = getattr(request.state, "audit", None) or {}
+            await run_in_threadpool(app.state.ctx.store.add_audit, principal, request.method,
+                                    request.url.path, response.status_code, details)
+        return response
+
+    for module in (workspace, assets, computes, endpoints, jobs, access):
         app.include_router(module.router)
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from batchpoint.jobs.dispatcher import Dispatcher
+from batchpoint.server.security import AuthService
 from batchpoint.server.workspace import WorkspaceService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
@@ -18,6 +19,7 @@ class AppContext:
     store: SqlMetadataStore
     workspace: WorkspaceService
     dispatcher: Dispatcher
+    auth: AuthService
 
 
 def get_context(request: Request) -> AppContext:

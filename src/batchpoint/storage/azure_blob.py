@@ -104,17 +104,18 @@ class AzureBlobBackend(StorageBackend):
             "connection_timeout": float(cfg.get("connect_timeout", 10)),
             "read_timeout": float(cfg.get("read_timeout", 120)),
         }
-        self._fs: _BlobFileSystem | None = None
-        self._pid = -1
+        self._fs_by_pid: dict[int, _BlobFileSystem] = {}
 
     # -- clients ---------------------------------------------------------------------------
     @property
     def fs(self) -> _BlobFileSystem:
-        """The adlfs filesystem, rebuilt in a child process (event loops do not survive fork)."""
-        if self._fs is None or self._pid != os.getpid():
-            self._fs = self._make_fs()
-            self._pid = os.getpid()
-        return self._fs
+        """The adlfs filesystem of this process. A forked child builds its own (event loops do
+        not survive fork) and keeps the parent's copy referenced: its finaliser would wait
+        forever on the parent's loop."""
+        pid = os.getpid()
+        if pid not in self._fs_by_pid:
+            self._fs_by_pid[pid] = self._make_fs()
+        return self._fs_by_pid[pid]
 
     def _make_fs(self) -> _BlobFileSystem:
         what = f"{self.kind} data store {self.spec.describe()}"

@@ -30,7 +30,6 @@ from batchpoint.exceptions import (
 )
 from batchpoint.storage._support import (
     ReadStream, WriteStream, exception_chain, first_line, redact, require, require_secret,
-    run_on_loop,
 )
 from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
 
@@ -66,8 +65,7 @@ class S3Backend(StorageBackend):
                 f"{', '.join(S3_CREDENTIAL_KINDS)}"
             )
         self._fs_kwargs = self._build_kwargs(what)
-        self._fs: s3fs.S3FileSystem | None = None
-        self._pid = -1
+        self._fs_by_pid: dict[int, s3fs.S3FileSystem] = {}
 
     def _build_kwargs(self, what: str) -> dict[str, Any]:
         cfg = self.spec.config
@@ -96,19 +94,22 @@ class S3Backend(StorageBackend):
 
     @property
     def fs(self) -> s3fs.S3FileSystem:
-        """The s3fs filesystem, rebuilt in a child process (event loops do not survive fork)."""
-        if self._fs is None or self._pid != os.getpid():
-            self._fs = s3fs.S3FileSystem(**self._fs_kwargs)
-            self._fs.retries = 1  # botocore retries already; s3fs would multiply them
-            self._pid = os.getpid()
-        return self._fs
+        """The s3fs filesystem of this process. A forked child builds its own (event loops do
+        not survive fork) and keeps the parent's copy referenced: its finaliser would wait
+        forever on the parent's loop."""
+        pid = os.getpid()
+        if pid not in self._fs_by_pid:
+            fs = s3fs.S3FileSystem(**self._fs_kwargs)
+            fs.retries = 1  # botocore retries already; s3fs would multiply them
+            self._fs_by_pid[pid] = fs
+        return self._fs_by_pid[pid]
 
     def _call(self, method: str, path: str = "", **kwargs: Any) -> Any:
         """One S3 API call on s3fs's client; errors translated, transient ones retried."""
 
         def once() -> Any:
             try:
-                return run_on_loop(self.fs.loop, lambda: self.fs._call_s3(method, **kwargs))
+                return self.fs.call_s3(method, **kwargs)
             except BatchpointError:
                 raise
             except Exception as exc:

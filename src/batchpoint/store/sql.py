@@ -22,7 +22,11 @@ from batchpoint._internal.clock import utcnow
 from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError
 from batchpoint.store import migrate
 from batchpoint.store.tables import (
+    ApiKeyRow,
     AssetRow,
+    AuditRow,
+    PrincipalRow,
+    RoleAssignmentRow,
     ComputeRow,
     DatastoreRow,
     DeploymentRow,
@@ -323,3 +327,75 @@ class SqlMetadataStore:
     def count_jobs(self, status: str) -> int:
         with self.session() as s:
             return s.scalar(select(func.count()).select_from(JobRow).where(JobRow.status == status)) or 0
+
+    # -- principals, keys, role assignments, audit ------------------------------------------
+    def put_principal(self, principal_id: str, kind: str, display_name: str | None) -> PrincipalRow:
+        with self.session() as s:
+            row = s.get(PrincipalRow, principal_id)
+            if row is None:
+                row = PrincipalRow(id=principal_id, kind=kind, display_name=display_name, created_at=utcnow())
+                s.add(row)
+        return row
+
+    def find_principal(self, principal_id: str) -> PrincipalRow | None:
+        with self.session() as s:
+            return s.get(PrincipalRow, principal_id)
+
+    def list_principals(self) -> list[PrincipalRow]:
+        with self.session() as s:
+            return list(s.scalars(select(PrincipalRow).order_by(PrincipalRow.id)))
+
+    def add_api_key(self, row: ApiKeyRow) -> ApiKeyRow:
+        with self.session() as s:
+            s.add(row)
+        return row
+
+    def find_api_key(self, key_id: str) -> ApiKeyRow | None:
+        with self.session() as s:
+            return s.get(ApiKeyRow, key_id)
+
+    def list_api_keys(self, principal_id: str) -> list[ApiKeyRow]:
+        with self.session() as s:
+            return list(s.scalars(select(ApiKeyRow).where(ApiKeyRow.principal_id == principal_id)))
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        with self.session() as s:
+            return s.execute(update(ApiKeyRow).where(ApiKeyRow.key_id == key_id, ApiKeyRow.revoked_at.is_(None))
+                             .values(revoked_at=utcnow())).rowcount > 0
+
+    def add_role_assignment(self, principal_id: str, role: str, scope: str) -> RoleAssignmentRow:
+        with self.session() as s:
+            row = s.scalars(select(RoleAssignmentRow).where(
+                RoleAssignmentRow.principal_id == principal_id, RoleAssignmentRow.role == role,
+                RoleAssignmentRow.scope == scope)).first()
+            if row is None:
+                row = RoleAssignmentRow(principal_id=principal_id, role=role, scope=scope, created_at=utcnow())
+                s.add(row)
+        return row
+
+    def list_role_assignments(self, principal_id: str | None = None) -> list[RoleAssignmentRow]:
+        with self.session() as s:
+            q = select(RoleAssignmentRow).order_by(RoleAssignmentRow.id)
+            if principal_id:
+                q = q.where(RoleAssignmentRow.principal_id == principal_id)
+            return list(s.scalars(q))
+
+    def delete_role_assignment(self, assignment_id: int) -> None:
+        with self.session() as s:
+            row = s.get(RoleAssignmentRow, assignment_id)
+            if row is None:
+                raise NotFoundError(f"role assignment {assignment_id} was not found")
+            s.delete(row)
+
+    def add_audit(self, principal_id: str | None, action: str, resource: str, status: int,
+                  details: dict[str, Any] | None = None) -> None:
+        with self.session() as s:
+            s.add(AuditRow(at=utcnow(), principal_id=principal_id, action=action, resource=resource, status=status,
+                           details=details or {}))
+
+    def list_audit(self, limit: int = 100, principal_id: str | None = None) -> list[AuditRow]:
+        with self.session() as s:
+            q = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+            if principal_id:
+                q = q.where(AuditRow.principal_id == principal_id)
+            return list(s.scalars(q))

@@ -112,3 +112,48 @@ class JobFailureRow(Base):
     mini_batch: Mapped[int] = mapped_column(Integer)
     file: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str] = mapped_column(Text)
+
+
+class PrincipalRow(Base):
+    """A user or service principal that can authenticate."""
+
+    __tablename__ = "principals"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+class ApiKeyRow(Base):
+    """An API key: only its HMAC hash is stored."""
+
+    __tablename__ = "api_keys"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(String(128), index=True)
+    hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class RoleAssignmentRow(Base):
+    __tablename__ = "role_assignments"
+    __table_args__ = (UniqueConstraint("principal_id", "role", "scope"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal_id: Mapped[str] = mapped_column(String(128), index=True)
+    role: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+class AuditRow(Base):
+    """Who did what, when: invokes (with their inputs) and every change to a resource."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    principal_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

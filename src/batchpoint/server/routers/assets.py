@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from batchpoint.entities import Data, Model
+from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
+from batchpoint.server.security import requires
 
 router = APIRouter()
 
@@ -19,45 +21,45 @@ def _clean(body: dict[str, Any], name: str) -> dict[str, Any]:
     return body
 
 
-@router.get("/data", tags=["data"])
+@router.get("/data", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
 def list_data(name: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     return [ctx.workspace.data_entity(r).to_dict() for r in ctx.store.list_assets("data", name)]
 
 
-@router.post("/data/{name}/versions", tags=["data"], status_code=201)
+@router.post("/data/{name}/versions", tags=["data"], status_code=201, dependencies=[requires(P.ASSETS_WRITE)])
 def create_data(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.create_data(Data(**_clean(body, name))).to_dict()
 
 
-@router.get("/data/{name}", tags=["data"])
+@router.get("/data/{name}", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
 def get_data(name: str, version: str | None = None, label: str | None = None,
              ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     row = ctx.store.get_asset("data", name, version=version, label=label or (None if version else "latest"))
     return ctx.workspace.data_entity(row).to_dict()
 
 
-@router.get("/data/{name}/versions/{version}", tags=["data"])
+@router.get("/data/{name}/versions/{version}", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
 def get_data_version(name: str, version: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.data_entity(ctx.store.get_asset("data", name, version=version)).to_dict()
 
 
-@router.get("/models", tags=["models"])
+@router.get("/models", tags=["models"], dependencies=[requires(P.MODELS_READ)])
 def list_models(name: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     return [ctx.workspace.model_entity(r).to_dict() for r in ctx.store.list_assets("models", name)]
 
 
-@router.post("/models/{name}/versions", tags=["models"], status_code=201)
+@router.post("/models/{name}/versions", tags=["models"], status_code=201, dependencies=[requires(P.MODELS_WRITE)])
 def create_model(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.create_model(Model(**_clean(body, name))).to_dict()
 
 
-@router.get("/models/{name}", tags=["models"])
+@router.get("/models/{name}", tags=["models"], dependencies=[requires(P.MODELS_READ)])
 def get_model(name: str, version: str | None = None, label: str | None = None,
               ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     row = ctx.store.get_asset("models", name, version=version, label=label or (None if version else "latest"))
     return ctx.workspace.model_entity(row).to_dict()
 
 
-@router.get("/models/{name}/versions/{version}", tags=["models"])
+@router.get("/models/{name}/versions/{version}", tags=["models"], dependencies=[requires(P.MODELS_READ)])
 def get_model_version(name: str, version: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.model_entity(ctx.store.get_asset("models", name, version=version)).to_dict()

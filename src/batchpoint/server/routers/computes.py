@@ -7,17 +7,19 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from batchpoint.entities import AmlCompute
+from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
+from batchpoint.server.security import requires
 
 router = APIRouter()
 
 
-@router.get("/computes", tags=["computes"])
+@router.get("/computes", tags=["computes"], dependencies=[requires(P.COMPUTES_READ)])
 def list_computes(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     return [ctx.workspace.compute_entity(r).to_dict() for r in ctx.store.list_computes()]
 
 
-@router.put("/computes/{name}", tags=["computes"])
+@router.put("/computes/{name}", tags=["computes"], dependencies=[requires(P.COMPUTES_WRITE)])
 def put_compute(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     body = {**body, "name": name}
     for key in ("id", "created_at", "updated_at"):
@@ -27,6 +29,6 @@ def put_compute(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_c
     return ctx.workspace.compute_entity(ctx.store.put_compute(name, spec)).to_dict()
 
 
-@router.get("/computes/{name}", tags=["computes"])
+@router.get("/computes/{name}", tags=["computes"], dependencies=[requires(P.COMPUTES_READ)])
 def get_compute(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.compute_entity(ctx.store.get_compute(name)).to_dict()

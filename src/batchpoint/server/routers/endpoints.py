@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from batchpoint.entities import BatchDeployment, BatchEndpoint
 from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
 from batchpoint.jobs.submit import submit_job
+from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
+from batchpoint.server.security import endpoint_scope, requires, visible_job_filter
 from batchpoint.server.schemas import parse_invoke_body
 
 router = APIRouter(prefix="/batchEndpoints")
@@ -25,12 +27,12 @@ def _clean(body: dict[str, Any], **fixed: Any) -> dict[str, Any]:
     return body
 
 
-@router.get("", tags=["batch endpoints"])
+@router.get("", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ)])
 def list_endpoints(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     return [ctx.workspace.endpoint_entity(r).to_dict() for r in ctx.store.list_endpoints()]
 
 
-@router.put("/{name}", tags=["batch endpoints"])
+@router.put("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
 def put_endpoint(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     endpoint = BatchEndpoint(**_clean(body, name=name))
     default = endpoint.default_deployment_name
@@ -40,24 +42,24 @@ def put_endpoint(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_
     return ctx.workspace.endpoint_entity(ctx.store.put_endpoint(name, spec)).to_dict()
 
 
-@router.patch("/{name}", tags=["batch endpoints"])
+@router.patch("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
 def update_endpoint(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     current = ctx.store.get_endpoint(name).spec
     merged = {**current, **_clean(body, name=name)}
     return put_endpoint(name, merged, ctx)
 
 
-@router.get("/{name}", tags=["batch endpoints"])
+@router.get("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
 def get_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.endpoint_entity(ctx.store.get_endpoint(name)).to_dict()
 
 
-@router.delete("/{name}", tags=["batch endpoints"], status_code=204)
+@router.delete("/{name}", tags=["batch endpoints"], status_code=204, dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
 def delete_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> None:
     ctx.store.delete_endpoint(name)
 
 
-@router.post("/{name}/invoke", tags=["batch endpoints"], status_code=202)
+@router.post("/{name}/invoke", tags=["batch endpoints"], status_code=202, dependencies=[requires(P.ENDPOINTS_INVOKE, endpoint_scope)])
 async def invoke(name: str, request: Request, ctx: AppContext = Depends(get_context),
                  azureml_model_deployment: str | None = Header(default=None)) -> dict[str, Any]:
     try:
@@ -69,25 +71,30 @@ async def invoke(name: str, request: Request, ctx: AppContext = Depends(get_cont
     invoke_request = parse_invoke_body(body, azureml_model_deployment)
     user = getattr(request.state, "principal_id", None)
     row = await run_in_threadpool(submit_job, ctx.workspace, name, invoke_request, user)
+    request.state.audit = {"action": "invoke", "endpoint": name, "deployment": row.deployment_name, "job": row.name,
+                           "inputs": {k: {"path": v["path"], "type": v["type"], "credential_kind": v["credential_kind"]}
+                                      for k, v in row.inputs.items()}}
     ctx.dispatcher.notify()
     return ctx.workspace.job_entity(row, with_failures=False).to_dict()
 
 
-@router.get("/{name}/jobs", tags=["batch endpoints"])
-def endpoint_jobs(name: str, limit: int = 100, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+@router.get("/{name}/jobs", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
+def endpoint_jobs(name: str, limit: int = 100, ctx: AppContext = Depends(get_context),
+                  only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
     ctx.store.get_endpoint(name)
-    return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in ctx.store.list_jobs(endpoint=name, limit=limit)]
+    rows = ctx.store.list_jobs(endpoint=name, created_by=only, limit=limit)
+    return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
 
 
 # ---- deployments -------------------------------------------------------------------------------
 
-@router.get("/{endpoint}/deployments", tags=["batch deployments"])
+@router.get("/{endpoint}/deployments", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
 def list_deployments(endpoint: str, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     ctx.store.get_endpoint(endpoint)
     return [ctx.workspace.deployment_entity(r).to_dict() for r in ctx.store.list_deployments(endpoint)]
 
 
-@router.put("/{endpoint}/deployments/{name}", tags=["batch deployments"])
+@router.put("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
 def put_deployment(endpoint: str, name: str, body: dict[str, Any], set_default: bool = False,
                    ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     deployment = BatchDeployment(**_clean(body, name=name, endpoint_name=endpoint))
@@ -99,7 +106,7 @@ def put_deployment(endpoint: str, name: str, body: dict[str, Any], set_default: 
     return ctx.workspace.deployment_entity(row).to_dict()
 
 
-@router.patch("/{endpoint}/deployments/{name}", tags=["batch deployments"])
+@router.patch("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
 def update_deployment(endpoint: str, name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     current = {k: v for k, v in ctx.store.get_deployment(endpoint, name).spec.items() if not k.startswith("_")}
     for key in ("settings", "resources"):
@@ -108,12 +115,12 @@ def update_deployment(endpoint: str, name: str, body: dict[str, Any], ctx: AppCo
     return put_deployment(endpoint, name, {**current, **body}, False, ctx)
 
 
-@router.get("/{endpoint}/deployments/{name}", tags=["batch deployments"])
+@router.get("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
 def get_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.deployment_entity(ctx.store.get_deployment(endpoint, name)).to_dict()
 
 
-@router.delete("/{endpoint}/deployments/{name}", tags=["batch deployments"], status_code=204)
+@router.delete("/{endpoint}/deployments/{name}", tags=["batch deployments"], status_code=204, dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
 def delete_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_context)) -> None:
     ep = ctx.store.get_endpoint(endpoint)
     if (ep.spec.get("defaults") or {}).get("deployment_name") == name and len(ctx.store.list_deployments(endpoint)) > 1:
@@ -126,10 +133,11 @@ def delete_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_co
         ctx.store.put_endpoint(endpoint, {**ep.spec, "defaults": {}})
 
 
-@router.get("/{endpoint}/deployments/{name}/jobs", tags=["batch deployments"])
-def deployment_jobs(endpoint: str, name: str, limit: int = 100, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+@router.get("/{endpoint}/deployments/{name}/jobs", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
+def deployment_jobs(endpoint: str, name: str, limit: int = 100, ctx: AppContext = Depends(get_context),
+                    only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
     ctx.store.get_deployment(endpoint, name)
-    rows = ctx.store.list_jobs(endpoint=endpoint, deployment=name, limit=limit)
+    rows = ctx.store.list_jobs(endpoint=endpoint, deployment=name, created_by=only, limit=limit)
     return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
 
 

@@ -10,7 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from batchpoint.entities import Datastore
 from batchpoint.exceptions import PayloadTooLargeError, StorageNotFoundError, ValidationError
+from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
+from batchpoint.server.security import datastore_scope, require_upload, requires
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
 
@@ -22,27 +24,27 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/workspace", tags=["workspace"])
+@router.get("/workspace", tags=["workspace"], dependencies=[requires(P.WORKSPACE_READ)])
 def show_workspace(ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.workspace_entity().model_dump(mode="json")
 
 
-@router.get("/datastores", tags=["datastores"])
+@router.get("/datastores", tags=["datastores"], dependencies=[requires(P.DATASTORES_READ)])
 def list_datastores(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     return [ctx.workspace.datastore_entity(r).to_dict() for r in ctx.store.list_datastores()]
 
 
-@router.get("/defaultDatastore", tags=["datastores"])
+@router.get("/defaultDatastore", tags=["datastores"], dependencies=[requires(P.DATASTORES_READ)])
 def default_datastore(ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.datastore_entity(ctx.store.get_default_datastore()).to_dict()
 
 
-@router.get("/datastores/{name}", tags=["datastores"])
+@router.get("/datastores/{name}", tags=["datastores"], dependencies=[requires(P.DATASTORES_READ, datastore_scope)])
 def get_datastore(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return ctx.workspace.datastore_entity(ctx.store.get_datastore(name)).to_dict()
 
 
-@router.put("/datastores/{name}", tags=["datastores"])
+@router.put("/datastores/{name}", tags=["datastores"], dependencies=[requires(P.DATASTORES_WRITE, datastore_scope)])
 def put_datastore(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     body = {**body, "name": name}
     for key in ("id", "created_at", "updated_at", "credential_kind"):
@@ -50,7 +52,16 @@ def put_datastore(name: str, body: dict[str, Any], ctx: AppContext = Depends(get
     return ctx.workspace.put_datastore(Datastore(**body)).to_dict()
 
 
-@router.head("/datastores/{name}/files/{path:path}", tags=["datastores"])
+@router.post("/datastores/{name}/listSecrets", tags=["datastores"],
+             dependencies=[requires(P.DATASTORES_SECRETS_READ, datastore_scope)])
+def list_secrets(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    """The data store's secrets (Owners only), as Azure's listSecrets returns them."""
+    spec = ctx.workspace.datastore_spec(name)
+    credential = dict(spec.credential or {})
+    return {"credential_kind": credential.pop("kind", "none"), "secrets": credential}
+
+
+@router.head("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[Depends(require_upload)])
 def file_exists(name: str, path: str, ctx: AppContext = Depends(get_context)) -> Response:
     backend = open_backend(ctx.workspace.datastore_spec(name))
     rel = normalize_relpath(path)
@@ -58,7 +69,7 @@ def file_exists(name: str, path: str, ctx: AppContext = Depends(get_context)) ->
     return Response(status_code=200 if found else 404)
 
 
-@router.put("/datastores/{name}/files/{path:path}", tags=["datastores"])
+@router.put("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[Depends(require_upload)])
 async def upload_file(name: str, path: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     rel = normalize_relpath(path)
     if not rel:
@@ -84,7 +95,7 @@ async def upload_file(name: str, path: str, request: Request, ctx: AppContext = 
     return {"path": f"azureml://datastores/{name}/paths/{rel}", "size": size}
 
 
-@router.get("/datastores/{name}/files/{path:path}", tags=["datastores"])
+@router.get("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[requires(P.DATA_READ, datastore_scope)])
 def download_file(name: str, path: str, ctx: AppContext = Depends(get_context)) -> StreamingResponse:
     return stream_file(ctx.workspace.datastore_spec(name), normalize_relpath(path))
 

@@ -1,0 +1,104 @@
+"""Principals, their API keys, role assignments and the audit log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from batchpoint._internal.clock import as_utc
+from batchpoint.auth import permissions as P
+from batchpoint.auth.scopes import parse_scope
+from batchpoint.exceptions import NotFoundError, ValidationError
+from batchpoint.server.context import AppContext, get_context
+from batchpoint.server.security import requires
+
+router = APIRouter(tags=["access"])
+
+
+class PrincipalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+    kind: str = "user"
+    display_name: str | None = None
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expires_in_days: int = Field(default=90, ge=1, le=3650)
+
+
+class AssignmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    principal_id: str
+    role: str
+    scope: str = "workspace"
+
+
+def _key(row: Any) -> dict[str, Any]:
+    return {"key_id": row.key_id, "principal_id": row.principal_id, "created_at": as_utc(row.created_at),
+            "expires_at": as_utc(row.expires_at), "revoked_at": as_utc(row.revoked_at)}
+
+
+def _assignment(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "principal_id": row.principal_id, "role": row.role, "scope": row.scope,
+            "created_at": as_utc(row.created_at)}
+
+
+@router.get("/principals", dependencies=[requires(P.ROLES_READ)])
+def list_principals(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [{"id": r.id, "kind": r.kind, "display_name": r.display_name} for r in ctx.store.list_principals()]
+
+
+@router.post("/principals", status_code=201, dependencies=[requires(P.ROLES_WRITE)])
+def create_principal(body: PrincipalIn, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    row = ctx.auth.create_principal(body.id, body.kind, body.display_name)
+    return {"id": row.id, "kind": row.kind, "display_name": row.display_name}
+
+
+@router.post("/principals/{principal_id}/keys", status_code=201, dependencies=[requires(P.ROLES_WRITE)])
+def create_key(principal_id: str, body: KeyIn | None = None, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    plaintext, row = ctx.auth.create_key(principal_id, timedelta(days=(body or KeyIn()).expires_in_days))
+    return {**_key(row), "key": plaintext, "note": "the key is shown once; store it safely"}
+
+
+@router.get("/principals/{principal_id}/keys", dependencies=[requires(P.ROLES_READ)])
+def list_keys(principal_id: str, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [_key(r) for r in ctx.store.list_api_keys(principal_id)]
+
+
+@router.delete("/principals/{principal_id}/keys/{key_id}", status_code=204, dependencies=[requires(P.ROLES_WRITE)])
+def revoke_key(principal_id: str, key_id: str, ctx: AppContext = Depends(get_context)) -> None:
+    row = ctx.store.find_api_key(key_id)
+    if row is None or row.principal_id != principal_id:
+        raise NotFoundError(f"principal '{principal_id}' has no API key '{key_id}'")
+    ctx.store.revoke_api_key(key_id)
+
+
+@router.get("/roleAssignments", dependencies=[requires(P.ROLES_READ)])
+def list_assignments(principal_id: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [_assignment(r) for r in ctx.store.list_role_assignments(principal_id)]
+
+
+@router.post("/roleAssignments", status_code=201, dependencies=[requires(P.ROLES_WRITE)])
+def create_assignment(body: AssignmentIn, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    if body.role not in P.ROLES:
+        raise ValidationError(f"role '{body.role}' is not valid; roles: {', '.join(sorted(P.ROLES))}")
+    scope = str(parse_scope(body.scope))
+    if ctx.store.find_principal(body.principal_id) is None:
+        raise NotFoundError(f"principal '{body.principal_id}' was not found; create it first")
+    return _assignment(ctx.store.add_role_assignment(body.principal_id, body.role, scope))
+
+
+@router.delete("/roleAssignments/{assignment_id}", status_code=204, dependencies=[requires(P.ROLES_WRITE)])
+def delete_assignment(assignment_id: int, ctx: AppContext = Depends(get_context)) -> None:
+    ctx.store.delete_role_assignment(assignment_id)
+
+
+@router.get("/auditLog", dependencies=[requires(P.AUDIT_READ)])
+def audit_log(limit: int = 100, principal_id: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [{"id": r.id, "at": as_utc(r.at), "principal_id": r.principal_id, "action": r.action,
+             "resource": r.resource, "status": r.status, "details": r.details}
+            for r in ctx.store.list_audit(limit=min(limit, 1000), principal_id=principal_id)]
