@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import os
 import shlex
 import shutil
@@ -131,8 +132,7 @@ def show_predictions(folder: Path) -> None:
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))  # row-in-file, prediction, file name (append_row, no header)
     say("")
-    say(f"Predictions: {path}")
-    say("  row,prediction,file")
+    say(f"{path.relative_to(HERE)} (append_row output: row in file, prediction, file; no header):")
     for row in rows[:5]:
         say("  " + ",".join(row))
     if len(rows) > 5:
@@ -163,6 +163,9 @@ def main() -> None:
         sys.path.insert(0, str(HERE))
         from train import train
 
+        # mlflow warns on every cloudpickle save; the demo trains its own model, so that is known
+        logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+
         say("Training the model (train.py) ...")
         out, accuracy = train()
         say(f"  held-out accuracy {accuracy:.3f}; MLflow model in {out}")
@@ -170,6 +173,7 @@ def main() -> None:
     download_root = HERE / "outputs"
     folder = run_sdk(download_root) if args.sdk else run_cli(download_root)
     show_predictions(folder)
+    say(f"\nThe predictions are in {folder / 'predictions.csv'}")
 
 
 if __name__ == "__main__":

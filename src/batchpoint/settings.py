@@ -34,6 +34,15 @@ class JobSettings(BaseModel):
     max_workers: int = 64  # cap on instance_count * max_concurrency_per_instance
 
 
+class StorageSettings(BaseModel):
+    """Where storage URLs really point (see ``batchpoint.storage.urls``)."""
+
+    endpoint_suffix: str = "core.windows.net"
+    blob_endpoints: dict[str, str] = Field(default_factory=dict)  # account -> blob service URL
+    s3_endpoint_url: str | None = None
+    allow_private_hosts: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BATCHPOINT_", env_nested_delimiter="__", extra="ignore")
 
@@ -43,6 +52,7 @@ class Settings(BaseSettings):
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     engine: str = "local"
 
     def resolved_database_url(self) -> str:

@@ -224,3 +224,13 @@ def test_backend_used_before_a_fork_works_in_the_child(azurite_account, containe
     child.join(timeout=60)
     assert result == ["child.txt", "parent.txt"] and child.exitcode == 0
     assert read(backend, "child.txt") == b"from the child"
+
+
+def test_backend_pickles_without_its_clients(azurite_account, container):
+    import pickle
+
+    cred = {"kind": "account_key", "account_key": azurite_account["key"]}
+    backend = AzureBlobBackend(blob_spec(azurite_account, container, cred))
+    write(backend, "p.txt", b"pickled")
+    clone = pickle.loads(pickle.dumps(backend))
+    assert read(clone, "p.txt") == b"pickled"

@@ -103,3 +103,17 @@ def test_write_stream_commits_on_close_and_discards_on_error():
             f.write(b"half")
             raise KeyError("boom")
     assert not bad.committed and discarded == [bad]
+
+
+def test_redact_connection_string_parts():
+    conn = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=S3cr3tK3y==;EndpointSuffix=core.windows.net"
+    cleaned = redact("signing with S3cr3tK3y== failed", {"kind": "connection_string", "connection_string": conn})
+    assert "S3cr3tK3y" not in cleaned
+
+
+def test_numeric_settings_are_validated():
+    from batchpoint.storage.base import StorageSpec
+    from batchpoint.storage.http import HttpBackend
+
+    with pytest.raises(ValidationError, match="'read_timeout' must be a number"):
+        HttpBackend(StorageSpec("https", {"base_url": "https://x.org", "read_timeout": "soon"}))

@@ -172,3 +172,11 @@ def test_console_folder_objects_are_not_files(s3_endpoint, s3_admin, bucket):
     assert backend.is_dir("in") and not backend.is_file("in")
     backend.delete("in")
     assert s3_admin.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_backend_pickles_without_its_clients(s3_endpoint, bucket):
+    import pickle
+
+    backend = s3_backend(s3_endpoint, bucket)
+    write(backend, "p.txt", b"pickled")
+    assert read(pickle.loads(pickle.dumps(backend)), "p.txt") == b"pickled"

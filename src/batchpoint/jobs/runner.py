@@ -80,10 +80,15 @@ class JobRunner:
         transition(self.store, job.name, JobStatus.COMPLETED, progress.summary())
 
     def _inputs(self, job: Any) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+        from batchpoint.jobs.submit import identity_for
+
         sources: dict[str, Any] = {}
         files: list[tuple[str, Any]] = []
+        deployment = self.store.get_deployment(job.endpoint_name, job.deployment_name)
+        assignments = self.ws.assignments(job.created_by) if job.created_by else []
+        identity = identity_for(self.ws, deployment.spec, job.created_by, assignments)
         for key, spec in job.inputs.items():
-            resolved = self.ws.resolver.resolve(spec["path"], spec.get("type"))
+            resolved = self.ws.resolver.resolve(spec["path"], spec.get("type"), identity)
             sources[key] = resolved.spec
             files.append((key, resolved))
         return sources, files

@@ -15,6 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from batchpoint._internal.ids import new_job_name
 from batchpoint.entities import BatchDeploymentSettings
+from batchpoint.identity.rules import IdentityContext
 from batchpoint.exceptions import ConflictError, InputError, NotFoundError, ValidationError
 from batchpoint.jobs.output import output_location
 from batchpoint.jobs.states import JobStatus
@@ -63,7 +64,14 @@ def _first_error(exc: Exception) -> str:
     return str(exc)
 
 
-def submit_job(ws: Any, endpoint_name: str, request: InvokeRequest, created_by: str | None = None) -> Any:
+def identity_for(ws: Any, deployment_spec: dict[str, Any], principal: str | None, assignments: list[Any]) -> IdentityContext:
+    compute = (deployment_spec.get("compute") or "").removeprefix("azureml:") or None
+    identity = ws.compute_identity(compute) if compute else None
+    return IdentityContext(principal_id=principal, assignments=assignments, compute=compute, compute_identity=identity)
+
+
+def submit_job(ws: Any, endpoint_name: str, request: InvokeRequest, created_by: str | None = None,
+               assignments: list[Any] | None = None) -> Any:
     store = ws.store
     endpoint = store.get_endpoint(endpoint_name)
     deployment_name = request.deployment_name or (endpoint.spec.get("defaults") or {}).get("deployment_name")
@@ -79,8 +87,9 @@ def submit_job(ws: Any, endpoint_name: str, request: InvokeRequest, created_by: 
     if not request.inputs:
         raise InputError("invoke needs an input: --input <path or uri> (or InputData in the REST body)")
     inputs = {}
+    identity = identity_for(ws, deployment.spec, created_by, assignments or [])
     for key, spec in request.inputs.items():
-        resolved = ws.resolver.resolve(spec["path"], spec.get("type"))
+        resolved = ws.resolver.resolve(spec["path"], spec.get("type"), identity)
         inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type}
     name = request.job_name or new_job_name(endpoint_name)
     if not JOB_NAME.match(name):

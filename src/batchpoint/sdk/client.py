@@ -8,6 +8,9 @@ from typing import Any
 
 from batchpoint.sdk.local_server import ensure_local_server
 from batchpoint.sdk.operations import (
+    AuditOperations,
+    PrincipalOperations,
+    RoleAssignmentOperations,
     BatchDeploymentOperations,
     BatchEndpointOperations,
     ComputeOperations,
@@ -49,6 +52,9 @@ class MLClient:
         self.batch_endpoints = BatchEndpointOperations(t, self)
         self.batch_deployments = BatchDeploymentOperations(t, self)
         self.jobs = JobOperations(t, self)
+        self.principals = PrincipalOperations(t, self)
+        self.role_assignments = RoleAssignmentOperations(t, self)
+        self.audit = AuditOperations(t, self)
 
     def close(self) -> None:
         self._transport.close()

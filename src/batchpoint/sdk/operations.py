@@ -289,3 +289,42 @@ class JobOperations(_Group):
                     self._t.stream_to(f"/jobs/{quote(name)}/outputs/{quote(out_name)}/files/{quote(rel)}", handle)
                 saved.append(target)
         return saved
+
+
+class PrincipalOperations(_Group):
+    """Users and service principals, and their API keys (Owners)."""
+
+    def create(self, principal_id: str, kind: str = "user", display_name: str | None = None) -> dict[str, Any]:
+        return self._t.json("POST", "/principals", json={"id": principal_id, "kind": kind, "display_name": display_name})
+
+    def list(self) -> list[dict[str, Any]]:
+        return self._t.json("GET", "/principals")
+
+    def create_key(self, principal_id: str, expires_in_days: int = 90) -> dict[str, Any]:
+        """A new API key; its plaintext (``["key"]``) is returned this once only."""
+        return self._t.json("POST", f"/principals/{quote(principal_id)}/keys", json={"expires_in_days": expires_in_days})
+
+    def list_keys(self, principal_id: str) -> list[dict[str, Any]]:
+        return self._t.json("GET", f"/principals/{quote(principal_id)}/keys")
+
+    def revoke_key(self, principal_id: str, key_id: str) -> None:
+        self._t.request("DELETE", f"/principals/{quote(principal_id)}/keys/{quote(key_id)}")
+
+
+class RoleAssignmentOperations(_Group):
+    def create(self, principal_id: str, role: str, scope: str = "workspace") -> dict[str, Any]:
+        return self._t.json("POST", "/roleAssignments", json={"principal_id": principal_id, "role": role, "scope": scope})
+
+    def list(self, principal_id: str | None = None) -> list[dict[str, Any]]:
+        return self._t.json("GET", "/roleAssignments", params={"principal_id": principal_id} if principal_id else None)
+
+    def delete(self, assignment_id: int) -> None:
+        self._t.request("DELETE", f"/roleAssignments/{int(assignment_id)}")
+
+
+class AuditOperations(_Group):
+    def list(self, limit: int = 100, principal_id: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if principal_id:
+            params["principal_id"] = principal_id
+        return self._t.json("GET", "/auditLog", params=params)

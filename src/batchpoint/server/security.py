@@ -194,3 +194,7 @@ def visible_job_filter(request: Request) -> str | None:
     if any(P.JOBS_READ_OWN in P.role_permissions(a.role) or P.JOBS_READ in P.role_permissions(a.role) for a in own):
         return principal
     raise missing_permission_error(principal, P.JOBS_READ, "workspace")
+
+
+visible_job_filter.permission = P.JOBS_READ_OWN  # type: ignore[attr-defined]
+visible_job_filter.scope_name = "own_jobs"  # type: ignore[attr-defined]

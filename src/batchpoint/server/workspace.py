@@ -143,6 +143,27 @@ class WorkspaceService:
         return self.settings.models_dir / name / version
 
     # -- computes, endpoints, deployments ----------------------------------------------------
+    def put_compute(self, compute: AmlCompute) -> AmlCompute:
+        """Store a compute; an identity's client secret is encrypted, never returned."""
+        spec = compute.model_dump(mode="json", exclude={"id", "created_at", "updated_at", "schema_"}, exclude_none=True)
+        secret = None
+        identity = spec.get("identity") or {}
+        if identity.get("client_secret"):
+            secret = self.secrets.encrypt({"client_secret": identity.pop("client_secret")})
+        return self.compute_entity(self.store.put_compute(compute.name, spec, secret=secret))
+
+    def compute_identity(self, name: str) -> dict[str, Any] | None:
+        row = self.store.get_compute(name)
+        identity = dict(row.spec.get("identity") or {})
+        if row.secret and identity:
+            identity.update(self.secrets.decrypt(row.secret))
+        return identity or None
+
+    def assignments(self, principal: str) -> list[Any]:
+        from batchpoint.auth.scopes import RoleAssignment
+
+        return [RoleAssignment(r.principal_id, r.role, r.scope) for r in self.store.list_role_assignments(principal)]
+
     def compute_entity(self, row: Any) -> AmlCompute:
         return AmlCompute(**row.spec, id=resource_id(self.settings, "compute", row.name),
                           created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
@@ -250,7 +271,7 @@ class WorkspaceService:
         from batchpoint.storage.urls import spec_for_storage_url
 
         spec, path = spec_for_storage_url(url, self.settings)
-        return spec, path, None, "identity" if spec.credential is None or spec.credential_kind != "anonymous" else "anonymous"
+        return spec, path, None, "identity"
 
 
 def _check_datastore_fields(ds: Datastore) -> None:
@@ -262,6 +283,13 @@ def _check_datastore_fields(ds: Datastore) -> None:
     missing = [f for f in required if not getattr(ds, f)]
     if missing:
         raise ValidationError(f"data store '{ds.name}' of type {ds.type} needs: {', '.join(missing)}")
+    from urllib.parse import urlparse
+
+    from batchpoint._internal.netguard import check_host_allowed
+
+    for url in (ds.blob_endpoint_url, ds.endpoint_url):
+        if url:
+            check_host_allowed(urlparse(url).hostname or "", allow_private=ds.allow_private_network)
     if ds.type == "local" and not Path(ds.path or "").is_absolute():
         raise ValidationError(f"data store '{ds.name}': path '{ds.path}' must be an absolute folder path on the server")
 

@@ -20,14 +20,26 @@ Translate = Callable[[BaseException], BatchpointError]
 _QUERY_SECRET = re.compile(r"(?i)\b(sig|signature|x-amz-signature|x-amz-security-token|code)=[^&\s'\"]+")
 
 
+_CONN_SECRET_KEYS = ("accountkey", "sharedaccesssignature")
+
+
+def _secret_values(credential: dict[str, Any] | None) -> Iterator[str]:
+    for key, value in (credential or {}).items():
+        if key == "kind" or not isinstance(value, str):
+            continue
+        yield value
+        yield value.lstrip("?")
+        for part in value.split(";"):  # the key or SAS inside a connection string
+            name, _, secret = part.partition("=")
+            if name.strip().lower() in _CONN_SECRET_KEYS:
+                yield secret.strip()
+
+
 def redact(text: str, credential: dict[str, Any] | None) -> str:
     """Remove every secret value of ``credential`` (and URL signatures) from ``text``."""
-    for key, value in (credential or {}).items():
-        if key == "kind" or not isinstance(value, str) or len(value) < 4:
-            continue
-        text = text.replace(value, "***")
-        if value.startswith("?"):
-            text = text.replace(value[1:], "***")
+    for value in sorted(set(_secret_values(credential)), key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, "***")
     return _QUERY_SECRET.sub(r"\1=***", text)
 
 
@@ -53,6 +65,18 @@ def require(config: dict[str, Any], key: str, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what} needs '{key}' in its configuration (got {value!r})")
     return value.strip()
+
+
+def number(config: dict[str, Any], key: str, default: float, what: str) -> float:
+    """An optional numeric setting, or a ValidationError naming it."""
+    value = config.get(key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{what}: '{key}' must be a number, not {value!r}") from None
+    if number < 0:
+        raise ValidationError(f"{what}: '{key}' must not be negative (got {value!r})")
+    return number
 
 
 def require_secret(credential: dict[str, Any], field: str, what: str) -> str:

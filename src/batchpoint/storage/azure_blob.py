@@ -35,8 +35,8 @@ from batchpoint.exceptions import (
 )
 from batchpoint.storage import azure_auth
 from batchpoint.storage._support import (
-    ReadStream, WriteStream, exception_chain, first_line, redact, require, require_secret,
-    run_on_loop,
+    ReadStream, WriteStream, exception_chain, first_line, number, redact, require,
+    require_secret, run_on_loop,
 )
 from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
 
@@ -99,10 +99,10 @@ class AzureBlobBackend(StorageBackend):
                 f"{what}: credential kind '{self.credential_kind}' sends bearer tokens, which Azure "
                 f"SDKs refuse over plain HTTP ({self.account_url}); use an https endpoint"
             )
-        self.retries = int(cfg.get("retries", 3))
+        self.retries = int(number(cfg, "retries", 3, what))
         self._timeouts = {
-            "connection_timeout": float(cfg.get("connect_timeout", 10)),
-            "read_timeout": float(cfg.get("read_timeout", 120)),
+            "connection_timeout": number(cfg, "connect_timeout", 10, what),
+            "read_timeout": number(cfg, "read_timeout", 120, what),
         }
         self._fs_by_pid: dict[int, _BlobFileSystem] = {}
 
@@ -116,6 +116,10 @@ class AzureBlobBackend(StorageBackend):
         if pid not in self._fs_by_pid:
             self._fs_by_pid[pid] = self._make_fs()
         return self._fs_by_pid[pid]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (for spawned workers) when its credential is: clients are rebuilt there."""
+        return {**self.__dict__, "_fs_by_pid": {}}
 
     def _make_fs(self) -> _BlobFileSystem:
         what = f"{self.kind} data store {self.spec.describe()}"

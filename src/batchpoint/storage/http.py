@@ -23,7 +23,9 @@ from batchpoint.exceptions import (
     BatchpointError, InputError, StorageAuthError, StorageError, StorageNotFoundError,
     TransientStorageError, ValidationError,
 )
-from batchpoint.storage._support import ReadStream, first_line, redact, require, require_secret
+from batchpoint.storage._support import (
+    ReadStream, first_line, number, redact, require, require_secret,
+)
 from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
 
 HTTP_CREDENTIAL_KINDS = ("anonymous", "sas")
@@ -78,8 +80,8 @@ class HttpBackend(StorageBackend):
         if self.credential_kind == "sas":
             self._sas = require_secret(spec.credential or {}, "sas_token", what).lstrip("?")
         self._timeout = httpx.Timeout(
-            float(spec.config.get("read_timeout", 120)),
-            connect=float(spec.config.get("connect_timeout", 10)),
+            number(spec.config, "read_timeout", 120, what),
+            connect=number(spec.config, "connect_timeout", 10, what),
         )
 
     # -- URLs and errors -------------------------------------------------------------------

@@ -29,7 +29,8 @@ from batchpoint.exceptions import (
     ValidationError,
 )
 from batchpoint.storage._support import (
-    ReadStream, WriteStream, exception_chain, first_line, redact, require, require_secret,
+    ReadStream, WriteStream, exception_chain, first_line, number, redact, require,
+    require_secret,
 )
 from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
 
@@ -69,15 +70,15 @@ class S3Backend(StorageBackend):
 
     def _build_kwargs(self, what: str) -> dict[str, Any]:
         cfg = self.spec.config
-        retries = int(cfg.get("retries", 3))
+        retries = int(number(cfg, "retries", 3, what))
         kwargs: dict[str, Any] = {
             "skip_instance_cache": True,
             "use_listings_cache": False,
             "default_block_size": self.block_size,
             "config_kwargs": {
                 "retries": {"max_attempts": retries + 1, "mode": "standard"},
-                "connect_timeout": float(cfg.get("connect_timeout", 10)),
-                "read_timeout": float(cfg.get("read_timeout", 120)),
+                "connect_timeout": number(cfg, "connect_timeout", 10, what),
+                "read_timeout": number(cfg, "read_timeout", 120, what),
             },
             "client_kwargs": {"region_name": cfg["region"]} if cfg.get("region") else {},
         }
@@ -103,6 +104,10 @@ class S3Backend(StorageBackend):
             fs.retries = 1  # botocore retries already; s3fs would multiply them
             self._fs_by_pid[pid] = fs
         return self._fs_by_pid[pid]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (for spawned workers) when its credential is: clients are rebuilt there."""
+        return {**self.__dict__, "_fs_by_pid": {}}
 
     def _call(self, method: str, path: str = "", **kwargs: Any) -> Any:
         """One S3 API call on s3fs's client; errors translated, transient ones retried."""

@@ -17,6 +17,7 @@ from batchpoint.exceptions import (
     StorageError,
     UnsupportedInputError,
 )
+from batchpoint.identity.rules import IdentityContext, apply_identity
 from batchpoint.settings import Settings
 from batchpoint.storage.base import StorageBackend, StorageSpec, normalize_relpath
 from batchpoint.storage.registry import open_backend
@@ -64,18 +65,26 @@ class InputResolver:
         self.settings = settings
         self.lookup = lookup
 
-    def resolve(self, text: str, input_type: str | None = None) -> ResolvedInput:
+    def resolve(self, text: str, input_type: str | None = None, identity: IdentityContext | None = None) -> ResolvedInput:
+        """``identity`` is the job's (invoking principal + compute); None outside jobs (server identity)."""
         input_type = _check_type(input_type)
         parsed = parse_input_uri(text)
         resolved = self._locate(text, parsed, input_type)
+        if resolved.credential_source == "identity" and resolved.spec.kind != "local":
+            account = resolved.spec.config.get("account_name") or resolved.spec.config.get("store_name") \
+                or resolved.spec.config.get("bucket")
+            resolved.spec, resolved.credential_source = apply_identity(
+                resolved.spec, datastore=resolved.datastore, account=account, ctx=identity,
+                probe=lambda spec: open_backend(spec).check_access(resolved.path))
         return self._verify(resolved, input_type)
 
     def _locate(self, text: str, parsed: Any, input_type: str | None, depth: int = 0) -> ResolvedInput:
         if isinstance(parsed, DatastorePath):
             self._check_workspace(parsed.workspace, text)
             spec = self.lookup.datastore_spec(parsed.datastore)
+            source = "datastore" if spec.credential or spec.kind == "local" else "identity"
             return ResolvedInput(text, input_type or "", spec, normalize_relpath(parsed.path), datastore=parsed.datastore,
-                                 credential_source="datastore" if spec.credential else "identity")
+                                 credential_source=source)
         if isinstance(parsed, AssetRef):
             return self._locate_asset(text, parsed, input_type, depth)
         if isinstance(parsed, StorageUrl):

@@ -24,9 +24,7 @@ def put_compute(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_c
     body = {**body, "name": name}
     for key in ("id", "created_at", "updated_at"):
         body.pop(key, None)
-    compute = AmlCompute(**body)
-    spec = compute.model_dump(mode="json", exclude={"id", "created_at", "updated_at", "schema_"}, exclude_none=True)
-    return ctx.workspace.compute_entity(ctx.store.put_compute(name, spec)).to_dict()
+    return ctx.workspace.put_compute(AmlCompute(**body)).to_dict()
 
 
 @router.get("/computes/{name}", tags=["computes"], dependencies=[requires(P.COMPUTES_READ)])

@@ -70,7 +70,8 @@ async def invoke(name: str, request: Request, ctx: AppContext = Depends(get_cont
 
     invoke_request = parse_invoke_body(body, azureml_model_deployment)
     user = getattr(request.state, "principal_id", None)
-    row = await run_in_threadpool(submit_job, ctx.workspace, name, invoke_request, user)
+    assignments = await run_in_threadpool(ctx.auth.assignments, user) if user else []
+    row = await run_in_threadpool(submit_job, ctx.workspace, name, invoke_request, user, assignments)
     request.state.audit = {"action": "invoke", "endpoint": name, "deployment": row.deployment_name, "job": row.name,
                            "inputs": {k: {"path": v["path"], "type": v["type"], "credential_kind": v["credential_kind"]}
                                       for k, v in row.inputs.items()}}

@@ -1,0 +1,70 @@
+"""Which credential reads an input — the spec's table, enforced:
+
+| input | credential in store | credential used |
+|---|---|---|
+| data store / data asset on a store | yes | the data store's credential |
+| data store / data asset on a store | no | the identity of the job (checked: ``data/read``) read through the compute's managed identity |
+| storage-account URL (Blob, Gen1, Gen2), S3 | n/a | the identity of the job (``data/read`` on the account) + the compute's managed identity |
+
+A local data store is the server's own folder: the server reads it, like a credential in store.
+When the data needs an identity and the compute has none, a public container is tried
+anonymously; otherwise the job is refused before it starts, saying what to configure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchpoint.auth.scopes import RoleAssignment, check_data_read
+from batchpoint.exceptions import PermissionDeniedError, StorageError
+from batchpoint.storage.base import StorageSpec
+
+
+@dataclass
+class IdentityContext:
+    """Who the job runs as, and the compute whose managed identity reads identity-based data."""
+
+    principal_id: str | None = None
+    assignments: list[RoleAssignment] = field(default_factory=list)
+    compute: str | None = None
+    compute_identity: dict[str, Any] | None = None
+
+
+def identity_credential(identity: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A compute's identity configuration → a storage credential dict (None when it has none)."""
+    if not identity or identity.get("type") in (None, "none"):
+        return None
+    kind = identity["type"]
+    fields = {k: v for k, v in identity.items() if k != "type" and v not in (None, "")}
+    if kind == "aws_profile":
+        return {"kind": "aws_profile", **fields}
+    return {"kind": kind, **fields}
+
+
+def apply_identity(spec: StorageSpec, *, datastore: str | None, account: str | None, ctx: IdentityContext | None,
+                   probe: Any) -> tuple[StorageSpec, str]:
+    """The spec to read an identity-based input with, and the credential source shown on the job.
+
+    ``probe(spec)`` raises when the spec cannot read the data (used to try anonymous access)."""
+    if ctx is None:
+        return StorageSpec(spec.kind, spec.config, {"kind": "default_identity"}), "server identity"
+    if ctx.principal_id is not None:
+        check_data_read(ctx.assignments, ctx.principal_id, datastore=datastore, storage_account=account)
+    credential = identity_credential(ctx.compute_identity)
+    if credential is not None:
+        return StorageSpec(spec.kind, spec.config, credential), f"compute identity ({ctx.compute})"
+    anonymous = StorageSpec(spec.kind, spec.config, {"kind": "anonymous"})
+    try:
+        probe(anonymous)
+        return anonymous, "anonymous (public data)"
+    except (StorageError, PermissionDeniedError, OSError, ValueError):
+        pass
+    where = f"data store '{datastore}'" if datastore else f"storage account '{account}'"
+    compute = f"compute '{ctx.compute}'" if ctx.compute else "the deployment's compute (none is set)"
+    raise PermissionDeniedError(
+        f"{where} is read with the identity of the job, through the managed identity of {compute}, but it has "
+        f"no identity. Assign one (batchpoint compute create -f compute.yml with identity: {{type: managed_identity, "
+        f"client_id: ...}}) and grant that identity Storage Blob Data Reader on the storage account, or register a "
+        f"data store with credentials."
+    )
