@@ -6,10 +6,11 @@
    examples/heart/data, written once to bench/.data/heart-<files>x<rows>/ and reused.
 2. Model: examples/heart/train.py (OneHotEncoder on ``thal`` + GradientBoostingClassifier),
    saved as an MLflow model in bench/.data/model.
-3. Baseline (a separate process, so its memory is its own): ``ProcessPoolExecutor(os.cpu_count())``
-   whose workers load the MLflow model once; each task reads ``--baseline-files-per-task`` files
-   with pandas, predicts, and returns ``row,prediction,file`` rows; the parent writes them to one CSV.
-   Timed from creating the pool to the CSV being written.
+3. Baseline (a separate process, so its memory is its own): the parent loads the MLflow model
+   (not timed), then ``ProcessPoolExecutor(os.cpu_count())`` forks workers that inherit it; each task
+   reads ``--baseline-files-per-task`` files with pandas, predicts, and returns
+   ``row,prediction,file`` rows; the parent writes them to one CSV. Timed from creating the pool to
+   the CSV being written.
 4. Batchpoint: a server of its own (``python -m batchpoint.server``, BATCHPOINT_HOME
    bench/.data/home); a local data store on the same data folder (files are read in place, as the
    baseline reads them); model, data asset, endpoint and deployment (instance_count 1,
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -68,8 +70,34 @@ def vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
-def descendants(root: int) -> set[int]:
-    parents: dict[int, list[int]] = {}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process itself, CPU seconds of its children it has waited for)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime) / CLK_TCK, (cutime + cstime) / CLK_TCK
+
+
+def forkserver_of(server_pid: int) -> int | None:
+    for pid, parent in descendants(server_pid).items():
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if parent == server_pid and b"forkserver" in cmdline:
+            return pid
+    return None
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every process below ``root``: {pid: parent pid}."""
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -79,22 +107,28 @@ def descendants(root: int) -> set[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [root]
+        children.setdefault(ppid, []).append(int(entry))
+    found: dict[int, int] = {}
+    todo = [root]
     while todo:
-        for child in parents.get(todo.pop(), []):
+        parent = todo.pop()
+        for child in children.get(parent, []):
             if child not in found:
-                found.add(child)
+                found[child] = parent
                 todo.append(child)
     return found
 
 
 class TreeSampler:
-    """Samples VmHWM of a process's descendants while a job runs (workers exit when it ends)."""
+    """Samples VmHWM of a server's descendants while a job runs (its workers exit when it ends).
+
+    The server's direct children are the engine's forkserver (and multiprocessing's resource
+    tracker); the workers are the forkserver's children."""
 
     def __init__(self, root: int, interval: float = 0.25) -> None:
         self.root, self.interval = root, interval
         self.peaks: dict[int, int] = {}
+        self.parents: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -107,17 +141,24 @@ class TreeSampler:
         self._thread.join()
 
     def _loop(self) -> None:
-        pids: set[int] = set()
         last_scan = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
-            if now - last_scan > 1.0:
-                pids, last_scan = descendants(self.root), now
-            for pid in pids:
+            if now - last_scan > 0.2:
+                self.parents.update(descendants(self.root))
+                last_scan = now
+            for pid in list(self.parents):
                 peak = vm_hwm_kb(pid)
                 if peak is not None:
                     self.peaks[pid] = max(peak, self.peaks.get(pid, 0))
             self._stop.wait(self.interval)
+
+    def workers(self) -> list[int]:
+        """Peaks of the processes two levels below the server (the forkserver's children)."""
+        return sorted(peak for pid, peak in self.peaks.items() if self.parents.get(pid) not in (self.root, None))
+
+    def helpers(self) -> list[int]:
+        return sorted(peak for pid, peak in self.peaks.items() if self.parents.get(pid) == self.root)
 
 
 # ---- data and model -----------------------------------------------------------------------------
@@ -126,7 +167,7 @@ class TreeSampler:
 def make_data(files: int, rows: int, seed: int = 0) -> Path:
     """``files`` CSVs of ``rows`` rows sampled (with replacement) from the example's unlabeled data."""
     folder = DATA_ROOT / f"heart-{files}x{rows}"
-    marker = folder / ".complete"
+    marker = DATA_ROOT / f"heart-{files}x{rows}.json"  # beside the folder: every file in it is an input
     if marker.is_file():
         return folder
     import numpy as np
@@ -166,10 +207,10 @@ def _load(model_dir: str) -> None:
     _model = mlflow.pyfunc.load_model(model_dir)
 
 
-def _score(paths: list[str]) -> tuple[str, float]:
+def _score(paths: list[str]) -> tuple[str, float, float]:
     import pandas as pd
 
-    started = time.perf_counter()
+    started = time.time()
     frames = []
     for path in paths:
         data = pd.read_csv(path)
@@ -177,32 +218,41 @@ def _score(paths: list[str]) -> tuple[str, float]:
         frame["file"] = os.path.basename(path)
         frames.append(frame)
     text = pd.concat(frames, ignore_index=True).to_csv(header=False, index=False, lineterminator="\n")
-    return text, time.perf_counter() - started
+    return text, started, time.time()
 
 
 def baseline_main(argv: list[str]) -> None:
     """``bench_heart.py _baseline MODEL DATA OUT WORKERS FILES_PER_TASK``: prints one JSON line."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     model_dir, data_dir, out, workers, per_task = argv[0], Path(argv[1]), Path(argv[2]), int(argv[3]), int(argv[4])
-    import mlflow.pyfunc  # noqa: F401 - imported before timing, as a real script would at its top
-    import pandas  # noqa: F401
-
+    # Not timed, like Batchpoint's warm-up job: the libraries are imported and the model loaded here,
+    # once; the forked workers inherit both, so the timed part is only forking and scoring.
+    _load(model_dir)
     files = sorted(str(p) for p in data_dir.glob("*.csv"))
     tasks = [files[i:i + per_task] for i in range(0, len(files), per_task)]
-    started = time.perf_counter()
-    with ProcessPoolExecutor(workers, initializer=_load, initargs=(model_dir,)) as pool:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage.ru_utime + usage.ru_stime
+    started = time.time()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         futures = [pool.submit(_score, task) for task in tasks]
-        task_seconds = []
+        spans = []
         with open(out, "w") as handle:
             for future in futures:
-                text, seconds = future.result()
+                text, task_start, task_end = future.result()
                 handle.write(text)
-                task_seconds.append(seconds)
-        elapsed = time.perf_counter() - started
+                spans.append((task_start - started, task_end - started))
+        elapsed = time.time() - started
         worker_peaks = [vm_hwm_kb(pid) or 0 for pid in pool._processes]  # noqa: SLF001 - measurement only
-    print(json.dumps({"seconds": elapsed, "task_seconds": task_seconds, "tasks": len(tasks),
-                      "driver_hwm_kb": vm_hwm_kb(os.getpid()), "worker_hwm_kb": worker_peaks}))
+        cpu_before_shutdown = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"seconds": elapsed, "task_seconds": [end - start for start, end in spans], "tasks": len(tasks),
+                      "first_task_start_s": min(s for s, _ in spans), "first_task_end_s": min(e for _, e in spans),
+                      "last_task_end_s": max(e for _, e in spans),
+                      "driver_hwm_kb": vm_hwm_kb(os.getpid()), "worker_hwm_kb": worker_peaks,
+                      "driver_cpu_s": cpu_before_shutdown.ru_utime + cpu_before_shutdown.ru_stime - cpu0,
+                      "workers_cpu_s": children.ru_utime + children.ru_stime}))
 
 
 def run_baseline(model: Path, data: Path, workers: int, per_task: int) -> dict:
@@ -276,7 +326,10 @@ def setup_workspace(ml_client, model: Path, data: Path, workers: int, mini_batch
     return "azureml:heart-bench-data@latest", f"azureml://datastores/benchdata/paths/{data.name}/{first}"
 
 
-def invoke_and_wait(ml_client, path: str, kind: str, poll: float = 0.02) -> dict:
+def invoke_and_wait(ml_client, path: str, kind: str, fast_poll: float = 0.02, poll: float = 0.2) -> dict:
+    """Invoke and poll until the job ends: every 20 ms until the first mini-batch is seen (to time
+    it), then every 200 ms, the SDK's ``jobs.wait`` default (each poll costs the server CPU that
+    the workers would otherwise have, which matters on a 2-core machine)."""
     from batchpoint import Input
 
     started = time.perf_counter()
@@ -284,13 +337,14 @@ def invoke_and_wait(ml_client, path: str, kind: str, poll: float = 0.02) -> dict
     invoked = time.perf_counter()
     first_seen = None
     while job.status not in ("Completed", "Failed", "Canceled"):
-        time.sleep(poll)
+        time.sleep(poll if first_seen else fast_poll)
         job = ml_client.jobs.get(job.name)
         if first_seen is None and job.progress.mini_batches_completed > 0:
             first_seen = time.perf_counter()
     ended = time.perf_counter()
-    if job.status != "Completed":
-        raise SystemExit(f"job {job.name} ended {job.status}: {job.status_message}")
+    if job.status != "Completed" or job.progress.files_failed:
+        raise SystemExit(f"job {job.name} ended {job.status} with {job.progress.files_failed} failed file(s): "
+                         f"{job.status_message}")
     return {"job": job, "seconds": ended - started, "invoke_call_s": invoked - started,
             "first_seen_s": (first_seen or ended) - started}
 
@@ -317,8 +371,13 @@ def worker_log_profile(logs_dir: Path) -> dict:
             "mean_batch_s": statistics.mean(busy) if busy else 0.0}
 
 
-def run_batchpoint(ml_client, home: Path, path: str) -> dict:
+def run_batchpoint(ml_client, home: Path, path: str, server_pid: int) -> dict:
+    forkserver = forkserver_of(server_pid)
+    server_cpu0, fork_cpu0 = cpu_seconds(server_pid)[0], cpu_seconds(forkserver)[1] if forkserver else 0.0
     run = invoke_and_wait(ml_client, path, "uri_folder")
+    time.sleep(0.2)  # let the forkserver reap the job's workers, so their CPU time is counted
+    server_cpu = cpu_seconds(server_pid)[0] - server_cpu0
+    workers_cpu = (cpu_seconds(forkserver)[1] - fork_cpu0) if forkserver else None
     job = run["job"]
     created = job.created_at.timestamp()
     logs = worker_log_profile(home / "jobs" / job.name / "logs")
@@ -334,6 +393,8 @@ def run_batchpoint(ml_client, home: Path, path: str) -> dict:
         "worker_busy_s": logs["busy_s"],
         "mini_batches": logs["batches"],
         "mean_mini_batch_s": logs["mean_batch_s"],
+        "server_cpu_s": server_cpu,
+        "workers_cpu_s": workers_cpu,
     }
     output = home / "datastores" / "workspaceblobstore" / "azureml" / job.name / "score" / "predictions.csv"
     return {"job": job.name, "seconds": run["seconds"], "first_seen_s": run["first_seen_s"],
@@ -353,8 +414,8 @@ def mib(kb: float | None) -> str:
     return "n/a" if kb is None else f"{kb / 1024:.0f} MiB"
 
 
-def report(args, workers: int, baselines: list[dict], points: list[dict], server_hwm: int | None,
-           server_workers: dict[int, int], identical: bool) -> dict:
+def report(args, baselines: list[dict], points: list[dict], server_hwm: int | None, worker_peaks: list[int],
+           helper_peaks: list[int], identical: bool, load: tuple[float, float]) -> dict:
     b_times = [b["seconds"] for b in baselines]
     p_times = [p["seconds"] for p in points]
     b_med, p_med = statistics.median(b_times), statistics.median(p_times)
@@ -363,41 +424,53 @@ def report(args, workers: int, baselines: list[dict], points: list[dict], server
     first_server = statistics.median(p["first_mini_batch_s"] for p in points)
     first_client = statistics.median(p["first_seen_s"] for p in points)
     b_driver = max(b["driver_hwm_kb"] or 0 for b in baselines)
-    b_workers = [max(b["worker_hwm_kb"]) for b in baselines if b["worker_hwm_kb"]]
-    bp_workers = sorted(server_workers.values())
+    b_workers = [peak for b in baselines for peak in b["worker_hwm_kb"]]
     say()
     say(f"== heart: {args.files} files x {args.rows} rows = {rows:,} rows; {os.cpu_count()} CPUs; "
-        f"{workers} workers; {args.repeat} repeat(s), medians shown")
-    say(f"baseline (ProcessPoolExecutor, {args.baseline_files_per_task} files/task): {b_med:6.2f} s  "
+        f"{args.workers} worker processes each side; {args.repeat} run(s) each, alternating; medians")
+    busy = load[0] > 0.25 * (os.cpu_count() or 1)
+    say(f"load average (1 min) before the bench: {load[0]:.2f}, after: {load[1]:.2f} (the bench's own load)"
+        + ("   -- other work was running: figures are noisy" if busy else ""))
+    say(f"baseline (ProcessPoolExecutor, {args.baseline_files_per_task} files/task): {b_med:6.2f} s "
         f"{rows / b_med:10,.0f} rows/s   runs: {', '.join(f'{t:.2f}' for t in b_times)}")
-    say(f"batchpoint (invoke -> Completed)      : {p_med:6.2f} s  {rows / p_med:10,.0f} rows/s   "
-        f"runs: {', '.join(f'{t:.2f}' for t in p_times)}")
+    say(f"batchpoint (invoke -> Completed, mini_batch_size {args.mini_batch_size}): {p_med:6.2f} s "
+        f"{rows / p_med:10,.0f} rows/s   runs: {', '.join(f'{t:.2f}' for t in p_times)}")
     say(f"throughput ratio (baseline time / batchpoint time): {ratio:.2f}   target >= 0.90: "
         f"{'met' if ratio >= 0.9 else 'NOT met'}")
     say(f"invoke -> first scored mini-batch: {first_server:.3f} s (job record: first_mini_batch_at - created_at), "
-        f"{first_client:.3f} s (seen by the client)   target < 0.5 s: {'met' if first_server < 0.5 else 'NOT met'}")
-    say(f"peak RSS: server process {mib(server_hwm)} vs baseline parent {mib(b_driver)}; "
-        f"per worker: batchpoint max {mib(max(bp_workers) if bp_workers else None)} "
-        f"(forkserver + {len(bp_workers) - 1 if bp_workers else 0} workers seen) vs baseline max "
-        f"{mib(max(b_workers) if b_workers else None)}")
+        f"{first_client:.3f} s (seen by the client, polling every 20 ms)   target < 0.5 s: "
+        f"{'met' if first_server < 0.5 else 'NOT met'}")
+    say(f"peak RSS (VmHWM): batchpoint server process {mib(server_hwm)} vs baseline parent {mib(b_driver)}")
+    say(f"                  per worker: batchpoint max {mib(max(worker_peaks) if worker_peaks else None)} vs "
+        f"baseline max {mib(max(b_workers) if b_workers else None)}; batchpoint forkserver/helpers: "
+        f"{', '.join(mib(h) for h in helper_peaks[-2:]) or 'n/a'}")
     say(f"outputs: {'the same rows' if identical else 'DIFFERENT rows'} "
         f"({points[-1]['rows']:,} rows from {points[-1]['files']} files)")
-    last = points[-1]["profile"]
-    say("where Batchpoint's time went (last run, seconds after created_at):")
-    for key in ("invoke_call_s", "queued_s", "first_worker_ready_s", "all_workers_ready_s", "first_mini_batch_s",
-                "listing_done_s", "last_mini_batch_s", "end_s"):
-        value = last.get(key)
-        say(f"  {key:<22} {'n/a' if value is None else f'{value:.3f}'}")
-    b_busy = sum(baselines[-1]["task_seconds"])
-    say(f"  scoring work: batchpoint workers {last['worker_busy_s']:.2f} s over {last['mini_batches']} mini-batches "
-        f"({last['mean_mini_batch_s'] * 1000:.0f} ms each) vs baseline tasks {b_busy:.2f} s over "
-        f"{baselines[-1]['tasks']} tasks ({b_busy / baselines[-1]['tasks'] * 1000:.0f} ms each)")
-    return {"files": args.files, "rows_per_file": args.rows, "cpus": os.cpu_count(), "workers": workers,
+    last, base = points[-1]["profile"], baselines[-1]
+    say("where the time went (last run; seconds from the job's created_at / from creating the pool):")
+    say(f"  batchpoint: invoke call {last['invoke_call_s']:.3f}, claimed {last['queued_s']:.3f}, "
+        f"first worker ready {_f(last['first_worker_ready_s'])}, all ready {_f(last['all_workers_ready_s'])}, "
+        f"first mini-batch done {last['first_mini_batch_s']:.3f}, listing done {_f(last['listing_done_s'])}, "
+        f"last mini-batch done {_f(last['last_mini_batch_s'])}, Completed {last['end_s']:.3f}")
+    say(f"  baseline:   first task started {base['first_task_start_s']:.3f}, first task done "
+        f"{base['first_task_end_s']:.3f}, last task done {base['last_task_end_s']:.3f}, "
+        f"CSV written {base['seconds']:.3f}")
+    b_busy = sum(base["task_seconds"])
+    say(f"  scoring work: batchpoint {last['worker_busy_s']:.2f} s in {last['mini_batches']} mini-batches "
+        f"({last['mean_mini_batch_s'] * 1000:.0f} ms each) vs baseline {b_busy:.2f} s in {base['tasks']} tasks "
+        f"({b_busy / base['tasks'] * 1000:.0f} ms each)")
+    say(f"  CPU: batchpoint workers {_f(last['workers_cpu_s'])} s + server process {last['server_cpu_s']:.3f} s vs "
+        f"baseline workers {base['workers_cpu_s']:.3f} s + parent {base['driver_cpu_s']:.3f} s")
+    return {"files": args.files, "rows_per_file": args.rows, "cpus": os.cpu_count(), "workers": args.workers,
             "baseline_files_per_task": args.baseline_files_per_task, "mini_batch_size": args.mini_batch_size,
-            "baseline": baselines, "batchpoint": points, "ratio": ratio, "first_mini_batch_s": first_server,
-            "first_mini_batch_client_s": first_client, "server_hwm_kb": server_hwm,
-            "server_descendants_hwm_kb": bp_workers, "baseline_driver_hwm_kb": b_driver,
-            "baseline_worker_hwm_kb": b_workers, "identical_rows": identical}
+            "load_average": load, "baseline": baselines, "batchpoint": points, "ratio": ratio,
+            "first_mini_batch_s": first_server, "first_mini_batch_client_s": first_client,
+            "server_hwm_kb": server_hwm, "worker_hwm_kb": worker_peaks, "helper_hwm_kb": helper_peaks,
+            "baseline_driver_hwm_kb": b_driver, "baseline_worker_hwm_kb": b_workers, "identical_rows": identical}
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main() -> None:
@@ -411,6 +484,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     data = make_data(args.files, args.rows)
     say(f"data: {data} ({args.files} files x {args.rows} rows)")
     model = train_model()
@@ -418,7 +492,7 @@ def main() -> None:
     home = DATA_ROOT / "home"
     server = Server(home)
     say(f"server: {server.url} (pid {server.pid}, BATCHPOINT_HOME {home})")
-    baselines, points, peaks = [], [], {}
+    baselines, points, worker_peaks, helper_peaks = [], [], [], []
     try:
         from batchpoint import MLClient
 
@@ -430,15 +504,16 @@ def main() -> None:
                 baselines.append(run_baseline(model, data, args.workers, args.baseline_files_per_task))
                 say(f"run {i + 1}: baseline {baselines[-1]['seconds']:.2f} s")
                 with TreeSampler(server.pid) as sampler:
-                    points.append(run_batchpoint(ml_client, home, path))
-                for pid, peak in sampler.peaks.items():
-                    peaks[pid] = max(peak, peaks.get(pid, 0))
+                    points.append(run_batchpoint(ml_client, home, path, server.pid))
+                worker_peaks.extend(sampler.workers())
+                helper_peaks.extend(sampler.helpers())
                 say(f"run {i + 1}: batchpoint {points[-1]['seconds']:.2f} s (job {points[-1]['job']})")
         server_hwm = vm_hwm_kb(server.pid)
     finally:
         server.stop()
     identical = same_rows(baselines[-1]["output"], points[-1]["output"])
-    result = report(args, args.workers, baselines, points, server_hwm, peaks, identical)
+    load = (load_before, os.getloadavg()[0])
+    result = report(args, baselines, points, server_hwm, worker_peaks, helper_peaks, identical, load)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"heart-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2, default=str))

@@ -28,6 +28,15 @@ HEART_TRAIN = SHARED / "data" / "heart" / "train" / "heart.csv"
 HEART_ROWS = 303
 
 
+#: Secret values tests create (keys, SAS tokens, API keys); tests/zz_final scans for them.
+RECORDED_SECRETS: set[str] = set()
+
+
+def record_secret(value: str) -> str:
+    RECORDED_SECRETS.add(value)
+    return value
+
+
 @dataclass
 class ServerHandle:
     url: str

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from batchpoint.exceptions import NotFoundError
 from conftest import HEART_ROWS, HEART_UNLABELED, wait_job
 from foundation.conftest import expected_rows, predictions_of, write_yaml
 
@@ -86,3 +89,128 @@ def test_heart_flow_through_cli(cli: Any, ml_client: Any, heart_cli: Path, heart
     got = predictions_of(predictions)
     assert len(got) == HEART_ROWS
     assert got == expected_rows(heart_model_dir)
+
+
+# ---- the other verbs and formats, on the same endpoint ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_job(cli: Any, heart_cli: Path) -> str:
+    """A job started on the tutorial endpoint (not waited for)."""
+    return cli("batch-endpoint", "invoke", "-n", ENDPOINT, "-i", "azureml:heart-dataset-unlabeled@latest",
+               "--query", "name", "-o", "tsv").out.strip()
+
+
+def test_job_stream_follows_the_job_to_its_end(cli: Any, cli_job: str) -> None:
+    result = cli("job", "stream", "-n", cli_job)
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert "[Completed] all mini-batches scored" in lines, result.out
+    assert any(line.startswith("worker-") and "scored" in line for line in lines), result.out
+    assert lines[-1] == f"Job {cli_job} Completed: 4 files scored, 0 failed, {HEART_ROWS} rows"
+
+
+def test_list_jobs_of_the_endpoint(cli: Any, cli_job: str) -> None:
+    names = cli("batch-endpoint", "list-jobs", "-n", ENDPOINT, "--query", "[].name", "-o", "tsv").out.split()
+    assert cli_job in names
+    listed = json.loads(cli("batch-endpoint", "list-jobs", "-n", ENDPOINT).out)
+    assert {j["endpoint_name"] for j in listed} == {ENDPOINT}
+    by_deployment = cli("batch-deployment", "list-jobs", "-n", DEPLOYMENT, "-e", ENDPOINT, "--query", "[].name",
+                        "-o", "tsv").out.split()
+    assert cli_job in by_deployment
+
+
+def test_output_formats_and_query(cli: Any, heart_cli: Path) -> None:
+    as_json = json.loads(cli("batch-endpoint", "show", "-n", ENDPOINT).out)
+    assert as_json["name"] == ENDPOINT and as_json["auth_mode"] == "aad_token"
+    as_yaml = yaml.safe_load(cli("batch-endpoint", "show", "-n", ENDPOINT, "-o", "yaml").out)
+    assert as_yaml == as_json
+    table = cli("batch-endpoint", "list", "-o", "table").out.splitlines()
+    assert table[0].split()[:1] == ["id"] or "name" in table[0].split(), table[0]
+    assert set(table[1].replace(" ", "")) == {"-"}
+    assert any(ENDPOINT in row.split() for row in table[2:])
+    names = cli("batch-endpoint", "list", "--query", "[].name", "-o", "tsv").out.splitlines()
+    assert ENDPOINT in names
+    size = cli("batch-deployment", "show", "-n", DEPLOYMENT, "-e", ENDPOINT, "--query",
+               "settings.retry_settings.timeout", "-o", "tsv")
+    assert size.out == "300\n"
+    pair = cli("batch-deployment", "show", "-n", DEPLOYMENT, "-e", ENDPOINT, "--query",
+               "[name, resources.instance_count]", "-o", "tsv")
+    assert pair.out.split() == [DEPLOYMENT, "2"]
+    bad = cli("batch-endpoint", "show", "-n", ENDPOINT, "--query", "[name", check=False)
+    assert bad.code != 0 and "--query" in bad.err and "Traceback" not in bad.err
+
+
+def test_deployment_update_with_set(cli: Any, ml_client: Any, heart_cli: Path) -> None:
+    spec = yaml.safe_load((heart_cli / "deployment.yml").read_text())
+    spec["name"] = "tuned"
+    write_yaml(heart_cli / "tuned.yml", spec)
+    cli("batch-deployment", "create", "-f", str(heart_cli / "tuned.yml"))
+    updated = json.loads(cli("batch-deployment", "update", "-n", "tuned", "-e", ENDPOINT,
+                             "--set", "settings.mini_batch_size=3").out)
+    assert updated["settings"]["mini_batch_size"] == 3
+    shown = ml_client.batch_deployments.get("tuned", ENDPOINT)
+    assert shown.settings.mini_batch_size == 3
+    assert shown.settings.max_concurrency_per_instance == 2  # the rest of settings is kept
+    assert shown.settings.retry_settings.timeout == 300
+    assert shown.resources.instance_count == 2
+    assert ml_client.batch_endpoints.get(ENDPOINT).defaults["deployment_name"] == DEPLOYMENT  # not made default
+    name = cli("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "tuned", "-i", "azureml:heart-dataset-unlabeled@latest",
+               "--query", "name", "-o", "tsv").out.strip()
+    job = wait_job(ml_client, name)
+    assert job.status == "Completed", job.status_message
+    assert job.deployment_name == "tuned"
+    assert job.progress.mini_batches_total == 2 and job.progress.rows == HEART_ROWS  # 4 files by 3
+
+
+@pytest.mark.parametrize(("where", "field"), [
+    ("settings", "mini_batch_sise"),
+    ("top", "endpoint_nam"),
+    ("retry", "max_retry"),
+])
+def test_yaml_spec_with_a_mistyped_field(cli: Any, ml_client: Any, heart_cli: Path, where: str, field: str) -> None:
+    spec = yaml.safe_load((heart_cli / "deployment.yml").read_text())
+    spec["name"] = "typo"
+    target = {"settings": spec["settings"], "top": spec, "retry": spec["settings"]["retry_settings"]}[where]
+    target[field] = 5
+    path = write_yaml(heart_cli / f"typo-{field}.yml", spec)
+    result = cli("batch-deployment", "create", "-f", str(path), check=False)
+    assert result.code == 1, result
+    (line,) = [x for x in result.err.splitlines() if x.startswith("ERROR:")]
+    assert field in line and str(path) in line and "unknown field" in line, line
+    with pytest.raises(NotFoundError):
+        ml_client.batch_deployments.get("typo", ENDPOINT)
+
+
+def test_yaml_spec_with_a_wrong_value(cli: Any, heart_cli: Path) -> None:
+    spec = yaml.safe_load((heart_cli / "deployment.yml").read_text())
+    spec["name"] = "wrong-value"
+    spec["settings"]["output_action"] = "append_rows"
+    path = write_yaml(heart_cli / "wrong-value.yml", spec)
+    result = cli("batch-deployment", "create", "-f", str(path), check=False)
+    assert result.code == 1
+    assert "settings.output_action" in result.err and str(path) in result.err and "append_row" in result.err
+
+
+@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/name:os.system",
+                                 "!!python/object:collections.OrderedDict"])
+def test_yaml_spec_tags_that_build_objects_are_refused(cli: Any, heart_cli: Path, tmp_path: Path, tag: str) -> None:
+    marker = tmp_path / "pwned"
+    spec = heart_cli / "tagged.yml"
+    spec.write_text(f"name: tagged-endpoint\ndescription: {tag} [\"touch {marker}\"]\n")
+    result = cli("batch-endpoint", "create", "-f", str(spec), check=False)
+    assert result.code == 1, result
+    assert result.err.startswith("ERROR:") and str(spec) in result.err and "tags" in result.err, result.err
+    assert not marker.exists()
+    assert cli("batch-endpoint", "show", "-n", "tagged-endpoint", check=False).code == 1
+
+
+def test_openapi_is_served(server: Any) -> None:
+    with server.rest() as rest:
+        response = rest.get("/openapi.json")
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["openapi"].startswith("3.") and doc["info"]["title"] == "Batchpoint"
+    for path in ("/batchEndpoints/{name}/invoke", "/batchEndpoints/{endpoint}/deployments/{name}", "/jobs/{name}",
+                 "/data/{name}/versions", "/datastores/{name}"):
+        assert path in doc["paths"], sorted(doc["paths"])

@@ -45,6 +45,8 @@ model = None
 
 def init():
     global model
+    if os.environ.get("PID_DIR"):  # lets a test see the worker processes
+        open(os.path.join(os.environ["PID_DIR"], str(os.getpid())), "w").close()
     if os.environ.get("FAIL_INIT"):
         raise RuntimeError("cannot load the model: " + os.environ["FAIL_INIT"])
     model = mlflow.pyfunc.load_model(os.environ["AZUREML_MODEL_DIR"])
@@ -87,6 +89,7 @@ DEPLOYMENTS: dict[str, dict[str, Any]] = {
 def script_endpoint(ml_client: Any, heart_model: Any, batch_cluster: Any, heart_data: HeartData,
                     tmp_path_factory: pytest.TempPathFactory) -> str:
     code = write_script(tmp_path_factory.mktemp("score-code"), SCORE_PY)
+    DEPLOYMENTS["sleepy"]["environment_variables"]["PID_DIR"] = str(tmp_path_factory.mktemp("sleepy-pids"))
     make_endpoint(ml_client, ENDPOINT)
     for name, settings in DEPLOYMENTS.items():
         spec = {
@@ -249,21 +252,27 @@ def test_output_path_and_file_name_are_respected(runs: dict[str, Any], ml_client
 def test_cancel_a_long_job(script_endpoint: str, ml_client: Any, cli: Any, heart_data: HeartData) -> None:
     name = cli("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "sleepy", "--input",
                f"azureml:{heart_data.folder_asset.name}@latest", "--query", "name", "-o", "tsv").out.strip()
+    pid_dir = Path(DEPLOYMENTS["sleepy"]["environment_variables"]["PID_DIR"])
+    wait_until(lambda: len(list(pid_dir.iterdir())) == 4, 60, "4 workers started")
     wait_until(lambda: ml_client.jobs.get(name).status == "Running", 60, "job Running")
     canceled = cli("job", "cancel", "-n", name, "--query", "status", "-o", "tsv")
     assert canceled.out.strip() == "Canceled"
     job = wait_job(ml_client, name, timeout=30)
     assert job.status == "Canceled"
     assert job.end_time is not None
-    # the runner stopping afterwards does not move it again
-    wait_until(lambda: not any(p.name.startswith(f"batchpoint-{name}") for p in _children()), 30, "workers gone")
+    assert "cancel" in (job.status_message or "")
+    # the workers (one is sleeping 120 s in run()) are stopped, and the job stays Canceled
+    pids = [int(p.name) for p in pid_dir.iterdir()]
+    wait_until(lambda: not any(_alive(pid) for pid in pids), 30, "sleeping workers stopped")
     assert ml_client.jobs.get(name).status == "Canceled"
 
 
-def _children() -> list[Any]:
-    import multiprocessing
-
-    return multiprocessing.active_children()
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_unknown_deployment_is_refused(script_endpoint: str, ml_client: Any, heart_data: HeartData) -> None:

@@ -16,7 +16,7 @@ from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, gener
 
 from batchpoint import AssetTypes, BatchDeployment, BatchEndpoint, Data, Datastore, Input, Model
 from batchpoint.exceptions import BatchpointError
-from conftest import HEART_UNLABELED, expected_predictions, start_server, stop_server
+from conftest import HEART_UNLABELED, expected_predictions, record_secret, start_server, stop_server
 from fixtures.components import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME
 
 pytestmark = pytest.mark.azurite
@@ -92,6 +92,7 @@ def test_blob_datastore_by_sas_and_asset(client, azurite, heart_model_dir, tmp_p
     sas = generate_container_sas(AZURITE_ACCOUNT_NAME, "heartdata", account_key=AZURITE_ACCOUNT_KEY,
                                  permission=ContainerSasPermissions(read=True, list=True),
                                  expiry=datetime.now(UTC) + timedelta(hours=1))
+    record_secret(sas.split("sig=")[1].split("&")[0])
     client.datastores.create_or_update(_blob_store("heartsas", blob_url, {"sas_token": sas}))
     client.data.create_or_update(Data(name="heart-blob", path="azureml://datastores/heartsas/paths/heart",
                                       type=AssetTypes.URI_FOLDER))

@@ -16,6 +16,7 @@ import pytest
 from batchpoint.auth.permissions import ROLES
 from batchpoint.server.app import create_app
 from batchpoint.server.security import OPEN_PATHS
+from conftest import record_secret
 
 ROLES_UNDER_TEST = ["Reader", "Invoker", "Contributor", "Owner"]
 ENDPOINT = "matrix-ep"
@@ -69,6 +70,21 @@ def _fill(path: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def owner_job(ml_client, heart_model_dir):
+    """A real job started by the owner, for the /jobs/{name} routes."""
+    from batchpoint import BatchDeployment, BatchEndpoint, Data, Input, Model
+    from conftest import HEART_UNLABELED
+
+    ml_client.models.create_or_update(Model(name="matrix-model", path=str(heart_model_dir), type="mlflow_model"))
+    data = ml_client.data.create_or_update(Data(name="matrix-data", path=str(HEART_UNLABELED), type="uri_folder"))
+    ml_client.batch_endpoints.begin_create_or_update(BatchEndpoint(name="matrix-jobs")).result()
+    ml_client.batch_deployments.begin_create_or_update(BatchDeployment(
+        name="main", endpoint_name="matrix-jobs", model="azureml:matrix-model@latest"), set_default=True)
+    job = ml_client.batch_endpoints.invoke(endpoint_name="matrix-jobs", input=Input(path=data.id))
+    return ml_client.jobs.wait(job.name).name
+
+
+@pytest.fixture(scope="module")
 def principals(server, ml_client):
     """One principal per role (workspace scope), each with its own API key."""
     keys = {}
@@ -76,14 +92,16 @@ def principals(server, ml_client):
         pid = f"user:matrix-{role.lower()}"
         ml_client.principals.create(pid)
         ml_client.role_assignments.create(pid, role, "workspace")
-        keys[role] = ml_client.principals.create_key(pid)["key"]
+        keys[role] = record_secret(ml_client.principals.create_key(pid)["key"])
     return keys
 
 
-def _expected(role: str | None, permission: str, path: str) -> str:
+def _expected(role: str | None, permission: str, path: str, scope: str | None = None) -> str:
     if role is None:
         return "401"
     granted = ROLES[role]
+    if scope == "job_reader":  # someone else's job: jobs/read_own is not enough
+        return "pass" if "jobs/read" in granted else "403"
     if permission in granted:
         return "pass"
     if permission == "jobs/read_own" and "jobs/read" in granted:
@@ -93,16 +111,16 @@ def _expected(role: str | None, permission: str, path: str) -> str:
 
 @pytest.mark.parametrize("method,path,permission,scope", ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
 @pytest.mark.parametrize("role", [None, *ROLES_UNDER_TEST], ids=["anonymous", *ROLES_UNDER_TEST])
-def test_route_authorization(server, principals, role, method, path, permission, scope):
-    if path.startswith("/jobs/{name}"):
-        pytest.skip("job routes are checked against real jobs in test_job_rules.py")
+def test_route_authorization(server, principals, owner_job, role, method, path, permission, scope):
     url = _fill(path)
+    if path.startswith("/jobs/{name}"):
+        url = url.replace(f"/jobs/{ENDPOINT}", f"/jobs/{owner_job}")
     if "/files/" in path:
         url = url.replace(f"/datastores/{ENDPOINT}/", "/datastores/workspaceblobstore/")
     headers = {"Authorization": f"Bearer {principals[role]}"} if role else {}
     with httpx.Client(base_url=server.url, timeout=30) as http:
         response = http.request(method, url, headers=headers, json={} if method in ("POST", "PUT", "PATCH") else None)
-    expected = _expected(role, permission, path)
+    expected = _expected(role, permission, path, scope)
     if path.endswith("/files/{path:path}") and method in ("PUT", "HEAD") and role == "Invoker":
         expected = "pass"  # invokers upload local inputs under LocalUpload/ of the default store
     got = str(response.status_code)
@@ -111,7 +129,7 @@ def test_route_authorization(server, principals, role, method, path, permission,
     else:
         assert got == expected, f"{role} {method} {url}: expected {expected}, got {got} {response.text}"
         if got == "403" and method != "HEAD":
-            assert permission in response.json()["error"]["message"]
+            assert permission.removesuffix("_own") in response.json()["error"]["message"]
 
 
 def test_unknown_and_revoked_keys_are_401(server, ml_client):

@@ -134,3 +134,12 @@ def test_gen1_library_missing_gives_the_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "azure.datalake.store", None)
     with pytest.raises(BackendNotInstalledError, match=r"batchpoint\[azure\]"):
         gen1({"kind": "token_credential", "credential": SyncCred()}).adl
+
+
+def test_connection_string_names_its_account_and_endpoint():
+    conn = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.usgovcloudapi.net"
+    backend = AzureBlobBackend(StorageSpec("azure_blob", {"container_name": "c"},
+                                           {"kind": "connection_string", "connection_string": conn}))
+    assert backend.account == "acct"
+    assert backend.url_for("x.csv") == "https://acct.blob.core.usgovcloudapi.net/c/x.csv"
+    assert "a2V5" not in backend._where("x.csv")

@@ -159,7 +159,7 @@ def require_job_read(request: Request) -> str:
 
 
 require_job_read.permission = P.JOBS_READ_OWN  # type: ignore[attr-defined]
-require_job_read.scope_name = "job_scope"  # type: ignore[attr-defined]
+require_job_read.scope_name = "job_reader"  # type: ignore[attr-defined]
 
 
 def require_upload(request: Request) -> str:

@@ -72,7 +72,8 @@ class WorkspaceService:
         spec = self._spec_of(row, secret)
         if ds.type == "local":
             Path(ds.path or "").mkdir(parents=True, exist_ok=True)
-        open_backend(spec).check_access()
+        if spec.credential is not None or ds.type == "local":
+            open_backend(spec).check_access()  # identity-based stores are checked per job, with its identity
         return self.datastore_entity(self.store.put_datastore(row))
 
     def datastore_spec(self, name: str) -> StorageSpec:

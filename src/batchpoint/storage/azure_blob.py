@@ -94,6 +94,9 @@ class AzureBlobBackend(StorageBackend):
             require(cfg, "account_name", what)
         self.container = require(cfg, self.container_key, what)
         self.account_url = "" if self._conn else azure_auth.account_url(cfg, self.account)
+        self.display_url = self.account_url or str(conn_parts.get("BlobEndpoint") or (
+            f"{conn_parts.get('DefaultEndpointsProtocol', 'https')}://{self.account}.blob."
+            f"{conn_parts.get('EndpointSuffix', 'core.windows.net')}")).rstrip("/")
         if self.account_url.startswith("http://") and self.credential_kind in azure_auth.TOKEN_KINDS:
             raise ValidationError(
                 f"{what}: credential kind '{self.credential_kind}' sends bearer tokens, which Azure "
@@ -174,7 +177,7 @@ class AzureBlobBackend(StorageBackend):
         target = f"'{path}' in " if path else ""
         return (
             f"{target}{self.container_label} '{self.container}' of {self.service_label} "
-            f"'{self.account or self.account_url}' ({store}credential kind '{self.credential_kind}')"
+            f"'{self.account or self.display_url}' ({store}credential kind '{self.credential_kind}')"
         )
 
     def _translate(self, exc: BaseException, path: str = "") -> BatchpointError:
@@ -196,9 +199,8 @@ class AzureBlobBackend(StorageBackend):
             if status in (408, 429, 500, 502, 503, 504) or isinstance(
                 err, (ServiceRequestError, ServiceResponseError, TimeoutError, ConnectionError)
             ):
-                endpoint = self.account_url or "the connection string's endpoint"
                 return TransientStorageError(
-                    f"could not reach {self._where(path)} at {endpoint}: {detail}; "
+                    f"could not reach {self._where(path)} at {self.display_url}: {detail}; "
                     "check the endpoint and the network (retried)"
                 )
         detail = redact(f"{type(exc).__name__}: {first_line(exc)}", self.spec.credential)
@@ -208,7 +210,7 @@ class AzureBlobBackend(StorageBackend):
         if _error_code(err) == "ContainerNotFound" or not path:
             return StorageNotFoundError(
                 f"{self.container_label} '{self.container}' does not exist in {self.service_label} "
-                f"'{self.account or self.account_url}' (credential kind '{self.credential_kind}'): "
+                f"'{self.account or self.display_url}' (credential kind '{self.credential_kind}'): "
                 f"create it or fix '{self.container_key}' of the data store"
             )
         return StorageNotFoundError(f"file {self._where(path)} does not exist")
@@ -317,14 +319,16 @@ class AzureBlobBackend(StorageBackend):
         from azure.core.exceptions import ResourceNotFoundError
 
         container = self._container()
+        limit = asyncio.Semaphore(1 if one_by_one else 32)
 
         async def drop(name: str) -> None:
-            try:
-                await container.delete_blob(name)
-            except ResourceNotFoundError:
-                pass
+            async with limit:
+                try:
+                    await container.delete_blob(name)
+                except ResourceNotFoundError:
+                    pass
 
-        if one_by_one:
+        if one_by_one:  # in order: a Gen2 directory must be empty before it goes
             for name in names:
                 await drop(name)
         else:
@@ -348,9 +352,7 @@ class AzureBlobBackend(StorageBackend):
             raise StorageNotFoundError(f"{self._where(path)} does not exist (neither a file nor a folder)")
 
     def url_for(self, path: str) -> str:
-        blob = normalize_relpath(path)
-        base = self.account_url or f"https://{self.account}.blob.core.windows.net"
-        return f"{base}/{self.container}/{quote(blob)}"
+        return f"{self.display_url}/{self.container}/{quote(normalize_relpath(path))}"
 
 
 class AdlsGen2Backend(AzureBlobBackend):
