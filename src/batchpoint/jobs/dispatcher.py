@@ -83,11 +83,20 @@ class Dispatcher:
                 self.running.pop(name, None)
 
     def _heartbeat(self) -> None:
+        """Beat for this server's jobs and, on every beat, resume jobs whose server went silent:
+        checking only at start-up would miss a server that died less than 3 beats before this
+        one started (a quick restart after a crash) and leave its jobs Running for ever."""
         while not self.closing.wait(self.settings.heartbeat_interval_s):
-            with self._lock:
-                names = list(self.running)
-            for name in names:
-                self.store.update_job(name, heartbeat_at=utcnow())
+            try:
+                with self._lock:
+                    names = list(self.running)
+                for name in names:
+                    self.store.update_job(name, heartbeat_at=utcnow())
+                self.recover()
+            except Exception:  # noqa: BLE001 - a failed beat (database busy) must not stop the next
+                log.exception("heartbeat failed; trying again in %ss", self.settings.heartbeat_interval_s)
+                continue
+            self.wake.set()
 
     def cancel(self, name: str) -> bool:
         moved = transition(self.store, name, JobStatus.CANCELED, "canceled by the user")

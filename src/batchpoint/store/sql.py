@@ -281,7 +281,9 @@ class SqlMetadataStore:
         fields["updated_at"] = utcnow()
         with self.session() as s:
             q = update(JobRow).where(JobRow.name == name)
-            if expect_status:
+            if expect_status is not None:  # () allows no status: nothing moves (not: no condition)
+                if not expect_status:
+                    return False
                 q = q.where(JobRow.status.in_(expect_status))
             return s.execute(q.values(**fields)).rowcount > 0
 
