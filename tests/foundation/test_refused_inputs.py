@@ -167,3 +167,21 @@ def test_invoke_of_an_unknown_endpoint(ctx: Ctx, ml_client: Any, cli: Any, serve
         response = rest.post("/batchEndpoints/no-such-endpoint/invoke",
                              json={"properties": {"InputData": {"heart": {"Uri": ctx.data.folder_uri}}}})
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"InputData": {"heart": {"JobInputType": "UriFolder"}}}, "Uri"),
+    ({"properties": {}}, "InputData"),
+    ({"properties": {"InputData": {}}}, "InputData"),
+    ({"properties": {"InputData": {"heart": {"Uri": "x"}}, "Bogus": 1}}, "Bogus"),
+    ({"properties": {"InputData": {"heart": {"Uri": "x"}}, "Settings": {"gpu_count": 2}}}, "gpu_count"),
+    ([1, 2], "JSON object"),
+])
+def test_rest_refuses_a_malformed_invoke_body(body: Any, says: str, ctx: Ctx, ml_client: Any, server: Any) -> None:
+    before = jobs_of(ml_client, ENDPOINT)
+    with server.rest() as rest:
+        response = rest.post(f"/batchEndpoints/{ENDPOINT}/invoke", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error" and says in error["message"], error
+    assert jobs_of(ml_client, ENDPOINT) == before

@@ -185,7 +185,7 @@ def test_failing_file_is_named_and_ignored_below_threshold(runs: dict[str, Any],
     assert FAILING not in {f for _, _, f in scored}
 
 
-def test_failing_file_fails_the_job_at_threshold_zero(runs: dict[str, Any], ml_client: Any) -> None:
+def test_failing_file_fails_the_job_at_threshold_zero(runs: dict[str, Any], ml_client: Any, cli: Any) -> None:
     job = wait_job(ml_client, runs["names"]["strict"])
     assert job.status == "Failed", job.status_message
     message = job.status_message or ""
@@ -193,6 +193,10 @@ def test_failing_file_fails_the_job_at_threshold_zero(runs: dict[str, Any], ml_c
     assert "error_threshold" in message
     assert job.error and job.error.get("type") == "ValueError", job.error
     assert Path(job.error["file"]).name == FAILING
+    streamed = cli("job", "stream", "-n", job.name, check=False)
+    assert streamed.code == 1 and f"[Failed] {message}" in streamed.out
+    shown = cli("job", "show", "-n", job.name, "--query", "status_message", "-o", "tsv")
+    assert FAILING in shown.out
 
 
 def test_max_retries_is_honoured(runs: dict[str, Any], ml_client: Any) -> None:
