@@ -326,10 +326,11 @@ def setup_workspace(ml_client, model: Path, data: Path, workers: int, mini_batch
     return "azureml:heart-bench-data@latest", f"azureml://datastores/benchdata/paths/{data.name}/{first}"
 
 
-def invoke_and_wait(ml_client, path: str, kind: str, fast_poll: float = 0.02, poll: float = 0.2) -> dict:
-    """Invoke and poll until the job ends: every 20 ms until the first mini-batch is seen (to time
-    it), then every 200 ms, the SDK's ``jobs.wait`` default (each poll costs the server CPU that
-    the workers would otherwise have, which matters on a 2-core machine)."""
+def invoke_and_wait(ml_client, path: str, kind: str, workers: int = 1, fast: float = 0.02, slow: float = 0.2) -> dict:
+    """Invoke and poll until the job ends. Polls every 20 ms until the first mini-batch is seen (to
+    time it) and again during the last round of mini-batches (to see the end when it happens),
+    every 200 ms (the SDK's ``jobs.wait`` default) in between: each poll costs the server CPU that
+    the workers would otherwise have, which matters on a 2-core machine."""
     from batchpoint import Input
 
     started = time.perf_counter()
@@ -337,7 +338,10 @@ def invoke_and_wait(ml_client, path: str, kind: str, fast_poll: float = 0.02, po
     invoked = time.perf_counter()
     first_seen = None
     while job.status not in ("Completed", "Failed", "Canceled"):
-        time.sleep(poll if first_seen else fast_poll)
+        p = job.progress
+        last_round = p.listing_complete and p.mini_batches_total is not None and \
+            p.mini_batches_completed + p.mini_batches_failed >= p.mini_batches_total - workers
+        time.sleep(fast if first_seen is None or last_round else slow)
         job = ml_client.jobs.get(job.name)
         if first_seen is None and job.progress.mini_batches_completed > 0:
             first_seen = time.perf_counter()
@@ -371,10 +375,10 @@ def worker_log_profile(logs_dir: Path) -> dict:
             "mean_batch_s": statistics.mean(busy) if busy else 0.0}
 
 
-def run_batchpoint(ml_client, home: Path, path: str, server_pid: int) -> dict:
+def run_batchpoint(ml_client, home: Path, path: str, server_pid: int, workers: int) -> dict:
     forkserver = forkserver_of(server_pid)
     server_cpu0, fork_cpu0 = cpu_seconds(server_pid)[0], cpu_seconds(forkserver)[1] if forkserver else 0.0
-    run = invoke_and_wait(ml_client, path, "uri_folder")
+    run = invoke_and_wait(ml_client, path, "uri_folder", workers)
     time.sleep(0.2)  # let the forkserver reap the job's workers, so their CPU time is counted
     server_cpu = cpu_seconds(server_pid)[0] - server_cpu0
     workers_cpu = (cpu_seconds(forkserver)[1] - fork_cpu0) if forkserver else None
@@ -397,7 +401,8 @@ def run_batchpoint(ml_client, home: Path, path: str, server_pid: int) -> dict:
         "workers_cpu_s": workers_cpu,
     }
     output = home / "datastores" / "workspaceblobstore" / "azureml" / job.name / "score" / "predictions.csv"
-    return {"job": job.name, "seconds": run["seconds"], "first_seen_s": run["first_seen_s"],
+    return {"job": job.name, "seconds": run["seconds"], "server_seconds": run["invoke_call_s"] + profile["end_s"],
+            "first_seen_s": run["first_seen_s"],
             "first_mini_batch_s": profile["first_mini_batch_s"], "rows": job.progress.rows,
             "files": job.progress.files_completed, "profile": profile, "output": str(output)}
 
@@ -427,16 +432,20 @@ def report(args, baselines: list[dict], points: list[dict], server_hwm: int | No
     b_workers = [peak for b in baselines for peak in b["worker_hwm_kb"]]
     say()
     say(f"== heart: {args.files} files x {args.rows} rows = {rows:,} rows; {os.cpu_count()} CPUs; "
-        f"{args.workers} worker processes each side; {args.repeat} run(s) each, alternating; medians")
+        f"{args.workers} worker processes each side; {args.repeat} run(s) each, alternating")
     busy = load[0] > 0.25 * (os.cpu_count() or 1)
     say(f"load average (1 min) before the bench: {load[0]:.2f}, after: {load[1]:.2f} (the bench's own load)"
         + ("   -- other work was running: figures are noisy" if busy else ""))
-    say(f"baseline (ProcessPoolExecutor, {args.baseline_files_per_task} files/task): {b_med:6.2f} s "
-        f"{rows / b_med:10,.0f} rows/s   runs: {', '.join(f'{t:.2f}' for t in b_times)}")
-    say(f"batchpoint (invoke -> Completed, mini_batch_size {args.mini_batch_size}): {p_med:6.2f} s "
-        f"{rows / p_med:10,.0f} rows/s   runs: {', '.join(f'{t:.2f}' for t in p_times)}")
-    say(f"throughput ratio (baseline time / batchpoint time): {ratio:.2f}   target >= 0.90: "
-        f"{'met' if ratio >= 0.9 else 'NOT met'}")
+    b_best, p_best = min(b_times), min(p_times)
+    say(f"baseline (ProcessPoolExecutor, {args.baseline_files_per_task} files/task): median {b_med:5.2f} s, best "
+        f"{b_best:5.2f} s ({rows / b_best:,.0f} rows/s)   runs: {', '.join(f'{t:.2f}' for t in b_times)}")
+    say(f"batchpoint (invoke -> Completed, mini_batch_size {args.mini_batch_size}): median {p_med:5.2f} s, best "
+        f"{p_best:5.2f} s ({rows / p_best:,.0f} rows/s)   runs: {', '.join(f'{t:.2f}' for t in p_times)}")
+    s_times = [p["server_seconds"] for p in points]
+    say(f"  batchpoint by its own record (invoke call + created_at -> end_time): median "
+        f"{statistics.median(s_times):.2f} s, best {min(s_times):.2f} s")
+    say(f"throughput ratio (baseline time / batchpoint time): median {ratio:.2f}, best-of-runs {b_best / p_best:.2f}"
+        f"   target >= 0.90: {'met' if ratio >= 0.9 else 'NOT met'}")
     say(f"invoke -> first scored mini-batch: {first_server:.3f} s (job record: first_mini_batch_at - created_at), "
         f"{first_client:.3f} s (seen by the client, polling every 20 ms)   target < 0.5 s: "
         f"{'met' if first_server < 0.5 else 'NOT met'}")
@@ -461,9 +470,17 @@ def report(args, baselines: list[dict], points: list[dict], server_hwm: int | No
         f"({b_busy / base['tasks'] * 1000:.0f} ms each)")
     say(f"  CPU: batchpoint workers {_f(last['workers_cpu_s'])} s + server process {last['server_cpu_s']:.3f} s vs "
         f"baseline workers {base['workers_cpu_s']:.3f} s + parent {base['driver_cpu_s']:.3f} s")
+    bp_cpu = [p["profile"]["workers_cpu_s"] + p["profile"]["server_cpu_s"] for p in points
+              if p["profile"]["workers_cpu_s"] is not None]
+    b_cpu = [b["workers_cpu_s"] + b["driver_cpu_s"] for b in baselines]
+    cpu_ratio = statistics.median(b_cpu) / statistics.median(bp_cpu) if bp_cpu else None
+    if cpu_ratio:
+        say(f"  CPU ratio (baseline CPU s / batchpoint CPU s, medians): {cpu_ratio:.2f} -- what the time ratio tends "
+            "to when the machine is saturated")
     return {"files": args.files, "rows_per_file": args.rows, "cpus": os.cpu_count(), "workers": args.workers,
             "baseline_files_per_task": args.baseline_files_per_task, "mini_batch_size": args.mini_batch_size,
             "load_average": load, "baseline": baselines, "batchpoint": points, "ratio": ratio,
+            "ratio_best": b_best / p_best, "cpu_ratio": cpu_ratio,
             "first_mini_batch_s": first_server, "first_mini_batch_client_s": first_client,
             "server_hwm_kb": server_hwm, "worker_hwm_kb": worker_peaks, "helper_hwm_kb": helper_peaks,
             "baseline_driver_hwm_kb": b_driver, "baseline_worker_hwm_kb": b_workers, "identical_rows": identical}
@@ -504,7 +521,7 @@ def main() -> None:
                 baselines.append(run_baseline(model, data, args.workers, args.baseline_files_per_task))
                 say(f"run {i + 1}: baseline {baselines[-1]['seconds']:.2f} s")
                 with TreeSampler(server.pid) as sampler:
-                    points.append(run_batchpoint(ml_client, home, path, server.pid))
+                    points.append(run_batchpoint(ml_client, home, path, server.pid, args.workers))
                 worker_peaks.extend(sampler.workers())
                 helper_peaks.extend(sampler.helpers())
                 say(f"run {i + 1}: batchpoint {points[-1]['seconds']:.2f} s (job {points[-1]['job']})")

@@ -22,7 +22,6 @@ from batchpoint import AmlCompute, BatchDeployment, BatchEndpoint, Data, Model
 
 HEART_FILE = HEART_UNLABELED / "heart-unlabeled-0.csv"
 HEART_FILE_ROWS = 100
-TERMINAL = {"Completed", "Failed", "Canceled"}
 
 
 def unique(prefix: str) -> str:
@@ -43,24 +42,6 @@ def write_script(folder: Path, body: str, name: str = "score.py") -> Path:
 
 def jobs_of(ml_client: Any, endpoint: str) -> set[str]:
     return {j.name for j in ml_client.jobs.list(endpoint_name=endpoint)}
-
-
-def wait_all(ml_client: Any, names: list[str], timeout: float = 120.0) -> dict[str, Any]:
-    """Wait for several jobs at once (they run in parallel on the server)."""
-    deadline = time.monotonic() + timeout
-    done: dict[str, Any] = {}
-    while len(done) < len(names):
-        for name in names:
-            if name not in done:
-                job = ml_client.jobs.get(name)
-                if job.status in TERMINAL:
-                    done[name] = job
-        if len(done) < len(names):
-            if time.monotonic() > deadline:
-                pending = {n: ml_client.jobs.get(n).status for n in names if n not in done}
-                raise AssertionError(f"jobs still running after {timeout}s: {pending}")
-            time.sleep(0.1)
-    return done
 
 
 def wait_until(predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:

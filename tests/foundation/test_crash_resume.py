@@ -1,12 +1,11 @@
 """A server killed with SIGKILL in the middle of a job: a new server on the same home resumes the
 job (its heartbeat went stale) from the mini-batches already finished, and it completes with every
-row, in order."""
+row, in order, and the same counts and failures as a run without a crash."""
 
 from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,6 +13,9 @@ from conftest import HEART_ROWS, HEART_UNLABELED, start_server, stop_server, wai
 from batchpoint import BatchDeployment, BatchEndpoint, CodeConfiguration, Input, MLClient, Model
 from foundation.conftest import expected_rows, predictions_of, wait_until, write_script
 
+pytestmark = pytest.mark.timeout(240)
+
+FAILING = "heart-unlabeled-0.csv"  # fails at once, so the first mini-batch is split and one piece fails
 SLOW_SCORE_PY = """
 import os
 import time
@@ -35,6 +37,8 @@ def run(mini_batch):
         name = os.path.basename(path)
         with open(os.environ["ATTEMPTS_FILE"], "a") as out:
             out.write(name + "\\n")
+        if name == os.environ["FAIL_ON"]:
+            raise ValueError(f"cannot score {name}")
         time.sleep(float(os.environ["SLEEP_S"]))
         data = pd.read_csv(path)
         frames.append(pd.DataFrame({"row": range(len(data)), "prediction": model.predict(data), "file": name}))
@@ -55,40 +59,42 @@ def test_job_resumes_after_the_server_is_killed(tmp_path: Path, heart_model_dir:
             client.batch_deployments.begin_create_or_update(BatchDeployment(
                 name="slow", endpoint_name="heart-crash", model="azureml:heart-classifier@latest",
                 code_configuration=CodeConfiguration(code=str(code), scoring_script="score.py"),
-                instance_count=1, max_concurrency_per_instance=1, mini_batch_size=1,
-                environment_variables={"ATTEMPTS_FILE": str(attempts), "SLEEP_S": "1.5"},
+                instance_count=1, max_concurrency_per_instance=1, mini_batch_size=2, error_threshold=-1,
+                retry_settings={"max_retries": 0, "timeout": 60},
+                environment_variables={"ATTEMPTS_FILE": str(attempts), "SLEEP_S": "1.5", "FAIL_ON": FAILING},
             ), set_default=True).result()
             job = client.batch_endpoints.invoke(endpoint_name="heart-crash",
                                                 input=Input(type="uri_folder", path=str(HEART_UNLABELED)))
-            wait_until(lambda: client.jobs.get(job.name).progress.mini_batches_completed >= 1, 60,
-                       "first mini-batch scored")
+
+            def first_batch_done() -> bool:
+                p = client.jobs.get(job.name).progress
+                return p.mini_batches_completed + p.mini_batches_failed >= 1
+
+            wait_until(first_batch_done, 60, "first mini-batch finished")
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(timeout=10)
-        before_crash = attempts.read_text().split()
-        assert len(before_crash) < 4, "the job ended before the server was killed; nothing to resume"
+        assert len(set(attempts.read_text().split())) < 4, "the job ended before the kill; nothing to resume"
 
         (home / "server.json").unlink(missing_ok=True)
-        second = start_server(home)
+        second = start_server(home)  # at once: the dead server's heartbeat is not stale yet
         with MLClient(endpoint=second.url, home=home) as client:
             final = wait_job(client, job.name, timeout=90)
             assert final.status == "Completed", (final.status_message, final.error, second.log()[-3000:])
-            assert final.progress.rows == HEART_ROWS
-            assert final.progress.files_completed == 4 and final.progress.files_failed == 0
-            assert final.progress.mini_batches_completed == 4
+            p = final.progress
+            assert (p.files_completed, p.files_failed, p.rows) == (3, 1, HEART_ROWS - 100)
+            assert (p.mini_batches_total, p.mini_batches_completed, p.mini_batches_failed) == (2, 1, 1)
+            assert [Path(f.file).name for f in final.failures] == [FAILING]
+            assert FAILING in (final.status_message or ""), final.status_message
             saved = client.jobs.download(job.name, download_path=tmp_path / "out")
-            assert [p.name for p in saved] == ["predictions.csv"]
-            assert predictions_of(saved[0]) == expected_rows(heart_model_dir)
+            assert [s.name for s in saved] == ["predictions.csv"]
+            assert predictions_of(saved[0]) == [r for r in expected_rows(heart_model_dir) if r[2] != FAILING]
         assert "resumed" in second.log(), second.log()[-3000:]
+        # the finished (split) mini-batch is not scored again; only the one in flight at the kill is
         scored = attempts.read_text().split()
-        # finished mini-batches are not scored again; only the one in flight at the kill may be
-        first_file = sorted(p.name for p in HEART_UNLABELED.glob("*.csv"))[0]
-        assert scored.count(first_file) == 1, scored
-        assert len(scored) <= 5, scored
+        assert scored.count(FAILING) == 2, scored  # the mini-batch, then its single-file piece
+        assert scored.count("heart-unlabeled-1.csv") == 1, scored
     finally:
         if second is not None:
             stop_server(second)
         if first.proc.poll() is None:
             first.proc.kill()
-
-
-pytestmark = pytest.mark.timeout(240)

@@ -28,6 +28,9 @@ class Ctx:
     datastore_id: str
     location: str
     workspace: str
+    subscription: str
+    resource_group: str
+    storage_account_id: str
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ SPELLINGS = [
     Spelling("datastore-azureml-colon-slash",
              lambda c: f"azureml:/datastores/{c.data.datastore.name}/paths/{c.data.folder_path}"),
     Spelling("datastore-id", lambda c: f"{c.datastore_id}/paths/{c.data.folder_path}"),
+    Spelling("datastore-workspace-uri",
+             lambda c: f"azureml://subscriptions/{c.subscription}/resourcegroups/{c.resource_group}/workspaces/"
+                       f"{c.workspace}/datastores/{c.data.datastore.name}/paths/{c.data.folder_path}"),
+    Spelling("storage-account-id", lambda c: f"{c.storage_account_id}/paths/{c.data.folder_path}"),
     Spelling("asset-azureml-latest", lambda c: f"azureml:{_asset(c).name}@latest"),
     Spelling("asset-azureml-slash-latest", lambda c: f"azureml:/{_asset(c).name}@latest"),
     Spelling("asset-bare-latest", lambda c: f"{_asset(c).name}@latest"),
@@ -79,7 +86,8 @@ def _rest_body(path: str, input_type: str, camel: bool = False) -> dict[str, Any
 def ctx(ml_client: Any, heart_data: HeartData, heart_model: Any, batch_cluster: Any) -> Ctx:
     make_endpoint(ml_client, ENDPOINT, mini_batch_size=10)
     ws = ml_client.workspaces.get()
-    return Ctx(heart_data, heart_data.datastore.id, ws.location, ws.name)
+    return Ctx(heart_data, heart_data.datastore.id, ws.location, ws.name, ws.subscription_id, ws.resource_group,
+               ws.storage_account)
 
 
 @pytest.fixture(scope="module")

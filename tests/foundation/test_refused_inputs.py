@@ -170,7 +170,8 @@ def test_invoke_of_an_unknown_endpoint(ctx: Ctx, ml_client: Any, cli: Any, serve
 
 
 @pytest.mark.parametrize(("body", "says"), [
-    ({"InputData": {"heart": {"JobInputType": "UriFolder"}}}, "Uri"),
+    ({"properties": {"InputData": {"heart": {"JobInputType": "UriFolder"}}}}, "Uri"),
+    ({"InputData": {"heart": {"Uri": "x"}}}, "properties"),
     ({"properties": {}}, "InputData"),
     ({"properties": {"InputData": {}}}, "InputData"),
     ({"properties": {"InputData": {"heart": {"Uri": "x"}}, "Bogus": 1}}, "Bogus"),

@@ -47,6 +47,8 @@ def init():
     global model
     if os.environ.get("PID_DIR"):  # lets a test see the worker processes
         open(os.path.join(os.environ["PID_DIR"], str(os.getpid())), "w").close()
+    if os.environ.get("DIE_IN_INIT"):  # a crash no exception reports (segfault, OOM killer)
+        os._exit(int(os.environ["DIE_IN_INIT"]))
     if os.environ.get("FAIL_INIT"):
         raise RuntimeError("cannot load the model: " + os.environ["FAIL_INIT"])
     model = mlflow.pyfunc.load_model(os.environ["AZUREML_MODEL_DIR"])
@@ -79,6 +81,7 @@ DEPLOYMENTS: dict[str, dict[str, Any]] = {
     "slow": {"environment_variables": {"SLEEP_ON": SLOW, "SLEEP_S": "60"}, "mini_batch_size": 1,
              "retry_settings": {"max_retries": 0, "timeout": 2}, "error_threshold": -1},
     "bad-init": {"environment_variables": {"FAIL_INIT": "weights file is truncated"}},
+    "dies-in-init": {"environment_variables": {"DIE_IN_INIT": "3"}},
     "summary": {"output_action": "summary_only"},
     "sleepy": {"environment_variables": {"SLEEP_ON": "heart-unlabeled-0.csv", "SLEEP_S": "120"},
                "retry_settings": {"max_retries": 0, "timeout": 300}},
@@ -127,6 +130,7 @@ def runs(script_endpoint: str, ml_client: Any, cli: Any, heart_data: HeartData,
                           environment_variables={"FAIL_ON": FAILING, "ATTEMPTS_FILE": str(counter)}),
         "slow": invoke("slow"),
         "bad-init": invoke("bad-init"),
+        "dies-in-init": invoke("dies-in-init"),
         "summary": invoke("summary"),
         "output-path": cli("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "good", "--input", data.path,
                            "--output-path", out_uri, "--set", "output_file_name=scores.csv",
@@ -227,6 +231,25 @@ def test_init_failure_fails_the_job_with_the_user_error(runs: dict[str, Any], ml
     assert "init()" in message and "RuntimeError" in message, message
     assert "cannot load the model: weights file is truncated" in message
     assert "score.py" in message  # where in the user's code
+
+
+def test_worker_dying_in_init_fails_the_job(runs: dict[str, Any], ml_client: Any) -> None:
+    job = wait_job(ml_client, runs["names"]["dies-in-init"], timeout=60)
+    assert job.status == "Failed"
+    message = job.status_message or ""
+    assert "init()" in message and "exit code 3" in message, message
+
+
+def test_rest_deployment_header_picks_the_deployment(script_endpoint: str, ml_client: Any, server: Any,
+                                                     heart_data: HeartData) -> None:
+    body = {"properties": {"InputData": {"heart": {"JobInputType": "UriFile", "Uri": heart_data.file_uri}}}}
+    with server.rest() as rest:
+        response = rest.post(f"/batchEndpoints/{ENDPOINT}/invoke", json=body,
+                             headers={"azureml-model-deployment": "summary"})
+    assert response.status_code == 202, response.text
+    job = wait_job(ml_client, response.json()["name"])
+    assert job.deployment_name == "summary" and job.status == "Completed", job.status_message
+    assert job.progress.rows == FILE_ROWS["heart-unlabeled-0.csv"]
 
 
 def test_summary_only_counts_rows_without_a_predictions_file(runs: dict[str, Any], ml_client: Any,

@@ -27,6 +27,7 @@ from batchpoint.exceptions import UserCodeError
 log = logging.getLogger(__name__)
 
 PRELOAD = ["batchpoint.engines.preload"]
+MAX_INIT_DEATHS = 3
 _ctx_lock = threading.Lock()
 _ctx: Any = None
 
@@ -87,6 +88,7 @@ class _Run:
         self.job, self.batches, self.on_outcome, self.stop = job, batches, on_outcome, stop
         self.retry: deque[MiniBatch] = deque()
         self.exhausted = False
+        self.init_deaths = 0  # workers that died before init() returned (a crash no exception reports)
         self.ctx = mp_context()
         self.workers = {i: self._spawn(i) for i in range(job.workers)}
 
@@ -165,6 +167,13 @@ class _Run:
             w.proc.kill()
         w.proc.join(timeout=5)
         w.conn.close()
+        if not w.ready:
+            # os._exit(), a segfault or the OOM killer in init(): replacing it would loop for ever
+            self.init_deaths += 1
+            if self.init_deaths >= MAX_INIT_DEATHS:
+                raise WorkerInitError({"type": "WorkerLost", "where": None, "message":
+                                       f"the worker process died before init() returned (exit code "
+                                       f"{w.proc.exitcode}), {self.init_deaths} times; see the worker logs"})
         log.warning("job %s worker %s replaced: %s", self.job.name, w.wid, reason)
         self.workers[w.wid] = self._spawn(w.wid)
         if batch is not None:
