@@ -29,7 +29,7 @@ With no `BATCHPOINT_SERVER_URL` set, commands use the local server under `BATCHP
 
 
 def _help(command: click.Command, path: list[str]) -> str:
-    with click.Context(command, info_name=" ".join(path), max_content_width=100,
+    with click.Context(command, info_name=" ".join(path), max_content_width=100, terminal_width=100,
                        help_option_names=["-h", "--help"]) as ctx:
         return command.get_help(ctx)
 

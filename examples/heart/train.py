@@ -2,10 +2,11 @@
 
     python examples/heart/train.py [--data train/heart.csv] [--out model]
 
-The model is a scikit-learn pipeline: ``thal`` (a text column: normal / fixed / reversible) is
-one-hot encoded, the other columns pass through, and a GradientBoostingClassifier predicts
-``target`` (1: heart condition). It is saved with ``mlflow.sklearn.save_model`` (cloudpickle), so
-a batch deployment can serve it with no scoring script. Paths are relative to this folder.
+The model is a scikit-learn pipeline: ``thal`` (text: normal, fixed, reversible, a few stray
+codes) is one-hot encoded, the other columns pass through, and a GradientBoostingClassifier
+predicts ``target`` (1: heart condition). It is saved with ``mlflow.sklearn.save_model``
+(cloudpickle), so a batch deployment can serve it with no scoring script. The defaults are the
+files beside this script.
 """
 
 from __future__ import annotations
