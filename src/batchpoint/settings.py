@@ -30,7 +30,6 @@ class ServerSettings(BaseModel):
 class JobSettings(BaseModel):
     poll_interval_s: float = 0.2  # how often the dispatcher looks for queued jobs
     heartbeat_interval_s: float = 2.0
-    worker_idle_ttl_s: float = 300.0  # warm workers of a deployment are kept this long between jobs
     max_workers: int = 64  # cap on instance_count * max_concurrency_per_instance
 
 
@@ -53,7 +52,6 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
-    engine: str = "local"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -16,7 +16,7 @@ COLLECTIONS = {
 }
 
 
-def new_job_name(endpoint: str) -> str:
+def new_job_name() -> str:
     return f"batchjob-{secrets.token_hex(4)}-{secrets.token_hex(2)}"
 
 

@@ -91,7 +91,7 @@ def submit_job(ws: Any, endpoint_name: str, request: InvokeRequest, created_by: 
     for key, spec in request.inputs.items():
         resolved = ws.resolver.resolve(spec["path"], spec.get("type"), identity)
         inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type}
-    name = request.job_name or new_job_name(endpoint_name)
+    name = request.job_name or new_job_name()
     if not JOB_NAME.match(name):
         raise ValidationError(f"job name '{name}' is not valid: letters, digits, '-' and '_' (up to 128)")
     if request.job_name and _exists(store, name):

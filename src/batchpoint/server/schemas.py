@@ -80,7 +80,7 @@ def _input_type(name: str, raw: Any) -> str | None:
             f"InputData.{name}: JobInputType '{raw}' is a V1 dataset; V1 FileDatasets are deprecated and not "
             "supported: register the data as a uri_folder or uri_file data asset"
         )
-    if key not in INPUT_TYPES and _norm(key.replace("uri", "uri")) not in INPUT_TYPES:
+    if key not in INPUT_TYPES:
         raise ValidationError(f"InputData.{name}: JobInputType '{raw}' is not valid; valid: UriFolder, UriFile")
     return INPUT_TYPES[key]
 

@@ -27,7 +27,7 @@ from batchpoint.entities import (
     Model,
     Workspace,
 )
-from batchpoint.exceptions import InputError, NotFoundError, ValidationError
+from batchpoint.exceptions import InputError, ValidationError
 from batchpoint.identity.credentials import credential_kind, split_credentials
 from batchpoint.identity.secrets import SecretBox
 from batchpoint.settings import Settings
@@ -35,7 +35,7 @@ from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import AssetRow, DatastoreRow, JobRow
-from batchpoint.uri.parse import DatastorePath, StorageUrl, parse_input_uri
+from batchpoint.uri.parse import StorageUrl
 from batchpoint.uri.resolve import InputResolver
 
 DEFAULT_DATASTORE = "workspaceblobstore"
@@ -307,13 +307,3 @@ def _copy_tree(resolved: Any, target: Path) -> None:
         dest = target / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         backend.get_file(info.path, str(dest))
-
-
-def parse_datastore_uri(text: str) -> DatastorePath:
-    parsed = parse_input_uri(text)
-    if not isinstance(parsed, DatastorePath):
-        raise InputError(f"'{text}' is not a data store path; use azureml://datastores/<name>/paths/<path>")
-    return parsed
-
-
-__all__ = ["WorkspaceService", "DEFAULT_DATASTORE", "parse_datastore_uri", "NotFoundError"]

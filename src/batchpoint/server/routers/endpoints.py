@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request
 
 from batchpoint.entities import BatchDeployment, BatchEndpoint
-from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
+from batchpoint.exceptions import ConflictError, ValidationError
 from batchpoint.jobs.submit import submit_job
 from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
@@ -141,5 +141,3 @@ def deployment_jobs(endpoint: str, name: str, limit: int = 100, ctx: AppContext 
     rows = ctx.store.list_jobs(endpoint=endpoint, deployment=name, created_by=only, limit=limit)
     return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
 
-
-__all__ = ["router", "NotFoundError"]
