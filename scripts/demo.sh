@@ -15,17 +15,9 @@ cd "$ROOT"
 mkdir -p .cache
 LOG="$ROOT/.cache/demo-setup.log"
 
-say() { printf 'demo.sh: %s\n' "$*"; }
-
-run() {
-  local what=$1; shift
-  printf '\n=== %s: %s\n' "$what" "$*" >>"$LOG"
-  if ! "$@" >>"$LOG" 2>&1; then
-    say "FAILED: $what (last lines of $LOG follow)" >&2
-    tail -n 40 "$LOG" >&2
-    exit 1
-  fi
-}
+SCRIPT=demo.sh
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 # --- Python: .venv with the package (editable) and scikit-learn, pinned by constraints.txt
 if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c '' >/dev/null 2>&1; then

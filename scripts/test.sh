@@ -16,18 +16,9 @@ LOG="$ROOT/.cache/test-setup.log"
 : >"$LOG"
 T0=$SECONDS
 
-say() { printf 'test.sh: %s\n' "$*"; }
-
-# run DESCRIPTION CMD... : output to the log; on failure show the log's tail and stop.
-run() {
-  local what=$1; shift
-  printf '\n=== %s: %s\n' "$what" "$*" >>"$LOG"
-  if ! "$@" >>"$LOG" 2>&1; then
-    say "FAILED: $what (last lines of $LOG follow)" >&2
-    tail -n 40 "$LOG" >&2
-    exit 1
-  fi
-}
+SCRIPT=test.sh
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 as_root() {
   if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo -n "$@"; fi
