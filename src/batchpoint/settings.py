@@ -31,6 +31,7 @@ class JobSettings(BaseModel):
     poll_interval_s: float = 0.2  # how often the dispatcher looks for queued jobs
     heartbeat_interval_s: float = 2.0
     max_workers: int = 64  # cap on instance_count * max_concurrency_per_instance
+    worker_credential_ttl_s: float = 3600.0  # life of the SAS a job's workers get instead of a store's key
 
 
 class StorageSettings(BaseModel):

@@ -6,12 +6,17 @@ and then scores mini-batch after mini-batch. The engine owns the policy: a mini-
 or passes ``timeout`` is retried up to ``max_retries`` (a timed-out worker is killed and replaced);
 a multi-file mini-batch that still fails is split into single files, so the failing file is named
 and the others are scored; every final outcome goes to ``on_outcome``.
+
+``credentials`` (optional) returns ``(version, sources)``: the storage specs workers read with,
+re-minted by :class:`batchpoint.identity.delegation.WorkerCredentials` before they expire. A worker
+starts with the current set and gets a newer one along with its next mini-batch.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -68,14 +73,18 @@ class _Worker:
     batch: MiniBatch | None = None
     deadline: float = 0.0
     started: float = 0.0
+    sources_version: int = 0
+
+
+Sources = Callable[[], tuple[int, dict[str, Any]]]
 
 
 class LocalPoolEngine:
     name = "local"
 
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: Callable[[MiniBatchOutcome], None],
-            stop: threading.Event) -> None:
-        run = _Run(job, batches, on_outcome, stop)
+            stop: threading.Event, credentials: Sources | None = None) -> None:
+        run = _Run(job, batches, on_outcome, stop, credentials)
         try:
             run.loop()
         finally:
@@ -84,8 +93,9 @@ class LocalPoolEngine:
 
 class _Run:
     def __init__(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: Callable[[MiniBatchOutcome], None],
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, credentials: Sources | None = None) -> None:
         self.job, self.batches, self.on_outcome, self.stop = job, batches, on_outcome, stop
+        self.credentials = credentials
         self.retry: deque[MiniBatch] = deque()
         self.exhausted = False
         self.init_deaths = 0  # workers that died before init() returned (a crash no exception reports)
@@ -94,11 +104,25 @@ class _Run:
 
     def _spawn(self, wid: int) -> _Worker:
         parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=worker_main, args=(child, wid, self.job), daemon=True,
+        job, version = self.job, 0
+        if self.credentials is not None:
+            version, sources = self.credentials()
+            job = dataclasses.replace(job, sources=sources)
+        proc = self.ctx.Process(target=worker_main, args=(child, wid, job), daemon=True,
                                 name=f"batchpoint-{self.job.name}-w{wid}")
         proc.start()
         child.close()
-        return _Worker(wid, proc, parent)
+        return _Worker(wid, proc, parent, sources_version=version)
+
+    def _fresh_sources(self, w: _Worker) -> dict[str, Any] | None:
+        """The current sources when ``w`` has an older set, else None."""
+        if self.credentials is None:
+            return None
+        version, sources = self.credentials()
+        if version == w.sources_version:
+            return None
+        w.sources_version = version
+        return sources
 
     def _next_batch(self) -> MiniBatch | None:
         if self.retry:
@@ -118,7 +142,7 @@ class _Run:
                     return
                 w.batch, w.started = batch, time.monotonic()
                 w.deadline = w.started + self.job.policy.timeout_s
-                w.conn.send(batch)
+                w.conn.send((batch, self._fresh_sources(w)))
 
     def loop(self) -> None:
         while not self.stop.is_set():

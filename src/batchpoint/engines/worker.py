@@ -1,6 +1,8 @@
 """The worker process: ``init()`` once, then score the mini-batches the engine sends.
 
-Messages to the engine: ``("ready",)``, ``("init_failed", error)``, ``("done", key, rows, error)``.
+Messages to the engine: ``("ready",)``, ``("init_failed", error)``, ``("done", key, rows, error)``;
+from it: ``(mini_batch, sources or None)`` (new sources when the job's credentials were renewed),
+or ``None`` to stop.
 A mini-batch's files are fetched here, by the worker that scores it: local stores hand over their
 path; remote ones are downloaded to a per-worker temporary folder that is emptied after the batch.
 """
@@ -41,10 +43,13 @@ def error_info(exc: BaseException, *, code_dir: str | None = None) -> dict[str, 
 
 class _Fetcher:
     def __init__(self, sources: dict[str, Any]) -> None:
+        self.use(sources)
+        self.tmp = tempfile.mkdtemp(prefix="batchpoint-worker-")
+
+    def use(self, sources: dict[str, Any]) -> None:
         from batchpoint.storage.registry import open_backend
 
         self.backends = {key: open_backend(spec) for key, spec in sources.items()}
-        self.tmp = tempfile.mkdtemp(prefix="batchpoint-worker-")
 
     def fetch(self, batch: MiniBatch) -> list[str]:
         paths = []
@@ -104,13 +109,16 @@ def _serve(conn: Any, scorer: Any, fetcher: _Fetcher, job: EngineJob, log: loggi
 
     while True:
         try:
-            batch = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             return
-        if batch is None:
+        if message is None:
             return
+        batch, sources = message
         started = time.perf_counter()
         try:
+            if sources is not None:
+                fetcher.use(sources)
             files = fetcher.fetch(batch)
             result = scorer.run(files)
             if job.write_rows:

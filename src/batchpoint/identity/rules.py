@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchpoint.auth.scopes import RoleAssignment, check_data_read
-from batchpoint.exceptions import PermissionDeniedError, StorageError
+from batchpoint.exceptions import PermissionDeniedError, StorageError, ValidationError
 from batchpoint.storage.base import StorageSpec
 
 
@@ -31,14 +31,35 @@ class IdentityContext:
     compute_identity: dict[str, Any] | None = None
 
 
-def identity_credential(identity: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A compute's identity configuration → a storage credential dict (None when it has none)."""
+AZURE_STORAGE = ("azure_blob", "azure_data_lake_gen2", "azure_data_lake_gen1")
+IDENTITY_FIELDS = {
+    "managed_identity": ("client_id",),
+    "service_principal": ("tenant_id", "client_id", "client_secret"),
+    "workload_identity": ("tenant_id", "client_id", "token_file"),
+    "aws_profile": ("profile", "role_arn"),
+}
+
+
+def identity_credential(identity: dict[str, Any] | None, storage_kind: str | None = None) -> dict[str, Any] | None:
+    """A compute's identity configuration → the storage credential it reads with (None when it has none).
+
+    Azure identities (``managed_identity``, ``service_principal``, ``workload_identity``) read
+    Azure storage; ``aws_profile`` reads S3. A mismatch is refused, naming both."""
     if not identity or identity.get("type") in (None, "none"):
         return None
-    kind = identity["type"]
-    fields = {k: v for k, v in identity.items() if k != "type" and v not in (None, "")}
-    if kind == "aws_profile":
-        return {"kind": "aws_profile", **fields}
+    kind = str(identity["type"])
+    if kind not in IDENTITY_FIELDS:
+        raise ValidationError(f"unknown compute identity type '{kind}'; valid: none, {', '.join(IDENTITY_FIELDS)}")
+    fields = {k: identity[k] for k in IDENTITY_FIELDS[kind] if identity.get(k) not in (None, "")}
+    if storage_kind is not None:
+        reads_s3 = kind == "aws_profile"
+        if storage_kind == "s3" and not reads_s3 or storage_kind in AZURE_STORAGE and reads_s3:
+            raise ValidationError(
+                f"the compute identity is of type {kind}, which cannot read {storage_kind} storage: "
+                + ("give the compute an identity of type aws_profile (profile, role_arn)" if storage_kind == "s3"
+                   else "give the compute an Azure identity (managed_identity, service_principal or "
+                        "workload_identity)") + ", or register a data store with credentials"
+            )
     return {"kind": kind, **fields}
 
 
@@ -51,7 +72,7 @@ def apply_identity(spec: StorageSpec, *, datastore: str | None, account: str | N
         return StorageSpec(spec.kind, spec.config, {"kind": "default_identity"}), "server identity"
     if ctx.principal_id is not None:
         check_data_read(ctx.assignments, ctx.principal_id, datastore=datastore, storage_account=account)
-    credential = identity_credential(ctx.compute_identity)
+    credential = identity_credential(ctx.compute_identity, spec.kind)
     if credential is not None:
         return StorageSpec(spec.kind, spec.config, credential), f"compute identity ({ctx.compute})"
     anonymous = StorageSpec(spec.kind, spec.config, {"kind": "anonymous"})

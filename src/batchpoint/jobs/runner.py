@@ -19,6 +19,7 @@ from typing import Any
 from batchpoint._internal.clock import utcnow
 from batchpoint.engines.planning import EngineJob, FileRef, MiniBatch, MiniBatchOutcome, RetryPolicy, plan_minibatches
 from batchpoint.exceptions import BatchpointError, UserCodeError
+from batchpoint.identity.delegation import WorkerCredentials
 from batchpoint.jobs.lifecycle import fail, transition
 from batchpoint.jobs.output import write_output
 from batchpoint.jobs.states import JobStatus
@@ -51,10 +52,11 @@ class JobRunner:
         job_dir = self.ws.settings.jobs_dir / job.name
         done = _DoneLog(job_dir / "done.jsonl")
         sources, files = self._inputs(job)
+        delegated = WorkerCredentials(sources, self.ws.settings.jobs.worker_credential_ttl_s)
         policy = RetryPolicy(settings["retry_settings"]["max_retries"], settings["retry_settings"]["timeout"],
                              settings["error_threshold"])
         engine_job = EngineJob(
-            name=job.name, workers=plan["workers"], scorer=plan["scorer"], sources=sources, policy=policy,
+            name=job.name, workers=plan["workers"], scorer=plan["scorer"], sources=delegated.current()[1], policy=policy,
             parts_dir=str(job_dir / "parts"), logs_dir=str(job_dir / "logs"),
             write_rows=settings["output_action"] == "append_row", logging_level=settings["logging_level"],
             environment=settings.get("environment_variables") or {},
@@ -65,7 +67,7 @@ class JobRunner:
         lister.start()
         batches = (b for b in lister.batches() if b.index not in done.indexes)
         try:
-            self.engine.run(engine_job, batches, progress.on_outcome, stop)
+            self.engine.run(engine_job, batches, progress.on_outcome, stop, credentials=delegated.current)
         finally:
             lister.close()
         lister.raise_if_failed()

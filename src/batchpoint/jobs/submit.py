@@ -15,6 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from batchpoint._internal.ids import new_job_name
 from batchpoint.entities import BatchDeploymentSettings
+from batchpoint.identity.delegation import delegated_kind
 from batchpoint.identity.rules import IdentityContext
 from batchpoint.exceptions import ConflictError, InputError, NotFoundError, ValidationError
 from batchpoint.jobs.output import output_location
@@ -90,7 +91,8 @@ def submit_job(ws: Any, endpoint_name: str, request: InvokeRequest, created_by: 
     identity = identity_for(ws, deployment.spec, created_by, assignments or [])
     for key, spec in request.inputs.items():
         resolved = ws.resolver.resolve(spec["path"], spec.get("type"), identity)
-        inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type}
+        inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type,
+                       "worker_credential_kind": delegated_kind(resolved.spec)}
     name = request.job_name or new_job_name()
     if not JOB_NAME.match(name):
         raise ValidationError(f"job name '{name}' is not valid: letters, digits, '-' and '_' (up to 128)")

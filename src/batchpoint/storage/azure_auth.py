@@ -9,7 +9,14 @@ Credential dict shapes (``StorageSpec.credential``; ``None`` means ``default_ide
     {"kind": "connection_string", "connection_string": "DefaultEndpointsProtocol=...;..."}
     {"kind": "anonymous"}                                     # public containers
     {"kind": "default_identity", "managed_identity_client_id": "..."}  # client id optional
+    {"kind": "managed_identity", "client_id": "..."}          # client id optional (user-assigned)
+    {"kind": "workload_identity", "tenant_id": "...", "client_id": "...", "token_file": "/path"}
+    {"kind": "access_token", "token": "eyJ...", "expires_on": 1767225600}  # minted by the server
     {"kind": "token_credential", "credential": <object with get_token>}  # in-process only
+
+``managed_identity`` and ``workload_identity`` are the compute identities of
+:mod:`batchpoint.identity.rules`; ``access_token`` is what a job's workers get instead of them (see
+:mod:`batchpoint.identity.delegation`): a bearer token that expires, and nothing to mint more.
 
 Blob clients are asynchronous (adlfs drives them on fsspec's event loop), so token credentials
 are the ``azure.identity.aio`` variants; a synchronous ``get_token`` object is adapted.
@@ -28,9 +35,11 @@ from batchpoint.storage._support import require_secret
 
 AZURE_CREDENTIAL_KINDS = (
     "account_key", "sas", "service_principal", "connection_string", "anonymous",
-    "default_identity", "token_credential",
+    "default_identity", "managed_identity", "workload_identity", "access_token", "token_credential",
 )
-TOKEN_KINDS = ("service_principal", "default_identity", "token_credential")
+TOKEN_KINDS = ("service_principal", "default_identity", "managed_identity", "workload_identity", "access_token",
+               "token_credential")
+STORAGE_SCOPE = "https://storage.azure.com/.default"
 
 # What to tell a user when the service rejects each kind of credential.
 AUTH_FIXES = {
@@ -44,6 +53,12 @@ AUTH_FIXES = {
     "default_identity": "the identity found by DefaultAzureCredential (environment, managed "
                         "identity or 'az login') was refused or unavailable: give it the "
                         "'Storage Blob Data Reader' role or set a credential on the data store",
+    "managed_identity": "the compute's managed identity was refused or unavailable: check its client_id "
+                        "and give it the 'Storage Blob Data Reader' role on the storage account",
+    "workload_identity": "the workload identity was refused: check tenant_id, client_id, the federated "
+                         "token file and that the identity has the 'Storage Blob Data Reader' role",
+    "access_token": "the access token minted for this job was refused (expired, or the identity lacks "
+                    "the 'Storage Blob Data Reader' role)",
     "token_credential": "the token credential was refused: check the identity and its roles",
 }
 
@@ -119,6 +134,16 @@ def async_credential(kind: str, credential: dict[str, Any] | None, account: str,
         from azure.identity.aio import DefaultAzureCredential
 
         return DefaultAzureCredential(**_identity_args(cred))
+    if kind == "managed_identity":
+        from azure.identity.aio import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(**_managed_args(cred))
+    if kind == "workload_identity":
+        from azure.identity.aio import WorkloadIdentityCredential
+
+        return WorkloadIdentityCredential(**_workload_args(cred, what))
+    if kind == "access_token":
+        return _AsyncAdapter(StaticAccessToken.from_credential(cred, what))
     if kind == "token_credential":
         obj = _token_object(cred, what)
         return obj if inspect.iscoroutinefunction(obj.get_token) else _AsyncAdapter(obj)
@@ -137,6 +162,16 @@ def sync_token_credential(credential: dict[str, Any] | None, what: str) -> Any:
         from azure.identity import DefaultAzureCredential
 
         return DefaultAzureCredential(**_identity_args(cred))
+    if kind == "managed_identity":
+        from azure.identity import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(**_managed_args(cred))
+    if kind == "workload_identity":
+        from azure.identity import WorkloadIdentityCredential
+
+        return WorkloadIdentityCredential(**_workload_args(cred, what))
+    if kind == "access_token":
+        return StaticAccessToken.from_credential(cred, what)
     if kind == "token_credential":
         obj = _token_object(cred, what)
         if inspect.iscoroutinefunction(obj.get_token):
@@ -144,7 +179,8 @@ def sync_token_credential(credential: dict[str, Any] | None, what: str) -> Any:
         return obj
     raise ValidationError(
         f"{what} authenticates with Microsoft Entra tokens only: use credential kind "
-        f"'service_principal', 'default_identity' or 'token_credential', not '{kind}'"
+        f"'service_principal', 'managed_identity', 'workload_identity', 'default_identity' or "
+        f"'token_credential', not '{kind}'"
     )
 
 
@@ -158,6 +194,35 @@ def _principal_args(cred: dict[str, Any], what: str) -> dict[str, Any]:
 def _identity_args(cred: dict[str, Any]) -> dict[str, Any]:
     client_id = cred.get("managed_identity_client_id")
     return {"managed_identity_client_id": client_id} if client_id else {}
+
+
+def _managed_args(cred: dict[str, Any]) -> dict[str, Any]:
+    client_id = cred.get("client_id") or cred.get("managed_identity_client_id")
+    return {"client_id": str(client_id)} if client_id else {}
+
+
+def _workload_args(cred: dict[str, Any], what: str) -> dict[str, Any]:
+    return {"tenant_id": require_secret(cred, "tenant_id", what), "client_id": require_secret(cred, "client_id", what),
+            "token_file_path": require_secret(cred, "token_file", what)}
+
+
+class StaticAccessToken:
+    """A bearer token minted elsewhere, served until it expires (it cannot renew itself)."""
+
+    def __init__(self, token: str, expires_on: int) -> None:
+        self._token, self._expires_on = token, int(expires_on)
+
+    @classmethod
+    def from_credential(cls, cred: dict[str, Any], what: str) -> StaticAccessToken:
+        return cls(require_secret(cred, "token", what), int(cred.get("expires_on") or 0))
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, self._expires_on)
+
+    def __repr__(self) -> str:
+        return f"StaticAccessToken(expires_on={self._expires_on})"
 
 
 def _token_object(cred: dict[str, Any], what: str) -> Any:

@@ -10,6 +10,7 @@ Credential dicts (``None`` means ``default_identity``)::
      "aws_session_token": "..."}                 # session token optional
     {"kind": "anonymous"}                        # public buckets, unsigned requests
     {"kind": "default_identity"}                 # boto's default chain (env, profile, IMDS, ...)
+    {"kind": "aws_profile", "profile": "..."}    # a named profile of ~/.aws/config (a compute identity)
 
 Listings page through ``list_objects_v2`` (1,000 keys per call, one call per page) on s3fs's
 event loop, so they are lazy; files are streamed through s3fs. Keys are relative to the bucket.
@@ -34,7 +35,7 @@ from batchpoint.storage._support import (
 )
 from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
 
-S3_CREDENTIAL_KINDS = ("aws_keys", "anonymous", "default_identity")
+S3_CREDENTIAL_KINDS = ("aws_keys", "anonymous", "default_identity", "aws_profile")
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem"}
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
@@ -47,6 +48,8 @@ _AUTH_FIXES = {
     "anonymous": "the bucket is not public: give the data store AWS keys",
     "default_identity": "the identity found by boto's default chain (environment, profile, "
                         "instance role) was refused or absent: grant it access or set AWS keys",
+    "aws_profile": "the AWS profile of the compute identity was refused or is not configured on the "
+                   "server (~/.aws/config): grant its role s3:ListBucket and s3:GetObject",
 }
 
 
@@ -91,6 +94,13 @@ class S3Backend(StorageBackend):
             kwargs["token"] = cred.get("aws_session_token") or None
         elif self.credential_kind == "anonymous":
             kwargs["anon"] = True
+        elif self.credential_kind == "aws_profile":
+            if cred.get("role_arn"):
+                raise ValidationError(
+                    f"{what}: role_arn is read from the AWS profile: set role_arn and source_profile in the "
+                    "profile of ~/.aws/config and give only 'profile' in the compute identity"
+                )
+            kwargs["profile"] = require_secret(cred, "profile", what)
         return kwargs
 
     @property

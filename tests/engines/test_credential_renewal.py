@@ -1,0 +1,44 @@
+"""The local pool hands renewed credentials to running workers with their next mini-batch."""
+
+from __future__ import annotations
+
+import threading
+
+from batchpoint.engines.local_pool import LocalPoolEngine
+from batchpoint.engines.planning import EngineJob, FileRef, MiniBatch, RetryPolicy
+from batchpoint.storage.base import StorageSpec
+
+SCRIPT = '''
+def init():
+    pass
+
+def run(mini_batch):
+    return [open(path).read().strip() for path in mini_batch]
+'''
+
+
+def test_workers_switch_to_renewed_sources(tmp_path):
+    # two "generations" of the same source: files with the same names, different content
+    for gen in ("v1", "v2"):
+        (tmp_path / gen).mkdir()
+        for i in range(6):
+            (tmp_path / gen / f"f{i}.txt").write_text(gen)
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "score.py").write_text(SCRIPT)
+    calls = []
+
+    def credentials():
+        calls.append(1)
+        version = 1 if len(calls) <= 3 else 2  # 2 spawns + first mini-batch see v1, later ones v2
+        return version, {"in": StorageSpec("local", {"path": str(tmp_path / f"v{version}")})}
+
+    job = EngineJob(name="renew", workers=2, scorer={"code_dir": str(tmp_path / "code"), "scoring_script": "score.py"},
+                    sources={"in": StorageSpec("local", {"path": "/nonexistent"})}, policy=RetryPolicy(0, 30, -1),
+                    parts_dir=str(tmp_path / "parts"), logs_dir=str(tmp_path / "logs"))
+    batches = iter([MiniBatch(i, (FileRef("in", f"f{i}.txt"),)) for i in range(6)])
+    outcomes = []
+    LocalPoolEngine().run(job, batches, outcomes.append, threading.Event(), credentials=credentials)
+    assert all(o.ok for o in outcomes) and len(outcomes) == 6
+    seen = {p.name: p.read_text() for p in (tmp_path / "parts").glob("*.csv")}
+    by_index = {int(name.split("-")[0]): text for name, text in seen.items()}
+    assert "v1" in by_index[0] and all("v2" in by_index[i] for i in range(1, 6))
