@@ -125,6 +125,14 @@ def test_jobs_claim_progress_failures_and_recovery(store: SqlMetadataStore) -> N
     assert name not in {j.name for j in store.stale_jobs(utcnow() - timedelta(seconds=60))}
     store.update_job(name, heartbeat_at=utcnow() - timedelta(seconds=120))
     assert name in {j.name for j in store.stale_jobs(utcnow() - timedelta(seconds=60))}
+    # the requeue is one compare-and-set: another owner, or a heartbeat that came meanwhile, wins
+    assert not store.requeue_if_stale(name, "another-server", utcnow() - timedelta(seconds=60), "x")
+    store.update_job(name, heartbeat_at=utcnow())
+    assert not store.requeue_if_stale(name, owner, utcnow() - timedelta(seconds=60), "x")
+    store.update_job(name, heartbeat_at=utcnow() - timedelta(seconds=120))
+    assert store.requeue_if_stale(name, owner, utcnow() - timedelta(seconds=60), "resumed")
+    assert store.get_job(name).status == "Queued"
+    assert transition(store, name, JobStatus.PREPARING) and transition(store, name, JobStatus.RUNNING)
 
     assert transition(store, name, JobStatus.CANCELED, "canceled by the user")
     assert not transition(store, name, JobStatus.COMPLETED)  # terminal: a late completion loses

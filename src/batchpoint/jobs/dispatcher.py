@@ -44,8 +44,8 @@ class Dispatcher:
         for row in self.store.stale_jobs(stale):
             if row.owner == self.owner:
                 continue
-            if transition(self.store, row.name, JobStatus.QUEUED,
-                          "resumed after the server that ran it stopped; finished mini-batches are kept"):
+            if self.store.requeue_if_stale(row.name, row.owner, stale,
+                                           "resumed after the server that ran it stopped; finished mini-batches are kept"):
                 log.warning("job %s resumed (its server %s stopped)", row.name, row.owner)
 
     def notify(self) -> None:

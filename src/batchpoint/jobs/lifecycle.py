@@ -1,5 +1,6 @@
-"""The only writer of job status: every transition is checked against ``states.ALLOWED`` and
-written as a compare-and-set, so a cancel and a completion racing each other cannot both win."""
+"""The writer of job status: every transition is checked against ``states.ALLOWED`` and written as
+a compare-and-set, so a cancel and a completion racing each other cannot both win. (Crash recovery
+re-queues with ``SqlMetadataStore.requeue_if_stale``, a compare-and-set on the heartbeat too.)"""
 
 from __future__ import annotations
 

@@ -47,7 +47,9 @@ def _as_column(predictions: Any) -> Any:
         return predictions.iloc[:, 0].to_numpy() if predictions.shape[1] == 1 else predictions.to_numpy().tolist()
     if isinstance(predictions, pd.Series):
         return predictions.to_numpy()
-    return list(predictions) if not hasattr(predictions, "ndim") or predictions.ndim == 1 else predictions.tolist()
+    if hasattr(predictions, "ndim"):  # a 1-D array is a column as it is (no Python list of boxed values)
+        return predictions if predictions.ndim == 1 else predictions.tolist()
+    return list(predictions)
 
 
 class ScriptScorer:

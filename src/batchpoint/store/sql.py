@@ -287,6 +287,18 @@ class SqlMetadataStore:
                 q = q.where(JobRow.status.in_(expect_status))
             return s.execute(q.values(**fields)).rowcount > 0
 
+    def requeue_if_stale(self, name: str, owner: str | None, older_than: datetime, message: str) -> bool:
+        """Queue job ``name`` again only if it is still active under ``owner`` with a heartbeat older
+        than ``older_than``: one UPDATE, so two servers recovering at once, or a server that claimed
+        the job meanwhile, cannot be overtaken by a stale read."""
+        with self.session() as s:
+            q = update(JobRow).where(
+                JobRow.name == name, JobRow.status.in_(("Preparing", "Running", "Finalizing")),
+                (JobRow.heartbeat_at.is_(None)) | (JobRow.heartbeat_at < older_than),
+                JobRow.owner.is_(None) if owner is None else JobRow.owner == owner,
+            )
+            return s.execute(q.values(status="Queued", status_message=message, updated_at=utcnow())).rowcount > 0
+
     def add_job_counts(self, name: str, **deltas: int) -> None:
         values = {k: getattr(JobRow, k) + v for k, v in deltas.items() if v}
         if not values:
