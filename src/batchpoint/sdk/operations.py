@@ -182,8 +182,8 @@ class BatchEndpointOperations(_Group):
             props["Settings"] = settings
         return Job(**self._t.json("POST", f"/batchEndpoints/{quote(endpoint_name)}/invoke", json={"properties": props}))
 
-    def list_jobs(self, endpoint_name: str) -> list[Job]:
-        return [Job(**j) for j in self._t.json("GET", f"/batchEndpoints/{quote(endpoint_name)}/jobs")]
+    def list_jobs(self, endpoint_name: str, max_results: int | None = None) -> list[Job]:
+        return _all_pages(self._t, f"/batchEndpoints/{quote(endpoint_name)}/jobs", {}, max_results)
 
 
 class BatchDeploymentOperations(_Group):
@@ -219,17 +219,34 @@ class BatchDeploymentOperations(_Group):
 
     delete = begin_delete
 
-    def list_jobs(self, endpoint_name: str, name: str) -> list[Job]:
+    def list_jobs(self, endpoint_name: str, name: str, max_results: int | None = None) -> list[Job]:
         url = f"/batchEndpoints/{quote(endpoint_name)}/deployments/{quote(name)}/jobs"
-        return [Job(**j) for j in self._t.json("GET", url)]
+        return _all_pages(self._t, url, {}, max_results)
+
+
+def _all_pages(transport: Any, url: str, params: dict[str, Any], max_results: int | None, size: int = 500) -> list[Job]:
+    """Walk a list route page by page (``limit``/``skip``); a job that moves between pages while
+    new ones arrive is returned once."""
+    jobs: dict[str, Job] = {}
+    skip = 0
+    while max_results is None or len(jobs) < max_results:
+        page = transport.json("GET", url, params={**params, "limit": size, "skip": skip}) or []
+        for item in page:
+            jobs.setdefault(item["name"], Job(**item))
+        if len(page) < size:
+            break
+        skip += size
+    found = list(jobs.values())
+    return found if max_results is None else found[:max_results]
 
 
 class JobOperations(_Group):
     def get(self, name: str) -> Job:
         return Job(**self._t.json("GET", f"/jobs/{quote(name)}"))
 
-    def list(self, endpoint_name: str | None = None) -> list[Job]:
-        return [Job(**j) for j in self._t.json("GET", "/jobs", params={"endpoint": endpoint_name} if endpoint_name else None)]
+    def list(self, endpoint_name: str | None = None, max_results: int | None = None) -> list[Job]:
+        """Jobs, newest first: every one the caller may see (the pages are walked), or ``max_results``."""
+        return _all_pages(self._t, "/jobs", {"endpoint": endpoint_name} if endpoint_name else {}, max_results)
 
     def begin_cancel(self, name: str) -> Poller:
         return Poller(Job(**self._t.json("POST", f"/jobs/{quote(name)}/cancel")))

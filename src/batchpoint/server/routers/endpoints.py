@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from batchpoint.entities import BatchDeployment, BatchEndpoint
 from batchpoint.exceptions import ConflictError, ValidationError
 from batchpoint.jobs.submit import submit_job
+from batchpoint.server.paging import Page, page
 from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import endpoint_scope, requires, visible_job_filter
@@ -80,10 +81,10 @@ async def invoke(name: str, request: Request, ctx: AppContext = Depends(get_cont
 
 
 @router.get("/{name}/jobs", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
-def endpoint_jobs(name: str, limit: int = 100, ctx: AppContext = Depends(get_context),
+def endpoint_jobs(name: str, p: Page = Depends(page), ctx: AppContext = Depends(get_context),
                   only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
     ctx.store.get_endpoint(name)
-    rows = ctx.store.list_jobs(endpoint=name, created_by=only, limit=limit)
+    rows = ctx.store.list_jobs(endpoint=name, created_by=only, limit=p.limit, offset=p.skip)
     return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
 
 
@@ -135,9 +136,9 @@ def delete_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_co
 
 
 @router.get("/{endpoint}/deployments/{name}/jobs", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
-def deployment_jobs(endpoint: str, name: str, limit: int = 100, ctx: AppContext = Depends(get_context),
+def deployment_jobs(endpoint: str, name: str, p: Page = Depends(page), ctx: AppContext = Depends(get_context),
                     only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
     ctx.store.get_deployment(endpoint, name)
-    rows = ctx.store.list_jobs(endpoint=endpoint, deployment=name, created_by=only, limit=limit)
+    rows = ctx.store.list_jobs(endpoint=endpoint, deployment=name, created_by=only, limit=p.limit, offset=p.skip)
     return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
 

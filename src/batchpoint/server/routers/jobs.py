@@ -12,6 +12,7 @@ from batchpoint.exceptions import NotFoundError
 from batchpoint.jobs.output import output_location
 from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
+from batchpoint.server.paging import Page, page
 from batchpoint.server.security import require_job_read, requires, visible_job_filter
 from batchpoint.server.routers.workspace import stream_file
 from batchpoint.storage.base import normalize_relpath
@@ -26,9 +27,9 @@ def job_scope(request: Request) -> str:
 
 
 @router.get("")
-def list_jobs(endpoint: str | None = None, limit: int = 100, ctx: AppContext = Depends(get_context),
+def list_jobs(endpoint: str | None = None, p: Page = Depends(page), ctx: AppContext = Depends(get_context),
               only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
-    rows = ctx.store.list_jobs(endpoint=endpoint, created_by=only, limit=limit)
+    rows = ctx.store.list_jobs(endpoint=endpoint, created_by=only, limit=p.limit, offset=p.skip)
     return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
 
 
