@@ -42,3 +42,33 @@ def test_workers_switch_to_renewed_sources(tmp_path):
     seen = {p.name: p.read_text() for p in (tmp_path / "parts").glob("*.csv")}
     by_index = {int(name.split("-")[0]): text for name, text in seen.items()}
     assert "v1" in by_index[0] and all("v2" in by_index[i] for i in range(1, 6))
+
+
+LOGGING_SCRIPT = '''
+import logging
+
+def init():
+    pass
+
+def run(mini_batch):
+    logging.getLogger("user").warning("held %s; sig=%s", "opaque-held-secret-0123456789", "c2lnbmF0dXJlLXNpZ25hdHVyZQ%3D")
+    return ["ok" for _ in mini_batch]
+'''
+
+
+def test_worker_logs_mask_the_credentials_it_holds(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("a")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "score.py").write_text(LOGGING_SCRIPT)
+    held = StorageSpec("local", {"path": str(tmp_path / "data")},
+                       {"kind": "access_token", "token": "opaque-held-secret-0123456789"})
+    job = EngineJob(name="redact", workers=1, scorer={"code_dir": str(tmp_path / "code"), "scoring_script": "score.py"},
+                    sources={"in": held}, policy=RetryPolicy(0, 30, -1),
+                    parts_dir=str(tmp_path / "parts"), logs_dir=str(tmp_path / "logs"))
+    outcomes = []
+    LocalPoolEngine().run(job, iter([MiniBatch(0, (FileRef("in", "a.txt"),))]), outcomes.append, threading.Event())
+    assert outcomes and outcomes[0].ok, outcomes
+    log = (tmp_path / "logs" / "worker-0.log").read_text()
+    assert "held ***" in log and "opaque-held-secret" not in log
+    assert "c2lnbmF0dXJl" not in log

@@ -21,7 +21,8 @@ Other objects are returned unchanged, so call it on plain data (e.g. ``model.mod
 
 :class:`RedactingFilter` rewrites a :class:`logging.LogRecord` in place (message, arguments,
 exception and stack text, string ``extra`` fields). Attach it to *handlers*: a filter on a logger
-does not see records propagated from child loggers.
+does not see records propagated from child loggers. :func:`install_redacting_filter` attaches one
+to every handler configured so far (the root logger's and any logger's own, e.g. uvicorn's).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from urllib.parse import quote, quote_plus, unquote
 
 from batchpoint.identity.secrets import SECRET_FIELDS
 
-__all__ = ["MASK", "MIN_SECRET_LENGTH", "Redactor", "RedactingFilter", "redact_text"]
+__all__ = ["MASK", "MIN_SECRET_LENGTH", "Redactor", "RedactingFilter", "install_redacting_filter", "redact_text"]
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
@@ -174,3 +175,17 @@ class RedactingFilter(logging.Filter):
             if name not in _STANDARD_ATTRS and isinstance(value, (str, dict, list, tuple)):
                 setattr(record, name, self.redactor.redact(value))
         return True
+
+
+def install_redacting_filter(redactor: Redactor | None = None) -> RedactingFilter:
+    """Attach one :class:`RedactingFilter` to every handler configured now: the root logger's and
+    those of each named logger (uvicorn's ``uvicorn``/``uvicorn.access``, which do not propagate).
+    Call it after logging is configured; handlers that already have a RedactingFilter keep theirs."""
+    found = RedactingFilter(redactor)
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [lg for lg in list(logging.Logger.manager.loggerDict.values()) if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(found)
+    return found

@@ -29,8 +29,22 @@ def parse_set(pairs: tuple[str, ...] | list[str]) -> list[tuple[str, Any]]:
         if "=" not in pair:
             raise SpecError(f"--set '{pair}' must look like key=value (e.g. settings.mini_batch_size=5)")
         key, raw = pair.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(raw) if raw else "")) 
+        out.append((key.strip(), _set_value(pair, raw)))
     return out
+
+
+def _set_value(pair: str, raw: str) -> Any:
+    """A ``--set`` value read as plain YAML (numbers, true/false, lists); text that is not YAML
+    stays text. Tags that build objects (``!!python/...``) are refused, never constructed."""
+    if not raw:
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.constructor.ConstructorError as exc:
+        raise SpecError(f"--set '{pair[:200]}': only plain YAML values are accepted; tags that build objects "
+                        f"are refused ({exc.problem})") from exc
+    except yaml.YAMLError:
+        return raw
 
 
 def read_yaml(path: str) -> dict[str, Any]:

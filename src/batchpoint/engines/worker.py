@@ -22,6 +22,7 @@ from typing import Any
 from batchpoint.engines.planning import EngineJob, MiniBatch
 
 FRAMEWORK_DIRS = (str(Path(__file__).resolve().parents[1]),)
+_redactor: Any = None  # this worker's log filter (see _redact_logs)
 
 
 def error_info(exc: BaseException, *, code_dir: str | None = None) -> dict[str, Any]:
@@ -69,7 +70,7 @@ class _Fetcher:
             shutil.rmtree(child, ignore_errors=True)
 
 
-def _redirect_output(log_path: Path, level: str) -> logging.Logger:
+def _redirect_output(log_path: Path, level: str, sources: dict[str, Any]) -> logging.Logger:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -78,11 +79,26 @@ def _redirect_output(log_path: Path, level: str) -> logging.Logger:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     logging.basicConfig(level=level.upper(), stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _redact_logs(sources)
     return logging.getLogger("batchpoint.worker")
 
 
+def _redact_logs(sources: dict[str, Any]) -> None:
+    """Mask the credentials this worker holds (and anything secret-looking) in its log records.
+    (What the scoring script prints to stdout is its own business: it is not a log record.)"""
+    global _redactor
+    from batchpoint._internal.redact import Redactor, install_redacting_filter
+
+    if _redactor is None:
+        _redactor = Redactor()
+        install_redacting_filter(_redactor)
+    for spec in sources.values():
+        credential = getattr(spec, "credential", None) or {}
+        _redactor.add_secrets({k: v for k, v in credential.items() if k != "kind" and isinstance(v, str)})
+
+
 def worker_main(conn: Any, worker_id: int, job: EngineJob) -> None:
-    log = _redirect_output(Path(job.logs_dir) / f"worker-{worker_id}.log", job.logging_level)
+    log = _redirect_output(Path(job.logs_dir) / f"worker-{worker_id}.log", job.logging_level, job.sources)
     os.environ.update(job.environment)
     code_dir = job.scorer.get("code_dir")
     try:
@@ -118,6 +134,7 @@ def _serve(conn: Any, scorer: Any, fetcher: _Fetcher, job: EngineJob, log: loggi
         started = time.perf_counter()
         try:
             if sources is not None:
+                _redact_logs(sources)
                 fetcher.use(sources)
             files = fetcher.fetch(batch)
             result = scorer.run(files)

@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from batchpoint.server.app import create_app
+from batchpoint.server.logs import configure_logging, redact_handlers
 from batchpoint.settings import Settings
 
 
@@ -27,13 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
     settings.home.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     info = settings.home / "server.json"
     config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False)
+    redact_handlers()  # after uvicorn.Config, which sets up uvicorn's own handlers
     server = uvicorn.Server(config)
 
     original_startup = server.startup

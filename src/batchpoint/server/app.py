@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from batchpoint import __version__
@@ -19,6 +18,7 @@ from batchpoint.jobs.dispatcher import Dispatcher
 from batchpoint.server.context import AppContext
 from batchpoint.server.errors import install_error_handlers
 from batchpoint.server.errors import error_response
+from batchpoint.server.limits import BodyLimitMiddleware
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, workspace
 from batchpoint.server.security import AuthService, authenticate_request
 from batchpoint.server.workspace import WorkspaceService
@@ -35,6 +35,7 @@ def build_context(settings: Settings) -> AppContext:
     secrets = SecretBox.load_or_create(settings.home / "server.key")
     ws = WorkspaceService(settings, store, secrets)
     ws.bootstrap()
+    ws.remember_secrets()
     dispatcher = Dispatcher(ws, LocalPoolEngine())
     auth = AuthService(store, secrets)
     auth.bootstrap_owner(settings.home)
@@ -60,15 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Self-hosted batch endpoints: deploy a model, invoke it on many files, collect predictions.")
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # noqa: ANN001, ANN202
-        length = request.headers.get("content-length")
-        is_upload = request.method == "PUT" and "/files/" in request.url.path
-        if length and length.isdigit() and not is_upload and int(length) > settings.server.max_request_bytes:
-            return JSONResponse({"error": {"code": "payload_too_large", "message":
-                                 f"request body of {length} bytes exceeds the limit of "
-                                 f"{settings.server.max_request_bytes} bytes"}}, status_code=413)
-        return await call_next(request)
+    # Added before the authentication middleware, so it runs inside it: anonymous callers get 401,
+    # not a body read. Chunked bodies are counted too (see batchpoint.server.limits).
+    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_request_bytes)
 
     @app.middleware("http")
     async def authenticate_and_audit(request: Request, call_next):  # noqa: ANN001, ANN202

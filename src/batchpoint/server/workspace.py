@@ -30,6 +30,7 @@ from batchpoint.entities import (
 from batchpoint.exceptions import InputError, ValidationError
 from batchpoint.identity.credentials import credential_kind, split_credentials
 from batchpoint.identity.secrets import SecretBox
+from batchpoint.server.logs import remember_secrets
 from batchpoint.settings import Settings
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
@@ -59,10 +60,20 @@ class WorkspaceService:
             self.put_datastore(Datastore(name=DEFAULT_DATASTORE, type="local", path=str(path), is_default=True,
                                          description="The workspace's default data store (a local folder)."))
 
+    def remember_secrets(self) -> None:
+        """Register every stored secret with the server's log filter (see ``server/logs.py``)."""
+        for row in self.store.list_datastores(limit=100_000):
+            if row.secret:
+                remember_secrets(self.secrets.decrypt(row.secret))
+        for compute in self.store.list_computes():
+            if compute.secret:
+                remember_secrets(self.secrets.decrypt(compute.secret))
+
     # -- data stores -------------------------------------------------------------------------
     def put_datastore(self, ds: Datastore) -> Datastore:
         _check_datastore_fields(ds)
         public, secret = split_credentials(ds.credentials or {})
+        remember_secrets(secret)  # masked in the server's logs from now on, even if this store is refused
         row = DatastoreRow(
             name=ds.name, kind=ds.type, description=ds.description, config=ds.config(),
             credential_kind=credential_kind(ds.credentials or {}, ds.type), public_credential=public,
@@ -150,6 +161,7 @@ class WorkspaceService:
         secret = None
         identity = spec.get("identity") or {}
         if identity.get("client_secret"):
+            remember_secrets({"client_secret": identity["client_secret"]})
             secret = self.secrets.encrypt({"client_secret": identity.pop("client_secret")})
         return self.compute_entity(self.store.put_compute(compute.name, spec, secret=secret))
 
@@ -284,15 +296,44 @@ def _check_datastore_fields(ds: Datastore) -> None:
     missing = [f for f in required if not getattr(ds, f)]
     if missing:
         raise ValidationError(f"data store '{ds.name}' of type {ds.type} needs: {', '.join(missing)}")
-    from urllib.parse import urlparse
-
     from batchpoint._internal.netguard import check_host_allowed
 
-    for url in (ds.blob_endpoint_url, ds.endpoint_url):
-        if url:
-            check_host_allowed(urlparse(url).hostname or "", allow_private=ds.allow_private_network)
+    for host in _datastore_hosts(ds):
+        check_host_allowed(host, allow_private=ds.allow_private_network)
     if ds.type == "local" and not Path(ds.path or "").is_absolute():
         raise ValidationError(f"data store '{ds.name}': path '{ds.path}' must be an absolute folder path on the server")
+
+
+def _datastore_hosts(ds: Datastore) -> list[str]:
+    """Every host a data store makes the server contact, wherever it is spelled: the endpoint
+    URLs, ``<account>.blob.<endpoint suffix>``, the endpoints and suffix of a connection string,
+    and a service principal's authority URL (checked against SSRF before the store is saved)."""
+    from urllib.parse import urlparse
+
+    from batchpoint.storage.azure_auth import parse_connection_string
+
+    urls = [ds.blob_endpoint_url, ds.endpoint_url]
+    hosts = []
+    if ds.type in ("azure_blob", "azure_data_lake_gen2") and ds.endpoint and not ds.blob_endpoint_url:
+        hosts.append(f"{ds.account_name}.blob.{ds.endpoint.strip('.')}")
+    credentials = ds.credentials or {}
+    authority = credentials.get("authority_url")
+    if isinstance(authority, str):
+        urls.append(authority if "://" in authority else f"https://{authority}")
+    conn = credentials.get("connection_string")
+    if isinstance(conn, str):
+        parts = parse_connection_string(conn)
+        urls += [v for k, v in parts.items() if k.lower().endswith("endpoint")]
+        suffix, account = parts.get("EndpointSuffix"), parts.get("AccountName") or ds.account_name
+        if suffix and account and not parts.get("BlobEndpoint"):
+            hosts.append(f"{account}.blob.{suffix.strip('.')}")
+    for url in urls:
+        if url:
+            host = urlparse(url if "://" in url else f"https://{url}").hostname or ""
+            if not host:
+                raise ValidationError(f"data store '{ds.name}': '{url}' is not a URL with a host")
+            hosts.append(host)
+    return hosts
 
 
 def _copy_tree(resolved: Any, target: Path) -> None:

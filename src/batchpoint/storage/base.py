@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, TypeVar
+from urllib.parse import unquote
 
 from batchpoint.exceptions import TransientStorageError, UnsafeInputError
 
@@ -63,14 +64,48 @@ class FileInfo:
     size: int | None = None
 
 
+def _decoded(segment: str) -> str:
+    """``segment`` with percent-encoding undone, layer after layer (``%252e`` → ``%2e`` → ``.``)."""
+    for _ in range(4):
+        if "%" not in segment:
+            break
+        decoded = unquote(segment)
+        if decoded == segment:
+            break
+        segment = decoded
+    return segment
+
+
+def _climbs(segment: str) -> bool:
+    """True for ``..`` and for a segment that a server decoding it would read as ``..`` or as a
+    path holding ``..`` (``%2e%2e``, ``.%2E``, ``..%2f..``, ``%252e%252e``)."""
+    if segment == "..":
+        return True
+    if "%" not in segment:
+        return False
+    return ".." in _decoded(segment).replace("\\", "/").split("/")
+
+
 def normalize_relpath(path: str) -> str:
-    """Normalise a path inside a store; refuse anything that would leave the store's root."""
+    """Normalise a path inside a store; refuse anything that would leave the store's root.
+
+    ``\\`` counts as ``/``; empty and ``.`` segments are dropped, so a leading ``/`` means the
+    store's root, never the server's. Refused (:class:`UnsafeInputError`): ``..`` segments, also
+    percent-encoded (``%2e%2e``, double-encoded ``%252e%252e``, ``..%2f``), and NUL characters.
+    """
     raw = (path or "").replace("\\", "/")
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
+    if "\x00" in raw:
         raise UnsafeInputError(
-            f"path '{path}' contains '..' segments; paths inside a data store must stay inside it "
-            "(use a path relative to the data store's root without '..')"
+            f"path {path!r} contains a NUL character, which no file or blob name may hold; "
+            "give the path relative to the root of the data store or container",
+            details={"path": str(path)[:200]},
+        )
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if any(_climbs(p) for p in parts):
+        raise UnsafeInputError(
+            f"path '{path}' contains '..' segments (or their percent-encoded spelling %2e%2e), which could "
+            "leave the data store or container; give the path from its root without '..'",
+            details={"path": str(path)[:200]},
         )
     return posixpath.join(*parts) if parts else ""
 

@@ -14,9 +14,16 @@ from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, norma
 
 
 class _AtomicWriter:
-    """Writes to a temporary file beside the target and renames it into place on close."""
+    """Writes to a temporary file beside the target and renames it into place on close. An aborted
+    write (``close(commit=False)``, or an exception in a ``with`` block) leaves nothing behind: the
+    temporary file is removed, and so are the folders this writer made, when they are still empty."""
 
     def __init__(self, target: Path) -> None:
+        self._made: list[Path] = []
+        folder = target.parent
+        while not folder.exists() and folder != folder.parent:
+            self._made.append(folder)
+            folder = folder.parent
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         self._file = os.fdopen(fd, "wb")
@@ -33,6 +40,11 @@ class _AtomicWriter:
             os.replace(self._tmp, self._target)
         else:
             os.unlink(self._tmp)
+            for folder in self._made:  # deepest first
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty: another writer uses it
+                    break
 
     def __enter__(self) -> _AtomicWriter:
         return self
@@ -54,7 +66,10 @@ class LocalBackend(StorageBackend):
         resolved = full.resolve()
         if resolved != self.root and self.root not in resolved.parents:
             raise UnsafeInputError(
-                f"path '{path}' resolves outside the data store root (a symlink pointing out of it?)"
+                f"path '{path}' resolves outside the data store's folder through a symbolic link; only files "
+                "inside the data store can be read or written: copy the data into it, or register its folder as "
+                "a data store of its own",
+                details={"path": str(path)[:200]},
             )
         return full
 

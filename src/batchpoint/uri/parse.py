@@ -218,14 +218,12 @@ def _v1_dataset(text: str) -> UnsupportedInputError:
 
 
 def _safe_path(text: str, raw: str) -> str:
-    """``raw`` normalised (no leading/trailing or doubled ``/``, no ``.``); ``..`` is refused."""
+    """``raw`` normalised (no leading/trailing or doubled ``/``, no ``.``); ``..`` (also
+    percent-encoded) and NUL are refused."""
     try:
         return normalize_relpath(raw)
     except UnsafeInputError as exc:
-        raise UnsafeInputError(
-            f"input {_show(text)}: path {raw!r} contains '..' segments, which could leave the data store "
-            "or container; give the path from its root without '..'"
-        ) from exc
+        raise UnsafeInputError(f"input {_show(text)}: {exc.message}", details=exc.details) from exc
 
 
 def _refuse_mltable(parsed: ParsedUri, text: str) -> None:

@@ -76,13 +76,16 @@ async def upload_file(name: str, path: str, request: Request, ctx: AppContext = 
         raise ValidationError("upload needs a file path inside the data store")
     backend = open_backend(await run_in_threadpool(ctx.workspace.datastore_spec, name))
     limit = ctx.settings.server.max_upload_bytes
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:  # refused before anything is written
+        raise PayloadTooLargeError(_too_large(rel, f"{length} bytes", limit))
     size = 0
     writer = await run_in_threadpool(backend.open_write, rel)
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLargeError(f"upload of '{rel}' exceeds the limit of {limit} bytes")
+                raise PayloadTooLargeError(_too_large(rel, f"more than {limit} bytes", limit))
             await run_in_threadpool(writer.write, chunk)
     except BaseException:
         if hasattr(writer, "close"):
@@ -93,6 +96,11 @@ async def upload_file(name: str, path: str, request: Request, ctx: AppContext = 
         raise
     await run_in_threadpool(writer.close)
     return {"path": f"azureml://datastores/{name}/paths/{rel}", "size": size}
+
+
+def _too_large(rel: str, size: str, limit: int) -> str:
+    return (f"upload of '{rel}' ({size}) exceeds the limit of {limit} bytes per file (server.max_upload_bytes, "
+            "BATCHPOINT_SERVER__MAX_UPLOAD_BYTES); nothing was written. Split the data into smaller files.")
 
 
 @router.get("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[requires(P.DATA_READ, datastore_scope)])
