@@ -118,6 +118,16 @@ class BackendConformance:
                 raise RuntimeError("scoring failed")
         assert not tree.is_file("never.txt")
 
+    def test_abort_drops_what_was_written(self, tree: StorageBackend) -> None:
+        f = tree.open_write("a.txt")
+        f.write(b"half")
+        f.abort()  # type: ignore[attr-defined]
+        f = tree.open_write("aborted/new.txt")
+        f.write(b"half")
+        f.abort()  # type: ignore[attr-defined]
+        assert read(tree, "a.txt") == b"alpha"
+        assert not tree.is_file("aborted/new.txt")
+
     def test_empty_file_and_unusual_names(self, backend: StorageBackend) -> None:
         write(backend, "empty.txt", b"")
         write(backend, "with space/ünïcødé (1).csv", b"u")

@@ -149,7 +149,9 @@ class StorageBackend(abc.ABC):
     # -- writing -------------------------------------------------------------------------
     @abc.abstractmethod
     def open_write(self, path: str) -> IO[bytes]:
-        """A binary file object that creates or replaces ``path`` when closed."""
+        """A binary file object that creates or replaces ``path`` when closed. It also has
+        ``abort()``: drop what was written and leave ``path`` as it was (a ``with`` block that
+        raises aborts too)."""
 
     def put_file(self, local_path: str, path: str) -> None:
         with open(local_path, "rb") as src, self.open_write(path) as dst:

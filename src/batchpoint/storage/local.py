@@ -46,6 +46,9 @@ class _AtomicWriter:
                 except OSError:  # not empty: another writer uses it
                     break
 
+    def abort(self) -> None:
+        self.close(commit=False)
+
     def __enter__(self) -> _AtomicWriter:
         return self
 

@@ -88,11 +88,7 @@ async def upload_file(name: str, path: str, request: Request, ctx: AppContext = 
                 raise PayloadTooLargeError(_too_large(rel, f"more than {limit} bytes", limit))
             await run_in_threadpool(writer.write, chunk)
     except BaseException:
-        if hasattr(writer, "close"):
-            try:
-                writer.close(commit=False)  # type: ignore[call-arg]
-            except TypeError:
-                pass
+        await run_in_threadpool(writer.abort)  # type: ignore[attr-defined]  # nothing half-written is left
         raise
     await run_in_threadpool(writer.close)
     return {"path": f"azureml://datastores/{name}/paths/{rel}", "size": size}
