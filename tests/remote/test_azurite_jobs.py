@@ -1,7 +1,8 @@
 """Acceptance (Storage 1, 4): the heart job over data in Azurite, through a real server.
 
 Data stores by account key and by SAS, a data asset over the blob path, a public container by
-URL (uri_folder and uri_file), and bad credentials refused within seconds with no job left.
+URL (uri_folder in every spelling: ``https://<acct>.blob...``, Azurite's own URL, ``wasbs://`` and
+``abfss://``; uri_file), and bad credentials refused within seconds with no job left.
 """
 
 from __future__ import annotations
@@ -101,13 +102,24 @@ def test_blob_datastore_by_sas_and_asset(client, azurite, heart_model_dir, tmp_p
     assert job.inputs["input_data"]["credential_kind"] == "sas"
 
 
-@pytest.mark.parametrize("spelling", ["https://{acct}.blob.core.windows.net/publicdata/heart", "{blob}/publicdata/heart"])
+@pytest.mark.parametrize("spelling", [
+    "https://{acct}.blob.core.windows.net/publicdata/heart",
+    "{blob}/publicdata/heart",
+    "wasbs://publicdata@{acct}.blob.core.windows.net/heart",
+    "abfss://publicdata@{acct}.dfs.core.windows.net/heart",
+])
 def test_public_container_url_folder(client, azurite, heart_model_dir, tmp_path, spelling):
+    """Every spelling of the public container's folder reaches Azurite (``BATCHPOINT_STORAGE__BLOB_ENDPOINTS``
+    maps the account) and scores the same 303 rows; ``abfss://`` is read as ADLS Gen2 through the
+    blob API (Azurite has no DFS endpoint, and Batchpoint needs none)."""
     _, blob_url = azurite
     url = spelling.format(acct=AZURITE_ACCOUNT_NAME, blob=blob_url)
     job = client.batch_endpoints.invoke(endpoint_name=ENDPOINT, input=Input(type=AssetTypes.URI_FOLDER, path=url))
     job = _check_predictions(client, job, heart_model_dir, tmp_path)
-    assert job.inputs["input_data"]["credential_kind"] == "anonymous"
+    seen = job.inputs["input_data"]
+    assert seen["credential_kind"] == "anonymous"
+    kind = "azure_data_lake_gen2" if url.startswith("abfss://") else "azure_blob"
+    assert seen["location"].startswith(f"{kind}(") and f"blob_endpoint_url={blob_url}" in seen["location"], seen
 
 
 def test_public_container_url_file(client, azurite, heart_model_dir, tmp_path):

@@ -161,7 +161,7 @@ def test_bearer_credentials_refused_over_plain_http(azurite_account):
 
 
 # -- ADLS Gen2 directories ---------------------------------------------------------------
-def test_gen2_directory_blobs_are_not_files(azurite_account, container, blob_service):
+def test_gen2_directory_blobs_are_not_files(azurite_account, container, blob_service, tmp_path):
     """HNS accounts list directories as zero-byte blobs with hdi_isfolder=true."""
     client = blob_service.get_container_client(container)
     for name in ("raw", "raw/2024"):
@@ -174,6 +174,12 @@ def test_gen2_directory_blobs_are_not_files(azurite_account, container, blob_ser
     assert not backend.is_file("raw") and backend.is_dir("raw") and backend.is_dir("raw/2024")
     with pytest.raises(StorageNotFoundError, match="folder"):
         backend.open_read("raw/2024")
+    with pytest.raises(StorageNotFoundError, match="folder"):
+        backend.get_file("raw/2024", str(tmp_path / "x"))
+    with pytest.raises(StorageNotFoundError, match="does not exist"):
+        backend.get_file("raw/2024/missing.csv", str(tmp_path / "y"))
+    backend.get_file("raw/2024/a.csv", str(tmp_path / "a.csv"))
+    assert (tmp_path / "a.csv").read_bytes() == b"1"
     backend.delete("raw")
     assert [b.name for b in client.list_blobs()] == []
 

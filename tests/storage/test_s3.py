@@ -180,3 +180,25 @@ def test_backend_pickles_without_its_clients(s3_endpoint, bucket):
     backend = s3_backend(s3_endpoint, bucket)
     write(backend, "p.txt", b"pickled")
     assert read(pickle.loads(pickle.dumps(backend)), "p.txt") == b"pickled"
+
+
+def test_folder_listable_but_objects_private_fails_check_access(s3_endpoint, s3_admin, bucket):
+    """s3:ListBucket without s3:GetObject: refused by check_access (before a job), not per mini-batch."""
+    s3_admin.put_object(Bucket=bucket, Key="private/a.csv", Body=b"1")
+    s3_admin.put_object(Bucket=bucket, Key="public/a.csv", Body=b"1", ACL="public-read")
+    anonymous = s3_backend(s3_endpoint, bucket, {"kind": "anonymous"})
+    anonymous.check_access("public")
+    anonymous.check_access()  # the root is only listed
+    with pytest.raises(StorageAuthError, match="'private/a.csv' in S3 bucket"):
+        anonymous.check_access("private")
+
+
+def test_aws_profile_missing_on_the_server_is_named(s3_endpoint, bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    backend = s3_backend(s3_endpoint, bucket, {"kind": "aws_profile", "profile": "no-such-profile"})
+    with pytest.raises(StorageAuthError, match="AWS profile 'no-such-profile' is not configured on the server"):
+        backend.check_access()
+    (tmp_path / "credentials").write_text(
+        "[no-such-profile]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    s3_backend(s3_endpoint, bucket, {"kind": "aws_profile", "profile": "no-such-profile"}).check_access()

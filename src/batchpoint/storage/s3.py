@@ -175,12 +175,20 @@ class S3Backend(StorageBackend):
     def _by_type(self, err: BaseException, path: str) -> BatchpointError | None:
         from botocore.exceptions import (
             ConnectionError as BotoConnectionError, HTTPClientError, NoCredentialsError,
-            PartialCredentialsError,
+            PartialCredentialsError, ProfileNotFound,
         )
 
         if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
             return StorageAuthError(f"no AWS credentials for {self._where(path)}: "
                                     f"{_AUTH_FIXES[self.credential_kind]}")
+        if isinstance(err, ProfileNotFound):  # the profile name is no secret (``compute show`` prints it)
+            profile = (self.spec.credential or {}).get("profile") or getattr(err, "kwargs", {}).get("profile")
+            return StorageAuthError(
+                f"AWS profile '{profile}' is not configured on the server, so {self._where(path)} cannot be "
+                "read: add the profile to the server's AWS config files (AWS_CONFIG_FILE, default "
+                "~/.aws/config; AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/credentials) or fix the "
+                "compute identity's 'profile'"
+            )
         if isinstance(err, PermissionError):
             return StorageAuthError(f"access denied to {self._where(path)}: "
                                     f"{_AUTH_FIXES[self.credential_kind]}")
@@ -303,13 +311,18 @@ class S3Backend(StorageBackend):
 
     # -- checks ----------------------------------------------------------------------------
     def check_access(self, path: str = "") -> None:
-        """At most one HEAD and one single-key listing."""
+        """At most one single-key listing and two HEADs. A folder is listed, then its first object
+        is read (HEAD): s3:ListBucket and s3:GetObject are separate permissions, and a folder whose
+        listing is public but whose objects are private must fail here, not in every mini-batch.
+        The root (``path`` empty) is only listed: other folders may hold objects of other rights."""
         key = normalize_relpath(path)
         if key and self._head(key, path) is not None:
             return
         items, _ = self._list_page(f"{key}/" if key else "", None, 1, path)
         if key and not items:
             raise StorageNotFoundError(f"{self._where(path)} does not exist (neither a file nor a folder)")
+        if key:
+            self._head(items[0]["Key"], items[0]["Key"])  # 403 → StorageAuthError naming the object
 
     def url_for(self, path: str) -> str:
         return f"s3://{self.bucket}/{quote(normalize_relpath(path))}"
