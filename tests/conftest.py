@@ -150,6 +150,18 @@ def heart_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def deploy_heart(client, endpoint: str, model_dir: Path, **deployment) -> None:
+    """Register the heart MLflow model from ``model_dir``, create ``endpoint`` and its default
+    deployment ``mlflow`` (deployment fields as keyword arguments: mini_batch_size=..., compute=...)."""
+    from batchpoint import BatchDeployment, BatchEndpoint, Model
+
+    client.models.create_or_update(Model(name="heart-classifier", path=str(model_dir), type="mlflow_model"))
+    client.batch_endpoints.begin_create_or_update(BatchEndpoint(name=endpoint)).result()
+    client.batch_deployments.begin_create_or_update(BatchDeployment(
+        name="mlflow", endpoint_name=endpoint, model="azureml:heart-classifier@latest", **deployment),
+        set_default=True).result()
+
+
 def expected_predictions(model_dir: Path, folder: Path = HEART_UNLABELED):
     """The model's own predict on every unlabeled file: {(file, row): prediction}."""
     import mlflow.pyfunc

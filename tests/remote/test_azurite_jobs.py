@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
-from batchpoint import AssetTypes, BatchDeployment, BatchEndpoint, Data, Datastore, Input, Model
+from batchpoint import AssetTypes, Data, Datastore, Input
 from batchpoint.exceptions import BatchpointError
-from conftest import HEART_UNLABELED, expected_predictions, record_secret, start_server, stop_server
+from conftest import HEART_UNLABELED, deploy_heart, expected_predictions, record_secret, start_server, stop_server
 from fixtures.components import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME
 
 pytestmark = pytest.mark.azurite
@@ -51,11 +51,7 @@ def client(remote_server, heart_model_dir):
     from batchpoint import MLClient
 
     c = MLClient(endpoint=remote_server.url, home=remote_server.home)
-    c.models.create_or_update(Model(name="heart-classifier", path=str(heart_model_dir), type="mlflow_model"))
-    c.batch_endpoints.begin_create_or_update(BatchEndpoint(name=ENDPOINT)).result()
-    c.batch_deployments.begin_create_or_update(BatchDeployment(
-        name="mlflow", endpoint_name=ENDPOINT, model="azureml:heart-classifier@latest", mini_batch_size=2,
-        max_concurrency_per_instance=2), set_default=True).result()
+    deploy_heart(c, ENDPOINT, heart_model_dir, mini_batch_size=2, max_concurrency_per_instance=2)
     yield c
     c.close()
 

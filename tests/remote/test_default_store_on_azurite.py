@@ -20,8 +20,8 @@ import pytest
 import yaml
 from azure.storage.blob import BlobServiceClient
 
-from batchpoint import AssetTypes, BatchDeployment, BatchEndpoint, Input, Model
-from conftest import HEART_ROWS, HEART_UNLABELED, expected_predictions, start_server, stop_server
+from batchpoint import AssetTypes, Input
+from conftest import HEART_ROWS, HEART_UNLABELED, deploy_heart, expected_predictions, start_server, stop_server
 from fixtures.components import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME
 
 pytestmark = pytest.mark.azurite
@@ -87,11 +87,7 @@ def client(handle, azurite_blob_url, tmp_path_factory):
 @pytest.fixture(scope="module")
 def deployed(client, heart_model_dir):
     """A model registered from a local folder (so uploaded to the Azurite default store too) and deployed."""
-    client.models.create_or_update(Model(name="heart-classifier", path=str(heart_model_dir), type="mlflow_model"))
-    client.batch_endpoints.begin_create_or_update(BatchEndpoint(name=ENDPOINT)).result()
-    client.batch_deployments.begin_create_or_update(BatchDeployment(
-        name="mlflow", endpoint_name=ENDPOINT, model="azureml:heart-classifier@latest", mini_batch_size=2,
-        max_concurrency_per_instance=2), set_default=True).result()
+    deploy_heart(client, ENDPOINT, heart_model_dir, mini_batch_size=2, max_concurrency_per_instance=2)
     return client
 
 

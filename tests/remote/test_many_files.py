@@ -19,8 +19,8 @@ import asyncio
 import pandas as pd
 import pytest
 
-from batchpoint import AssetTypes, BatchDeployment, BatchEndpoint, Datastore, Input, Model
-from conftest import HEART_UNLABELED, start_server, stop_server
+from batchpoint import AssetTypes, Datastore, Input
+from conftest import HEART_UNLABELED, deploy_heart, start_server, stop_server
 from fixtures.components import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME
 
 pytestmark = pytest.mark.azurite
@@ -85,11 +85,7 @@ def client(tmp_path_factory, many_blobs, azurite_blob_url, heart_model_dir):
         name="manyblob", type="azure_blob", account_name=AZURITE_ACCOUNT_NAME, container_name=CONTAINER,
         blob_endpoint_url=azurite_blob_url, allow_private_network=True,
         credentials={"account_key": AZURITE_ACCOUNT_KEY}))
-    c.models.create_or_update(Model(name="heart-classifier", path=str(heart_model_dir), type="mlflow_model"))
-    c.batch_endpoints.begin_create_or_update(BatchEndpoint(name=ENDPOINT)).result()
-    c.batch_deployments.begin_create_or_update(BatchDeployment(
-        name="mlflow", endpoint_name=ENDPOINT, model="azureml:heart-classifier@latest", mini_batch_size=MINI_BATCH,
-        max_concurrency_per_instance=WORKERS), set_default=True).result()
+    deploy_heart(c, ENDPOINT, heart_model_dir, mini_batch_size=MINI_BATCH, max_concurrency_per_instance=WORKERS)
     yield c
     c.close()
     stop_server(handle)

@@ -22,10 +22,10 @@ import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 
-from batchpoint import AmlCompute, BatchDeployment, BatchEndpoint, Datastore, Input, MLClient, Model
+from batchpoint import AmlCompute, BatchDeployment, Datastore, Input, MLClient
 from batchpoint.entities import CodeConfiguration
 from batchpoint.sdk.client import StaticKeyCredential
-from conftest import HEART_UNLABELED, expected_predictions, record_secret, start_server, stop_server
+from conftest import HEART_UNLABELED, deploy_heart, expected_predictions, record_secret, start_server, stop_server
 from fixtures.components import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME
 from fixtures.identity import ManagedIdentityEndpoint
 
@@ -103,13 +103,9 @@ def setup(tmp_path_factory, tls_data, msi, heart_model_dir):
     env = {**msi.env(), "BATCHPOINT_STORAGE__BLOB_ENDPOINTS": json.dumps({AZURITE_ACCOUNT_NAME: tls_data})}
     handle = start_server(tmp_path_factory.mktemp("bp-credtable"), env)
     owner = MLClient(endpoint=handle.url, home=handle.home)
-    owner.models.create_or_update(Model(name="heart-classifier", path=str(heart_model_dir), type="mlflow_model"))
     owner.compute.begin_create_or_update(AmlCompute(
         name="mi-cluster", max_instances=2, identity={"type": "managed_identity", "client_id": CLIENT_ID})).result()
-    owner.batch_endpoints.begin_create_or_update(BatchEndpoint(name=ENDPOINT)).result()
-    owner.batch_deployments.begin_create_or_update(BatchDeployment(
-        name="mlflow", endpoint_name=ENDPOINT, model="azureml:heart-classifier@latest", compute="mi-cluster",
-        mini_batch_size=2, max_concurrency_per_instance=2), set_default=True).result()
+    deploy_heart(owner, ENDPOINT, heart_model_dir, compute="mi-cluster", mini_batch_size=2, max_concurrency_per_instance=2)
     common = dict(type="azure_blob", account_name=AZURITE_ACCOUNT_NAME, container_name=CONTAINER,
                   blob_endpoint_url=tls_data, allow_private_network=True)
     owner.datastores.create_or_update(Datastore(name="tablekey", credentials={"account_key": AZURITE_ACCOUNT_KEY},

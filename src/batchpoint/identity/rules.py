@@ -40,7 +40,7 @@ IDENTITY_FIELDS = {
 }
 
 
-def identity_credential(identity: dict[str, Any] | None, storage_kind: str | None = None) -> dict[str, Any] | None:
+def identity_credential(identity: dict[str, Any] | None, storage_kind: str) -> dict[str, Any] | None:
     """A compute's identity configuration → the storage credential it reads with (None when it has none).
 
     Azure identities (``managed_identity``, ``service_principal``, ``workload_identity``) read
@@ -51,15 +51,14 @@ def identity_credential(identity: dict[str, Any] | None, storage_kind: str | Non
     if kind not in IDENTITY_FIELDS:
         raise ValidationError(f"unknown compute identity type '{kind}'; valid: none, {', '.join(IDENTITY_FIELDS)}")
     fields = {k: identity[k] for k in IDENTITY_FIELDS[kind] if identity.get(k) not in (None, "")}
-    if storage_kind is not None:
-        reads_s3 = kind == "aws_profile"
-        if storage_kind == "s3" and not reads_s3 or storage_kind in AZURE_STORAGE and reads_s3:
-            raise ValidationError(
-                f"the compute identity is of type {kind}, which cannot read {storage_kind} storage: "
-                + ("give the compute an identity of type aws_profile (profile, role_arn)" if storage_kind == "s3"
-                   else "give the compute an Azure identity (managed_identity, service_principal or "
-                        "workload_identity)") + ", or register a data store with credentials"
-            )
+    reads_s3 = kind == "aws_profile"
+    if storage_kind == "s3" and not reads_s3 or storage_kind in AZURE_STORAGE and reads_s3:
+        raise ValidationError(
+            f"the compute identity is of type {kind}, which cannot read {storage_kind} storage: "
+            + ("give the compute an identity of type aws_profile (profile, role_arn)" if storage_kind == "s3"
+               else "give the compute an Azure identity (managed_identity, service_principal or "
+                    "workload_identity)") + ", or register a data store with credentials"
+        )
     return {"kind": kind, **fields}
 
 

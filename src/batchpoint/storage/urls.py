@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from batchpoint._internal.netguard import check_host_allowed
 from batchpoint.exceptions import InputError
+from batchpoint.storage.azure_auth import account_url
 from batchpoint.storage.base import StorageSpec, normalize_relpath
 from batchpoint.uri.parse import StorageUrl
 
@@ -45,10 +46,13 @@ def spec_for_storage_url(url: StorageUrl, settings: Any) -> tuple[StorageSpec, s
     if url.kind in ("azure_blob", "azure_data_lake_gen2"):
         config: dict[str, Any] = {"account_name": url.account}
         config["container_name" if url.kind == "azure_blob" else "filesystem"] = url.container
-        if url.account in storage.blob_endpoints:
+        if url.account in storage.blob_endpoints:  # the server's own configuration: trusted
             config["blob_endpoint_url"] = storage.blob_endpoints[url.account]
         else:
+            # the URL's DNS suffix names the host to contact (https://<account>.blob.<suffix>/...)
             config["endpoint"] = url.endpoint_suffix or storage.endpoint_suffix
+            host = urlparse(account_url(config, url.account)).hostname or ""
+            check_host_allowed(host, allow_private=host in storage.allow_private_hosts)
         return StorageSpec(url.kind, config), url.path
     if url.kind == "azure_data_lake_gen1":
         return StorageSpec("azure_data_lake_gen1", {"store_name": url.account}), url.path

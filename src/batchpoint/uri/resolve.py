@@ -89,8 +89,6 @@ class InputResolver:
             return self._locate_asset(text, parsed, input_type, depth)
         if isinstance(parsed, StorageUrl):
             spec, path, datastore, source = self.lookup.storage_url_spec(parsed)
-            if datastore is None:  # a registered data store's hosts were checked when it was created
-                _check_account_host(spec, self.settings)
             return ResolvedInput(text, input_type or "", spec, path, datastore=datastore, credential_source=source)
         if isinstance(parsed, LocalPath):
             raise InputError(
@@ -151,21 +149,6 @@ class InputResolver:
             raise InputError(f"{where} is an empty folder: there are no files to score{links}")
         r.type = actual
         return r
-
-
-def _check_account_host(spec: StorageSpec, settings: Settings) -> None:
-    """An Azure storage URL names the host to contact through its DNS suffix
-    (``https://<account>.blob.<suffix>/...``): guard that host against SSRF like any other URL's.
-    A blob endpoint from the server's own configuration (``blob_endpoint_url``) is trusted."""
-    if spec.kind not in ("azure_blob", "azure_data_lake_gen2") or spec.config.get("blob_endpoint_url"):
-        return
-    from urllib.parse import urlparse
-
-    from batchpoint._internal.netguard import check_host_allowed
-    from batchpoint.storage.azure_auth import account_url
-
-    host = urlparse(account_url(spec.config, str(spec.config.get("account_name") or ""))).hostname or ""
-    check_host_allowed(host, allow_private=host in settings.storage.allow_private_hosts)
 
 
 def _check_access(backend: StorageBackend, r: ResolvedInput) -> None:
