@@ -16,7 +16,7 @@ def compute() -> None:
 
 
 @compute.command("create")
-@click.option("-f", "--file", "file")
+@click.option("-f", "--file", "file", help="YAML spec (name, size, min/max_instances, identity: {...}); options override it")
 @click.option("-n", "--name")
 @click.option("--type", "type_", type=click.Choice(["amlcompute", "local"]))
 @click.option("--size")
@@ -25,6 +25,10 @@ def compute() -> None:
 @click.option("--idle-time-before-scale-down", type=int)
 @output_options
 def compute_create(file, name, type_, size, min_instances, max_instances, idle_time_before_scale_down, output, query) -> None:
+    """Create or update a compute. Its identity (YAML only) reads identity-based data: type
+    managed_identity (client_id), workload_identity (tenant_id, client_id, token_file),
+    service_principal (tenant_id, client_id, client_secret: stored encrypted, never shown) or
+    aws_profile (profile, for S3). See docs/security.md."""
     doc = read_yaml(file) if file else {}
     given = {"name": name, "type": type_, "size": size, "min_instances": min_instances, "max_instances": max_instances,
              "idle_time_before_scale_down": idle_time_before_scale_down}
