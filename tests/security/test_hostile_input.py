@@ -507,7 +507,7 @@ def test_oversized_body_of_an_anonymous_caller_is_401_first(small_server: SmallS
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_oversized_upload_is_413_and_leaves_nothing(framing: str, small_server: SmallServer) -> None:
     handle = small_server.handle
-    folder = f"LocalUpload/big-{framing}-{uuid.uuid4().hex[:6]}"
+    folder = f"incoming/big-{framing}-{uuid.uuid4().hex[:6]}"
     data = b"0123456789" * (SMALL_UPLOAD // 10 + 500)
     with handle.rest() as rest:
         root = Path(rest.get("/defaultDatastore").json()["path"])

@@ -11,8 +11,18 @@ Rules that are not obvious from the names:
   Reader, Invoker) do not include it, as in Azure, where workspace Contributor does not make you a
   Storage Blob Data Reader. Grant ``DataReader`` on ``datastore:<name>`` or
   ``storageaccount:<account>`` (or Owner). Credential-based data stores do not need it.
-* ``jobs/read`` reads every job; ``jobs/read_own`` reads only jobs the principal created (and their
-  outputs). Every role with ``jobs/read`` also has ``jobs/read_own``.
+* ``data/write`` lets an invoke write its output to a location the caller chooses (``OutputData`` /
+  ``--output-path``) in a data store; checked on ``datastore:<name>`` or its
+  ``storageaccount:<account>``. The default output location (``azureml/<job>/score`` in the default
+  data store) needs no such grant: any Invoker gets it. Even with ``data/write`` an output may never
+  overlap the upload area, another job's output, a registered data asset, a model or a
+  deployment's code (see :mod:`batchpoint.jobs.output`).
+* ``jobs/read`` reads every job's metadata (status, counts, failures, log names);
+  ``jobs/read_own`` reads only jobs the principal created, *with* their outputs and worker logs.
+  Every role with ``jobs/read`` also has ``jobs/read_own``.
+* ``jobs/outputs/read`` reads the bytes of any job's outputs and worker logs (they are data: scores
+  of the input rows, and whatever the scoring script logged). Reader does not have it: a Reader sees
+  job metadata, never data bytes.
 * ``datastores/secrets/read`` is the only way to see data store credentials, and only Owner has
   it. Secrets are never returned by the REST API anyway; the permission gates rotating or
   replacing them and the ``--show-secrets`` style admin paths.
@@ -21,12 +31,13 @@ Rules that are not obvious from the names:
 
 Role table (``x`` = granted)::
 
-    permission                 Owner  Contributor  Invoker  Reader  DataReader
+    permission                 Owner  Contributor  Invoker  Reader  DataReader  DataWriter
     workspace/read               x        x           x       x
     datastores/read              x        x                   x
     datastores/write             x        x
     datastores/secrets/read      x
-    data/read                    x                                       x
+    data/read                    x                                       x          x
+    data/write                   x        x                                         x
     assets/read                  x        x                   x
     assets/write                 x        x
     models/read                  x        x                   x
@@ -40,6 +51,7 @@ Role table (``x`` = granted)::
     deployments/write            x        x
     jobs/read                    x        x                   x
     jobs/read_own                x        x           x       x
+    jobs/outputs/read            x        x
     jobs/cancel                  x        x
     roles/read                   x        x                   x
     roles/write                  x
@@ -56,6 +68,7 @@ __all__ = [
     "DATASTORES_WRITE",
     "DATASTORES_SECRETS_READ",
     "DATA_READ",
+    "DATA_WRITE",
     "ASSETS_READ",
     "ASSETS_WRITE",
     "MODELS_READ",
@@ -69,6 +82,7 @@ __all__ = [
     "DEPLOYMENTS_WRITE",
     "JOBS_READ",
     "JOBS_READ_OWN",
+    "JOBS_OUTPUTS_READ",
     "JOBS_CANCEL",
     "ROLES_READ",
     "ROLES_WRITE",
@@ -85,6 +99,7 @@ DATASTORES_READ = "datastores/read"
 DATASTORES_WRITE = "datastores/write"
 DATASTORES_SECRETS_READ = "datastores/secrets/read"
 DATA_READ = "data/read"
+DATA_WRITE = "data/write"
 ASSETS_READ = "assets/read"
 ASSETS_WRITE = "assets/write"
 MODELS_READ = "models/read"
@@ -98,6 +113,7 @@ DEPLOYMENTS_READ = "deployments/read"
 DEPLOYMENTS_WRITE = "deployments/write"
 JOBS_READ = "jobs/read"
 JOBS_READ_OWN = "jobs/read_own"
+JOBS_OUTPUTS_READ = "jobs/outputs/read"
 JOBS_CANCEL = "jobs/cancel"
 ROLES_READ = "roles/read"
 ROLES_WRITE = "roles/write"
@@ -105,10 +121,10 @@ AUDIT_READ = "audit/read"
 
 ALL_PERMISSIONS: frozenset[str] = frozenset(
     {
-        WORKSPACE_READ, DATASTORES_READ, DATASTORES_WRITE, DATASTORES_SECRETS_READ, DATA_READ,
+        WORKSPACE_READ, DATASTORES_READ, DATASTORES_WRITE, DATASTORES_SECRETS_READ, DATA_READ, DATA_WRITE,
         ASSETS_READ, ASSETS_WRITE, MODELS_READ, MODELS_WRITE, COMPUTES_READ, COMPUTES_WRITE,
         ENDPOINTS_READ, ENDPOINTS_WRITE, ENDPOINTS_INVOKE, DEPLOYMENTS_READ, DEPLOYMENTS_WRITE,
-        JOBS_READ, JOBS_READ_OWN, JOBS_CANCEL, ROLES_READ, ROLES_WRITE, AUDIT_READ,
+        JOBS_READ, JOBS_READ_OWN, JOBS_OUTPUTS_READ, JOBS_CANCEL, ROLES_READ, ROLES_WRITE, AUDIT_READ,
     }
 )
 
@@ -127,6 +143,7 @@ ROLES: dict[str, frozenset[str]] = {
     ),
     "Reader": _READER,
     "DataReader": frozenset({DATA_READ}),
+    "DataWriter": frozenset({DATA_READ, DATA_WRITE}),
 }
 """Role name → permissions. Names are case-sensitive, as Azure built-in role names are shown."""
 

@@ -1,5 +1,16 @@
-"""Write a job's ``append_row`` output: the mini-batch parts, in mini-batch order, streamed into
-one file on the output data store (so the order is deterministic and memory stays flat)."""
+"""A job's output: where it may go, and writing it.
+
+Where (checked at invoke, before the job exists — :func:`check_output_location`):
+
+* The default location, ``azureml/<job>/score`` in the default data store, is every invoker's.
+* Any other location (``OutputData`` / ``--output-path``) needs ``data/write`` on its data store
+  (or on the store's storage account): Owner, Contributor, or DataWriter there.
+* Even then an output never overlaps (is, lies inside, or holds) a reserved area — the upload
+  area ``LocalUpload/`` and the jobs' area ``azureml/`` — nor a registered data asset, a model's
+  source, a deployment's code, or another job's output folder. Overlaps are refused with 409.
+
+Writing (:func:`write_output`): the mini-batch parts of an ``append_row`` job, in mini-batch
+order, streamed into one file on the output data store (deterministic order, flat memory)."""
 
 from __future__ import annotations
 
@@ -8,8 +19,12 @@ from typing import Any
 
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
-from batchpoint.uri.parse import DatastorePath, parse_input_uri
-from batchpoint.exceptions import InputError
+from batchpoint.auth import permissions as P
+from batchpoint.auth.scopes import authorize, missing_permission_error
+from batchpoint.exceptions import BatchpointError, ConflictError, InputError
+from batchpoint.uri.parse import DatastorePath, StorageUrl, parse_input_uri
+
+RESERVED_AREAS = {"LocalUpload": "the upload area", "azureml": "the jobs' output area"}
 
 
 def output_location(output: dict[str, Any]) -> tuple[str, str]:
@@ -20,6 +35,56 @@ def output_location(output: dict[str, Any]) -> tuple[str, str]:
             f"output path '{output['path']}' must be a data store path: azureml://datastores/<name>/paths/<folder>"
         )
     return parsed.datastore, normalize_relpath(parsed.path)
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Whether folder/file paths ``a`` and ``b`` are the same, or one lies inside the other."""
+    return a == b or not a or not b or a.startswith(f"{b}/") or b.startswith(f"{a}/")
+
+
+def _datastore_location(ws: Any, path: str) -> tuple[str, str] | None:
+    """(data store, path) of a registered path, when it is in one of the workspace's data stores."""
+    try:
+        parsed = parse_input_uri(path)
+        if isinstance(parsed, DatastorePath):
+            return parsed.datastore, normalize_relpath(parsed.path)
+        if isinstance(parsed, StorageUrl) and parsed.scheme == "arm":
+            _, rel, datastore, _ = ws.storage_url_spec(parsed)
+            return (datastore, normalize_relpath(rel)) if datastore else None
+    except BatchpointError:
+        return None
+    return None
+
+
+def check_output_location(ws: Any, output: dict[str, Any], principal: str | None, assignments: list[Any],
+                          *, is_default: bool) -> tuple[str, str]:
+    """Refuse an output location the caller may not write (403) or that overlaps data (409)."""
+    datastore, folder = output_location(output)
+    ws.store.get_datastore(datastore)
+    if is_default:
+        return datastore, folder
+    row = ws.store.get_datastore(datastore)
+    account = (row.config or {}).get("account_name") or (row.config or {}).get("store_name")
+    scopes = [f"datastore:{datastore}"] + ([f"storageaccount:{account}"] if account else [])
+    if principal is None or not any(authorize(assignments, P.DATA_WRITE, s) for s in scopes):
+        raise missing_permission_error(principal or "anonymous", P.DATA_WRITE, scopes[0])
+    where = f"output location '{output['path']}'"
+    if not folder:
+        raise ConflictError(f"{where} is the root of data store '{datastore}', which would overlap everything in it; "
+                            "give a folder: azureml://datastores/<name>/paths/<folder>")
+    top = folder.split("/", 1)[0]
+    if top in RESERVED_AREAS:
+        raise ConflictError(f"{where} is inside {RESERVED_AREAS[top]} ({top}/), which only Batchpoint writes; "
+                            "choose a folder outside LocalUpload/ and azureml/")
+    for what, path in ws.store.registered_paths():
+        found = _datastore_location(ws, path)
+        if found and found[0] == datastore and _overlaps(folder, found[1]):
+            raise ConflictError(f"{where} overlaps {what} at '{path}'; outputs never overwrite registered data: "
+                                "choose a folder that neither holds nor lies inside it")
+    for job in ws.store.jobs_writing_under(datastore, folder, limit=1):
+        raise ConflictError(f"{where} overlaps the output of job '{job.name}' "
+                            f"(azureml://datastores/{datastore}/paths/{job.output_folder}); give each job its own folder")
+    return datastore, folder
 
 
 def write_output(ws: Any, job: Any, parts_dir: Path) -> None:

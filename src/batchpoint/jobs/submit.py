@@ -8,6 +8,7 @@ seconds), the output location and the job name.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +19,12 @@ from batchpoint.entities import BatchDeploymentSettings
 from batchpoint.identity.delegation import delegated_kind
 from batchpoint.identity.rules import IdentityContext
 from batchpoint.exceptions import ConflictError, InputError, NotFoundError, ValidationError
-from batchpoint.jobs.output import output_location
+from batchpoint.jobs.output import check_output_location
 from batchpoint.jobs.states import JobStatus
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 OVERRIDABLE = set(BatchDeploymentSettings.model_fields) | {"instance_count", "max_retries", "timeout"}
+_OUTPUTS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -87,32 +89,62 @@ def submit_job(ws: Any, endpoint_name: str, request: InvokeRequest, created_by: 
         settings = merged_settings({"settings": settings}, {"output_file_name": request.output_file_name})[0]
     if not request.inputs:
         raise InputError("invoke needs an input: --input <path or uri> (or InputData in the REST body)")
-    inputs = {}
-    identity = identity_for(ws, deployment.spec, created_by, assignments or [])
-    for key, spec in request.inputs.items():
-        resolved = ws.resolver.resolve(spec["path"], spec.get("type"), identity)
-        inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type,
-                       "worker_credential_kind": delegated_kind(resolved.spec)}
     name = request.job_name or new_job_name()
     if not JOB_NAME.match(name):
         raise ValidationError(f"job name '{name}' is not valid: letters, digits, '-' and '_' (up to 128)")
     if request.job_name and _exists(store, name):
         raise ConflictError(f"a job named '{name}' already exists; job names are unique")
+    workers = check_worker_limit(ws, deployment.spec, settings, instance_count)
     output_path = request.output_path or f"azureml://datastores/{ws.default_datastore_name()}/paths/azureml/{name}/score"
     output = {"type": "uri_folder", "path": output_path, "file_name": settings["output_file_name"]}
-    datastore, _ = output_location(output)
-    store.get_datastore(datastore)
-    plan = {
-        "workers": min(instance_count * settings["max_concurrency_per_instance"], ws.settings.jobs.max_workers),
-        "instance_count": instance_count,
-        "scorer": _scorer_config(ws, deployment.spec),
-    }
+    is_default = request.output_path is None
+    check_output_location(ws, output, created_by, assignments or [], is_default=is_default)  # before reading inputs
+    inputs = {}
+    identity = identity_for(ws, deployment.spec, created_by, assignments or [])
+    for key, spec in request.inputs.items():
+        resolved = ws.resolver.resolve(spec["path"], spec.get("type"), identity)
+        ws.uploads.check_input(resolved.datastore, resolved.path)
+        inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type,
+                       "worker_credential_kind": delegated_kind(resolved.spec)}
+    plan = {"workers": workers, "instance_count": instance_count, "scorer": _scorer_config(ws, deployment.spec)}
     settings["instance_count"] = instance_count
-    return store.create_job(
-        name=name, endpoint_name=endpoint_name, deployment_name=deployment_name, status=JobStatus.QUEUED.value,
-        status_message="waiting for a worker", inputs=inputs, outputs={"score": output}, settings=settings,
-        plan=plan, created_by=created_by,
-    )
+    with _OUTPUTS_LOCK:  # checked again with the insert: two invokes cannot both take one folder
+        datastore, folder = check_output_location(ws, output, created_by, assignments or [], is_default=is_default)
+        return store.create_job(
+            name=name, endpoint_name=endpoint_name, deployment_name=deployment_name, status=JobStatus.QUEUED.value,
+            status_message="waiting for a worker", inputs=inputs, outputs={"score": output}, settings=settings,
+            plan=plan, created_by=created_by, output_datastore=datastore, output_folder=folder,
+        )
+
+
+def instance_limit(ws: Any, deployment_spec: dict[str, Any]) -> tuple[int, str]:
+    """The most instances a job of this deployment may ask for, and where that limit comes from."""
+    compute = (deployment_spec.get("compute") or "").removeprefix("azureml:")
+    if compute:
+        row = ws.store.get_compute(compute)
+        return int(row.spec.get("max_instances") or 1), f"max_instances of compute '{compute}'"
+    own = int((deployment_spec.get("resources") or {}).get("instance_count") or 1)
+    return own, "the deployment's own instance_count (it has no compute)"
+
+
+def check_worker_limit(ws: Any, deployment_spec: dict[str, Any], settings: dict[str, Any], instance_count: int) -> int:
+    """Workers of a job: ``instance_count × max_concurrency_per_instance``, refused above the limits
+    an invoke cannot raise — the compute's ``max_instances`` (× the deployment's concurrency) and
+    the server's ``jobs.max_workers``."""
+    limit, source = instance_limit(ws, deployment_spec)
+    if instance_count > limit:
+        raise ValidationError(f"instance_count {instance_count} exceeds {source} ({limit}); ask for at most {limit}, "
+                              "or raise the limit (batchpoint compute update --max-instances)")
+    concurrency = settings["max_concurrency_per_instance"]
+    own = int(((deployment_spec.get("settings") or {}).get("max_concurrency_per_instance")) or 1)
+    workers = instance_count * concurrency
+    cap = min(limit * own, ws.settings.jobs.max_workers)
+    if workers > cap:
+        raise ValidationError(
+            f"instance_count × max_concurrency_per_instance = {instance_count} × {concurrency} = {workers} workers, "
+            f"more than this deployment may run ({cap}: {source} × the deployment's max_concurrency_per_instance "
+            f"{own}, at most the server's jobs.max_workers {ws.settings.jobs.max_workers}); ask for fewer")
+    return workers
 
 
 def _exists(store: Any, name: str) -> bool:

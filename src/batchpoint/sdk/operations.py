@@ -50,7 +50,7 @@ class _Group:
 
     def _upload_if_local(self, path: str, expect: str | None = None) -> tuple[str, str | None]:
         if isinstance(parse_input_uri(path), LocalPath):
-            return upload_local(self._t, self._client.datastores.get_default().name, path, expect)
+            return upload_local(self._t, path, expect)
         return path, expect
 
 

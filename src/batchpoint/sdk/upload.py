@@ -1,8 +1,10 @@
-"""Local files and folders → the default data store, under ``LocalUpload/<content hash>/<name>``.
+"""Local files and folders → the upload area of the default data store (``LocalUpload/<id>/<name>``).
 
-The hash covers every file's relative path and bytes, so the same content is uploaded once: a
-second invoke on the same folder re-uses it. Files are sent in sorted order and the last one is
-checked, so an interrupted upload is never taken for a complete one.
+The client declares a manifest (each file's relative path, size and SHA-256); the server derives
+the upload's id from it, checks every byte it receives against it, and marks the upload
+``Completed`` only after reading each file back (see ``batchpoint.server.uploads``). A second
+invoke on the same content sends nothing: the server says the upload is complete. An interrupted
+upload is resumed: the server lists the files still missing, and nothing half-sent is trusted.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from batchpoint.exceptions import InputError
+from batchpoint.exceptions import ConflictError, InputError
 from batchpoint.sdk.transport import Transport
 
 
@@ -22,16 +25,18 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def content_hash(root: Path, files: list[Path]) -> str:
-    digest = hashlib.sha256()
+def manifest(root: Path, files: list[Path]) -> list[dict[str, Any]]:
+    """Each file's path relative to ``root`` (its name for a single file), size and SHA-256."""
+    entries = []
     for path in files:
-        rel = path.name if root.is_file() else path.relative_to(root).as_posix()
-        digest.update(rel.encode() + b"\0")
+        digest, size = hashlib.sha256(), 0
         with open(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
+                size += len(chunk)
                 digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()[:32]
+        rel = path.name if root.is_file() else path.relative_to(root).as_posix()
+        entries.append({"path": rel, "size": size, "sha256": digest.hexdigest()})
+    return entries
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
@@ -40,7 +45,7 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def upload_local(transport: Transport, datastore: str, local: str, expect: str | None = None) -> tuple[str, str]:
+def upload_local(transport: Transport, local: str, expect: str | None = None) -> tuple[str, str]:
     """Upload a local file or folder; returns (datastore URI, input type)."""
     root = Path(local).expanduser()
     if not root.exists():
@@ -52,13 +57,16 @@ def upload_local(transport: Transport, datastore: str, local: str, expect: str |
     files = _files(root)
     if not files:
         raise InputError(f"local folder '{local}' is empty: there are no files to upload")
-    target = f"LocalUpload/{content_hash(root, files)}/{root.resolve().name}"
-    if root.is_file():
-        dests = [(root, target)]
-    else:
-        dests = [(p, f"{target}/{p.relative_to(root).as_posix()}") for p in files]
-    url = f"/datastores/{quote(datastore)}/files/"
-    if not transport.exists(url + quote(dests[-1][1])):
-        for path, dest in dests:
-            transport.upload(url + quote(dest), _chunks(path))
-    return f"azureml://datastores/{datastore}/paths/{target}", kind
+    entries = manifest(root, files)
+    upload = transport.json("POST", "/uploads", json={"name": root.resolve().name, "type": kind, "files": entries})
+    if upload["status"] != "Completed":
+        missing = set(upload["missing"])
+        base = f"/uploads/{upload['id']}/files/"
+        for path, entry in zip(files, entries):
+            if entry["path"] in missing:
+                try:
+                    transport.upload(base + quote(entry["path"]), _chunks(path))
+                except ConflictError:
+                    pass  # sent meanwhile by another client with the same content; the commit checks it
+        upload = transport.json("POST", f"/uploads/{upload['id']}/commit")
+    return upload["path"], kind

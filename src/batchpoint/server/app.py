@@ -19,7 +19,7 @@ from batchpoint.server.context import AppContext
 from batchpoint.server.errors import install_error_handlers
 from batchpoint.server.errors import error_response
 from batchpoint.server.limits import BodyLimitMiddleware
-from batchpoint.server.routers import access, assets, computes, endpoints, jobs, workspace
+from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
 from batchpoint.server.security import AuthService, authenticate_request
 from batchpoint.server.workspace import WorkspaceService
 from batchpoint.settings import Settings
@@ -78,6 +78,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     request.url.path, response.status_code, details)
         return response
 
-    for module in (workspace, assets, computes, endpoints, jobs, access):
+    for module in (workspace, uploads, assets, computes, endpoints, jobs, access):
         app.include_router(module.router)
     return app

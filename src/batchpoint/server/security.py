@@ -162,20 +162,36 @@ require_job_read.permission = P.JOBS_READ_OWN  # type: ignore[attr-defined]
 require_job_read.scope_name = "job_reader"  # type: ignore[attr-defined]
 
 
+def require_job_data(request: Request) -> str:
+    """A job's output files and log contents: ``jobs/outputs/read`` on the job's endpoint, or
+    ``jobs/read_own`` for a job one started (they are data, not metadata: Readers do not get them)."""
+    ctx = request.app.state.ctx
+    principal = request.state.principal_id
+    job = ctx.store.get_job(request.path_params["name"])
+    scope = f"endpoint:{job.endpoint_name}" if job.endpoint_name else "workspace"
+    own = ctx.auth.assignments(principal)
+    if authorize(own, P.JOBS_OUTPUTS_READ, scope):
+        return principal
+    if job.created_by and job.created_by == principal and authorize(own, P.JOBS_READ_OWN, scope):
+        return principal
+    raise missing_permission_error(principal, P.JOBS_OUTPUTS_READ, scope)
+
+
+require_job_data.permission = P.JOBS_OUTPUTS_READ  # type: ignore[attr-defined]
+require_job_data.scope_name = "job_data"  # type: ignore[attr-defined]
+
+
 def require_upload(request: Request) -> str:
-    """Writing files: ``datastores/write`` on the store — or, for the ``LocalUpload/`` area of the
-    default store that the CLI/SDK use before an invoke, any ``endpoints/invoke`` grant."""
+    """The upload area (``LocalUpload/`` of the default data store, see ``server/uploads.py``):
+    ``datastores/write`` on the default store, or an ``endpoints/invoke`` grant on any scope —
+    uploading a local input is part of invoking, so an Invoker of one endpoint may do it."""
     ctx = request.app.state.ctx
     principal = request.state.principal_id
     own = ctx.auth.assignments(principal)
-    scope = f"datastore:{request.path_params['name']}"
+    scope = f"datastore:{ctx.store.get_default_datastore().name}"
     if authorize(own, P.DATASTORES_WRITE, scope):
         return principal
-    path = request.path_params.get("path", "")
-    default = ctx.store.get_default_datastore().name
-    if request.path_params["name"] == default and path.startswith("LocalUpload/") and any(
-        P.ENDPOINTS_INVOKE in P.role_permissions(a.role) for a in own
-    ):
+    if any(P.ENDPOINTS_INVOKE in P.role_permissions(a.role) for a in own):
         return principal
     raise missing_permission_error(principal, P.DATASTORES_WRITE, scope)
 

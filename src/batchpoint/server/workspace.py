@@ -27,10 +27,11 @@ from batchpoint.entities import (
     Model,
     Workspace,
 )
-from batchpoint.exceptions import InputError, ValidationError
+from batchpoint.exceptions import ConflictError, InputError, ValidationError
 from batchpoint.identity.credentials import credential_kind, split_credentials
 from batchpoint.identity.secrets import SecretBox
 from batchpoint.server.logs import remember_secrets
+from batchpoint.server.uploads import UploadArea
 from batchpoint.settings import Settings
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
@@ -49,6 +50,7 @@ class WorkspaceService:
         self.store = store
         self.secrets = secrets
         self.resolver = InputResolver(settings, self)
+        self.uploads = UploadArea(self)
 
     # -- start-up ----------------------------------------------------------------------------
     def bootstrap(self) -> None:
@@ -117,6 +119,7 @@ class WorkspaceService:
     def create_data(self, data: Data) -> Data:
         if data.type != "mltable":  # MLTable assets are stored as given; invoke refuses them
             resolved = self.resolver.resolve(data.path, data.type)
+            self.uploads.check_input(resolved.datastore, resolved.path)
             if resolved.asset:
                 raise InputError(f"data asset path '{data.path}' points at another data asset; give a storage path")
         row = self.store.create_asset("data", name=data.name, version=data.version, type=data.type,
@@ -134,7 +137,7 @@ class WorkspaceService:
                                       path=model.path, description=model.description, tags=model.tags)
         target = self.settings.models_dir / row.name / row.version
         try:
-            _copy_tree(resolved, target)
+            self._copy_tree(resolved, target)
             if model.type == "mlflow_model" and not (target / "MLmodel").is_file():
                 raise ValidationError(
                     f"model '{model.name}' has type mlflow_model but its folder has no MLmodel file; "
@@ -198,7 +201,12 @@ class WorkspaceService:
         self.store.get_endpoint(dep.endpoint_name)
         model = self._model_ref(dep.model)
         if dep.compute:
-            self.store.get_compute(dep.compute.removeprefix("azureml:"))
+            compute = self.store.get_compute(dep.compute.removeprefix("azureml:"))
+            wanted, most = dep.resources.instance_count, int(compute.spec.get("max_instances") or 1)
+            if wanted > most:
+                raise ValidationError(
+                    f"deployment '{dep.name}' asks for instance_count {wanted}, but compute '{compute.name}' has "
+                    f"max_instances {most}; lower instance_count or raise the compute's max_instances")
         spec = dep.model_dump(mode="json", exclude={"id", "created_at", "updated_at", "provisioning_state", "schema_"})
         spec["model"] = f"azureml:{model.name}:{model.version}"
         if dep.code_configuration is None and model.type != "mlflow_model":
@@ -228,7 +236,7 @@ class WorkspaceService:
         digest = hashlib.sha256(f"{resolved.spec.describe()}|{resolved.path}".encode()).hexdigest()[:16]
         target = self.settings.code_dir / f"{dep.endpoint_name}-{dep.name}-{digest}"
         shutil.rmtree(target, ignore_errors=True)
-        _copy_tree(resolved, target)
+        self._copy_tree(resolved, target)
         script = target / dep.code_configuration.scoring_script
         if not script.is_file():
             raise ValidationError(
@@ -236,6 +244,34 @@ class WorkspaceService:
                 f"'{dep.code_configuration.code}'"
             )
         return target
+
+    def _copy_tree(self, resolved: Any, target: Path) -> None:
+        """Copy a model or code folder (or file) into the workspace. Out of the upload area, every
+        file must match the upload's manifest, so what runs is what the user uploaded."""
+        pinned = self.uploads.manifest_for_copy(resolved.datastore, resolved.path)
+        if pinned is not None:  # only the part of the upload that is copied
+            top = resolved.path.rstrip("/")
+            pinned = {k: v for k, v in pinned.items() if k == top or k.startswith(f"{top}/")}
+        backend = open_backend(resolved.spec)
+        target.mkdir(parents=True, exist_ok=True)
+        if resolved.type == "uri_file":
+            sources = [(resolved.path, target / resolved.path.rsplit("/", 1)[-1])]
+        else:
+            prefix = resolved.path.rstrip("/")
+            sources = [(info.path, target / (info.path[len(prefix):].lstrip("/") if prefix else info.path))
+                       for info in backend.iter_files(prefix)]
+        for source, dest in sources:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            backend.get_file(source, str(dest))
+            if pinned is not None:
+                entry = pinned.pop(source, None)
+                if entry is None:
+                    raise ConflictError(f"'{source}' is in the upload area but not in its upload's manifest; "
+                                        "nothing was registered")
+                if _sha256_file(dest) != (entry["size"], entry["sha256"]):
+                    raise self.uploads.discard_changed(entry, source)
+        if pinned:  # a file of the manifest was removed from storage
+            raise self.uploads.discard_changed(next(iter(pinned.values())), next(iter(pinned)))
 
     # -- jobs --------------------------------------------------------------------------------
     def job_entity(self, row: JobRow, with_failures: bool = True) -> Job:
@@ -336,15 +372,9 @@ def _datastore_hosts(ds: Datastore) -> list[str]:
     return hosts
 
 
-def _copy_tree(resolved: Any, target: Path) -> None:
-    backend = open_backend(resolved.spec)
-    target.mkdir(parents=True, exist_ok=True)
-    if resolved.type == "uri_file":
-        backend.get_file(resolved.path, str(target / resolved.path.rsplit("/", 1)[-1]))
-        return
-    prefix = resolved.path.rstrip("/")
-    for info in backend.iter_files(prefix):
-        rel = info.path[len(prefix):].lstrip("/") if prefix else info.path
-        dest = target / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        backend.get_file(info.path, str(dest))
+def _sha256_file(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return path.stat().st_size, digest.hexdigest()

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import create_engine, delete, event, exists, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from batchpoint._internal.clock import utcnow
 from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError
@@ -33,6 +33,7 @@ from batchpoint.store.tables import (
     EndpointRow,
     JobFailureRow,
     JobRow,
+    UploadRow,
 )
 
 R = TypeVar("R")
@@ -187,6 +188,19 @@ class SqlMetadataStore:
                 q = q.where(AssetRow.name == name)
             return list(s.scalars(q.order_by(AssetRow.name, AssetRow.created_at).limit(limit).offset(offset)))
 
+    def registered_paths(self) -> list[tuple[str, str]]:
+        """(what, path) of every registered data asset, model and deployment code folder: the
+        locations a job output may never overlap (see ``jobs/output.py``)."""
+        with self.session() as s:
+            assets = s.execute(select(AssetRow.collection, AssetRow.name, AssetRow.version, AssetRow.path)).all()
+            deployments = s.execute(select(DeploymentRow.endpoint_name, DeploymentRow.name, DeploymentRow.spec)).all()
+        out = [(f"{'data asset' if c == 'data' else 'model'} '{n}:{v}'", p) for c, n, v, p in assets]
+        for endpoint, name, spec in deployments:
+            code = (spec.get("code_configuration") or {}).get("code")
+            if isinstance(code, str):
+                out.append((f"the code of deployment '{endpoint}/{name}'", code))
+        return out
+
     # -- computes, endpoints, deployments ---------------------------------------------------
     def put_compute(self, name: str, spec: dict[str, Any], secret: str | None = None) -> ComputeRow:
         return self._put_doc(ComputeRow, {"name": name}, spec, secret=secret)
@@ -329,6 +343,17 @@ class SqlMetadataStore:
             )
             return list(s.scalars(q))
 
+    def jobs_writing_under(self, datastore: str, folder: str, limit: int = 5) -> list[JobRow]:
+        """Jobs whose output folder in ``datastore`` is ``folder``, lies inside it, or holds it."""
+        parts = folder.split("/") if folder else []
+        holders = [""] + ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]  # folder and its ancestors
+        with self.session() as s:
+            q = select(JobRow).where(JobRow.output_datastore == datastore)
+            if folder:
+                q = q.where(JobRow.output_folder.in_(holders)
+                            | JobRow.output_folder.startswith(f"{folder}/", autoescape=True))
+            return list(s.scalars(q.order_by(JobRow.created_at).limit(limit)))
+
     def add_failure(self, job_name: str, mini_batch: int, file: str | None, error: str) -> None:
         with self.session() as s:
             s.add(JobFailureRow(job_name=job_name, mini_batch=mini_batch, file=file, error=error[:8000]))
@@ -341,6 +366,37 @@ class SqlMetadataStore:
     def count_jobs(self, status: str) -> int:
         with self.session() as s:
             return s.scalar(select(func.count()).select_from(JobRow).where(JobRow.status == status)) or 0
+
+    # -- uploads ----------------------------------------------------------------------------
+    def create_upload(self, row: UploadRow) -> UploadRow:
+        """Insert ``row`` unless an upload with its id exists (two callers may race: the id fixes
+        the content, so either row is the same upload); returns the stored one."""
+        try:
+            with self.session() as s:
+                found = s.get(UploadRow, row.id)
+                if found is not None:
+                    return found
+                s.add(row)
+            return row
+        except ConflictError:
+            found = self.find_upload(row.id)
+            if found is None:
+                raise
+            return found
+
+    def find_upload(self, upload_id: str) -> UploadRow | None:
+        with self.session() as s:
+            return s.get(UploadRow, upload_id)
+
+    def reopen_upload(self, upload_id: str) -> None:
+        """Back to Pending: one of its files was found changed in storage and removed."""
+        with self.session() as s:
+            s.execute(update(UploadRow).where(UploadRow.id == upload_id).values(status="Pending", completed_at=None))
+
+    def complete_upload(self, upload_id: str) -> None:
+        with self.session() as s:
+            s.execute(update(UploadRow).where(UploadRow.id == upload_id, UploadRow.status == "Pending")
+                      .values(status="Completed", completed_at=utcnow()))
 
     # -- principals, keys, role assignments, audit ------------------------------------------
     def put_principal(self, principal_id: str, kind: str, display_name: str | None) -> PrincipalRow:
@@ -395,11 +451,44 @@ class SqlMetadataStore:
             return list(s.scalars(q))
 
     def delete_role_assignment(self, assignment_id: int) -> None:
+        """Delete one assignment; refuses (ConflictError) to delete the workspace's last Owner.
+
+        The check and the delete are one transaction: the workspace Owner rows are locked first
+        (``SELECT ... FOR UPDATE`` on PostgreSQL), and the DELETE itself only matches while another
+        workspace Owner row exists (SQLite runs writers one at a time and the statement sees the
+        latest commit), so two concurrent deletes of the last two Owners cannot both succeed."""
         with self.session() as s:
             row = s.get(RoleAssignmentRow, assignment_id)
             if row is None:
                 raise NotFoundError(f"role assignment {assignment_id} was not found")
-            s.delete(row)
+            if (row.role, row.scope) != ("Owner", "workspace"):
+                s.delete(row)
+                return
+            owners = list(s.scalars(
+                select(RoleAssignmentRow.id)
+                .where(RoleAssignmentRow.role == "Owner", RoleAssignmentRow.scope == "workspace")
+                .order_by(RoleAssignmentRow.id).with_for_update()))
+            if assignment_id not in owners:  # deleted meanwhile by a concurrent call
+                raise NotFoundError(f"role assignment {assignment_id} was not found")
+            other = aliased(RoleAssignmentRow)
+            another_owner = exists().where(other.role == "Owner", other.scope == "workspace", other.id != assignment_id)
+            deleted = len(owners) > 1 and s.execute(
+                delete(RoleAssignmentRow).where(RoleAssignmentRow.id == assignment_id, another_owner)
+                .execution_options(synchronize_session=False)).rowcount > 0
+            if not deleted:
+                raise ConflictError(self._last_owner_message(row), details={
+                    "assignment_id": row.id, "principal_id": row.principal_id, "role": row.role, "scope": row.scope})
+
+    @staticmethod
+    def _last_owner_message(row: RoleAssignmentRow) -> str:
+        return (
+            f"role assignment {row.id} (Owner on workspace for principal '{row.principal_id}') is the last Owner of "
+            "the workspace and cannot be removed: without it nobody could manage principals, API keys or role "
+            "assignments any more. Grant Owner to another principal first with 'batchpoint role assignment create "
+            "--role Owner --assignee <principal> --scope workspace', then delete this assignment. If no Owner key "
+            "works any more, recover access on the server's host with 'python -m batchpoint.server recover-owner "
+            "--home <BATCHPOINT_HOME>'."
+        )
 
     def add_audit(self, principal_id: str | None, action: str, resource: str, status: int,
                   details: dict[str, Any] | None = None) -> None:

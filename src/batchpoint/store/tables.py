@@ -87,6 +87,9 @@ class JobRow(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     plan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # resolved inputs, model, code
     created_by: Mapped[str | None] = mapped_column(String(255))
+    # where the job writes its output (data store + folder), queried so that no two jobs share one
+    output_datastore: Mapped[str | None] = mapped_column(String(255), index=True)
+    output_folder: Mapped[str | None] = mapped_column(Text)
     owner: Mapped[str | None] = mapped_column(String(64))  # server instance running it
     mini_batches_total: Mapped[int | None] = mapped_column(Integer)
     mini_batches_completed: Mapped[int] = mapped_column(Integer, default=0)
@@ -157,3 +160,21 @@ class AuditRow(Base):
     resource: Mapped[str] = mapped_column(Text)
     status: Mapped[int] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class UploadRow(Base):
+    """One upload into the content-addressed upload area (``LocalUpload/<id>/<name>``).
+
+    ``id`` is derived from ``type``, ``name`` and ``manifest`` (every file's path, size, sha256),
+    so a row can only ever describe one content. Only a ``Completed`` upload is trusted."""
+
+    __tablename__ = "uploads"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    datastore: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"files": [{"path", "size", "sha256"}]}
+    status: Mapped[str] = mapped_column(String(16))  # Pending | Completed
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]

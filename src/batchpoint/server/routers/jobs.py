@@ -13,7 +13,7 @@ from batchpoint.jobs.output import output_location
 from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.paging import Page, page
-from batchpoint.server.security import require_job_read, requires, visible_job_filter
+from batchpoint.server.security import require_job_data, require_job_read, requires, visible_job_filter
 from batchpoint.server.routers.workspace import stream_file
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
@@ -52,7 +52,7 @@ def job_logs(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any
     return {"logs": [{"name": p.name, "size": p.stat().st_size} for p in sorted(folder.glob("*.log"))]}
 
 
-@router.get("/{name}/logs/{log_name}", dependencies=[Depends(require_job_read)])
+@router.get("/{name}/logs/{log_name}", dependencies=[Depends(require_job_data)])
 def job_log(name: str, log_name: str, offset: int = 0, ctx: AppContext = Depends(get_context)) -> PlainTextResponse:
     ctx.store.get_job(name)
     path = ctx.settings.jobs_dir / name / "logs" / Path(log_name).name
@@ -64,7 +64,7 @@ def job_log(name: str, log_name: str, offset: int = 0, ctx: AppContext = Depends
     return PlainTextResponse(data.decode("utf-8", "replace"), headers={"X-Next-Offset": str(max(0, offset) + len(data))})
 
 
-@router.get("/{name}/outputs/{output_name}", dependencies=[Depends(require_job_read)])
+@router.get("/{name}/outputs/{output_name}", dependencies=[Depends(require_job_data)])
 def list_output(name: str, output_name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     job = ctx.store.get_job(name)
     output = _output(job, output_name)
@@ -76,7 +76,7 @@ def list_output(name: str, output_name: str, ctx: AppContext = Depends(get_conte
     return {"name": output_name, "path": output["path"], "files": files}
 
 
-@router.get("/{name}/outputs/{output_name}/files/{path:path}", dependencies=[Depends(require_job_read)])
+@router.get("/{name}/outputs/{output_name}/files/{path:path}", dependencies=[Depends(require_job_data)])
 def download_output(name: str, output_name: str, path: str, ctx: AppContext = Depends(get_context)) -> StreamingResponse:
     job = ctx.store.get_job(name)
     datastore, folder = output_location(_output(job, output_name))

@@ -9,10 +9,11 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from batchpoint.entities import Datastore
-from batchpoint.exceptions import PayloadTooLargeError, StorageNotFoundError, ValidationError
+from batchpoint.exceptions import ConflictError, PayloadTooLargeError, StorageNotFoundError, ValidationError
 from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
-from batchpoint.server.security import datastore_scope, require_upload, requires
+from batchpoint.server.security import datastore_scope, requires
+from batchpoint.server.uploads import UPLOAD_AREA, in_upload_area
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
 
@@ -61,7 +62,7 @@ def list_secrets(name: str, ctx: AppContext = Depends(get_context)) -> dict[str,
     return {"credential_kind": credential.pop("kind", "none"), "secrets": credential}
 
 
-@router.head("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[Depends(require_upload)])
+@router.head("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[requires(P.DATA_READ, datastore_scope)])
 def file_exists(name: str, path: str, ctx: AppContext = Depends(get_context)) -> Response:
     backend = open_backend(ctx.workspace.datastore_spec(name))
     rel = normalize_relpath(path)
@@ -69,11 +70,15 @@ def file_exists(name: str, path: str, ctx: AppContext = Depends(get_context)) ->
     return Response(status_code=200 if found else 404)
 
 
-@router.put("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[Depends(require_upload)])
+@router.put("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[requires(P.DATASTORES_WRITE, datastore_scope)])
 async def upload_file(name: str, path: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    """Write one file into a data store (Contributors). Never into the upload area: see POST /uploads."""
     rel = normalize_relpath(path)
     if not rel:
         raise ValidationError("upload needs a file path inside the data store")
+    if in_upload_area(rel):
+        raise ConflictError(f"'{rel}' is in the upload area ({UPLOAD_AREA}/), which is content-addressed and "
+                            "write-once: upload local files with POST /uploads (the CLI and SDK do), never by path")
     backend = open_backend(await run_in_threadpool(ctx.workspace.datastore_spec, name))
     limit = ctx.settings.server.max_upload_bytes
     length = request.headers.get("content-length", "")
