@@ -70,7 +70,8 @@ def endpoint_delete(name, yes) -> None:
 @click.option("-i", "--input", "input_", required=True,
               help="azureml://datastores/<ds>/paths/<p>, <asset>@latest, <asset>:<v>, an id, a storage URL, or a local path.")
 @click.option("--input-type", type=click.Choice(["uri_folder", "uri_file", "mltable"]), help="Default: from the path.")
-@click.option("--output-path", help="Data store folder for the output: azureml://datastores/<ds>/paths/<folder>.")
+@click.option("--output-path", help="Data store folder for the output: azureml://datastores/<ds>/paths/<folder> "
+              "(needs data/write on that store; default: azureml/<job>/score in the default store).")
 @click.option("--set", "sets", multiple=True, help="Override a setting for this job: key=value (e.g. error_threshold=5).")
 @click.option("--mini-batch-size", type=int)
 @click.option("--instance-count", type=int)
