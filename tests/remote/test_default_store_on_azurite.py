@@ -3,7 +3,7 @@
 An ``azure_blob`` data store (account key, Azurite's ``blob_endpoint_url``) registered with the CLI from
 a YAML file that says ``is_default: true`` replaces ``workspaceblobstore`` as the default. From then on
 the workspace names Azurite's account as its storage account, local inputs are uploaded into the
-Azurite container under ``LocalUpload/<hash>/...`` (once: the same folder is not sent again), job
+Azurite container under ``LocalUpload/<id>/...`` (once: the same folder is not sent again), job
 outputs are written there, and ``job download`` (SDK and CLI) reads them back.
 """
 
@@ -98,9 +98,9 @@ def _blobs(service, prefix: str) -> dict[str, tuple[str, object]]:
 
 
 def _upload_puts(client) -> list[str]:
-    """Paths of the file uploads (PUT /datastores/<store>/files/...) in the server's audit log."""
+    """Paths of the file uploads (PUT /uploads/<id>/files/...) in the server's audit log."""
     return [e["resource"] for e in client.audit.list(limit=1000)
-            if e["action"] == "PUT" and e["resource"].startswith(f"/datastores/{STORE}/files/")]
+            if e["action"] == "PUT" and e["resource"].startswith("/uploads/")]
 
 
 def _check_scores(frame: pd.DataFrame, model_dir: Path) -> None:

@@ -1,4 +1,9 @@
-"""``python -m batchpoint.server``: run the server; writes ``<home>/server.json`` once listening."""
+"""``python -m batchpoint.server``: run the server; writes ``<home>/server.json`` once listening.
+
+``python -m batchpoint.server recover-owner [--home HOME] [--principal ID]``: give a principal Owner
+again and a fresh key in ``<home>/owner.key``, from the server's host (see
+:mod:`batchpoint.server.recovery`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -17,7 +23,15 @@ from batchpoint.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m batchpoint.server", description="Run the Batchpoint server.")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["recover-owner"]:
+        from batchpoint.server.recovery import main as recover_owner
+
+        sys.exit(recover_owner(argv[1:]))
+    parser = argparse.ArgumentParser(
+        prog="python -m batchpoint.server", description="Run the Batchpoint server.",
+        epilog="To get Owner access back from the server's host: python -m batchpoint.server recover-owner "
+               "[--home HOME] [--principal ID] (see recover-owner --help).")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     parser.add_argument("--home", default=None, help="BATCHPOINT_HOME (state, data store, logs)")

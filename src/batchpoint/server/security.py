@@ -209,7 +209,7 @@ def visible_job_filter(request: Request) -> str | None:
         return None
     if any(P.JOBS_READ_OWN in P.role_permissions(a.role) or P.JOBS_READ in P.role_permissions(a.role) for a in own):
         return principal
-    raise missing_permission_error(principal, P.JOBS_READ, "workspace")
+    raise missing_permission_error(principal, P.JOBS_READ_OWN, "workspace")
 
 
 visible_job_filter.permission = P.JOBS_READ_OWN  # type: ignore[attr-defined]
