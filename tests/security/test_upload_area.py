@@ -1,4 +1,4 @@
-"""The upload area is content-addressed and write-once (``server/uploads.py``).
+"""The upload area is content-addressed and write-once (``workspace/uploads.py``).
 
 Reproduces "any Invoker can rewrite uploaded data and scoring code": before the fix, an Invoker
 PUT any bytes over a data asset's uploaded file (200), nothing checked content against the hash in

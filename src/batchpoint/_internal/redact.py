@@ -189,3 +189,13 @@ def install_redacting_filter(redactor: Redactor | None = None) -> RedactingFilte
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(found)
     return found
+
+
+#: The values this process's log filter masks (the server installs it on every handler).
+PROCESS_REDACTOR = Redactor()
+
+
+def remember_secrets(fields: dict[str, Any] | None) -> None:
+    """Mask these secret values (e.g. a data store's decrypted credential fields) in every log line."""
+    if fields:
+        PROCESS_REDACTOR.add_secrets(fields)

@@ -2,7 +2,7 @@
 
 The client declares a manifest (each file's relative path, size and SHA-256); the server derives
 the upload's id from it, checks every byte it receives against it, and marks the upload
-``Completed`` only after reading each file back (see ``batchpoint.server.uploads``). A second
+``Completed`` only after reading each file back (see ``batchpoint.workspace.uploads``). A second
 invoke on the same content sends nothing: the server says the upload is complete. An interrupted
 upload is resumed: the server lists the files still missing, and nothing half-sent is trusted.
 """

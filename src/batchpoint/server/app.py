@@ -21,7 +21,7 @@ from batchpoint.server.errors import error_response
 from batchpoint.server.limits import BodyLimitMiddleware
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
 from batchpoint.server.security import AuthService, authenticate_request
-from batchpoint.server.workspace import WorkspaceService
+from batchpoint.workspace.service import WorkspaceService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
 

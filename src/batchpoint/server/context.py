@@ -8,7 +8,7 @@ from fastapi import Request
 
 from batchpoint.jobs.dispatcher import Dispatcher
 from batchpoint.server.security import AuthService
-from batchpoint.server.workspace import WorkspaceService
+from batchpoint.workspace.service import WorkspaceService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
 

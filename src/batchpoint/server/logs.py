@@ -11,15 +11,13 @@ credential and compute identity secret, registered when the server starts and wh
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from batchpoint._internal.redact import Redactor, RedactingFilter, install_redacting_filter
+from batchpoint._internal.redact import PROCESS_REDACTOR, RedactingFilter, install_redacting_filter, remember_secrets
 
 __all__ = ["FORMAT", "REDACTOR", "configure_logging", "redact_handlers", "remember_secrets"]
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: The values the server's log filter masks, shared by every handler.
-REDACTOR = Redactor()
+REDACTOR = PROCESS_REDACTOR
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -32,8 +30,3 @@ def redact_handlers() -> RedactingFilter:
     """Attach the redacting filter to every handler configured so far."""
     return install_redacting_filter(REDACTOR)
 
-
-def remember_secrets(fields: dict[str, Any] | None) -> None:
-    """Mask these secret values (e.g. a data store's decrypted credential fields) in every log line."""
-    if fields:
-        REDACTOR.add_secrets(fields)

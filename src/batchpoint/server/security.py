@@ -182,7 +182,7 @@ require_job_data.scope_name = "job_data"  # type: ignore[attr-defined]
 
 
 def require_upload(request: Request) -> str:
-    """The upload area (``LocalUpload/`` of the default data store, see ``server/uploads.py``):
+    """The upload area (``LocalUpload/`` of the default data store, see ``workspace/uploads.py``):
     ``datastores/write`` on the default store, or an ``endpoints/invoke`` grant on any scope —
     uploading a local input is part of invoking, so an Invoker of one endpoint may do it."""
     ctx = request.app.state.ctx

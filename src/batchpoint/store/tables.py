@@ -115,6 +115,24 @@ class JobFailureRow(Base):
     mini_batch: Mapped[int] = mapped_column(Integer)
     file: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16), default="user")  # user | input | platform | timeout
+    attempt: Mapped[int | None] = mapped_column(Integer)
+
+
+class JobEventRow(Base):
+    """One entry of a job's history: a status transition or a progress change, numbered per job
+    (``seq`` from 1), read as ``GET /jobs/<name>/events?after=<seq>`` and as a server-sent stream."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (UniqueConstraint("job_name", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_name: Mapped[str] = mapped_column(String(128), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    type: Mapped[str] = mapped_column(String(32))  # status | progress | ...
+    status: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class PrincipalRow(Base):

@@ -1,4 +1,4 @@
-"""The upload area (content-addressed, write-once; see ``batchpoint.server.uploads``)."""
+"""The upload area (content-addressed, write-once; see ``batchpoint.workspace.uploads``)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from batchpoint.exceptions import ConflictError, PayloadTooLargeError, StorageNo
 from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import datastore_scope, requires
-from batchpoint.server.uploads import UPLOAD_AREA, in_upload_area
+from batchpoint.workspace.uploads import UPLOAD_AREA, in_upload_area
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
 

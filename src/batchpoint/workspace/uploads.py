@@ -36,7 +36,7 @@ from batchpoint.storage.registry import open_backend
 from batchpoint.store.tables import UploadRow
 
 if TYPE_CHECKING:
-    from batchpoint.server.workspace import WorkspaceService
+    from batchpoint.workspace.service import WorkspaceService
 
 UPLOAD_AREA = "LocalUpload"
 PENDING, COMPLETED = "Pending", "Completed"

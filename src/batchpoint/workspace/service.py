@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint._internal.clock import as_utc
+from batchpoint._internal.redact import remember_secrets
 from batchpoint._internal.ids import deployment_id, resource_id, storage_account_id
 from batchpoint.entities import (
     AmlCompute,
@@ -30,8 +31,7 @@ from batchpoint.entities import (
 from batchpoint.exceptions import ConflictError, InputError, ValidationError
 from batchpoint.identity.credentials import credential_kind, split_credentials
 from batchpoint.identity.secrets import SecretBox
-from batchpoint.server.logs import remember_secrets
-from batchpoint.server.uploads import UploadArea
+from batchpoint.workspace.uploads import UploadArea
 from batchpoint.settings import Settings
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend

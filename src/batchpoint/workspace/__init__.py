@@ -1,0 +1,12 @@
+"""The workspace layer: the resources of a workspace and their rules, with real types.
+
+Below ``server`` (which parses requests and maps results) and ``jobs`` (which runs them); above
+``store``, ``uri``, ``identity``, ``auth`` and ``storage``. ``WorkspaceService`` owns data stores,
+assets, models, computes, endpoints and deployments; ``UploadArea`` the content-addressed upload
+area.
+"""
+
+from batchpoint.workspace.service import DEFAULT_DATASTORE, WorkspaceService
+from batchpoint.workspace.uploads import UploadArea
+
+__all__ = ["DEFAULT_DATASTORE", "UploadArea", "WorkspaceService"]
