@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from batchpoint.engines.base import Engine, OutcomeSink, Sources
 from batchpoint.engines.planning import EngineJob, MiniBatch, MiniBatchOutcome
 from batchpoint.engines.worker import worker_main
 from batchpoint.exceptions import UserCodeError
@@ -76,13 +77,10 @@ class _Worker:
     sources_version: int = 0
 
 
-Sources = Callable[[], tuple[int, dict[str, Any]]]
-
-
-class LocalPoolEngine:
+class LocalPoolEngine(Engine):
     name = "local"
 
-    def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: Callable[[MiniBatchOutcome], None],
+    def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
         run = _Run(job, batches, on_outcome, stop, credentials)
         try:

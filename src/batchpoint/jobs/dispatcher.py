@@ -7,22 +7,22 @@ import logging
 import secrets
 import threading
 from datetime import timedelta
-from typing import Any
 
 from batchpoint._internal.clock import utcnow
 from batchpoint.jobs.lifecycle import transition
 from batchpoint.jobs.runner import JobRunner
 from batchpoint.jobs.states import JobStatus
+from batchpoint.workspace import WorkspaceService
 
 log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    def __init__(self, workspace: Any, engine: Any, max_parallel_jobs: int = 4) -> None:
+    def __init__(self, workspace: WorkspaceService, max_parallel_jobs: int = 4) -> None:
         self.ws = workspace
         self.store = workspace.store
         self.settings = workspace.settings.jobs
-        self.runner = JobRunner(workspace, engine)
+        self.runner = JobRunner(workspace)
         self.owner = f"server-{secrets.token_hex(4)}"
         self.max_parallel = max_parallel_jobs
         self.running: dict[str, tuple[threading.Thread, threading.Event]] = {}

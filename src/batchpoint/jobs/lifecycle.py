@@ -22,3 +22,8 @@ def transition(store: SqlMetadataStore, name: str, to: JobStatus, message: str |
 
 def fail(store: SqlMetadataStore, name: str, message: str, error: dict[str, Any] | None = None) -> bool:
     return transition(store, name, JobStatus.FAILED, message, error=error or {"message": message})
+
+
+def record_progress(store: SqlMetadataStore, name: str, **deltas: int) -> None:
+    """Add to a running job's counters (files, rows, mini-batches)."""
+    store.add_job_counts(name, **deltas)

@@ -9,6 +9,7 @@ from typing import Any
 from batchpoint._internal.clock import utcnow
 from batchpoint.engines.planning import MiniBatch, MiniBatchOutcome, RetryPolicy
 from batchpoint.jobs.folder import DoneLog
+from batchpoint.jobs.lifecycle import record_progress
 
 
 class Progress:
@@ -38,7 +39,7 @@ class Progress:
         if finished is not None:
             # the resume record first: a mini-batch the job's progress shows as finished is never scored again
             self.done.add(b.index, **totals)
-        self.store.add_job_counts(self.name, **deltas)
+        record_progress(self.store, self.name, **deltas)
         if not self.first_batch_seen and outcome.error is None:
             self.first_batch_seen = True
             self.store.update_job(self.name, first_mini_batch_at=utcnow())

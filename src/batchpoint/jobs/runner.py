@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from batchpoint.engines.base import Engine, engine_for
 from batchpoint.engines.planning import EngineJob, RetryPolicy
 from batchpoint.exceptions import BatchpointError, UserCodeError
 from batchpoint.identity.delegation import WorkerCredentials
@@ -22,15 +23,22 @@ from batchpoint.jobs.listing import Lister
 from batchpoint.jobs.output import write_output
 from batchpoint.jobs.progress import Progress
 from batchpoint.jobs.states import JobStatus
+from batchpoint.store.tables import JobRow
+from batchpoint.workspace import WorkspaceService
 
 log = logging.getLogger(__name__)
 
 
 class JobRunner:
-    def __init__(self, workspace: Any, engine: Any) -> None:
+    def __init__(self, workspace: WorkspaceService) -> None:
         self.ws = workspace
         self.store = workspace.store
-        self.engine = engine
+
+    def engine(self, job: JobRow) -> Engine:
+        """The engine of the job's compute (the local pool without one)."""
+        deployment = self.store.get_deployment(job.endpoint_name, job.deployment_name)
+        compute = (deployment.spec.get("compute") or "").removeprefix("azureml:")
+        return engine_for(self.store.get_compute(compute).spec if compute else None)
 
     def run(self, name: str, stop: threading.Event) -> None:
         job = self.store.get_job(name)
@@ -64,7 +72,7 @@ class JobRunner:
         lister.start()
         batches = (b for b in lister.batches() if b.index not in done.indexes)
         try:
-            self.engine.run(engine_job, batches, progress.on_outcome, stop, credentials=delegated.current)
+            self.engine(job).run(engine_job, batches, progress.on_outcome, stop, credentials=delegated.current)
         finally:
             lister.close()
         lister.raise_if_failed()

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from batchpoint import __version__
-from batchpoint.engines.local_pool import LocalPoolEngine, warm_up
+from batchpoint.engines.local_pool import warm_up
 from batchpoint.exceptions import BatchpointError
 from batchpoint.identity.secrets import SecretBox
 from batchpoint.jobs.dispatcher import Dispatcher
@@ -21,7 +21,7 @@ from batchpoint.server.errors import error_response
 from batchpoint.server.limits import BodyLimitMiddleware
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
 from batchpoint.server.security import AuthService, authenticate_request
-from batchpoint.workspace.service import WorkspaceService
+from batchpoint.workspace import WorkspaceService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
 
@@ -36,7 +36,7 @@ def build_context(settings: Settings) -> AppContext:
     ws = WorkspaceService(settings, store, secrets)
     ws.bootstrap()
     ws.remember_secrets()
-    dispatcher = Dispatcher(ws, LocalPoolEngine())
+    dispatcher = Dispatcher(ws)
     auth = AuthService(store, secrets)
     auth.bootstrap_owner(settings.home)
     return AppContext(settings=settings, store=store, workspace=ws, dispatcher=dispatcher, auth=auth)
