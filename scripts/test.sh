@@ -3,7 +3,8 @@
 #
 # On a fresh machine it installs what the tests need (.venv with the package and its test extras,
 # Azurite under .cache/node, PostgreSQL's server from Debian), starts the real components
-# (scripts/components.sh), runs pytest, stops the components and exits with pytest's exit code.
+# (scripts/components.sh), checks the layers (import-linter) and ruff, runs pytest, stops the
+# components and exits with pytest's exit code.
 # Install output goes to .cache/test-setup.log; pytest's summary is the last line printed.
 set -euo pipefail
 
@@ -38,6 +39,18 @@ if [[ ! -f "$STAMP" ]] || ! compgen -G '.venv/lib/python3*/site-packages/batchpo
     -c constraints.txt -e '.[test]'
   touch "$STAMP"
 fi
+
+# --- static checks: the layers (import-linter contracts in pyproject.toml) and ruff
+if ! .venv/bin/lint-imports --no-cache >>"$LOG" 2>&1; then
+  say "FAILED: an import breaks the layers (import-linter; the contracts are in pyproject.toml):" >&2
+  sed -n '/Broken contracts/,$p' "$LOG" >&2
+  exit 1
+fi
+if ! .venv/bin/ruff check --quiet src tests bench examples docs/gen_cli.py >&2; then
+  say "FAILED: ruff check (fix the lines above, or run .venv/bin/ruff check --fix)" >&2
+  exit 1
+fi
+say "layers (import-linter) and ruff: clean"
 
 # --- Azurite from npm, in .cache/node
 AZ_PKG=.cache/node/node_modules/azurite/package.json

@@ -7,8 +7,7 @@ The public API has azure-ai-ml's shape::
     job = ml_client.batch_endpoints.invoke(endpoint_name="heart", input=Input(type=AssetTypes.URI_FOLDER, path="data/"))
 """
 
-__version__ = "0.1.0"
-
+from batchpoint._version import __version__
 from batchpoint.entities import (  # noqa: E402
     AmlCompute,
     AssetTypes,

@@ -35,7 +35,7 @@ class JobSettings(BaseModel):
 
 
 class StorageSettings(BaseModel):
-    """Where storage URLs really point (see ``batchpoint.storage.urls``)."""
+    """Where storage URLs really point (see ``batchpoint.uri.storage_urls``)."""
 
     endpoint_suffix: str = "core.windows.net"
     blob_endpoints: dict[str, str] = Field(default_factory=dict)  # account -> blob service URL

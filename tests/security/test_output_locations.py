@@ -121,7 +121,7 @@ def _body(world, location: str, file_name: str) -> dict:
 CASES = [(loc, role, MATRIX[loc][i]) for loc in MATRIX for i, role in enumerate(ROLES)]
 
 
-@pytest.mark.parametrize(("location", "role", "expected"), CASES, ids=[f"{l}-{r}" for l, r, _ in CASES])
+@pytest.mark.parametrize(("location", "role", "expected"), CASES, ids=[f"{loc}-{role}" for loc, role, _ in CASES])
 def test_invoke_output_location(server, world, location, role, expected):
     # the protected files' own names: a refused invoke would have overwritten them
     file_name = {"jobs-area": "predictions.csv", "upload-area": "heart-unlabeled-0.csv",

@@ -14,7 +14,7 @@ Two layers, both replacing with ``***``:
   destroy logs while protecting nothing real.
 
 :meth:`Redactor.redact` walks dicts, lists and tuples; a value whose key is a secret field name
-(a name in :data:`~batchpoint.identity.secrets.SECRET_FIELDS`, ``authorization``, ``api_key``,
+(a name in :data:`SECRET_FIELDS`, ``authorization``, ``api_key``,
 ``access_token``, ``sig``, or ending in ``_secret``/``_password``/``_account_key``/...) is masked
 whole; the rule is narrower than ``is_secret_field`` so records keep fields like ``max_tokens``.
 Other objects are returned unchanged, so call it on plain data (e.g. ``model.model_dump()``).
@@ -34,7 +34,14 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
-from batchpoint.identity.secrets import SECRET_FIELDS
+
+SECRET_FIELDS: frozenset[str] = frozenset(
+    {
+        "account_key", "sas_token", "client_secret", "connection_string", "secret_access_key",
+        "aws_secret_access_key", "password", "token",
+    }
+)
+"""Credential field names that are always secret (matched case-insensitively)."""
 
 __all__ = ["MASK", "MIN_SECRET_LENGTH", "Redactor", "RedactingFilter", "install_redacting_filter", "redact_text"]
 

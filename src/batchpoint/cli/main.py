@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from batchpoint import __version__
+from batchpoint._version import __version__
 from batchpoint.exceptions import BatchpointError
 
 _client: Any = None

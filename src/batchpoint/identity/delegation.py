@@ -22,6 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from batchpoint.exceptions import StorageAuthError
+from batchpoint.storage.azure_auth import AUTH_FIXES, parse_connection_string, sync_token_credential
 from batchpoint.storage.base import StorageSpec
 
 KEY_KINDS = ("account_key", "connection_string")
@@ -51,8 +53,6 @@ def _has_key(spec: StorageSpec) -> bool:
     cred = spec.credential or {}
     if cred.get("kind") == "account_key":
         return True
-    from batchpoint.storage.azure_auth import parse_connection_string
-
     return bool(parse_connection_string(str(cred.get("connection_string") or "")).get("AccountKey"))
 
 
@@ -93,9 +93,7 @@ class WorkerCredentials:
 
 
 def _container_sas(spec: StorageSpec, expires: float) -> StorageSpec:
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
-    from batchpoint.storage.azure_auth import parse_connection_string
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas  # the optional azure extra
 
     cred, config = spec.credential or {}, dict(spec.config)
     account, key = config.get("account_name"), cred.get("account_key")
@@ -119,9 +117,6 @@ def _container_sas(spec: StorageSpec, expires: float) -> StorageSpec:
 
 
 def _access_token(spec: StorageSpec) -> Any:
-    from batchpoint.exceptions import StorageAuthError
-    from batchpoint.storage.azure_auth import AUTH_FIXES, sync_token_credential
-
     cred = spec.credential or {}
     what = f"{spec.kind} storage {spec.describe()}"
     credential = sync_token_credential(cred, what)

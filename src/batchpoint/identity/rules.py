@@ -84,11 +84,11 @@ def apply_identity(spec: StorageSpec, *, datastore: str | None, account: str | N
     where = f"data store '{datastore}'" if datastore else (f"S3 bucket '{account}'" if s3 else f"storage account '{account}'")
     compute = f"compute '{ctx.compute}'" if ctx.compute else "the deployment's compute (none is set)"
     if s3:
-        fix = (f"Assign one (batchpoint compute create -f compute.yml with identity: {{type: aws_profile, profile: ...}}, "
+        fix = ("Assign one (batchpoint compute create -f compute.yml with identity: {type: aws_profile, profile: ...}, "
                "a profile of the server's AWS config) and allow it s3:ListBucket and s3:GetObject on the bucket")
     else:
-        fix = (f"Assign one (batchpoint compute create -f compute.yml with identity: {{type: managed_identity, "
-               f"client_id: ...}}) and grant that identity Storage Blob Data Reader on the storage account")
+        fix = ("Assign one (batchpoint compute create -f compute.yml with identity: {type: managed_identity, "
+               "client_id: ...}) and grant that identity Storage Blob Data Reader on the storage account")
     raise PermissionDeniedError(
         f"{where} is read with the identity of the job, through the managed identity of {compute}, but it has "
         f"no identity. {fix}, or register a data store with credentials."

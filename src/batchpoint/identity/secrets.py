@@ -32,6 +32,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from batchpoint._internal.redact import SECRET_FIELDS
 from batchpoint.exceptions import BatchpointError, ValidationError
 
 __all__ = [
@@ -42,13 +43,6 @@ __all__ = [
     "join_secrets",
 ]
 
-SECRET_FIELDS: frozenset[str] = frozenset(
-    {
-        "account_key", "sas_token", "client_secret", "connection_string", "secret_access_key",
-        "aws_secret_access_key", "password", "token",
-    }
-)
-"""Credential field names that are always secret (matched case-insensitively)."""
 
 _SECRET_MARKERS = ("secret", "password", "token", "sas")
 _HKDF_SALT = b"batchpoint-server-key/v1"

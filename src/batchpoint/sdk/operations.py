@@ -19,10 +19,10 @@ from batchpoint.entities import (
     Model,
     Workspace,
 )
-from batchpoint.exceptions import InputError, JobError
+from batchpoint.exceptions import InputError, JobError, UnsupportedInputError
 from batchpoint.sdk.transport import Transport
 from batchpoint.sdk.upload import upload_local
-from batchpoint.uri.parse import LocalPath, parse_input_uri
+from batchpoint.uri.parse import MLTABLE_MESSAGE, LocalPath, parse_input_uri
 
 TERMINAL = {"Completed", "Failed", "Canceled"}
 
@@ -160,9 +160,6 @@ class BatchEndpointOperations(_Group):
             if isinstance(value, str):
                 value = Input(path=value)
             if value.type == "mltable":
-                from batchpoint.exceptions import UnsupportedInputError
-                from batchpoint.uri.resolve import MLTABLE_MESSAGE
-
                 raise UnsupportedInputError(MLTABLE_MESSAGE)
             path, kind = self._upload_if_local(value.path, value.type)
             data[key] = {"JobInputType": {"uri_folder": "UriFolder", "uri_file": "UriFile"}.get(kind or "", None),

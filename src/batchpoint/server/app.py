@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from batchpoint import __version__
+from batchpoint._version import __version__
 from batchpoint.engines.local_pool import warm_up
 from batchpoint.exceptions import BatchpointError
 from batchpoint.identity.secrets import SecretBox

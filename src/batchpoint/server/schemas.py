@@ -11,7 +11,7 @@ from typing import Any
 
 from batchpoint.exceptions import UnsupportedInputError, ValidationError
 from batchpoint.jobs.submit import OVERRIDABLE, InvokeRequest
-from batchpoint.uri.resolve import MLTABLE_MESSAGE
+from batchpoint.uri.parse import MLTABLE_MESSAGE
 
 INPUT_TYPES = {"urifolder": "uri_folder", "urifile": "uri_file"}
 V1_TYPES = {"dataset", "filedataset", "tabulardataset", "datasetreference"}

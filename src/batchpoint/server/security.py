@@ -33,7 +33,7 @@ from batchpoint.auth.tokens import (
     parse_key_id,
     verify_token,
 )
-from batchpoint.exceptions import AuthenticationError, ValidationError
+from batchpoint.exceptions import AuthenticationError, NotFoundError, ValidationError
 from batchpoint.identity.secrets import SecretBox
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import ApiKeyRow
@@ -56,8 +56,6 @@ class AuthService:
 
     def create_key(self, principal_id: str, ttl: timedelta = timedelta(days=90)) -> tuple[str, ApiKeyRow]:
         if self.store.find_principal(principal_id) is None:
-            from batchpoint.exceptions import NotFoundError
-
             raise NotFoundError(f"principal '{principal_id}' was not found; create it with 'batchpoint principal create'")
         key_id, plaintext = new_api_key()
         now = utcnow()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
-from batchpoint.exceptions import TransientStorageError, UnsafeInputError
+from batchpoint.exceptions import StorageNotFoundError, TransientStorageError, UnsafeInputError
 
 T = TypeVar("T")
 
@@ -167,8 +167,6 @@ class StorageBackend(abc.ABC):
         """Raise StorageAuthError / StorageNotFoundError when the root cannot be read with the
         configured credential. Called before a job starts so bad credentials fail in seconds."""
         if path and not (self.is_file(path) or self.is_dir(path)):
-            from batchpoint.exceptions import StorageNotFoundError
-
             raise StorageNotFoundError(f"'{path}' does not exist in {self.spec.describe()}")
 
     def url_for(self, path: str) -> str:

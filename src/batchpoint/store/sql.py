@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from batchpoint._internal.clock import utcnow
-from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError
+from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError, ValidationError
 from batchpoint.store import migrate
 from batchpoint.store.tables import (
     ApiKeyRow,
@@ -139,8 +139,6 @@ class SqlMetadataStore:
                 numeric = [int(v) for v in existing if v.isdigit()]
                 fields["version"] = str(max(numeric, default=0) + 1)
             elif not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(version)):
-                from batchpoint.exceptions import ValidationError
-
                 raise ValidationError(f"version '{version}' is not valid: use letters, digits, '.', '_' or '-'")
             dup = s.scalars(
                 select(AssetRow).where(

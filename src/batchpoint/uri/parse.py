@@ -26,6 +26,11 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from batchpoint.exceptions import InputError, UnsafeInputError, UnsupportedInputError
 from batchpoint.storage.base import normalize_relpath
 
+MLTABLE_MESSAGE = (
+    "MLTable inputs are not supported for batch endpoints; give the folder that holds the files as "
+    "a uri_folder input (or one file as uri_file)"
+)
+
 __all__ = [
     "INPUT_SPELLINGS",
     "AssetRef",

@@ -21,13 +21,9 @@ from batchpoint.identity.rules import IdentityContext, apply_identity
 from batchpoint.settings import Settings
 from batchpoint.storage.base import StorageBackend, StorageSpec, normalize_relpath
 from batchpoint.storage.registry import open_backend
-from batchpoint.uri.parse import AssetRef, DatastorePath, LocalPath, StorageUrl, WorkspaceRef, parse_input_uri
+from batchpoint.uri.parse import MLTABLE_MESSAGE, AssetRef, DatastorePath, LocalPath, StorageUrl, WorkspaceRef, parse_input_uri
 
 INPUT_TYPES = ("uri_folder", "uri_file")
-MLTABLE_MESSAGE = (
-    "MLTable inputs are not supported for batch endpoints; give the folder that holds the files as "
-    "a uri_folder input (or one file as uri_file)"
-)
 
 
 @dataclass

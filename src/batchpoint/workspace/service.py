@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from urllib.parse import urlparse
 from pathlib import Path
 from typing import Any
 
+from batchpoint._version import __version__
 from batchpoint._internal.clock import as_utc
+from batchpoint._internal.netguard import check_host_allowed
 from batchpoint._internal.redact import remember_secrets
 from batchpoint._internal.ids import deployment_id, resource_id, storage_account_id
 from batchpoint.entities import (
@@ -29,16 +32,19 @@ from batchpoint.entities import (
     Workspace,
 )
 from batchpoint.exceptions import ConflictError, InputError, ValidationError
+from batchpoint.auth.scopes import RoleAssignment
 from batchpoint.identity.credentials import credential_kind, split_credentials
 from batchpoint.identity.secrets import SecretBox
 from batchpoint.workspace.uploads import UploadArea
 from batchpoint.settings import Settings
+from batchpoint.storage.azure_auth import parse_connection_string
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import AssetRow, DatastoreRow, JobRow
 from batchpoint.uri.parse import StorageUrl
 from batchpoint.uri.resolve import InputResolver
+from batchpoint.uri.storage_urls import spec_for_storage_url
 
 DEFAULT_DATASTORE = "workspaceblobstore"
 LOCAL_ACCOUNT = "batchpointlocal"
@@ -175,9 +181,7 @@ class WorkspaceService:
             identity.update(self.secrets.decrypt(row.secret))
         return identity or None
 
-    def assignments(self, principal: str) -> list[Any]:
-        from batchpoint.auth.scopes import RoleAssignment
-
+    def assignments(self, principal: str) -> list[RoleAssignment]:
         return [RoleAssignment(r.principal_id, r.role, r.scope) for r in self.store.list_role_assignments(principal)]
 
     def compute_entity(self, row: Any) -> AmlCompute:
@@ -295,8 +299,6 @@ class WorkspaceService:
 
     # -- workspace ---------------------------------------------------------------------------
     def workspace_entity(self) -> Workspace:
-        from batchpoint import __version__
-
         ws = self.settings.workspace
         default = self.store.get_default_datastore()
         account = default.config.get("account_name") or LOCAL_ACCOUNT
@@ -317,8 +319,6 @@ class WorkspaceService:
             if container and url.container == container:
                 path = url.path
             return self.datastore_spec(default.name), path, default.name, "datastore"
-        from batchpoint.storage.urls import spec_for_storage_url
-
         spec, path = spec_for_storage_url(url, self.settings)
         return spec, path, None, "identity"
 
@@ -332,8 +332,6 @@ def _check_datastore_fields(ds: Datastore) -> None:
     missing = [f for f in required if not getattr(ds, f)]
     if missing:
         raise ValidationError(f"data store '{ds.name}' of type {ds.type} needs: {', '.join(missing)}")
-    from batchpoint._internal.netguard import check_host_allowed
-
     for host in _datastore_hosts(ds):
         check_host_allowed(host, allow_private=ds.allow_private_network)
     if ds.type == "local" and not Path(ds.path or "").is_absolute():
@@ -344,10 +342,6 @@ def _datastore_hosts(ds: Datastore) -> list[str]:
     """Every host a data store makes the server contact, wherever it is spelled: the endpoint
     URLs, ``<account>.blob.<endpoint suffix>``, the endpoints and suffix of a connection string,
     and a service principal's authority URL (checked against SSRF before the store is saved)."""
-    from urllib.parse import urlparse
-
-    from batchpoint.storage.azure_auth import parse_connection_string
-
     urls = [ds.blob_endpoint_url, ds.endpoint_url]
     hosts = []
     if ds.type in ("azure_blob", "azure_data_lake_gen2") and ds.endpoint and not ds.blob_endpoint_url:

@@ -1,0 +1,1 @@
+"""The metadata store: the SQL schema (``tables``), its migrations, and ``SqlMetadataStore``."""
