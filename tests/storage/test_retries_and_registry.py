@@ -78,7 +78,7 @@ def test_read_stream_translates_errors():
         def read(self, *args):
             raise ConnectionResetError("peer reset")
 
-    stream = ReadStream(Broken(b""), lambda e: TransientStorageError(f"translated: {e}"))
+    stream = ReadStream(Broken(b""), lambda e, _path: TransientStorageError(f"translated: {e}"))
     with pytest.raises(TransientStorageError, match="translated: peer reset") as info:
         stream.read(10)
     assert isinstance(info.value.__cause__, ConnectionResetError)
@@ -117,3 +117,35 @@ def test_numeric_settings_are_validated():
 
     with pytest.raises(ValidationError, match="'read_timeout' must be a number"):
         HttpBackend(StorageSpec("https", {"base_url": "https://x.org", "read_timeout": "soon"}))
+
+
+def test_translated_is_the_one_error_boundary():
+    """Every backend goes through storage.base.translated: library errors become Batchpoint's,
+    named by the backend's translate function, Batchpoint errors pass through, retries only when asked."""
+    from batchpoint.exceptions import StorageNotFoundError
+    from batchpoint.storage.base import translated
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise TimeoutError("slow")
+        return "ok"
+
+    def translate(exc, path):
+        return TransientStorageError(f"{path}: {exc}") if isinstance(exc, TimeoutError) else StorageNotFoundError(path)
+
+    with pytest.raises(TransientStorageError, match="a.csv: slow") as info:
+        translated(flaky, translate, "a.csv")
+    assert isinstance(info.value.__cause__, TimeoutError) and len(calls) == 1
+    calls.clear()
+    assert translated(flaky, translate, "a.csv", retries=2) == "ok" and len(calls) == 3
+    with pytest.raises(StorageNotFoundError):  # passes through untouched, never retried
+        translated(lambda: (_ for _ in ()).throw(StorageNotFoundError("gone")), translate, "a.csv", retries=3)
+    import batchpoint.storage as storage_pkg
+    from pathlib import Path
+
+    for module in ("azure_blob", "adls_gen1", "s3", "http", "_support"):
+        text = (Path(storage_pkg.__file__).parent / f"{module}.py").read_text()
+        assert "except BatchpointError" not in text, f"{module}.py translates errors by hand again"

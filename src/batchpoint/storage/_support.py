@@ -12,10 +12,10 @@ import re
 from collections.abc import Callable, Coroutine, Iterator
 from typing import IO, Any, TypeVar
 
-from batchpoint.exceptions import BatchpointError, ValidationError
+from batchpoint.exceptions import ValidationError
+from batchpoint.storage.base import Translate, translated
 
 T = TypeVar("T")
-Translate = Callable[[BaseException], BatchpointError]
 
 _QUERY_SECRET = re.compile(r"(?i)\b(sig|signature|x-amz-signature|x-amz-security-token|code)=[^&\s'\"]+")
 
@@ -110,12 +110,7 @@ class ReadStream(io.RawIOBase):
         self.name = name
 
     def _guard(self, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except BatchpointError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc) from exc
+        return translated(fn, self._translate, self.name)
 
     def readable(self) -> bool:
         return True
@@ -173,23 +168,14 @@ class WriteStream(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        try:
-            self._raw.write(data)
-        except BatchpointError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc) from exc
+        translated(lambda: self._raw.write(data), self._translate, self.name)
         return len(memoryview(data).cast("B"))
 
     def close(self) -> None:
         if self.closed:
             return
         try:
-            self._raw.close()
-        except BatchpointError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc) from exc
+            translated(self._raw.close, self._translate, self.name)
         finally:
             super().close()
 

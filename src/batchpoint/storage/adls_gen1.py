@@ -31,7 +31,7 @@ from batchpoint.storage import azure_auth
 from batchpoint.storage._support import (
     ReadStream, WriteStream, exception_chain, first_line, redact, require,
 )
-from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, translated
 
 DEFAULT_URL_SUFFIX = "azuredatalakestore.net"
 
@@ -99,15 +99,7 @@ class AdlsGen1Backend(StorageBackend):
         return redact(f"{type(err).__name__}: {first_line(err)}", self.spec.credential)
 
     def _call(self, fn: Any, path: str = "") -> Any:
-        def once() -> Any:
-            try:
-                return fn()
-            except BatchpointError:
-                raise
-            except Exception as exc:
-                raise self._translate(exc, path) from exc
-
-        return with_retries(once, attempts=2)
+        return translated(fn, self._translate, path, retries=1)
 
     @staticmethod
     def _abs(path: str) -> str:
@@ -147,7 +139,7 @@ class AdlsGen1Backend(StorageBackend):
         if not self.is_file(path):
             raise StorageNotFoundError(f"file {self._where(path)} does not exist")
         raw = self._call(lambda: self.adl.open(self._abs(path), "rb"), path)
-        return ReadStream(raw, lambda e: self._translate(e, path), name=path)  # type: ignore[return-value]
+        return ReadStream(raw, self._translate, name=path)  # type: ignore[return-value]
 
     # -- writing ---------------------------------------------------------------------------
     def open_write(self, path: str) -> IO[bytes]:
@@ -162,7 +154,7 @@ class AdlsGen1Backend(StorageBackend):
             f.closed = True  # Gen1 appends as it goes: drop what was already sent
             self.delete(rel)
 
-        return WriteStream(raw, lambda e: self._translate(e, path), discard, name=path)  # type: ignore[return-value]
+        return WriteStream(raw, self._translate, discard, name=path)  # type: ignore[return-value]
 
     def delete(self, path: str) -> None:
         rel = normalize_relpath(path)

@@ -39,7 +39,7 @@ from batchpoint.storage._support import (
     ReadStream, WriteStream, exception_chain, first_line, number, redact, require,
     require_secret, run_on_loop,
 )
-from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, translated, with_retries
 
 _USER_AGENT = "batchpoint"
 
@@ -159,24 +159,10 @@ class AzureBlobBackend(StorageBackend):
 
     def _call(self, make_coro: Any, path: str = "") -> Any:
         """Run one SDK coroutine; translate its errors; retry the transient ones."""
-
-        def once() -> Any:
-            try:
-                return run_on_loop(self.fs.loop, make_coro)
-            except BatchpointError:
-                raise
-            except Exception as exc:
-                raise self._translate(exc, path) from exc
-
-        return with_retries(once, attempts=2)
+        return translated(lambda: run_on_loop(self.fs.loop, make_coro), self._translate, path, retries=1)
 
     def _sync(self, fn: Any, path: str = "") -> Any:
-        try:
-            return fn()
-        except BatchpointError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, path) from exc
+        return translated(fn, self._translate, path)
 
     # -- errors ----------------------------------------------------------------------------
     def _where(self, path: str = "") -> str:
@@ -291,7 +277,7 @@ class AzureBlobBackend(StorageBackend):
             return raw
 
         raw = with_retries(lambda: self._sync(opener, path), attempts=2)
-        return ReadStream(raw, lambda e: self._translate(e, path), name=path)  # type: ignore[return-value]
+        return ReadStream(raw, self._translate, name=path)  # type: ignore[return-value]
 
     def get_file(self, path: str, local_path: str) -> None:
         """One GET for a blob up to 32 MiB (the SDK's first request brings it whole; a larger one
@@ -320,7 +306,7 @@ class AzureBlobBackend(StorageBackend):
         def discard(f: Any) -> None:
             f.closed = True  # skip the commit: staged blocks are dropped by the service
 
-        return WriteStream(raw, lambda e: self._translate(e, path), discard, name=path)  # type: ignore[return-value]
+        return WriteStream(raw, self._translate, discard, name=path)  # type: ignore[return-value]
 
     def delete(self, path: str) -> None:
         blob = normalize_relpath(path)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
-from batchpoint.exceptions import StorageNotFoundError, TransientStorageError, UnsafeInputError
+from batchpoint.exceptions import BatchpointError, StorageNotFoundError, TransientStorageError, UnsafeInputError
 
 T = TypeVar("T")
 
@@ -187,3 +187,22 @@ def with_retries(
                 raise
             sleep(min(max_delay, base_delay * 2 ** (attempt - 1)))
     raise AssertionError("unreachable")
+
+
+Translate = Callable[[BaseException, str], BaseException]
+
+
+def translated(fn: Callable[[], T], translate: Translate, path: str = "", *, retries: int = 0) -> T:
+    """THE error boundary of every backend: call ``fn``; a library's exception becomes the
+    :mod:`batchpoint.exceptions` error ``translate(exc, path)`` names (raised ``from`` it); Batchpoint
+    errors pass through; with ``retries``, a transient one is tried again with backoff."""
+
+    def once() -> T:
+        try:
+            return fn()
+        except BatchpointError:
+            raise
+        except Exception as exc:
+            raise translate(exc, path) from exc
+
+    return with_retries(once, attempts=retries + 1) if retries else once()

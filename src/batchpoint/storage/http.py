@@ -26,7 +26,7 @@ from batchpoint.exceptions import (
 from batchpoint.storage._support import (
     ReadStream, first_line, number, redact, require, require_secret,
 )
-from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, translated
 
 HTTP_CREDENTIAL_KINDS = ("anonymous", "sas")
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -123,15 +123,7 @@ class HttpBackend(StorageBackend):
         return StorageError(f"request for {self._where(path)} failed: {detail}")
 
     def _guarded(self, fn: Any, path: str) -> Any:
-        def once() -> Any:
-            try:
-                return fn()
-            except BatchpointError:
-                raise
-            except Exception as exc:
-                raise self._translate(exc, path) from exc
-
-        return with_retries(once, attempts=3)
+        return translated(fn, self._translate, path, retries=2)
 
     def _client(self) -> httpx.Client:
         return httpx.Client(timeout=self._timeout, follow_redirects=True)
@@ -179,7 +171,7 @@ class HttpBackend(StorageBackend):
             return _ResponseReader(client, response)
 
         raw = self._guarded(opener, path)
-        return ReadStream(raw, lambda e: self._translate(e, path), name=path)  # type: ignore[return-value]
+        return ReadStream(raw, self._translate, name=path)  # type: ignore[return-value]
 
     # -- writing: refused ------------------------------------------------------------------
     def _read_only(self, path: str) -> InputError:

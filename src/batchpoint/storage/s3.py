@@ -33,7 +33,7 @@ from batchpoint.storage._support import (
     ReadStream, WriteStream, exception_chain, first_line, number, redact, require,
     require_secret,
 )
-from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, with_retries
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, translated
 
 S3_CREDENTIAL_KINDS = ("aws_keys", "anonymous", "default_identity", "aws_profile")
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
@@ -121,16 +121,7 @@ class S3Backend(StorageBackend):
 
     def _call(self, method: str, path: str = "", **kwargs: Any) -> Any:
         """One S3 API call on s3fs's client; errors translated, transient ones retried."""
-
-        def once() -> Any:
-            try:
-                return self.fs.call_s3(method, **kwargs)
-            except BatchpointError:
-                raise
-            except Exception as exc:
-                raise self._translate(exc, path) from exc
-
-        return with_retries(once, attempts=2)
+        return translated(lambda: self.fs.call_s3(method, **kwargs), self._translate, path, retries=1)
 
     # -- errors ----------------------------------------------------------------------------
     def _where(self, path: str = "") -> str:
@@ -265,15 +256,10 @@ class S3Backend(StorageBackend):
             return self.fs.open(f"{self.bucket}/{key}", "rb", size=size, block_size=self.block_size)
 
         raw = self._sync(opener, path)
-        return ReadStream(raw, lambda e: self._translate(e, path), name=path)  # type: ignore[return-value]
+        return ReadStream(raw, self._translate, name=path)  # type: ignore[return-value]
 
     def _sync(self, fn: Any, path: str) -> Any:
-        try:
-            return fn()
-        except BatchpointError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, path) from exc
+        return translated(fn, self._translate, path)
 
     # -- writing ---------------------------------------------------------------------------
     def open_write(self, path: str) -> IO[bytes]:
@@ -288,7 +274,7 @@ class S3Backend(StorageBackend):
             finally:
                 f.closed = True
 
-        return WriteStream(raw, lambda e: self._translate(e, path), discard, name=path)  # type: ignore[return-value]
+        return WriteStream(raw, self._translate, discard, name=path)  # type: ignore[return-value]
 
     def delete(self, path: str) -> None:
         key = normalize_relpath(path)
