@@ -49,6 +49,12 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
         return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, exc.status_code)
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+        return JSONResponse({"error": {"code": "validation_error", "message": (
+            "the request body is nested too deeply to read (JSON objects and arrays nested hundreds of levels); "
+            "send a flatter body: the invoke body is {\"properties\": {\"InputData\": {...}}}")}}, 400)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from batchpoint._internal.clock import as_utc
@@ -13,6 +13,7 @@ from batchpoint.auth import permissions as P
 from batchpoint.auth.scopes import parse_scope
 from batchpoint.exceptions import NotFoundError, ValidationError
 from batchpoint.server.context import AppContext, get_context
+from batchpoint.server.paging import MAX_PAGE
 from batchpoint.server.security import requires
 
 router = APIRouter(tags=["access"])
@@ -98,7 +99,8 @@ def delete_assignment(assignment_id: int, ctx: AppContext = Depends(get_context)
 
 
 @router.get("/auditLog", dependencies=[requires(P.AUDIT_READ)])
-def audit_log(limit: int = 100, principal_id: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+def audit_log(limit: int = Query(100, ge=1, le=MAX_PAGE, description="entries, newest first (1-1000)"),
+              principal_id: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     return [{"id": r.id, "at": as_utc(r.at), "principal_id": r.principal_id, "action": r.action,
              "resource": r.resource, "status": r.status, "details": r.details}
-            for r in ctx.store.list_audit(limit=min(limit, 1000), principal_id=principal_id)]
+            for r in ctx.store.list_audit(limit=limit, principal_id=principal_id)]
