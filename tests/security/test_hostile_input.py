@@ -504,6 +504,23 @@ def test_oversized_body_of_an_anonymous_caller_is_401_first(small_server: SmallS
     assert response.status_code == 401
 
 
+def test_upload_area_takes_files_above_the_request_limit_up_to_the_upload_limit(small_server: SmallServer) -> None:
+    """Files sent through the upload area stream: bigger than max_request_bytes is fine, up to
+    max_upload_bytes per file; above it the declaration itself is refused (413)."""
+    import hashlib
+
+    data = b"x" * (2 * SMALL_REQUEST)  # above the request limit, below the upload limit
+    files = [{"path": "big.csv", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]
+    with small_server.handle.rest() as rest:
+        upload = rest.post("/uploads", json={"name": "big-ok", "type": "uri_folder", "files": files}).json()
+        sent = rest.put(f"/uploads/{upload['id']}/files/big.csv", content=data)
+        assert sent.status_code == 200, sent.text
+        assert rest.post(f"/uploads/{upload['id']}/commit").json()["status"] == "Completed"
+        huge = [{"path": "huge.csv", "size": SMALL_UPLOAD + 1, "sha256": "0" * 64}]
+        refused = rest.post("/uploads", json={"name": "too-big", "type": "uri_folder", "files": huge})
+        _check_rest_refusal(refused, 413, "payload_too_large", ("huge.csv", f"limit of {SMALL_UPLOAD} bytes"))
+
+
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_oversized_upload_is_413_and_leaves_nothing(framing: str, small_server: SmallServer) -> None:
     handle = small_server.handle

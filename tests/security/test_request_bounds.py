@@ -40,3 +40,55 @@ def test_deeply_nested_json_is_a_400(server, depth):
         assert response.status_code == 400, response.text
         assert "nested too deeply" in response.json()["error"]["message"], response.text
         assert rest.get("/health").status_code == 200  # the server is fine afterwards
+
+
+SURROGATE = "\ud800"
+
+
+def _raw(body: dict) -> bytes:
+    import json
+
+    return json.dumps(body).encode()  # ensure_ascii: the lone surrogate travels as the escape \ud800
+
+
+@pytest.mark.parametrize(("method", "url", "body"), [
+    ("POST", "/batchEndpoints/bounds-ep/invoke",
+     {"properties": {"InputData": {"x": {"JobInputType": "UriFolder", "Uri": "azureml:bounds@latest"}},
+                     "Settings": {"environment_variables": {"X": SURROGATE}}}}),
+    ("PUT", "/batchEndpoints/bounds-ep2", {"description": SURROGATE}),
+    ("PUT", "/computes/bounds-cpu", {"type": "amlcompute", "description": SURROGATE}),
+    ("PUT", "/datastores/boundsstore", {"type": "local", "path": "/tmp", "description": SURROGATE}),
+    ("POST", "/principals", {"id": "user:bounds-x", "display_name": SURROGATE}),
+    ("POST", "/principals", {"id": "user:bounds-y", "display_name": "ok", SURROGATE: 1}),
+])
+def test_text_that_cannot_be_stored_is_refused_at_the_boundary(server, method, url, body):
+    with server.rest() as rest:
+        jobs_before = rest.get("/jobs", params={"limit": 1000}).json()
+        response = rest.request(method, url, content=_raw(body), headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, response.text
+        assert "lone UTF-16 surrogate" in response.json()["error"]["message"]
+        assert rest.get("/jobs", params={"limit": 1000}).json() == jobs_before
+        assert rest.get("/principals").status_code == 200
+
+
+def test_a_stored_bad_row_does_not_break_the_lists(server, ml_client, heart_model_dir):
+    """A job stored with such text before it was refused is still listed and shown (escaped)."""
+    from batchpoint import Data, Input
+    from batchpoint.settings import Settings
+    from batchpoint.store.sql import SqlMetadataStore
+    from conftest import HEART_UNLABELED, deploy_heart, wait_job
+
+    deploy_heart(ml_client, "bounds-ep", heart_model_dir)
+    data = ml_client.data.create_or_update(Data(name="bounds", path=str(HEART_UNLABELED), type="uri_folder"))
+    job = wait_job(ml_client, ml_client.batch_endpoints.invoke(endpoint_name="bounds-ep", input=Input(path=data.id)).name)
+    store = SqlMetadataStore(Settings(home=server.home).resolved_database_url())
+    try:
+        store.update_job(job.name, settings={**job.settings, "environment_variables": {"X": SURROGATE}})
+    finally:
+        store.close()
+    with server.rest() as rest:
+        for url in ("/jobs", f"/jobs/{job.name}", "/batchEndpoints/bounds-ep/jobs"):
+            response = rest.get(url)
+            assert response.status_code == 200, (url, response.text)
+            assert "\\ud800" in response.text
+    assert job.name in {j.name for j in ml_client.jobs.list()}

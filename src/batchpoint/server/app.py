@@ -17,11 +17,11 @@ from batchpoint.identity.secrets import SecretBox
 from batchpoint.jobs.dispatcher import Dispatcher
 from batchpoint.server.context import AppContext
 from batchpoint.server.errors import install_error_handlers
-from batchpoint.server.errors import error_response
+from batchpoint.server.errors import SafeJSONResponse, error_response
 from batchpoint.server.limits import BodyLimitMiddleware
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
 from batchpoint.server.security import AuthService, authenticate_request
-from batchpoint.workspace import WorkspaceService
+from batchpoint.workspace import EndpointService, WorkspaceService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
 
@@ -39,7 +39,8 @@ def build_context(settings: Settings) -> AppContext:
     dispatcher = Dispatcher(ws)
     auth = AuthService(store, secrets)
     auth.bootstrap_owner(settings.home)
-    return AppContext(settings=settings, store=store, workspace=ws, dispatcher=dispatcher, auth=auth)
+    return AppContext(settings=settings, store=store, workspace=ws, dispatcher=dispatcher, auth=auth,
+                      endpoints=EndpointService(ws))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ctx.dispatcher.close()
             ctx.store.close()
 
-    app = FastAPI(title="Batchpoint", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Batchpoint", version=__version__, lifespan=lifespan, default_response_class=SafeJSONResponse,
                   description="Self-hosted batch endpoints: deploy a model, invoke it on many files, collect predictions.")
     install_error_handlers(app)
 

@@ -3,7 +3,9 @@ fixes — never a stack trace. Request-shape errors become 400s that name the fi
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +27,18 @@ def describe_validation(exc: PydanticValidationError | RequestValidationError, w
             msg = "unknown field (check its spelling)"
         parts.append(f"{loc or what}: {msg}")
     return f"invalid {what}: " + "; ".join(parts)
+
+
+class SafeJSONResponse(JSONResponse):
+    """The server's JSON response: UTF-8 as usual, but text that cannot be encoded (a lone
+    surrogate stored before such input was refused) is sent as a ``\\uXXXX`` escape instead of
+    failing the whole response — one bad row never breaks a list for everyone."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def error_response(exc: BatchpointError) -> JSONResponse:
