@@ -8,7 +8,7 @@ from fastapi import Request
 
 from batchpoint.jobs.dispatcher import Dispatcher
 from batchpoint.server.security import AuthService
-from batchpoint.workspace.service import WorkspaceService
+from batchpoint.workspace import EndpointService, WorkspaceService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
 
@@ -20,6 +20,7 @@ class AppContext:
     workspace: WorkspaceService
     dispatcher: Dispatcher
     auth: AuthService
+    endpoints: EndpointService
 
 
 def get_context(request: Request) -> AppContext:

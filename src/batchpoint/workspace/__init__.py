@@ -2,11 +2,12 @@
 
 Below ``server`` (which parses requests and maps results) and ``jobs`` (which runs them); above
 ``store``, ``uri``, ``identity``, ``auth`` and ``storage``. ``WorkspaceService`` owns data stores,
-assets, models, computes, endpoints and deployments; ``UploadArea`` the content-addressed upload
-area.
+assets, models and computes; ``EndpointService`` endpoints and deployments and their rules;
+``UploadArea`` the content-addressed upload area.
 """
 
+from batchpoint.workspace.endpoints import EndpointService
 from batchpoint.workspace.service import DEFAULT_DATASTORE, WorkspaceService
 from batchpoint.workspace.uploads import UploadArea
 
-__all__ = ["DEFAULT_DATASTORE", "UploadArea", "WorkspaceService"]
+__all__ = ["DEFAULT_DATASTORE", "EndpointService", "UploadArea", "WorkspaceService"]

@@ -14,13 +14,6 @@ from batchpoint.server.security import requires
 router = APIRouter()
 
 
-def _clean(body: dict[str, Any], name: str) -> dict[str, Any]:
-    body = {**body, "name": name}
-    for key in ("id", "created_at", "updated_at"):
-        body.pop(key, None)
-    return body
-
-
 @router.get("/data", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
 def list_data(name: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     return [ctx.workspace.data_entity(r).to_dict() for r in ctx.store.list_assets("data", name)]
@@ -28,7 +21,7 @@ def list_data(name: str | None = None, ctx: AppContext = Depends(get_context)) -
 
 @router.post("/data/{name}/versions", tags=["data"], status_code=201, dependencies=[requires(P.ASSETS_WRITE)])
 def create_data(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.create_data(Data(**_clean(body, name))).to_dict()
+    return ctx.workspace.create_data(Data.from_request(body, name=name)).to_dict()
 
 
 @router.get("/data/{name}", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
@@ -50,7 +43,7 @@ def list_models(name: str | None = None, ctx: AppContext = Depends(get_context))
 
 @router.post("/models/{name}/versions", tags=["models"], status_code=201, dependencies=[requires(P.MODELS_WRITE)])
 def create_model(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.create_model(Model(**_clean(body, name))).to_dict()
+    return ctx.workspace.create_model(Model.from_request(body, name=name)).to_dict()
 
 
 @router.get("/models/{name}", tags=["models"], dependencies=[requires(P.MODELS_READ)])

@@ -21,10 +21,7 @@ def list_computes(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]
 
 @router.put("/computes/{name}", tags=["computes"], dependencies=[requires(P.COMPUTES_WRITE)])
 def put_compute(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    body = {**body, "name": name}
-    for key in ("id", "created_at", "updated_at"):
-        body.pop(key, None)
-    return ctx.workspace.put_compute(AmlCompute(**body)).to_dict()
+    return ctx.workspace.put_compute(AmlCompute.from_request(body, name=name)).to_dict()
 
 
 @router.get("/computes/{name}", tags=["computes"], dependencies=[requires(P.COMPUTES_READ)])

@@ -1,31 +1,21 @@
-"""Batch endpoints, their deployments, and invoke."""
+"""Batch endpoints, their deployments, and invoke: parse, call the workspace's services, map."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
-from batchpoint.entities import BatchDeployment, BatchEndpoint
-from batchpoint.exceptions import ConflictError, ValidationError
-from batchpoint.jobs.submit import submit_job
-from batchpoint.server.paging import Page, page
 from batchpoint.auth import permissions as P
+from batchpoint.exceptions import ValidationError
+from batchpoint.jobs.submit import submit_job
 from batchpoint.server.context import AppContext, get_context
-from batchpoint.server.security import endpoint_scope, requires, visible_job_filter
+from batchpoint.server.paging import Page, page
 from batchpoint.server.schemas import parse_invoke_body
+from batchpoint.server.security import endpoint_scope, requires, visible_job_filter
 
 router = APIRouter(prefix="/batchEndpoints")
-SERVER_FIELDS = ("id", "created_at", "updated_at", "scoring_uri", "provisioning_state")
-
-
-def _clean(body: dict[str, Any], **fixed: Any) -> dict[str, Any]:
-    body = {k: v for k, v in body.items() if k not in SERVER_FIELDS}
-    for key, value in fixed.items():
-        if key in body and body[key] != value:
-            raise ValidationError(f"{key} '{body[key]}' in the body disagrees with '{value}' in the URL")
-        body[key] = value
-    return body
 
 
 @router.get("", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ)])
@@ -35,19 +25,12 @@ def list_endpoints(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any
 
 @router.put("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
 def put_endpoint(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    endpoint = BatchEndpoint(**_clean(body, name=name))
-    default = endpoint.default_deployment_name
-    if default:
-        ctx.store.get_deployment(name, default)
-    spec = endpoint.model_dump(mode="json", exclude=set(SERVER_FIELDS) | {"schema_"}, exclude_none=True)
-    return ctx.workspace.endpoint_entity(ctx.store.put_endpoint(name, spec)).to_dict()
+    return ctx.endpoints.put_endpoint(name, body).to_dict()
 
 
 @router.patch("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
 def update_endpoint(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    current = ctx.store.get_endpoint(name).spec
-    merged = {**current, **_clean(body, name=name)}
-    return put_endpoint(name, merged, ctx)
+    return ctx.endpoints.update_endpoint(name, body).to_dict()
 
 
 @router.get("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
@@ -57,7 +40,7 @@ def get_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> dict[str,
 
 @router.delete("/{name}", tags=["batch endpoints"], status_code=204, dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
 def delete_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> None:
-    ctx.store.delete_endpoint(name)
+    ctx.endpoints.delete_endpoint(name)
 
 
 @router.post("/{name}/invoke", tags=["batch endpoints"], status_code=202, dependencies=[requires(P.ENDPOINTS_INVOKE, endpoint_scope)])
@@ -67,8 +50,6 @@ async def invoke(name: str, request: Request, ctx: AppContext = Depends(get_cont
         body = await request.json()
     except ValueError as exc:
         raise ValidationError(f"the invoke body is not valid JSON: {exc}") from exc
-    from starlette.concurrency import run_in_threadpool
-
     invoke_request = parse_invoke_body(body, azureml_model_deployment)
     user = getattr(request.state, "principal_id", None)
     assignments = await run_in_threadpool(ctx.auth.assignments, user) if user else []
@@ -99,22 +80,12 @@ def list_deployments(endpoint: str, ctx: AppContext = Depends(get_context)) -> l
 @router.put("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
 def put_deployment(endpoint: str, name: str, body: dict[str, Any], set_default: bool = False,
                    ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    deployment = BatchDeployment(**_clean(body, name=name, endpoint_name=endpoint))
-    spec = ctx.workspace.prepare_deployment(deployment)
-    row = ctx.store.put_deployment(endpoint, name, spec)
-    ep = ctx.store.get_endpoint(endpoint)
-    if set_default or not (ep.spec.get("defaults") or {}).get("deployment_name"):
-        ctx.store.put_endpoint(endpoint, {**ep.spec, "defaults": {"deployment_name": name}})
-    return ctx.workspace.deployment_entity(row).to_dict()
+    return ctx.endpoints.put_deployment(endpoint, name, body, set_default).to_dict()
 
 
 @router.patch("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
 def update_deployment(endpoint: str, name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    current = {k: v for k, v in ctx.store.get_deployment(endpoint, name).spec.items() if not k.startswith("_")}
-    for key in ("settings", "resources"):
-        if isinstance(body.get(key), dict):
-            body[key] = {**(current.get(key) or {}), **body[key]}
-    return put_deployment(endpoint, name, {**current, **body}, False, ctx)
+    return ctx.endpoints.update_deployment(endpoint, name, body).to_dict()
 
 
 @router.get("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
@@ -124,15 +95,7 @@ def get_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_conte
 
 @router.delete("/{endpoint}/deployments/{name}", tags=["batch deployments"], status_code=204, dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
 def delete_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_context)) -> None:
-    ep = ctx.store.get_endpoint(endpoint)
-    if (ep.spec.get("defaults") or {}).get("deployment_name") == name and len(ctx.store.list_deployments(endpoint)) > 1:
-        raise ConflictError(
-            f"deployment '{name}' is the default of batch endpoint '{endpoint}'; make another deployment the "
-            "default first (batchpoint batch-endpoint update --set defaults.deployment_name=<name>)"
-        )
-    ctx.store.delete_deployment(endpoint, name)
-    if (ep.spec.get("defaults") or {}).get("deployment_name") == name:
-        ctx.store.put_endpoint(endpoint, {**ep.spec, "defaults": {}})
+    ctx.endpoints.delete_deployment(endpoint, name)
 
 
 @router.get("/{endpoint}/deployments/{name}/jobs", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
@@ -141,4 +104,3 @@ def deployment_jobs(endpoint: str, name: str, p: Page = Depends(page), ctx: AppC
     ctx.store.get_deployment(endpoint, name)
     rows = ctx.store.list_jobs(endpoint=endpoint, deployment=name, created_by=only, limit=p.limit, offset=p.skip)
     return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
-

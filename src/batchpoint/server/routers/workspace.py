@@ -47,10 +47,7 @@ def get_datastore(name: str, ctx: AppContext = Depends(get_context)) -> dict[str
 
 @router.put("/datastores/{name}", tags=["datastores"], dependencies=[requires(P.DATASTORES_WRITE, datastore_scope)])
 def put_datastore(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    body = {**body, "name": name}
-    for key in ("id", "created_at", "updated_at", "credential_kind"):
-        body.pop(key, None)
-    return ctx.workspace.put_datastore(Datastore(**body)).to_dict()
+    return ctx.workspace.put_datastore(Datastore.from_request(body, name=name)).to_dict()
 
 
 @router.post("/datastores/{name}/listSecrets", tags=["datastores"],

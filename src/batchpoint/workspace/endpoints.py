@@ -1,0 +1,85 @@
+"""Batch endpoints and their deployments: the rules beyond storing them.
+
+* An endpoint's default deployment must exist; the first deployment of an endpoint becomes its
+  default, and ``set_default`` makes any deployment the default.
+* PATCH merges into what is stored; ``settings`` and ``resources`` merge one level down.
+* The default deployment of an endpoint that has others cannot be deleted (make another the
+  default first); deleting the only one leaves the endpoint without a default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchpoint.entities import BatchDeployment, BatchEndpoint
+from batchpoint.exceptions import ConflictError, NotFoundError
+from batchpoint.store.tables import EndpointRow
+from batchpoint.workspace.service import WorkspaceService
+
+NESTED = ("settings", "resources")
+
+
+def default_deployment_name(endpoint: EndpointRow) -> str | None:
+    return (endpoint.spec.get("defaults") or {}).get("deployment_name") or None
+
+
+class EndpointService:
+    def __init__(self, ws: WorkspaceService) -> None:
+        self.ws = ws
+        self.store = ws.store
+
+    # -- endpoints ---------------------------------------------------------------------------
+    def put_endpoint(self, name: str, body: dict[str, Any]) -> BatchEndpoint:
+        endpoint = BatchEndpoint.from_request(body, name=name)
+        default = endpoint.default_deployment_name
+        if default:
+            self.store.get_deployment(name, default)
+        return self.ws.endpoint_entity(self.store.put_endpoint(name, endpoint.spec()))
+
+    def update_endpoint(self, name: str, changes: dict[str, Any]) -> BatchEndpoint:
+        current = self.store.get_endpoint(name).spec
+        return self.put_endpoint(name, {**current, **changes})
+
+    def delete_endpoint(self, name: str) -> None:
+        self.store.delete_endpoint(name)
+
+    def deployment_for_invoke(self, endpoint_name: str, requested: str | None) -> str:
+        """The deployment an invoke runs: the one asked for, else the endpoint's default."""
+        endpoint = self.store.get_endpoint(endpoint_name)
+        name = requested or default_deployment_name(endpoint)
+        if not name:
+            raise NotFoundError(
+                f"batch endpoint '{endpoint_name}' has no default deployment; create one with "
+                "'batchpoint batch-deployment create --set-default' or pass --deployment-name"
+            )
+        return name
+
+    # -- deployments -------------------------------------------------------------------------
+    def put_deployment(self, endpoint: str, name: str, body: dict[str, Any], set_default: bool = False) -> BatchDeployment:
+        deployment = BatchDeployment.from_request(body, name=name, endpoint_name=endpoint)
+        row = self.store.put_deployment(endpoint, name, self.ws.prepare_deployment(deployment))
+        ep = self.store.get_endpoint(endpoint)
+        if set_default or not default_deployment_name(ep):
+            self.store.put_endpoint(endpoint, {**ep.spec, "defaults": {"deployment_name": name}})
+        return self.ws.deployment_entity(row)
+
+    def update_deployment(self, endpoint: str, name: str, changes: dict[str, Any]) -> BatchDeployment:
+        current = {k: v for k, v in self.store.get_deployment(endpoint, name).spec.items() if not k.startswith("_")}
+        merged = {**current, **changes}
+        for key in NESTED:
+            if isinstance(changes.get(key), dict):
+                merged[key] = {**(current.get(key) or {}), **changes[key]}
+        return self.put_deployment(endpoint, name, merged)
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        ep = self.store.get_endpoint(endpoint)
+        is_default = default_deployment_name(ep) == name
+        if is_default and len(self.store.list_deployments(endpoint)) > 1:
+            raise ConflictError(
+                f"deployment '{name}' is the default of batch endpoint '{endpoint}'; make another deployment the "
+                "default first (batchpoint batch-endpoint update --set defaults.deployment_name=<name>)"
+            )
+        self.store.delete_deployment(endpoint, name)
+        if is_default:
+            self.store.put_endpoint(endpoint, {**ep.spec, "defaults": {}})
+
