@@ -2,7 +2,9 @@
 
 * An endpoint's default deployment must exist; the first deployment of an endpoint becomes its
   default, and ``set_default`` makes any deployment the default.
-* PATCH merges into what is stored; ``settings`` and ``resources`` merge one level down.
+* PATCH merges into what is stored, object by object at every depth (``--set
+  settings.retry_settings.max_retries=2`` keeps ``timeout``); a value that is not an object
+  replaces what was there.
 * The default deployment of an endpoint that has others cannot be deleted (make another the
   default first); deleting the only one leaves the endpoint without a default.
 """
@@ -16,7 +18,17 @@ from batchpoint.exceptions import ConflictError, NotFoundError
 from batchpoint.store.tables import EndpointRow
 from batchpoint.workspace.service import WorkspaceService
 
-NESTED = ("settings", "resources")
+
+
+def deep_merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` laid over ``current``: objects merge key by key, at every depth."""
+    merged = dict(current)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def default_deployment_name(endpoint: EndpointRow) -> str | None:
@@ -38,7 +50,7 @@ class EndpointService:
 
     def update_endpoint(self, name: str, changes: dict[str, Any]) -> BatchEndpoint:
         current = self.store.get_endpoint(name).spec
-        return self.put_endpoint(name, {**current, **changes})
+        return self.put_endpoint(name, deep_merge(current, changes))
 
     def delete_endpoint(self, name: str) -> None:
         self.store.delete_endpoint(name)
@@ -65,11 +77,7 @@ class EndpointService:
 
     def update_deployment(self, endpoint: str, name: str, changes: dict[str, Any]) -> BatchDeployment:
         current = {k: v for k, v in self.store.get_deployment(endpoint, name).spec.items() if not k.startswith("_")}
-        merged = {**current, **changes}
-        for key in NESTED:
-            if isinstance(changes.get(key), dict):
-                merged[key] = {**(current.get(key) or {}), **changes[key]}
-        return self.put_deployment(endpoint, name, merged)
+        return self.put_deployment(endpoint, name, deep_merge(current, changes))
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
         ep = self.store.get_endpoint(endpoint)
