@@ -22,6 +22,7 @@ from batchpoint.entities import (  # noqa: E402
     Job,
     Model,
     ModelBatchDeployment,
+    Output,
 )
 from batchpoint.exceptions import BatchpointError  # noqa: E402
 from batchpoint.sdk.client import MLClient  # noqa: E402
@@ -30,6 +31,7 @@ __all__ = [
     "__version__",
     "MLClient",
     "Input",
+    "Output",
     "Data",
     "Datastore",
     "Model",

@@ -69,8 +69,9 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _COMPAT = ipaddress.ip_network("::/96")
 _HINT = (
     "Batchpoint refuses loopback, link-local and private network addresses to prevent "
-    "server-side request forgery; if this data store really is on a private network, set "
-    "`allow_private_network: true` on the data store"
+    "server-side request forgery; if the storage really is on a private network: for a data store, set "
+    "`allow_private_network: true` on it; for a storage URL given as an input, the server's operator lists "
+    "the host in BATCHPOINT_STORAGE__ALLOW_PRIVATE_HOSTS"
 )
 
 

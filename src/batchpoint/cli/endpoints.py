@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from batchpoint.cli.main import client
@@ -87,9 +89,21 @@ def endpoint_invoke(name, deployment_name, input_, input_type, output_path, sets
         settings["instance_count"] = instance_count
     output_file = settings.pop("output_file_name", None)
     job = client().batch_endpoints.invoke(
-        endpoint_name=name, deployment_name=deployment_name, input=Input(type=input_type, path=input_),
-        output_path=output_path, job_name=job_name, output_file_name=output_file, **settings)
+        endpoint_name=name, deployment_name=deployment_name, input=Input(type=input_type, path=unquote_json(input_)),
+        output_path=unquote_json(output_path), job_name=job_name, output_file_name=output_file, **settings)
     emit(job, output, query)
+
+
+def unquote_json(value: str | None) -> str | None:
+    """A value still in the JSON quotes ``--query id`` without ``-o tsv`` leaves around it
+    (``"\"/subscriptions/...\""``) is the string inside them."""
+    if value and len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            inner = json.loads(value)
+        except ValueError:
+            return value
+        return inner if isinstance(inner, str) else value
+    return value
 
 
 @batch_endpoint.command("list-jobs")

@@ -63,8 +63,11 @@ def _inputs(data: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(spec, dict):
             raise ValidationError(f"InputData.{name} must be an object with JobInputType and Uri")
         uri = _pick(spec, "Uri", "Path")
-        if not isinstance(uri, str) or not uri.strip():
+        if uri is None:
             raise ValidationError(f"InputData.{name} needs a 'Uri'")
+        if not isinstance(uri, str) or not uri.strip():
+            raise ValidationError(f"InputData.{name}.Uri must be a non-empty string (got {type(uri).__name__} "
+                                  f"{str(uri)[:50]!r}), e.g. \"azureml://datastores/<name>/paths/<folder>\"")
         out[name] = {"path": uri.strip(), "type": _input_type(name, _pick(spec, "JobInputType", "Type"))}
     return out
 
@@ -90,10 +93,13 @@ def _output(data: Any) -> tuple[str | None, str | None]:
         return None, None
     if not isinstance(data, dict) or len(data) != 1:
         raise ValidationError("properties.OutputData must hold one output: {\"score\": {\"Uri\": \"azureml://...\"}}")
-    spec = next(iter(data.values()))
+    name, spec = next(iter(data.items()))
+    if name != "score":
+        raise ValidationError(f"OutputData names an output '{name}'; a batch deployment has one output, named "
+                              "'score': {\"score\": {\"JobOutputType\": \"UriFolder\", \"Uri\": \"azureml://...\"}}")
     uri = _pick(spec, "Uri", "Path") if isinstance(spec, dict) else None
     if not isinstance(uri, str):
-        raise ValidationError("OutputData needs a 'Uri' (azureml://datastores/<name>/paths/<folder>)")
+        raise ValidationError("OutputData.score needs a 'Uri' string (azureml://datastores/<name>/paths/<folder>)")
     kind = _norm(str(_pick(spec, "JobOutputType", "Type") or "urifolder"))
     if kind == "urifile":
         folder, _, file_name = uri.rstrip("/").rpartition("/")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from batchpoint.auth import permissions as P
+from batchpoint.entities import BatchEndpoint
 from batchpoint.exceptions import ValidationError
 from batchpoint.jobs.submit import submit_job
 from batchpoint.server.context import AppContext, get_context
@@ -18,24 +19,31 @@ from batchpoint.server.security import endpoint_scope, requires, visible_job_fil
 router = APIRouter(prefix="/batchEndpoints")
 
 
+def _shown(endpoint: BatchEndpoint, request: Request) -> dict[str, Any]:
+    """The endpoint as clients see it: ``scoring_uri`` is a full URL of this server (curl-able)."""
+    body = endpoint.to_dict()
+    body["scoring_uri"] = str(request.base_url).rstrip("/") + (endpoint.scoring_uri or "")
+    return body
+
+
 @router.get("", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ)])
-def list_endpoints(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return [ctx.workspace.endpoint_entity(r).to_dict() for r in ctx.store.list_endpoints()]
+def list_endpoints(request: Request, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [_shown(ctx.workspace.endpoint_entity(r), request) for r in ctx.store.list_endpoints()]
 
 
 @router.put("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
-def put_endpoint(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.endpoints.put_endpoint(name, body).to_dict()
+def put_endpoint(name: str, body: dict[str, Any], request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return _shown(ctx.endpoints.put_endpoint(name, body), request)
 
 
 @router.patch("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
-def update_endpoint(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.endpoints.update_endpoint(name, body).to_dict()
+def update_endpoint(name: str, body: dict[str, Any], request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return _shown(ctx.endpoints.update_endpoint(name, body), request)
 
 
 @router.get("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
-def get_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.endpoint_entity(ctx.store.get_endpoint(name)).to_dict()
+def get_endpoint(name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return _shown(ctx.workspace.endpoint_entity(ctx.store.get_endpoint(name)), request)
 
 
 @router.delete("/{name}", tags=["batch endpoints"], status_code=204, dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
