@@ -86,7 +86,7 @@ def test_cli_input_still_in_json_quotes(cli, ml_client, data):
     assert wait_job(ml_client, job).status == "Completed"
 
 
-def test_private_url_refusal_names_the_server_setting(server):
+def test_private_url_refusal_names_the_server_setting(server, data):
     body = {"properties": {"InputData": {"x": {"JobInputType": "UriFolder",
                                                "Uri": "https://127.0.0.2/container/folder"}}}}
     with server.rest() as rest:
