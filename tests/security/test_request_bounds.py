@@ -92,3 +92,11 @@ def test_a_stored_bad_row_does_not_break_the_lists(server, ml_client, heart_mode
             assert response.status_code == 200, (url, response.text)
             assert "\\ud800" in response.text
     assert job.name in {j.name for j in ml_client.jobs.list()}
+
+
+def test_method_not_allowed_says_which_are(server):
+    with server.rest() as rest:
+        response = rest.delete("/workspace")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert "allowed: GET" in response.json()["error"]["message"]

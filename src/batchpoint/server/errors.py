@@ -59,9 +59,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": {"code": "validation_error", "message": describe_validation(exc)}}, 400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, exc.status_code)
+        message = str(exc.detail)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and headers.get("Allow"):
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: {headers['Allow']}"
+        return JSONResponse({"error": {"code": code, "message": message}}, exc.status_code, headers=headers or None)
 
     @app.exception_handler(RecursionError)
     async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
