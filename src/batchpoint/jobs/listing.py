@@ -1,4 +1,18 @@
-"""The job's lister: input files → mini-batches, on a background thread into a bounded queue."""
+"""The job's lister: input files → mini-batches, on a background thread into a bounded queue.
+
+Every mini-batch is recorded in the job's manifest (``jobs/folder.py`` :class:`Manifest`) before
+it is handed to the engine, so a resumed job scores exactly the files its first run listed:
+
+- listing complete before the server stopped: the manifest's mini-batches are replayed and nothing
+  is listed again (files added to the input folder since are not scored; files removed since fail
+  as files that cannot be read);
+- listing still running when it stopped: the recorded mini-batches are replayed, then the listing
+  goes on from the start of the inputs, skipping every file already in the manifest, with indexes
+  numbered on from the last recorded one.
+
+The runner skips the replayed mini-batches that ``done.jsonl`` lists as finished. A job that
+started before manifests were written has none: resumed, it lists its inputs again, as it did then.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +23,10 @@ from typing import Any
 
 from batchpoint._internal.clock import utcnow
 from batchpoint.engines.planning import FileRef, MiniBatch, plan_minibatches
+from batchpoint.jobs.folder import Manifest
 from batchpoint.storage.registry import open_backend
+from batchpoint.store.sql import SqlMetadataStore
+from batchpoint.uri.resolve import ResolvedInput
 
 _END = object()
 
@@ -18,8 +35,10 @@ class Lister:
     """Lists input files on a background thread into a bounded queue, so scoring starts with the
     first mini-batch while a long listing goes on; counts and timestamps are recorded on the job."""
 
-    def __init__(self, store: Any, name: str, inputs: list[tuple[str, Any]], mini_batch_size: int) -> None:
+    def __init__(self, store: SqlMetadataStore, name: str, inputs: list[tuple[str, ResolvedInput]],
+                 mini_batch_size: int, manifest: Manifest) -> None:
         self.store, self.name, self.inputs, self.size = store, name, inputs, mini_batch_size
+        self.manifest = manifest
         self.q: queue.Queue[Any] = queue.Queue(maxsize=max(256, mini_batch_size * 64))
         self.error: BaseException | None = None
         self.closed = threading.Event()
@@ -37,19 +56,46 @@ class Lister:
                 yield FileRef(key, info.path)
 
     def _list(self) -> None:
-        count = batches = 0
         try:
-            for batch in plan_minibatches(self._files(), self.size):
-                count += len(batch.files)
-                batches += 1
-                if not self._put(batch):
-                    return
-            self.store.update_job(self.name, files_total=count, mini_batches_total=batches, listing_complete=True,
-                                  listing_completed_at=utcnow())
+            resumed = self.manifest.complete is not None
+            known = self._replay()
+            if known is None:
+                return  # closed while replaying
+            if not resumed:
+                self._list_on(known)
+            elif not self.closed.is_set():
+                # the listing ended before the server stopped: its record may not have reached the job
+                self.store.update_job(self.name, files_total=self.manifest.complete["files_total"],
+                                      mini_batches_total=self.manifest.complete["mini_batches_total"],
+                                      listing_complete=True, listing_completed_at=self.manifest.completed_at())
         except BaseException as exc:  # noqa: BLE001 - re-raised on the runner's thread
             self.error = exc
         finally:
             self._put(_END)
+
+    def _replay(self) -> set[tuple[str, str]] | None:
+        """Hand out the manifest's mini-batches again; the files they hold (only while the listing
+        is incomplete: they are skipped when it goes on), or None when the lister was closed."""
+        track = self.manifest.complete is None
+        known: set[tuple[str, str]] = set()
+        for batch in self.manifest.replay():
+            if track:
+                known.update((f.source, f.path) for f in batch.files)
+            if not self._put(batch):
+                return None
+        return known
+
+    def _list_on(self, known: set[tuple[str, str]]) -> None:
+        fresh = (f for f in self._files() if (f.source, f.path) not in known)
+        for batch in plan_minibatches(fresh, self.size, start=self.manifest.next_index):
+            self.manifest.add(batch)  # recorded before the engine can score it
+            if not self._put(batch):
+                return
+        known.clear()
+        at, files, batches = utcnow(), self.manifest.files_recorded, self.manifest.next_index
+        self.manifest.finish(files, batches, at)
+        self.store.update_job(self.name, files_total=files, mini_batches_total=batches, listing_complete=True,
+                              listing_completed_at=at)
 
     def _put(self, item: Any) -> bool:
         while not self.closed.is_set():

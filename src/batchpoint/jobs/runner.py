@@ -1,9 +1,10 @@
-"""Run one job: resolve its inputs, list files (in the background), score mini-batches on the
-engine, record progress, write the output, and finish with a status that carries the root cause.
+"""Run one job: rebuild its inputs from what the invoke pinned, list files (in the background,
+recorded in the job's manifest), score mini-batches on the engine, record progress, write the
+output, and finish with a status that carries the root cause.
 
-A job directory ``<home>/jobs/<name>/`` holds ``parts/`` (one CSV per scored mini-batch),
-``logs/`` (one log per worker) and ``done.jsonl`` (finished mini-batches), which lets a job whose
-server died resume where it stopped instead of starting again.
+The job's folder (``jobs/folder.py``: manifest, done log, parts, logs) lets a job whose server
+died resume where it stopped: it scores exactly the files of its manifest and skips the
+mini-batches its done log lists as finished.
 """
 
 from __future__ import annotations
@@ -11,19 +12,21 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 from batchpoint.engines.base import Engine, engine_for
 from batchpoint.engines.planning import EngineJob, RetryPolicy
 from batchpoint.exceptions import BatchpointError, UserCodeError
 from batchpoint.identity.delegation import WorkerCredentials
-from batchpoint.jobs.folder import DoneLog
+from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.lifecycle import fail, transition
 from batchpoint.jobs.listing import Lister
 from batchpoint.jobs.output import write_output
 from batchpoint.jobs.progress import Progress
 from batchpoint.jobs.states import JobStatus
+from batchpoint.jobs.submit import identity_for
+from batchpoint.storage.base import StorageSpec
 from batchpoint.store.tables import JobRow
+from batchpoint.uri.resolve import ResolvedInput
 from batchpoint.workspace import WorkspaceService
 
 log = logging.getLogger(__name__)
@@ -52,22 +55,25 @@ class JobRunner:
             log.exception("job %s crashed", name)
             fail(self.store, name, f"internal error: {exc.__class__.__name__}: {exc}", {"code": "SystemError"})
 
-    def _run(self, job: Any, stop: threading.Event) -> None:
+    def folder(self, name: str) -> JobFolder:
+        return JobFolder.local(self.ws.settings.jobs_dir, name)
+
+    def _run(self, job: JobRow, stop: threading.Event) -> None:
         plan, settings = job.plan, job.settings
-        job_dir = self.ws.settings.jobs_dir / job.name
-        done = DoneLog(job_dir / "done.jsonl")
+        folder = self.folder(job.name)
+        done, manifest = folder.done_log(), folder.manifest()
         sources, files = self._inputs(job)
         delegated = WorkerCredentials(sources, self.ws.settings.jobs.worker_credential_ttl_s)
         policy = RetryPolicy(settings["retry_settings"]["max_retries"], settings["retry_settings"]["timeout"],
                              settings["error_threshold"])
         engine_job = EngineJob(
             name=job.name, workers=plan["workers"], scorer=plan["scorer"], sources=delegated.current()[1], policy=policy,
-            parts_dir=str(job_dir / "parts"), logs_dir=str(job_dir / "logs"),
+            parts_dir=folder.parts_dir, logs_dir=folder.logs_dir,
             write_rows=settings["output_action"] == "append_row", logging_level=settings["logging_level"],
             environment=settings.get("environment_variables") or {},
         )
         progress = Progress(self.store, job.name, policy, stop, done)
-        lister = Lister(self.store, job.name, files, settings["mini_batch_size"])
+        lister = Lister(self.store, job.name, files, settings["mini_batch_size"], manifest)
         transition(self.store, job.name, JobStatus.RUNNING, "scoring mini-batches")
         lister.start()
         batches = (b for b in lister.batches() if b.index not in done.indexes)
@@ -86,16 +92,20 @@ class JobRunner:
             write_output(self.ws, job, Path(engine_job.parts_dir))
         transition(self.store, job.name, JobStatus.COMPLETED, progress.summary())
 
-    def _inputs(self, job: Any) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
-        from batchpoint.jobs.submit import identity_for
-
-        sources: dict[str, Any] = {}
-        files: list[tuple[str, Any]] = []
+    def _inputs(self, job: JobRow) -> tuple[dict[str, StorageSpec], list[tuple[str, ResolvedInput]]]:
+        """Each input as its invoke pinned it (never resolved again from its text), read with the
+        job's identity; the storage spec of each input by name, and the inputs in order."""
+        sources: dict[str, StorageSpec] = {}
+        files: list[tuple[str, ResolvedInput]] = []
         deployment = self.store.get_deployment(job.endpoint_name, job.deployment_name)
         assignments = self.ws.assignments(job.created_by) if job.created_by else []
         identity = identity_for(self.ws, deployment.spec, job.created_by, assignments)
         for key, spec in job.inputs.items():
-            resolved = self.ws.resolver.resolve(spec["path"], spec.get("type"), identity)
+            pin = spec.get("pinned")
+            if pin is not None:
+                resolved = self.ws.resolver.from_pin(pin, identity, spec["path"])
+            else:  # a job invoked before inputs were pinned: resolved from its text, as it was then
+                resolved = self.ws.resolver.resolve(spec["path"], spec.get("type"), identity)
             sources[key] = resolved.spec
             files.append((key, resolved))
         return sources, files

@@ -35,8 +35,9 @@ class ResolvedInput:
     spec: StorageSpec
     path: str
     datastore: str | None = None
-    asset: str | None = None
+    asset: str | None = None  # "<name>:<version>" of the data asset the input named
     credential_source: str = "datastore"  # datastore | identity | anonymous
+    url: str | None = None  # the storage URL that located the files, when no data store did
 
     def public(self) -> dict[str, Any]:
         """What a job record shows: never the secret, only the credential kind."""
@@ -47,6 +48,18 @@ class ResolvedInput:
         if self.asset:
             out["asset"] = self.asset
         return out
+
+    def pin(self) -> dict[str, Any]:
+        """What the job reads, fixed at invoke (:meth:`InputResolver.from_pin` rebuilds it): the asset's
+        name and version (never a label), the data store or storage URL, the physical location, the
+        path in it, the type, and the credential's kind and source — never a secret."""
+        asset = None
+        if self.asset:
+            name, _, version = self.asset.rpartition(":")
+            asset = {"name": name, "version": version}
+        return {"type": self.type, "asset": asset, "datastore": self.datastore, "url": None if self.datastore else self.url,
+                "location": self.spec.describe(), "path": self.path,
+                "credential": {"kind": self.spec.credential_kind, "source": self.credential_source}}
 
 
 class DatastoreLookup(Protocol):
@@ -66,13 +79,35 @@ class InputResolver:
         input_type = _check_type(input_type)
         parsed = parse_input_uri(text)
         resolved = self._locate(text, parsed, input_type)
-        if resolved.credential_source == "identity" and resolved.spec.kind != "local":
-            account = resolved.spec.config.get("account_name") or resolved.spec.config.get("store_name") \
-                or resolved.spec.config.get("bucket")
-            resolved.spec, resolved.credential_source = apply_identity(
-                resolved.spec, datastore=resolved.datastore, account=account, ctx=identity,
-                probe=lambda spec: open_backend(spec).check_access(resolved.path))
+        if resolved.credential_source == "identity":
+            _apply_identity(resolved, identity)
         return self._verify(resolved, input_type)
+
+    def from_pin(self, pin: dict[str, Any], identity: IdentityContext | None, uri: str) -> ResolvedInput:
+        """The input a job's invoke resolved (:meth:`ResolvedInput.pin`), never resolved again from its
+        text: a label such as ``@latest`` cannot move to a newer version under the job. The credential
+        is today's: the data store's current one, or the job's identity applied again as
+        :meth:`resolve` does. A data store re-pointed at other storage since the invoke fails the job."""
+        datastore, location = pin.get("datastore"), pin["location"]
+        if datastore:
+            spec = self.lookup.datastore_spec(datastore)
+            source = "datastore" if spec.credential or spec.kind == "local" else "identity"
+        else:
+            url = parse_input_uri(pin.get("url") or "")
+            if not isinstance(url, StorageUrl):
+                raise InputError(f"the pinned input '{uri}' names no data store and no storage URL; invoke it again")
+            spec, _, _, source = self.lookup.storage_url_spec(url)
+        if spec.describe() != location:
+            where = f"data store '{datastore}'" if datastore else f"storage URL '{pin['url']}'"
+            raise InputError(
+                f"input '{uri}' was found at invoke in {location}, but {where} now points at {spec.describe()}; "
+                "the job reads only what its invoke checked: invoke it again to score the new location")
+        asset = pin.get("asset")
+        resolved = ResolvedInput(uri, pin["type"], spec, pin["path"], datastore=datastore, url=pin.get("url"),
+                                 asset=f"{asset['name']}:{asset['version']}" if asset else None, credential_source=source)
+        if source == "identity":
+            _apply_identity(resolved, identity)
+        return resolved
 
     def _locate(self, text: str, parsed: Any, input_type: str | None, depth: int = 0) -> ResolvedInput:
         if isinstance(parsed, DatastorePath):
@@ -85,7 +120,8 @@ class InputResolver:
             return self._locate_asset(text, parsed, input_type, depth)
         if isinstance(parsed, StorageUrl):
             spec, path, datastore, source = self.lookup.storage_url_spec(parsed)
-            return ResolvedInput(text, input_type or "", spec, path, datastore=datastore, credential_source=source)
+            return ResolvedInput(text, input_type or "", spec, path, datastore=datastore, credential_source=source,
+                                 url=text)
         if isinstance(parsed, LocalPath):
             raise InputError(
                 f"'{text}' is a local path; the server cannot read the caller's disk. Invoke through the "
@@ -145,6 +181,17 @@ class InputResolver:
             raise InputError(f"{where} is an empty folder: there are no files to score{links}")
         r.type = actual
         return r
+
+
+def _apply_identity(resolved: ResolvedInput, identity: IdentityContext | None) -> None:
+    """Read an identity-based input with the job's identity (``None``: the server's own)."""
+    if resolved.spec.kind == "local":
+        return
+    config = resolved.spec.config
+    account = config.get("account_name") or config.get("store_name") or config.get("bucket")
+    resolved.spec, resolved.credential_source = apply_identity(
+        resolved.spec, datastore=resolved.datastore, account=account, ctx=identity,
+        probe=lambda spec: open_backend(spec).check_access(resolved.path))
 
 
 def _check_access(backend: StorageBackend, r: ResolvedInput) -> None:
