@@ -26,6 +26,7 @@ from batchpoint.auth import permissions as P
 from batchpoint.auth.scopes import RoleAssignment, authorize, check, check_job_read, missing_permission_error
 from batchpoint.auth.tokens import (
     API_KEY_PREFIX,
+    TOKEN_PREFIX,
     ApiKeyRecord,
     authenticate_api_key,
     hash_secret,
@@ -86,6 +87,11 @@ class AuthService:
     # -- authentication ------------------------------------------------------------------
     def authenticate(self, token: str) -> str:
         """The principal id behind a bearer token, or AuthenticationError (401)."""
+        if not token.startswith((API_KEY_PREFIX, TOKEN_PREFIX)):
+            raise AuthenticationError(
+                "the credential sent is not a Batchpoint API key or token: keys look like 'bpk_<id>_<secret>' "
+                "(batchpoint principal key create prints one) and tokens like 'bpt.<payload>.<signature>'; "
+                "check BATCHPOINT_API_KEY or the 'Authorization: Bearer <key>' header")
         if token.startswith(API_KEY_PREFIX):
             row = self.store.find_api_key(parse_key_id(token))
             record = None if row is None else ApiKeyRecord(row.key_id, row.principal_id, row.hash, row.created_at,
@@ -212,3 +218,10 @@ def visible_job_filter(request: Request) -> str | None:
 
 visible_job_filter.permission = P.JOBS_READ_OWN  # type: ignore[attr-defined]
 visible_job_filter.scope_name = "own_jobs"  # type: ignore[attr-defined]
+
+
+def sees_server_paths(request: Request) -> bool:
+    """Owners of the workspace see where things are on the server's disk; nobody else does."""
+    ctx = request.app.state.ctx
+    principal = getattr(request.state, "principal_id", None)
+    return bool(principal) and authorize(ctx.auth.assignments(principal), P.ROLES_WRITE, "workspace")

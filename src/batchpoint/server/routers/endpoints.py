@@ -11,10 +11,11 @@ from batchpoint.auth import permissions as P
 from batchpoint.entities import BatchEndpoint
 from batchpoint.exceptions import ValidationError
 from batchpoint.jobs.submit import submit_job
+from batchpoint.jobs.views import job_entity
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.paging import Page, page
 from batchpoint.server.schemas import parse_invoke_body
-from batchpoint.server.security import endpoint_scope, requires, visible_job_filter
+from batchpoint.server.security import endpoint_scope, requires, sees_server_paths, visible_job_filter
 
 router = APIRouter(prefix="/batchEndpoints")
 
@@ -66,15 +67,16 @@ async def invoke(name: str, request: Request, ctx: AppContext = Depends(get_cont
                            "inputs": {k: {"path": v["path"], "type": v["type"], "credential_kind": v["credential_kind"]}
                                       for k, v in row.inputs.items()}}
     ctx.dispatcher.notify()
-    return ctx.workspace.job_entity(row, with_failures=False).to_dict()
+    return job_entity(ctx.workspace, row, with_failures=False, server_paths=sees_server_paths(request)).to_dict()
 
 
 @router.get("/{name}/jobs", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
 def endpoint_jobs(name: str, p: Page = Depends(page), ctx: AppContext = Depends(get_context),
+                  paths: bool = Depends(sees_server_paths),
                   only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
     ctx.store.get_endpoint(name)
     rows = ctx.store.list_jobs(endpoint=name, created_by=only, limit=p.limit, offset=p.skip)
-    return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
+    return [job_entity(ctx.workspace, r, with_failures=False, server_paths=paths).to_dict() for r in rows]
 
 
 # ---- deployments -------------------------------------------------------------------------------
@@ -108,7 +110,8 @@ def delete_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_co
 
 @router.get("/{endpoint}/deployments/{name}/jobs", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
 def deployment_jobs(endpoint: str, name: str, p: Page = Depends(page), ctx: AppContext = Depends(get_context),
+                    paths: bool = Depends(sees_server_paths),
                     only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
     ctx.store.get_deployment(endpoint, name)
     rows = ctx.store.list_jobs(endpoint=endpoint, deployment=name, created_by=only, limit=p.limit, offset=p.skip)
-    return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
+    return [job_entity(ctx.workspace, r, with_failures=False, server_paths=paths).to_dict() for r in rows]

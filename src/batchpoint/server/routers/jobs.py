@@ -1,21 +1,30 @@
-"""Jobs: show, list, cancel, logs, outputs."""
+"""Jobs: show, list, cancel, events (a list, and a server-sent event stream), logs, outputs."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from batchpoint.exceptions import NotFoundError
+from batchpoint.exceptions import NotFoundError, ValidationError
+from batchpoint.jobs.lifecycle import event_json, is_terminal_event
+from batchpoint.jobs.states import TERMINAL
+from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.output import output_location
 from batchpoint.auth import permissions as P
+from batchpoint.jobs.views import job_entity
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.paging import Page, page
-from batchpoint.server.security import require_job_data, require_job_read, requires, visible_job_filter
+from batchpoint.server.security import require_job_data, require_job_read, requires, sees_server_paths, visible_job_filter
 from batchpoint.server.routers.workspace import stream_file
 from batchpoint.storage.base import normalize_relpath
+from batchpoint.store.sql import SqlMetadataStore
+from starlette.concurrency import run_in_threadpool
 from batchpoint.storage.registry import open_backend
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -28,39 +37,112 @@ def job_scope(request: Request) -> str:
 
 @router.get("")
 def list_jobs(endpoint: str | None = None, p: Page = Depends(page), ctx: AppContext = Depends(get_context),
+              paths: bool = Depends(sees_server_paths),
               only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
     rows = ctx.store.list_jobs(endpoint=endpoint, created_by=only, limit=p.limit, offset=p.skip)
-    return [ctx.workspace.job_entity(r, with_failures=False).to_dict() for r in rows]
+    return [job_entity(ctx.workspace, r, with_failures=False, server_paths=paths).to_dict() for r in rows]
 
 
 @router.get("/{name}", dependencies=[Depends(require_job_read)])
-def get_job(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.job_entity(ctx.store.get_job(name)).to_dict()
+def get_job(name: str, ctx: AppContext = Depends(get_context), paths: bool = Depends(sees_server_paths)) -> dict[str, Any]:
+    return job_entity(ctx.workspace, ctx.store.get_job(name), server_paths=paths).to_dict()
 
 
 @router.post("/{name}/cancel", dependencies=[requires(P.JOBS_CANCEL, job_scope)])
-def cancel_job(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+def cancel_job(name: str, ctx: AppContext = Depends(get_context), paths: bool = Depends(sees_server_paths)) -> dict[str, Any]:
     ctx.store.get_job(name)
     ctx.dispatcher.cancel(name)
-    return ctx.workspace.job_entity(ctx.store.get_job(name)).to_dict()
+    return job_entity(ctx.workspace, ctx.store.get_job(name), server_paths=paths).to_dict()
+
+
+EVENTS_MAX_PAGE = 1000
+STREAM_POLL_S = 0.2  # how often an open stream looks for new events
+STREAM_HEARTBEAT_S = 15.0  # a comment line when nothing else was sent, so proxies keep the stream open
+STREAM_MAX_S = 300.0  # then the stream ends without a terminal event; a client reconnects with Last-Event-ID
+STREAM_RECHECK_S = 2.0  # how often an idle stream checks whether the job ended with no terminal event
+
+
+def _whole_number(value: str | None, what: str, default: int, low: int, high: int | None = None) -> int:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ValidationError(f"{what} must be a whole number {bounds}, not '{value}'")
+    return number
+
+
+def _after(value: str | None, what: str = "after") -> int:
+    return _whole_number(value, f"{what} (the seq of the last event you have; 0 for all)", 0, 0)
+
+
+@router.get("/{name}/events", dependencies=[Depends(require_job_read)])
+def job_events(name: str, after: str | None = Query(None, description="events with seq above this (default 0)"),
+               limit: str | None = Query(None, description=f"events per page (1-{EVENTS_MAX_PAGE}, default 100)"),
+               ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    """The job's history, oldest first: status transitions and progress changes."""
+    start = _after(after)
+    size = _whole_number(limit, "limit (events per page)", 100, 1, EVENTS_MAX_PAGE)
+    return [event_json(row) for row in ctx.store.list_job_events(name, start, size)]
+
+
+@router.get("/{name}/events/stream", dependencies=[Depends(require_job_read)])
+def stream_job_events(name: str, request: Request, after: str | None = Query(None),
+                      ctx: AppContext = Depends(get_context)) -> StreamingResponse:
+    """The job's events as server-sent events (``id: <seq>``, ``data: <event JSON>``) as they happen,
+    from ``Last-Event-ID`` (a reconnect) or ``?after=``; ends after the job's terminal event."""
+    last_id = request.headers.get("last-event-id")
+    start = _after(last_id, "the Last-Event-ID header") if last_id else _after(after)
+    return StreamingResponse(_event_stream(ctx.store, name, start), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _event_stream(store: SqlMetadataStore, name: str, after: int) -> AsyncIterator[str]:
+    """Poll the store off the event loop every STREAM_POLL_S; a job that ended without a terminal
+    event (one from before job events existed) ends the stream after its last event."""
+    opened = sent = checked = time.monotonic()
+    ended = False
+    yield "retry: 1000\n\n"
+    while True:
+        rows = await run_in_threadpool(store.list_job_events, name, after, EVENTS_MAX_PAGE)
+        for row in rows:
+            after = row.seq
+            yield f"id: {row.seq}\ndata: {json.dumps(event_json(row), separators=(',', ':'))}\n\n"
+            if is_terminal_event(row):
+                return
+        now = time.monotonic()
+        if rows:
+            sent = now
+            if len(rows) == EVENTS_MAX_PAGE:
+                continue  # more are waiting
+        elif ended or now - opened >= STREAM_MAX_S:
+            return
+        elif now - sent >= STREAM_HEARTBEAT_S:
+            yield ": heartbeat\n\n"
+            sent = now
+        if not rows and now - checked >= STREAM_RECHECK_S:
+            checked = now
+            ended = (await run_in_threadpool(store.get_job, name)).status in TERMINAL  # one more look, then end
+            continue
+        await asyncio.sleep(STREAM_POLL_S)
 
 
 @router.get("/{name}/logs", dependencies=[Depends(require_job_read)])
 def job_logs(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     ctx.store.get_job(name)
-    folder = ctx.settings.jobs_dir / name / "logs"
-    return {"logs": [{"name": p.name, "size": p.stat().st_size} for p in sorted(folder.glob("*.log"))]}
+    folder = JobFolder.local(ctx.settings.jobs_dir, name)
+    return {"logs": [{"name": log, "size": size} for log, size in folder.log_files()]}
 
 
 @router.get("/{name}/logs/{log_name}", dependencies=[Depends(require_job_data)])
 def job_log(name: str, log_name: str, offset: int = 0, ctx: AppContext = Depends(get_context)) -> PlainTextResponse:
     ctx.store.get_job(name)
-    path = ctx.settings.jobs_dir / name / "logs" / Path(log_name).name
-    if not path.is_file():
-        raise NotFoundError(f"job '{name}' has no log '{log_name}'")
-    with open(path, "rb") as handle:
-        handle.seek(max(0, offset))
-        data = handle.read(4 << 20)
+    data = JobFolder.local(ctx.settings.jobs_dir, name).read_log(log_name, offset)
+    if data is None:
+        raise NotFoundError(f"job '{name}' has no log '{log_name}'; 'batchpoint job show -n {name}' lists its log files")
     return PlainTextResponse(data.decode("utf-8", "replace"), headers={"X-Next-Offset": str(max(0, offset) + len(data))})
 
 
