@@ -7,9 +7,12 @@ field is an error naming it), the REST bodies and the SDK objects. Field names a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from batchpoint.exceptions import ValidationError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
 
@@ -39,10 +42,30 @@ class _Entity(BaseModel):
 class _Resource(_Entity):
     """Fields the server fills in: ``id`` (ARM-like) and timestamps. Ignored on create."""
 
+    #: what the server fills in; a request's values for these are dropped (subclasses add theirs)
+    SERVER_FIELDS: ClassVar[frozenset[str]] = frozenset({"id", "created_at", "updated_at", "schema_", "$schema"})
+
     id: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     schema_: str | None = Field(default=None, alias="$schema", exclude=True)
+
+    @classmethod
+    def from_request(cls, body: dict[str, Any], **fixed: Any) -> Self:
+        """The resource a REST body describes: server-filled fields dropped; ``fixed`` (the names in
+        the URL) are set, and a body that names something else is refused."""
+        if not isinstance(body, dict):
+            raise ValidationError(f"the request body must be a JSON object describing a {cls.__name__}")
+        clean = {k: v for k, v in body.items() if k not in cls.SERVER_FIELDS}
+        for key, value in fixed.items():
+            if key in clean and clean[key] != value:
+                raise ValidationError(f"{key} '{clean[key]}' in the body disagrees with '{value}' in the URL")
+            clean[key] = value
+        return cls(**clean)
+
+    def spec(self) -> dict[str, Any]:
+        """What the store keeps: the user's fields, without the server-filled ones."""
+        return self.model_dump(mode="json", exclude=set(self.SERVER_FIELDS), exclude_none=True)
 
 
 # ---- data stores ------------------------------------------------------------------------------
@@ -52,6 +75,8 @@ DatastoreKind = Literal["local", "azure_blob", "azure_data_lake_gen2", "azure_da
 
 class Datastore(_Resource):
     """A registered storage location. ``credentials`` is write-only: never returned."""
+
+    SERVER_FIELDS: ClassVar[frozenset[str]] = _Resource.SERVER_FIELDS | {"credential_kind"}
 
     name: str = Field(pattern=NAME_PATTERN)
     type: DatastoreKind
@@ -95,6 +120,11 @@ class Data(_Resource):
     type: Literal["uri_folder", "uri_file", "mltable"] = "uri_folder"
     path: str
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 DataAsset = Data
@@ -148,6 +178,8 @@ Compute = AmlCompute
 
 
 class BatchEndpoint(_Resource):
+    SERVER_FIELDS: ClassVar[frozenset[str]] = _Resource.SERVER_FIELDS | {"scoring_uri", "provisioning_state"}
+
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
     description: str | None = None
     auth_mode: Literal["aad_token", "key"] = "aad_token"
@@ -207,6 +239,8 @@ class BatchDeployment(_Resource):
     """A model batch deployment. Accepts the YAML shape (``resources``/``settings``) and the flat
     SDK shape (``instance_count=..., mini_batch_size=...``)."""
 
+    SERVER_FIELDS: ClassVar[frozenset[str]] = _Resource.SERVER_FIELDS | {"provisioning_state"}
+
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
     endpoint_name: str
     type: Literal["model"] = "model"
@@ -258,6 +292,15 @@ class Input(_Entity):
     mode: str | None = None
 
 
+class Output(_Entity):
+    """Where a job writes its output (``outputs={"score": Output(path=...)}``), as azure-ai-ml's
+    ``Output``: a data store folder (``uri_folder``) or a file in one (``uri_file``)."""
+
+    type: Literal["uri_folder", "uri_file"] = "uri_folder"
+    path: str
+    mode: str | None = None
+
+
 class JobOutput(_Entity):
     type: str = "uri_folder"
     path: str
@@ -275,17 +318,71 @@ class JobProgress(_Entity):
     listing_complete: bool = False
 
 
+class JobStatus(StrEnum):
+    """A job's status, as Azure ML names them: the one list of the names, for the server, the store
+    (which is handed them as arguments) and the SDK. The allowed moves are in ``jobs/states.py``.
+
+    ``Crashed`` is only ever seen in a job's history (its events): the server running the job
+    stopped sending heartbeats; the job is queued again at once and resumes."""
+
+    NOT_STARTED = "NotStarted"
+    QUEUED = "Queued"
+    PREPARING = "Preparing"
+    RUNNING = "Running"
+    FINALIZING = "Finalizing"
+    CRASHED = "Crashed"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+#: The statuses a job never leaves.
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
+
+#: The version of the job event shape (``JobEvent``): a reader skips fields it does not know.
+JOB_EVENT_VERSION = 1
+
+
+class JobEvent(BaseModel):
+    """One entry of a job's history (``GET /jobs/<name>/events``, or its server-sent stream).
+
+    ``type`` is ``status`` (a transition: ``status`` and ``message`` are set) or ``progress`` (the
+    counters changed). ``data`` holds the job's counters after the change (``JobProgress``'s fields);
+    a ``Failed`` event adds ``error``, a ``Crashed`` one ``owner`` (the server that stopped)."""
+
+    model_config = ConfigDict(extra="ignore")  # a newer server may send more
+
+    v: int = JOB_EVENT_VERSION
+    seq: int
+    at: datetime
+    type: str
+    status: str | None = None
+    message: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type == "status" and self.status in TERMINAL_STATUSES
+
+
 class JobFailure(_Entity):
+    """A file that finally failed. ``kind``: ``user`` (the scoring code raised), ``input`` (the file
+    could not be read or was gone), ``timeout`` (``retry_settings.timeout`` passed), ``platform``
+    (the platform failed; not charged to ``error_threshold``). ``attempt``: the try (from 1) it
+    failed on (None for failures recorded before attempts were)."""
+
     mini_batch: int
     file: str | None = None
     error: str
+    kind: str = "user"
+    attempt: int | None = None
 
 
 class Job(_Resource):
     name: str
     display_name: str | None = None
     type: str = "pipeline"
-    status: str = "NotStarted"
+    status: str = JobStatus.NOT_STARTED.value
     status_message: str | None = None
     endpoint_name: str | None = None
     deployment_name: str | None = None

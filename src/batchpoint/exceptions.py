@@ -23,7 +23,8 @@ HTTP::
     ├── BackendNotInstalledError (501, backend_not_installed)  optional extra missing
     ├── ServerUnavailableError (503, server_unavailable)  the SDK cannot reach a server
     └── JobError (500, job_error)                         the platform failed a job
-        └── UserCodeError (500, user_code_error)          the scoring script raised
+        ├── UserCodeError (500, user_code_error)          the scoring script raised
+        └── PlatformError (500, platform_error)           workers, storage or disk kept failing
 
 Messages say what failed, on which object, and what is valid or what to do next.
 """
@@ -52,6 +53,7 @@ __all__ = [
     "ServerUnavailableError",
     "JobError",
     "UserCodeError",
+    "PlatformError",
     "error_from_payload",
 ]
 
@@ -159,6 +161,16 @@ class JobError(BatchpointError):
 
 class UserCodeError(JobError):
     code = "user_code_error"
+
+
+class PlatformError(JobError):
+    """The platform failed the job — workers keep dying, storage or disk keeps failing — not the
+    user's code (failure kind ``platform``; never charged to ``error_threshold``)."""
+
+    code = "platform_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details={"kind": "platform", **(details or {})})
 
 
 def _all_subclasses(cls: type[BatchpointError]) -> list[type[BatchpointError]]:

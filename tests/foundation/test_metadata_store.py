@@ -16,6 +16,7 @@ import pytest
 
 from batchpoint._internal.clock import utcnow
 from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
+from batchpoint.jobs import lifecycle
 from batchpoint.jobs.lifecycle import transition
 from batchpoint.jobs.states import JobStatus
 from batchpoint.store.sql import SqlMetadataStore
@@ -107,7 +108,7 @@ def test_jobs_claim_progress_failures_and_recovery(store: SqlMetadataStore) -> N
     owner = _name("server")
     claimed = None
     while claimed is None or claimed.name != name:  # other queued jobs may share a PostgreSQL database
-        claimed = store.claim_next_job(owner)
+        claimed = lifecycle.claim_next(store, owner)
         assert claimed is not None
     assert claimed.status == "Preparing" and claimed.owner == owner and claimed.heartbeat_at is not None
     assert transition(store, name, JobStatus.RUNNING, "scoring")
@@ -122,15 +123,15 @@ def test_jobs_claim_progress_failures_and_recovery(store: SqlMetadataStore) -> N
     assert failure.file == "heart-unlabeled-2.csv" and "ValueError" in failure.error
 
     # a job whose heartbeat is old is found by crash recovery, a fresh one is not
-    assert name not in {j.name for j in store.stale_jobs(utcnow() - timedelta(seconds=60))}
+    assert name not in {j.name for j in lifecycle.stale_jobs(store, utcnow() - timedelta(seconds=60))}
     store.update_job(name, heartbeat_at=utcnow() - timedelta(seconds=120))
-    assert name in {j.name for j in store.stale_jobs(utcnow() - timedelta(seconds=60))}
+    assert name in {j.name for j in lifecycle.stale_jobs(store, utcnow() - timedelta(seconds=60))}
     # the requeue is one compare-and-set: another owner, or a heartbeat that came meanwhile, wins
-    assert not store.requeue_if_stale(name, "another-server", utcnow() - timedelta(seconds=60), "x")
+    assert not lifecycle.requeue_crashed(store, name, "another-server", utcnow() - timedelta(seconds=60))
     store.update_job(name, heartbeat_at=utcnow())
-    assert not store.requeue_if_stale(name, owner, utcnow() - timedelta(seconds=60), "x")
+    assert not lifecycle.requeue_crashed(store, name, owner, utcnow() - timedelta(seconds=60))
     store.update_job(name, heartbeat_at=utcnow() - timedelta(seconds=120))
-    assert store.requeue_if_stale(name, owner, utcnow() - timedelta(seconds=60), "resumed")
+    assert lifecycle.requeue_crashed(store, name, owner, utcnow() - timedelta(seconds=60))
     assert store.get_job(name).status == "Queued"
     assert transition(store, name, JobStatus.PREPARING) and transition(store, name, JobStatus.RUNNING)
 

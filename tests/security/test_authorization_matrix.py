@@ -164,6 +164,8 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("GET", "/batchEndpoints/{endpoint}/deployments/{name}/jobs", "deployments/read", "endpoint"),
     ("GET", "/jobs", "jobs/read_own", "any"),
     ("GET", "/jobs/{name}", "jobs/read", "job"),
+    ("GET", "/jobs/{name}/events", "jobs/read", "job"),
+    ("GET", "/jobs/{name}/events/stream", "jobs/read", "job"),
     ("GET", "/jobs/{name}/logs", "jobs/read", "job"),
     ("GET", "/jobs/{name}/logs/{log_name}", "jobs/outputs/read", "job"),
     ("GET", "/jobs/{name}/outputs/{output_name}", "jobs/outputs/read", "job"),
@@ -691,6 +693,27 @@ def _(w, variant):
     job, by = the_job(w, variant)
     return Call("GET", f"/jobs/{job}", scope=EP_SCOPE, started_by=by,
                 check=body_is(name=job, status="Completed", created_by=pid(by)))
+
+
+@case("GET", "/jobs/{name}/events", *JOBS)
+def _(w, variant):
+    job, by = the_job(w, variant)
+
+    def check(r):
+        events = r.json()
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), events
+        assert [e["status"] for e in events if e["type"] == "status"][-1] == "Completed", events
+    return Call("GET", f"/jobs/{job}/events", scope=EP_SCOPE, started_by=by, check=check)
+
+
+@case("GET", "/jobs/{name}/events/stream", *JOBS)
+def _(w, variant):
+    job, by = the_job(w, variant)
+
+    def check(r):  # the job has ended: the stream sends its history and closes
+        assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+        assert r.text.rstrip().endswith("}") and '"status":"Completed"' in r.text, r.text[-500:]
+    return Call("GET", f"/jobs/{job}/events/stream", scope=EP_SCOPE, started_by=by, check=check)
 
 
 @case("GET", "/jobs/{name}/logs", *JOBS)

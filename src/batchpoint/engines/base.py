@@ -26,13 +26,13 @@ backends are); computes of other types, and deployments without a compute, use t
 from __future__ import annotations
 
 import abc
-import importlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from batchpoint.engines.planning import EngineJob, MiniBatch, MiniBatchOutcome
-from batchpoint.exceptions import BackendNotInstalledError, ValidationError
+from batchpoint._internal.plugins import load
+from batchpoint.exceptions import ValidationError
 
 __all__ = ["ENGINES", "Engine", "OutcomeSink", "Sources", "engine_for", "engine_class"]
 
@@ -66,15 +66,7 @@ def engine_class(name: str) -> type[Engine]:
     if name not in ENGINES:
         raise ValidationError(f"unknown engine '{name}'; known engines: {', '.join(sorted(ENGINES))}")
     target, extra = ENGINES[name]
-    module_name, _, cls_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        hint = f"pip install 'batchpoint[{extra}]'" if extra else "reinstall batchpoint"
-        raise BackendNotInstalledError(
-            f"engine '{name}' needs a package that is not installed ({exc.name}); run: {hint}"
-        ) from exc
-    return getattr(module, cls_name)
+    return load(target, extra, f"engine '{name}'")
 
 
 def engine_for(compute: dict[str, Any] | None) -> Engine:

@@ -1,11 +1,14 @@
 """``LocalPoolEngine``: ``instance_count × max_concurrency_per_instance`` worker processes here.
 
-Workers come from a forkserver that has pandas / MLflow / scikit-learn imported already, so a
-worker is ready in milliseconds plus the model's own load time; each worker calls ``init()`` once
-and then scores mini-batch after mini-batch. The engine owns the policy: a mini-batch that raises
-or passes ``timeout`` is retried up to ``max_retries`` (a timed-out worker is killed and replaced);
-a multi-file mini-batch that still fails is split into single files, so the failing file is named
-and the others are scored; every final outcome goes to ``on_outcome``.
+Workers are started by a launcher (``engines/launchers.py``): by default forks of a forkserver that
+has pandas / MLflow / scikit-learn imported already, so a worker is ready in milliseconds plus the
+model's own load time; or ``python -m batchpoint.worker`` in a given interpreter. Engine and
+worker speak the JSON worker protocol (``worker/protocol.py``). Each worker calls ``init()`` once
+and then scores mini-batch after mini-batch.
+
+This module only *executes* decisions: what a failure leads to (retry, split, report, fail the
+job; init deaths per slot) is :class:`batchpoint.engines.policy.FailurePolicy`. Platform retries
+are noted in the worker's log (``logs/worker-<slot>.log``), where the user sees them.
 
 ``credentials`` (optional) returns ``(version, sources)``: the storage specs workers read with,
 re-minted by :class:`batchpoint.identity.delegation.WorkerCredentials` before they expire. A worker
@@ -15,59 +18,31 @@ starts with the current set and gets a newer one along with its next mini-batch.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import dataclasses
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
+from batchpoint.engines.launchers import ForkserverLauncher, Launcher, warm_up
 from batchpoint.engines.planning import EngineJob, MiniBatch, MiniBatchOutcome
-from batchpoint.engines.worker import worker_main
-from batchpoint.exceptions import UserCodeError
+from batchpoint.engines.policy import (
+    MAX_PLATFORM_FAILURES, Action, FailureKind, FailurePolicy, WorkerInitError, exit_text,
+)
+from batchpoint.worker import protocol
+
+__all__ = ["LocalPoolEngine", "WorkerInitError", "warm_up"]
 
 log = logging.getLogger(__name__)
-
-PRELOAD = ["batchpoint.engines.preload"]
-MAX_INIT_DEATHS = 3
-_ctx_lock = threading.Lock()
-_ctx: Any = None
-
-
-def mp_context() -> Any:
-    """The forkserver context with the heavy imports preloaded (started once per server)."""
-    global _ctx
-    with _ctx_lock:
-        if _ctx is None:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(PRELOAD)
-            _ctx = ctx
-        return _ctx
-
-
-def warm_up() -> None:
-    """Start the forkserver now (server start-up), so the first job does not pay for imports."""
-    proc = mp_context().Process(target=time.sleep, args=(0,))
-    proc.start()
-    proc.join()
-
-
-class WorkerInitError(UserCodeError):
-    """init() of the scorer raised in a worker: the job cannot run."""
-
-    def __init__(self, error: dict[str, Any]) -> None:
-        where = f" ({error['where']})" if error.get("where") else ""
-        super().__init__(f"init() failed: {error['type']}: {error['message']}{where}", details={"error": error})
-        self.error = error
 
 
 @dataclass
 class _Worker:
-    wid: int
+    slot: int
     proc: Any
     conn: Connection
     ready: bool = False
@@ -80,37 +55,54 @@ class _Worker:
 class LocalPoolEngine(Engine):
     name = "local"
 
+    def __init__(self, launcher: Launcher | None = None) -> None:
+        self.launcher = launcher or ForkserverLauncher()
+
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
-        run = _Run(job, batches, on_outcome, stop, credentials)
+        run = _Run(self.launcher, job, batches, on_outcome, stop, credentials)
         try:
+            run.start()
             run.loop()
         finally:
             run.shutdown()
 
 
 class _Run:
-    def __init__(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: Callable[[MiniBatchOutcome], None],
+    def __init__(self, launcher: Launcher, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
                  stop: threading.Event, credentials: Sources | None = None) -> None:
-        self.job, self.batches, self.on_outcome, self.stop = job, batches, on_outcome, stop
+        self.launcher, self.job, self.batches, self.on_outcome, self.stop = launcher, job, batches, on_outcome, stop
         self.credentials = credentials
-        self.retry: deque[MiniBatch] = deque()
+        self.policy = FailurePolicy(job.policy)
+        self.retry: list[tuple[float, MiniBatch]] = []  # (not before, batch), in order
         self.exhausted = False
-        self.init_deaths = 0  # workers that died before init() returned (a crash no exception reports)
-        self.ctx = mp_context()
-        self.workers = {i: self._spawn(i) for i in range(job.workers)}
+        self.workers: dict[int, _Worker] = {}
 
-    def _spawn(self, wid: int) -> _Worker:
-        parent, child = self.ctx.Pipe()
-        job, version = self.job, 0
-        if self.credentials is not None:
-            version, sources = self.credentials()
-            job = dataclasses.replace(job, sources=sources)
-        proc = self.ctx.Process(target=worker_main, args=(child, wid, job), daemon=True,
-                                name=f"batchpoint-{self.job.name}-w{wid}")
-        proc.start()
-        child.close()
-        return _Worker(wid, proc, parent, sources_version=version)
+    def start(self) -> None:
+        for slot in range(self.job.workers):
+            self.workers[slot] = self._spawn(slot)
+
+    def _log_path(self, slot: int) -> Path:
+        return Path(self.job.logs_dir) / f"worker-{slot}.log"
+
+    def _spawn(self, slot: int) -> _Worker:
+        version, sources = self.credentials() if self.credentials is not None else (0, self.job.sources)
+        proc, conn = self.launcher.launch(slot, self.job.name, self._log_path(slot))
+        w = _Worker(slot, proc, conn, sources_version=version)
+        job = self.job
+        config = protocol.job_config(
+            name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
+            logs_dir=job.logs_dir, write_rows=job.write_rows, logging_level=job.logging_level,
+            environment=job.environment)
+        self._send(w, protocol.start(config))
+        return w
+
+    def _send(self, w: _Worker, message: dict[str, Any]) -> bool:
+        try:
+            w.conn.send_bytes(protocol.encode(message))
+            return True
+        except OSError:  # it died; _check_deadlines_and_deaths replaces it
+            return False
 
     def _fresh_sources(self, w: _Worker) -> dict[str, Any] | None:
         """The current sources when ``w`` has an older set, else None."""
@@ -123,8 +115,11 @@ class _Run:
         return sources
 
     def _next_batch(self) -> MiniBatch | None:
-        if self.retry:
-            return self.retry.popleft()
+        now = time.monotonic()
+        for i, (not_before, batch) in enumerate(self.retry):
+            if not_before <= now:
+                del self.retry[i]
+                return batch
         if self.exhausted:
             return None
         batch = next(self.batches, None)
@@ -140,7 +135,9 @@ class _Run:
                     return
                 w.batch, w.started = batch, time.monotonic()
                 w.deadline = w.started + self.job.policy.timeout_s
-                w.conn.send((batch, self._fresh_sources(w)))
+                files = [{"source": f.source, "path": f.path} for f in batch.files]
+                self._send(w, protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
+                                             self._fresh_sources(w)))
 
     def loop(self) -> None:
         while not self.stop.is_set():
@@ -149,8 +146,8 @@ class _Run:
             if not busy and self.exhausted and not self.retry:
                 return
             now = time.monotonic()
-            timeout = min([w.deadline - now for w in busy] + [0.2])
-            ready_conns = wait([w.conn for w in self.workers.values()], timeout=max(0.0, timeout))
+            waits = [w.deadline - now for w in busy] + [t - now for t, _ in self.retry] + [0.2]
+            ready_conns = wait([w.conn for w in self.workers.values()], timeout=max(0.0, min(waits)))
             for w in list(self.workers.values()):
                 if w.conn in ready_conns:
                     self._receive(w)
@@ -158,68 +155,86 @@ class _Run:
 
     def _receive(self, w: _Worker) -> None:
         try:
-            msg = w.conn.recv()
+            data = w.conn.recv_bytes()
         except (EOFError, OSError):
-            self._lost(w, "the worker process exited unexpectedly")
+            if self.workers.get(w.slot) is w:
+                self._lost(w, self._death_error(w))
             return
-        kind = msg[0]
-        if kind == "ready":
+        msg = protocol.decode(data, peer=f"worker of slot {w.slot} of job {self.job.name}")
+        if msg["type"] == "ready":
             w.ready = True
-        elif kind == "init_failed":
-            raise WorkerInitError(msg[1])
-        elif kind == "done":
-            _, _key, rows, error = msg
+            self.policy.on_worker_ready(w.slot)
+        elif msg["type"] == "init_failed":
+            raise WorkerInitError(msg["error"])
+        elif msg["type"] == "done":
             batch, seconds = w.batch, time.monotonic() - w.started
             w.batch = None
             if batch is not None:
-                self._finish(batch, rows, error, seconds)
+                self._finish(batch, msg["rows"], msg["error"], seconds, w.slot)
+
+    def _death_error(self, w: _Worker) -> dict[str, Any]:
+        w.proc.join(timeout=1)
+        where = f"mini-batch {w.batch.key}" if w.batch else "no mini-batch"
+        return {"type": "WorkerLost", "where": None, "kind": FailureKind.PLATFORM.value, "message":
+                f"the worker process of slot {w.slot} died while scoring {where} (exit code "
+                f"{exit_text(w.proc.exitcode)}); see the worker log {self._log_path(w.slot)}"}
 
     def _check_deadlines_and_deaths(self) -> None:
         now = time.monotonic()
         for w in list(self.workers.values()):
             if w.batch is not None and now > w.deadline:
-                self._lost(w, f"the mini-batch did not finish within the timeout of {self.job.policy.timeout_s:g}s "
-                              "(retry_settings.timeout)", timed_out=True)
+                self._lost(w, {"type": "TimeoutError", "where": None, "kind": FailureKind.TIMEOUT.value, "message":
+                               f"the mini-batch did not finish within the timeout of {self.job.policy.timeout_s:g}s "
+                               "(retry_settings.timeout)"})
             elif not w.proc.is_alive() and not w.conn.poll():
-                self._lost(w, f"the worker process died (exit code {w.proc.exitcode})")
+                self._lost(w, self._death_error(w))
 
-    def _lost(self, w: _Worker, reason: str, timed_out: bool = False) -> None:
+    def _lost(self, w: _Worker, error: dict[str, Any]) -> None:
+        """End ``w`` (dead, or past its deadline), start a new worker in its slot, and settle its batch."""
         batch, seconds = w.batch, time.monotonic() - w.started
         if w.proc.is_alive():
             w.proc.kill()
         w.proc.join(timeout=5)
         w.conn.close()
-        if not w.ready:
-            # os._exit(), a segfault or the OOM killer in init(): replacing it would loop for ever
-            self.init_deaths += 1
-            if self.init_deaths >= MAX_INIT_DEATHS:
-                raise WorkerInitError({"type": "WorkerLost", "where": None, "message":
-                                       f"the worker process died before init() returned (exit code "
-                                       f"{w.proc.exitcode}), {self.init_deaths} times; see the worker logs"})
-        log.warning("job %s worker %s replaced: %s", self.job.name, w.wid, reason)
-        self.workers[w.wid] = self._spawn(w.wid)
+        if not w.ready:  # died before init() returned: counted per slot, in a row (may fail the job)
+            self.policy.on_init_death(w.slot, w.proc.exitcode, str(self._log_path(w.slot)))
+        log.warning("job %s worker %s replaced: %s", self.job.name, w.slot, error["message"])
+        self.workers[w.slot] = self._spawn(w.slot)
         if batch is not None:
-            error = {"type": "TimeoutError" if timed_out else "WorkerLost", "message": reason, "where": None}
-            self._finish(batch, 0, error, seconds)
+            self._finish(batch, 0, error, seconds, w.slot)
 
-    def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float) -> None:
-        policy = self.job.policy
+    def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int) -> None:
         if error is None:
             self.on_outcome(MiniBatchOutcome(batch, rows=rows, seconds=seconds))
-        elif policy.should_retry(batch):
-            self.retry.append(batch.retry())
-        elif len(batch.files) > 1:
-            self.retry.extend(batch.split(final_attempt=policy.max_retries + 1))
-        else:
+            return
+        decision = self.policy.on_failure(batch, error)
+        if decision.action is Action.FAIL_JOB:
+            assert decision.error is not None
+            raise decision.error
+        if decision.action is Action.REPORT:
             self.on_outcome(MiniBatchOutcome(batch, error=error, seconds=seconds))
+            return
+        if FailureKind.of(error) is FailureKind.PLATFORM:
+            self._note(slot, f"mini-batch {batch.key} (attempt {batch.attempt}): platform failure, retried "
+                             f"(platform retry {batch.platform_failures + 1} of {MAX_PLATFORM_FAILURES}): "
+                             f"{error.get('type')}: {error.get('message')}")
+        not_before = time.monotonic() + decision.delay_s
+        self.retry.extend((not_before, b) for b in decision.batches)
+
+    def _note(self, slot: int, text: str) -> None:
+        """A line of the engine's in the worker's log, where the user reads what happened to a mini-batch."""
+        log.warning("job %s: %s", self.job.name, text)
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+        try:
+            with open(self._log_path(slot), "a") as out:
+                out.write(f"{stamp} WARNING batchpoint.engine: {text}\n")
+        except OSError:  # a full disk: the server log has it
+            pass
 
     def shutdown(self) -> None:
         for w in self.workers.values():
-            try:
-                if w.batch is None and w.proc.is_alive():
-                    w.conn.send(None)
-            except OSError:
-                pass
+            if w.batch is None and w.proc.is_alive():
+                self._send(w, protocol.stop())
         deadline = time.monotonic() + 3
         for w in self.workers.values():
             w.proc.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -1,4 +1,5 @@
-"""Mini-batch planning and the retry / timeout / error-threshold policy, shared by all engines."""
+"""Mini-batch planning and the job's retry settings, shared by all engines (the decisions made on a
+failure are :mod:`batchpoint.engines.policy`)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,19 @@ class MiniBatch:
     sub: int = 0  # > 0 for the single-file pieces of a mini-batch that failed as a whole
     attempt: int = 1
     pieces: int = 1  # how many pieces the mini-batch was split into
+    platform_failures: int = 0  # platform failures in a row (worker lost, storage fault), see policy.py
 
     @property
     def key(self) -> str:
         return f"{self.index:08d}-{self.sub:04d}"
 
     def retry(self) -> MiniBatch:
+        """The next attempt after a user, input or timeout failure (counts toward max_retries)."""
         return MiniBatch(self.index, self.files, self.sub, self.attempt + 1, self.pieces)
+
+    def retry_platform(self) -> MiniBatch:
+        """The same attempt again after a platform failure (not a retry of the user's code)."""
+        return MiniBatch(self.index, self.files, self.sub, self.attempt, self.pieces, self.platform_failures + 1)
 
     def split(self, final_attempt: int) -> list[MiniBatch]:
         """One mini-batch per file, so a failing file is named and the others still scored."""
@@ -43,7 +50,9 @@ class MiniBatch:
 class MiniBatchOutcome:
     batch: MiniBatch
     rows: int = 0
-    error: dict[str, Any] | None = None  # set when the files of this batch finally failed
+    #: set when the files of this batch finally failed: type, message, where, traceback and ``kind``
+    #: (user | input | timeout | platform, see policy.py)
+    error: dict[str, Any] | None = None
     seconds: float = 0.0
 
     @property
@@ -53,12 +62,11 @@ class MiniBatchOutcome:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """The deployment's retry settings; what they lead to is ``engines/policy.py``."""
+
     max_retries: int = 3
     timeout_s: float = 30.0
     error_threshold: int = -1
-
-    def should_retry(self, batch: MiniBatch) -> bool:
-        return batch.attempt <= self.max_retries
 
     def threshold_exceeded(self, files_failed: int) -> bool:
         return self.error_threshold >= 0 and files_failed > self.error_threshold

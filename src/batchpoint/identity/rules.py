@@ -8,7 +8,9 @@
 
 A local data store is the server's own folder: the server reads it, like a credential in store.
 When the data needs an identity and the compute has none, a public container is tried
-anonymously; otherwise the job is refused before it starts, saying what to configure.
+anonymously; if the storage refuses that, the job is refused before it starts, saying what to
+configure. Only such an authorisation failure talks about identities: an unreachable host or a
+missing path is reported as what it is. A plain ``https://`` file is read anonymously.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchpoint.auth.scopes import RoleAssignment, check_data_read
-from batchpoint.exceptions import PermissionDeniedError, StorageError, ValidationError
+from batchpoint.exceptions import PermissionDeniedError, StorageAuthError, StorageNotFoundError, ValidationError
 from batchpoint.storage.base import StorageSpec
 
 
@@ -62,11 +64,29 @@ def identity_credential(identity: dict[str, Any] | None, storage_kind: str) -> d
     return {"kind": kind, **fields}
 
 
+def _public(probe: Any, anonymous: StorageSpec) -> bool:
+    """Whether anonymous callers may read the input. Refused (or "not found" for the container,
+    which is what Azure tells anonymous callers of a private one) → False; a missing path in a
+    readable container, or an unreachable host, is raised as what it is."""
+    try:
+        probe(anonymous, False)
+    except (StorageAuthError, PermissionDeniedError, StorageNotFoundError):
+        return False
+    try:
+        probe(anonymous, True)
+    except (StorageAuthError, PermissionDeniedError):
+        return False  # the container lists, its objects are private
+    return True
+
+
 def apply_identity(spec: StorageSpec, *, datastore: str | None, account: str | None, ctx: IdentityContext | None,
                    probe: Any) -> tuple[StorageSpec, str]:
     """The spec to read an identity-based input with, and the credential source shown on the job.
 
-    ``probe(spec)`` raises when the spec cannot read the data (used to try anonymous access)."""
+    ``probe(spec, path_too)`` raises when ``spec`` cannot read the container (``path_too=False``) or
+    the input's path in it (used to try anonymous access). Anonymous callers get "not found" for a
+    private container as for a missing one (Azure answers both with 404), so a container that
+    refuses them needs an identity; a public container whose path is missing is reported as missing."""
     if ctx is None:
         return StorageSpec(spec.kind, spec.config, {"kind": "default_identity"}), "server identity"
     if ctx.principal_id is not None:
@@ -75,11 +95,9 @@ def apply_identity(spec: StorageSpec, *, datastore: str | None, account: str | N
     if credential is not None:
         return StorageSpec(spec.kind, spec.config, credential), f"compute identity ({ctx.compute})"
     anonymous = StorageSpec(spec.kind, spec.config, {"kind": "anonymous"})
-    try:
-        probe(anonymous)
-        return anonymous, "anonymous (public data)"
-    except (StorageError, PermissionDeniedError, OSError, ValueError):
-        pass
+    if spec.kind != "azure_data_lake_gen1":  # Gen1 has no public access: only an identity reads it
+        if _public(probe, anonymous):
+            return anonymous, "anonymous (public data)"
     s3 = spec.kind == "s3"
     where = f"data store '{datastore}'" if datastore else (f"S3 bucket '{account}'" if s3 else f"storage account '{account}'")
     compute = f"compute '{ctx.compute}'" if ctx.compute else "the deployment's compute (none is set)"
@@ -91,5 +109,6 @@ def apply_identity(spec: StorageSpec, *, datastore: str | None, account: str | N
                "client_id: ...}) and grant that identity Storage Blob Data Reader on the storage account")
     raise PermissionDeniedError(
         f"{where} is read with the identity of the job, through the managed identity of {compute}, but it has "
-        f"no identity. {fix}, or register a data store with credentials."
+        f"no identity, and the storage does not let anonymous callers read it (it is private, or the "
+        f"{'bucket' if s3 else 'container'} does not exist). {fix}, or register a data store with credentials."
     )

@@ -1,5 +1,6 @@
 """Claims queued jobs and runs each on its own thread; sends heartbeats; resumes jobs whose
-server died (their heartbeat went stale) by queueing them again."""
+server died (their heartbeat went stale) by queueing them again (``Crashed`` in their history).
+Every status it writes goes through ``jobs/lifecycle``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 from datetime import timedelta
 
 from batchpoint._internal.clock import utcnow
-from batchpoint.jobs.lifecycle import transition
+from batchpoint.jobs.lifecycle import claim_next, requeue_crashed, stale_jobs, transition
 from batchpoint.jobs.runner import JobRunner
 from batchpoint.jobs.states import JobStatus
 from batchpoint.workspace import WorkspaceService
@@ -41,11 +42,10 @@ class Dispatcher:
     def recover(self) -> None:
         """Queue again the jobs whose server stopped sending heartbeats (crash, kill, reboot)."""
         stale = utcnow() - timedelta(seconds=self.settings.heartbeat_interval_s * 3)
-        for row in self.store.stale_jobs(stale):
+        for row in stale_jobs(self.store, stale):
             if row.owner == self.owner:
                 continue
-            if self.store.requeue_if_stale(row.name, row.owner, stale,
-                                           "resumed after the server that ran it stopped; finished mini-batches are kept"):
+            if requeue_crashed(self.store, row.name, row.owner, stale):
                 log.warning("job %s resumed (its server %s stopped)", row.name, row.owner)
 
     def notify(self) -> None:
@@ -57,7 +57,7 @@ class Dispatcher:
             self.wake.clear()
             self._reap()
             while len(self.running) < self.max_parallel and not self.closing.is_set():
-                row = self.store.claim_next_job(self.owner)
+                row = claim_next(self.store, self.owner)
                 if row is None:
                     break
                 self._start(row.name)

@@ -1,14 +1,54 @@
-"""The writer of job status: every transition is checked against ``states.ALLOWED`` and written as
-a compare-and-set, so a cancel and a completion racing each other cannot both win. (Crash recovery
-re-queues with ``SqlMetadataStore.requeue_if_stale``, a compare-and-set on the heartbeat too.)"""
+"""The only writer of a job's status, and of its history (job events).
+
+Every move is checked against ``states.ALLOWED`` and written as a compare-and-set, so a cancel and
+a completion racing each other cannot both win. Each move, and each change of the counters,
+appends a **job event** in the same transaction (``SqlMetadataStore`` numbers them per job):
+
+``{"v": 1, "seq": 7, "at": "...", "type": "status" | "progress", "status": "Running",
+"message": "scoring mini-batches", "data": {"files_completed": 4, ..., "listing_complete": true}}``
+
+``data`` carries the job's counters after the change (``JobProgress``'s fields); a ``Failed`` event
+adds ``error``, a ``Crashed`` one ``owner``. Progress events are one per recorded mini-batch outcome
+(one INSERT beside the counters' UPDATE, in the same transaction; not coalesced).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from batchpoint._internal.clock import utcnow
-from batchpoint.jobs.states import TERMINAL, JobStatus, sources_of
-from batchpoint.store.sql import SqlMetadataStore
+from batchpoint._internal.clock import as_utc, utcnow
+from batchpoint.entities import JOB_EVENT_VERSION
+from batchpoint.jobs.states import ACTIVE, ON_A_SERVER, TERMINAL, JobStatus, sources_of
+from batchpoint.store.sql import EventDraft, SqlMetadataStore
+from batchpoint.store.tables import JobEventRow, JobRow
+
+QUEUED_MESSAGE = "waiting for a worker"
+CRASHED_MESSAGE = ("the server that ran it ({owner}) stopped sending heartbeats; "
+                   "finished mini-batches are kept")
+RESUMED_MESSAGE = "resumed after the server that ran it stopped; finished mini-batches are kept"
+PREPARING_MESSAGE = "resolving inputs and starting workers"
+_ACTIVE = tuple(s.value for s in ACTIVE)
+
+
+def status_event(status: JobStatus, message: str | None, **data: Any) -> EventDraft:
+    return {"type": "status", "status": status.value, "message": message, "data": data}
+
+
+def create(store: SqlMetadataStore, name: str, message: str = QUEUED_MESSAGE, **fields: Any) -> JobRow:
+    """Write a new job, ``Queued``, with its first event."""
+    return store.create_job(name=name, status=JobStatus.QUEUED.value, status_message=message,
+                            events=[status_event(JobStatus.QUEUED, message)], **fields)
+
+
+def claim_next(store: SqlMetadataStore, owner: str) -> JobRow | None:
+    """Take the oldest ``Queued`` job for server ``owner`` (``Preparing``). ``start_time`` keeps the
+    job's first start: a job resumed after a crash started when it first started."""
+    now = utcnow()
+    return store.claim_next_job(
+        source=JobStatus.QUEUED.value, target=JobStatus.PREPARING.value, keep=("start_time",),
+        events=[status_event(JobStatus.PREPARING, PREPARING_MESSAGE, owner=owner)],
+        owner=owner, start_time=now, heartbeat_at=now, status_message=PREPARING_MESSAGE)
 
 
 def transition(store: SqlMetadataStore, name: str, to: JobStatus, message: str | None = None, **fields: Any) -> bool:
@@ -17,7 +57,9 @@ def transition(store: SqlMetadataStore, name: str, to: JobStatus, message: str |
         fields.setdefault("end_time", utcnow())
     if message is not None:
         fields["status_message"] = message
-    return store.update_job(name, expect_status=sources_of(to), status=to.value, **fields)
+    data = {"error": fields["error"]} if fields.get("error") else {}
+    return store.update_job(name, expect_status=sources_of(to), events=[status_event(to, message, **data)],
+                            status=to.value, **fields)
 
 
 def fail(store: SqlMetadataStore, name: str, message: str, error: dict[str, Any] | None = None) -> bool:
@@ -25,5 +67,42 @@ def fail(store: SqlMetadataStore, name: str, message: str, error: dict[str, Any]
 
 
 def record_progress(store: SqlMetadataStore, name: str, **deltas: int) -> None:
-    """Add to a running job's counters (files, rows, mini-batches)."""
-    store.add_job_counts(name, **deltas)
+    """Add to a job's counters (files, rows, mini-batches) and append a progress event — while it has
+    not ended: a mini-batch that finishes after a cancel changes neither, so the history ends with
+    the terminal event."""
+    store.add_job_counts(name, expect_status=_ACTIVE, events=[{"type": "progress"}], **deltas)
+
+
+def record_listing(store: SqlMetadataStore, name: str, files_total: int, mini_batches_total: int,
+                   at: datetime) -> None:
+    """The listing ended: the job's totals are known (a progress event with them)."""
+    listed = {"type": "progress", "message": f"listing complete: {files_total} file(s) in {mini_batches_total} mini-batch(es)"}
+    store.update_job(name, expect_status=_ACTIVE, events=[listed], files_total=files_total,
+                     mini_batches_total=mini_batches_total, listing_complete=True, listing_completed_at=at)
+
+
+def stale_jobs(store: SqlMetadataStore, older_than: datetime) -> list[JobRow]:
+    """Jobs held by a server whose heartbeat is older than ``older_than``."""
+    return store.stale_jobs(older_than, statuses=[s.value for s in ON_A_SERVER])
+
+
+def requeue_crashed(store: SqlMetadataStore, name: str, owner: str | None, older_than: datetime) -> bool:
+    """Queue job ``name`` again if its server ``owner`` went silent (heartbeat older than
+    ``older_than``; one compare-and-set). Its history shows ``Crashed`` — kept apart from ``Failed``:
+    its code did not fail — then ``Queued``; the next claim resumes it."""
+    return store.requeue_if_stale(
+        name, owner=owner, older_than=older_than, expect_status=sources_of(JobStatus.CRASHED),
+        events=[status_event(JobStatus.CRASHED, CRASHED_MESSAGE.format(owner=owner or "unknown"), owner=owner),
+                status_event(JobStatus.QUEUED, RESUMED_MESSAGE)],
+        status=JobStatus.QUEUED.value, status_message=RESUMED_MESSAGE)
+
+
+def event_json(row: JobEventRow) -> dict[str, Any]:
+    """A stored event as it leaves the server (version ``JOB_EVENT_VERSION``)."""
+    at = as_utc(row.at)
+    return {"v": JOB_EVENT_VERSION, "seq": row.seq, "at": at.isoformat() if at else None, "type": row.type,
+            "status": row.status, "message": row.message, "data": row.data or {}}
+
+
+def is_terminal_event(row: JobEventRow) -> bool:
+    return row.type == "status" and row.status in TERMINAL

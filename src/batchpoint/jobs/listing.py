@@ -24,6 +24,7 @@ from typing import Any
 from batchpoint._internal.clock import utcnow
 from batchpoint.engines.planning import FileRef, MiniBatch, plan_minibatches
 from batchpoint.jobs.folder import Manifest
+from batchpoint.jobs.lifecycle import record_listing
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.uri.resolve import ResolvedInput
@@ -65,9 +66,8 @@ class Lister:
                 self._list_on(known)
             elif not self.closed.is_set():
                 # the listing ended before the server stopped: its record may not have reached the job
-                self.store.update_job(self.name, files_total=self.manifest.complete["files_total"],
-                                      mini_batches_total=self.manifest.complete["mini_batches_total"],
-                                      listing_complete=True, listing_completed_at=self.manifest.completed_at())
+                record_listing(self.store, self.name, self.manifest.complete["files_total"],
+                               self.manifest.complete["mini_batches_total"], self.manifest.completed_at())
         except BaseException as exc:  # noqa: BLE001 - re-raised on the runner's thread
             self.error = exc
         finally:
@@ -94,8 +94,7 @@ class Lister:
         known.clear()
         at, files, batches = utcnow(), self.manifest.files_recorded, self.manifest.next_index
         self.manifest.finish(files, batches, at)
-        self.store.update_job(self.name, files_total=files, mini_batches_total=batches, listing_complete=True,
-                              listing_completed_at=at)
+        record_listing(self.store, self.name, files, batches, at)
 
     def _put(self, item: Any) -> bool:
         while not self.closed.is_set():

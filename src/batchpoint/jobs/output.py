@@ -17,12 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from batchpoint.auth import permissions as P
+from batchpoint.auth.scopes import RoleAssignment, authorize, missing_permission_error
+from batchpoint.exceptions import BatchpointError, ConflictError, InputError, PlatformError, StorageError
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
-from batchpoint.auth import permissions as P
-from batchpoint.auth.scopes import authorize, missing_permission_error
-from batchpoint.exceptions import BatchpointError, ConflictError, InputError
+from batchpoint.store.tables import JobRow
 from batchpoint.uri.parse import DatastorePath, StorageUrl, parse_input_uri
+from batchpoint.workspace import WorkspaceService
 
 RESERVED_AREAS = {"LocalUpload": "the upload area", "azureml": "the jobs' output area"}
 
@@ -42,7 +44,7 @@ def _overlaps(a: str, b: str) -> bool:
     return a == b or not a or not b or a.startswith(f"{b}/") or b.startswith(f"{a}/")
 
 
-def _datastore_location(ws: Any, path: str) -> tuple[str, str] | None:
+def _datastore_location(ws: WorkspaceService, path: str) -> tuple[str, str] | None:
     """(data store, path) of a registered path, when it is in one of the workspace's data stores."""
     try:
         parsed = parse_input_uri(path)
@@ -56,7 +58,8 @@ def _datastore_location(ws: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
-def check_output_location(ws: Any, output: dict[str, Any], principal: str | None, assignments: list[Any],
+def check_output_location(ws: WorkspaceService, output: dict[str, Any], principal: str | None,
+                          assignments: list[RoleAssignment],
                           *, is_default: bool) -> tuple[str, str]:
     """Refuse an output location the caller may not write (403) or that overlaps data (409)."""
     datastore, folder = output_location(output)
@@ -87,14 +90,24 @@ def check_output_location(ws: Any, output: dict[str, Any], principal: str | None
     return datastore, folder
 
 
-def write_output(ws: Any, job: Any, parts_dir: Path) -> None:
+def write_output(ws: WorkspaceService, job: JobRow, parts_dir: Path) -> None:
+    """Concatenate the parts into the output file; a write that fails (the store full, read-only or
+    unreachable) fails the job with a :class:`PlatformError` naming the location and the cause."""
     output = job.outputs["score"]
     datastore, folder = output_location(output)
     backend = open_backend(ws.datastore_spec(datastore))
     target = f"{folder}/{output['file_name']}" if folder else output["file_name"]
     parts = sorted(parts_dir.glob("*.csv")) if parts_dir.is_dir() else []
-    with backend.open_write(target) as out:
-        for part in parts:
-            with open(part, "rb") as src:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
+    try:
+        with backend.open_write(target) as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    while chunk := src.read(1 << 20):
+                        out.write(chunk)
+    except (OSError, StorageError) as exc:
+        cause = f"[Errno {exc.errno}] {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        where = f"{output['path'].rstrip('/')}/{output['file_name']}"
+        raise PlatformError(f"could not write the job's output {where} (data store '{datastore}', "
+                            f"{backend.spec.describe()}): {cause}; the scored parts are kept in {parts_dir}. Free "
+                            "space there (or make it writable), or invoke again with another output location "
+                            "(--output-path)", details={"location": where}) from exc

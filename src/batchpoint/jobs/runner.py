@@ -50,7 +50,7 @@ class JobRunner:
         except UserCodeError as exc:
             fail(self.store, name, str(exc), {"code": "UserError", "message": str(exc), **exc.details})
         except BatchpointError as exc:
-            fail(self.store, name, str(exc), {"code": exc.code, "message": str(exc)})
+            fail(self.store, name, str(exc), {"code": exc.code, "message": str(exc), **exc.details})
         except Exception as exc:  # noqa: BLE001 - a platform bug must still end the job clearly
             log.exception("job %s crashed", name)
             fail(self.store, name, f"internal error: {exc.__class__.__name__}: {exc}", {"code": "SystemError"})

@@ -20,7 +20,10 @@ from batchpoint.identity.delegation import delegated_kind
 from batchpoint.identity.rules import IdentityContext
 from batchpoint.exceptions import ConflictError, InputError, NotFoundError, ValidationError
 from batchpoint.jobs.output import check_output_location
-from batchpoint.jobs.states import JobStatus
+from batchpoint.jobs import lifecycle
+from batchpoint.store.sql import SqlMetadataStore
+from batchpoint.store.tables import JobRow
+from batchpoint.workspace import EndpointService, WorkspaceService
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 OVERRIDABLE = set(BatchDeploymentSettings.model_fields) | {"instance_count", "max_retries", "timeout"}
@@ -67,22 +70,16 @@ def _first_error(exc: Exception) -> str:
     return str(exc)
 
 
-def identity_for(ws: Any, deployment_spec: dict[str, Any], principal: str | None, assignments: list[Any]) -> IdentityContext:
+def identity_for(ws: WorkspaceService, deployment_spec: dict[str, Any], principal: str | None, assignments: list[Any]) -> IdentityContext:
     compute = (deployment_spec.get("compute") or "").removeprefix("azureml:") or None
     identity = ws.compute_identity(compute) if compute else None
     return IdentityContext(principal_id=principal, assignments=assignments, compute=compute, compute_identity=identity)
 
 
-def submit_job(ws: Any, endpoint_name: str, request: InvokeRequest, created_by: str | None = None,
-               assignments: list[Any] | None = None) -> Any:
+def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest, created_by: str | None = None,
+               assignments: list[Any] | None = None) -> JobRow:
     store = ws.store
-    endpoint = store.get_endpoint(endpoint_name)
-    deployment_name = request.deployment_name or (endpoint.spec.get("defaults") or {}).get("deployment_name")
-    if not deployment_name:
-        raise NotFoundError(
-            f"batch endpoint '{endpoint_name}' has no default deployment; create one with "
-            "'batchpoint batch-deployment create --set-default' or pass --deployment-name"
-        )
+    deployment_name = EndpointService(ws).deployment_for_invoke(endpoint_name, request.deployment_name)
     deployment = store.get_deployment(endpoint_name, deployment_name)
     settings, instance_count = merged_settings(deployment.spec, request.overrides)
     if request.output_file_name:
@@ -105,19 +102,20 @@ def submit_job(ws: Any, endpoint_name: str, request: InvokeRequest, created_by: 
         resolved = ws.resolver.resolve(spec["path"], spec.get("type"), identity)
         ws.uploads.check_input(resolved.datastore, resolved.path)
         inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type,
-                       "worker_credential_kind": delegated_kind(resolved.spec)}
+                       "worker_credential_kind": delegated_kind(resolved.spec),
+                       "pinned": resolved.pin()}  # what the runner reads: the text is never resolved again
     plan = {"workers": workers, "instance_count": instance_count, "scorer": _scorer_config(ws, deployment.spec)}
     settings["instance_count"] = instance_count
     with _OUTPUTS_LOCK:  # checked again with the insert: two invokes cannot both take one folder
         datastore, folder = check_output_location(ws, output, created_by, assignments or [], is_default=is_default)
-        return store.create_job(
-            name=name, endpoint_name=endpoint_name, deployment_name=deployment_name, status=JobStatus.QUEUED.value,
-            status_message="waiting for a worker", inputs=inputs, outputs={"score": output}, settings=settings,
-            plan=plan, created_by=created_by, output_datastore=datastore, output_folder=folder,
+        return lifecycle.create(
+            store, name, endpoint_name=endpoint_name, deployment_name=deployment_name, inputs=inputs,
+            outputs={"score": output}, settings=settings, plan=plan, created_by=created_by,
+            output_datastore=datastore, output_folder=folder,
         )
 
 
-def instance_limit(ws: Any, deployment_spec: dict[str, Any]) -> tuple[int, str]:
+def instance_limit(ws: WorkspaceService, deployment_spec: dict[str, Any]) -> tuple[int, str]:
     """The most instances a job of this deployment may ask for, and where that limit comes from."""
     compute = (deployment_spec.get("compute") or "").removeprefix("azureml:")
     if compute:
@@ -127,7 +125,7 @@ def instance_limit(ws: Any, deployment_spec: dict[str, Any]) -> tuple[int, str]:
     return own, "the deployment's own instance_count (it has no compute)"
 
 
-def check_worker_limit(ws: Any, deployment_spec: dict[str, Any], settings: dict[str, Any], instance_count: int) -> int:
+def check_worker_limit(ws: WorkspaceService, deployment_spec: dict[str, Any], settings: dict[str, Any], instance_count: int) -> int:
     """Workers of a job: ``instance_count × max_concurrency_per_instance``, refused above the limits
     an invoke cannot raise — the compute's ``max_instances`` (× the deployment's concurrency) and
     the server's ``jobs.max_workers``."""
@@ -147,7 +145,7 @@ def check_worker_limit(ws: Any, deployment_spec: dict[str, Any], settings: dict[
     return workers
 
 
-def _exists(store: Any, name: str) -> bool:
+def _exists(store: SqlMetadataStore, name: str) -> bool:
     try:
         store.get_job(name)
     except NotFoundError:
@@ -155,7 +153,7 @@ def _exists(store: Any, name: str) -> bool:
     return True
 
 
-def _scorer_config(ws: Any, spec: dict[str, Any]) -> dict[str, Any]:
+def _scorer_config(ws: WorkspaceService, spec: dict[str, Any]) -> dict[str, Any]:
     model = str(spec["model"]).removeprefix("azureml:")
     name, version = model.split(":", 1)
     config: dict[str, Any] = {"model_dir": str(ws.model_dir(name, version))}

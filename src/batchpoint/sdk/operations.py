@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from batchpoint.entities import TERMINAL_STATUSES as TERMINAL
 from batchpoint.entities import (
     AmlCompute,
     BatchDeployment,
@@ -16,15 +17,16 @@ from batchpoint.entities import (
     Datastore,
     Input,
     Job,
+    JobEvent,
     Model,
+    Output,
     Workspace,
 )
 from batchpoint.exceptions import InputError, JobError, UnsupportedInputError
+from batchpoint.sdk.job_events import EventFollower, LogFollower, progress_line, status_line
 from batchpoint.sdk.transport import Transport
 from batchpoint.sdk.upload import upload_local
 from batchpoint.uri.parse import MLTABLE_MESSAGE, LocalPath, parse_input_uri
-
-TERMINAL = {"Completed", "Failed", "Canceled"}
 
 
 class Poller:
@@ -77,7 +79,7 @@ class DatastoreOperations(_Group):
 class DataOperations(_Group):
     def create_or_update(self, data: Data) -> Data:
         path, _ = self._upload_if_local(data.path, data.type if data.type != "mltable" else None)
-        body = data.model_dump(mode="json", exclude_none=True, exclude={"schema_", "id", "created_at", "updated_at"})
+        body = data.spec()
         body["path"] = path
         return Data(**self._t.json("POST", f"/data/{quote(data.name)}/versions", json=body))
 
@@ -93,7 +95,7 @@ class DataOperations(_Group):
 class ModelOperations(_Group):
     def create_or_update(self, model: Model) -> Model:
         path, _ = self._upload_if_local(model.path)
-        body = model.model_dump(mode="json", exclude_none=True, exclude={"schema_", "id", "created_at", "updated_at"})
+        body = model.spec()
         body["path"] = path
         return Model(**self._t.json("POST", f"/models/{quote(model.name)}/versions", json=body))
 
@@ -108,7 +110,7 @@ class ModelOperations(_Group):
 
 class ComputeOperations(_Group):
     def begin_create_or_update(self, compute: AmlCompute) -> Poller:
-        body = compute.model_dump(mode="json", exclude_none=True, exclude={"schema_", "id", "created_at", "updated_at"})
+        body = compute.spec()
         return Poller(AmlCompute(**self._t.json("PUT", f"/computes/{quote(compute.name)}", json=body)))
 
     def get(self, name: str) -> AmlCompute:
@@ -118,17 +120,12 @@ class ComputeOperations(_Group):
         return [AmlCompute(**c) for c in self._t.json("GET", "/computes")]
 
 
-def _body(entity: Any) -> dict[str, Any]:
-    return entity.model_dump(mode="json", exclude_none=True,
-                             exclude={"schema_", "id", "created_at", "updated_at", "scoring_uri", "provisioning_state"})
-
-
 class BatchEndpointOperations(_Group):
     def begin_create_or_update(self, endpoint: BatchEndpoint) -> Poller:
         return Poller(self.create_or_update(endpoint))
 
     def create_or_update(self, endpoint: BatchEndpoint) -> BatchEndpoint:
-        return BatchEndpoint(**self._t.json("PUT", f"/batchEndpoints/{quote(endpoint.name)}", json=_body(endpoint)))
+        return BatchEndpoint(**self._t.json("PUT", f"/batchEndpoints/{quote(endpoint.name)}", json=endpoint.spec()))
 
     def update(self, name: str, changes: dict[str, Any]) -> BatchEndpoint:
         return BatchEndpoint(**self._t.json("PATCH", f"/batchEndpoints/{quote(name)}", json=changes))
@@ -147,9 +144,13 @@ class BatchEndpointOperations(_Group):
 
     def invoke(self, endpoint_name: str, deployment_name: str | None = None, input: Input | None = None,  # noqa: A002
                inputs: dict[str, Input] | None = None, output_path: str | None = None, job_name: str | None = None,
-               output_file_name: str | None = None, **settings: Any) -> Job:
+               output_file_name: str | None = None, outputs: dict[str, Output | str] | None = None,
+               **settings: Any) -> Job:
         """Start a job on the endpoint. Local paths are uploaded to the default data store first.
-        ``settings`` overrides deployment settings for this job (mini_batch_size=..., instance_count=...)."""
+        ``outputs={"score": Output(path="azureml://datastores/<ds>/paths/<folder>")}`` (or ``output_path``)
+        says where the output goes; ``settings`` overrides deployment settings for this job
+        (mini_batch_size=..., instance_count=...)."""
+        output_path, output_file_name = _output_of(outputs, output_path, output_file_name)
         all_inputs = dict(inputs or {})
         if input is not None:
             all_inputs.setdefault("input_data" if not all_inputs else f"input_{len(all_inputs)}", input)
@@ -183,12 +184,30 @@ class BatchEndpointOperations(_Group):
         return _all_pages(self._t, f"/batchEndpoints/{quote(endpoint_name)}/jobs", {}, max_results)
 
 
+def _output_of(outputs: dict[str, Output | str] | None, output_path: str | None,
+               output_file_name: str | None) -> tuple[str | None, str | None]:
+    """``outputs`` as azure-ai-ml takes it → (output folder, file name)."""
+    if not outputs:
+        return output_path, output_file_name
+    if not isinstance(outputs, dict) or set(outputs) != {"score"} or output_path:
+        raise InputError("outputs must be {'score': Output(path='azureml://datastores/<ds>/paths/<folder>')}: a batch "
+                         "deployment has one output, named 'score' (and give outputs or output_path, not both)")
+    out = outputs["score"]
+    out = Output(path=out) if isinstance(out, str) else out
+    if not isinstance(out, Output):
+        raise InputError(f"outputs['score'] must be an Output or a path string, not {type(out).__name__}")
+    if out.type == "uri_file":
+        folder, _, name = out.path.rstrip("/").rpartition("/")
+        return folder, output_file_name or name
+    return out.path, output_file_name
+
+
 class BatchDeploymentOperations(_Group):
     def begin_create_or_update(self, deployment: BatchDeployment, set_default: bool = False) -> Poller:
         return Poller(self.create_or_update(deployment, set_default=set_default))
 
     def create_or_update(self, deployment: BatchDeployment, set_default: bool = False) -> BatchDeployment:
-        body = _body(deployment)
+        body = deployment.spec()
         if isinstance(deployment.model, Model):
             model = deployment.model
             if model.version is None:
@@ -261,30 +280,46 @@ class JobOperations(_Group):
                 raise JobError(f"job '{name}' is still {job.status} after {timeout:g}s")
             time.sleep(poll)
 
-    def stream(self, name: str, out: IO[str] | None = None, poll: float = 0.5) -> Job:
-        """Print status changes and worker log lines until the job ends (``az ml job stream``)."""
-        out = out or sys.stdout
-        offsets: dict[str, int] = {}
-        last = None
+    def events(self, name: str, after: int = 0) -> list[JobEvent]:
+        """The job's history so far, oldest first: its status transitions and progress changes
+        (``seq`` above ``after``)."""
+        found: list[JobEvent] = []
         while True:
-            job = self.get(name)
-            if job.status != last:
-                out.write(f"[{job.status}] {job.status_message or ''}\n")
-                last = job.status
-            for entry in self._t.json("GET", f"/jobs/{quote(name)}/logs")["logs"]:
-                offset = offsets.get(entry["name"], 0)
-                if entry["size"] > offset:
-                    resp = self._t.request("GET", f"/jobs/{quote(name)}/logs/{quote(entry['name'])}", params={"offset": offset})
-                    for line in resp.text.splitlines():
-                        out.write(f"{entry['name']}: {line}\n")
-                    offsets[entry["name"]] = int(resp.headers.get("X-Next-Offset", offset))
-            out.flush()
-            if job.status in TERMINAL:
-                p = job.progress
-                out.write(f"Job {name} {job.status}: {p.files_completed} files scored, {p.files_failed} failed, "
-                          f"{p.rows} rows\n")
-                return job
-            time.sleep(poll)
+            page = self._t.json("GET", f"/jobs/{quote(name)}/events", params={"after": after, "limit": 1000}) or []
+            found.extend(JobEvent(**item) for item in page)
+            if len(page) < 1000:
+                return found
+            after = page[-1]["seq"]
+
+    def stream(self, name: str, out: IO[str] | None = None, poll: float = 0.5) -> Job:
+        """Print each status change, the progress (at most a line per ``poll`` seconds) and the worker
+        log lines as they happen, until the job ends (``az ml job stream``); returns the ended job."""
+        out = out or sys.stdout
+        logs = LogFollower(self._t, name)
+        pending: JobEvent | None = None  # the latest progress not printed yet
+        printed = looked = 0.0
+        with EventFollower(self._t, name) as follower:
+            for event in follower.follow(idle=poll):
+                now = time.monotonic()
+                if event is not None and event.type == "progress":
+                    pending = event
+                if pending is not None and (now - printed >= poll or (event is not None and event.type == "status")):
+                    out.write(progress_line(pending) + "\n")
+                    pending, printed = None, now
+                if event is not None and event.type == "status":
+                    out.write(status_line(event) + "\n")
+                if now - looked >= poll:
+                    logs.write_new(out)
+                    looked = now
+                out.flush()
+        if pending is not None:
+            out.write(progress_line(pending) + "\n")
+        logs.write_new(out)
+        job = self.get(name)
+        p = job.progress
+        out.write(f"Job {name} {job.status}: {p.files_completed} files scored, {p.files_failed} failed, {p.rows} rows\n")
+        out.flush()
+        return job
 
     def download(self, name: str, download_path: str | Path = ".", output_name: str | None = None,
                  all: bool = False) -> list[Path]:  # noqa: A002

@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     info = settings.home / "server.json"
-    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False)
+    # open event streams last until their job ends: after 5 s of shutdown they are cancelled (clients reconnect)
+    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
     redact_handlers()  # after uvicorn.Config, which sets up uvicorn's own handlers
     server = uvicorn.Server(config)
 

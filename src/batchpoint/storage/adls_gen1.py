@@ -31,7 +31,7 @@ from batchpoint.storage import azure_auth
 from batchpoint.storage._support import (
     ReadStream, WriteStream, exception_chain, first_line, redact, require,
 )
-from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, translated
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, retries_of, translated
 
 DEFAULT_URL_SUFFIX = "azuredatalakestore.net"
 
@@ -99,7 +99,7 @@ class AdlsGen1Backend(StorageBackend):
         return redact(f"{type(err).__name__}: {first_line(err)}", self.spec.credential)
 
     def _call(self, fn: Any, path: str = "") -> Any:
-        return translated(fn, self._translate, path, retries=1)
+        return translated(fn, self._translate, path, retries=retries_of(self.spec.config))
 
     @staticmethod
     def _abs(path: str) -> str:

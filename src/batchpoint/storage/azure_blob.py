@@ -39,7 +39,7 @@ from batchpoint.storage._support import (
     ReadStream, WriteStream, exception_chain, first_line, number, redact, require,
     require_secret, run_on_loop,
 )
-from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, translated, with_retries
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, retries_of, translated, with_retries
 
 _USER_AGENT = "batchpoint"
 
@@ -159,7 +159,8 @@ class AzureBlobBackend(StorageBackend):
 
     def _call(self, make_coro: Any, path: str = "") -> Any:
         """Run one SDK coroutine; translate its errors; retry the transient ones."""
-        return translated(lambda: run_on_loop(self.fs.loop, make_coro), self._translate, path, retries=1)
+        return translated(lambda: run_on_loop(self.fs.loop, make_coro), self._translate, path,
+                          retries=retries_of(self.spec.config))
 
     def _sync(self, fn: Any, path: str = "") -> Any:
         return translated(fn, self._translate, path)

@@ -56,6 +56,21 @@ class StorageSpec:
         return f"{self.kind}({', '.join(f'{k}={v}' for k, v in shown.items())})"
 
 
+#: Config for a quick look before a job exists (invoke, registration): one attempt and short
+#: timeouts, so an unreachable host is reported in seconds, not after minutes of retries.
+PROBE_CONFIG: dict[str, Any] = {"retries": 0, "connect_timeout": 2, "read_timeout": 3}
+
+
+def probe_spec(spec: StorageSpec) -> StorageSpec:
+    """``spec`` for a quick check: the same storage and credential, :data:`PROBE_CONFIG` timeouts."""
+    return StorageSpec(spec.kind, {**spec.config, **PROBE_CONFIG}, spec.credential)
+
+
+def retries_of(config: dict[str, Any]) -> int:
+    """How often a backend call is tried again at Batchpoint's level: never in a probe."""
+    return 0 if str(config.get("retries", "")) == "0" else 1
+
+
 @dataclass(frozen=True)
 class FileInfo:
     """One file under a backend's root: ``path`` relative to the root, ``size`` in bytes."""

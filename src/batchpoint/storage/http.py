@@ -26,7 +26,7 @@ from batchpoint.exceptions import (
 from batchpoint.storage._support import (
     ReadStream, first_line, number, redact, require, require_secret,
 )
-from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, translated
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, retries_of, translated
 
 HTTP_CREDENTIAL_KINDS = ("anonymous", "sas")
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -123,7 +123,7 @@ class HttpBackend(StorageBackend):
         return StorageError(f"request for {self._where(path)} failed: {detail}")
 
     def _guarded(self, fn: Any, path: str) -> Any:
-        return translated(fn, self._translate, path, retries=2)
+        return translated(fn, self._translate, path, retries=2 * retries_of(self.spec.config))
 
     def _client(self) -> httpx.Client:
         return httpx.Client(timeout=self._timeout, follow_redirects=True)
@@ -187,5 +187,7 @@ class HttpBackend(StorageBackend):
         raise self._read_only(path)
 
     def check_access(self, path: str = "") -> None:
+        if not normalize_relpath(path):
+            return  # a host has no root to check over plain HTTP: each file is checked by its own URL
         if not self.is_file(path):
             raise StorageNotFoundError(f"{self._where(path)} does not exist (HTTP 404)")

@@ -35,16 +35,27 @@ class _AtomicWriter:
     def close(self, *, commit: bool = True) -> None:
         if self._file.closed:
             return
-        self._file.close()
+        try:
+            self._file.close()  # the last flush: a full disk fails here
+        except OSError:
+            self._discard()
+            raise
         if commit:
             os.replace(self._tmp, self._target)
         else:
+            self._discard()
+
+    def _discard(self) -> None:
+        """Remove the temporary file, and the folders this writer made while they are empty."""
+        try:
             os.unlink(self._tmp)
-            for folder in self._made:  # deepest first
-                try:
-                    folder.rmdir()
-                except OSError:  # not empty: another writer uses it
-                    break
+        except FileNotFoundError:
+            pass
+        for folder in self._made:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: another writer uses it
+                break
 
     def abort(self) -> None:
         self.close(commit=False)

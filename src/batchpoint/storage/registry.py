@@ -5,9 +5,8 @@ Adding a backend is one module under ``batchpoint/storage/`` and one line here.
 
 from __future__ import annotations
 
-import importlib
-
-from batchpoint.exceptions import BackendNotInstalledError, ValidationError
+from batchpoint._internal.plugins import load
+from batchpoint.exceptions import ValidationError
 from batchpoint.storage.base import StorageBackend, StorageSpec
 
 # kind: ("module:Class", "pip extra that installs its dependencies")
@@ -35,15 +34,7 @@ def backend_class(kind: str) -> type[StorageBackend]:
             f"unknown storage kind '{kind}'; known kinds: {', '.join(known_kinds())}"
         )
     target, extra = BACKENDS[kind]
-    module_name, _, cls_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        hint = f"pip install 'batchpoint[{extra}]'" if extra else "reinstall batchpoint"
-        raise BackendNotInstalledError(
-            f"storage kind '{kind}' needs a package that is not installed ({exc.name}); run: {hint}"
-        ) from exc
-    cls = getattr(module, cls_name)
+    cls = load(target, extra, f"storage kind '{kind}'")
     _cache[kind] = cls
     return cls
 

@@ -33,7 +33,7 @@ from batchpoint.storage._support import (
     ReadStream, WriteStream, exception_chain, first_line, number, redact, require,
     require_secret,
 )
-from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, translated
+from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath, retries_of, translated
 
 S3_CREDENTIAL_KINDS = ("aws_keys", "anonymous", "default_identity", "aws_profile")
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
@@ -121,7 +121,8 @@ class S3Backend(StorageBackend):
 
     def _call(self, method: str, path: str = "", **kwargs: Any) -> Any:
         """One S3 API call on s3fs's client; errors translated, transient ones retried."""
-        return translated(lambda: self.fs.call_s3(method, **kwargs), self._translate, path, retries=1)
+        return translated(lambda: self.fs.call_s3(method, **kwargs), self._translate, path,
+                          retries=retries_of(self.spec.config))
 
     # -- errors ----------------------------------------------------------------------------
     def _where(self, path: str = "") -> str:

@@ -8,17 +8,18 @@ a configuration change: ``BATCHPOINT_DATABASE_URL=postgresql+psycopg://user:pw@h
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, delete, event, exists, func, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, exists, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from batchpoint._internal.clock import utcnow
+from batchpoint.entities import JobProgress
 from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError, ValidationError
 from batchpoint.store import migrate
 from batchpoint.store.tables import (
@@ -31,6 +32,7 @@ from batchpoint.store.tables import (
     DatastoreRow,
     DeploymentRow,
     EndpointRow,
+    JobEventRow,
     JobFailureRow,
     JobRow,
     UploadRow,
@@ -38,7 +40,23 @@ from batchpoint.store.tables import (
 
 R = TypeVar("R")
 
-ACTIVE_STATUSES = ("NotStarted", "Queued", "Preparing", "Running", "Finalizing")
+#: The job columns a job event's ``data`` carries: the counters after the change.
+PROGRESS_FIELDS: tuple[str, ...] = tuple(JobProgress.model_fields)
+#: An event to append with a job change: ``type`` and, as needed, ``status``, ``message``, ``data``.
+EventDraft = dict[str, Any]
+#: Appends one job event numbered on from the job's last (parameters: the columns, and ``event_job``).
+_INSERT_EVENT = insert(JobEventRow.__table__).values(seq=select(
+    func.coalesce(func.max(JobEventRow.seq), 0) + 1).where(JobEventRow.job_name == bindparam("event_job")).scalar_subquery())
+
+
+def _insert_events(s: Session, name: str, events: Sequence[EventDraft], counters: dict[str, Any]) -> None:
+    """Append ``events`` to job ``name``'s history, one at a time (each numbers on from the one
+    before); their ``data`` starts from the job's counters after the change."""
+    at, conn = utcnow(), s.connection()
+    for d in events:
+        conn.execute(_INSERT_EVENT, {"job_name": name, "event_job": name, "at": at, "type": d["type"],
+                                     "status": d.get("status"), "message": d.get("message"),
+                                     "data": {**counters, **(d.get("data") or {})}})
 
 
 def make_engine(url: str) -> Engine:
@@ -263,13 +281,21 @@ class SqlMetadataStore:
         return row
 
     # -- jobs -------------------------------------------------------------------------------
-    def create_job(self, **fields: Any) -> JobRow:
+    # The store writes what it is told: statuses are arguments (``jobs/lifecycle.py`` decides which),
+    # a change is a compare-and-set, and the ``events`` given with a change are appended to the
+    # job's history in the same transaction. Every event append first UPDATEs the job's row, which
+    # locks it, so two writers number one job's events one after the other (``seq`` = last + 1);
+    # the unique (job_name, seq) constraint backs that up, and a clash is retried.
+    def create_job(self, *, events: Sequence[EventDraft] = (), **fields: Any) -> JobRow:
         now = utcnow()
         with self.session() as s:
             if s.get(JobRow, fields["name"]) is not None:
                 raise ConflictError(f"a job named '{fields['name']}' already exists; job names are unique")
             row = JobRow(created_at=now, updated_at=now, **fields)
             s.add(row)
+            if events:
+                s.flush()
+                _insert_events(s, row.name, events, {k: getattr(row, k) for k in PROGRESS_FIELDS})
         return row
 
     def get_job(self, name: str) -> JobRow:
@@ -287,58 +313,92 @@ class SqlMetadataStore:
                 q = q.where(JobRow.created_by == created_by)
             return list(s.scalars(q.order_by(JobRow.created_at.desc()).limit(limit).offset(offset)))
 
-    def update_job(self, name: str, *, expect_status: tuple[str, ...] | None = None, **fields: Any) -> bool:
-        """Set columns; with ``expect_status`` only when the job is in one of those statuses.
-        Returns whether a row changed (compare-and-set for status transitions)."""
-        fields["updated_at"] = utcnow()
-        with self.session() as s:
-            q = update(JobRow).where(JobRow.name == name)
-            if expect_status is not None:  # () allows no status: nothing moves (not: no condition)
-                if not expect_status:
-                    return False
-                q = q.where(JobRow.status.in_(expect_status))
-            return s.execute(q.values(**fields)).rowcount > 0
+    def update_job(self, name: str, *, expect_status: Iterable[str] | None = None, events: Sequence[EventDraft] = (),
+                   keep: Iterable[str] = (), **fields: Any) -> bool:
+        """Set columns; with ``expect_status`` only when the job is in one of those statuses
+        (compare-and-set). Columns named in ``keep`` are set only where they are still empty (a first
+        start time). ``events`` are appended only when the row changed. Returns whether it changed."""
+        if expect_status is not None:
+            expect_status = tuple(expect_status)
+            if not expect_status:  # () allows no status: nothing moves (not: no condition)
+                return False
+        conditions = [] if expect_status is None else [JobRow.status.in_(expect_status)]
+        keep = set(keep)
+        values = {k: func.coalesce(getattr(JobRow, k), v) if k in keep else v for k, v in fields.items()}
+        return self._change_job(name, conditions, values, events)
 
-    def requeue_if_stale(self, name: str, owner: str | None, older_than: datetime, message: str) -> bool:
-        """Queue job ``name`` again only if it is still active under ``owner`` with a heartbeat older
-        than ``older_than``: one UPDATE, so two servers recovering at once, or a server that claimed
-        the job meanwhile, cannot be overtaken by a stale read."""
-        with self.session() as s:
-            q = update(JobRow).where(
-                JobRow.name == name, JobRow.status.in_(("Preparing", "Running", "Finalizing")),
-                (JobRow.heartbeat_at.is_(None)) | (JobRow.heartbeat_at < older_than),
-                JobRow.owner.is_(None) if owner is None else JobRow.owner == owner,
-            )
-            return s.execute(q.values(status="Queued", status_message=message, updated_at=utcnow())).rowcount > 0
+    def requeue_if_stale(self, name: str, *, owner: str | None, older_than: datetime, expect_status: Iterable[str],
+                         events: Sequence[EventDraft] = (), **fields: Any) -> bool:
+        """Set ``fields`` (the status to go back to) on job ``name`` only if it is in ``expect_status``
+        under ``owner`` with a heartbeat older than ``older_than``: one UPDATE, so two servers
+        recovering at once, or a server that claimed the job meanwhile, cannot be overtaken by a stale
+        read."""
+        conditions = [
+            JobRow.status.in_(tuple(expect_status)),
+            (JobRow.heartbeat_at.is_(None)) | (JobRow.heartbeat_at < older_than),
+            JobRow.owner.is_(None) if owner is None else JobRow.owner == owner,
+        ]
+        return self._change_job(name, conditions, fields, events)
 
-    def add_job_counts(self, name: str, **deltas: int) -> None:
+    def add_job_counts(self, name: str, *, expect_status: Iterable[str] | None = None,
+                       events: Sequence[EventDraft] = (), **deltas: int) -> bool:
+        """Add ``deltas`` to the job's counters (and append ``events``), with ``expect_status`` only
+        in those statuses; False when nothing changed (all zero, or another status)."""
         values = {k: getattr(JobRow, k) + v for k, v in deltas.items() if v}
         if not values:
-            return
-        values["updated_at"] = utcnow()
-        with self.session() as s:
-            s.execute(update(JobRow).where(JobRow.name == name).values(**values))
+            return False
+        conditions = [] if expect_status is None else [JobRow.status.in_(tuple(expect_status))]
+        return self._change_job(name, conditions, values, events)
 
-    def claim_next_job(self, owner: str) -> JobRow | None:
-        """Atomically move the oldest Queued job to Preparing under ``owner``."""
+    def claim_next_job(self, *, source: str, target: str, keep: Iterable[str] = (),
+                       events: Sequence[EventDraft] = (), **fields: Any) -> JobRow | None:
+        """Move the oldest job in status ``source`` to ``target`` (a compare-and-set: None when there
+        is none, or another server took it first) and return it."""
         with self.session() as s:
             name = s.scalars(
-                select(JobRow.name).where(JobRow.status == "Queued").order_by(JobRow.created_at).limit(1)
+                select(JobRow.name).where(JobRow.status == source).order_by(JobRow.created_at).limit(1)
             ).first()
         if name is None:
             return None
-        now = utcnow()
-        if not self.update_job(name, expect_status=("Queued",), status="Preparing", owner=owner,
-                               start_time=now, heartbeat_at=now):
+        if not self.update_job(name, expect_status=(source,), events=events, keep=keep, status=target, **fields):
             return None
         return self.get_job(name)
 
-    def stale_jobs(self, older_than: datetime) -> list[JobRow]:
+    def stale_jobs(self, older_than: datetime, statuses: Iterable[str]) -> list[JobRow]:
+        """Jobs in ``statuses`` whose heartbeat is older than ``older_than`` (or missing)."""
         with self.session() as s:
             q = select(JobRow).where(
-                JobRow.status.in_(("Preparing", "Running", "Finalizing")),
+                JobRow.status.in_(tuple(statuses)),
                 (JobRow.heartbeat_at.is_(None)) | (JobRow.heartbeat_at < older_than),
             )
+            return list(s.scalars(q))
+
+    def _change_job(self, name: str, conditions: list[Any], values: dict[str, Any],
+                    events: Sequence[EventDraft], attempts: int = 3) -> bool:
+        jobs = JobRow.__table__
+        q = update(jobs).where(jobs.c.name == name, *conditions).values(**values, updated_at=utcnow())
+        if not events:
+            with self.session() as s:
+                return s.connection().execute(q).rowcount > 0
+        q = q.returning(*(jobs.c[k] for k in PROGRESS_FIELDS))
+        for attempt in range(attempts):
+            try:
+                with self.session() as s:
+                    after = s.connection().execute(q).first()
+                    if after is None:
+                        return False
+                    _insert_events(s, name, events, dict(zip(PROGRESS_FIELDS, after)))
+                    return True
+            except ConflictError:  # another writer took the same seq: number again
+                if attempt == attempts - 1:
+                    raise
+        return False
+
+    def list_job_events(self, name: str, after: int = 0, limit: int = 100) -> list[JobEventRow]:
+        """Job ``name``'s events with ``seq`` greater than ``after``, oldest first, at most ``limit``."""
+        with self.session() as s:
+            q = (select(JobEventRow).where(JobEventRow.job_name == name, JobEventRow.seq > after)
+                 .order_by(JobEventRow.seq).limit(limit))
             return list(s.scalars(q))
 
     def jobs_writing_under(self, datastore: str, folder: str, limit: int = 5) -> list[JobRow]:
@@ -352,14 +412,22 @@ class SqlMetadataStore:
                             | JobRow.output_folder.startswith(f"{folder}/", autoescape=True))
             return list(s.scalars(q.order_by(JobRow.created_at).limit(limit)))
 
-    def add_failure(self, job_name: str, mini_batch: int, file: str | None, error: str) -> None:
+    def add_failure(self, job_name: str, mini_batch: int, file: str | None, error: str, *, kind: str = "user",
+                    attempt: int | None = None) -> None:
+        """Record a file's final failure: ``kind`` is user | input | platform | timeout
+        (``engines/policy.py``), ``attempt`` the try (from 1) it failed on."""
         with self.session() as s:
-            s.add(JobFailureRow(job_name=job_name, mini_batch=mini_batch, file=file, error=error[:8000]))
+            s.add(JobFailureRow(job_name=job_name, mini_batch=mini_batch, file=file, error=error[:8000],
+                                kind=kind, attempt=attempt))
 
-    def list_failures(self, job_name: str, limit: int = 100) -> list[JobFailureRow]:
+    def list_failures(self, job_name: str, limit: int = 100, *, charged_only: bool = False) -> list[JobFailureRow]:
+        """A job's failures in the order recorded; ``charged_only``: those counted toward
+        ``error_threshold`` (every kind but platform)."""
         with self.session() as s:
-            q = select(JobFailureRow).where(JobFailureRow.job_name == job_name).order_by(JobFailureRow.id).limit(limit)
-            return list(s.scalars(q))
+            q = select(JobFailureRow).where(JobFailureRow.job_name == job_name)
+            if charged_only:
+                q = q.where(JobFailureRow.kind != "platform")
+            return list(s.scalars(q.order_by(JobFailureRow.id).limit(limit)))
 
     def count_jobs(self, status: str) -> int:
         with self.session() as s:

@@ -19,7 +19,7 @@ from batchpoint.exceptions import (
 )
 from batchpoint.identity.rules import IdentityContext, apply_identity
 from batchpoint.settings import Settings
-from batchpoint.storage.base import StorageBackend, StorageSpec, normalize_relpath
+from batchpoint.storage.base import StorageBackend, StorageSpec, normalize_relpath, probe_spec
 from batchpoint.storage.registry import open_backend
 from batchpoint.uri.parse import MLTABLE_MESSAGE, AssetRef, DatastorePath, LocalPath, StorageUrl, WorkspaceRef, parse_input_uri
 
@@ -79,8 +79,23 @@ class InputResolver:
         input_type = _check_type(input_type)
         parsed = parse_input_uri(text)
         resolved = self._locate(text, parsed, input_type)
+        _refuse_https_folder(resolved, input_type)
         if resolved.credential_source == "identity":
             _apply_identity(resolved, identity)
+        return self._verify(resolved, input_type)
+
+    def check_for_registration(self, text: str, input_type: str | None) -> ResolvedInput:
+        """A data asset's path, as registration checks it (Azure's way): data the server reads with a
+        data store's credential (or its own folder) is read once now; data read with an identity is
+        only located — a job checks reading it with *its* identity — never with the server's own."""
+        input_type = _check_type(input_type)
+        resolved = self._locate(text, parse_input_uri(text), input_type)
+        _refuse_https_folder(resolved, input_type)
+        if resolved.credential_source == "identity" and resolved.spec.kind != "https":
+            resolved.type = input_type or resolved.type or "uri_folder"
+            return resolved
+        if resolved.spec.kind == "https":
+            _apply_identity(resolved, None)
         return self._verify(resolved, input_type)
 
     def from_pin(self, pin: dict[str, Any], identity: IdentityContext | None, uri: str) -> ResolvedInput:
@@ -161,8 +176,10 @@ class InputResolver:
                 )
 
     def _verify(self, r: ResolvedInput, input_type: str | None) -> ResolvedInput:
-        backend = open_backend(r.spec)
+        backend = open_backend(probe_spec(r.spec))  # one quick attempt: a dead host is reported in seconds
         _check_access(backend, r)
+        if r.datastore and not r.path:
+            _refuse_store_root(backend, r)
         is_file = bool(r.path) and backend.is_file(r.path)
         is_dir = not is_file and backend.is_dir(r.path)
         where = _where(r)
@@ -183,15 +200,40 @@ class InputResolver:
         return r
 
 
+def _refuse_https_folder(r: ResolvedInput, input_type: str | None) -> None:
+    if r.spec.kind == "https" and input_type == "uri_folder":
+        raise InputError(
+            f"'{r.uri}' is a plain HTTPS URL, which names one file: there is no folder listing over plain HTTP, "
+            "so it cannot be a uri_folder. Score it as one file (CLI --input-type uri_file, SDK "
+            "Input(type='uri_file'), REST JobInputType UriFile), or give the folder as a storage-account URL "
+            "(https://<account>.blob.core.windows.net/<container>/<folder>) or a data store path")
+
+
+def _refuse_store_root(backend: StorageBackend, r: ResolvedInput) -> None:
+    """The root of a data store that holds Batchpoint's own areas (uploads, job outputs) is never
+    an input: it would score models, uploads and old predictions too."""
+    areas = [area for area in ("LocalUpload", "azureml") if backend.is_dir(area)]
+    if areas:
+        raise InputError(
+            f"input '{r.uri}' is the root of data store '{r.datastore}', which also holds Batchpoint's "
+            f"{' and '.join(a + '/' for a in areas)} (uploads, models' and jobs' files): give the folder of your "
+            f"data, e.g. azureml://datastores/{r.datastore}/paths/<folder>")
+
+
 def _apply_identity(resolved: ResolvedInput, identity: IdentityContext | None) -> None:
-    """Read an identity-based input with the job's identity (``None``: the server's own)."""
+    """Read an identity-based input with the job's identity (``None``: the server's own). A plain
+    HTTPS URL has no identity to use: it is read anonymously (the SSRF guard has checked its host)."""
     if resolved.spec.kind == "local":
+        return
+    if resolved.spec.kind == "https":
+        resolved.spec = StorageSpec("https", resolved.spec.config, {"kind": "anonymous"})
+        resolved.credential_source = "anonymous (plain HTTPS)"
         return
     config = resolved.spec.config
     account = config.get("account_name") or config.get("store_name") or config.get("bucket")
     resolved.spec, resolved.credential_source = apply_identity(
         resolved.spec, datastore=resolved.datastore, account=account, ctx=identity,
-        probe=lambda spec: open_backend(spec).check_access(resolved.path))
+        probe=lambda spec, path_too: open_backend(probe_spec(spec)).check_access(resolved.path if path_too else ""))
 
 
 def _check_access(backend: StorageBackend, r: ResolvedInput) -> None:

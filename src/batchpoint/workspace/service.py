@@ -24,10 +24,6 @@ from batchpoint.entities import (
     BatchEndpoint,
     Data,
     Datastore,
-    Job,
-    JobFailure,
-    JobOutput,
-    JobProgress,
     Model,
     Workspace,
 )
@@ -41,7 +37,7 @@ from batchpoint.storage.azure_auth import parse_connection_string
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.sql import SqlMetadataStore
-from batchpoint.store.tables import AssetRow, DatastoreRow, JobRow
+from batchpoint.store.tables import AssetRow, DatastoreRow
 from batchpoint.uri.parse import StorageUrl
 from batchpoint.uri.resolve import InputResolver
 from batchpoint.uri.storage_urls import spec_for_storage_url
@@ -124,7 +120,7 @@ class WorkspaceService:
 
     def create_data(self, data: Data) -> Data:
         if data.type != "mltable":  # MLTable assets are stored as given; invoke refuses them
-            resolved = self.resolver.resolve(data.path, data.type)
+            resolved = self.resolver.check_for_registration(data.path, data.type)
             self.uploads.check_input(resolved.datastore, resolved.path)
             if resolved.asset:
                 raise InputError(f"data asset path '{data.path}' points at another data asset; give a storage path")
@@ -166,7 +162,7 @@ class WorkspaceService:
     # -- computes, endpoints, deployments ----------------------------------------------------
     def put_compute(self, compute: AmlCompute) -> AmlCompute:
         """Store a compute; an identity's client secret is encrypted, never returned."""
-        spec = compute.model_dump(mode="json", exclude={"id", "created_at", "updated_at", "schema_"}, exclude_none=True)
+        spec = compute.spec()
         secret = None
         identity = spec.get("identity") or {}
         if identity.get("client_secret"):
@@ -211,7 +207,7 @@ class WorkspaceService:
                 raise ValidationError(
                     f"deployment '{dep.name}' asks for instance_count {wanted}, but compute '{compute.name}' has "
                     f"max_instances {most}; lower instance_count or raise the compute's max_instances")
-        spec = dep.model_dump(mode="json", exclude={"id", "created_at", "updated_at", "provisioning_state", "schema_"})
+        spec = dep.model_dump(mode="json", exclude=set(dep.SERVER_FIELDS))
         spec["model"] = f"azureml:{model.name}:{model.version}"
         if dep.code_configuration is None and model.type != "mlflow_model":
             raise ValidationError(
@@ -276,26 +272,6 @@ class WorkspaceService:
                     raise self.uploads.discard_changed(entry, source)
         if pinned:  # a file of the manifest was removed from storage
             raise self.uploads.discard_changed(next(iter(pinned.values())), next(iter(pinned)))
-
-    # -- jobs --------------------------------------------------------------------------------
-    def job_entity(self, row: JobRow, with_failures: bool = True) -> Job:
-        failures = self.store.list_failures(row.name, limit=50) if with_failures else []
-        logs = sorted(p.name for p in (self.settings.jobs_dir / row.name / "logs").glob("*.log"))
-        return Job(
-            name=row.name, display_name=row.name, id=resource_id(self.settings, "job", row.name), status=row.status,
-            status_message=row.status_message, endpoint_name=row.endpoint_name, deployment_name=row.deployment_name,
-            inputs=row.inputs, outputs={k: JobOutput(**v) for k, v in (row.outputs or {}).items()},
-            settings=row.settings, error=row.error, created_by=row.created_by,
-            progress=JobProgress(
-                mini_batches_total=row.mini_batches_total, mini_batches_completed=row.mini_batches_completed,
-                mini_batches_failed=row.mini_batches_failed, files_total=row.files_total,
-                files_completed=row.files_completed, files_failed=row.files_failed, rows=row.rows,
-                listing_complete=row.listing_complete),
-            failures=[JobFailure(mini_batch=f.mini_batch, file=f.file, error=f.error) for f in failures],
-            created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at), start_time=as_utc(row.start_time),
-            end_time=as_utc(row.end_time), first_mini_batch_at=as_utc(row.first_mini_batch_at),
-            listing_completed_at=as_utc(row.listing_completed_at), log_files=logs,
-        )
 
     # -- workspace ---------------------------------------------------------------------------
     def workspace_entity(self) -> Workspace:

@@ -1,6 +1,7 @@
-"""Imported once by the worker forkserver, so every forked worker starts warm: the heavy
-libraries are imported and MLflow's package map (which its model loader builds on first use by
-scanning every installed distribution, ~0.5 s) is already filled in."""
+"""Imported once by the worker forkserver (``engines/launchers.py``), so every forked worker starts
+warm: the heavy libraries and the worker side are imported, and MLflow's package map (which its
+model loader builds on first use by scanning every installed distribution, ~0.5 s) is already
+filled in. Only the worker side: a forked worker holds none of the server's modules."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ log = logging.getLogger(__name__)
 
 MODULES = ["pandas", "pyarrow.parquet", "mlflow.pyfunc", "mlflow.sklearn", "sklearn.ensemble",
            "sklearn.pipeline", "sklearn.compose", "sklearn.preprocessing", "sklearn.linear_model",
-           "batchpoint.engines.worker", "batchpoint.scoring.scorers", "batchpoint.storage.registry"]
+           "batchpoint.worker.loop", "batchpoint.scoring.scorers", "batchpoint.storage.registry",
+           "batchpoint.storage.local"]
 
 
 def warm() -> None:

@@ -1,0 +1,133 @@
+"""How the local pool starts a worker process: two launchers behind one small interface.
+
+``launch(slot, job_name, log_path)`` returns ``(process, connection)``: a process handle
+(``pid``, ``exitcode``, ``is_alive()``, ``kill()``, ``join(timeout)``) and a
+:class:`multiprocessing.connection.Connection` that carries the worker protocol's JSON frames
+(``send_bytes`` / ``recv_bytes``; :mod:`batchpoint.worker.protocol`). The engine then sends the
+``start`` message; nothing else crosses the boundary.
+
+* :class:`ForkserverLauncher` (the default, the fast path): a fork of a forkserver that has
+  pandas, pyarrow, MLflow and scikit-learn imported already (``worker/preload.py``); the worker
+  runs :func:`batchpoint.worker.loop.serve` on one end of a pipe.
+* :class:`SubprocessLauncher`: ``[python_exe, "-m", "batchpoint.worker", "--fd", N]`` — a fresh
+  interpreter, e.g. a deployment's own environment. The connection is one end of a
+  ``socket.socketpair()`` whose other end the child *inherits* as fd ``N`` (``pass_fds``): no port
+  is opened and no key is needed, since only the child holds the other end. Its stdout/stderr go
+  to the worker's log from the first line, so an import error there is in ``logs/worker-<n>.log``.
+  This is the seam for per-deployment environments and remote workers (Ray).
+"""
+
+from __future__ import annotations
+
+import abc
+import multiprocessing
+import os
+import socket
+import subprocess
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from batchpoint.exceptions import PlatformError
+from batchpoint.worker.loop import serve
+
+__all__ = ["ForkserverLauncher", "Launcher", "SubprocessLauncher", "mp_context", "warm_up"]
+
+PRELOAD = ["batchpoint.worker.preload"]
+_ctx_lock = threading.Lock()
+_ctx: Any = None
+
+
+def mp_context() -> Any:
+    """The forkserver context with the heavy imports preloaded (started once per server)."""
+    global _ctx
+    with _ctx_lock:
+        if _ctx is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(PRELOAD)
+            _ctx = ctx
+        return _ctx
+
+
+def warm_up() -> None:
+    """Start the forkserver now (server start-up), so the first job does not pay for imports."""
+    proc = mp_context().Process(target=time.sleep, args=(0,))
+    proc.start()
+    proc.join()
+
+
+class Launcher(abc.ABC):
+    """Starts one worker process and hands back its handle and connection."""
+
+    name = ""
+
+    @abc.abstractmethod
+    def launch(self, slot: int, job_name: str, log_path: Path) -> tuple[Any, Connection]:
+        """Start the worker of ``slot``; the engine sends it the ``start`` message next."""
+
+
+class ForkserverLauncher(Launcher):
+    name = "forkserver"
+
+    def launch(self, slot: int, job_name: str, log_path: Path) -> tuple[Any, Connection]:
+        ctx = mp_context()
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=serve, args=(child,), daemon=True, name=f"batchpoint-{job_name}-w{slot}")
+        proc.start()
+        child.close()
+        return proc, parent
+
+
+class _PopenProcess:
+    """A :class:`subprocess.Popen` with the process-handle verbs of ``multiprocessing.Process``."""
+
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class SubprocessLauncher(Launcher):
+    """Workers in a given Python interpreter (``python_exe``), which must have Batchpoint installed."""
+
+    name = "subprocess"
+
+    def __init__(self, python_exe: str, env: dict[str, str] | None = None) -> None:
+        self.python_exe = python_exe
+        self.env = env
+
+    def launch(self, slot: int, job_name: str, log_path: Path) -> tuple[Any, Connection]:
+        ours, theirs = socket.socketpair()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(log_path, "ab") as log:
+                popen = subprocess.Popen(
+                    [self.python_exe, "-m", "batchpoint.worker", "--fd", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    env={**os.environ, **(self.env or {})}, close_fds=True)
+        except OSError as exc:
+            ours.close()
+            raise PlatformError(f"cannot start a worker of job {job_name} with the Python interpreter "
+                                f"'{self.python_exe}': {exc}; give the path of an interpreter that has Batchpoint "
+                                "installed", details={"python": self.python_exe}) from exc
+        finally:
+            theirs.close()
+        return _PopenProcess(popen), Connection(ours.detach())

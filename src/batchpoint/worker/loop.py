@@ -1,0 +1,134 @@
+"""The worker loop: ``init()`` once, then score the mini-batches the engine sends.
+
+:func:`serve` speaks the worker protocol (:mod:`batchpoint.worker.protocol`) over one
+:mod:`multiprocessing.connection` connection: it waits for ``start`` (the job config), points its
+output at ``logs/worker-<n>.log``, sets the deployment's environment variables, calls the scorer's
+``init()`` and answers ``ready`` (or ``init_failed``), then answers each ``batch`` with ``done``
+until ``stop`` or the connection closes. It is the same code whether the worker was forked from
+the engine's forkserver or started as ``python -m batchpoint.worker`` in another interpreter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from batchpoint._internal.redact import Redactor, install_redacting_filter
+from batchpoint.scoring.output import count_rows
+from batchpoint.scoring.scorers import make_scorer
+from batchpoint.worker import protocol
+from batchpoint.worker.errors import error_info
+from batchpoint.worker.files import Fetcher, write_part
+
+_redactor: Any = None  # this worker's log filter (see _redact_logs)
+
+
+def _redirect_output(log_path: Path, level: str) -> logging.Logger:
+    """stdout, stderr and logging → the worker's log (left as they are when it cannot be opened)."""
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+        sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    except OSError as exc:
+        print(f"batchpoint worker: cannot write its log {log_path}: {exc}", file=sys.stderr)
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return logging.getLogger("batchpoint.worker")
+
+
+def _redact_logs(sources: dict[str, Any]) -> None:
+    """Mask the credentials this worker holds (and anything secret-looking) in its log records.
+    (What the scoring script prints to stdout is its own business: it is not a log record.)"""
+    global _redactor
+    if _redactor is None:
+        _redactor = Redactor()
+        install_redacting_filter(_redactor)
+    for spec in sources.values():
+        credential = spec.get("credential") or {}
+        _redactor.add_secrets({k: v for k, v in credential.items() if k != "kind" and isinstance(v, str)})
+
+
+def _send(conn: Any, message: dict[str, Any]) -> bool:
+    try:
+        conn.send_bytes(protocol.encode(message))
+        return True
+    except OSError:  # the engine went away
+        return False
+
+
+def _receive(conn: Any) -> dict[str, Any] | None:
+    """The next message, or None when the connection closed. A message this worker cannot read
+    (another protocol version) raises ProtocolError: the worker exits and its log says why."""
+    try:
+        data = conn.recv_bytes()
+    except (EOFError, OSError):
+        return None
+    return protocol.decode(data, peer="engine")
+
+
+def serve(conn: Any) -> None:
+    """Run one worker over ``conn`` until ``stop`` or the connection closes."""
+    message = _receive(conn)
+    if message is None or message["type"] != "start":
+        return
+    job = message["job"]
+    log = _redirect_output(Path(job["logs_dir"]) / f"worker-{job['worker_id']}.log", job["logging_level"])
+    _redact_logs(job["sources"])
+    os.environ.update(job["environment"])
+    try:
+        scorer = make_scorer(job["scorer"])
+        started = time.perf_counter()
+        scorer.init()
+        seconds = time.perf_counter() - started
+        fetcher = Fetcher(job["sources"])
+        log.info("worker %s ready (init took %.3fs)", job["worker_id"], seconds)
+    except BaseException as exc:  # noqa: BLE001 - reported to the engine, which fails the job
+        log.exception("init failed")
+        _send(conn, protocol.init_failed(error_info(exc, "user")))
+        return
+    if not _send(conn, protocol.ready(job["worker_id"], seconds)):
+        return
+    try:
+        _batches(conn, scorer, fetcher, job, log)
+    finally:
+        fetcher.close()
+
+
+def _batches(conn: Any, scorer: Any, fetcher: Fetcher, job: dict[str, Any], log: logging.Logger) -> None:
+    while True:
+        message = _receive(conn)
+        if message is None or message["type"] == "stop":
+            return
+        if message["type"] != "batch":
+            raise protocol.ProtocolError(f"the engine sent '{message['type']}' to a ready worker; expected batch or stop")
+        if not _send(conn, _score(message, scorer, fetcher, job, log)):
+            return
+
+
+def _score(message: dict[str, Any], scorer: Any, fetcher: Fetcher, job: dict[str, Any],
+           log: logging.Logger) -> dict[str, Any]:
+    key, started = message["key"], time.perf_counter()
+    try:
+        if message["sources"] is not None:
+            _redact_logs(message["sources"])
+            fetcher.use(message["sources"])
+        files = fetcher.fetch(message["files"], key)
+        result = scorer.run(files)
+        rows = write_part(Path(job["parts_dir"]), key, result) if job["write_rows"] else count_rows(result)
+        log.info("mini-batch %s (%d files) scored: %d rows in %.3fs", key, len(files), rows,
+                 time.perf_counter() - started)
+        return protocol.done(key, rows, None)
+    except Exception as exc:  # noqa: BLE001 - every failure goes back to the engine, with its kind
+        error = error_info(exc)
+        log.exception("mini-batch %s failed (attempt %d, kind %s)", key, message["attempt"], error["kind"])
+        return protocol.done(key, 0, error)
+    finally:
+        fetcher.clear()

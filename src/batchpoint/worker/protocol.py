@@ -1,0 +1,139 @@
+"""The worker protocol: what an engine and a worker say to each other, as versioned JSON.
+
+Every message is one JSON object ``{"v": PROTOCOL_VERSION, "type": <type>, ...fields}`` sent as
+one frame of a :mod:`multiprocessing.connection` connection (``send_bytes`` / ``recv_bytes``).
+Nothing is pickled across the boundary, so a worker may run another interpreter (a deployment's
+own environment) or, later, on another machine. A message of another version is refused with a
+:class:`ProtocolError` that says to install the same Batchpoint on both sides.
+
+=============== ========= ==============================================================
+type            direction fields
+=============== ========= ==============================================================
+``start``       → worker  ``job``: the job config (:func:`job_config`): ``name``, ``worker_id``,
+                          ``scorer`` {model_dir, code_dir, scoring_script}, ``sources``
+                          {key: storage spec dict}, ``parts_dir``, ``logs_dir``,
+                          ``write_rows``, ``logging_level``, ``environment``
+``batch``       → worker  ``key`` (the part's name), ``index``, ``sub``, ``attempt``, ``pieces``,
+                          ``files`` [{source, path}], ``sources`` (renewed storage specs, or null)
+``stop``        → worker  (none): finish and exit
+``ready``       ← worker  ``worker``, ``init_seconds``: init() returned
+``init_failed`` ← worker  ``error``: init() raised (type, message, where, traceback, kind)
+``done``        ← worker  ``key``, ``rows``, ``error``: null, or {type, message, where,
+                          traceback, kind (user | input | platform)}
+=============== ========= ==============================================================
+
+A storage spec dict is ``{"kind", "config", "credential"}`` (:func:`spec_to_dict`); it holds the
+worker's (delegated) credential, so messages are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from batchpoint.exceptions import JobError
+from batchpoint.storage.base import StorageSpec
+
+__all__ = ["PROTOCOL_VERSION", "ProtocolError", "batch", "decode", "done", "encode", "init_failed", "job_config",
+           "ready", "spec_from_dict", "spec_to_dict", "start", "stop"]
+
+PROTOCOL_VERSION = 1
+
+#: message type -> the fields it must have
+FIELDS: dict[str, tuple[str, ...]] = {
+    "start": ("job",),
+    "batch": ("key", "index", "sub", "attempt", "pieces", "files", "sources"),
+    "stop": (),
+    "ready": ("worker", "init_seconds"),
+    "init_failed": ("error",),
+    "done": ("key", "rows", "error"),
+}
+
+
+class ProtocolError(JobError):
+    """A worker message that cannot be used: another protocol version, not JSON, a field missing."""
+
+    code = "worker_protocol_error"
+
+
+def _message(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "type": kind, **fields}
+
+
+def spec_to_dict(spec: StorageSpec | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(spec, dict):
+        return {"kind": spec["kind"], "config": dict(spec.get("config") or {}), "credential": spec.get("credential")}
+    return {"kind": spec.kind, "config": dict(spec.config), "credential": spec.credential}
+
+
+def spec_from_dict(data: dict[str, Any]) -> StorageSpec:
+    return StorageSpec(data["kind"], dict(data.get("config") or {}), data.get("credential"))
+
+
+def sources_to_dict(sources: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if sources is None else {key: spec_to_dict(spec) for key, spec in sources.items()}
+
+
+def job_config(*, name: str, worker_id: int, scorer: dict[str, Any], sources: dict[str, Any], parts_dir: str,
+               logs_dir: str, write_rows: bool, logging_level: str, environment: dict[str, str]) -> dict[str, Any]:
+    """The job config a worker starts with (plain JSON: paths, flags, storage spec dicts)."""
+    return {"name": name, "worker_id": worker_id, "scorer": dict(scorer), "sources": sources_to_dict(sources),
+            "parts_dir": parts_dir, "logs_dir": logs_dir, "write_rows": write_rows, "logging_level": logging_level,
+            "environment": dict(environment)}
+
+
+def start(job: dict[str, Any]) -> dict[str, Any]:
+    return _message("start", job=job)
+
+
+def batch(key: str, index: int, sub: int, attempt: int, pieces: int, files: list[dict[str, str]],
+          sources: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _message("batch", key=key, index=index, sub=sub, attempt=attempt, pieces=pieces, files=files,
+                    sources=sources_to_dict(sources))
+
+
+def stop() -> dict[str, Any]:
+    return _message("stop")
+
+
+def ready(worker: int, init_seconds: float) -> dict[str, Any]:
+    return _message("ready", worker=worker, init_seconds=init_seconds)
+
+
+def init_failed(error: dict[str, Any]) -> dict[str, Any]:
+    return _message("init_failed", error=error)
+
+
+def done(key: str, rows: int, error: dict[str, Any] | None) -> dict[str, Any]:
+    return _message("done", key=key, rows=rows, error=error)
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(message, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"worker message '{message.get('type')}' cannot be sent as JSON: {exc}; "
+                            "storage spec configs and job settings must hold only JSON values") from exc
+
+
+def decode(data: bytes, peer: str = "peer") -> dict[str, Any]:
+    """The message in ``data``, checked: version, type and fields. ``peer`` names the sender in errors."""
+    try:
+        message = json.loads(data)
+    except ValueError as exc:
+        raise ProtocolError(f"a message from the {peer} is not JSON ({exc}); the other side does not speak the "
+                            f"worker protocol: install the same Batchpoint version in the worker's environment") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError(f"a message from the {peer} is not a JSON object")
+    version = message.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"a message from the {peer} has worker protocol version {version!r}, this side speaks "
+                            f"version {PROTOCOL_VERSION}: install the same Batchpoint version in the server's and "
+                            "the worker's environments")
+    kind = message.get("type")
+    if kind not in FIELDS:
+        raise ProtocolError(f"a message from the {peer} has unknown type {kind!r}; known: {', '.join(FIELDS)}")
+    missing = [f for f in FIELDS[kind] if f not in message]
+    if missing:
+        raise ProtocolError(f"'{kind}' message from the {peer} lacks {', '.join(missing)}")
+    return message
