@@ -19,7 +19,8 @@ the Invoker's job) that creates what the call acts on and returns the :class:`Ca
 resources (model, data, endpoint + deployment, a job of the Owner and one of the Invoker) are made
 once per module. ``test_hand_table_matches_the_app`` walks the real app, so a new route without an
 entry here fails. The lists are also checked for WHAT each role sees (jobs: only one's own unless
-``jobs/read`` on the workspace). Where invokes may write outputs is covered elsewhere.
+``jobs/read`` on the workspace). Where an invoke may write its output — role × data store location —
+is the matrix of ``tests/security/test_output_locations.py``.
 """
 
 from __future__ import annotations
