@@ -93,3 +93,13 @@ def test_private_url_refusal_names_the_server_setting(server, data):
         response = rest.post(f"/batchEndpoints/{ENDPOINT}/invoke", json=body)
     assert response.status_code == 400, response.text
     assert "BATCHPOINT_STORAGE__ALLOW_PRIVATE_HOSTS" in response.json()["error"]["message"]
+
+
+def test_a_type_mismatch_names_the_parameter_of_every_interface(server, data):
+    body = {"properties": {"InputData": {"x": {"JobInputType": "UriFile", "Uri": data.id}}}}
+    with server.rest() as rest:
+        response = rest.post(f"/batchEndpoints/{ENDPOINT}/invoke", json=body)
+    message = response.json()["error"]["message"]
+    assert response.status_code == 400 and "disagrees" in message
+    assert "--input-type uri_folder" in message and "Input(type='uri_folder')" in message
+    assert '"JobInputType": "UriFolder"' in message, message

@@ -153,7 +153,7 @@ class InputResolver:
         if input_type and input_type != row.type:
             raise InputError(
                 f"input type '{input_type}' disagrees with data asset '{row.name}:{row.version}', which is a "
-                f"{row.type}; use --input-type {row.type} (or leave it out)"
+                f"{row.type}; {type_hint(row.type)}, or leave the type out"
             )
         if depth > 2:
             raise InputError(f"data asset '{row.name}' points at another asset too many times")
@@ -191,13 +191,19 @@ class InputResolver:
         if wanted != actual:
             what = "a file" if is_file else "a folder"
             raise InputError(
-                f"input type '{wanted}' disagrees with {where}, which is {what}; use --input-type {actual}"
+                f"input type '{wanted}' disagrees with {where}, which is {what}; {type_hint(actual)}"
             )
         if is_dir and next(iter(backend.iter_files(r.path)), None) is None:
             links = " (links pointing outside the data store are never followed)" if r.spec.kind == "local" else ""
             raise InputError(f"{where} is an empty folder: there are no files to score{links}")
         r.type = actual
         return r
+
+
+def type_hint(kind: str) -> str:
+    """How to ask for input type ``kind`` in each interface (the server does not know which one was used)."""
+    rest = "UriFolder" if kind == "uri_folder" else "UriFile"
+    return f"use type {kind} (CLI --input-type {kind}, SDK Input(type='{kind}'), REST \"JobInputType\": \"{rest}\")"
 
 
 def _refuse_https_folder(r: ResolvedInput, input_type: str | None) -> None:
