@@ -50,7 +50,11 @@ if ! .venv/bin/ruff check --quiet src tests bench examples docs/gen_cli.py >&2; 
   say "FAILED: ruff check (fix the lines above, or run .venv/bin/ruff check --fix)" >&2
   exit 1
 fi
-say "layers (import-linter) and ruff: clean"
+if ! .venv/bin/python docs/gen_cli.py --check >&2; then
+  say "FAILED: docs/cli.md does not match the CLI's --help texts" >&2
+  exit 1
+fi
+say "layers (import-linter), ruff and docs/cli.md: clean"
 
 # --- Azurite from npm, in .cache/node
 AZ_PKG=.cache/node/node_modules/azurite/package.json
