@@ -100,3 +100,56 @@ def test_method_not_allowed_says_which_are(server):
     assert response.status_code == 405
     assert response.headers["allow"] == "GET"
     assert "allowed: GET" in response.json()["error"]["message"]
+
+
+SITECUSTOMIZE_500 = """
+import os
+if os.environ.get("BP_TEST_FAIL_WORKSPACE"):
+    import batchpoint.workspace.service as service
+
+    def _broken(self):
+        raise RuntimeError("a bug, on purpose")
+
+    service.WorkspaceService.workspace_entity = _broken
+"""
+
+
+def test_a_500_keeps_the_connection_open(tmp_path):
+    """After a server bug's 500 the client's kept-alive connection still works (before: reset)."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    from conftest import start_server, stop_server
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE_500)
+    import os
+
+    path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH", "")) if p)
+    handle = start_server(tmp_path / "home", {"PYTHONPATH": path, "BP_TEST_FAIL_WORKSPACE": "1"})
+    try:
+        url = urlsplit(handle.url)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        headers = handle.auth_headers()
+        conn.request("GET", "/workspace", headers=headers)
+        first = conn.getresponse()
+        body = json.loads(first.read())
+        assert first.status == 500 and body["error"]["code"] == "internal_error", body
+        assert "RuntimeError" in body["error"]["message"] and "Traceback" not in body["error"]["message"]
+        assert (first.getheader("connection") or "").lower() != "close"
+        conn.request("GET", "/datastores", headers=headers)  # the same connection
+        second = conn.getresponse()
+        assert second.status == 200, second.read()
+        second.read()
+        conn.close()
+        assert "a bug, on purpose" in handle.log()  # the traceback is in the server's log
+    finally:
+        stop_server(handle)
+
+
+def test_huge_ids_in_the_path_are_a_400(server):
+    with server.rest() as rest:
+        response = rest.delete("/roleAssignments/11579960116957367332339974144")
+    assert response.status_code == 400 and "assignment_id" in response.json()["error"]["message"], response.text

@@ -17,7 +17,7 @@ from batchpoint.identity.secrets import SecretBox
 from batchpoint.jobs.dispatcher import Dispatcher
 from batchpoint.server.context import AppContext
 from batchpoint.server.errors import install_error_handlers
-from batchpoint.server.errors import SafeJSONResponse, error_response
+from batchpoint.server.errors import SafeJSONResponse, error_response, internal_error_response
 from batchpoint.server.limits import BodyLimitMiddleware
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
 from batchpoint.server.security import AuthService, authenticate_request
@@ -72,7 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             principal = await run_in_threadpool(authenticate_request, app.state.ctx.auth, request)
         except BatchpointError as exc:
             return error_response(exc)
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - a bug: answered here so the kept-alive connection survives
+            response = internal_error_response(request, exc)
         if request.method not in ("GET", "HEAD", "OPTIONS") and principal is not None:
             details = getattr(request.state, "audit", None) or {}
             await run_in_threadpool(app.state.ctx.store.add_audit, principal, request.method,

@@ -75,10 +75,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"error": {"code": "internal_error",
-                       "message": f"the server failed on {request.method} {request.url.path} "
-                                  f"({exc.__class__.__name__}); see the server log"}},
-            status_code=500,
-        )
+        return internal_error_response(request, exc)
+
+
+def internal_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """A bug's 500: logged with its traceback, answered without one. Returned by the server's own
+    middleware (see ``create_app``), so the connection stays open for the client's next request."""
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"error": {"code": "internal_error",
+                   "message": f"the server failed on {request.method} {request.url.path} "
+                              f"({exc.__class__.__name__}); see the server log"}},
+        status_code=500,
+    )

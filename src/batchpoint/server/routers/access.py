@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from batchpoint._internal.clock import as_utc
@@ -94,7 +95,8 @@ def create_assignment(body: AssignmentIn, ctx: AppContext = Depends(get_context)
 
 
 @router.delete("/roleAssignments/{assignment_id}", status_code=204, dependencies=[requires(P.ROLES_WRITE)])
-def delete_assignment(assignment_id: int, ctx: AppContext = Depends(get_context)) -> None:
+def delete_assignment(assignment_id: int = PathParam(ge=1, le=2**62, description="the assignment's id"),
+                      ctx: AppContext = Depends(get_context)) -> None:
     ctx.store.delete_role_assignment(assignment_id)
 
 
