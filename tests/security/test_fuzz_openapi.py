@@ -26,7 +26,7 @@ def test_generated_requests_never_get_a_server_error(tmp_path):
              "--max-examples", "12", "--workers", "1", "--phases", "examples,fuzzing",
              "--checks", "not_a_server_error", "--seed", "20261201", "--no-color",
              "--request-timeout", "30"],
-            capture_output=True, text=True, timeout=600)
+            capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache folder goes there
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
         assert "Server error" not in proc.stdout, proc.stdout[-6000:]
         assert "generated" in proc.stdout  # it did run cases
