@@ -7,6 +7,7 @@ OverflowError; ``/auditLog?limit=-1`` returned the whole log past the 1,000 cap;
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 
@@ -153,3 +154,12 @@ def test_huge_ids_in_the_path_are_a_400(server):
     with server.rest() as rest:
         response = rest.delete("/roleAssignments/11579960116957367332339974144")
     assert response.status_code == 400 and "assignment_id" in response.json()["error"]["message"], response.text
+
+
+def test_the_openapi_declares_the_error_answers(server):
+    schema = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
+    invoke = schema["paths"]["/batchEndpoints/{name}/invoke"]["post"]["responses"]
+    assert {"202", "400", "401", "403", "404", "409"} <= set(invoke) and "422" not in invoke
+    assert "error" in invoke["400"]["content"]["application/json"]["schema"]["properties"]
+    deleted = schema["paths"]["/roleAssignments/{assignment_id}"]["delete"]["responses"]
+    assert {"204", "404", "409"} <= set(deleted)

@@ -19,6 +19,7 @@ from batchpoint.server.context import AppContext
 from batchpoint.server.errors import install_error_handlers
 from batchpoint.server.errors import SafeJSONResponse, error_response, internal_error_response
 from batchpoint.server.limits import BodyLimitMiddleware
+from batchpoint.server.openapi import describe_errors
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
 from batchpoint.server.security import AuthService, authenticate_request
 from batchpoint.workspace import EndpointService, WorkspaceService
@@ -84,4 +85,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (workspace, uploads, assets, computes, endpoints, jobs, access):
         app.include_router(module.router)
+    describe_errors(app)
     return app
