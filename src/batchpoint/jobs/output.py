@@ -63,10 +63,9 @@ def check_output_location(ws: WorkspaceService, output: dict[str, Any], principa
                           *, is_default: bool) -> tuple[str, str]:
     """Refuse an output location the caller may not write (403) or that overlaps data (409)."""
     datastore, folder = output_location(output)
-    ws.store.get_datastore(datastore)
+    row = ws.store.get_datastore(datastore)
     if is_default:
         return datastore, folder
-    row = ws.store.get_datastore(datastore)
     account = (row.config or {}).get("account_name") or (row.config or {}).get("store_name")
     scopes = [f"datastore:{datastore}"] + ([f"storageaccount:{account}"] if account else [])
     if principal is None or not any(authorize(assignments, P.DATA_WRITE, s) for s in scopes):
@@ -84,10 +83,17 @@ def check_output_location(ws: WorkspaceService, output: dict[str, Any], principa
         if found and found[0] == datastore and _overlaps(folder, found[1]):
             raise ConflictError(f"{where} overlaps {what} at '{path}'; outputs never overwrite registered data: "
                                 "choose a folder that neither holds nor lies inside it")
-    for job in ws.store.jobs_writing_under(datastore, folder, limit=1):
-        raise ConflictError(f"{where} overlaps the output of job '{job.name}' "
-                            f"(azureml://datastores/{datastore}/paths/{job.output_folder}); give each job its own folder")
+    check_no_other_job(ws, output, datastore, folder)
     return datastore, folder
+
+
+def check_no_other_job(ws: WorkspaceService, output: dict[str, Any], datastore: str, folder: str) -> None:
+    """409 when another job writes into, around or inside this output folder."""
+    taken = ws.store.jobs_writing_under(datastore, folder, limit=1)
+    if taken:
+        raise ConflictError(f"output location '{output['path']}' overlaps the output of job '{taken[0].name}' "
+                            f"(azureml://datastores/{datastore}/paths/{taken[0].output_folder}); give each job its "
+                            "own folder")
 
 
 def write_output(ws: WorkspaceService, job: JobRow, parts_dir: Path) -> None:

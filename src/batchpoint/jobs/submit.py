@@ -19,7 +19,7 @@ from batchpoint.entities import BatchDeploymentSettings
 from batchpoint.identity.delegation import delegated_kind
 from batchpoint.identity.rules import IdentityContext
 from batchpoint.exceptions import ConflictError, InputError, NotFoundError, ValidationError
-from batchpoint.jobs.output import check_output_location
+from batchpoint.jobs.output import check_no_other_job, check_output_location
 from batchpoint.jobs import lifecycle
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import JobRow
@@ -95,7 +95,8 @@ def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest,
     output_path = request.output_path or f"azureml://datastores/{ws.default_datastore_name()}/paths/azureml/{name}/score"
     output = {"type": "uri_folder", "path": output_path, "file_name": settings["output_file_name"]}
     is_default = request.output_path is None
-    check_output_location(ws, output, created_by, assignments or [], is_default=is_default)  # before reading inputs
+    datastore, folder = check_output_location(ws, output, created_by, assignments or [],
+                                              is_default=is_default)  # before reading inputs
     inputs = {}
     identity = identity_for(ws, deployment.spec, created_by, assignments or [])
     for key, spec in request.inputs.items():
@@ -106,8 +107,9 @@ def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest,
                        "pinned": resolved.pin()}  # what the runner reads: the text is never resolved again
     plan = {"workers": workers, "instance_count": instance_count, "scorer": _scorer_config(ws, deployment.spec)}
     settings["instance_count"] = instance_count
-    with _OUTPUTS_LOCK:  # checked again with the insert: two invokes cannot both take one folder
-        datastore, folder = check_output_location(ws, output, created_by, assignments or [], is_default=is_default)
+    with _OUTPUTS_LOCK:  # other jobs checked again with the insert: two invokes cannot both take one folder
+        if not is_default:
+            check_no_other_job(ws, output, datastore, folder)
         return lifecycle.create(
             store, name, endpoint_name=endpoint_name, deployment_name=deployment_name, inputs=inputs,
             outputs={"score": output}, settings=settings, plan=plan, created_by=created_by,
