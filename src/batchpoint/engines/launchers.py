@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint.exceptions import PlatformError
-from batchpoint.worker.loop import serve
+from batchpoint.worker.entry import forked_worker
 
 __all__ = ["ForkserverLauncher", "Launcher", "SubprocessLauncher", "mp_context", "warm_up"]
 
@@ -74,7 +74,7 @@ class ForkserverLauncher(Launcher):
     def launch(self, slot: int, job_name: str, log_path: Path) -> tuple[Any, Connection]:
         ctx = mp_context()
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=serve, args=(child,), daemon=True, name=f"batchpoint-{job_name}-w{slot}")
+        proc = ctx.Process(target=forked_worker, args=(child,), daemon=True, name=f"batchpoint-{job_name}-w{slot}")
         proc.start()
         child.close()
         return proc, parent
