@@ -4,12 +4,16 @@ Every move is checked against ``states.ALLOWED`` and written as a compare-and-se
 a completion racing each other cannot both win. Each move, and each change of the counters,
 appends a **job event** in the same transaction (``SqlMetadataStore`` numbers them per job):
 
-``{"v": 1, "seq": 7, "at": "...", "type": "status" | "progress", "status": "Running",
+``{"v": 1, "seq": 7, "at": "...", "type": "status" | "progress" | "phase", "status": "Running",
 "message": "scoring mini-batches", "data": {"files_completed": 4, ..., "listing_complete": true}}``
 
 ``data`` carries the job's counters after the change (``JobProgress``'s fields); a ``Failed`` event
 adds ``error``, a ``Crashed`` one ``owner``. Progress events are one per recorded mini-batch outcome
 (one INSERT beside the counters' UPDATE, in the same transaction; not coalesced).
+
+A **phase** event (:func:`phase`) marks a step inside a status, e.g. ``Preparing``'s
+``listing`` or ``building environment``: ``data`` has ``phase``, ``state`` (``started`` |
+``finished`` | ``failed``) and, when finished, ``seconds``; the job's ``status_message`` follows it.
 """
 
 from __future__ import annotations
@@ -79,6 +83,16 @@ def record_listing(store: SqlMetadataStore, name: str, files_total: int, mini_ba
     listed = {"type": "progress", "message": f"listing complete: {files_total} file(s) in {mini_batches_total} mini-batch(es)"}
     store.update_job(name, expect_status=_ACTIVE, events=[listed], files_total=files_total,
                      mini_batches_total=mini_batches_total, listing_complete=True, listing_completed_at=at)
+
+
+def phase(store: SqlMetadataStore, name: str, phase_name: str, state: str, message: str,
+          **data: Any) -> bool:
+    """Note a step of an active job (``state``: started | finished | failed) as a ``phase`` event;
+    the job's ``status_message`` becomes ``message``. Returns whether the job was still active."""
+    if state not in ("started", "finished", "failed"):
+        raise ValueError(f"phase state must be started, finished or failed, not {state!r}")
+    event: EventDraft = {"type": "phase", "message": message, "data": {"phase": phase_name, "state": state, **data}}
+    return store.update_job(name, expect_status=_ACTIVE, events=[event], status_message=message)
 
 
 def stale_jobs(store: SqlMetadataStore, older_than: datetime) -> list[JobRow]:
