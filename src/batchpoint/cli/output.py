@@ -52,19 +52,38 @@ def render(result: Any, output: str = "json", query: str | None = None) -> str:
     if output == "yaml":
         return yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False).rstrip()
     if output == "tsv":
-        return _tsv(data)
+        return _tsv(data, ordered=bool(query))
     return _table(data)
 
 
-def _tsv(data: Any) -> str:
-    rows = data if isinstance(data, list) else [data]
+def _tsv(data: Any, ordered: bool) -> str:
+    """``-o tsv`` as ``az`` (knack) writes it: the result (a list, or one value taken as a list of one) is
+    one line per item. An object's values are tab-separated, in the query's order with ``--query``,
+    else sorted by key; a list's items are tab-separated too. A value that is itself a list is
+    written as its length, an object as an empty field, null as ``None``; a lone boolean item as
+    ``true``/``false``. A null result prints nothing."""
+    if data is None:
+        return ""
     lines = []
-    for row in rows:
+    for row in data if isinstance(data, list) else [data]:
         if isinstance(row, dict):
-            lines.append("\t".join(_scalar(v) for v in row.values() if not isinstance(v, (dict, list))))
+            values = list(row.values()) if ordered else [v for _, v in sorted(row.items())]
+            lines.append("\t".join(_tsv_field(v) for v in values))
+        elif isinstance(row, list):
+            lines.append("\t".join(_tsv_field(v) for v in row))
+        elif isinstance(row, bool):
+            lines.append(str(row).lower())
         else:
-            lines.append(_scalar(row))
+            lines.append(_tsv_field(row))
     return "\n".join(lines)
+
+
+def _tsv_field(value: Any) -> str:
+    if isinstance(value, list):
+        return str(len(value))
+    if isinstance(value, dict):
+        return ""
+    return str(value)
 
 
 def _table(data: Any) -> str:
