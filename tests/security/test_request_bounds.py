@@ -163,3 +163,44 @@ def test_the_openapi_declares_the_error_answers(server):
     assert "error" in invoke["400"]["content"]["application/json"]["schema"]["properties"]
     deleted = schema["paths"]["/roleAssignments/{assignment_id}"]["delete"]["responses"]
     assert {"204", "404", "409"} <= set(deleted)
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(server):
+    """The router's own 405 named only the first route whose path matched (``Allow: PUT`` on a path
+    that also answers GET, PATCH and DELETE)."""
+    with server.rest() as rest:
+        response = rest.request("OPTIONS", "/batchEndpoints/some-endpoint")
+        assert response.status_code == 405
+        assert response.headers["allow"] == "DELETE, GET, PATCH, PUT"
+        assert "allowed: DELETE, GET, PATCH, PUT" in response.json()["error"]["message"]
+        response = rest.post("/datastores/workspaceblobstore")
+        assert (response.status_code, response.headers["allow"]) == (405, "GET, PUT")
+
+
+def test_openapi_types_the_request_bodies(server):
+    """Request bodies are described by the entities' schemas and the spec's invoke body, not as free
+    objects; file and log answers by their real media types (issue 10, item 8)."""
+    with server.rest() as rest:
+        doc = rest.get("/openapi.json").json()
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+
+    def body(method, path):
+        return paths[path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+    assert body("put", "/batchEndpoints/{name}") == {"$ref": "#/components/schemas/BatchEndpoint"}
+    assert "auth_mode" in schemas["BatchEndpoint"]["properties"]
+    assert "name" not in schemas["BatchEndpoint"].get("required", [])  # the URL names it
+    deployment = schemas["BatchDeployment"]
+    assert {"model", "code_configuration", "settings", "resources"} <= set(deployment["properties"])
+    assert deployment["additionalProperties"] is False
+    assert "required" not in schemas["BatchDeploymentUpdate"]  # PATCH: any subset, merged
+    invoke = body("post", "/batchEndpoints/{name}/invoke")
+    assert invoke["properties"]["properties"]["required"] == ["InputData"]
+    assert body("post", "/uploads")["required"] == ["name", "type", "files"]
+    for method, path in [("put", "/datastores/{name}"), ("put", "/computes/{name}"),
+                         ("post", "/data/{name}/versions"), ("post", "/models/{name}/versions")]:
+        assert body(method, path).get("$ref", "").startswith("#/components/schemas/"), (method, path)
+    files = paths["/datastores/{name}/files/{path}"]
+    assert "application/octet-stream" in files["get"]["responses"]["200"]["content"]
+    assert "content" not in files["head"]["responses"]["404"]
+    assert "text/event-stream" in paths["/jobs/{name}/events/stream"]["get"]["responses"]["200"]["content"]

@@ -63,6 +63,8 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
         message = str(exc.detail)
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
         if exc.status_code == 405 and headers.get("Allow"):
             message = f"{request.method} is not allowed on {request.url.path}; allowed: {headers['Allow']}"
         return JSONResponse({"error": {"code": code, "message": message}}, exc.status_code, headers=headers or None)
@@ -76,6 +78,27 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return internal_error_response(request, exc)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the app answers on this path (the router's own 405 names only the
+    first route whose path matched, e.g. ``Allow: PUT`` for a path that also has GET and DELETE)."""
+    path, methods = request.url.path, set()
+    for route in _routes(request.app.router.routes):
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(path):
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods))
+
+
+def _routes(routes: Any) -> Any:
+    """The app's routes, flat: an included router (FastAPI's ``_IncludedRouter``) lists its own."""
+    for route in routes:
+        nested = getattr(route, "effective_candidates", None)
+        if callable(nested):
+            yield from _routes(nested())
+        else:
+            yield route
 
 
 def internal_error_response(request: Request, exc: Exception) -> JSONResponse:
