@@ -74,6 +74,16 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     apt-get install -y -qq --no-install-recommends postgresql
 fi
 
+# --- environments (issue 11 A): the wheels the environment tests serve from a local package
+# index on 127.0.0.1 (tests/fixtures/local_index.py), fetched here from PyPI with their upload
+# times, since the tests themselves have no internet; cached in .cache/env-index (~320 MB), and
+# uv's cache in .cache/uv stays warm between runs
+if ! .venv/bin/python tests/fixtures/local_index_fetch.py .cache/env-index >>"$LOG" 2>&1; then
+  say "FAILED: fetching the environment tests' wheels from PyPI (last lines of $LOG follow)" >&2
+  tail -n 20 "$LOG" >&2
+  exit 1
+fi
+
 # --- components
 # shellcheck source=scripts/components.sh
 source "$ROOT/scripts/components.sh"

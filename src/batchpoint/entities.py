@@ -139,6 +139,28 @@ class Model(_Resource):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
+class Environment(_Resource):
+    """A registered environment, as azure-ai-ml's ``Environment``: ``conda_file`` (a conda
+    environment as a mapping; the SDK and CLI read a local file for you) and/or ``image`` (accepted,
+    not used: see docs/environments.md). ``build`` is filled by the server: what was built for it."""
+
+    SERVER_FIELDS: ClassVar[frozenset[str]] = _Resource.SERVER_FIELDS | {"build"}
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str | None = None
+    description: str | None = None
+    conda_file: dict[str, Any] | str | None = None  # a mapping, or a local file (the SDK sends its content)
+    image: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str] = Field(default_factory=dict)
+    build: dict[str, Any] | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 # ---- computes ---------------------------------------------------------------------------------
 
 
@@ -248,6 +270,9 @@ class BatchDeployment(_Resource):
     model: str | Model
     code_configuration: CodeConfiguration | None = None
     environment: str | dict[str, Any] | None = None
+    #: "local": the server's own environment (an MLflow model's unmet requirements are refused);
+    #: otherwise an environment is built (docs/environments.md)
+    env_manager: Literal["local", "virtualenv", "uv", "conda"] | None = None
     compute: str | None = None
     resources: ResourceConfiguration = Field(default_factory=ResourceConfiguration)
     settings: BatchDeploymentSettings = Field(default_factory=BatchDeploymentSettings)

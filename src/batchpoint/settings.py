@@ -43,6 +43,21 @@ class StorageSettings(BaseModel):
     allow_private_hosts: list[str] = Field(default_factory=list)
 
 
+class EnvironmentSettings(BaseModel):
+    """Per-deployment Python environments (``batchpoint.environments``, docs/environments.md)."""
+
+    index_url: str = "https://pypi.org/simple"  # a private mirror: its simple-API URL
+    extra_index_urls: list[str] = Field(default_factory=list)
+    root: Path | None = None  # where built environments live; default <home>/environments
+    uv_cache_dir: Path | None = None  # uv's download/wheel cache; default <home>/cache/uv
+    uv_path: str | None = None  # the uv binary; default the one installed with Batchpoint, else PATH
+    build_timeout_s: float = 1800.0
+    prune_after_days: float = 30.0  # `batchpoint environment prune` removes builds unused this long
+
+    def index_urls(self) -> list[str]:
+        return [self.index_url, *self.extra_index_urls]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BATCHPOINT_", env_nested_delimiter="__", extra="ignore")
 
@@ -53,6 +68,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    environments: EnvironmentSettings = Field(default_factory=EnvironmentSettings)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -73,6 +89,14 @@ class Settings(BaseSettings):
     @property
     def code_dir(self) -> Path:
         return self.home / "code"
+
+    @property
+    def environments_dir(self) -> Path:
+        return self.environments.root or (self.home / "environments")
+
+    @property
+    def uv_cache_dir(self) -> Path:
+        return self.environments.uv_cache_dir or (self.home / "cache" / "uv")
 
     @property
     def arm_prefix(self) -> str:

@@ -35,9 +35,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from batchpoint.cli import access, assets, compute, endpoints, jobs, workspace
+    from batchpoint.cli import access, assets, compute, endpoints, environments, jobs, workspace
 
-    for module in (assets, compute, endpoints, jobs, workspace, access):
+    for module in (assets, compute, endpoints, jobs, workspace, access, environments):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
-from batchpoint.engines.launchers import ForkserverLauncher, Launcher, warm_up
+from batchpoint.engines.launchers import ForkserverLauncher, Launcher, SubprocessLauncher, warm_up
 from batchpoint.engines.planning import EngineJob, MiniBatch, MiniBatchOutcome
 from batchpoint.engines.policy import (
     MAX_PLATFORM_FAILURES, Action, FailureKind, FailurePolicy, WorkerInitError, exit_text,
@@ -60,7 +60,9 @@ class LocalPoolEngine(Engine):
 
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
-        run = _Run(self.launcher, job, batches, on_outcome, stop, credentials)
+        # a deployment's own environment: its workers are that interpreter's (docs/environments.md)
+        launcher = SubprocessLauncher(job.python_exe) if job.python_exe else self.launcher
+        run = _Run(launcher, job, batches, on_outcome, stop, credentials)
         try:
             run.start()
             run.loop()

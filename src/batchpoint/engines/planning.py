@@ -100,3 +100,6 @@ class EngineJob:
     write_rows: bool = True
     logging_level: str = "info"
     environment: dict[str, str] = field(default_factory=dict)
+    #: the interpreter of the deployment's own environment (``batchpoint.environments``); None: the
+    #: server's (the forkserver's fast path)
+    python_exe: str | None = None

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from batchpoint.engines.base import Engine, engine_for
 from batchpoint.engines.planning import EngineJob, RetryPolicy
+from batchpoint.environments import prepare_environment
 from batchpoint.exceptions import BatchpointError, UserCodeError
 from batchpoint.identity.delegation import WorkerCredentials
 from batchpoint.jobs.folder import JobFolder
-from batchpoint.jobs.lifecycle import fail, transition
+from batchpoint.jobs.lifecycle import fail, phase, transition
 from batchpoint.jobs.listing import Lister
 from batchpoint.jobs.output import write_output
 from batchpoint.jobs.progress import Progress
@@ -66,11 +67,13 @@ class JobRunner:
         delegated = WorkerCredentials(sources, self.ws.settings.jobs.worker_credential_ttl_s)
         policy = RetryPolicy(settings["retry_settings"]["max_retries"], settings["retry_settings"]["timeout"],
                              settings["error_threshold"])
+        python_exe = self._environment(job, folder)  # Preparing: "building environment" (docs/environments.md)
         engine_job = EngineJob(
             name=job.name, workers=plan["workers"], scorer=plan["scorer"], sources=delegated.current()[1], policy=policy,
             parts_dir=folder.parts_dir, logs_dir=folder.logs_dir,
             write_rows=settings["output_action"] == "append_row", logging_level=settings["logging_level"],
             environment=settings.get("environment_variables") or {},
+            python_exe=python_exe,
         )
         progress = Progress(self.store, job.name, policy, stop, done)
         lister = Lister(self.store, job.name, files, settings["mini_batch_size"], manifest)
@@ -91,6 +94,13 @@ class JobRunner:
         if engine_job.write_rows:
             write_output(self.ws, job, Path(engine_job.parts_dir))
         transition(self.store, job.name, JobStatus.COMPLETED, progress.summary())
+
+    def _environment(self, job: JobRow, folder: JobFolder) -> str | None:
+        """The Python of the deployment's environment, built or found in the cache (None: the server's)."""
+        deployment = self.store.get_deployment(job.endpoint_name, job.deployment_name)
+        return prepare_environment(
+            self.ws.settings, self.store, deployment.spec, job.plan["scorer"], Path(folder.logs_dir),
+            lambda state, message, **data: phase(self.store, job.name, "building environment", state, message, **data))
 
     def _inputs(self, job: JobRow) -> tuple[dict[str, StorageSpec], list[tuple[str, ResolvedInput]]]:
         """Each input as its invoke pinned it (never resolved again from its text), read with the

@@ -20,6 +20,7 @@ from batchpoint.sdk.operations import (
     ModelOperations,
     WorkspaceOperations,
 )
+from batchpoint.sdk.environments import EnvironmentOperations
 from batchpoint.sdk.transport import Transport
 
 
@@ -48,6 +49,7 @@ class MLClient:
         self.datastores = DatastoreOperations(t, self)
         self.data = DataOperations(t, self)
         self.models = ModelOperations(t, self)
+        self.environments = EnvironmentOperations(t, self)
         self.compute = ComputeOperations(t, self)
         self.batch_endpoints = BatchEndpointOperations(t, self)
         self.batch_deployments = BatchDeploymentOperations(t, self)

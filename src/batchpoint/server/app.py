@@ -21,6 +21,7 @@ from batchpoint.server.errors import SafeJSONResponse, error_response, internal_
 from batchpoint.server.limits import BodyLimitMiddleware
 from batchpoint.server.openapi import describe_errors
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
+from batchpoint.server.routers import environments
 from batchpoint.server.security import AuthService, authenticate_request
 from batchpoint.workspace import EndpointService, WorkspaceService
 from batchpoint.settings import Settings
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     request.url.path, response.status_code, details)
         return response
 
-    for module in (workspace, uploads, assets, computes, endpoints, jobs, access):
+    for module in (workspace, uploads, assets, computes, endpoints, jobs, access, environments):
         app.include_router(module.router)
     describe_errors(app)
     return app

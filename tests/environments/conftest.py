@@ -1,0 +1,121 @@
+"""Fixtures of the environment tests: a local package index on 127.0.0.1 (no internet), a server
+whose ``environments.index_url`` points at it, and an old MLflow model trained in its own
+environment (scikit-learn 1.1.3 + xgboost 1.7.6: versions the server's .venv lacks).
+
+The wheels come from ``scripts/test.sh`` (``tests/fixtures/local_index_fetch.py``, at install time,
+under ``.cache/env-index``); uv's cache is ``.cache/uv``, so a second run builds from a warm cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import HEART_TRAIN, HEART_UNLABELED, ServerHandle, start_server, stop_server
+from fixtures.local_index import LocalIndex, stable_port
+
+ROOT = Path(__file__).resolve().parents[2]
+INDEX_DIR = ROOT / ".cache" / "env-index"
+UV_CACHE = ROOT / ".cache" / "uv"
+#: what the old model pins (its requirements.txt, as mlflow 2.10 writes it)
+OLD_PINS = ["mlflow==2.10.2", "scikit-learn==1.1.3", "xgboost==1.7.6"]
+
+TRAIN_PY = r'''
+import json, sys
+from pathlib import Path
+import pandas as pd, mlflow.sklearn, mlflow.pyfunc
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+from xgboost import XGBClassifier
+
+train, out, unlabeled, pins = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+frame = pd.read_csv(train)
+X, y = frame.drop(columns=["target"]), frame["target"]
+prep = ColumnTransformer([("thal", OneHotEncoder(handle_unknown="ignore"), ["thal"])], remainder="passthrough")
+model = Pipeline([("prep", prep), ("clf", XGBClassifier(n_estimators=30, max_depth=3, random_state=0))]).fit(X, y)
+mlflow.sklearn.save_model(model, out, serialization_format="cloudpickle", pip_requirements=pins)
+loaded = mlflow.pyfunc.load_model(out)
+expected = {}
+for csv in sorted(Path(unlabeled).glob("*.csv")):
+    for row, pred in enumerate(loaded.predict(pd.read_csv(csv))):
+        expected[f"{csv.name}:{row}"] = int(pred)
+import sklearn, xgboost, numpy
+print(json.dumps({"expected": expected, "versions": {"sklearn": sklearn.__version__, "xgboost": xgboost.__version__,
+                                                     "numpy": numpy.__version__}}))
+'''
+
+
+@pytest.fixture(scope="session")
+def local_index() -> Iterator[LocalIndex]:
+    if not (INDEX_DIR / "index.json").is_file():
+        if os.environ.get("BATCHPOINT_TEST_ALLOW_MISSING_COMPONENTS"):
+            pytest.skip("the local package index's wheels are not fetched (scripts/test.sh fetches them)")
+        pytest.fail(f"{INDEX_DIR}/index.json is missing: run scripts/test.sh, which fetches the wheels the "
+                    "environment tests serve (tests/fixtures/local_index_fetch.py)")
+    index = LocalIndex(INDEX_DIR, stable_port(INDEX_DIR)).start()
+    yield index
+    index.close()
+
+
+def env_settings_env(index: LocalIndex) -> dict[str, str]:
+    return {"BATCHPOINT_ENVIRONMENTS__INDEX_URL": index.url, "BATCHPOINT_ENVIRONMENTS__UV_CACHE_DIR": str(UV_CACHE)}
+
+
+@pytest.fixture(scope="session")
+def env_server(tmp_path_factory: pytest.TempPathFactory, local_index: LocalIndex) -> Iterator[ServerHandle]:
+    handle = start_server(tmp_path_factory.mktemp("bp-env-home"), env_settings_env(local_index))
+    yield handle
+    stop_server(handle)
+
+
+@pytest.fixture(scope="session")
+def env_client(env_server: ServerHandle):
+    from batchpoint import MLClient
+
+    client = MLClient(endpoint=env_server.url, home=env_server.home)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def old_model(tmp_path_factory: pytest.TempPathFactory, local_index: LocalIndex) -> dict[str, Any]:
+    """An sklearn Pipeline around XGBClassifier trained and saved as an MLflow model *in an
+    environment built from the registry* (its own, not the server's), with the predictions of that
+    environment's own ``predict`` on the unlabeled heart files."""
+    from batchpoint.environments import build_environment
+    from batchpoint.settings import Settings
+
+    home = tmp_path_factory.mktemp("bp-train-home")
+    settings = Settings(home=home, environments={"index_url": local_index.url, "uv_cache_dir": str(UV_CACHE)})
+    python = build_environment(settings, ["scikit-learn==1.1.3", "xgboost==1.7.6", "mlflow-skinny==2.10.2"],
+                               log=home / "build.log")
+    out = tmp_path_factory.mktemp("old-model") / "heart-xgb"
+    proc = subprocess.run([python, "-c", TRAIN_PY, str(HEART_TRAIN), str(out), str(HEART_UNLABELED),
+                           json.dumps(OLD_PINS)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["versions"]["sklearn"] == "1.1.3" and result["versions"]["xgboost"] == "1.7.6", result["versions"]
+    return {"path": out, "expected": result["expected"], "python": python}
+
+
+def job_log(client: Any, server: ServerHandle, name: str, log_name: str = "environment.log") -> str:
+    with server.rest() as rest:
+        listing = rest.get(f"/jobs/{name}/logs").json()["logs"]
+        assert log_name in [entry["name"] for entry in listing], listing
+        return rest.get(f"/jobs/{name}/logs/{log_name}").text
+
+
+def phases(client: Any, name: str) -> list[dict[str, Any]]:
+    return [e.data for e in client.jobs.events(name) if e.type == "phase" and e.data.get("phase") ==
+            "building environment"]
+
+
+def statuses(client: Any, name: str) -> list[str]:
+    return [e.status for e in client.jobs.events(name) if e.type == "status"]
