@@ -85,24 +85,41 @@ def env_client(env_server: ServerHandle):
 
 
 @pytest.fixture(scope="session")
-def old_model(tmp_path_factory: pytest.TempPathFactory, local_index: LocalIndex) -> dict[str, Any]:
+def old_model(tmp_path_factory: pytest.TempPathFactory, local_index: LocalIndex,
+              env_server: ServerHandle) -> dict[str, Any]:
     """An sklearn Pipeline around XGBClassifier trained and saved as an MLflow model *in an
     environment built from the registry* (its own, not the server's), with the predictions of that
-    environment's own ``predict`` on the unlabeled heart files."""
+    environment's own ``predict`` on the unlabeled heart files. The environment is built with the
+    server's settings (its home, index and uv cache), as a user would on that machine: the model's
+    requirements name the same packages, so the server's first job of it finds that build."""
     from batchpoint.environments import build_environment
     from batchpoint.settings import Settings
 
-    home = tmp_path_factory.mktemp("bp-train-home")
-    settings = Settings(home=home, environments={"index_url": local_index.url, "uv_cache_dir": str(UV_CACHE)})
+    settings = Settings(home=env_server.home, environments={"index_url": local_index.url,
+                                                            "uv_cache_dir": str(UV_CACHE)})
     python = build_environment(settings, ["scikit-learn==1.1.3", "xgboost==1.7.6", "mlflow-skinny==2.10.2"],
-                               log=home / "build.log")
+                               log=env_server.home / "train-build.log")
     out = tmp_path_factory.mktemp("old-model") / "heart-xgb"
     proc = subprocess.run([python, "-c", TRAIN_PY, str(HEART_TRAIN), str(out), str(HEART_UNLABELED),
                            json.dumps(OLD_PINS)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["versions"]["sklearn"] == "1.1.3" and result["versions"]["xgboost"] == "1.7.6", result["versions"]
-    return {"path": out, "expected": result["expected"], "python": python}
+    return {"path": out, "expected": result["expected"], "python": python,
+            "build_log": (env_server.home / "train-build.log").read_text()}
+
+
+def run_cli(server: ServerHandle, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The real ``batchpoint`` command against ``server``."""
+    import shutil
+    import sys
+
+    exe = shutil.which("batchpoint", path=str(Path(sys.executable).parent)) or "batchpoint"
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120,
+                          env={**server.env, "BATCHPOINT_SERVER_URL": server.url})
+    if check:
+        assert proc.returncode == 0, f"batchpoint {' '.join(args)}: {proc.stderr}{proc.stdout}"
+    return proc
 
 
 def job_log(client: Any, server: ServerHandle, name: str, log_name: str = "environment.log") -> str:

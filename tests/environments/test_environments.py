@@ -25,7 +25,7 @@ import pytest
 
 from conftest import HEART_UNLABELED, wait_job
 from batchpoint import BatchDeployment, BatchEndpoint, Environment, Input, Model
-from environments.conftest import job_log, phases, statuses
+from environments.conftest import job_log, phases, run_cli, statuses
 
 SERVER_PACKAGES = ["fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "pydantic", "pydantic_settings",
                    "httpx", "cryptography", "jmespath"]  # (click comes with mlflow-skinny, the model's own need)
@@ -76,19 +76,24 @@ def test_old_model_runs_in_its_own_environment(env_client, env_server, old_model
     # the phase inside Preparing, with its time
     seen = phases(env_client, first_job.name)
     assert [p["state"] for p in seen] == ["started", "finished"], seen
-    assert seen[-1]["built"] is True and seen[-1]["seconds"] > 0
+    assert seen[-1]["seconds"] >= 0
     log = job_log(env_client, env_server, first_job.name)
-    assert "from the model's python_env.yaml" in log and "python_env.yaml → requirements.txt" not in log
+    assert "from the model's python_env.yaml" in log and "requirement: scikit-learn==1.1.3" in log
     assert "'mlflow==2.10.2' is installed as 'mlflow-skinny==2.10.2'" in log
     assert "added 'pandas'" in log
+    # the model's requirements name what the training environment was built from: the same build
+    assert "found in the cache" in log
+    [build] = [b for b in env_client.environments.list_builds() if b["hash"] == seen[-1]["environment"]]
+    assert {"scikit-learn==1.1.3", "xgboost==1.7.6", "mlflow-skinny==2.10.2"} <= set(build["packages"])
     # the exclude-newer rule: the index also has numpy 2.0.2, which would break scikit-learn 1.1.3
-    assert "resolution rule: exclude-newer 2024-02-09T05:57:58Z" in log and "(mlflow-skinny==2.10.2)" in log
-    assert "+ numpy==1.26.4" in log and "numpy==2" not in log
-    assert "uv venv --seed" in log and "+ setuptools==69" in log  # seeded with a pkg_resources of that time
+    assert build["rule"].startswith("resolution rule: exclude-newer 2024-02-09T05:57:58Z")
+    assert "(mlflow-skinny==2.10.2)" in build["rule"]
+    assert "numpy==1.26.4" in build["packages"] and not any(p.startswith("numpy==2") for p in build["packages"])
+    assert "uv venv --seed" in old_model["build_log"] and "+ setuptools==69" in old_model["build_log"]
 
 
 def test_worker_in_the_environment_imports_no_server_package(env_client, first_job):
-    [build] = [b for b in env_client.environments.list_builds() if b["source"] == "the model's python_env.yaml"]
+    [build] = [b for b in env_client.environments.list_builds() if b["source"] == "build_environment()"]
     python = str(Path(build["path"]) / "bin" / "python")
     check = subprocess.run([python, "-m", "batchpoint.worker", "--selfcheck"], capture_output=True, text=True,
                            timeout=120)
@@ -139,25 +144,44 @@ def test_second_deployment_with_the_same_spec_reuses_the_build(env_client, env_s
     assert phases(env_client, job.name)[-1]["built"] is False
 
 
-CONDA = {"name": "heart-env", "channels": ["conda-forge"],
-         "dependencies": ["python=3.8.5", "pip<=24.0", {"pip": ["mlflow-skinny==2.10.2", "scikit-learn==1.1.3",
-                                                                 "xgboost==1.7.6", "joblib==1.3.2"]}]}
+CONDA = {"name": "light-env", "channels": ["conda-forge"],
+         "dependencies": ["python=3.8.5", "pip<=24.0", {"pip": ["pandas==2.2.0", "numpy==1.26.4"]}]}
+SCORE_PY = """
+import os
+import pandas as pd
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    return pd.DataFrame({"file": [os.path.basename(p) for p in mini_batch],
+                         "rows": [len(pd.read_csv(p)) for p in mini_batch], "pandas": pd.__version__})
+"""
 
 
 def test_two_jobs_needing_one_new_environment_build_it_once(env_client, env_server, registered_old_model,
-                                                            old_model, tmp_path):
+                                                            tmp_path):
+    from batchpoint import CodeConfiguration
+
     env = env_client.environments.create_or_update(Environment(
-        name="heart-xgb-env", version="1", conda_file=CONDA, image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04",
-        description="conda file of the heart model"))
+        name="light-env", version="1", conda_file=CONDA, image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04",
+        description="a scoring script's conda file"))
     assert env.version == "1" and env.conda_file == CONDA
-    before = env_client.environments.get("heart-xgb-env", version="1").build
-    assert before["built"] is False
-    _deploy(env_client, "heart-conda", "conda", registered_old_model, environment="azureml:heart-xgb-env:1")
-    names = [_invoke(env_client, "heart-conda", "conda") for _ in range(2)]
+    assert env_client.environments.get("light-env", version="1").build["built"] is False
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "score.py").write_text(SCORE_PY)
+    _deploy(env_client, "heart-conda", "script", registered_old_model, environment="azureml:light-env:1",
+            code_configuration=CodeConfiguration(code=str(code), scoring_script="score.py"))
+    names = [_invoke(env_client, "heart-conda", "script") for _ in range(2)]
     jobs = [wait_job(env_client, n, timeout=300) for n in names]
     assert [j.status for j in jobs] == ["Completed", "Completed"], [j.status_message for j in jobs]
-    for j in jobs:
-        assert _predictions(env_client, j.name, tmp_path / j.name) == old_model["expected"]
+    for j in jobs:  # scored in the environment: its pandas, not the server's
+        [out] = env_client.jobs.download(j.name, download_path=tmp_path / j.name, output_name="score")
+        text = out.read_text()
+        assert text.count("2.2.0") == 4 and all(f"heart-unlabeled-{i}.csv" in text for i in range(4)), text
     logs = [job_log(env_client, env_server, j.name) for j in jobs]
     assert sum(log.count("uv venv --seed") for log in logs) == 1, logs
     assert sum(p["built"] for j in jobs for p in phases(env_client, j.name) if p["state"] == "finished") == 1
@@ -165,10 +189,11 @@ def test_two_jobs_needing_one_new_environment_build_it_once(env_client, env_serv
         assert f"'python=3.8.5' cannot be honoured: environments use this machine's Python " \
                f"{platform.python_version()}" in log
         assert "channels (conda-forge) are not used" in log
+        assert "'pip<=24.0': the environment's seeded pip is used instead" in log
         assert "image 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04' is accepted but not used" in log
-    shown = env_client.environments.get("heart-xgb-env", version="1").build
+    shown = env_client.environments.get("light-env", version="1").build
     assert shown["built"] is True and Path(shown["path"]).is_dir() and shown["size_bytes"] > 10_000_000
-    assert "xgboost==1.7.6" in shown["packages"] and shown["last_used"]
+    assert "pandas==2.2.0" in shown["packages"] and shown["last_used"]
     assert [b["hash"] for b in env_client.environments.list_builds()].count(shown["hash"]) == 1
 
 
@@ -201,33 +226,31 @@ def test_a_pin_with_no_build_for_this_python_names_the_pin_python_and_nearest(en
     assert "Nearest versions that install here: 2.12.0 (newer), 2.13.0 (newer)" in message
 
 
-def test_environment_cli_create_show_list_delete(cli, tmp_path):
+def test_environment_cli_create_show_list_delete(env_server, tmp_path):
     spec = tmp_path / "env.yml"
     (tmp_path / "conda.yml").write_text("dependencies:\n  - pip:\n    - scikit-learn==1.1.3\n")
     spec.write_text("$schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json\n"
                     "name: cli-env\nversion: 1\nconda_file: conda.yml\nimage: mcr.microsoft.com/azureml/minimal\n"
-                    "tags: {stage: 1}\n")
-    created = cli("environment", "create", "-f", str(spec), "-o", "json")
-    body = json.loads(created.out)
+                    "tags: {stage: prod}\n")
+    body = json.loads(run_cli(env_server, "environment", "create", "-f", str(spec), "-o", "json").stdout)
     assert body["conda_file"] == {"dependencies": [{"pip": ["scikit-learn==1.1.3"]}]} and body["version"] == "1"
-    shown = json.loads(cli("environment", "show", "-n", "cli-env", "-v", "1", "-o", "json").out)
+    shown = json.loads(run_cli(env_server, "environment", "show", "-n", "cli-env", "-v", "1", "-o", "json").stdout)
     assert shown["build"]["built"] is False and "not built yet" in shown["build"]["reason"]
-    assert [e["name"] for e in json.loads(cli("environment", "list", "-o", "json").out)].count("cli-env") == 1
-    cli("environment", "delete", "-n", "cli-env", "-v", "1")
-    missing = cli("environment", "show", "-n", "cli-env", check=False)
-    assert missing.code == 1 and "environment 'cli-env' was not found" in missing.err
+    run_cli(env_server, "environment", "delete", "-n", "cli-env", "-v", "1")
+    missing = run_cli(env_server, "environment", "show", "-n", "cli-env", check=False)
+    assert missing.returncode == 1 and "environment 'cli-env' was not found" in missing.stderr
 
 
 def test_prune_removes_builds_unused_for_long(env_client):
     """Last: it removes the conda file's build (made to look unused for 40 days), and only that."""
     builds = {b["source"]: b for b in env_client.environments.list_builds()}
     assert env_client.environments.prune(older_than_days=30) == []  # every build was used just now
-    old = builds["environment 'heart-xgb-env:1'"]
+    old = builds["environment 'light-env:1'"]
     long_ago = time.time() - 40 * 86400
     os.utime(Path(old["path"]) / ".last-used", (long_ago, long_ago))
     removed = env_client.environments.prune(older_than_days=30)
     assert [r["hash"] for r in removed] == [old["hash"]]
     assert not Path(old["path"]).exists()
     left = [b["hash"] for b in env_client.environments.list_builds()]
-    assert old["hash"] not in left and builds["the model's python_env.yaml"]["hash"] in left
-    assert env_client.environments.get("heart-xgb-env", version="1").build["built"] is False
+    assert old["hash"] not in left and builds["build_environment()"]["hash"] in left
+    assert env_client.environments.get("light-env", version="1").build["built"] is False

@@ -147,6 +147,13 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("GET", "/models/{name}", "models/read", "workspace"),
     ("GET", "/models/{name}/versions/{version}", "models/read", "workspace"),
     ("POST", "/models/{name}/versions", "models/write", "workspace"),
+    ("GET", "/environments", "assets/read", "workspace"),
+    ("GET", "/environments/{name}", "assets/read", "workspace"),
+    ("GET", "/environments/{name}/versions/{version}", "assets/read", "workspace"),
+    ("POST", "/environments/{name}/versions", "assets/write", "workspace"),
+    ("DELETE", "/environments/{name}/versions/{version}", "assets/write", "workspace"),
+    ("GET", "/environment-builds", "assets/read", "workspace"),
+    ("POST", "/environment-builds/prune", "assets/write", "workspace"),
     ("GET", "/computes", "computes/read", "workspace"),
     ("GET", "/computes/{name}", "computes/read", "workspace"),
     ("PUT", "/computes/{name}", "computes/write", "workspace"),
@@ -561,6 +568,46 @@ def _(w):
         "type": "uri_file", "path": f"azureml://datastores/{DEFAULT_STORE}/paths/{HELLO_PATH}"},
         check=both(body_is(name=name, version="1"), lambda r: assert_status(w, f"/data/{name}", 200)),
         intact=gone(w, f"/data/{name}"))
+
+
+# registered environments (docs/environments.md): as data assets
+ENV_BODY = {"conda_file": {"dependencies": [{"pip": ["six==1.16.0"]}]}}
+
+
+def _env(w, name: str = "mx-env") -> str:
+    if w.status_of(f"/environments/{name}") == 404:
+        w.admin("POST", f"/environments/{name}/versions", 201, json={**ENV_BODY, "version": "1"})
+    return name
+
+
+case("GET", "/environments")(lambda w: Call("GET", "/environments", check=lists("name", _env(w))))
+case("GET", "/environments/{name}")(lambda w: Call("GET", f"/environments/{_env(w)}", check=body_is(name="mx-env")))
+case("GET", "/environments/{name}/versions/{version}")(
+    lambda w: Call("GET", f"/environments/{_env(w)}/versions/1", check=body_is(name="mx-env", version="1")))
+
+
+@case("POST", "/environments/{name}/versions")
+def _(w):
+    name = fresh("mx-env")
+    return Call("POST", f"/environments/{name}/versions", 201, json=ENV_BODY,
+                check=both(body_is(name=name, version="1"), lambda r: assert_status(w, f"/environments/{name}", 200)),
+                intact=gone(w, f"/environments/{name}"))
+
+
+@case("DELETE", "/environments/{name}/versions/{version}")
+def _(w):
+    name = _env(w, fresh("mx-env"))
+    return Call("DELETE", f"/environments/{name}/versions/1", 204, check=gone(w, f"/environments/{name}"),
+                intact=still_there(w, f"/environments/{name}"))
+
+
+def _no_builds(response: httpx.Response) -> None:
+    assert response.json() == [], response.json()  # the matrix's model needs nothing the server lacks
+
+
+case("GET", "/environment-builds")(lambda w: Call("GET", "/environment-builds", check=_no_builds))
+case("POST", "/environment-builds/prune")(
+    lambda w: Call("POST", "/environment-builds/prune?older_than_days=36500", check=body_is(removed=[])))
 
 
 case("GET", "/models")(lambda w: Call("GET", "/models", check=lists("name", MODEL)))

@@ -14,6 +14,7 @@ requirement the server does not meet.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -30,6 +31,8 @@ from batchpoint.environments.resolve import model_requirements, resolve
 from batchpoint.environments.spec import EnvironmentSpec, with_worker_needs
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
+
+logger = logging.getLogger(__name__)
 
 LOG_NAME = "environment.log"
 PHASE = "building environment"
@@ -87,6 +90,10 @@ def prepare_environment(settings: Settings, store: SqlMetadataStore, deployment:
                         scorer: dict[str, Any], logs_dir: Path, on_phase: PhaseSink) -> str | None:
     """The Python for the job's workers (None: the server's own, the forkserver)."""
     spec = resolve(deployment, scorer, EnvironmentAssets(settings, store))
+    if spec.from_model and not unmet_requirements(model_requirements(scorer.get("model_dir"))):
+        # the server's own packages are exactly what the model asks for: no build, the fast path
+        logger.info("the server's environment meets every requirement of %s; no environment is built", spec.source)
+        return None
     needs_mlflow = not scorer.get("scoring_script")
     spec = with_worker_needs(spec, needs_mlflow=needs_mlflow)
     if spec.use_server:
