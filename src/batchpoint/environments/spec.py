@@ -186,6 +186,8 @@ def parse_conda(conda: dict[str, Any] | str, where: str) -> tuple[list[str], lis
     reqs: list[str] = []
     notes: list[str] = []
     channels = conda.get("channels") or []
+    if not isinstance(channels, list):
+        raise ValidationError(f"{where}: 'channels' must be a list of channel names")
     if channels:
         notes.append(f"{where}: channels ({', '.join(map(str, channels))}) are not used; packages come from the "
                      "server's package index (setting environments.index_url)")
@@ -193,11 +195,15 @@ def parse_conda(conda: dict[str, Any] | str, where: str) -> tuple[list[str], lis
     if not isinstance(deps, list):
         raise ValidationError(f"{where}: 'dependencies' must be a list")
     for dep in deps:
+        if dep is None:
+            continue
         if isinstance(dep, dict):
             for key, value in dep.items():
                 if key != "pip":
                     notes.append(f"{where}: dependency section '{key}' is not used")
                     continue
+                if not isinstance(value, list | type(None)):
+                    raise ValidationError(f"{where}: the pip section must be a list of requirements")
                 sub, sub_notes = parse_requirement_lines(list(value or []), f"{where} (pip)")
                 reqs += sub
                 notes += sub_notes
@@ -212,7 +218,10 @@ def parse_conda(conda: dict[str, Any] | str, where: str) -> tuple[list[str], lis
 
 def parse_python_env(text: str, where: str, base: Path) -> tuple[list[str], list[str]]:
     """MLflow's ``python_env.yaml`` → (requirements, notes)."""
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{where} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValidationError(f"{where} must be a mapping with 'python' and 'dependencies'")
     notes = []
@@ -224,7 +233,10 @@ def parse_python_env(text: str, where: str, base: Path) -> tuple[list[str], list
     if build:
         notes.append(f"{where}: build_dependencies ({', '.join(build)}): the environment's seed (pip, setuptools, "
                      "wheel of the build date) is used instead")
-    reqs, more = parse_requirement_lines([str(d) for d in data.get("dependencies") or []], where, base)
+    deps = data.get("dependencies") or []
+    if not isinstance(deps, list):
+        raise ValidationError(f"{where}: 'dependencies' must be a list")
+    reqs, more = parse_requirement_lines([str(d) for d in deps], where, base)
     return reqs, notes + more
 
 

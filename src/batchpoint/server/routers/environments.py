@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from batchpoint.auth import permissions as P
 from batchpoint.entities import Environment
@@ -54,6 +54,6 @@ def list_environment_builds(ctx: AppContext = Depends(get_context)) -> list[dict
 
 
 @router.post("/environment-builds/prune", tags=["environments"], dependencies=[requires(P.ASSETS_WRITE)])
-def prune_environment_builds(older_than_days: float | None = None,
+def prune_environment_builds(older_than_days: float | None = Query(default=None, ge=0, le=100_000),
                              ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     return {"removed": prune_builds(ctx.settings, older_than_days)}
