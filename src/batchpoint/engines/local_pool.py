@@ -61,7 +61,9 @@ class LocalPoolEngine(Engine):
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
         # a deployment's own environment: its workers are that interpreter's (docs/environments.md)
-        launcher = SubprocessLauncher(job.python_exe) if job.python_exe else self.launcher
+        # (the server's PYTHONPATH and user site-packages left out: only the environment and its worker copy)
+        launcher = (SubprocessLauncher(job.python_exe, env={"PYTHONPATH": "", "PYTHONHOME": "", "PYTHONNOUSERSITE": "1"})
+                    if job.python_exe else self.launcher)
         run = _Run(launcher, job, batches, on_outcome, stop, credentials)
         try:
             run.start()
