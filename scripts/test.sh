@@ -14,7 +14,7 @@ cd "$ROOT"
 AZURITE_VERSION=3.35.0
 mkdir -p .cache
 LOG="$ROOT/.cache/test-setup.log"
-: >"$LOG"
+[[ "${1:-}" == --in-netns ]] || : >"$LOG"  # the second pass (below) appends to the same log
 T0=$SECONDS
 
 SCRIPT=test.sh
@@ -24,6 +24,37 @@ source "$ROOT/scripts/lib.sh"
 as_root() {
   if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo -n "$@"; fi
 }
+
+# The second pass: the components (Azurite, moto, PostgreSQL, a Ray head and worker node) and
+# pytest, run by the first pass inside a loopback-only network namespace (see the end).
+components_and_pytest() {
+  # shellcheck source=scripts/components.sh
+  source "$ROOT/scripts/components.sh"
+  cleanup() { components_stop >/dev/null 2>&1 || true; }
+  trap cleanup EXIT
+  trap 'cleanup; exit 130' INT
+  trap 'cleanup; exit 143' TERM
+  printf '\n=== starting components\n' >>"$LOG"
+  if ! components_start 2>>"$LOG"; then
+    say "FAILED: starting the test components (last lines of $LOG follow)" >&2
+    tail -n 40 "$LOG" >&2
+    exit 1
+  fi
+  say "ready in $((SECONDS - T0)) s (Azurite, Azurite HTTPS, moto, PostgreSQL, Ray head + worker node; loopback-only network namespace); running pytest"
+
+  # --- pytest; its summary line is the last thing printed
+  set +e
+  .venv/bin/python -m pytest "$@"
+  rc=$?
+  set -e
+  cleanup
+  trap - EXIT INT TERM
+  exit "$rc"
+}
+if [[ "${1:-}" == --in-netns ]]; then
+  shift
+  components_and_pytest "$@"
+fi
 
 # --- Python: .venv with the package (editable) and its test extras, pinned by constraints.txt
 if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c '' >/dev/null 2>&1; then
@@ -74,6 +105,15 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     apt-get install -y -qq --no-install-recommends postgresql
 fi
 
+# --- Chromium for the web page's browser test (tests/observe/test_web_ui.py; Playwright from the
+# test extra drives it: Playwright's own browser download is not reachable)
+if [[ ! -x /usr/bin/chromium ]]; then
+  say "installing chromium (apt-get)"
+  run "apt-get update" as_root apt-get update -qq
+  run "apt-get install chromium" as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends chromium
+fi
+
 # --- environments (issue 11 A): the wheels the environment tests serve from a local package
 # index on 127.0.0.1 (tests/fixtures/local_index.py), fetched here from PyPI with their upload
 # times, since the tests themselves have no internet; cached in .cache/env-index (~320 MB), and
@@ -84,26 +124,25 @@ if ! .venv/bin/python tests/fixtures/local_index_fetch.py .cache/env-index >>"$L
   exit 1
 fi
 
-# --- components
+# --- components and pytest, in a loopback-only network namespace: Ray binds the machine's
+# external address even when told 127.0.0.1, and tests may only send traffic to loopback. This
+# script runs itself again in the namespace (--in-netns: components_and_pytest above); what is
+# left in the namespace is ended after it, its holder last.
 # shellcheck source=scripts/components.sh
 source "$ROOT/scripts/components.sh"
-cleanup() { components_stop >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
-printf '\n=== starting components\n' >>"$LOG"
-if ! components_start 2>>"$LOG"; then
-  say "FAILED: starting the test components (last lines of $LOG follow)" >&2
-  tail -n 40 "$LOG" >&2
+if ! netns_start 2>>"$LOG"; then
+  say "FAILED: creating the loopback-only network namespace (unshare -n; needs root). Last lines of $LOG:" >&2
+  tail -n 10 "$LOG" >&2
+  netns_stop >/dev/null 2>&1 || true
   exit 1
 fi
-say "ready in $((SECONDS - T0)) s (Azurite, Azurite HTTPS, moto, PostgreSQL); running pytest"
-
-# --- pytest; its summary line is the last thing printed
+trap 'netns_stop >/dev/null 2>&1 || true' EXIT
+trap 'netns_stop >/dev/null 2>&1 || true; exit 130' INT
+trap 'netns_stop >/dev/null 2>&1 || true; exit 143' TERM
 set +e
-.venv/bin/python -m pytest "$@"
+nsenter -t "$BP_NETNS_PID" -n bash "$ROOT/scripts/test.sh" --in-netns "$@"
 rc=$?
 set -e
-cleanup
+netns_stop >/dev/null 2>&1 || true
 trap - EXIT INT TERM
 exit "$rc"

@@ -6,6 +6,7 @@ field is an error naming it), the REST bodies and the SDK objects. Field names a
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Self
@@ -68,6 +69,31 @@ class _Resource(_Entity):
         return self.model_dump(mode="json", exclude=set(self.SERVER_FIELDS), exclude_none=True)
 
 
+def _version_text(value: Any) -> Any:
+    """``version: 1`` (an integer, as Azure's YAML writes it) is the version "1"."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _text_values(value: Any) -> Any:
+    """``tags:`` / ``properties:`` values as Azure keeps them: text (``{stage: 1}`` → ``{"stage": "1"}``)."""
+    if isinstance(value, dict):
+        return {k: (str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v)
+                for k, v in value.items()}
+    return {} if value is None else value
+
+
+class _Asset(_Resource):
+    """``tags`` and ``properties`` (text to text), which every Azure asset has."""
+
+    tags: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tags", "properties", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return _text_values(value)
+
+
 # ---- data stores ------------------------------------------------------------------------------
 
 DatastoreKind = Literal["local", "azure_blob", "azure_data_lake_gen2", "azure_data_lake_gen1", "s3"]
@@ -110,7 +136,7 @@ class Datastore(_Resource):
 # ---- data assets and models -------------------------------------------------------------------
 
 
-class Data(_Resource):
+class Data(_Asset):
     """A versioned data asset (``uri_folder`` / ``uri_file``; ``mltable`` is stored but cannot be
     used as a batch input)."""
 
@@ -119,27 +145,33 @@ class Data(_Resource):
     description: str | None = None
     type: Literal["uri_folder", "uri_file", "mltable"] = "uri_folder"
     path: str
-    tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return _version_text(value)
 
 
 DataAsset = Data
 
 
-class Model(_Resource):
-    name: str = Field(pattern=NAME_PATTERN)
+class Model(_Asset):
+    """A registered model: a folder (an MLflow model's, or any) or a single file. Inline in a
+    deployment (``model: {path: ./model}``) it has no name: the server registers it under one."""
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
     version: str | None = None
     description: str | None = None
     type: Literal["mlflow_model", "custom_model"] = "custom_model"
     path: str
-    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return _version_text(value)
 
 
-class Environment(_Resource):
+class Environment(_Asset):
     """A registered environment, as azure-ai-ml's ``Environment``: ``conda_file`` (a conda
     environment as a mapping; the SDK and CLI read a local file for you) and/or ``image`` (accepted,
     not used: see docs/environments.md). ``build`` is filled by the server: what was built for it."""
@@ -151,23 +183,34 @@ class Environment(_Resource):
     description: str | None = None
     conda_file: dict[str, Any] | str | None = None  # a mapping, or a local file (the SDK sends its content)
     image: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    properties: dict[str, str] = Field(default_factory=dict)
     build: dict[str, Any] | None = None
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return _version_text(value)
 
 
 # ---- computes ---------------------------------------------------------------------------------
 
 
-class IdentityConfiguration(_Entity):
-    """A compute's managed identity, as an Azure (or AWS) credential configuration."""
+class ManagedIdentityConfiguration(_Entity):
+    """One user-assigned identity of a compute, as azure-ai-ml names its fields."""
 
-    type: Literal["none", "managed_identity", "service_principal", "workload_identity", "aws_profile"] = "none"
+    client_id: str | None = None
+    resource_id: str | None = None
+    object_id: str | None = None
+    principal_id: str | None = None
+
+
+class IdentityConfiguration(_Entity):
+    """A compute's managed identity, as an Azure (or AWS) credential configuration. Azure's own
+    forms — ``type: system_assigned`` and ``type: user_assigned`` with ``user_assigned_identities``
+    — are kept as given and read as ``managed_identity`` (``workspace/compute_identity.py``)."""
+
+    type: Literal["none", "managed_identity", "service_principal", "workload_identity", "aws_profile",
+                  "system_assigned", "user_assigned"] = "none"
+    user_assigned_identities: list[ManagedIdentityConfiguration] | None = None
     client_id: str | None = None
     tenant_id: str | None = None
     client_secret: str | None = None
@@ -178,19 +221,45 @@ class IdentityConfiguration(_Entity):
 
 class AmlCompute(_Resource):
     name: str = Field(pattern=NAME_PATTERN)
-    type: Literal["amlcompute", "local"] = "amlcompute"
+    type: Literal["amlcompute", "local", "ray"] = "amlcompute"
     description: str | None = None
-    size: str | None = None
+    size: str | None = None  # Azure's VM size (STANDARD_DS3_v2): kept, not used here
+    tier: Literal["dedicated", "low_priority"] | None = None  # kept, not used here
+    location: str | None = None  # kept, not used here
+    tags: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str] = Field(default_factory=dict)
     min_instances: int = Field(default=0, ge=0)
     max_instances: int = Field(default=1, ge=1)
     idle_time_before_scale_down: int | None = None
     identity: IdentityConfiguration | None = None
 
+    @field_validator("tags", "properties", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return _text_values(value)
+
+    # type ray (docs/ray.md): the head's GCS address, its auth token (write-only: stored encrypted,
+    # never returned) and the CPUs each worker actor asks Ray for
+    address: str | None = Field(default=None, max_length=300)
+    auth_token: str | None = Field(default=None, max_length=4096)
+    num_cpus_per_worker: float | None = Field(default=None, gt=0, le=1024)
+
     @model_validator(mode="after")
     def _bounds(self) -> AmlCompute:
         if self.min_instances > self.max_instances:
             raise ValueError(f"min_instances ({self.min_instances}) exceeds max_instances ({self.max_instances})")
+        ray_fields = [f for f in ("address", "auth_token", "num_cpus_per_worker") if getattr(self, f) is not None]
+        if self.type == "ray" and not self.address:
+            raise ValueError("a compute of type ray needs address: the Ray head's host:port (e.g. 127.0.0.1:6379)")
+        if self.type != "ray" and ray_fields:
+            raise ValueError(f"{', '.join(ray_fields)} apply only to a compute of type ray (this one is {self.type})")
+        if self.address and not _RAY_ADDRESS.fullmatch(self.address):
+            raise ValueError(f"address '{self.address}' is not a Ray head address: give host:port (e.g. "
+                             "127.0.0.1:6379 or ray-head.example.com:6379)")
         return self
+
+
+_RAY_ADDRESS = re.compile(r"[A-Za-z0-9._-]+:[0-9]{1,5}|\[[0-9A-Fa-f:]+\]:[0-9]{1,5}")
 
 
 Compute = AmlCompute
@@ -199,14 +268,13 @@ Compute = AmlCompute
 # ---- endpoints and deployments ----------------------------------------------------------------
 
 
-class BatchEndpoint(_Resource):
+class BatchEndpoint(_Asset):
     SERVER_FIELDS: ClassVar[frozenset[str]] = _Resource.SERVER_FIELDS | {"scoring_uri", "provisioning_state"}
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
     description: str | None = None
     auth_mode: Literal["aad_token", "key"] = "aad_token"
     defaults: dict[str, str] = Field(default_factory=dict)  # {"deployment_name": ...}
-    tags: dict[str, str] = Field(default_factory=dict)
     scoring_uri: str | None = None
     provisioning_state: str | None = None
 
@@ -257,7 +325,7 @@ class BatchDeploymentSettings(_Entity):
 _FLAT_SETTINGS = set(BatchDeploymentSettings.model_fields)
 
 
-class BatchDeployment(_Resource):
+class BatchDeployment(_Asset):
     """A model batch deployment. Accepts the YAML shape (``resources``/``settings``) and the flat
     SDK shape (``instance_count=..., mini_batch_size=...``)."""
 
@@ -276,7 +344,6 @@ class BatchDeployment(_Resource):
     compute: str | None = None
     resources: ResourceConfiguration = Field(default_factory=ResourceConfiguration)
     settings: BatchDeploymentSettings = Field(default_factory=BatchDeploymentSettings)
-    tags: dict[str, str] = Field(default_factory=dict)
     provisioning_state: str | None = None
 
     @model_validator(mode="before")
@@ -330,6 +397,9 @@ class JobOutput(_Entity):
     type: str = "uri_folder"
     path: str
     file_name: str | None = None
+    #: True when the job was canceled: the file holds only the mini-batches finished before the
+    #: cancel (a ``_PARTIAL.json`` marker lies beside it)
+    partial: bool | None = None
 
 
 class JobProgress(_Entity):
@@ -404,9 +474,14 @@ class JobFailure(_Entity):
 
 
 class Job(_Resource):
+    """A batch job (``type: pipeline``), or the ``batchscoring`` step Azure runs under it (``type:
+    parallel``, ``parent_job_name`` set: a view of the same job, see ``jobs/children.py``)."""
+
     name: str
     display_name: str | None = None
     type: str = "pipeline"
+    experiment_name: str | None = None
+    parent_job_name: str | None = None
     status: str = JobStatus.NOT_STARTED.value
     status_message: str | None = None
     endpoint_name: str | None = None
@@ -423,6 +498,11 @@ class Job(_Resource):
     first_mini_batch_at: datetime | None = None
     listing_completed_at: datetime | None = None
     log_files: list[str] = Field(default_factory=list)
+    #: each status and each phase inside one (listing, building environment) with its time
+    #: (``job show``; empty in job lists), see ``jobs/timeline.py``
+    phases: list[dict[str, Any]] = Field(default_factory=list)
+    #: failed files by kind, the first few, and the errors file (``job show``; None: no failures)
+    errors: dict[str, Any] | None = None
 
 
 class Workspace(_Entity):

@@ -25,6 +25,7 @@ class ServerSettings(BaseModel):
     port: int = 0  # 0: pick a free port (the embedded server records it in server.json)
     max_request_bytes: int = 64 * 1024 * 1024  # bodies above this are refused with 413 (uploads excepted)
     max_upload_bytes: int = 10 * 1024 * 1024 * 1024
+    metrics_public: bool = False  # true: GET /metrics needs no key (a scraper inside a trusted network)
 
 
 class JobSettings(BaseModel):
@@ -32,6 +33,7 @@ class JobSettings(BaseModel):
     heartbeat_interval_s: float = 2.0
     max_workers: int = 64  # cap on instance_count * max_concurrency_per_instance
     worker_credential_ttl_s: float = 3600.0  # life of the SAS a job's workers get instead of a store's key
+    listing_queue_files: int = 10_000  # listed files a job holds ahead of its workers (jobs/listing.py)
 
 
 class StorageSettings(BaseModel):

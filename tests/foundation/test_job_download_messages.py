@@ -72,7 +72,11 @@ def test_download_says_why_there_is_nothing(cli, ml_client, setup, tmp_path, cas
     wait_job(ml_client, name)
     result = _run(cli, "job", "download", "-n", name, "--download-path", str(tmp_path))
     assert result.code == 1, (result.out, result.err)
-    assert result.out.strip() == "" and "nothing downloaded" in result.err and says in result.err, result.err
+    if case == "failed":  # its files failed: the errors file naming them comes, the predictions do not
+        assert result.out.strip().endswith("errors.jsonl") and "only the job's errors file came" in result.err
+        assert says in result.err, result.err
+    else:
+        assert result.out.strip() == "" and "nothing downloaded" in result.err and says in result.err, result.err
     assert "Traceback" not in result.err
 
 

@@ -179,6 +179,7 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("GET", "/jobs/{name}/outputs/{output_name}", "jobs/outputs/read", "job"),
     ("GET", "/jobs/{name}/outputs/{output_name}/files/{path:path}", "jobs/outputs/read", "job"),
     ("POST", "/jobs/{name}/cancel", "jobs/cancel", "endpoint"),
+    ("GET", "/metrics", "jobs/read", "workspace"),  # the web page (/ui) is a mount with its own checks: tests/observe
     ("GET", "/principals", "roles/read", "workspace"),
     ("POST", "/principals", "roles/write", "workspace"),
     ("GET", "/principals/{principal_id}/keys", "roles/read", "workspace"),
@@ -734,6 +735,7 @@ def the_job(w: World, variant: str) -> tuple[str, str]:
 
 
 case("GET", "/jobs")(lambda w: Call("GET", "/jobs", check=job_list))
+case("GET", "/metrics")(lambda w: Call("GET", "/metrics", check=text_has("batchpoint_jobs{status=")))
 
 
 @case("GET", "/jobs/{name}", *JOBS)

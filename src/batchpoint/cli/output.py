@@ -104,3 +104,95 @@ def emit(result: Any, output: str, query: str | None) -> None:
     text = render(result, output, query)
     if text:
         click.echo(text)
+
+
+# -- progress (rich on a terminal; plain lines, no control codes, when stdout is not one) -------------
+
+
+def is_terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+class RichJobView:
+    """``job stream`` on a terminal: status and phase lines with their times above a progress bar
+    of mini-batches (done/total, a total growing while the listing goes on), files scored / failed /
+    total, rows/s and an ETA. Same calls as ``sdk.job_events.PlainView``."""
+
+    rate_limited = False
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self.console = Console(highlight=False)
+        self.bar = Progress(TextColumn("{task.fields[status]:<10}"), BarColumn(),
+                            TextColumn("{task.fields[batches]} mini-batches"), TextColumn("{task.fields[files]}"),
+                            TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"),
+                            console=self.console, transient=False)
+        self.task = self.bar.add_task("job", total=None, status="Queued", batches="0/?", files="", rate="", eta="")
+        self.since: tuple[str, Any] | None = None
+        self.bar.start()
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        from rich.text import Text
+
+        self.bar.console.print(Text(text, style=style or ""))
+
+    def status(self, event: Any, stats: Any) -> None:
+        from batchpoint.sdk.job_events import status_line
+
+        took = ""
+        if self.since is not None:
+            took = f"  ({self.since[0]} took {(event.at - self.since[1]).total_seconds():.1f} s)"
+        self.since = (event.status, event.at)
+        style = {"Completed": "green", "Failed": "bold red", "Canceled": "yellow"}.get(event.status, "bold")
+        self._print(status_line(event) + took, style)
+        self.bar.update(self.task, status=event.status)
+
+    def phase(self, event: Any, stats: Any) -> None:
+        from batchpoint.sdk.job_events import phase_line
+
+        self._print("  " + phase_line(event), "cyan")
+
+    def progress(self, stats: Any) -> None:
+        from batchpoint.sdk.job_events import of_total
+
+        complete = bool(stats.data.get("listing_complete"))
+        rate, eta = stats.rows_per_s(), stats.eta_s()
+        self.bar.update(
+            self.task, completed=stats.done, total=stats.total if complete else None,
+            batches=f"{stats.done}/{of_total(stats.total, complete)}",
+            files=f"files {stats.get('files_completed')} scored, {stats.get('files_failed')} failed, "
+                  f"of {of_total(stats.files_total, complete)}",
+            rate=f"{rate:.1f} rows/s" if rate is not None else "", eta=f"ETA {eta:.0f}s" if eta is not None else "")
+
+    def log(self, line: str) -> None:
+        self._print(line, "dim")
+
+    def failure(self, job: Any) -> None:
+        from batchpoint.sdk.job_events import root_cause_lines
+
+        lines = root_cause_lines(job)
+        self._print(lines[0], "bold red")
+        for line in lines[1:]:
+            self._print(line)
+
+    def end(self, job: Any, stats: Any) -> None:
+        from batchpoint.sdk.job_events import final_line, phases_line
+
+        self.bar.stop()
+        phases = phases_line(job)
+        if phases:
+            self._print(phases)
+        self._print(final_line(job), "bold")
+
+
+def job_view() -> Any:
+    """The view ``job stream`` draws with: rich on a terminal, plain lines otherwise."""
+    import sys
+
+    from batchpoint.sdk.job_events import PlainView
+
+    return RichJobView() if is_terminal() else PlainView(sys.stdout)

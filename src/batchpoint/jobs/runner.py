@@ -18,9 +18,13 @@ from batchpoint.engines.planning import EngineJob, RetryPolicy
 from batchpoint.environments import prepare_environment
 from batchpoint.exceptions import BatchpointError, UserCodeError
 from batchpoint.identity.delegation import WorkerCredentials
+from batchpoint.jobs import bi_output
+from batchpoint.jobs.errors_file import partial_errors_file, write_errors_file
+from batchpoint.jobs.assembly import write_partial_output
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.lifecycle import fail, phase, transition
 from batchpoint.jobs.listing import Lister
+from batchpoint.jobs.observers import observed
 from batchpoint.jobs.output import write_output
 from batchpoint.jobs.progress import Progress
 from batchpoint.jobs.states import JobStatus
@@ -42,7 +46,7 @@ class JobRunner:
         """The engine of the job's compute (the local pool without one)."""
         deployment = self.store.get_deployment(job.endpoint_name, job.deployment_name)
         compute = (deployment.spec.get("compute") or "").removeprefix("azureml:")
-        return engine_for(self.store.get_compute(compute).spec if compute else None)
+        return engine_for(self.ws.compute_for_engine(compute) if compute else None)
 
     def run(self, name: str, stop: threading.Event) -> None:
         job = self.store.get_job(name)
@@ -55,6 +59,7 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - a platform bug must still end the job clearly
             log.exception("job %s crashed", name)
             fail(self.store, name, f"internal error: {exc.__class__.__name__}: {exc}", {"code": "SystemError"})
+        partial_errors_file(self.ws, name)
 
     def folder(self, name: str) -> JobFolder:
         return JobFolder.local(self.ws.settings.jobs_dir, name)
@@ -72,27 +77,34 @@ class JobRunner:
             name=job.name, workers=plan["workers"], scorer=plan["scorer"], sources=delegated.current()[1], policy=policy,
             parts_dir=folder.parts_dir, logs_dir=folder.logs_dir,
             write_rows=settings["output_action"] == "append_row", logging_level=settings["logging_level"],
-            environment=settings.get("environment_variables") or {},
+            environment={**(settings.get("environment_variables") or {}),
+                         **bi_output.environment(self.ws.settings.jobs_dir, job.name)},
             python_exe=python_exe,
         )
-        progress = Progress(self.store, job.name, policy, stop, done)
-        lister = Lister(self.store, job.name, files, settings["mini_batch_size"], manifest)
+        progress = Progress(self.store, job.name, policy, stop, done, manifest)
+        lister = Lister(self.store, job.name, files, settings["mini_batch_size"], manifest,
+                        queue_files=self.ws.settings.jobs.listing_queue_files)
         transition(self.store, job.name, JobStatus.RUNNING, "scoring mini-batches")
         lister.start()
         batches = (b for b in lister.batches() if b.index not in done.indexes)
         try:
-            self.engine(job).run(engine_job, batches, progress.on_outcome, stop, credentials=delegated.current)
+            self.engine(job).run(engine_job, batches, observed(job.name, progress.on_outcome), stop,
+                                 credentials=delegated.current)
         finally:
             lister.close()
+            progress.close()  # the outcomes' counters not written yet
         lister.raise_if_failed()
         if progress.threshold_message:
             fail(self.store, job.name, progress.threshold_message, progress.first_error)
             return
         if stop.is_set():
+            write_partial_output(self.ws, job.name)  # canceled: its finished rows, labelled partial
             return  # canceled, or the server is shutting down (the job resumes on restart)
         transition(self.store, job.name, JobStatus.FINALIZING, "writing outputs")
+        bi_output.upload_bi_output(self.ws, job)  # what the scripts wrote to AZUREML_BI_OUTPUT_PATH
         if engine_job.write_rows:
             write_output(self.ws, job, Path(engine_job.parts_dir))
+        write_errors_file(self.ws, job)
         transition(self.store, job.name, JobStatus.COMPLETED, progress.summary())
 
     def _environment(self, job: JobRow, folder: JobFolder) -> str | None:

@@ -1,4 +1,5 @@
-"""A job as the API shows it: the row, its failures and its worker logs (from the job folder).
+"""A job as the API shows it: the row, its failures, its worker logs (from the job folder), and
+(for one job, not in lists) its phases with their times and a summary of its errors.
 
 Where a local data store lives on the server's disk is the Owner's business: other callers see
 ``local data store '<name>'`` instead of the folder in an input's ``location``."""
@@ -10,7 +11,9 @@ from typing import Any
 from batchpoint._internal.clock import as_utc
 from batchpoint._internal.ids import resource_id
 from batchpoint.entities import Job, JobFailure, JobOutput, JobProgress
+from batchpoint.jobs.errors_file import errors_summary
 from batchpoint.jobs.folder import JobFolder
+from batchpoint.jobs.timeline import timeline
 from batchpoint.store.tables import JobRow
 from batchpoint.workspace import WorkspaceService
 
@@ -21,6 +24,7 @@ def job_entity(ws: WorkspaceService, row: JobRow, with_failures: bool = True, se
     logs = [name for name, _ in JobFolder.local(ws.settings.jobs_dir, row.name).log_files()]
     return Job(
         name=row.name, display_name=row.name, id=resource_id(ws.settings, "job", row.name), status=row.status,
+        experiment_name=(row.plan or {}).get("experiment_name") or row.endpoint_name,
         status_message=row.status_message, endpoint_name=row.endpoint_name, deployment_name=row.deployment_name,
         inputs=row.inputs if server_paths else {k: _without_server_paths(v) for k, v in (row.inputs or {}).items()},
         outputs={k: JobOutput(**v) for k, v in (row.outputs or {}).items()},
@@ -35,6 +39,9 @@ def job_entity(ws: WorkspaceService, row: JobRow, with_failures: bool = True, se
         created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at), start_time=as_utc(row.start_time),
         end_time=as_utc(row.end_time), first_mini_batch_at=as_utc(row.first_mini_batch_at),
         listing_completed_at=as_utc(row.listing_completed_at), log_files=logs,
+        phases=timeline(row, ws.store.list_job_events(row.name, 0, 10_000, types=("status", "phase")))
+        if with_failures else [],
+        errors=errors_summary(ws.store, row) if with_failures else None,
     )
 
 

@@ -23,8 +23,9 @@ from batchpoint.entities import (
     Workspace,
 )
 from batchpoint.exceptions import InputError, JobError, UnsupportedInputError
-from batchpoint.sdk.job_events import EventFollower, LogFollower, progress_line, status_line
-from batchpoint.sdk.transport import Transport
+from batchpoint.sdk.job_events import PlainView, follow_job
+from batchpoint.sdk.transport import Transport, repeatability_headers
+from batchpoint.sdk.inline import inline_environment, inline_model
 from batchpoint.sdk.upload import upload_local
 from batchpoint.uri.parse import MLTABLE_MESSAGE, LocalPath, parse_input_uri
 
@@ -94,6 +95,9 @@ class DataOperations(_Group):
 
 class ModelOperations(_Group):
     def create_or_update(self, model: Model) -> Model:
+        if not model.name:
+            raise InputError("Model(...) needs a name to be registered (name='heart-classifier'); a model without "
+                             "one is only accepted inline in a BatchDeployment")
         path, _ = self._upload_if_local(model.path)
         body = model.spec()
         body["path"] = path
@@ -145,11 +149,14 @@ class BatchEndpointOperations(_Group):
     def invoke(self, endpoint_name: str, deployment_name: str | None = None, input: Input | None = None,  # noqa: A002
                inputs: dict[str, Input] | None = None, output_path: str | None = None, job_name: str | None = None,
                output_file_name: str | None = None, outputs: dict[str, Output | str] | None = None,
+               experiment_name: str | None = None, repeatability_request_id: str | None = None,
                **settings: Any) -> Job:
         """Start a job on the endpoint. Local paths are uploaded to the default data store first.
         ``outputs={"score": Output(path="azureml://datastores/<ds>/paths/<folder>")}`` (or ``output_path``)
         says where the output goes; ``settings`` overrides deployment settings for this job
-        (mini_batch_size=..., instance_count=...)."""
+        (mini_batch_size=..., instance_count=...); ``experiment_name`` groups the job (default: the
+        endpoint's name). Each call sends a ``repeatability-request-id`` (``repeatability_request_id``,
+        else a fresh one), re-sent on transport retries: a retried call never makes a second job."""
         output_path, output_file_name = _output_of(outputs, output_path, output_file_name)
         all_inputs = dict(inputs or {})
         if input is not None:
@@ -176,9 +183,12 @@ class BatchEndpointOperations(_Group):
             props["OutputFileName"] = output_file_name
         if job_name:
             props["JobName"] = job_name
+        if experiment_name:
+            props["ExperimentName"] = experiment_name
         if settings:
             props["Settings"] = settings
-        return Job(**self._t.json("POST", f"/batchEndpoints/{quote(endpoint_name)}/invoke", json={"properties": props}))
+        return Job(**self._t.json("POST", f"/batchEndpoints/{quote(endpoint_name)}/invoke", json={"properties": props},
+                                  headers=repeatability_headers(repeatability_request_id)))
 
     def list_jobs(self, endpoint_name: str, max_results: int | None = None) -> list[Job]:
         return _all_pages(self._t, f"/batchEndpoints/{quote(endpoint_name)}/jobs", {}, max_results)
@@ -208,11 +218,15 @@ class BatchDeploymentOperations(_Group):
 
     def create_or_update(self, deployment: BatchDeployment, set_default: bool = False) -> BatchDeployment:
         body = deployment.spec()
-        if isinstance(deployment.model, Model):
+        if isinstance(deployment.model, Model) and deployment.model.name is None:
+            body["model"] = inline_model(self, deployment.model)  # registered by the server
+        elif isinstance(deployment.model, Model):
             model = deployment.model
             if model.version is None:
                 model = self._client.models.create_or_update(model)
             body["model"] = f"azureml:{model.name}:{model.version}"
+        if isinstance(deployment.environment, dict):
+            body["environment"] = inline_environment(deployment.environment)
         code = deployment.code_configuration
         if code is not None:
             body["code_configuration"]["code"], _ = self._upload_if_local(code.code, "uri_folder")
@@ -260,12 +274,22 @@ class JobOperations(_Group):
     def get(self, name: str) -> Job:
         return Job(**self._t.json("GET", f"/jobs/{quote(name)}"))
 
-    def list(self, endpoint_name: str | None = None, max_results: int | None = None) -> list[Job]:
-        """Jobs, newest first: every one the caller may see (the pages are walked), or ``max_results``."""
+    def list(self, endpoint_name: str | None = None, max_results: int | None = None,
+             parent_job_name: str | None = None) -> list[Job]:
+        """Jobs, newest first: every one the caller may see (the pages are walked), or ``max_results``.
+        ``parent_job_name``: the child jobs of that job instead (a batch job's ``batchscoring`` step)."""
+        if parent_job_name is not None:
+            return [Job(**j) for j in self._t.json("GET", "/jobs", params={"parent_job_name": parent_job_name})]
         return _all_pages(self._t, "/jobs", {"endpoint": endpoint_name} if endpoint_name else {}, max_results)
 
     def begin_cancel(self, name: str) -> Poller:
         return Poller(Job(**self._t.json("POST", f"/jobs/{quote(name)}/cancel")))
+
+    def rerun(self, name: str, failed_only: bool = False, repeatability_request_id: str | None = None) -> Job:
+        """A new job over the files of finished job ``name`` (``failed_only``: only those that did not
+        succeed; its output then merges the first job's rows with its own). See docs/faults.md."""
+        return Job(**self._t.json("POST", f"/jobs/{quote(name)}/rerun", json={"failed_only": failed_only},
+                                  headers=repeatability_headers(repeatability_request_id)))
 
     cancel = begin_cancel
 
@@ -291,35 +315,14 @@ class JobOperations(_Group):
                 return found
             after = page[-1]["seq"]
 
-    def stream(self, name: str, out: IO[str] | None = None, poll: float = 0.5) -> Job:
-        """Print each status change, the progress (at most a line per ``poll`` seconds) and the worker
-        log lines as they happen, until the job ends (``az ml job stream``); returns the ended job."""
-        out = out or sys.stdout
-        logs = LogFollower(self._t, name)
-        pending: JobEvent | None = None  # the latest progress not printed yet
-        printed = looked = 0.0
-        with EventFollower(self._t, name) as follower:
-            for event in follower.follow(idle=poll):
-                now = time.monotonic()
-                if event is not None and event.type == "progress":
-                    pending = event
-                if pending is not None and (now - printed >= poll or (event is not None and event.type == "status")):
-                    out.write(progress_line(pending) + "\n")
-                    pending, printed = None, now
-                if event is not None and event.type == "status":
-                    out.write(status_line(event) + "\n")
-                if now - looked >= poll:
-                    logs.write_new(out)
-                    looked = now
-                out.flush()
-        if pending is not None:
-            out.write(progress_line(pending) + "\n")
-        logs.write_new(out)
-        job = self.get(name)
-        p = job.progress
-        out.write(f"Job {name} {job.status}: {p.files_completed} files scored, {p.files_failed} failed, {p.rows} rows\n")
-        out.flush()
-        return job
+    def stream(self, name: str, out: IO[str] | None = None, poll: float = 0.5, logs: bool = False,
+               view: Any = None) -> Job:
+        """Print the job as it runs until it ends (``az ml job stream``), in the plain lines of
+        ``batchpoint job stream`` piped: each status change and phase, the progress (at most a line
+        per ``poll`` seconds), the root cause right after a failure, the phase timings; the worker
+        log lines with ``logs=True``; ``view`` draws instead (the CLI's progress bar). Returns the
+        ended job (see ``batchpoint.sdk.job_events``)."""
+        return follow_job(self._t, name, view or PlainView(out or sys.stdout), logs=logs, poll=poll)
 
     def download(self, name: str, download_path: str | Path = ".", output_name: str | None = None,
                  all: bool = False) -> list[Path]:  # noqa: A002

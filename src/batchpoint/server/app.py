@@ -22,7 +22,9 @@ from batchpoint.server.limits import BodyLimitMiddleware
 from batchpoint.server.openapi import describe_errors
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
 from batchpoint.server.routers import environments
+from batchpoint.server import metrics
 from batchpoint.server.security import AuthService, authenticate_request
+from batchpoint.server.ui.router import router as ui_router
 from batchpoint.workspace import EndpointService, WorkspaceService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx = build_context(settings)
         app.state.ctx = ctx
         threading.Thread(target=warm_up, name="engine-warm-up", daemon=True).start()
+        app.state.metrics = metrics.Metrics(ctx.store)  # before jobs run: it counts their mini-batches
         ctx.dispatcher.start()
         try:
             yield
@@ -86,5 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (workspace, uploads, assets, computes, endpoints, jobs, access, environments):
         app.include_router(module.router)
+    app.include_router(metrics.router)
+    app.mount("/ui", ui_router)  # the web page: cookie sign-in, its own checks (server/ui/)
     describe_errors(app)
     return app

@@ -36,6 +36,7 @@ from batchpoint.auth.tokens import (
 )
 from batchpoint.exceptions import AuthenticationError, NotFoundError, ValidationError
 from batchpoint.identity.secrets import SecretBox
+from batchpoint.jobs import children
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import ApiKeyRow
 
@@ -104,9 +105,15 @@ class AuthService:
 
 
 def authenticate_request(auth: AuthService, request: Request) -> str | None:
-    """Set ``request.state.principal_id``; return None for open paths."""
-    if request.url.path in OPEN_PATHS:
+    """Set ``request.state.principal_id``; return None for open paths. The web page (``/ui``) signs
+    in with a session cookie instead (``server/ui/session.py``; anonymous there: the sign-in page)."""
+    if request.url.path in OPEN_PATHS or _metrics_open(request):
         return None
+    if request.url.path == "/ui" or request.url.path.startswith("/ui/"):
+        from batchpoint.server.ui.auth import ui_principal
+
+        request.state.principal_id = principal = ui_principal(auth, request)
+        return principal
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -156,7 +163,7 @@ def require_job_read(request: Request) -> str:
     """``jobs/read`` on the job's endpoint, or ``jobs/read_own`` for a job one started."""
     ctx = request.app.state.ctx
     principal = request.state.principal_id
-    job = ctx.store.get_job(request.path_params["name"])
+    job = children.job_row(ctx.store, request.path_params["name"])  # a child job: its parent's record
     scope = f"endpoint:{job.endpoint_name}" if job.endpoint_name else "workspace"
     check_job_read(ctx.auth.assignments(principal), principal, job.created_by or "", scope)
     return principal
@@ -225,3 +232,19 @@ def sees_server_paths(request: Request) -> bool:
     ctx = request.app.state.ctx
     principal = getattr(request.state, "principal_id", None)
     return bool(principal) and authorize(ctx.auth.assignments(principal), P.ROLES_WRITE, "workspace")
+
+
+def _metrics_open(request: Request) -> bool:
+    if request.url.path != "/metrics":
+        return False
+    ctx = getattr(request.app.state, "ctx", None)
+    return bool(ctx is not None and ctx.settings.server.metrics_public)
+
+
+def check_metrics_access(request: Request, permission: str) -> None:
+    """``/metrics``: ``permission`` on the workspace (a Reader key), unless the setting opens it."""
+    if _metrics_open(request):
+        return
+    ctx = request.app.state.ctx
+    principal = request.state.principal_id
+    check(ctx.auth.assignments(principal), principal, permission, "workspace")

@@ -350,19 +350,83 @@ class SqlMetadataStore:
         conditions = [] if expect_status is None else [JobRow.status.in_(tuple(expect_status))]
         return self._change_job(name, conditions, values, events)
 
+    def add_job_counts_each(self, name: str, changes: Sequence[dict[str, int]], event: EventDraft, *,
+                            expect_status: Iterable[str] | None = None, attempts: int = 3) -> bool:
+        """Several :meth:`add_job_counts` in one transaction: the counters get the sum of
+        ``changes`` in one UPDATE, and one ``event`` per change is appended (one multi-row INSERT),
+        each carrying the counters right after *its own* change, as if they had been written one by
+        one. With ``expect_status`` only in those statuses; False when nothing changed."""
+        changes = [c for c in changes if any(c.values())]  # a change of nothing has no event (as one by one)
+        total: dict[str, int] = {}
+        for change in changes:
+            for k, v in change.items():
+                total[k] = total.get(k, 0) + v
+        values = {k: getattr(JobRow, k) + v for k, v in total.items() if v}
+        if not values:
+            return False
+        jobs, events = JobRow.__table__, JobEventRow.__table__
+        conditions = [] if expect_status is None else [jobs.c.status.in_(tuple(expect_status))]
+        q = (update(jobs).where(jobs.c.name == name, *conditions).values(**values, updated_at=utcnow())
+             .returning(*(jobs.c[k] for k in PROGRESS_FIELDS)))
+        last_seq = select(func.coalesce(func.max(events.c.seq), 0)).where(events.c.job_name == name)
+        for attempt in range(attempts):
+            try:
+                with self.session() as s:
+                    conn = s.connection()
+                    after = conn.execute(q).first()  # the job's row is locked from here to the commit
+                    if after is None:
+                        return False
+                    counters = dict(zip(PROGRESS_FIELDS, after))
+                    seq, at = conn.execute(last_seq).scalar_one(), utcnow()
+                    states = []  # the counters after each change, the last first
+                    for change in reversed(changes):
+                        states.append(dict(counters))
+                        for k, v in change.items():
+                            if k in counters:
+                                counters[k] -= v
+                    conn.execute(insert(events), [
+                        {"job_name": name, "seq": seq + i + 1, "at": at, "type": event["type"],
+                         "status": event.get("status"), "message": event.get("message"),
+                         "data": {**state, **(event.get("data") or {})}}
+                        for i, state in enumerate(reversed(states))])
+                    return True
+            except ConflictError:  # another writer took the same seq: number again
+                if attempt == attempts - 1:
+                    raise
+        return False
+
     def claim_next_job(self, *, source: str, target: str, keep: Iterable[str] = (),
-                       events: Sequence[EventDraft] = (), **fields: Any) -> JobRow | None:
-        """Move the oldest job in status ``source`` to ``target`` (a compare-and-set: None when there
-        is none, or another server took it first) and return it."""
-        with self.session() as s:
-            name = s.scalars(
-                select(JobRow.name).where(JobRow.status == source).order_by(JobRow.created_at).limit(1)
-            ).first()
-        if name is None:
-            return None
-        if not self.update_job(name, expect_status=(source,), events=events, keep=keep, status=target, **fields):
-            return None
-        return self.get_job(name)
+                       events: Sequence[EventDraft] = (), attempts: int = 5, **fields: Any) -> JobRow | None:
+        """Move the oldest job in status ``source`` to ``target`` and return it; None when no job is
+        in ``source``.
+
+        Several servers may claim from one database at once. On PostgreSQL the oldest job is
+        selected ``FOR UPDATE SKIP LOCKED`` and moved in the same transaction: a job another
+        server is claiming right now is skipped (its row is locked), so each claim gets a different
+        job and none comes back empty while claimable jobs remain. SQLite runs one writer at a
+        time; the move is a compare-and-set there, and a lost one (another process took the job
+        between the read and the write) tries the next job, up to ``attempts`` times."""
+        jobs = JobRow.__table__
+        keep = set(keep)
+        values = {k: func.coalesce(jobs.c[k], v) if k in keep else v for k, v in fields.items()}
+        oldest = select(jobs.c.name).where(jobs.c.status == source).order_by(jobs.c.created_at).limit(1)
+        if self.engine.dialect.name == "postgresql":
+            oldest = oldest.with_for_update(skip_locked=True)
+        for _ in range(attempts):
+            with self.session() as s:
+                conn = s.connection()
+                name = conn.execute(oldest).scalar()
+                if name is None:
+                    return None
+                moved = conn.execute(
+                    update(jobs).where(jobs.c.name == name, jobs.c.status == source)
+                    .values(**values, status=target, updated_at=utcnow())
+                    .returning(*(jobs.c[k] for k in PROGRESS_FIELDS))).first()
+                if moved is not None:
+                    _insert_events(s, name, events, dict(zip(PROGRESS_FIELDS, moved)))
+            if moved is not None:
+                return self.get_job(name)
+        return None
 
     def stale_jobs(self, older_than: datetime, statuses: Iterable[str]) -> list[JobRow]:
         """Jobs in ``statuses`` whose heartbeat is older than ``older_than`` (or missing)."""
@@ -394,12 +458,15 @@ class SqlMetadataStore:
                     raise
         return False
 
-    def list_job_events(self, name: str, after: int = 0, limit: int = 100) -> list[JobEventRow]:
-        """Job ``name``'s events with ``seq`` greater than ``after``, oldest first, at most ``limit``."""
+    def list_job_events(self, name: str, after: int = 0, limit: int = 100,
+                        types: Iterable[str] | None = None) -> list[JobEventRow]:
+        """Job ``name``'s events with ``seq`` greater than ``after``, oldest first, at most ``limit``
+        (only those of ``types`` when given, e.g. ``("status", "phase")``)."""
         with self.session() as s:
-            q = (select(JobEventRow).where(JobEventRow.job_name == name, JobEventRow.seq > after)
-                 .order_by(JobEventRow.seq).limit(limit))
-            return list(s.scalars(q))
+            q = select(JobEventRow).where(JobEventRow.job_name == name, JobEventRow.seq > after)
+            if types is not None:
+                q = q.where(JobEventRow.type.in_(tuple(types)))
+            return list(s.scalars(q.order_by(JobEventRow.seq).limit(limit)))
 
     def jobs_writing_under(self, datastore: str, folder: str, limit: int = 5) -> list[JobRow]:
         """Jobs whose output folder in ``datastore`` is ``folder``, lies inside it, or holds it."""

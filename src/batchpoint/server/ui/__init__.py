@@ -1,0 +1,1 @@
+"""The web page at ``/ui`` (see ``router.py`` and docs/observability.md)."""

@@ -1,0 +1,158 @@
+"""The errors file (issue 13, acceptance 4) and ``/metrics`` (acceptance 3).
+
+* A job with failing files writes ``errors.jsonl`` next to its predictions: one JSON line per
+  failed file with its mini-batch, attempt, kind, exception type, message and the user's own
+  frames; ``job download`` brings it (``--output-name score`` and ``--all``); a failed job writes
+  the failures it had (partial).
+* ``/metrics`` parses with prometheus-client's parser, and its counters are the job records' sums
+  (read from the database: a second server on the same database answers the same numbers); an
+  anonymous scrape is 401 unless ``BATCHPOINT_SERVER__METRICS_PUBLIC`` opens it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import record_secret, start_server, stop_server
+from observe.support import invoke, make_endpoint
+
+pytestmark = pytest.mark.timeout(300)
+
+ENDPOINT = "observe-errors"
+BROKEN = ["heart-unlabeled-1.csv", "heart-unlabeled-3.csv"]
+
+
+@pytest.fixture(scope="module")
+def jobs(ml_client: Any, heart_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    make_endpoint(ml_client, ENDPOINT, heart_model_dir, tmp_path_factory.mktemp("errors-code"), {
+        "some-fail": {"environment_variables": {"FAIL_ON": ",".join(BROKEN)}},
+        "all-fail": {"environment_variables": {"FAIL_ALL": "1"}, "error_threshold": 0}})
+    names = {"some": invoke(ml_client, ENDPOINT, "some-fail"), "all": invoke(ml_client, ENDPOINT, "all-fail")}
+    return {case: ml_client.jobs.wait(name, timeout=240, poll=0.2) for case, name in names.items()}
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_the_errors_file_names_each_failed_file_with_its_kind_and_message(cli: Any, jobs: dict[str, Any],
+                                                                         tmp_path: Path) -> None:
+    job = jobs["some"]
+    assert job.status == "Completed" and job.progress.files_failed == 2, (job.status_message, job.error)
+    result = cli("job", "download", "-n", job.name, "--output-name", "score", "--download-path", str(tmp_path))
+    folder = tmp_path / "named-outputs" / "score"
+    assert sorted(p.name for p in folder.iterdir()) == ["errors.jsonl", job.outputs["score"].file_name], result.out
+    lines = _lines(folder / "errors.jsonl")
+    assert sorted(line["file"] for line in lines) == BROKEN
+    for line in lines:
+        assert line["kind"] == "user" and line["attempt"] == 1, line
+        assert line["exception_type"] == "KeyError" and line["message"] == f"\"no column 'thal' in {line['file']}\"", line
+        assert isinstance(line["mini_batch"], int) and line["path"].endswith(line["file"]), line
+        assert line["where"].startswith("score.py, line ") and line["where"].endswith(", in check"), line
+        frames = line["frames"]
+        assert 'File "score.py"' in frames and "in run" in frames and "in check" in frames, frames
+        assert "batchpoint" not in frames and "/" not in frames.replace("//", ""), frames  # the user's frames only
+    assert job.errors["failed_files"] == 2 and job.errors["by_kind"] == {"user": 2}, job.errors
+    assert job.errors["errors_file"] == f"{job.outputs['score'].path.rstrip('/')}/errors.jsonl"
+
+    everything = cli("job", "download", "-n", job.name, "--all", "--download-path", str(tmp_path / "all"))
+    assert (tmp_path / "all" / "named-outputs" / "score" / "errors.jsonl").read_text() == \
+        (folder / "errors.jsonl").read_text(), everything.out
+
+
+def test_a_failed_job_writes_its_errors_file_too(cli: Any, jobs: dict[str, Any], tmp_path: Path) -> None:
+    job = jobs["all"]
+    assert job.status == "Failed", job.status
+    result = cli("job", "download", "-n", job.name, "--download-path", str(tmp_path), check=False)
+    assert result.code == 1, (result.out, result.err)  # the predictions were never written
+    assert "errors file" in result.err and "failed" in result.err, result.err
+    lines = _lines(tmp_path / "named-outputs" / "score" / "errors.jsonl")
+    assert lines and all(line["message"] == "cannot score: the rows are corrupt" and line["kind"] == "user"
+                         and line["exception_type"] == "ValueError" for line in lines), lines
+    assert len(lines) == job.progress.files_failed
+
+
+def _scrape(http: httpx.Client) -> dict[tuple[str, tuple], float]:
+    response = http.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def _expected(ml_client: Any) -> dict[tuple[str, tuple], float]:
+    listed = ml_client.jobs.list()
+    expected: dict[tuple[str, tuple], float] = {}
+    for status in ("Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled"):
+        expected[("batchpoint_jobs", (("status", status),))] = sum(j.status == status for j in listed)
+    total = {k: sum(getattr(j.progress, k) for j in listed) for k in
+             ("mini_batches_completed", "mini_batches_failed", "files_completed", "files_failed", "rows")}
+    expected[("batchpoint_mini_batches_total", (("outcome", "completed"),))] = total["mini_batches_completed"]
+    expected[("batchpoint_mini_batches_total", (("outcome", "failed"),))] = total["mini_batches_failed"]
+    expected[("batchpoint_files_total", (("outcome", "scored"),))] = total["files_completed"]
+    expected[("batchpoint_files_total", (("outcome", "failed"),))] = total["files_failed"]
+    expected[("batchpoint_rows_scored_total", ())] = total["rows"]
+    return expected
+
+
+def _matching(scrape: Any, ml_client: Any, http: httpx.Client) -> dict[tuple[str, tuple], float]:
+    """A scrape whose counters equal the job records' (retried while other tests' jobs still move)."""
+    for _ in range(20):
+        before = scrape(http)
+        expected = _expected(ml_client)
+        after = scrape(http)
+        if all(before.get(k) == after.get(k) == v for k, v in expected.items()):
+            return after
+        time.sleep(0.5)
+    raise AssertionError(f"/metrics never matched the job records: {expected} vs {after}")
+
+
+def test_metrics_match_the_job_records(server: Any, ml_client: Any, jobs: dict[str, Any]) -> None:
+    with server.rest() as http:
+        samples = _matching(_scrape, ml_client, http)
+    assert samples[("batchpoint_files_total", (("outcome", "failed"),))] >= 2 + jobs["all"].progress.files_failed
+    assert samples[("batchpoint_rows_scored_total", ())] >= jobs["some"].progress.rows > 0
+    mine = sum(j.progress.mini_batches_completed + j.progress.mini_batches_failed for j in jobs.values())
+    observed = sum(v for (name, _), v in samples.items() if name == "batchpoint_mini_batch_duration_seconds_count")
+    assert observed >= mine, samples  # this server's own mini-batches, each timed
+    failed_ones = samples[("batchpoint_mini_batch_duration_seconds_count", (("outcome", "failed"),))]
+    assert failed_ones >= 2 + jobs["all"].progress.mini_batches_failed
+    builds = {k: v for k, v in samples.items() if k[0] == "batchpoint_environment_builds_total"}
+    assert set(builds) == {("batchpoint_environment_builds_total", (("outcome", o),)) for o in ("finished", "failed")}
+
+
+def test_metrics_need_a_reader_key(server: Any, ml_client: Any) -> None:
+    for who, role in (("user:metrics-reader", "Reader"), ("user:metrics-invoker", "Invoker")):
+        ml_client.principals.create(who)
+        ml_client.role_assignments.create(who, role, "workspace")
+    reader = record_secret(ml_client.principals.create_key("user:metrics-reader")["key"])
+    invoker = record_secret(ml_client.principals.create_key("user:metrics-invoker")["key"])
+    assert httpx.get(f"{server.url}/metrics", timeout=30).status_code == 401
+    assert httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {invoker}"}, timeout=30).status_code == 403
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {reader}"}, timeout=30) as http:
+        assert ("batchpoint_rows_scored_total", ()) in _scrape(http)
+
+
+def test_a_second_server_on_the_same_database_answers_the_same_numbers_opened(
+        server: Any, ml_client: Any, jobs: dict[str, Any], tmp_path: Path) -> None:
+    shared = {"BATCHPOINT_DATABASE_URL": f"sqlite:///{server.home / 'metadata.db'}",
+              "BATCHPOINT_SERVER__METRICS_PUBLIC": "true"}
+    second = start_server(tmp_path / "second-home", extra_env=shared)
+    try:
+        with httpx.Client(base_url=second.url, timeout=30) as anonymous:  # opened by the setting
+            samples = _matching(_scrape, ml_client, anonymous)
+        assert not any(k[0] == "batchpoint_mini_batch_duration_seconds_count" and v for k, v in samples.items()), \
+            "the second server ran no mini-batch: its histogram is its own"
+        assert httpx.get(f"{second.url}/jobs", timeout=30).status_code == 401  # only /metrics is opened
+    finally:
+        stop_server(second)
