@@ -11,6 +11,12 @@
 #
 # Needs what scripts/test.sh installs: .venv (moto_server), .cache/node (Azurite), PostgreSQL's
 # server binaries (/usr/lib/postgresql/*/bin). Processes are stopped by PID, never by name.
+#
+# Ray: inside a loopback-only network namespace (and only there: Ray binds the machine's external
+# address even when told 127.0.0.1), components_start also starts a Ray head and a second Ray
+# worker node (token auth) and exports BATCHPOINT_TEST_RAY_ADDRESS. scripts/test.sh creates that
+# namespace (netns_start: `unshare -n sleep`, lo up, checked to hold only lo) and runs the
+# components and pytest in it; netns_stop ends what is left in it, the holder last.
 
 _BP_COMPONENTS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -78,6 +84,103 @@ _bp_pg_bin() {
   return 1
 }
 
+# ---- the loopback-only network namespace (scripts/test.sh) and the Ray cluster in it
+
+# True when this shell's network namespace has no interface but lo.
+_bp_loopback_only() {
+  [[ "$(ip -br addr 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' ')" == "lo " ]]
+}
+
+# Create a network namespace holding only lo; BP_NETNS_PID is its holder (`unshare -n sleep`).
+# The holder is started as a command of its own, so $! is the unshare process itself (in a list
+# run in the background, $! would be a subshell's PID and nsenter would enter the host network).
+netns_start() {
+  local i ours
+  unshare -n sleep 86400 </dev/null >/dev/null 2>&1 &
+  BP_NETNS_PID=$!
+  ours=$(readlink /proc/self/ns/net)
+  for ((i = 0; i < 100; i++)); do  # until the holder is in a namespace of its own
+    [[ "$(readlink "/proc/$BP_NETNS_PID/ns/net" 2>/dev/null)" != "$ours" ]] && break
+    _bp_alive "$BP_NETNS_PID" || { _bp_log "unshare -n failed (needs root, or CAP_SYS_ADMIN)"; return 1; }
+    sleep 0.05
+  done
+  if [[ "$(readlink "/proc/$BP_NETNS_PID/ns/net" 2>/dev/null)" == "$ours" ]]; then
+    _bp_log "the namespace holder $BP_NETNS_PID is still in this shell's network namespace"; return 1
+  fi
+  nsenter -t "$BP_NETNS_PID" -n ip link set lo up || { _bp_log "cannot set lo up in the namespace"; return 1; }
+  if ! nsenter -t "$BP_NETNS_PID" -n bash -c "$(declare -f _bp_loopback_only); _bp_loopback_only"; then
+    _bp_log "the test namespace holds more than lo:"; nsenter -t "$BP_NETNS_PID" -n ip -br addr >&2
+    return 1
+  fi
+  export BP_NETNS_PID
+}
+
+# End every process left in the namespace of BP_NETNS_PID (all started in it by this run), then
+# the holder.
+netns_stop() {
+  local pid=${1:-${BP_NETNS_PID:-}} ns p left i
+  [[ -n "$pid" ]] && _bp_alive "$pid" || return 0
+  ns=$(readlink "/proc/$pid/ns/net" 2>/dev/null) || return 0
+  [[ "$ns" != "$(readlink /proc/self/ns/net)" ]] || return 0
+  for sig in TERM KILL; do
+    left=()
+    for p in /proc/[0-9]*; do
+      p=${p#/proc/}
+      [[ "$p" != "$pid" && "$(readlink "/proc/$p/ns/net" 2>/dev/null)" == "$ns" ]] && left+=("$p")
+    done
+    ((${#left[@]} == 0)) && break
+    kill "-$sig" "${left[@]}" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      local alive=0
+      for p in "${left[@]}"; do _bp_alive "$p" && alive=1; done
+      ((alive)) || break
+      sleep 0.1
+    done
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Start a Ray head and a worker node (2 CPUs each, token auth) in the background; _bp_ray_wait
+# waits for both. Only in a loopback-only namespace; elsewhere Ray is left out (tests skip or fail).
+BP_RAY_PORT=6379
+_bp_ray_start() { # W
+  local W=$1 ray=$_BP_COMPONENTS_ROOT/.venv/bin/ray
+  [[ -x "$ray" ]] || { _bp_log "Ray is not installed in .venv: no Ray cluster"; return 0; }
+  if ! _bp_loopback_only; then
+    _bp_log "not in a loopback-only network namespace: no Ray cluster (scripts/test.sh starts one)"; return 0
+  fi
+  python3 -c 'import secrets; print(secrets.token_hex(32))' >"$W/ray-token" && chmod 600 "$W/ray-token"
+  export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$W/ray-token
+  local common=(--block --node-ip-address=127.0.0.1 --num-cpus=2 --object-store-memory=200000000
+    --disable-usage-stats)
+  _bp_spawn "$W/ray-head.pid" "$W/ray-head.log" "$ray" start --head --port="$BP_RAY_PORT" \
+    --dashboard-host=127.0.0.1 --dashboard-port=8265 --temp-dir="$W/ray" "${common[@]}"
+  echo "${common[*]}" >"$W/ray-node.args"
+}
+
+_bp_ray_wait() { # W
+  local W=$1 ray=$_BP_COMPONENTS_ROOT/.venv/bin/ray
+  [[ -f "$W/ray-head.pid" ]] || return 0
+  _bp_wait_port "Ray head" "$BP_RAY_PORT" "$W/ray-head.pid" "$W/ray-head.log" || return 1
+  local common
+  read -r -a common <"$W/ray-node.args"
+  _bp_spawn "$W/ray-node.pid" "$W/ray-node.log" "$ray" start --address="127.0.0.1:$BP_RAY_PORT" "${common[@]}"
+  if ! timeout 90 "$_BP_COMPONENTS_ROOT/.venv/bin/python" - "127.0.0.1:$BP_RAY_PORT" >"$W/ray-wait.log" 2>&1 <<'PY'
+import sys, time
+import ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+while sum(1 for n in ray.nodes() if n["Alive"]) < 2:
+    time.sleep(0.2)
+PY
+  then
+    cat "$W/ray-wait.log" >>"$W/ray-node.log"
+    _bp_fail "Ray (head and worker node)" "$W/ray-node.log"; return 1
+  fi
+  export BATCHPOINT_TEST_RAY_ADDRESS="127.0.0.1:$BP_RAY_PORT"
+  export BATCHPOINT_TEST_RAY_TOKEN_FILE="$W/ray-token"
+  export BATCHPOINT_TEST_RAY_NODE_PIDFILE="$W/ray-node.pid"
+}
+
 components_start() {
   local root=$_BP_COMPONENTS_ROOT
   local azurite=$root/.cache/node/node_modules/.bin/azurite
@@ -107,7 +210,8 @@ components_start() {
   done
   cat "$W/cert.pem" ${sys_ca:+"$sys_ca"} >"$W/ca-bundle.pem"
 
-  # --- start the servers that take a while first, in the background
+  # --- start the servers that take a while first, in the background (Ray: in a namespace only)
+  _bp_ray_start "$W" || return 1
   mkdir -p "$W/azurite" "$W/azurite-tls"
   local az_common=(--silent --disableTelemetry --skipApiVersionCheck --loose)
   _bp_spawn "$W/azurite.pid" "$W/azurite.log" "$azurite" "${az_common[@]}" \
@@ -153,6 +257,7 @@ components_start() {
   _bp_wait_port "Azurite" "$AZ_B" "$W/azurite.pid" "$W/azurite.log" || return 1
   _bp_wait_port "Azurite (HTTPS)" "$AZS_B" "$W/azurite-tls.pid" "$W/azurite-tls.log" || return 1
   _bp_wait_port "moto server" "$MOTO_P" "$W/moto.pid" "$W/moto.log" || return 1
+  _bp_ray_wait "$W" || return 1
 
   local blob_url="http://127.0.0.1:$AZ_B/$BP_AZURITE_ACCOUNT"
   export BATCHPOINT_TEST_AZURITE_BLOB_URL=$blob_url
@@ -171,6 +276,8 @@ _BP_EXPORTED=(BATCHPOINT_TEST_COMPONENTS_DIR BATCHPOINT_TEST_AZURITE_BLOB_URL
   BATCHPOINT_TEST_AZURITE_CONNECTION_STRING BATCHPOINT_TEST_AZURITE_TLS_BLOB_URL
   BATCHPOINT_TEST_CA_BUNDLE SSL_CERT_FILE REQUESTS_CA_BUNDLE BATCHPOINT_TEST_S3_ENDPOINT
   BATCHPOINT_TEST_POSTGRES_URL BATCHPOINT_TEST_COMPONENTS)
+_BP_RAY_EXPORTED=(BATCHPOINT_TEST_RAY_ADDRESS BATCHPOINT_TEST_RAY_TOKEN_FILE BATCHPOINT_TEST_RAY_NODE_PIDFILE
+  RAY_AUTH_MODE RAY_AUTH_TOKEN_PATH)
 
 # Stop what components_start started (in DIR, default $BATCHPOINT_TEST_COMPONENTS_DIR) and remove DIR.
 components_stop() {
@@ -184,13 +291,13 @@ components_stop() {
     read -r -a pg_run <"$W/pg_run" || true
     "${pg_run[@]}" "$pgbin/pg_ctl" -D "$W/pgdata" -m immediate -s -w -t 20 stop || true
   fi
-  for name in azurite azurite-tls moto; do
+  for name in ray-node ray-head azurite azurite-tls moto; do  # Ray by its `ray start --block` PIDs
     pid=$(cat "$W/$name.pid" 2>/dev/null || true)
     if [[ -n "$pid" ]] && _bp_alive "$pid"; then
       kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
     fi
   done
-  for ((i = 0; i < 50; i++)); do
+  for ((i = 0; i < 100; i++)); do
     local left=()
     for pid in "${pids[@]}"; do _bp_alive "$pid" && left+=("$pid"); done
     pids=("${left[@]}")
@@ -200,7 +307,7 @@ components_stop() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   rm -rf -- "$W"
   if [[ "${BATCHPOINT_TEST_COMPONENTS_DIR:-}" == "$W" ]]; then
-    unset "${_BP_EXPORTED[@]}"
+    unset "${_BP_EXPORTED[@]}" "${_BP_RAY_EXPORTED[@]}"
   fi
 }
 
@@ -214,6 +321,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
         exit 1
       fi
       for _v in "${_BP_EXPORTED[@]}"; do printf 'export %s=%q\n' "$_v" "${!_v}"; done
+      for _v in "${_BP_RAY_EXPORTED[@]}"; do [[ -n "${!_v:-}" ]] && printf 'export %s=%q\n' "$_v" "${!_v}"; done
       printf '# stop with: bash %q stop "$BATCHPOINT_TEST_COMPONENTS_DIR"; unset %s\n' \
         "$_BP_COMPONENTS_ROOT/scripts/components.sh" "${_BP_EXPORTED[*]}"
       ;;

@@ -12,7 +12,20 @@ engine owns nothing durable. The contract:
   failing mini-batch into single files and the init-death rule are the shared policy in
   ``engines/policy.py`` — every engine applies it, none re-implements it.
 * ``stop`` set: stop assigning work, end the workers, return soon (a cancel, or the server
-  shutting down; the job resumes from its finished mini-batches).
+  shutting down; the job resumes from its finished mini-batches). A cancel must leave no worker
+  running within 5 s, even one stuck in user code: kill busy workers (the local pool SIGKILLs
+  them by PID; an actor engine kills its actors, e.g. ``ray.kill``), never wait for them.
+* Orphans: a worker never outlives the server that owns it, so a restarted server never has the
+  same scoring code running twice at once. The local pool passes ``server_pid`` in the worker's
+  start config and the worker's watchdog (``worker/watchdog.py``) exits within milliseconds when
+  that process exits or the connection closes; an engine whose workers are remote meets the same
+  rule with a lease its workers watch (e.g. Ray actors owned by the server's driver, which die
+  with it, or a heartbeat they check).
+* Results: a worker writes a mini-batch's part (``parts/<key>.csv``) to a temporary name, flushes
+  it to disk (fsync) and publishes it with an atomic rename *before* it reports success; the
+  runner then records the mini-batch in the done log, naming its part keys. Only parts the done
+  log names are assembled (``jobs/assembly.py``), so a part from a superseded attempt (a piece of
+  a split, a rescore after a crash) is never assembled twice.
 * ``credentials()`` (optional) returns ``(version, sources)``: the storage specs workers read with,
   renewed before they expire; workers get a newer set with their next mini-batch.
 * A failure of the job as a whole (``init()`` raised, workers keep dying in ``init()``, a platform
@@ -45,6 +58,12 @@ class Engine(abc.ABC):
 
     name: str = ""
 
+    @classmethod
+    def from_compute(cls, compute: dict[str, Any] | None) -> Engine:
+        """The engine for a compute's spec (with its secrets); engines that need settings of the
+        compute (an address, a token) override this."""
+        return cls()
+
     @abc.abstractmethod
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink, stop: threading.Event,
             credentials: Sources | None = None) -> None:
@@ -54,11 +73,12 @@ class Engine(abc.ABC):
 # engine name: ("module:Class", "pip extra that installs its dependencies" or None)
 ENGINES: dict[str, tuple[str, str | None]] = {
     "local": ("batchpoint.engines.local_pool:LocalPoolEngine", None),
+    "ray": ("batchpoint.engines.ray_engine:RayEngine", "ray"),
 }
 #: compute type → engine name; anything not listed runs on the local pool
-COMPUTE_ENGINES: dict[str, str] = {}
+COMPUTE_ENGINES: dict[str, str] = {"ray": "ray"}
 
-_instances: dict[str, Engine] = {}
+_instances: dict[tuple[str, str], Engine] = {}
 _lock = threading.Lock()
 
 
@@ -71,9 +91,10 @@ def engine_class(name: str) -> type[Engine]:
 
 def engine_for(compute: dict[str, Any] | None) -> Engine:
     """The engine for a compute's spec (None: a deployment without a compute → the local pool).
-    One instance per engine name per process."""
+    One instance per engine name (and, for engines bound to a compute, per compute spec) per process."""
     name = COMPUTE_ENGINES.get(str((compute or {}).get("type") or ""), "local")
+    key = (name, "" if name == "local" else repr(sorted((compute or {}).items())))
     with _lock:
-        if name not in _instances:
-            _instances[name] = engine_class(name)()
-        return _instances[name]
+        if key not in _instances:
+            _instances[key] = engine_class(name).from_compute(compute)
+        return _instances[key]

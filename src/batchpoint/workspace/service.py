@@ -168,13 +168,27 @@ class WorkspaceService:
         if identity.get("client_secret"):
             remember_secrets({"client_secret": identity["client_secret"]})
             secret = self.secrets.encrypt({"client_secret": identity.pop("client_secret")})
+        if spec.get("auth_token"):  # a Ray cluster's token (type ray): kept like the client secret
+            remember_secrets({"auth_token": spec["auth_token"]})
+            secret = self.secrets.encrypt({**(self.secrets.decrypt(secret) if secret else {}),
+                                           "auth_token": spec.pop("auth_token")})
         return self.compute_entity(self.store.put_compute(compute.name, spec, secret=secret))
+
+    def compute_for_engine(self, name: str) -> dict[str, Any]:
+        """A compute's spec with the secrets its engine needs (a Ray cluster's ``auth_token``)."""
+        row = self.store.get_compute(name)
+        spec = {**row.spec, "name": row.name}
+        if row.secret:
+            token = self.secrets.decrypt(row.secret).get("auth_token")
+            if token:
+                spec["auth_token"] = token
+        return spec
 
     def compute_identity(self, name: str) -> dict[str, Any] | None:
         row = self.store.get_compute(name)
         identity = dict(row.spec.get("identity") or {})
         if row.secret and identity:
-            identity.update(self.secrets.decrypt(row.secret))
+            identity.update({k: v for k, v in self.secrets.decrypt(row.secret).items() if k != "auth_token"})
         return identity or None
 
     def assignments(self, principal: str) -> list[RoleAssignment]:

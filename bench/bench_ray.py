@@ -1,0 +1,322 @@
+"""Batchpoint on Ray against Ray Data, and against its own local pool: one run, one Ray cluster,
+the same files and model.
+
+    .venv/bin/python bench/bench_ray.py [--files 200] [--rows 5000] [--repeat 1] [--node-cpus 1]
+
+Needs root (a network namespace) and Ray (``pip install -c constraints.txt -e '.[test]'``).
+
+1. Data and model: those of ``bench/bench_heart.py`` (``--files`` CSVs of ``--rows`` rows in
+   bench/.data, the heart GBM as an MLflow model).
+2. A loopback-only network namespace (``unshare -n``; Ray binds the machine's external address
+   otherwise), and in it a Ray head and a second Ray worker node (``ray start --block``, token
+   auth, ``--node-cpus`` logical CPUs each: 1 by default, so the cluster has as many CPUs as a
+   2-core machine), a Batchpoint server, and this script as the Ray driver of the Ray Data run.
+3. Batchpoint on Ray: a compute of ``type: ray`` on that cluster (0.5 CPU per worker actor), the
+   heart MLflow deployment on it (instance_count 1, max_concurrency_per_instance 2,
+   mini_batch_size 10), one warm-up job on one file, then the timed job on every file: invoke to
+   the job's ``end_time``, as bench_heart.py times it.
+4. Batchpoint's local pool: the same deployment without the compute (2 worker processes).
+5. Ray Data: ``read_csv`` (with the file path column) → ``map_batches`` with an actor pool of 2
+   (0.5 CPU each: on 2 CPUs, whole-CPU actors leave none for the read tasks and the job hangs)
+   that loads the model once per actor and predicts → ``write_csv``; timed from the start of the
+   pipeline to the end of the write (the driver already connected).
+   Batchpoint and Ray Data runs alternate (``--repeat``).
+
+Prints the times (median), the throughput ratios — Batchpoint on Ray / Ray Data (the issue's target
+is >= 1.5) and Batchpoint on Ray / Batchpoint local — and checks that every run wrote every row
+(Batchpoint's two runs: the same rows). Saves the results to bench/results/ray-<time>.json. Every
+process it started is stopped by PID, the namespace's holder last. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import bench_heart as bh  # noqa: E402 - the data, the model, the server and the job timing
+
+RESULTS = BENCH / "results"
+RAY_PORT = 6379
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# ---- outside: the namespace -------------------------------------------------------------------
+
+
+def outer(argv: list[str]) -> int:
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "86400"], stdin=subprocess.DEVNULL)
+    try:
+        ours = os.readlink("/proc/self/ns/net")
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{holder.pid}/ns/net") == ours:
+            if holder.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("unshare -n failed: bench_ray.py needs root (a network namespace of its own)")
+            time.sleep(0.05)
+        enter = ["nsenter", "-t", str(holder.pid), "-n"]
+        subprocess.run([*enter, "ip", "link", "set", "lo", "up"], check=True)
+        addrs = subprocess.run([*enter, "ip", "-br", "addr"], check=True, capture_output=True, text=True).stdout
+        if sorted({line.split()[0] for line in addrs.splitlines() if line.strip()}) != ["lo"]:
+            raise SystemExit(f"the namespace holds more than lo:\n{addrs}")
+        return subprocess.run([*enter, sys.executable, __file__, "_inner", *argv]).returncode
+    finally:
+        sweep_namespace(holder.pid)
+        holder.kill()
+        holder.wait()
+
+
+def sweep_namespace(holder: int) -> None:
+    """End whatever is left in the holder's network namespace (all of it started by this bench)."""
+    try:
+        ns = os.readlink(f"/proc/{holder}/ns/net")
+    except OSError:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        left = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != holder:
+                try:
+                    if os.readlink(entry / "ns" / "net") == ns:
+                        left.append(int(entry.name))
+                except OSError:
+                    pass
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if not left:
+            return
+        time.sleep(2)
+
+
+# ---- inside: the cluster, the server, the runs --------------------------------------------------
+
+
+class Cluster:
+    """A Ray head and a worker node, each a ``ray start --block`` process stopped by its PID."""
+
+    def __init__(self, work: Path, cpus: int) -> None:
+        self.work = work
+        self.token = work / "ray-token"
+        self.token.write_text(os.urandom(32).hex())
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token))
+        self.address = f"127.0.0.1:{RAY_PORT}"
+        ray = str(Path(sys.executable).parent / "ray")
+        common = ["--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--object-store-memory=400000000",
+                  "--disable-usage-stats"]
+        self.log = open(work / "ray.log", "ab")
+        self.procs = [subprocess.Popen([ray, "start", "--head", f"--port={RAY_PORT}", "--include-dashboard=false",
+                                        f"--temp-dir={work / 'ray'}", *common], stdout=self.log, stderr=self.log,
+                                       stdin=subprocess.DEVNULL)]
+        self._wait_port()
+        self.procs.append(subprocess.Popen([ray, "start", f"--address={self.address}", *common], stdout=self.log,
+                                           stderr=self.log, stdin=subprocess.DEVNULL))
+        import ray as ray_module
+
+        ray_module.init(address=self.address, log_to_driver=False)
+        deadline = time.monotonic() + 90
+        while sum(1 for n in ray_module.nodes() if n["Alive"]) < 2:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the Ray worker node did not join; see {work / 'ray.log'}")
+            time.sleep(0.2)
+
+    def _wait_port(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", RAY_PORT), timeout=1).close()
+                return
+            except OSError:
+                if self.procs[0].poll() is not None:
+                    break
+                time.sleep(0.1)
+        raise SystemExit(f"the Ray head did not start; see {self.work / 'ray.log'}")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.log.close()
+
+
+class Predictor:
+    """Ray Data's actor: the model loaded once, ``row,prediction,file`` per input row."""
+
+    def __init__(self, model_dir: str) -> None:
+        import mlflow.pyfunc
+
+        self.model = mlflow.pyfunc.load_model(model_dir)
+
+    def __call__(self, batch):  # a pandas DataFrame with the file path column "path"
+        import pandas as pd
+
+        paths = batch.pop("path")
+        out = pd.DataFrame({"row": batch.groupby(paths.values).cumcount().values,
+                            "prediction": self.model.predict(batch)})
+        out["file"] = [os.path.basename(p) for p in paths]
+        return out
+
+
+def run_ray_data(model: Path, data: Path, out: Path) -> dict:
+    import ray
+
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    ds = ray.data.read_csv(str(data), include_paths=True)
+    ds = ds.map_batches(Predictor, fn_constructor_args=(str(model),), batch_format="pandas", concurrency=2,
+                        num_cpus=0.5, batch_size=5000)
+    ds.write_csv(str(out))
+    seconds = time.perf_counter() - started
+    rows = 0
+    for part in out.glob("*.csv"):
+        with open(part) as f:
+            rows += sum(1 for _ in f) - 1  # each part has a header
+    return {"seconds": seconds, "rows": rows}
+
+
+def setup(ml_client, model: Path, data: Path, cluster: Cluster, mini_batch_size: int) -> tuple[str, str]:
+    from batchpoint import AmlCompute, BatchDeployment
+
+    path, warm = bh.setup_workspace(ml_client, model, data, 2, mini_batch_size)  # deployment heart-bench-gbm
+    ml_client.compute.begin_create_or_update(AmlCompute(
+        name="ray-bench", type="ray", address=cluster.address, auth_token=cluster.token.read_text(),
+        num_cpus_per_worker=0.5, max_instances=2)).result()
+    local = ml_client.batch_deployments.get(bh.DEPLOYMENT, bh.ENDPOINT)
+    spec = local.model_dump(exclude={"id", "created_at", "updated_at", "provisioning_state"}, exclude_none=True)
+    spec.update(name="heart-bench-ray", compute="azureml:ray-bench")
+    ml_client.batch_deployments.begin_create_or_update(BatchDeployment(**spec)).result()
+    return path, warm
+
+
+def timed(ml_client, path: str, deployment: str) -> dict:
+    """bench_heart's invoke_and_wait with the deployment chosen (the default is the local one)."""
+    endpoints = ml_client.batch_endpoints
+    original = endpoints.invoke
+
+    def invoke(**kwargs):
+        return original(deployment_name=deployment, **kwargs)
+
+    endpoints.invoke = invoke
+    try:
+        run = bh.invoke_and_wait(ml_client, path, "uri_folder" if not path.endswith(".csv") else "uri_file")
+    finally:
+        endpoints.invoke = original
+    job = run["job"]
+    return {"job": job.name, "seconds": run["seconds"], "rows": job.progress.rows,
+            "first_mini_batch_s": job.first_mini_batch_at.timestamp() - job.created_at.timestamp()}
+
+
+def inner(args: argparse.Namespace) -> None:
+    from batchpoint import MLClient
+
+    started = time.perf_counter()
+    data = bh.make_data(args.files, args.rows)
+    model = bh.train_model()
+    work = bh.DATA_ROOT / "ray-bench"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    say(f"data: {data} ({args.files} files x {args.rows} rows); model: {model}")
+    cluster = Cluster(work, args.node_cpus)
+    say(f"Ray: head and worker node at {cluster.address}, {args.node_cpus} CPU(s) each")
+    server = bh.Server(work / "home")
+    say(f"server: {server.url} (pid {server.pid})")
+    runs: dict[str, list[dict]] = {"batchpoint_ray": [], "batchpoint_local": [], "ray_data": []}
+    try:
+        with MLClient(endpoint=server.url, home=work / "home") as ml_client:
+            path, warm = setup(ml_client, model, data, cluster, args.mini_batch_size)
+            for deployment in ("heart-bench-ray", bh.DEPLOYMENT):
+                say(f"warm-up {deployment}: {timed(ml_client, warm, deployment)['seconds']:.2f} s")
+            for i in range(args.repeat):
+                runs["batchpoint_ray"].append(timed(ml_client, path, "heart-bench-ray"))
+                say(f"run {i + 1}: Batchpoint on Ray {runs['batchpoint_ray'][-1]['seconds']:.2f} s")
+                runs["ray_data"].append(run_ray_data(model, data, work / "ray-data-out"))
+                say(f"run {i + 1}: Ray Data {runs['ray_data'][-1]['seconds']:.2f} s")
+                runs["batchpoint_local"].append(timed(ml_client, path, bh.DEPLOYMENT))
+                say(f"run {i + 1}: Batchpoint local pool {runs['batchpoint_local'][-1]['seconds']:.2f} s")
+            outputs = {}
+            for key in ("batchpoint_ray", "batchpoint_local"):
+                [saved] = ml_client.jobs.download(runs[key][-1]["job"], download_path=work / "downloads" / key)
+                outputs[key] = str(saved)
+    finally:
+        server.stop()
+        cluster.stop()
+    expected = args.files * args.rows
+    ok = {k: all(r["rows"] == expected for r in v) for k, v in runs.items()}
+    median = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
+    result = {
+        "when": datetime.now().isoformat(timespec="seconds"), "commit": commit(), "machine": machine(),
+        "files": args.files, "rows_per_file": args.rows, "node_cpus": args.node_cpus, "repeat": args.repeat,
+        "mini_batch_size": args.mini_batch_size, "runs": runs, "median_s": median,
+        "ratio_vs_ray_data": median["ray_data"] / median["batchpoint_ray"],
+        "ratio_vs_local_pool": median["batchpoint_local"] / median["batchpoint_ray"],
+        "every_row_written": ok, "same_rows_ray_and_local": bh.same_rows(outputs["batchpoint_ray"],
+                                                                          outputs["batchpoint_local"]),
+    }
+    say("")
+    say("| run | median s | rows/s |")
+    say("|---|---|---|")
+    for key, label in (("batchpoint_ray", "Batchpoint on Ray"), ("ray_data", "Ray Data"),
+                       ("batchpoint_local", "Batchpoint local pool")):
+        say(f"| {label} | {median[key]:.2f} | {expected / median[key]:,.0f} |")
+    say(f"throughput Batchpoint on Ray / Ray Data: {result['ratio_vs_ray_data']:.2f} (target >= 1.5)")
+    say(f"throughput Batchpoint on Ray / Batchpoint local pool: {result['ratio_vs_local_pool']:.2f}")
+    say(f"every row written: {ok}; Ray and local pool wrote the same rows: {result['same_rows_ray_and_local']}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"ray-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2, default=str))
+    say(f"results: {out} (whole bench {time.perf_counter() - started:.0f} s)")
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU")
+    return f"{os.cpu_count()} cores ({model}), load {os.getloadavg()[0]:.1f}"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=200, help="number of input files (default 200)")
+    parser.add_argument("--rows", type=int, default=5000, help="rows per file (default 5000)")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs of each, alternating (default 1)")
+    parser.add_argument("--node-cpus", type=int, default=1, help="logical CPUs of each Ray node (default 1)")
+    parser.add_argument("--mini-batch-size", type=int, default=10, help="files per mini-batch (default 10)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_inner":
+        inner(parse(sys.argv[2:]))
+    else:
+        parse(sys.argv[1:])  # --help and bad arguments answered before the namespace is made
+        sys.exit(outer(sys.argv[1:]))

@@ -1,0 +1,370 @@
+"""``RayEngine``: a job's workers as Ray actors on a Ray cluster (compute ``type: ray``).
+
+``instance_count × max_concurrency_per_instance`` actors of
+:class:`batchpoint.worker.ray_actor.RayWorker`, one per worker slot, spread over the cluster's
+nodes. Each calls the scorer's ``init()`` once, then scores mini-batch after mini-batch with the
+worker's own code (:func:`batchpoint.worker.loop._score`), reading its files from storage itself
+with the job's delegated storage specs (:class:`batchpoint.identity.delegation.WorkerCredentials`:
+the same ones, renewed the same way, as the local pool's workers get). The server only plans,
+dispatches and records: no input data passes through it. Nodes need no shared filesystem: the
+model and code folders go to the actors once per job as one archive in Ray's object store, and each
+part comes back with its reply and is written to the job folder here (``docs/ray.md``).
+
+Failures follow :class:`batchpoint.engines.policy.FailurePolicy`, like the local pool:
+
+* what the worker reports (the scoring code raised, a file unreadable, a storage fault) keeps its
+  kind;
+* past ``retry_settings.timeout`` the actor is killed (``ray.kill``) and replaced: kind timeout;
+* Ray's own failures — the actor died (``ActorDiedError``, its process killed or crashed), its
+  node was lost (``NodeDiedError``), a result object was lost (``ObjectLostError``,
+  ``OwnerDiedError``), the actor's method raised an unexpected error (``RayTaskError``) — are kind
+  platform: the mini-batch is retried on another actor (a new one in the lost one's slot) and never
+  charged to ``error_threshold``;
+* an actor that dies before its ``init()`` returned counts as an init death of its slot; an actor
+  Ray cannot place at all (``ActorUnschedulableError``) or an environment Ray cannot build
+  (``RuntimeEnvSetupError``) fails the job with the cause.
+
+``stop`` set (a cancel, the server shutting down): every actor is killed with
+``ray.kill(no_restart=True)`` at once; the actors are not detached, so they also end when the
+server process (their owner) dies.
+
+The server connects to the cluster once (``ray.init(address=...)``; one cluster per server
+process). The compute's auth token (a secret, kept encrypted) is set as ``RAY_AUTH_TOKEN`` with
+``RAY_AUTH_MODE=token`` before connecting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.exceptions as rex
+
+from batchpoint.engines.base import Engine, OutcomeSink, Sources
+from batchpoint.engines.planning import EngineJob, MiniBatch, MiniBatchOutcome
+from batchpoint.engines.policy import MAX_PLATFORM_FAILURES, Action, FailureKind, FailurePolicy, WorkerInitError
+from batchpoint.exceptions import PlatformError, ValidationError
+from batchpoint.worker import protocol
+from batchpoint.worker.ray_actor import RayWorker, pack_folders
+
+__all__ = ["RayEngine", "connect"]
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "batchpoint"
+DEFAULT_NUM_CPUS = 1.0
+#: Ray's failures that mean "the actor, its node or a result is gone": kind platform
+LOST = (rex.RayActorError, rex.ObjectLostError, rex.OwnerDiedError, rex.NodeDiedError, rex.WorkerCrashedError,
+        rex.LocalRayletDiedError, rex.ObjectFetchTimedOutError)
+
+_connect_lock = threading.Lock()
+_connected: str | None = None
+
+
+def connect(address: str, auth_token: str | None = None) -> None:
+    """Connect this process to the Ray cluster at ``address`` (once; a second cluster is refused)."""
+    global _connected
+    with _connect_lock:
+        if _connected is not None and ray.is_initialized():
+            if _connected != address:
+                raise ValidationError(
+                    f"this server is connected to the Ray cluster at {_connected}; a server drives one Ray cluster "
+                    f"at a time, so compute address {address} cannot be used until the server restarts")
+            return
+        if auth_token:
+            _use_token(auth_token)
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, auth failures, RuntimeError of Ray
+            raise PlatformError(
+                f"cannot connect to the Ray cluster at {address}: {type(exc).__name__}: {exc}. Check the compute's "
+                "address (the head's GCS address, host:port, as `ray start --head` prints it), that the head runs "
+                "and this server can reach it, and its auth token when the cluster runs with RAY_AUTH_MODE=token",
+                details={"address": address}) from exc
+        _connected = address
+
+
+def _use_token(token: str) -> None:
+    """Token auth for this process's connection: ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN``.
+    Ray reads both into a cached config when it is imported, so the cache is reloaded too."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = token
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # another Ray release: it reads the environment itself
+        log.debug("Ray's auth config cache not reloaded")
+
+
+@dataclass
+class _Actor:
+    slot: int
+    handle: Any
+    init_ref: Any
+    ready: bool = False
+    batch: MiniBatch | None = None
+    ref: Any = None  # the running mini-batch's reply
+    deadline: float = 0.0
+    started: float = 0.0
+    sources_version: int = 0
+    where: dict[str, Any] = field(default_factory=dict)
+
+
+class RayEngine(Engine):
+    name = "ray"
+
+    def __init__(self, address: str = "", auth_token: str | None = None, num_cpus: float = DEFAULT_NUM_CPUS) -> None:
+        self.address, self.auth_token, self.num_cpus = address, auth_token, num_cpus
+
+    @classmethod
+    def from_compute(cls, compute: dict[str, Any] | None) -> RayEngine:
+        compute = compute or {}
+        address = str(compute.get("address") or "")
+        if not address:
+            raise ValidationError(f"compute '{compute.get('name')}' of type ray has no address; set address to the "
+                                  "Ray head's host:port (e.g. 127.0.0.1:6379)")
+        return cls(address, compute.get("auth_token"), float(compute.get("num_cpus_per_worker") or DEFAULT_NUM_CPUS))
+
+    def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
+            stop: threading.Event, credentials: Sources | None = None) -> None:
+        if getattr(job, "python_exe", None):
+            raise PlatformError(
+                f"job {job.name}'s deployment has its own environment ({job.python_exe}), and deployment environments "
+                "do not reach Ray workers yet: run this deployment without a Ray compute, or without an environment "
+                "(the Ray nodes' own Python then needs the scoring code's packages); see docs/ray.md",
+                details={"python": job.python_exe})
+        connect(self.address, self.auth_token)
+        run = _Run(self, job, batches, on_outcome, stop, credentials)
+        try:
+            run.start()
+            run.loop()
+        finally:
+            run.shutdown()
+
+
+class _Run:
+    def __init__(self, engine: RayEngine, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
+                 stop: threading.Event, credentials: Sources | None) -> None:
+        self.engine, self.job, self.batches, self.on_outcome, self.stop = engine, job, batches, on_outcome, stop
+        self.credentials = credentials
+        self.policy = FailurePolicy(job.policy)
+        self.retry: list[tuple[float, MiniBatch]] = []
+        self.exhausted = False
+        self.actors: dict[int, _Actor] = {}
+        self.archive: Any = None
+        self.remote = ray.remote(RayWorker).options(
+            num_cpus=engine.num_cpus, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
+
+    # -- actors -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.archive = ray.put(pack_folders(self.job.scorer))
+        for slot in range(self.job.workers):
+            self.actors[slot] = self._spawn(slot)
+
+    def _log_path(self, slot: int) -> Path:
+        return Path(self.job.logs_dir) / f"worker-{slot}.log"
+
+    def _spawn(self, slot: int) -> _Actor:
+        version, sources = self.credentials() if self.credentials is not None else (0, self.job.sources)
+        job = self.job
+        config = protocol.job_config(
+            name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
+            logs_dir=job.logs_dir, write_rows=job.write_rows, logging_level=job.logging_level,
+            environment=job.environment)
+        handle = self.remote.remote()
+        return _Actor(slot, handle, handle.init.remote(config, self.archive), sources_version=version)
+
+    def _kill(self, a: _Actor) -> None:
+        try:
+            ray.kill(a.handle, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    # -- work ---------------------------------------------------------------------------------
+    def _next_batch(self) -> MiniBatch | None:
+        now = time.monotonic()
+        for i, (not_before, batch) in enumerate(self.retry):
+            if not_before <= now:
+                del self.retry[i]
+                return batch
+        if self.exhausted:
+            return None
+        batch = next(self.batches, None)
+        if batch is None:
+            self.exhausted = True
+        return batch
+
+    def _fresh_sources(self, a: _Actor) -> dict[str, Any] | None:
+        if self.credentials is None:
+            return None
+        version, sources = self.credentials()
+        if version == a.sources_version:
+            return None
+        a.sources_version = version
+        return sources
+
+    def _assign(self) -> None:
+        for a in self.actors.values():
+            if a.ready and a.batch is None:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                a.batch, a.started = batch, time.monotonic()
+                a.deadline = a.started + self.job.policy.timeout_s
+                files = [{"source": f.source, "path": f.path} for f in batch.files]
+                message = protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
+                                         self._fresh_sources(a))
+                a.ref = a.handle.run.remote(message)
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            self._assign()
+            busy = [a for a in self.actors.values() if a.batch is not None]
+            if not busy and self.exhausted and not self.retry:
+                return
+            waiting = {a.ref: a for a in busy}
+            waiting.update({a.init_ref: a for a in self.actors.values() if not a.ready})
+            now = time.monotonic()
+            waits = [a.deadline - now for a in busy] + [t - now for t, _ in self.retry] + [0.2]
+            refs = list(waiting)
+            done: list[Any] = []
+            if refs:
+                done, _ = ray.wait(refs, num_returns=1, timeout=max(0.0, min(waits)))
+                if done:
+                    done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            else:
+                time.sleep(max(0.0, min(waits)))
+            for ref in done:
+                a = waiting[ref]
+                if self.actors.get(a.slot) is a:
+                    self._receive(a, ref)
+            self._check_deadlines()
+
+    def _receive(self, a: _Actor, ref: Any) -> None:
+        try:
+            reply = ray.get(ref)
+        except rex.ActorUnschedulableError as exc:
+            raise PlatformError(f"the Ray cluster at {self.engine.address} cannot place a worker of job "
+                                f"{self.job.name} ({self.engine.num_cpus:g} CPU each): {exc}",
+                                details={"address": self.engine.address}) from exc
+        except rex.RuntimeEnvSetupError as exc:
+            raise PlatformError(f"Ray could not set up the environment of job {self.job.name}'s workers: {exc}",
+                                details={"address": self.engine.address}) from exc
+        except (*LOST, rex.RayTaskError) as exc:
+            self._lost(a, self._lost_error(a, exc))
+            return
+        self._append_log(a.slot, reply.get("log") or "")
+        if reply["type"] == "ready":
+            a.ready = True
+            self.policy.on_worker_ready(a.slot)
+        elif reply["type"] == "init_failed":
+            raise WorkerInitError(reply["error"])
+        elif reply["type"] == "done":
+            batch, seconds = a.batch, time.monotonic() - a.started
+            a.batch = a.ref = None
+            if batch is None:
+                return
+            rows = reply["rows"]
+            if reply["error"] is None and self.job.write_rows:
+                error = self._store_part(batch.key, reply.get("part") or b"")
+                if error is not None:
+                    self._finish(batch, 0, error, seconds, a.slot)
+                    return
+            self._finish(batch, rows, reply["error"], seconds, a.slot)
+
+    def _store_part(self, key: str, data: bytes) -> dict[str, Any] | None:
+        """Write a returned part to ``parts/<key>.csv`` (temporary name, fsync, rename), as a local
+        worker does; a failed write is the platform's (None when written)."""
+        parts = Path(self.job.parts_dir)
+        tmp, final = parts / f".{key}.tmp", parts / f"{key}.csv"
+        try:
+            parts.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())  # durable before the mini-batch is reported done
+            os.replace(tmp, final)
+            return None
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            return {"type": type(exc).__name__, "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
+                    "message": f"could not write the rows of mini-batch {key} to '{final}': {exc}; free space in "
+                               f"(or fix) the job folder {parts.parent}"}
+
+    def _lost_error(self, a: _Actor, exc: BaseException) -> dict[str, Any]:
+        where = f"mini-batch {a.batch.key}" if a.batch else "no mini-batch (in init())"
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return {"type": type(exc).__name__, "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
+                "message": f"the Ray actor of worker slot {a.slot} was lost while scoring {where} "
+                           f"({type(exc).__name__}: {cause[:500]}); see the worker log {self._log_path(a.slot)}"}
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for a in list(self.actors.values()):
+            if a.batch is not None and now > a.deadline:
+                self._lost(a, {"type": "TimeoutError", "where": None, "traceback": "",
+                               "kind": FailureKind.TIMEOUT.value, "message":
+                               f"the mini-batch did not finish within the timeout of "
+                               f"{self.job.policy.timeout_s:g}s (retry_settings.timeout)"})
+
+    def _lost(self, a: _Actor, error: dict[str, Any]) -> None:
+        """End actor ``a`` (lost, or past its deadline), start a new one in its slot, settle its batch."""
+        batch, seconds = a.batch, time.monotonic() - a.started
+        self._kill(a)
+        if not a.ready:
+            self.policy.on_init_death(a.slot, None, str(self._log_path(a.slot)))
+        log.warning("job %s Ray worker %s replaced: %s", self.job.name, a.slot, error["message"])
+        self.actors[a.slot] = self._spawn(a.slot)
+        if batch is not None:
+            self._finish(batch, 0, error, seconds, a.slot)
+
+    def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int) -> None:
+        if error is None:
+            self.on_outcome(MiniBatchOutcome(batch, rows=rows, seconds=seconds))
+            return
+        decision = self.policy.on_failure(batch, error)
+        if decision.action is Action.FAIL_JOB:
+            assert decision.error is not None
+            raise decision.error
+        if decision.action is Action.REPORT:
+            self.on_outcome(MiniBatchOutcome(batch, error=error, seconds=seconds))
+            return
+        if FailureKind.of(error) is FailureKind.PLATFORM:
+            self._note(slot, f"mini-batch {batch.key} (attempt {batch.attempt}): platform failure, retried "
+                             f"(platform retry {batch.platform_failures + 1} of {MAX_PLATFORM_FAILURES}): "
+                             f"{error.get('type')}: {error.get('message')}")
+        not_before = time.monotonic() + decision.delay_s
+        self.retry.extend((not_before, b) for b in decision.batches)
+
+    # -- logs -----------------------------------------------------------------------------------
+    def _append_log(self, slot: int, text: str) -> None:
+        if not text:
+            return
+        try:
+            path = self._log_path(slot)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as out:
+                out.write(text)
+        except OSError:  # a full disk: the part or the done log reports it
+            pass
+
+    def _note(self, slot: int, text: str) -> None:
+        log.warning("job %s: %s", self.job.name, text)
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+        self._append_log(slot, f"{stamp} WARNING batchpoint.engine: {text}\n")
+
+    def shutdown(self) -> None:
+        """Kill every actor of this run now (a finished job's idle actors, or a cancel's busy ones)."""
+        for a in self.actors.values():
+            self._kill(a)
+        self.actors.clear()

@@ -1,0 +1,149 @@
+"""A Batchpoint worker as a Ray actor: the worker loop's own steps, called by Ray instead of read
+from a pipe.
+
+The Ray engine (``batchpoint.engines.ray_engine``) makes one actor of :class:`RayWorker` per
+worker slot. It calls :meth:`RayWorker.init` once (the job config of the worker protocol, and the
+job's model and code folders packed as one archive) and then :meth:`RayWorker.run` per mini-batch
+(the protocol's ``batch`` message). Scoring is :func:`batchpoint.worker.loop._score` — the very
+code a local worker runs: fetch the files from storage with the job's (delegated) storage specs,
+call the scorer's ``run()``, write the part — so both engines score a mini-batch the same way.
+
+What differs is only *where* things are, since a node shares no filesystem with the server:
+
+* the model and the code (the scorer's ``*_dir`` folders) arrive as one archive (a Ray object, put
+  once per job) and are unpacked in the actor's own temporary folder;
+* the part is written in that folder too and sent back with the reply (CSV bytes, through Ray's
+  object store); the engine stores it in the job folder, as a local worker would have;
+* the worker's log is kept in that folder; each reply carries what was added to it since the last
+  one, and the engine appends it to ``logs/worker-<n>.log`` in the job folder.
+
+Replies are the worker protocol's messages (``ready`` / ``init_failed`` / ``done``) as plain dicts.
+Like the rest of the worker side, this module never imports the server side (nor Ray itself: the
+engine wraps the class with ``ray.remote``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from batchpoint.worker import loop, protocol
+from batchpoint.worker.errors import error_info
+from batchpoint.worker.files import Fetcher
+
+__all__ = ["RayWorker", "pack_folders"]
+
+def _folders(scorer: dict[str, Any]) -> tuple[list[str], dict[str, tuple[int, str]]]:
+    """The scorer's folders (its ``*_dir`` keys) as archive roots — a folder inside another one
+    (the MLflow model inside ``AZUREML_MODEL_DIR``) is packed once, with its outer folder — and
+    for each key: (root index, path inside that root)."""
+    dirs = {k: str(Path(v).resolve()) for k, v in scorer.items() if k.endswith("_dir") and v}
+    roots: list[str] = []
+    for path in sorted(set(dirs.values()), key=len):
+        if not any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
+            roots.append(path)
+    where: dict[str, tuple[int, str]] = {}
+    for key, path in dirs.items():
+        index = next(i for i, r in enumerate(roots) if path == r or path.startswith(r.rstrip("/") + "/"))
+        where[key] = (index, os.path.relpath(path, roots[index]))
+    return roots, where
+
+
+def pack_folders(scorer: dict[str, Any]) -> dict[str, Any]:
+    """The scorer's folders (model, code: every ``*_dir`` key) as one tar archive (links followed),
+    and where each key's folder is in it: ``{"tar": bytes, "layout": {key: [root, path inside]}}``."""
+    buffer = io.BytesIO()
+    roots, layout = _folders(scorer)
+    with tarfile.open(fileobj=buffer, mode="w", dereference=True) as tar:
+        for i, root in enumerate(roots):
+            tar.add(root, arcname=f"d{i}")
+    return {"tar": buffer.getvalue(), "layout": {k: list(v) for k, v in layout.items()}}
+
+
+class RayWorker:
+    """One worker of one job (see the module docstring). Not thread-safe: one call at a time."""
+
+    def __init__(self) -> None:
+        self.home = tempfile.mkdtemp(prefix="batchpoint-ray-worker-")
+        self.scorer: Any = None
+        self.fetcher: Fetcher | None = None
+        self.job: dict[str, Any] = {}
+        self.log: logging.Logger = logging.getLogger("batchpoint.worker")
+        self.log_path = Path(self.home) / "worker.log"
+        self.log_sent = 0
+
+    def where(self) -> dict[str, Any]:
+        """The actor's process and node (for the engine's notes and for tests)."""
+        import socket
+
+        return {"pid": os.getpid(), "host": socket.gethostname(), "home": self.home}
+
+    def init(self, job: dict[str, Any], archive: dict[str, Any] | None) -> dict[str, Any]:
+        """Unpack the model and code, call the scorer's ``init()``; ``ready`` or ``init_failed``
+        (both with ``log``: the worker's log so far)."""
+        job = dict(job)
+        self.log_path = Path(self.home) / "logs" / f"worker-{job['worker_id']}.log"
+        self.log = loop._redirect_output(self.log_path, job["logging_level"])
+        loop._redact_logs(job["sources"])
+        os.environ.update(job["environment"])
+        try:
+            job["scorer"] = self._unpack(job["scorer"], archive)
+            job["parts_dir"] = str(Path(self.home) / "parts")
+            self.job = job
+            self.scorer = loop.make_scorer(job["scorer"])
+            started = time.perf_counter()
+            self.scorer.init()
+            seconds = time.perf_counter() - started
+            self.fetcher = Fetcher(job["sources"])
+            self.log.info("worker %s ready on Ray (init took %.3fs)", job["worker_id"], seconds)
+        except BaseException as exc:  # noqa: BLE001 - reported to the engine, which fails the job
+            self.log.exception("init failed")
+            return {**protocol.init_failed(error_info(exc, "user")), "log": self._new_log()}
+        return {**protocol.ready(job["worker_id"], seconds), "log": self._new_log()}
+
+    def _unpack(self, scorer: dict[str, Any], archive: dict[str, Any] | None) -> dict[str, Any]:
+        scorer = dict(scorer)
+        if archive is None:
+            return scorer
+        target = Path(self.home) / "scorer"
+        with tarfile.open(fileobj=io.BytesIO(archive["tar"]), mode="r") as tar:
+            tar.extractall(target, filter="data")
+        for key, (index, inside) in archive["layout"].items():
+            scorer[key] = os.path.normpath(target / f"d{index}" / inside)
+        return scorer
+
+    def run(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Score one mini-batch (the protocol's ``batch`` message): ``done`` plus ``part`` (the
+        part's CSV bytes, or None) and ``log`` (the worker's log since the last reply)."""
+        assert self.fetcher is not None, "init() first"
+        reply = loop._score(message, self.scorer, self.fetcher, self.job, self.log)
+        part = None
+        path = Path(self.job["parts_dir"]) / f"{message['key']}.csv"
+        if reply["error"] is None and self.job["write_rows"]:
+            part = path.read_bytes()
+        path.unlink(missing_ok=True)
+        return {**reply, "part": part, "log": self._new_log()}
+
+    def _new_log(self) -> str:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_sent)
+                data = log.read()
+        except OSError:
+            return ""
+        self.log_sent += len(data)
+        return data.decode(errors="replace")
+
+    def close(self) -> None:
+        if self.fetcher is not None:
+            self.fetcher.close()
+        shutil.rmtree(self.home, ignore_errors=True)
