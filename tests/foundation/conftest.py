@@ -60,10 +60,12 @@ def expected_rows(model_dir: Path, folder: Path = HEART_UNLABELED) -> list[tuple
     return [(row, pred, name) for (name, row), pred in sorted(expected.items())]
 
 
-def predictions_of(path: Path) -> list[tuple[int, int, str]]:
+def predictions_of(path: Path, sep: str = ",") -> list[tuple[int, int, str]]:
+    """``row,prediction,file`` rows (an MLflow deployment's); ``sep=" "`` for a scoring script's
+    DataFrame of those columns (Azure writes a script's DataFrame space-separated)."""
     import pandas as pd
 
-    frame = pd.read_csv(path, names=["row", "prediction", "file"])
+    frame = pd.read_csv(path, names=["row", "prediction", "file"], sep=sep)
     return [(int(r), int(p), str(f)) for r, p, f in frame.itertuples(index=False)]
 
 

@@ -22,6 +22,7 @@ LIFE = ["Queued", "Preparing", "Running", "Finalizing", "Completed"]
 #: Holds the mini-batch of HOLD_ON until the file HOLD_UNTIL exists (at most 60 s), so a test can
 #: keep a job Running; FAIL_ALL makes every mini-batch raise.
 SCORE_PY = """
+import glob
 import os
 import time
 
@@ -33,7 +34,7 @@ model = None
 
 def init():
     global model
-    model = mlflow.pyfunc.load_model(os.environ["AZUREML_MODEL_DIR"])
+    model = mlflow.pyfunc.load_model(glob.glob(os.environ["AZUREML_MODEL_DIR"] + "/*/")[0])  # Azure's layout
 
 
 def run(mini_batch):

@@ -90,7 +90,7 @@ def deploy(client: MLClient, tmp: Path, data_root: Path, name: str = "script", *
 
 def scored_ids(client: MLClient, job: str, folder: Path) -> list[int]:
     (saved,) = client.jobs.download(job, download_path=folder)
-    return [int(i) for i in pd.read_csv(saved, names=["id", "file"])["id"]]
+    return [int(i) for i in pd.read_csv(saved, names=["id", "file"], sep=" ")["id"]]
 
 
 def kill(handle: ServerHandle) -> None:

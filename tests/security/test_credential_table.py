@@ -197,7 +197,7 @@ def test_scoring_script_never_holds_the_account_key(setup, tmp_path):
     job = owner.jobs.wait(job.name, timeout=120)
     assert job.status == "Completed", job.status_message
     [out] = owner.jobs.download(job.name, download_path=tmp_path)
-    frame = pd.read_csv(out, header=None, names=["file", "key_seen", "kinds"])
+    frame = pd.read_csv(out, header=None, names=["file", "key_seen", "kinds"], sep=" ")
     assert len(frame) == 4
     assert set(frame.key_seen) == {0}  # the key is nowhere in the worker
     assert set(frame.kinds) == {"sas"}  # and the scan does see the credential the worker holds

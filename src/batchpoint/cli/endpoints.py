@@ -8,7 +8,7 @@ import click
 
 from batchpoint.cli.main import client
 from batchpoint.cli.output import emit, output_options
-from batchpoint.cli.specs import build, local_relative, parse_set, read_yaml, set_path
+from batchpoint.cli.specs import build, inline_paths, local_relative, parse_set, read_yaml, set_path
 from batchpoint.entities import BatchDeployment, BatchEndpoint, Input
 from batchpoint.exceptions import SpecError
 
@@ -78,9 +78,10 @@ def endpoint_delete(name, yes) -> None:
 @click.option("--mini-batch-size", type=int)
 @click.option("--instance-count", type=int)
 @click.option("--job-name")
+@click.option("--experiment-name", help="The experiment the job is grouped under (default: the endpoint's name).")
 @output_options
 def endpoint_invoke(name, deployment_name, input_, input_type, output_path, sets, mini_batch_size, instance_count,
-                    job_name, output, query) -> None:
+                    job_name, experiment_name, output, query) -> None:
     """Start a job; prints it at once (the job keeps running after this command exits)."""
     settings = dict(parse_set(sets))
     if mini_batch_size is not None:
@@ -90,7 +91,8 @@ def endpoint_invoke(name, deployment_name, input_, input_type, output_path, sets
     output_file = settings.pop("output_file_name", None)
     job = client().batch_endpoints.invoke(
         endpoint_name=name, deployment_name=deployment_name, input=Input(type=input_type, path=unquote_json(input_)),
-        output_path=unquote_json(output_path), job_name=job_name, output_file_name=output_file, **settings)
+        output_path=unquote_json(output_path), job_name=job_name, output_file_name=output_file,
+        experiment_name=experiment_name, **settings)
     emit(job, output, query)
 
 
@@ -138,6 +140,7 @@ def deployment_create(file, name, endpoint_name, set_default, sets, output, quer
         code["code"] = local_relative(str(code["code"]), file)
     if isinstance(doc.get("compute"), str):
         doc["compute"] = doc["compute"].removeprefix("azureml:")
+    inline_paths(doc, file)
     deployment = build(BatchDeployment, doc, file)
     emit(client().batch_deployments.begin_create_or_update(deployment, set_default=set_default).result(), output, query)
 

@@ -1,5 +1,8 @@
 """YAML spec files in Azure ML's shapes. Safe loading only; unknown or mistyped fields are errors
-that name the field and the file; relative local paths are read relative to the file."""
+that name the field and the file; relative local paths are read relative to the file (the
+``path`` of a model or data asset, a deployment's ``code``, its inline ``model: {path: ...}`` and
+its inline ``environment: {conda_file: ...}``); a ``$schema`` line is accepted and dropped. What of
+Azure's YAML is honoured is listed in docs/azure-compatibility.md."""
 
 from __future__ import annotations
 
@@ -104,3 +107,14 @@ def local_relative(path: str | None, spec_file: str | None) -> str | None:
         return path
     candidate = Path(spec_file).resolve().parent / path
     return str(candidate) if candidate.exists() else path
+
+
+def inline_paths(doc: dict[str, Any], spec_file: str | None) -> None:
+    """A deployment's inline ``model: {path: ...}`` and ``environment: {conda_file: ...}``: their
+    relative paths are relative to the spec file, as the ``code`` folder's are."""
+    for key, field in (("model", "path"), ("environment", "conda_file")):
+        inline = doc.get(key)
+        if isinstance(inline, dict):
+            inline.pop("$schema", None)
+            if isinstance(inline.get(field), str):
+                inline[field] = local_relative(inline[field], spec_file)

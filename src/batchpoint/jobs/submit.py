@@ -20,10 +20,10 @@ from batchpoint.identity.delegation import delegated_kind
 from batchpoint.identity.rules import IdentityContext
 from batchpoint.exceptions import ConflictError, InputError, NotFoundError, ValidationError
 from batchpoint.jobs.output import check_no_other_job, check_output_location
-from batchpoint.jobs import lifecycle
+from batchpoint.jobs import children, lifecycle
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import JobRow
-from batchpoint.workspace import EndpointService, WorkspaceService
+from batchpoint.workspace import EndpointService, WorkspaceService, model_layout
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 OVERRIDABLE = set(BatchDeploymentSettings.model_fields) | {"instance_count", "max_retries", "timeout"}
@@ -38,6 +38,7 @@ class InvokeRequest:
     output_file_name: str | None = None
     job_name: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    experiment_name: str | None = None  # Azure's default: the endpoint's name
 
 
 def merged_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -89,6 +90,9 @@ def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest,
     name = request.job_name or new_job_name()
     if not JOB_NAME.match(name):
         raise ValidationError(f"job name '{name}' is not valid: letters, digits, '-' and '_' (up to 128)")
+    if children.is_child_name(name):
+        raise ValidationError(f"job name '{name}' ends in '{children.SUFFIX}', which names the batchscoring step of "
+                              "another job; choose another name")
     if request.job_name and _exists(store, name):
         raise ConflictError(f"a job named '{name}' already exists; job names are unique")
     workers = check_worker_limit(ws, deployment.spec, settings, instance_count)
@@ -105,7 +109,8 @@ def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest,
         inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type,
                        "worker_credential_kind": delegated_kind(resolved.spec),
                        "pinned": resolved.pin()}  # what the runner reads: the text is never resolved again
-    plan = {"workers": workers, "instance_count": instance_count, "scorer": _scorer_config(ws, deployment.spec)}
+    plan = {"workers": workers, "instance_count": instance_count, "scorer": _scorer_config(ws, deployment.spec),
+            "experiment_name": request.experiment_name or endpoint_name}
     settings["instance_count"] = instance_count
     with _OUTPUTS_LOCK:  # other jobs checked again with the insert: two invokes cannot both take one folder
         if not is_default:
@@ -155,11 +160,21 @@ def _exists(store: SqlMetadataStore, name: str) -> bool:
     return True
 
 
+def _mlflow_or_root(root: Any) -> Any:
+    try:
+        return model_layout.mlflow_dir(root)
+    except ValidationError:
+        return root  # a custom model: its scoring script finds its files from AZUREML_MODEL_DIR
+
+
 def _scorer_config(ws: WorkspaceService, spec: dict[str, Any]) -> dict[str, Any]:
     model = str(spec["model"]).removeprefix("azureml:")
     name, version = model.split(":", 1)
-    config: dict[str, Any] = {"model_dir": str(ws.model_dir(name, version))}
+    root = ws.model_dir(name, version)
     code = spec.get("code_configuration")
+    # azureml_model_dir: AZUREML_MODEL_DIR (the model inside it under its own name); model_dir: the
+    # MLflow model's folder (what a no-code deployment loads), else the same folder
+    config: dict[str, Any] = {"azureml_model_dir": str(root), "model_dir": str(_mlflow_or_root(root))}
     if code:
         config.update(code_dir=spec["_code_dir"], scoring_script=code["scoring_script"])
     return config

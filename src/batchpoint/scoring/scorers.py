@@ -3,7 +3,9 @@
 * :class:`MlflowScorer` — an MLflow model with no code: each CSV/Parquet file is read,
   ``pyfunc.predict`` is called, and rows ``row,prediction,file`` come back (as Azure writes them).
 * :class:`ScriptScorer` — a user's scoring script with ``init()`` and ``run(mini_batch)``;
-  ``AZUREML_MODEL_DIR`` points at the model folder; ``run`` returns a list or a DataFrame.
+  ``AZUREML_MODEL_DIR`` is the model version's folder, with the registered folder (or file) inside
+  it under its own name, as on Azure; ``run`` returns a list or a DataFrame, written as Azure
+  writes them (``scoring/output.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from batchpoint.exceptions import UserCodeError
+from batchpoint.scoring.output import mark_mlflow_rows
 from batchpoint.scoring.readers import read_table
 
 
@@ -39,7 +42,8 @@ class MlflowScorer:
             frame.insert(0, "row", range(len(frame)))
             frame["file"] = os.path.basename(path)
             frames.append(frame)
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["row", "prediction", "file"])
+        result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["row", "prediction", "file"])
+        return mark_mlflow_rows(result)
 
 
 def _as_column(predictions: Any) -> Any:
@@ -84,5 +88,6 @@ class ScriptScorer:
 
 def make_scorer(config: dict[str, Any]) -> MlflowScorer | ScriptScorer:
     if config.get("scoring_script"):
-        return ScriptScorer(config["code_dir"], config["scoring_script"], config.get("model_dir"))
+        return ScriptScorer(config["code_dir"], config["scoring_script"],
+                            config.get("azureml_model_dir") or config.get("model_dir"))
     return MlflowScorer(config["model_dir"])

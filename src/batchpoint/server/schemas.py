@@ -15,7 +15,8 @@ from batchpoint.uri.parse import MLTABLE_MESSAGE
 
 INPUT_TYPES = {"urifolder": "uri_folder", "urifile": "uri_file"}
 V1_TYPES = {"dataset", "filedataset", "tabulardataset", "datasetreference"}
-PROPERTIES = {"inputdata", "outputdata", "deploymentname", "jobname", "outputfilename", "settings", "description"}
+PROPERTIES = {"inputdata", "outputdata", "deploymentname", "jobname", "outputfilename", "settings", "description",
+              "experimentname"}
 
 
 def _norm(key: str) -> str:
@@ -39,7 +40,7 @@ def parse_invoke_body(body: Any, deployment_header: str | None = None) -> Invoke
     unknown = sorted(k for k in props if _norm(k) not in PROPERTIES)
     if unknown:
         raise ValidationError(f"unknown field(s) in properties: {', '.join(unknown)}; valid: InputData, OutputData, "
-                              "DeploymentName, JobName, OutputFileName, Settings")
+                              "DeploymentName, JobName, ExperimentName, OutputFileName, Settings")
     inputs = _inputs(_pick(props, "InputData"))
     output_path, file_name = _output(_pick(props, "OutputData"))
     settings = _pick(props, "Settings") or {}
@@ -52,7 +53,14 @@ def parse_invoke_body(body: Any, deployment_header: str | None = None) -> Invoke
         inputs=inputs, deployment_name=_pick(props, "DeploymentName") or deployment_header or None,
         output_path=output_path, output_file_name=_pick(props, "OutputFileName") or file_name,
         job_name=_pick(props, "JobName"), overrides=dict(settings),
+        experiment_name=_experiment(_pick(props, "ExperimentName")),
     )
+
+
+def _experiment(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and 1 <= len(value) <= 255 and value.strip() == value):
+        return value
+    raise ValidationError("properties.ExperimentName must be a name of 1 to 255 characters without surrounding spaces")
 
 
 def _inputs(data: Any) -> dict[str, dict[str, Any]]:

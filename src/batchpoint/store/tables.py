@@ -45,6 +45,7 @@ class AssetRow(Base):
     path: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # Azure's properties: (0005)
     created_at: Mapped[datetime]
 
 

@@ -31,6 +31,7 @@ from batchpoint.exceptions import ConflictError, InputError, ValidationError
 from batchpoint.auth.scopes import RoleAssignment
 from batchpoint.identity.credentials import credential_kind, split_credentials
 from batchpoint.identity.secrets import SecretBox
+from batchpoint.workspace import compute_identity, model_layout
 from batchpoint.workspace.uploads import UploadArea
 from batchpoint.settings import Settings
 from batchpoint.storage.azure_auth import parse_connection_string
@@ -125,44 +126,52 @@ class WorkspaceService:
             if resolved.asset:
                 raise InputError(f"data asset path '{data.path}' points at another data asset; give a storage path")
         row = self.store.create_asset("data", name=data.name, version=data.version, type=data.type,
-                                      path=data.path, description=data.description, tags=data.tags)
+                                      path=data.path, description=data.description, tags=data.tags,
+                                      properties=data.properties)
         return self.data_entity(row)
 
     def data_entity(self, row: AssetRow) -> Data:
         return Data(name=row.name, version=row.version, type=row.type, path=row.path, description=row.description,
-                    tags=row.tags or {}, id=resource_id(self.settings, "data", row.name, row.version),
+                    tags=row.tags or {}, properties=row.properties or {}, id=resource_id(self.settings, "data", row.name, row.version),
                     created_at=as_utc(row.created_at))
 
     def create_model(self, model: Model) -> Model:
+        if not model.name:
+            raise ValidationError("a model needs a name (only a model inline in a deployment gets one from it)")
         resolved = self.resolver.resolve(model.path, None)
         row = self.store.create_asset("models", name=model.name, version=model.version, type=model.type,
-                                      path=model.path, description=model.description, tags=model.tags)
-        target = self.settings.models_dir / row.name / row.version
+                                      path=model.path, description=model.description, tags=model.tags,
+                                      properties=model.properties)
+        root = model_layout.version_dir(self.settings.models_dir, row.name, row.version)
+        target = model_layout.copy_target(root, resolved.path, resolved.type == "uri_file")
         try:
             self._copy_tree(resolved, target)
-            if model.type == "mlflow_model" and not (target / "MLmodel").is_file():
+            if model.type == "mlflow_model" and (resolved.type == "uri_file" or not (target / "MLmodel").is_file()):
                 raise ValidationError(
                     f"model '{model.name}' has type mlflow_model but its folder has no MLmodel file; "
                     "give the folder written by mlflow.<flavor>.save_model, or use type custom_model"
                 )
         except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
             self.store.delete_asset("models", row.name, row.version)
             raise
         return self.model_entity(row)
 
     def model_entity(self, row: AssetRow) -> Model:
         return Model(name=row.name, version=row.version, type=row.type, path=row.path, description=row.description,
-                     tags=row.tags or {}, id=resource_id(self.settings, "model", row.name, row.version),
+                     tags=row.tags or {}, properties=row.properties or {}, id=resource_id(self.settings, "model", row.name, row.version),
                      created_at=as_utc(row.created_at))
 
     def model_dir(self, name: str, version: str) -> Path:
-        return self.settings.models_dir / name / version
+        """``AZUREML_MODEL_DIR`` of a model version: the registered folder or file sits inside it
+        under its own name (see ``workspace/model_layout.py``)."""
+        return model_layout.version_dir(self.settings.models_dir, name, version)
 
     # -- computes, endpoints, deployments ----------------------------------------------------
     def put_compute(self, compute: AmlCompute) -> AmlCompute:
         """Store a compute; an identity's client secret is encrypted, never returned."""
         spec = compute.spec()
+        compute_identity.check(compute.name, spec.get("identity"))
         secret = None
         identity = spec.get("identity") or {}
         if identity.get("client_secret"):
@@ -189,7 +198,7 @@ class WorkspaceService:
         identity = dict(row.spec.get("identity") or {})
         if row.secret and identity:
             identity.update({k: v for k, v in self.secrets.decrypt(row.secret).items() if k != "auth_token"})
-        return identity or None
+        return compute_identity.as_credential_config(identity) or None
 
     def assignments(self, principal: str) -> list[RoleAssignment]:
         return [RoleAssignment(r.principal_id, r.role, r.scope) for r in self.store.list_role_assignments(principal)]
@@ -213,7 +222,7 @@ class WorkspaceService:
     def prepare_deployment(self, dep: BatchDeployment) -> dict[str, Any]:
         """Check references and snapshot the code; returns the spec to store."""
         self.store.get_endpoint(dep.endpoint_name)
-        model = self._model_ref(dep.model)
+        model = self._model_ref(dep.model, dep)
         if dep.compute:
             compute = self.store.get_compute(dep.compute.removeprefix("azureml:"))
             wanted, most = dep.resources.instance_count, int(compute.spec.get("max_instances") or 1)
@@ -232,7 +241,11 @@ class WorkspaceService:
             spec["_code_dir"] = str(self._snapshot_code(dep))
         return spec
 
-    def _model_ref(self, ref: str | Model) -> AssetRow:
+    def _model_ref(self, ref: str | Model, dep: BatchDeployment | None = None) -> AssetRow:
+        if isinstance(ref, Model) and ref.name is None and dep is not None:
+            # inline (Azure's model: {path: ...}): registered under the deployment's name, next version
+            entity = self.create_model(ref.model_copy(update={"name": f"{dep.endpoint_name}-{dep.name}"}))
+            return self.store.get_asset("models", entity.name, version=entity.version)
         if isinstance(ref, Model):
             return self.store.get_asset("models", ref.name, version=ref.version)
         text = ref.removeprefix("azureml:").lstrip("/")

@@ -17,6 +17,7 @@ from batchpoint.jobs.states import TERMINAL
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.output import output_location
 from batchpoint.auth import permissions as P
+from batchpoint.jobs import children
 from batchpoint.jobs.views import job_entity
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.paging import Page, page
@@ -38,13 +39,22 @@ def job_scope(request: Request) -> str:
 @router.get("")
 def list_jobs(endpoint: str | None = None, p: Page = Depends(page), ctx: AppContext = Depends(get_context),
               paths: bool = Depends(sees_server_paths),
-              only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
+              only: str | None = Depends(visible_job_filter),
+              parent_job_name: str | None = Query(None, description="the child jobs of this job")) -> list[dict[str, Any]]:
+    if parent_job_name is not None:  # the batchscoring step of that job (jobs/children.py)
+        parent = children.job_row(ctx.store, parent_job_name)
+        seen = p.skip == 0 and (only is None or parent.created_by == only) and not children.is_child_name(parent_job_name)
+        return [children.child_entity(job_entity(ctx.workspace, parent, with_failures=False, server_paths=paths))
+                .to_dict()] if seen else []
     rows = ctx.store.list_jobs(endpoint=endpoint, created_by=only, limit=p.limit, offset=p.skip)
     return [job_entity(ctx.workspace, r, with_failures=False, server_paths=paths).to_dict() for r in rows]
 
 
 @router.get("/{name}", dependencies=[Depends(require_job_read)])
 def get_job(name: str, ctx: AppContext = Depends(get_context), paths: bool = Depends(sees_server_paths)) -> dict[str, Any]:
+    if children.is_child_name(name):
+        parent = job_entity(ctx.workspace, children.job_row(ctx.store, name), server_paths=paths)
+        return children.child_entity(parent).to_dict()
     return job_entity(ctx.workspace, ctx.store.get_job(name), server_paths=paths).to_dict()
 
 

@@ -1,0 +1,59 @@
+"""``AZUREML_BI_OUTPUT_PATH``: the folder a scoring script writes its own output files to.
+
+Every scoring script of a job sees ``AZUREML_BI_OUTPUT_PATH`` — one folder per job, shared by all
+its workers, as on Azure (where "all the batch executors have write access to this path at the
+same time": a script names its files so that workers do not collide, e.g. after the input file).
+It lives in the job's folder on the server (``<home>/jobs/<job>/outputs/score/``); at finalize
+every file under it is uploaded, with its relative path, into the job's ``score`` output location
+on whatever data store that is (local, Azure Blob, ADLS, S3) — for ``summary_only`` jobs that is
+the whole output; for ``append_row`` jobs the predictions file is written after them (it wins a
+name clash). ``job download --output-name score`` then brings them with the rest of the output.
+
+A resumed job keeps what its scripts wrote before the crash (the folder is the job's).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from batchpoint.exceptions import PlatformError, StorageError
+from batchpoint.jobs.output import output_location
+from batchpoint.storage.registry import open_backend
+from batchpoint.store.tables import JobRow
+from batchpoint.workspace import WorkspaceService
+
+VARIABLE = "AZUREML_BI_OUTPUT_PATH"
+
+
+def bi_output_dir(jobs_dir: Path, job_name: str) -> Path:
+    return Path(jobs_dir) / job_name / "outputs" / "score"
+
+
+def environment(jobs_dir: Path, job_name: str) -> dict[str, str]:
+    """The variable the workers get (the folder is made here, before any worker starts)."""
+    folder = bi_output_dir(jobs_dir, job_name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return {VARIABLE: str(folder)}
+
+
+def upload_bi_output(ws: WorkspaceService, job: JobRow) -> int:
+    """Copy every file the scripts wrote into the job's ``score`` output location; returns the
+    count. A failed write fails the job with a :class:`PlatformError` naming the file and cause."""
+    folder = bi_output_dir(ws.settings.jobs_dir, job.name)
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    if not files:
+        return 0
+    output: dict[str, Any] = job.outputs["score"]
+    datastore, target = output_location(output)
+    backend = open_backend(ws.datastore_spec(datastore))
+    for path in files:
+        rel = path.relative_to(folder).as_posix()
+        try:
+            backend.put_file(str(path), f"{target}/{rel}" if target else rel)
+        except (OSError, StorageError) as exc:
+            where = f"{output['path'].rstrip('/')}/{rel}"
+            raise PlatformError(f"could not write '{rel}', which the scoring script wrote to {VARIABLE}, to the job's "
+                                f"output {where} (data store '{datastore}'): {exc}; the file is kept in {folder}",
+                                details={"location": where}) from exc
+    return len(files)
