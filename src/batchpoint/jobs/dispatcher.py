@@ -12,7 +12,7 @@ from datetime import timedelta
 from batchpoint._internal.clock import utcnow
 from batchpoint.jobs.lifecycle import claim_next, requeue_crashed, stale_jobs, transition
 from batchpoint.jobs.runner import JobRunner
-from batchpoint.jobs.states import JobStatus
+from batchpoint.jobs.states import ON_A_SERVER, JobStatus
 from batchpoint.workspace import WorkspaceService
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,27 @@ class Dispatcher:
                 with self._lock:
                     names = list(self.running)
                 for name in names:
-                    self.store.update_job(name, heartbeat_at=utcnow())
+                    self._beat(name)
                 self.recover()
             except Exception:  # noqa: BLE001 - a failed beat (database busy) must not stop the next
                 log.exception("heartbeat failed; trying again in %ss", self.settings.heartbeat_interval_s)
                 continue
             self.wake.set()
+
+    def _beat(self, name: str) -> None:
+        """Renew this server's heartbeat on job ``name``. A job that is no longer this server's to
+        run — another server resumed it after its heartbeat went stale, or it was canceled through
+        another server sharing the database — is stopped here at once, so it is never scored on two
+        servers (a job that just ended on this server is unaffected: its thread is done)."""
+        if self.store.beat_job(name, self.owner, [s.value for s in ON_A_SERVER], utcnow()):
+            return
+        with self._lock:
+            entry = self.running.get(name)
+        if entry is not None and not entry[1].is_set():
+            job = self.store.get_job(name)
+            log.warning("job %s is %s under server %s now; stopping it on this server (%s)", name, job.status,
+                        job.owner, self.owner)
+            entry[1].set()
 
     def cancel(self, name: str) -> bool:
         moved = transition(self.store, name, JobStatus.CANCELED, "canceled by the user")

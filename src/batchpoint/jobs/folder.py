@@ -3,7 +3,7 @@
 =====================  ==========================================================================
 ``manifest.jsonl``     the job's files, one line per mini-batch as the lister hands it out, then a
                        line marking the listing complete (see :class:`Manifest`)
-``done.jsonl``         one line per finished mini-batch with its counts (see :class:`DoneLog`)
+``done.jsonl``         one line per finished mini-batch with its counts and part keys (see :class:`DoneLog`)
 ``parts/<key>.csv``    the rows of one scored mini-batch (written by the engine's workers)
 ``logs/worker-<n>.log``  everything worker ``n`` printed or logged
 =====================  ==========================================================================
@@ -40,6 +40,7 @@ class JsonLines:
     def __init__(self, backend: StorageBackend, name: str) -> None:
         self.backend, self.name = backend, name
         self._lock = threading.Lock()
+        self._unsynced = False  # lines appended with durable=False since the last sync()
 
     def where(self) -> str:
         local = self.backend.local_path(self.name)
@@ -85,20 +86,48 @@ class JsonLines:
                            "cannot resume from this file: invoke it again")
         return entry
 
-    def append(self, *entries: dict[str, Any]) -> None:
-        self._append("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries).encode())
+    def append(self, *entries: dict[str, Any], durable: bool = True) -> None:
+        """Append ``entries``; with ``durable=False`` the lines reach the OS at once (they survive
+        the server process dying) but the disk only at the next :meth:`sync` (group commit: the
+        caller syncs before anything relies on them surviving a crash of the machine)."""
+        self._append("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries).encode(), durable)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes, durable: bool = True) -> None:
         with self._lock:
-            local = self.backend.local_path(self.name)
+            local = self._local_file()
             if local is not None:
-                Path(local).parent.mkdir(parents=True, exist_ok=True)
                 with open(local, "ab") as out:  # one write: a crash tears at most this line
                     out.write(data)
+                    out.flush()
+                    if durable:
+                        os.fsync(out.fileno())  # a recorded line survives a crash of the machine too
+                    self._unsynced = self._unsynced or not durable
                 return
             # A store without appends (object storage): rewrite the file. O(size) per append; an
             # engine that keeps job folders on shared storage should batch its lines.
             self._rewrite(self._read_all() + data)
+
+    def sync(self) -> None:
+        """Flush the lines appended with ``durable=False`` to disk (one fsync for all of them)."""
+        with self._lock:
+            if not self._unsynced:
+                return
+            fd = os.open(self._local, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._unsynced = False
+
+    def _local_file(self) -> str | None:
+        """The file's path on this machine (its folder made), worked out once: appends come once
+        per mini-batch, and resolving the path each time cost more than the write."""
+        if not hasattr(self, "_local"):
+            local = self.backend.local_path(self.name)
+            if local is not None:
+                Path(local).parent.mkdir(parents=True, exist_ok=True)
+            self._local = local
+        return self._local
 
     def _truncate(self, size: int) -> None:
         with self._lock:
@@ -135,8 +164,11 @@ class DoneLog:
             for k in self.totals:
                 self.totals[k] += entry.get(k, 0)
 
-    def add(self, index: int, **counts: int) -> None:
-        self.lines.append({"index": index, **counts})
+    def add(self, index: int, *, durable: bool = True, **counts: Any) -> None:
+        """Record finished mini-batch ``index``: its counts and ``parts``, the keys of its part files
+        (the only ones the output assembles, see ``jobs/assembly.py``). ``durable=False``: on disk
+        at the next ``lines.sync()`` (see :meth:`JsonLines.append`)."""
+        self.lines.append({"index": index, **counts}, durable=durable)
 
 
 class Manifest:
@@ -168,8 +200,9 @@ class Manifest:
             if not entry.get("complete"):
                 yield MiniBatch(int(entry["index"]), tuple(FileRef(s, p) for s, p in entry["files"]))
 
-    def add(self, batch: MiniBatch) -> None:
-        self.lines.append({"index": batch.index, "files": [[f.source, f.path] for f in batch.files]})
+    def add(self, batch: MiniBatch, durable: bool = True) -> None:
+        self.lines.append({"index": batch.index, "files": [[f.source, f.path] for f in batch.files]},
+                          durable=durable)
         self.next_index = batch.index + 1
         self.files_recorded += len(batch.files)
 

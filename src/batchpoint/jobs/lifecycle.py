@@ -9,7 +9,9 @@ appends a **job event** in the same transaction (``SqlMetadataStore`` numbers th
 
 ``data`` carries the job's counters after the change (``JobProgress``'s fields); a ``Failed`` event
 adds ``error``, a ``Crashed`` one ``owner``. Progress events are one per recorded mini-batch outcome
-(one INSERT beside the counters' UPDATE, in the same transaction; not coalesced).
+(each carries the counters right after its outcome; not coalesced). ``jobs/progress.py`` writes them
+in groups: the outcomes of up to a quarter of a second in one transaction, one UPDATE of the
+counters and one multi-row INSERT of their events (:func:`record_progress_each`).
 
 A **phase** event (:func:`phase`) marks a step inside a status, e.g. ``Preparing``'s
 ``listing`` or ``building environment``: ``data`` has ``phase``, ``state`` (``started`` |
@@ -75,6 +77,13 @@ def record_progress(store: SqlMetadataStore, name: str, **deltas: int) -> None:
     not ended: a mini-batch that finishes after a cancel changes neither, so the history ends with
     the terminal event."""
     store.add_job_counts(name, expect_status=_ACTIVE, events=[{"type": "progress"}], **deltas)
+
+
+def record_progress_each(store: SqlMetadataStore, name: str, changes: list[dict[str, int]]) -> None:
+    """:func:`record_progress` for several outcomes at once (one transaction): still one progress
+    event per outcome, each with the counters right after it (see ``jobs/progress.py``)."""
+    if changes:
+        store.add_job_counts_each(name, changes, {"type": "progress"}, expect_status=_ACTIVE)
 
 
 def record_listing(store: SqlMetadataStore, name: str, files_total: int, mini_batches_total: int,

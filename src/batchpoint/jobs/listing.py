@@ -31,16 +31,31 @@ from batchpoint.uri.resolve import ResolvedInput
 
 _END = object()
 
+#: How many listed files may wait in the queue for the engine, whatever the mini-batch size: the
+#: lister runs at most this far ahead of the scoring, so the server's memory stays flat however
+#: many files a folder holds (100,000 files of 100 per mini-batch: 100 mini-batches waiting, not
+#: the whole listing). The server's setting ``jobs.listing_queue_files``
+#: (``BATCHPOINT_JOBS__LISTING_QUEUE_FILES``) overrides it.
+QUEUE_FILES = 10_000
+
+
+def queue_slots(mini_batch_size: int, files: int = QUEUE_FILES) -> int:
+    """The queue's size in mini-batches: ``files`` files' worth, and at least 2 (one being handed
+    to the engine while the next is listed)."""
+    return max(2, files // max(1, mini_batch_size))
+
 
 class Lister:
-    """Lists input files on a background thread into a bounded queue, so scoring starts with the
-    first mini-batch while a long listing goes on; counts and timestamps are recorded on the job."""
+    """Lists input files on a background thread into a queue bounded in files (``queue_files``),
+    so scoring starts with the first mini-batch while a long listing goes on, and the listing never
+    runs more than ``queue_files`` files ahead of the workers; counts and timestamps are recorded
+    on the job."""
 
     def __init__(self, store: SqlMetadataStore, name: str, inputs: list[tuple[str, ResolvedInput]],
-                 mini_batch_size: int, manifest: Manifest) -> None:
+                 mini_batch_size: int, manifest: Manifest, queue_files: int = QUEUE_FILES) -> None:
         self.store, self.name, self.inputs, self.size = store, name, inputs, mini_batch_size
         self.manifest = manifest
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=max(256, mini_batch_size * 64))
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=queue_slots(mini_batch_size, queue_files))
         self.error: BaseException | None = None
         self.closed = threading.Event()
         self.thread = threading.Thread(target=self._list, name=f"lister-{name}", daemon=True)
@@ -88,7 +103,9 @@ class Lister:
     def _list_on(self, known: set[tuple[str, str]]) -> None:
         fresh = (f for f in self._files() if (f.source, f.path) not in known)
         for batch in plan_minibatches(fresh, self.size, start=self.manifest.next_index):
-            self.manifest.add(batch)  # recorded before the engine can score it
+            # recorded before the engine can score it; on disk before its resume record is (the job's
+            # Progress syncs the manifest, then the done log, then shows the mini-batch as finished)
+            self.manifest.add(batch, durable=False)
             if not self._put(batch):
                 return
         known.clear()

@@ -73,19 +73,35 @@ class LocalBackend(StorageBackend):
     def __init__(self, spec: StorageSpec) -> None:
         super().__init__(spec)
         self.root = Path(spec.config["path"]).resolve()
+        self._root = str(self.root)
+        self._real_dirs: dict[str, str] = {}  # folder -> its real path (a worker asks for 10,000s of files)
+
+    def _real(self, full: str) -> str:
+        """``os.path.realpath(full)``, with the real path of its folder remembered: resolving every
+        component of every file again cost a worker more than scoring a small file."""
+        folder, _, name = full.rpartition(os.sep)
+        real_folder = self._real_dirs.get(folder)
+        if real_folder is None:
+            real_folder = os.path.realpath(folder)
+            if len(self._real_dirs) < 4096 and os.path.isdir(real_folder):  # a folder not made yet: asked again
+                self._real_dirs[folder] = real_folder
+        real = os.path.join(real_folder, name)
+        return os.path.realpath(real) if os.path.islink(real) else real
 
     def _abs(self, path: str) -> Path:
         rel = normalize_relpath(path)
-        full = (self.root / rel) if rel else self.root
-        resolved = full.resolve()
-        if resolved != self.root and self.root not in resolved.parents:
+        if not rel:
+            return self.root
+        full = os.path.join(self._root, rel)
+        resolved = self._real(full)
+        if resolved != self._root and not resolved.startswith(self._root.rstrip(os.sep) + os.sep):
             raise UnsafeInputError(
                 f"path '{path}' resolves outside the data store's folder through a symbolic link; only files "
                 "inside the data store can be read or written: copy the data into it, or register its folder as "
                 "a data store of its own",
                 details={"path": str(path)[:200]},
             )
-        return full
+        return Path(full)
 
     def is_file(self, path: str) -> bool:
         return self._abs(path).is_file()

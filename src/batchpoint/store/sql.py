@@ -428,6 +428,16 @@ class SqlMetadataStore:
                 return self.get_job(name)
         return None
 
+    def beat_job(self, name: str, owner: str, statuses: Iterable[str], at: datetime) -> bool:
+        """Renew server ``owner``'s heartbeat on job ``name`` while the job is still its own and in
+        ``statuses``; False when it is not (another server took it over after a stale heartbeat, or
+        it was canceled): that server must stop scoring it."""
+        jobs = JobRow.__table__
+        q = (update(jobs).where(jobs.c.name == name, jobs.c.owner == owner, jobs.c.status.in_(tuple(statuses)))
+             .values(heartbeat_at=at))
+        with self.session() as s:
+            return s.connection().execute(q).rowcount > 0
+
     def stale_jobs(self, older_than: datetime, statuses: Iterable[str]) -> list[JobRow]:
         """Jobs in ``statuses`` whose heartbeat is older than ``older_than`` (or missing)."""
         with self.session() as s:

@@ -1,0 +1,119 @@
+"""The job's counters and progress events are written in groups (``jobs/progress.py``): many
+outcomes in one transaction, still one progress event per outcome with the counters right after
+it, the resume log on disk before the group shows; and the lister's queue is bounded in files,
+whatever the mini-batch size (``jobs/listing.py``)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from batchpoint.engines.planning import FileRef, MiniBatch, MiniBatchOutcome, RetryPolicy
+from batchpoint.jobs import lifecycle
+from batchpoint.jobs.folder import JobFolder
+from batchpoint.jobs.listing import Lister
+from batchpoint.jobs.progress import Progress
+from batchpoint.jobs.states import JobStatus
+from batchpoint.store.sql import SqlMetadataStore
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetadataStore]:
+    url = f"sqlite:///{tmp_path / 'metadata.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    store = SqlMetadataStore(url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def running_job(store: SqlMetadataStore) -> str:
+    name = f"grouped-{uuid.uuid4().hex[:8]}"
+    lifecycle.create(store, name, endpoint_name="ep", inputs={}, outputs={}, settings={}, plan={})
+    assert lifecycle.transition(store, name, JobStatus.PREPARING)
+    assert lifecycle.transition(store, name, JobStatus.RUNNING, "scoring mini-batches")
+    return name
+
+
+def count_commits(store: SqlMetadataStore) -> list[int]:
+    commits = [0]
+
+    @event.listens_for(store.engine, "commit")
+    def _commit(_conn) -> None:  # noqa: ANN001
+        commits[0] += 1
+
+    return commits
+
+
+def test_one_transaction_writes_many_outcomes_each_with_its_own_event(store: SqlMetadataStore) -> None:
+    name = running_job(store)
+    changes = [{"files_completed": 10, "rows": 10 * (i + 1), "mini_batches_completed": 1} for i in range(5)]
+    changes.insert(2, {"files_completed": 0, "rows": 0})  # a change of nothing has no event, as before
+    commits = count_commits(store)
+    lifecycle.record_progress_each(store, name, changes)
+    assert commits[0] == 1
+    progress = [e for e in store.list_job_events(name) if e.type == "progress"]
+    assert [e.data["mini_batches_completed"] for e in progress] == [1, 2, 3, 4, 5]
+    assert [e.data["rows"] for e in progress] == [10, 30, 60, 100, 150]
+    assert [e.seq for e in progress] == list(range(progress[0].seq, progress[0].seq + 5))
+    job = store.get_job(name)
+    assert (job.files_completed, job.rows, job.mini_batches_completed) == (50, 150, 5)
+
+    assert lifecycle.transition(store, name, JobStatus.CANCELED, "canceled by the user")
+    lifecycle.record_progress_each(store, name, changes)  # after the end: neither counters nor events
+    assert store.get_job(name).mini_batches_completed == 5
+    assert store.list_job_events(name)[-1].status == "Canceled"
+
+
+def test_progress_groups_outcomes_and_syncs_the_resume_log_first(store: SqlMetadataStore, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    name = running_job(store)
+    folder = JobFolder.local(tmp_path / "jobs", name)
+    done, manifest = folder.done_log(), folder.manifest()
+    order: list[str] = []
+    monkeypatch.setattr(done.lines, "sync", lambda: order.append("done synced"))
+    monkeypatch.setattr(manifest.lines, "sync", lambda: order.append("manifest synced"))
+    real = lifecycle.record_progress_each
+
+    def recorded(store_: SqlMetadataStore, job: str, changes: list[dict[str, int]]) -> None:
+        order.append(f"{len(changes)} written")
+        real(store_, job, changes)
+
+    monkeypatch.setattr("batchpoint.jobs.progress.record_progress_each", recorded)
+    progress = Progress(store, name, RetryPolicy(), threading.Event(), done, manifest)
+    try:
+        for i in range(50):
+            batch = MiniBatch(i, (FileRef("input_data", f"f{i}.csv"),))
+            manifest.add(batch, durable=False)
+            progress.on_outcome(MiniBatchOutcome(batch, rows=1))
+    finally:
+        progress.close()
+    written = [int(o.split()[0]) for o in order if o.endswith("written")]
+    assert sum(written) == 50
+    assert len(written) < 10, order  # grouped: 50 quick outcomes, a few writes (the first one alone)
+    assert written[0] == 1  # the first scored mini-batch shows at once
+    for i, step in enumerate(order):  # every write comes after both logs were synced
+        if step.endswith("written"):
+            assert order[i - 2:i] == ["manifest synced", "done synced"], order
+    events = [e for e in store.list_job_events(name, limit=1000) if e.type == "progress"]
+    assert [e.data["mini_batches_completed"] for e in events] == list(range(1, 51))
+    job = store.get_job(name)
+    assert (job.files_completed, job.rows, job.mini_batches_completed) == (50, 50, 50)
+    assert job.first_mini_batch_at is not None
+    assert len(list(done.lines.entries())) == 50
+
+
+@pytest.mark.parametrize("mini_batch_size", [1, 10, 100, 1000, 50_000])
+def test_the_listers_queue_holds_a_bounded_number_of_files(tmp_path: Path, mini_batch_size: int) -> None:
+    manifest = JobFolder.local(tmp_path, "job").manifest()
+    lister = Lister(None, "job", [], mini_batch_size, manifest)  # type: ignore[arg-type]
+    held = lister.q.maxsize * mini_batch_size
+    assert held <= max(10_000, 2 * mini_batch_size), held  # at most 10,000 files, or two mini-batches
+    small = Lister(None, "job", [], mini_batch_size, manifest, queue_files=500)  # type: ignore[arg-type]
+    assert small.q.maxsize * mini_batch_size <= max(500, 2 * mini_batch_size)
