@@ -18,6 +18,7 @@ starts with the current set and gets a newer one along with its next mini-batch.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -97,7 +98,7 @@ class _Run:
         config = protocol.job_config(
             name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
             logs_dir=job.logs_dir, write_rows=job.write_rows, logging_level=job.logging_level,
-            environment=job.environment)
+            environment=job.environment, server_pid=os.getpid())  # the worker ends itself when this process dies
         self._send(w, protocol.start(config))
         return w
 
@@ -236,9 +237,13 @@ class _Run:
             pass
 
     def shutdown(self) -> None:
+        """Idle workers are asked to stop; busy ones (a cancel, a failed job, the server closing:
+        their result would not be recorded) are killed at once, even inside user code."""
         for w in self.workers.values():
             if w.batch is None and w.proc.is_alive():
                 self._send(w, protocol.stop())
+            elif w.proc.is_alive():
+                w.proc.kill()
         deadline = time.monotonic() + 3
         for w in self.workers.values():
             w.proc.join(timeout=max(0.0, deadline - time.monotonic()))

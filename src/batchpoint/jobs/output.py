@@ -9,8 +9,9 @@ Where (checked at invoke, before the job exists — :func:`check_output_location
   area ``LocalUpload/`` and the jobs' area ``azureml/`` — nor a registered data asset, a model's
   source, a deployment's code, or another job's output folder. Overlaps are refused with 409.
 
-Writing (:func:`write_output`): the mini-batch parts of an ``append_row`` job, in mini-batch
-order, streamed into one file on the output data store (deterministic order, flat memory)."""
+Writing (:func:`write_output`): the mini-batch parts of an ``append_row`` job that its done log
+names (``jobs/assembly.py``: exactly once, whatever was retried), in mini-batch order, streamed
+into one file on the output data store (deterministic order, flat memory)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from batchpoint.auth import permissions as P
 from batchpoint.auth.scopes import RoleAssignment, authorize, missing_permission_error
+from batchpoint.jobs.assembly import output_parts
 from batchpoint.exceptions import BatchpointError, ConflictError, InputError, PlatformError, StorageError
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
@@ -103,7 +105,7 @@ def write_output(ws: WorkspaceService, job: JobRow, parts_dir: Path) -> None:
     datastore, folder = output_location(output)
     backend = open_backend(ws.datastore_spec(datastore))
     target = f"{folder}/{output['file_name']}" if folder else output["file_name"]
-    parts = sorted(parts_dir.glob("*.csv")) if parts_dir.is_dir() else []
+    parts = output_parts(ws, job)  # the done log's parts only, in order (jobs/assembly.py)
     try:
         with backend.open_write(target) as out:
             for part in parts:

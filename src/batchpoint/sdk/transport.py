@@ -1,13 +1,38 @@
-"""HTTP to the server; server errors come back as the same ``batchpoint.exceptions`` class."""
+"""HTTP to the server; server errors come back as the same ``batchpoint.exceptions`` class.
+
+Transport retries (:data:`RETRY_DELAYS_S`): a request that never reached the server (connection
+refused or timed out while connecting: a server restarting) is sent again, whatever its method. A
+request that may have reached it — the connection dropped before the answer, or a 502/503/504 from
+a proxy — is sent again only when repeating it is harmless: GET, HEAD, PUT, DELETE, or a request
+that carries a ``repeatability-request-id`` (invoke: :func:`repeatability_headers`), which is sent
+again *unchanged*, so the server answers the repeat with the job the first attempt created. A
+streamed body (an upload) is never sent twice.
+"""
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
+from email.utils import formatdate
 from typing import Any
 
 import httpx
 
 from batchpoint.exceptions import ServerUnavailableError, error_from_payload
+
+#: the pause before each transport retry
+RETRY_DELAYS_S = (0.2, 0.5, 1.0)
+RETRY_STATUSES = frozenset({502, 503, 504})
+REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+REPEATABILITY_HEADER = "repeatability-request-id"
+
+
+def repeatability_headers(request_id: str | None = None) -> dict[str, str]:
+    """The idempotency headers of one call (Azure's repeatable requests): a fresh id unless one is
+    given, and when it was first sent. Re-sent as they are on every transport retry."""
+    return {REPEATABILITY_HEADER: request_id or str(uuid.uuid4()),
+            "repeatability-first-sent": formatdate(usegmt=True)}
 
 
 class Transport:
@@ -22,12 +47,30 @@ class Transport:
         token = self.credential.get_token("batchpoint")
         return {"Authorization": f"Bearer {getattr(token, 'token', token)}"}
 
+    def _send(self, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> httpx.Response:
+        """One request, with the transport retries of the module docstring."""
+        content = kwargs.get("content")
+        streamed = content is not None and not isinstance(content, (bytes, str))
+        replayable = not streamed and (method in REPLAYABLE_METHODS or REPEATABILITY_HEADER in
+                                       {k.lower() for k in headers})
+        for delay in (*RETRY_DELAYS_S, None):
+            try:
+                response = self.client.request(method, path, headers=headers, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # it never reached the server
+                if delay is None or streamed:
+                    raise ServerUnavailableError(f"cannot reach the Batchpoint server at {self.base_url}: {exc}") from exc
+            except httpx.TransportError as exc:  # it may have reached it
+                if delay is None or not replayable:
+                    raise ServerUnavailableError(f"cannot reach the Batchpoint server at {self.base_url}: {exc}") from exc
+            else:
+                if delay is None or not replayable or response.status_code not in RETRY_STATUSES:
+                    return response
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {**self._headers(), **kwargs.pop("headers", {})}
-        try:
-            response = self.client.request(method, path, headers=headers, **kwargs)
-        except httpx.TransportError as exc:
-            raise ServerUnavailableError(f"cannot reach the Batchpoint server at {self.base_url}: {exc}") from exc
+        response = self._send(method, path, headers, **kwargs)
         if response.status_code >= 400 and method != "HEAD":
             try:
                 payload = response.json()

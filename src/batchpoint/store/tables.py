@@ -197,3 +197,19 @@ class UploadRow(Base):
     created_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+
+
+class InvokeRequestRow(Base):
+    """One idempotency key of an invoke (or rerun): the ``repeatability-request-id`` header a
+    principal sent, what the request was (``fingerprint``: a hash of the route and body) and the
+    job it made. The unique constraint makes concurrent requests with one key create one job
+    (``jobs/idempotency.py``); keys older than 24 h are replaced on their next use. (0006)"""
+
+    __tablename__ = "invoke_requests"
+    __table_args__ = (UniqueConstraint("principal_id", "request_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal_id: Mapped[str] = mapped_column(String(255))  # "" for an anonymous caller
+    request_id: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    job_name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(index=True)

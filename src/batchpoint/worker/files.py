@@ -5,8 +5,9 @@ per-worker temporary folder that is emptied after each mini-batch. A file that i
 ``input`` failure; any other fault (storage unreachable, throttled past its retries, credential
 refused, the temporary folder's disk full) is ``platform``.
 
-Writing: a part is written to ``parts/.<key>.tmp`` and renamed to ``parts/<key>.csv``; on any
-failure the temporary file is removed. A write that fails with an ``OSError`` (ENOSPC, EROFS, …)
+Writing: a part is written to ``parts/.<key>.tmp``, flushed to disk (fsync) and renamed to
+``parts/<key>.csv`` (the folder fsynced too) before the worker reports the mini-batch done; on
+any failure the temporary file is removed. A write that fails with an ``OSError`` (ENOSPC, EROFS, …)
 is ``platform``; a result that cannot be written as rows is the user's.
 """
 
@@ -76,7 +77,10 @@ def write_part(parts: Path, key: str, result: Any) -> int:
         parts.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", newline="") as out:
             rows = write_rows(result, out)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before it is published and reported: a done part is durable
         os.replace(tmp, final)
+        _sync_dir(parts)
         return rows
     except OSError as exc:
         _remove(tmp)
@@ -86,6 +90,15 @@ def write_part(parts: Path, key: str, result: Any) -> int:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the directory entry itself)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(path: Path) -> None:

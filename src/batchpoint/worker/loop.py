@@ -6,6 +6,10 @@ output at ``logs/worker-<n>.log``, sets the deployment's environment variables, 
 ``init()`` and answers ``ready`` (or ``init_failed``), then answers each ``batch`` with ``done``
 until ``stop`` or the connection closes. It is the same code whether the worker was forked from
 the engine's forkserver or started as ``python -m batchpoint.worker`` in another interpreter.
+
+With ``server_pid`` in the job config, a watchdog (:mod:`batchpoint.worker.watchdog`) ends the
+worker as soon as that server process exits or the engine's end of the connection closes, even
+while ``run()`` is busy.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from batchpoint.scoring.scorers import make_scorer
 from batchpoint.worker import protocol
 from batchpoint.worker.errors import error_info
 from batchpoint.worker.files import Fetcher, write_part
+from batchpoint.worker.watchdog import watch
 
 _redactor: Any = None  # this worker's log filter (see _redact_logs)
 
@@ -81,6 +86,8 @@ def serve(conn: Any) -> None:
         return
     job = message["job"]
     log = _redirect_output(Path(job["logs_dir"]) / f"worker-{job['worker_id']}.log", job["logging_level"])
+    if job.get("server_pid"):  # the engine asks this worker to end itself when its server dies
+        watch(int(job["server_pid"]), conn)
     _redact_logs(job["sources"])
     os.environ.update(job["environment"])
     try:

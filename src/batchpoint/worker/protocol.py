@@ -12,7 +12,9 @@ type            direction fields
 ``start``       → worker  ``job``: the job config (:func:`job_config`): ``name``, ``worker_id``,
                           ``scorer`` {model_dir, code_dir, scoring_script}, ``sources``
                           {key: storage spec dict}, ``parts_dir``, ``logs_dir``,
-                          ``write_rows``, ``logging_level``, ``environment``
+                          ``write_rows``, ``logging_level``, ``environment``, and
+                          optionally ``server_pid``: the worker ends itself when that
+                          process exits or the connection closes (``worker/watchdog.py``)
 ``batch``       → worker  ``key`` (the part's name), ``index``, ``sub``, ``attempt``, ``pieces``,
                           ``files`` [{source, path}], ``sources`` (renewed storage specs, or null)
 ``stop``        → worker  (none): finish and exit
@@ -75,11 +77,15 @@ def sources_to_dict(sources: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def job_config(*, name: str, worker_id: int, scorer: dict[str, Any], sources: dict[str, Any], parts_dir: str,
-               logs_dir: str, write_rows: bool, logging_level: str, environment: dict[str, str]) -> dict[str, Any]:
+               logs_dir: str, write_rows: bool, logging_level: str, environment: dict[str, str],
+               server_pid: int | None = None) -> dict[str, Any]:
     """The job config a worker starts with (plain JSON: paths, flags, storage spec dicts)."""
-    return {"name": name, "worker_id": worker_id, "scorer": dict(scorer), "sources": sources_to_dict(sources),
-            "parts_dir": parts_dir, "logs_dir": logs_dir, "write_rows": write_rows, "logging_level": logging_level,
-            "environment": dict(environment)}
+    config = {"name": name, "worker_id": worker_id, "scorer": dict(scorer), "sources": sources_to_dict(sources),
+              "parts_dir": parts_dir, "logs_dir": logs_dir, "write_rows": write_rows, "logging_level": logging_level,
+              "environment": dict(environment)}
+    if server_pid is not None:
+        config["server_pid"] = server_pid
+    return config
 
 
 def start(job: dict[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from batchpoint.auth import permissions as P
 from batchpoint.entities import BatchEndpoint
 from batchpoint.exceptions import ValidationError
+from batchpoint.jobs.idempotency import fingerprint, request_key, run_once
 from batchpoint.jobs.submit import submit_job
 from batchpoint.jobs.views import job_entity
 from batchpoint.server.context import AppContext, get_context
@@ -53,7 +55,7 @@ def delete_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> None:
 
 
 @router.post("/{name}/invoke", tags=["batch endpoints"], status_code=202, dependencies=[requires(P.ENDPOINTS_INVOKE, endpoint_scope)])
-async def invoke(name: str, request: Request, ctx: AppContext = Depends(get_context),
+async def invoke(name: str, request: Request, response: Response, ctx: AppContext = Depends(get_context),
                  azureml_model_deployment: str | None = Header(default=None)) -> dict[str, Any]:
     try:
         body = await request.json()
@@ -62,7 +64,15 @@ async def invoke(name: str, request: Request, ctx: AppContext = Depends(get_cont
     invoke_request = parse_invoke_body(body, azureml_model_deployment)
     user = getattr(request.state, "principal_id", None)
     assignments = await run_in_threadpool(ctx.auth.assignments, user) if user else []
-    row = await run_in_threadpool(submit_job, ctx.workspace, name, invoke_request, user, assignments)
+    key = request_key(request.headers)  # idempotent invoke (jobs/idempotency.py)
+    if key is None:
+        row = await run_in_threadpool(submit_job, ctx.workspace, name, invoke_request, user, assignments)
+    else:
+        row, _ = await run_in_threadpool(
+            run_once, ctx.store, key, user, fingerprint(f"invoke {name}", body, azureml_model_deployment),
+            invoke_request.job_name,
+            lambda job_name: submit_job(ctx.workspace, name, replace(invoke_request, job_name=job_name), user, assignments))
+        response.headers["repeatability-result"] = "accepted"
     request.state.audit = {"action": "invoke", "endpoint": name, "deployment": row.deployment_name, "job": row.name,
                            "inputs": {k: {"path": v["path"], "type": v["type"], "credential_kind": v["credential_kind"]}
                                       for k, v in row.inputs.items()}}

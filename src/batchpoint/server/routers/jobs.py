@@ -8,11 +8,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from batchpoint.exceptions import NotFoundError, ValidationError
+from batchpoint.jobs.idempotency import fingerprint, request_key, run_once
 from batchpoint.jobs.lifecycle import event_json, is_terminal_event
+from batchpoint.jobs.rerun import rerun_job
 from batchpoint.jobs.states import TERMINAL
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.output import output_location
@@ -63,6 +65,50 @@ def cancel_job(name: str, ctx: AppContext = Depends(get_context), paths: bool = 
     ctx.store.get_job(name)
     ctx.dispatcher.cancel(name)
     return job_entity(ctx.workspace, ctx.store.get_job(name), server_paths=paths).to_dict()
+
+
+@router.post("/{name}/rerun", status_code=202, dependencies=[requires(P.ENDPOINTS_INVOKE, job_scope)])
+async def rerun_job_route(name: str, request: Request, response: Response,
+                          ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    """A new job over the files of finished job ``name``: ``{"failed_only": true}`` scores only those
+    that did not succeed and merges its output with the first job's (docs/faults.md). Honours
+    ``repeatability-request-id`` as invoke does."""
+    body = await _json_body(request)
+    unknown = sorted(set(body) - {"failed_only"})
+    if unknown or not isinstance(body.get("failed_only", False), bool):
+        raise ValidationError("the rerun body is {\"failed_only\": true|false} (default false)"
+                              + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    failed_only = bool(body.get("failed_only", False))
+    user = getattr(request.state, "principal_id", None)
+    assignments = await run_in_threadpool(ctx.auth.assignments, user) if user else []
+
+    def submit(job_name: str | None) -> Any:
+        return rerun_job(ctx.workspace, name, failed_only=failed_only, created_by=user, assignments=assignments,
+                         job_name=job_name)
+
+    key = request_key(request.headers)
+    if key is None:
+        row = await run_in_threadpool(submit, None)
+    else:
+        row, _ = await run_in_threadpool(run_once, ctx.store, key, user, fingerprint(f"rerun {name}", body), None,
+                                         submit, "rerun")
+        response.headers["repeatability-result"] = "accepted"
+    request.state.audit = {"action": "rerun", "job": row.name, "of": name, "failed_only": failed_only}
+    ctx.dispatcher.notify()
+    return job_entity(ctx.workspace, row, with_failures=False, server_paths=sees_server_paths(request)).to_dict()
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ValidationError(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("the request body must be a JSON object")
+    return body
 
 
 EVENTS_MAX_PAGE = 1000

@@ -1,0 +1,129 @@
+"""Rerun a finished job: a new job over its files — all of them, or only those that did not succeed.
+
+``batchpoint job rerun --name <job> --failed-only`` (SDK ``ml_client.jobs.rerun(name,
+failed_only=True)``, REST ``POST /jobs/<name>/rerun`` with ``{"failed_only": true}``):
+
+* **which files**: the first job's manifest (the files it listed, as it listed them). With
+  ``failed_only``: the files of every mini-batch its done log does not hold (never scored, because
+  the job failed or was canceled first) and the files its failure records name (scored and
+  failed: the user's code raised, the file could not be read, the timeout passed). A Completed
+  job that had no failure has nothing to rerun (409).
+* **how**: the first job's inputs (as its invoke pinned them, read with the caller's identity),
+  settings and worker count, on the deployment *as it is now* (its current model and code: a
+  rerun usually follows a fix). The new job's manifest is written before it is queued, so it
+  scores exactly these files and never lists its inputs.
+* **its output**: its own default location (``azureml/<new job>/score/<file name>``). With
+  ``failed_only`` it is *merged*: the first job's rows (its finished parts, in its order), then the
+  rerun's rows, into one predictions file holding every file's rows once
+  (``jobs/assembly.py``). The first job, its parts and its own output are never changed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from batchpoint._internal.clock import utcnow
+from batchpoint._internal.ids import new_job_name
+from batchpoint.engines.planning import FileRef, MiniBatch, plan_minibatches
+from batchpoint.exceptions import ConflictError, ValidationError
+from batchpoint.jobs import lifecycle
+from batchpoint.jobs.folder import JobFolder
+from batchpoint.jobs.output import check_output_location
+from batchpoint.jobs.states import TERMINAL
+from batchpoint.jobs.submit import JOB_NAME, _scorer_config, identity_for
+from batchpoint.store.tables import JobRow
+from batchpoint.workspace import WorkspaceService
+
+__all__ = ["rerun_job", "rerun_files"]
+
+FINISHED = {s.value for s in TERMINAL}
+
+
+def rerun_files(ws: WorkspaceService, first: JobRow, failed_only: bool) -> Iterator[FileRef]:
+    """The files the rerun scores, in the first job's order (read from its folder, never all in memory)."""
+    folder = JobFolder.local(ws.settings.jobs_dir, first.name)
+    manifest = folder.manifest()
+    if manifest.complete is None:
+        raise ConflictError(f"job '{first.name}' stopped before it finished listing its files, so which files it "
+                            f"would have scored is not known; invoke the endpoint again with the same inputs instead")
+    done = folder.done_log().indexes if failed_only else set()
+    failed: set[tuple[int, str]] = set()
+    if failed_only:
+        failed = {(f.mini_batch, f.file) for f in ws.store.list_failures(first.name, limit=10_000_000,
+                                                                         charged_only=True) if f.file}
+    for batch in manifest.replay():
+        for ref in batch.files:
+            if batch.index not in done or (batch.index, ref.path) in failed:
+                yield ref
+
+
+def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by: str | None,
+              assignments: list[Any], job_name: str | None = None) -> JobRow:
+    """Queue the rerun of finished job ``name`` (see the module docstring); returns the new job."""
+    store = ws.store
+    first = store.get_job(name)
+    if first.status not in FINISHED:
+        raise ConflictError(f"job '{name}' is {first.status}: only a finished job (Completed, Failed or Canceled) can "
+                            f"be rerun; wait for it to end (batchpoint job stream -n {name}) or cancel it")
+    new_name = job_name or new_job_name()
+    if not JOB_NAME.match(new_name):
+        raise ValidationError(f"job name '{new_name}' is not valid: letters, digits, '-' and '_' (up to 128)")
+    deployment = store.get_deployment(first.endpoint_name, first.deployment_name)
+    _check_inputs(ws, first, deployment.spec, created_by, assignments)
+    settings = dict(first.settings or {})
+    output = {"type": "uri_folder", "file_name": settings.get("output_file_name") or
+              first.outputs["score"].get("file_name"),
+              "path": f"azureml://datastores/{ws.default_datastore_name()}/paths/azureml/{new_name}/score"}
+    datastore, out_folder = check_output_location(ws, output, created_by, assignments, is_default=True)
+    folder = JobFolder.local(ws.settings.jobs_dir, new_name)
+    if folder.backend.is_file(folder.MANIFEST):
+        raise ConflictError(f"a job named '{new_name}' already exists; job names are unique")
+    files, batches = _write_manifest(folder, rerun_files(ws, first, failed_only), int(settings["mini_batch_size"]))
+    if not files:
+        _remove(ws, new_name)
+        what = "no file that failed or was left unscored" if failed_only else "no files"
+        raise ConflictError(f"job '{name}' ({first.status}) has {what}: there is nothing to rerun")
+    settings["rerun"] = {"of": name, "failed_only": failed_only, "files": files,
+                         "merge_with": name if failed_only else None}
+    plan = {**(first.plan or {}), "scorer": _scorer_config(ws, deployment.spec)}
+    try:
+        return lifecycle.create(
+            store, new_name, message=f"rerun of job '{name}' ({files} file(s) in {batches} mini-batch(es))",
+            endpoint_name=first.endpoint_name, deployment_name=first.deployment_name, inputs=first.inputs,
+            outputs={"score": output}, settings=settings, plan=plan, created_by=created_by,
+            output_datastore=datastore, output_folder=out_folder)
+    except BaseException:
+        _remove(ws, new_name)
+        raise
+
+
+def _check_inputs(ws: WorkspaceService, first: JobRow, spec: dict[str, Any], created_by: str | None,
+                  assignments: list[Any]) -> None:
+    """The caller may read the first job's inputs (the rerun reads them with the caller's identity)."""
+    identity = identity_for(ws, spec, created_by, assignments)
+    for key, item in (first.inputs or {}).items():
+        pin = item.get("pinned")
+        if pin is None:
+            raise ConflictError(f"job '{first.name}' was invoked before inputs were pinned (input '{key}'); invoke "
+                                "the endpoint again instead")
+        ws.resolver.from_pin(pin, identity, item["path"])
+
+
+def _write_manifest(folder: JobFolder, files: Iterator[FileRef], size: int) -> tuple[int, int]:
+    """The rerun's manifest, complete before the job exists: (files, mini-batches)."""
+    manifest = folder.manifest()
+    batch: MiniBatch | None = None
+    for batch in plan_minibatches(files, size):
+        manifest.add(batch)
+    if batch is None:
+        return 0, 0
+    manifest.finish(manifest.files_recorded, manifest.next_index, utcnow())
+    return manifest.files_recorded, manifest.next_index
+
+
+def _remove(ws: WorkspaceService, name: str) -> None:
+    shutil.rmtree(Path(ws.settings.jobs_dir) / name, ignore_errors=True)
+
