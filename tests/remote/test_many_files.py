@@ -4,12 +4,12 @@ listing ends.
 The files are one-row CSVs with the heart columns. The job's own timestamps show the order:
 ``first_mini_batch_at`` (the first mini-batch scored) comes before ``listing_completed_at`` (the
 last file listed and planned into a mini-batch). The listing runs on a background thread into a
-bounded queue of planned mini-batches (``jobs/runner.py``: at most ``max(256, 64 × mini_batch_size)``
-ahead of the workers: 320 at ``mini_batch_size`` 5), so with 400 mini-batches it can only end once
-the workers have taken 80 of them, which they do one finished mini-batch at a time: the order does
-not depend on timing. The raw listing of 2,000 blobs (one page) takes 0.6 to 0.8 s on Azurite, less
-than workers need to start and load the model (about 2 s), so when every mini-batch fits the queue
-(``mini_batch_size`` 6 or more here) the listing ends first; docs/storage.md has the numbers.
+queue bounded in files (``jobs/listing.py``; this test's server holds at most 1,000 files ahead of
+the workers, ``BATCHPOINT_JOBS__LISTING_QUEUE_FILES``: 200 mini-batches of 5), so with 400
+mini-batches it can only end once the workers have taken 200 of them, which they do one finished
+mini-batch at a time: the order does not depend on timing. The raw listing of 2,000 blobs (one
+page) takes 0.6 to 0.8 s on Azurite, less than workers need to start and load the model (about
+2 s), so when every mini-batch fits the queue the listing ends first; docs/storage.md has the numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ pytestmark = pytest.mark.azurite
 ENDPOINT = "heart-many"
 CONTAINER = "manyfiles"
 FILES = 2000
-MINI_BATCH = 5  # 400 mini-batches: more than the lister may plan ahead (320), see the module's docstring
+MINI_BATCH = 5  # 400 mini-batches: more than the lister may plan ahead (200), see the module's docstring
+QUEUE_FILES = 1000
 WORKERS = 4  # reading one-row files is mostly waiting on Azurite: 4 workers on 2 cores finish in about half the time
 
 
@@ -79,7 +80,7 @@ def many_blobs(azurite_connection_string, rows):
 def client(tmp_path_factory, many_blobs, azurite_blob_url, heart_model_dir):
     from batchpoint import MLClient
 
-    handle = start_server(tmp_path_factory.mktemp("bp-many"))
+    handle = start_server(tmp_path_factory.mktemp("bp-many"), {"BATCHPOINT_JOBS__LISTING_QUEUE_FILES": str(QUEUE_FILES)})
     c = MLClient(endpoint=handle.url, home=handle.home)
     c.datastores.create_or_update(Datastore(
         name="manyblob", type="azure_blob", account_name=AZURITE_ACCOUNT_NAME, container_name=CONTAINER,
