@@ -41,11 +41,17 @@ def ray_driver(ray_address: str, ray_token: str) -> str:
     return ray_address
 
 
+def _address() -> str:
+    """The test cluster's address, named in every state API call (other Ray clusters on the machine,
+    in other namespaces, are visible through /tmp/ray and would make "auto" ambiguous)."""
+    return component_env("BATCHPOINT_TEST_RAY_ADDRESS", RAY_WHAT)
+
+
 def alive_actors(states: tuple[str, ...] | None = None) -> list[dict]:
     """Batchpoint's worker actors as Ray's state API lists them: in ``states``, or not DEAD."""
     from ray.util.state import list_actors
 
-    found = [a if isinstance(a, dict) else vars(a) for a in list_actors(limit=10_000)]
+    found = [a if isinstance(a, dict) else vars(a) for a in list_actors(address=_address(), limit=10_000)]
     return [a for a in found if a.get("class_name") == "RayWorker"
             and (a.get("state") in states if states else a.get("state") != "DEAD")]
 
@@ -55,7 +61,7 @@ def running_batches(node_id: str) -> int:
     from ray.util.state import list_tasks
 
     found = [t if isinstance(t, dict) else vars(t) for t in list_tasks(
-        filters=[("state", "=", "RUNNING"), ("node_id", "=", node_id)], limit=10_000)]
+        address=_address(), filters=[("state", "=", "RUNNING"), ("node_id", "=", node_id)], limit=10_000)]
     return sum(1 for t in found if str(t.get("func_or_class_name") or t.get("name")).endswith("RayWorker.run"))
 
 
