@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -156,3 +159,51 @@ def test_a_second_server_on_the_same_database_answers_the_same_numbers_opened(
         assert httpx.get(f"{second.url}/jobs", timeout=30).status_code == 401  # only /metrics is opened
     finally:
         stop_server(second)
+
+
+def test_uploads_and_downloads_report_their_progress(ml_client: Any, jobs: dict[str, Any], tmp_path: Path) -> None:
+    from batchpoint import Data
+    from batchpoint.sdk.upload import TRANSFER_PROGRESS
+
+    calls: list[tuple[str, int, int, str]] = []
+    token = TRANSFER_PROGRESS.set(lambda *call: calls.append(call))
+    try:
+        local = tmp_path / "to-upload"
+        local.mkdir()
+        for i in range(3):
+            (local / f"part-{i}.csv").write_text(f"a,b\n{i},{tmp_path.name}\n" * 2000)
+        ml_client.data.create_or_update(Data(name="observe-upload", path=str(local), type="uri_folder"))
+        ml_client.jobs.download(jobs["some"].name, download_path=tmp_path / "down")
+    finally:
+        TRANSFER_PROGRESS.reset(token)
+    sent = [c for c in calls if c[0] == "uploading to-upload"]
+    size = sum(p.stat().st_size for p in local.iterdir())
+    assert sent[0][1:] == (0, size, "bytes") and sent[-1][1:] == (size, size, "bytes"), sent
+    assert [c[1] for c in sent] == sorted(c[1] for c in sent)
+    saved = [c for c in calls if c[0] == f"downloading score of {jobs['some'].name}"]
+    assert [c[1:] for c in saved] == [(0, 2, "files"), (1, 2, "files"), (2, 2, "files")], saved
+
+
+def test_job_show_has_phases_counts_inputs_and_errors(cli: Any, server: Any, jobs: dict[str, Any], tmp_path: Path) -> None:
+    job = json.loads(cli("job", "show", "-n", jobs["some"].name).out)
+    steps = [(s["kind"], s["name"]) for s in job["phases"]]
+    assert [n for k, n in steps if k == "status"] == ["Queued", "Preparing", "Running", "Finalizing", "Completed"]
+    assert ("phase", "listing") in steps, steps
+    assert all(isinstance(s["seconds"], (int, float)) and s["seconds"] >= 0 for s in job["phases"])
+    assert job["progress"]["files_failed"] == 2 and job["progress"]["files_completed"] == 2
+    (spec,) = job["inputs"].values()
+    assert spec["credential_kind"] and spec["credential_source"] and "pinned" in spec, spec
+    assert job["outputs"]["score"]["path"].startswith("azureml://datastores/")
+    assert job["errors"]["by_kind"] == {"user": 2} and {e["file"] for e in job["errors"]["first"]} == set(BROKEN)
+
+    opened = tmp_path / "opened.txt"
+    fake = tmp_path / "fake-browser"
+    fake.write_text(f"#!/bin/sh\necho \"$1\" >> {opened}\n")
+    fake.chmod(0o755)
+    exe = shutil.which("batchpoint", path=str(Path(sys.executable).parent)) or "batchpoint"
+    result = subprocess.run([exe, "job", "show", "-n", jobs["some"].name, "--web"], capture_output=True, text=True,
+                            env={**server.env, "BATCHPOINT_SERVER_URL": server.url, "BROWSER": str(fake)}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.strip()
+    assert url.endswith(f"/ui/jobs/{jobs['some'].name}") and url.startswith("http://127.0.0.1:"), result.out
+    assert opened.read_text().strip() == url

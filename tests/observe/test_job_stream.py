@@ -33,7 +33,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-B]|\r")
 @pytest.fixture(scope="module")
 def endpoint(ml_client: Any, heart_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     make_endpoint(ml_client, ENDPOINT, heart_model_dir, tmp_path_factory.mktemp("observe-code"), {
-        "slow": {"environment_variables": {"SLEEP_S": "1.0"}},
+        "slow": {"environment_variables": {"SLEEP_S": "0.5"}},
         "failing": {"environment_variables": {"FAIL_ALL": "1"}, "error_threshold": 0}})
     return ENDPOINT
 
@@ -136,6 +136,7 @@ def test_sdk_stream_prints_the_same_plain_lines(ml_client: Any, endpoint: str, c
     lines = out.getvalue().splitlines()
     failed = next(i for i, line in enumerate(lines) if line.startswith("[Failed] "))
     assert lines[failed + 1] == "root cause: ValueError: cannot score: the rows are corrupt", lines
+    assert lines[failed + 3].startswith('  File "score.py", line '), lines
     piped = cli("job", "stream", "-n", name, check=False)  # the job has ended: its whole history again
     assert piped.code == 1
     drop = re.compile(r"^(progress: |phases: )")  # rates and times are measured

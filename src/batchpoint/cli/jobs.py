@@ -52,7 +52,11 @@ def job_stream(name, logs) -> None:
     lines, no control codes. Exit code 0 when it completed, 1 when it failed or was canceled."""
     from batchpoint.cli.output import job_view
 
-    final = client().jobs.stream(name, logs=logs, view=job_view())
+    view = job_view()
+    try:
+        final = client().jobs.stream(name, logs=logs, view=view)
+    finally:
+        getattr(view, "close", lambda: None)()
     if final.status != JobStatus.COMPLETED:
         raise SystemExit(1)
 

@@ -17,8 +17,10 @@ def client() -> Any:
     """The SDK client, created on first use (starting the local server if none is configured)."""
     global _client
     if _client is None:
+        from batchpoint.cli.output import install_transfer_progress
         from batchpoint.sdk.client import MLClient
 
+        install_transfer_progress()  # uploads and downloads draw a bar on a terminal
         _client = MLClient()
     return _client
 

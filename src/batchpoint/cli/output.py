@@ -133,6 +133,7 @@ class RichJobView:
                             console=self.console, transient=False)
         self.task = self.bar.add_task("job", total=None, status="Queued", batches="0/?", files="", rate="", eta="")
         self.since: tuple[str, Any] | None = None
+        self.failed_line: tuple[str, str] | None = None
         self.bar.start()
 
     def _print(self, text: str, style: str | None = None) -> None:
@@ -148,8 +149,11 @@ class RichJobView:
             took = f"  ({self.since[0]} took {(event.at - self.since[1]).total_seconds():.1f} s)"
         self.since = (event.status, event.at)
         style = {"Completed": "green", "Failed": "bold red", "Canceled": "yellow"}.get(event.status, "bold")
-        self._print(status_line(event) + took, style)
         self.bar.update(self.task, status=event.status)
+        if event.status == "Failed":  # printed with its root cause, in one piece (failure())
+            self.failed_line = (status_line(event) + took, style)
+            return
+        self._print(status_line(event) + took, style)
 
     def phase(self, event: Any, stats: Any) -> None:
         from batchpoint.sdk.job_events import phase_line
@@ -174,15 +178,29 @@ class RichJobView:
     def failure(self, job: Any) -> None:
         from batchpoint.sdk.job_events import root_cause_lines
 
+        from rich.text import Text
+
         lines = root_cause_lines(job)
-        self._print(lines[0], "bold red")
+        text = Text()
+        if self.failed_line is not None:
+            text.append(self.failed_line[0] + "\n", style=self.failed_line[1])
+            self.failed_line = None
+        text.append(lines[0], style="bold red")
         for line in lines[1:]:
-            self._print(line)
+            text.append("\n" + line)
+        self.bar.console.print(text)  # one print: the bar is not redrawn between the failure and its cause
+
+    def close(self) -> None:
+        """Stop drawing (the follow ended early: Ctrl-C, a lost server); the cursor comes back."""
+        self.bar.stop()
 
     def end(self, job: Any, stats: Any) -> None:
         from batchpoint.sdk.job_events import final_line, phases_line
 
         self.bar.stop()
+        if self.failed_line is not None:
+            self._print(*self.failed_line)
+            self.failed_line = None
         phases = phases_line(job)
         if phases:
             self._print(phases)
@@ -196,3 +214,41 @@ def job_view() -> Any:
     from batchpoint.sdk.job_events import PlainView
 
     return RichJobView() if is_terminal() else PlainView(sys.stdout)
+
+
+class TransferBar:
+    """Uploads of local folders and downloads of outputs, as a rich bar on stderr (a terminal only:
+    piped, nothing is drawn; the commands print what they sent or saved anyway)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, what: str, done: int, total: int, unit: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, \
+            TransferSpeedColumn
+
+        if self.bar is None:
+            columns = [TextColumn("{task.description}"), BarColumn()]
+            columns += [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
+            self.bar = Progress(*columns, console=Console(stderr=True), transient=True)
+            self.bar.start()
+        if what not in self.tasks:
+            self.tasks[what] = self.bar.add_task(what, total=max(total, 1))
+        self.bar.update(self.tasks[what], completed=done, total=max(total, 1))
+        if done >= total:
+            self.bar.remove_task(self.tasks.pop(what))
+            if not self.tasks:
+                self.bar.stop()
+                self.bar = None
+
+
+def install_transfer_progress() -> None:
+    """Draw uploads and downloads (``sdk.upload.TRANSFER_PROGRESS``) when stderr is a terminal."""
+    import sys
+
+    from batchpoint.sdk.upload import TRANSFER_PROGRESS
+
+    if sys.stderr.isatty():
+        TRANSFER_PROGRESS.set(TransferBar())

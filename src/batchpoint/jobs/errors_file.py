@@ -73,9 +73,7 @@ def errors_summary(store: SqlMetadataStore, job: JobRow, limit: int = 5) -> dict
     rows = store.list_failures(job.name, limit=SUMMARY_ROWS)
     if not rows:
         return None
-    first = [failure_entry(r) for r in rows[:limit]]
-    for entry in first:
-        entry.pop("frames", None)
+    first = [failure_entry(r) for r in rows[:limit]]  # with the user's frames: job stream's root cause
     return {"failed_files": len(rows), "more": len(rows) == SUMMARY_ROWS, "by_kind": dict(Counter(r.kind or "user" for r in rows)),
             "first": first, "errors_file": errors_file_uri(job)}
 

@@ -26,7 +26,7 @@ from batchpoint.exceptions import InputError, JobError, UnsupportedInputError
 from batchpoint.sdk.job_events import PlainView, follow_job
 from batchpoint.sdk.transport import Transport, repeatability_headers
 from batchpoint.sdk.inline import inline_environment, inline_model
-from batchpoint.sdk.upload import upload_local
+from batchpoint.sdk.upload import report, upload_local
 from batchpoint.uri.parse import MLTABLE_MESSAGE, LocalPath, parse_input_uri
 
 
@@ -334,12 +334,14 @@ class JobOperations(_Group):
         for out_name in names:
             listing = self._t.json("GET", f"/jobs/{quote(name)}/outputs/{quote(out_name)}")
             folder = Path(download_path) / "named-outputs" / out_name
-            for rel in listing["files"]:
+            for done, rel in enumerate(listing["files"]):
+                report(f"downloading {out_name} of {name}", done, len(listing["files"]), "files")
                 target = folder / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(target, "wb") as handle:
                     self._t.stream_to(f"/jobs/{quote(name)}/outputs/{quote(out_name)}/files/{quote(rel)}", handle)
                 saved.append(target)
+            report(f"downloading {out_name} of {name}", len(listing["files"]), len(listing["files"]), "files")
         return saved
 
 

@@ -5,18 +5,34 @@ the upload's id from it, checks every byte it receives against it, and marks the
 ``Completed`` only after reading each file back (see ``batchpoint.workspace.uploads``). A second
 invoke on the same content sends nothing: the server says the upload is complete. An interrupted
 upload is resumed: the server lists the files still missing, and nothing half-sent is trusted.
+
+Progress: while files are sent (and while ``jobs.download`` saves a job's outputs) the callback in
+:data:`TRANSFER_PROGRESS`, when one is set, is called as ``(what, done, total, unit)`` — ``what``
+``"uploading <name>"`` or ``"downloading <job>"``, ``unit`` ``"bytes"`` or ``"files"``. The CLI sets
+it to draw a progress bar on a terminal (``cli/output.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from batchpoint.exceptions import ConflictError, InputError
 from batchpoint.sdk.transport import Transport
+
+
+TransferProgress = Callable[[str, int, int, str], None]
+TRANSFER_PROGRESS: ContextVar[TransferProgress | None] = ContextVar("batchpoint_transfer_progress", default=None)
+
+
+def report(what: str, done: int, total: int, unit: str) -> None:
+    callback = TRANSFER_PROGRESS.get()
+    if callback is not None:
+        callback(what, done, total, unit)
 
 
 def _files(root: Path) -> list[Path]:
@@ -62,10 +78,20 @@ def upload_local(transport: Transport, local: str, expect: str | None = None) ->
     if upload["status"] != "Completed":
         missing = set(upload["missing"])
         base = f"/uploads/{upload['id']}/files/"
+        what, sent = f"uploading {root.name}", [0]
+        total = sum(e["size"] for e in entries if e["path"] in missing)
+
+        def counted(path: Path) -> Iterator[bytes]:
+            for chunk in _chunks(path):
+                yield chunk
+                sent[0] += len(chunk)
+                report(what, sent[0], total, "bytes")
+
+        report(what, 0, total, "bytes")
         for path, entry in zip(files, entries):
             if entry["path"] in missing:
                 try:
-                    transport.upload(base + quote(entry["path"]), _chunks(path))
+                    transport.upload(base + quote(entry["path"]), counted(path))
                 except ConflictError:
                     pass  # sent meanwhile by another client with the same content; the commit checks it
         upload = transport.json("POST", f"/uploads/{upload['id']}/commit")
