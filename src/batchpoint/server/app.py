@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             ctx.dispatcher.close()
+            app.state.metrics.close()
             ctx.store.close()
 
     app = FastAPI(title="Batchpoint", version=__version__, lifespan=lifespan, default_response_class=SafeJSONResponse,

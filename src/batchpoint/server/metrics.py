@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from batchpoint.auth import permissions as P
 from batchpoint.engines.planning import MiniBatchOutcome
-from batchpoint.jobs.observers import add_mini_batch_listener
+from batchpoint.jobs.observers import add_mini_batch_listener, remove_mini_batch_listener
 from batchpoint.jobs.states import JobStatus
 from batchpoint.server.security import check_metrics_access
 from batchpoint.store.sql import SqlMetadataStore
@@ -99,6 +99,9 @@ class Metrics:
 
     def on_mini_batch(self, job_name: str, outcome: MiniBatchOutcome) -> None:
         self.durations.labels("ok" if outcome.error is None else "failed").observe(max(0.0, outcome.seconds))
+
+    def close(self) -> None:
+        remove_mini_batch_listener(self.on_mini_batch)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
