@@ -24,7 +24,7 @@ import pytest
 
 from batchpoint import Input, MLClient
 from batchpoint.exceptions import ConflictError
-from conftest import HEART_UNLABELED, ServerHandle, start_server, stop_server
+from conftest import HEART_UNLABELED, ServerHandle, record_secret, start_server, stop_server
 from faults.support import make_endpoint
 
 pytestmark = pytest.mark.timeout(240)
@@ -89,7 +89,21 @@ def _assert_one_job(server: ServerHandle, path: str) -> None:
 def test_ten_concurrent_invokes_with_one_key_make_one_job_on_sqlite(
         server: ServerHandle, ml_client: MLClient, heart_model_dir: Path, tmp_path: Path) -> None:
     make_endpoint(ml_client, ENDPOINT, heart_model_dir, tmp_path / "code", workers=1, mini_batch_size=4)
-    _assert_one_job(server, _uploaded_input(ml_client))
+    path = _uploaded_input(ml_client)
+    _assert_one_job(server, path)
+
+    # keys are per principal: another invoker's request with the same key is its own
+    key, principal = str(uuid.uuid4()), f"user:idem-{uuid.uuid4().hex[:6]}"
+    ml_client.principals.create(principal)
+    ml_client.role_assignments.create(principal, "Invoker", f"endpoint:{ENDPOINT}")
+    other_key = record_secret(ml_client.principals.create_key(principal)["key"])
+    with server.rest() as owner, httpx.Client(base_url=server.url, timeout=60,
+                                               headers={"Authorization": f"Bearer {other_key}"}) as other:
+        mine = owner.post(f"/batchEndpoints/{ENDPOINT}/invoke", json=_body(path), headers={"repeatability-request-id": key})
+        theirs = other.post(f"/batchEndpoints/{ENDPOINT}/invoke", json=_body(path),
+                            headers={"repeatability-request-id": key})
+    assert (mine.status_code, theirs.status_code) == (202, 202), (mine.text, theirs.text)
+    assert mine.json()["name"] != theirs.json()["name"]
 
 
 @pytest.fixture
