@@ -93,6 +93,7 @@ def test_watch_a_job_live_in_the_browser(server: Any, ml_client: Any, endpoint: 
     phases = page.locator("#phases").inner_text()
     assert all(step in phases for step in ("Queued", "Preparing", "Running", "Finalizing", "Completed")), phases
     assert page.locator("a.download", has_text="predictions.csv").count() == 1
+    assert page.locator("#logs a", has_text="worker-0.log").count() == 1
     page.screenshot(path=str(tmp_path / "job-completed.png"), full_page=True)
 
     page.click("#errors-link")

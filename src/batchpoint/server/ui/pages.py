@@ -97,7 +97,8 @@ def job_json(ctx: Any, access: Access, name: str) -> dict[str, Any]:
     values = job(ctx, access, name)
     entity = values["job"]
     return {"status": entity.status, "status_message": entity.status_message, "progress": entity.progress.to_dict(),
-            "phases": entity.phases, "errors": entity.errors, "files": values["files"]}
+            "phases": entity.phases, "errors": entity.errors, "files": values["files"],
+            "log_files": entity.log_files if values["data_allowed"] else []}
 
 
 def job_errors(ctx: Any, access: Access, name: str) -> dict[str, Any]:

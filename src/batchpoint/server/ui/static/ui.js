@@ -96,6 +96,18 @@
             files.appendChild(li);
           });
         }
+        const logs = $("logs");
+        if (logs && s.log_files) {
+          logs.textContent = "";
+          s.log_files.forEach((log) => {
+            const li = document.createElement("li");
+            const a = document.createElement("a");
+            a.href = base + "/logs/" + encodeURIComponent(log);
+            a.textContent = log;
+            li.appendChild(a);
+            logs.appendChild(li);
+          });
+        }
         const cancel = $("cancel");
         if (cancel && terminal.includes(s.status)) cancel.remove();
       });
