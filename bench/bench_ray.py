@@ -10,16 +10,16 @@ Needs root (a network namespace) and Ray (``pip install -c constraints.txt -e '.
 2. A loopback-only network namespace (``unshare -n``; Ray binds the machine's external address
    otherwise), and in it a Ray head and a second Ray worker node (``ray start --block``, token
    auth, ``--node-cpus`` logical CPUs each: 1 by default, so the cluster has as many CPUs as a
-   2-core machine), a Batchpoint server, and this script as the Ray driver of the Ray Data run.
+   2-core machine; ``RAY_worker_niceness=0``, as the local pool's workers), a Batchpoint server, and this script as the Ray driver of the Ray Data run.
 3. Batchpoint on Ray: a compute of ``type: ray`` on that cluster (0.5 CPU per worker actor), the
    heart MLflow deployment on it (instance_count 1, max_concurrency_per_instance 2,
    mini_batch_size 10), one warm-up job on one file, then the timed job on every file: invoke to
    the job's ``end_time``, as bench_heart.py times it.
 4. Batchpoint's local pool: the same deployment without the compute (2 worker processes).
 5. Ray Data: ``read_csv`` (with the file path column) → ``map_batches`` with an actor pool of 2
-   (0.5 CPU each: on 2 CPUs, whole-CPU actors leave none for the read tasks and the job hangs)
-   that loads the model once per actor and predicts → ``write_csv``; timed from the start of the
-   pipeline to the end of the write (the driver already connected).
+   that loads the model once per actor and predicts → ``write_csv``; actors, read and write tasks
+   0.5 CPU each (on 1-CPU nodes a whole-CPU read task never fits beside an actor and the job
+   hangs); timed from the start of the pipeline to the end of the write (the driver connected).
    Batchpoint and Ray Data runs alternate (``--repeat``).
 
 Prints the times (median), the throughput ratios — Batchpoint on Ray / Ray Data (the issue's target
@@ -116,7 +116,9 @@ class Cluster:
         self.work = work
         self.token = work / "ray-token"
         self.token.write_text(os.urandom(32).hex())
-        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token))
+        # RAY_worker_niceness=0: Ray starts its workers at niceness 15 by default, which on a machine
+        # doing anything else starves them; the local pool's workers run at 0
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token), RAY_worker_niceness="0")
         self.address = f"127.0.0.1:{RAY_PORT}"
         ray = str(Path(sys.executable).parent / "ray")
         common = ["--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--object-store-memory=400000000",
@@ -185,10 +187,11 @@ def run_ray_data(model: Path, data: Path, out: Path) -> dict:
 
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    ds = ray.data.read_csv(str(data), include_paths=True)
-    ds = ds.map_batches(Predictor, fn_constructor_args=(str(model),), batch_format="pandas", concurrency=2,
-                        num_cpus=0.5, batch_size=5000)
-    ds.write_csv(str(out))
+    half = {"num_cpus": 0.5}  # read and write tasks too: a whole-CPU task never fits beside an actor on a 1-CPU node
+    ds = ray.data.read_csv(str(data), include_paths=True, ray_remote_args=half)
+    ds = ds.map_batches(Predictor, fn_constructor_args=(str(model),), batch_format="pandas",
+                        compute=ray.data.ActorPoolStrategy(size=2), num_cpus=0.5, batch_size=5000)
+    ds.write_csv(str(out), ray_remote_args=half)
     seconds = time.perf_counter() - started
     rows = 0
     for part in out.glob("*.csv"):
@@ -262,6 +265,9 @@ def inner(args: argparse.Namespace) -> None:
                 outputs[key] = str(saved)
     finally:
         server.stop()
+        import ray
+
+        ray.shutdown()  # before the cluster goes: Ray's exit hooks would wait for it
         cluster.stop()
     expected = args.files * args.rows
     ok = {k: all(r["rows"] == expected for r in v) for k, v in runs.items()}

@@ -151,6 +151,9 @@ _bp_ray_start() { # W
   fi
   python3 -c 'import secrets; print(secrets.token_hex(32))' >"$W/ray-token" && chmod 600 "$W/ray-token"
   export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$W/ray-token
+  # Ray starts its workers at niceness 15, which starves them on a machine running the rest of the
+  # suite (and its neighbours); the local pool's workers run at 0
+  export RAY_worker_niceness=0
   local common=(--block --node-ip-address=127.0.0.1 --num-cpus=2 --object-store-memory=200000000
     --disable-usage-stats)
   _bp_spawn "$W/ray-head.pid" "$W/ray-head.log" "$ray" start --head --port="$BP_RAY_PORT" \
@@ -277,7 +280,7 @@ _BP_EXPORTED=(BATCHPOINT_TEST_COMPONENTS_DIR BATCHPOINT_TEST_AZURITE_BLOB_URL
   BATCHPOINT_TEST_CA_BUNDLE SSL_CERT_FILE REQUESTS_CA_BUNDLE BATCHPOINT_TEST_S3_ENDPOINT
   BATCHPOINT_TEST_POSTGRES_URL BATCHPOINT_TEST_COMPONENTS)
 _BP_RAY_EXPORTED=(BATCHPOINT_TEST_RAY_ADDRESS BATCHPOINT_TEST_RAY_TOKEN_FILE BATCHPOINT_TEST_RAY_NODE_PIDFILE
-  RAY_AUTH_MODE RAY_AUTH_TOKEN_PATH)
+  RAY_AUTH_MODE RAY_AUTH_TOKEN_PATH RAY_worker_niceness)
 
 # Stop what components_start started (in DIR, default $BATCHPOINT_TEST_COMPONENTS_DIR) and remove DIR.
 components_stop() {

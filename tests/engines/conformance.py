@@ -18,6 +18,7 @@ never charged, and every outcome reported exactly once.
 from __future__ import annotations
 
 import csv
+import sys
 import textwrap
 import threading
 import time
@@ -71,6 +72,9 @@ def run(mini_batch):
             os.kill(os.getpid(), signal.SIGKILL)
         with open(path) as f:
             count = sum(1 for _ in f) - 1
+        if name.startswith("env"):  # which environment scored it (set by the environment's interpreter)
+            rows += [f"{name},{i},{os.environ.get('BP_ENV_MARK', 'none')}" for i in range(count)]
+            continue
         rows += [f"{name},{i}" for i in range(count)]
     return rows
 '''
@@ -92,23 +96,37 @@ class Setup:
         return [FileRef("input", name) for name in names]
 
     def job(self, workers: int = 2, max_retries: int = 0, timeout_s: float = 60.0, error_threshold: int = -1,
-            **environment: str) -> EngineJob:
+            python_exe: str | None = None, **environment: str) -> EngineJob:
         return EngineJob(
             name=f"conformance-{self.root.name}", workers=workers,
             scorer={"code_dir": str(self.code), "scoring_script": "score.py", "model_dir": None},
             sources={"input": StorageSpec("local", {"path": str(self.data)}, None)},
             policy=RetryPolicy(max_retries, timeout_s, error_threshold),
             parts_dir=str(self.job_dir / "parts"), logs_dir=str(self.job_dir / "logs"),
-            environment={"STATE_DIR": str(self.state), **environment})
+            environment={"STATE_DIR": str(self.state), **environment}, python_exe=python_exe)
 
     def part_rows(self) -> Counter:
         """(file, row) -> how many times it appears over all parts."""
         counts: Counter = Counter()
+        for line in self.part_lines():
+            counts[(line[0], int(line[1]))] += 1
+        return counts
+
+    def part_lines(self) -> list[list[str]]:
+        lines = []
         for part in sorted((self.job_dir / "parts").glob("*.csv")):
             with open(part, newline="") as f:
-                for name, row in csv.reader(f):
-                    counts[(name, int(row))] += 1
-        return counts
+                lines.extend(csv.reader(f))
+        return lines
+
+    def environment(self, mark: str) -> str:
+        """A stand-in for a deployment's environment: an interpreter (this one, behind a wrapper
+        that marks the processes it runs) at a path of its own."""
+        python = self.root / "env" / "bin" / "python"
+        python.parent.mkdir(parents=True)
+        python.write_text(f"#!/bin/sh\nBP_ENV_MARK={mark} exec {sys.executable} \"$@\"\n")
+        python.chmod(0o755)
+        return str(python)
 
 
 class Recorder:
@@ -133,6 +151,16 @@ class Recorder:
         return {o.batch.files[0].name: o.error for o in self.outcomes if o.error is not None}
 
 
+def make_setup(root: Path) -> Setup:
+    """The suite's folders under ``root``: data, the scoring script, its state, the job folder."""
+    code = root / "code"
+    code.mkdir()
+    (code / "score.py").write_text(textwrap.dedent(SCORE_PY).lstrip())
+    for sub in ("data", "state", "job"):
+        (root / sub).mkdir()
+    return Setup(root, root / "data", code, root / "state", root / "job")
+
+
 class EngineConformance:
     @pytest.fixture
     def engine(self) -> Engine:  # pragma: no cover - overridden
@@ -140,12 +168,7 @@ class EngineConformance:
 
     @pytest.fixture
     def setup(self, tmp_path: Path) -> Setup:
-        code = tmp_path / "code"
-        code.mkdir()
-        (code / "score.py").write_text(textwrap.dedent(SCORE_PY).lstrip())
-        for sub in ("data", "state", "job"):
-            (tmp_path / sub).mkdir()
-        return Setup(tmp_path, tmp_path / "data", code, tmp_path / "state", tmp_path / "job")
+        return make_setup(tmp_path)
 
     def run(self, engine: Engine, job: EngineJob, files: list[FileRef], size: int,
             threshold: int = -1) -> Recorder:
@@ -222,3 +245,10 @@ class EngineConformance:
         assert died.batch.attempt == 1 and died.batch.platform_failures == 1  # retried, not a user retry
         assert (setup.state / "die-a.csv").exists()  # its first attempt really ran and died
         assert set(setup.part_rows().values()) == {1}
+
+    def test_the_deployments_environment_scores_every_mini_batch(self, engine: Engine, setup: Setup) -> None:
+        files = setup.files("env-a.csv", "env-b.csv", "env-c.csv")
+        recorder = self.run(engine, setup.job(workers=2, python_exe=setup.environment("env-one")), files, size=1)
+        assert all(o.ok for o in recorder.outcomes) and len(recorder.outcomes) == 3
+        lines = setup.part_lines()
+        assert len(lines) == 3 * ROWS_PER_FILE and {line[2] for line in lines} == {"env-one"}

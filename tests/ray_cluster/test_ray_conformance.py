@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engines.conformance import EngineConformance
+from engines.conformance import EngineConformance, make_setup
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -16,3 +16,19 @@ class TestRayConformance(EngineConformance):
         from batchpoint.engines.ray_engine import RayEngine
 
         return RayEngine(ray_address, ray_token, num_cpus=0.5)
+
+
+def test_an_environment_missing_on_the_node_fails_the_job_naming_it(ray_address: str, ray_token: str,
+                                                                    tmp_path) -> None:
+    import threading
+
+    from batchpoint.engines.planning import plan_minibatches
+    from batchpoint.engines.ray_engine import RayEngine
+    from batchpoint.exceptions import PlatformError
+
+    setup = make_setup(tmp_path)  # the suite's folders and script
+    files = setup.files("a.csv")
+    job = setup.job(workers=1, python_exe=str(tmp_path / "no-such-env" / "bin" / "python"))
+    with pytest.raises(PlatformError, match=r"no-such-env/bin/python is not on Ray node .*shared environment cache"):
+        RayEngine(ray_address, ray_token, num_cpus=0.5).run(job, plan_minibatches(iter(files), 1), lambda o: None,
+                                                             threading.Event())

@@ -24,6 +24,11 @@ Failures follow :class:`batchpoint.engines.policy.FailurePolicy`, like the local
   Ray cannot place at all (``ActorUnschedulableError``) or an environment Ray cannot build
   (``RuntimeEnvSetupError``) fails the job with the cause.
 
+A deployment's own environment (``EngineJob.python_exe``, docs/environments.md) reaches the actors
+as that interpreter's path: each actor runs its scorer in a ``python -m batchpoint.worker`` process
+of it, driven over the worker protocol, so the environment needs no Ray; the path must exist on
+every node (a shared environment cache), else the job fails naming the node.
+
 ``stop`` set (a cancel, the server shutting down): every actor is killed with
 ``ray.kill(no_restart=True)`` at once; the actors are not detached, so they also end when the
 server process (their owner) dies.
@@ -137,12 +142,6 @@ class RayEngine(Engine):
 
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
-        if getattr(job, "python_exe", None):
-            raise PlatformError(
-                f"job {job.name}'s deployment has its own environment ({job.python_exe}), and deployment environments "
-                "do not reach Ray workers yet: run this deployment without a Ray compute, or without an environment "
-                "(the Ray nodes' own Python then needs the scoring code's packages); see docs/ray.md",
-                details={"python": job.python_exe})
         connect(self.address, self.auth_token)
         run = _Run(self, job, batches, on_outcome, stop, credentials)
         try:
@@ -182,7 +181,8 @@ class _Run:
             logs_dir=job.logs_dir, write_rows=job.write_rows, logging_level=job.logging_level,
             environment=job.environment)
         handle = self.remote.remote()
-        return _Actor(slot, handle, handle.init.remote(config, self.archive), sources_version=version)
+        return _Actor(slot, handle, handle.init.remote(config, self.archive, self.job.python_exe),
+                      sources_version=version)
 
     def _kill(self, a: _Actor) -> None:
         try:
@@ -269,6 +269,8 @@ class _Run:
             self.policy.on_worker_ready(a.slot)
         elif reply["type"] == "init_failed":
             raise WorkerInitError(reply["error"])
+        elif reply["type"] == "unavailable":  # the deployment's environment is not on that node
+            raise PlatformError(f"job {self.job.name}: {reply['message']}", details={"python": self.job.python_exe})
         elif reply["type"] == "done":
             batch, seconds = a.batch, time.monotonic() - a.started
             a.batch = a.ref = None

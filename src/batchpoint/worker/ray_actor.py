@@ -28,9 +28,12 @@ import io
 import logging
 import os
 import shutil
+import socket
+import subprocess
 import tarfile
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -78,25 +81,35 @@ class RayWorker:
         self.log: logging.Logger = logging.getLogger("batchpoint.worker")
         self.log_path = Path(self.home) / "worker.log"
         self.log_sent = 0
+        self.child: subprocess.Popen | None = None  # the worker process of a deployment's environment
+        self.conn: Connection | None = None
 
     def where(self) -> dict[str, Any]:
         """The actor's process and node (for the engine's notes and for tests)."""
-        import socket
-
         return {"pid": os.getpid(), "host": socket.gethostname(), "home": self.home}
 
-    def init(self, job: dict[str, Any], archive: dict[str, Any] | None) -> dict[str, Any]:
+    def init(self, job: dict[str, Any], archive: dict[str, Any] | None, python_exe: str | None = None) -> dict[str, Any]:
         """Unpack the model and code, call the scorer's ``init()``; ``ready`` or ``init_failed``
-        (both with ``log``: the worker's log so far)."""
+        (both with ``log``: the worker's log so far). With ``python_exe`` (the deployment's own
+        environment, at the same path on every node) the scorer runs in a worker process of that
+        interpreter (``python -m batchpoint.worker``), which this actor drives over the worker
+        protocol, as the local pool drives its workers; ``unavailable`` when this node lacks it."""
         job = dict(job)
         self.log_path = Path(self.home) / "logs" / f"worker-{job['worker_id']}.log"
         self.log = loop._redirect_output(self.log_path, job["logging_level"])
         loop._redact_logs(job["sources"])
         os.environ.update(job["environment"])
+        if python_exe and not os.access(python_exe, os.X_OK):
+            return {"type": "unavailable", "log": self._new_log(), "message":
+                    f"the deployment's environment {python_exe} is not on Ray node {self.where()['host']}: build "
+                    "the environments where every node sees them at the same path (a shared environment cache)"}
         try:
             job["scorer"] = self._unpack(job["scorer"], archive)
             job["parts_dir"] = str(Path(self.home) / "parts")
+            job["logs_dir"] = str(self.log_path.parent)
             self.job = job
+            if python_exe:
+                return {**self._start_child(python_exe, job), "log": self._new_log()}
             self.scorer = loop.make_scorer(job["scorer"])
             started = time.perf_counter()
             self.scorer.init()
@@ -119,11 +132,38 @@ class RayWorker:
             scorer[key] = os.path.normpath(target / f"d{index}" / inside)
         return scorer
 
+    def _start_child(self, python_exe: str, job: dict[str, Any]) -> dict[str, Any]:
+        """A worker process of ``python_exe`` on one end of a socket pair; its ``ready`` or
+        ``init_failed``. It ends itself when this actor's process does (``server_pid``)."""
+        ours, theirs = socket.socketpair()
+        with open(self.log_path, "ab") as log:
+            self.child = subprocess.Popen(
+                [python_exe, "-m", "batchpoint.worker", "--fd", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                env={**os.environ, "PYTHONPATH": "", "PYTHONHOME": "", "PYTHONNOUSERSITE": "1"})
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.conn.send_bytes(protocol.encode(protocol.start({**job, "server_pid": os.getpid()})))
+        return self._child_reply()
+
+    def _child_reply(self) -> dict[str, Any]:
+        try:
+            message = protocol.decode(self.conn.recv_bytes(), peer="environment worker")
+        except (EOFError, OSError) as exc:  # it died: the engine treats this as the actor lost
+            code = self.child.wait(timeout=5) if self.child is not None else None
+            raise RuntimeError(f"the worker process in the deployment's environment exited (code {code}); "
+                               "see the worker log") from exc
+        return message
+
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
         """Score one mini-batch (the protocol's ``batch`` message): ``done`` plus ``part`` (the
         part's CSV bytes, or None) and ``log`` (the worker's log since the last reply)."""
-        assert self.fetcher is not None, "init() first"
-        reply = loop._score(message, self.scorer, self.fetcher, self.job, self.log)
+        if self.child is not None:
+            self.conn.send_bytes(protocol.encode(message))
+            reply = self._child_reply()
+        else:
+            assert self.fetcher is not None, "init() first"
+            reply = loop._score(message, self.scorer, self.fetcher, self.job, self.log)
         part = None
         path = Path(self.job["parts_dir"]) / f"{message['key']}.csv"
         if reply["error"] is None and self.job["write_rows"]:
@@ -144,6 +184,8 @@ class RayWorker:
         return data.decode(errors="replace")
 
     def close(self) -> None:
+        if self.child is not None and self.child.poll() is None:
+            self.child.kill()
         if self.fetcher is not None:
             self.fetcher.close()
         shutil.rmtree(self.home, ignore_errors=True)
