@@ -51,7 +51,7 @@ def run(mini_batch):
         if name == os.environ.get("REMOVE_WHEN"):
             os.remove(os.path.join(os.path.dirname(path), os.environ["REMOVE_FILE"]))
         time.sleep(float(os.environ.get("RUN_S", "0")))
-        rows += [[name, i] for i in range(len(pd.read_csv(path)))]
+        rows += [f"{name},{i}" for i in range(len(pd.read_csv(path)))]  # list elements: written as their text
     return rows
 """
 
