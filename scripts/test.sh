@@ -2,9 +2,11 @@
 # THE test command: bash scripts/test.sh [pytest args...]
 #
 # On a fresh machine it installs what the tests need (.venv with the package and its test extras,
-# Azurite under .cache/node, PostgreSQL's server from Debian), starts the real components
-# (scripts/components.sh), checks the layers (import-linter) and ruff, runs pytest, stops the
-# components and exits with pytest's exit code.
+# Ray among them; Azurite under .cache/node, PostgreSQL's server from Debian), checks the layers
+# (import-linter), ruff and docs/cli.md, then creates a loopback-only network namespace and, inside
+# it, starts the real components (scripts/components.sh: Azurite, moto, PostgreSQL, a Ray head and
+# a second Ray worker node) and runs pytest; it stops them by PID, the namespace's holder last,
+# and exits with pytest's exit code.
 # Install output goes to .cache/test-setup.log; pytest's summary is the last line printed.
 set -euo pipefail
 
