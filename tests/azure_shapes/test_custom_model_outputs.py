@@ -32,7 +32,8 @@ import pytest
 
 from azure_shapes.conftest import conda_yaml
 from conftest import HEART_UNLABELED, wait_job
-from batchpoint import BatchDeployment, CodeConfiguration, Model
+from batchpoint import BatchDeployment, CodeConfiguration, Input, Model
+from batchpoint.exceptions import BatchpointError, NotFoundError
 
 ENDPOINT = "heart-custom-batch"
 
@@ -234,8 +235,12 @@ def jobs(sample: Path, cli: Any, ml_client: Any) -> dict[str, str]:
         return cli("batch-endpoint", "invoke", "-n", ENDPOINT, "--input", str(HEART_UNLABELED), *extra,
                    "--query", "name", "-o", "tsv").out.strip()
 
+    def sdk_invoke(deployment: str) -> str:
+        return ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, deployment_name=deployment,
+                                                input=Input(type="uri_folder", path=str(HEART_UNLABELED))).name
+
     return {"parquet": invoke("--experiment-name", "heart-parquet"),
-            "rows": invoke("-d", "classifier-rows"), "file": invoke("-d", "classifier-file")}
+            "rows": sdk_invoke("classifier-rows"), "file": sdk_invoke("classifier-file")}
 
 
 def _completed(ml_client: Any, name: str) -> Any:
@@ -323,11 +328,11 @@ def test_child_job_and_experiment_name(jobs: dict[str, str], ml_client: Any, cli
 def test_unhappy_child_names(ml_client: Any, cli: Any, jobs: dict[str, str]) -> None:
     missing = cli("job", "show", "-n", "no-such-job-batchscoring", check=False)
     assert missing.code != 0 and "batchscoring step of job 'no-such-job'" in missing.err
-    refused = cli("batch-endpoint", "invoke", "-n", ENDPOINT, "--input", str(HEART_UNLABELED),
-                  "--job-name", "mine-batchscoring", check=False)
-    assert refused.code != 0 and "ends in '-batchscoring'" in refused.err
-    gone = cli("job", "list", "--parent-job-name", "no-such-job", check=False)
-    assert gone.code != 0 and "no-such-job" in gone.err
+    with pytest.raises(BatchpointError, match="ends in '-batchscoring'"):
+        ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, job_name="mine-batchscoring",
+                                         input=Input(type="uri_folder", path=str(HEART_UNLABELED)))
+    with pytest.raises(NotFoundError, match="no-such-job"):
+        ml_client.jobs.list(parent_job_name="no-such-job")
 
 
 def test_parquet_job_ran_in_its_conda_file_environment(jobs: dict[str, str], ml_client: Any, server: Any) -> None:
