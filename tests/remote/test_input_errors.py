@@ -148,6 +148,23 @@ def test_unreachable_storage_is_named_within_seconds(client, request, where):
     assert "identity" not in message, message
 
 
+@pytest.mark.parametrize("where", ["blackhole", "closed_port"])
+def test_unreachable_s3_endpoint_is_named_within_seconds(client, request, where):
+    """The same for an S3 data store (botocore's own retries and timeouts took ~20 s before): one
+    with keys is checked when it is registered, so the unreachable endpoint is named there."""
+    endpoint = request.getfixturevalue(where).rsplit("/", 1)[0]
+    started = time.monotonic()
+    with pytest.raises(BatchpointError) as info:
+        client.datastores.create_or_update(Datastore(
+            name=f"deads3{where.replace('_', '')}", type="s3", bucket="heart", endpoint_url=endpoint,
+            allow_private_network=True,
+            credentials={"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "not-a-real-secret"}))
+    took, message = time.monotonic() - started, str(info.value)
+    assert took < 5.0, f"took {took:.1f}s: {message}"
+    assert "could not reach" in message and "127.0.0.1" in message, message
+    assert "identity" not in message and "not-a-real-secret" not in message, message
+
+
 def test_missing_path_in_a_public_container_is_named_missing(client):
     url = f"https://{AZURITE_ACCOUNT_NAME}.blob.core.windows.net/errpublic/heart/no-such-folder"
     message = str(_refused(client, url))

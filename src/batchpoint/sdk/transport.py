@@ -3,7 +3,8 @@
 Transport retries (:data:`RETRY_DELAYS_S`): a request that never reached the server (connection
 refused or timed out while connecting: a server restarting) is sent again, whatever its method. A
 request that may have reached it — the connection dropped before the answer, or a 502/503/504 from
-a proxy — is sent again only when repeating it is harmless: GET, HEAD, PUT, DELETE, or a request
+a proxy (not the server's own error answer: that one already says what failed, e.g. a storage account
+it cannot reach, and repeating it would only make the user wait) — is sent again only when repeating it is harmless: GET, HEAD, PUT, DELETE, or a request
 that carries a ``repeatability-request-id`` (invoke: :func:`repeatability_headers`), which is sent
 again *unchanged*, so the server answers the repeat with the job the first attempt created. A
 streamed body (an upload) is never sent twice.
@@ -35,6 +36,17 @@ def repeatability_headers(request_id: str | None = None) -> dict[str, str]:
             "repeatability-first-sent": formatdate(usegmt=True)}
 
 
+def _is_server_error_answer(response: httpx.Response) -> bool:
+    """Whether a 5xx is Batchpoint's own ``{"error": {"code", "message"}}`` answer (not a proxy's)."""
+    if "json" not in response.headers.get("content-type", ""):
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), dict) and "code" in body["error"]
+
+
 class Transport:
     def __init__(self, base_url: str, credential: Any = None, timeout: float = 120.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -63,7 +75,8 @@ class Transport:
                 if delay is None or not replayable:
                     raise ServerUnavailableError(f"cannot reach the Batchpoint server at {self.base_url}: {exc}") from exc
             else:
-                if delay is None or not replayable or response.status_code not in RETRY_STATUSES:
+                if (delay is None or not replayable or response.status_code not in RETRY_STATUSES
+                        or _is_server_error_answer(response)):
                     return response
             time.sleep(delay)
         raise AssertionError("unreachable")

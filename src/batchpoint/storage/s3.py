@@ -79,7 +79,7 @@ class S3Backend(StorageBackend):
             "use_listings_cache": False,
             "default_block_size": self.block_size,
             "config_kwargs": {
-                "retries": {"max_attempts": retries + 1, "mode": "standard"},
+                "retries": {"total_max_attempts": retries + 1, "mode": "standard"},  # botocore: max_attempts = retries
                 "connect_timeout": number(cfg, "connect_timeout", 10, what),
                 "read_timeout": number(cfg, "read_timeout", 120, what),
             },

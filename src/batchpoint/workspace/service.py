@@ -35,7 +35,7 @@ from batchpoint.workspace import compute_identity, model_layout
 from batchpoint.workspace.uploads import UploadArea
 from batchpoint.settings import Settings
 from batchpoint.storage.azure_auth import parse_connection_string
-from batchpoint.storage.base import StorageSpec
+from batchpoint.storage.base import StorageSpec, probe_spec
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import AssetRow, DatastoreRow
@@ -89,7 +89,7 @@ class WorkspaceService:
         if ds.type == "local":
             Path(ds.path or "").mkdir(parents=True, exist_ok=True)
         if spec.credential is not None or ds.type == "local":
-            open_backend(spec).check_access()  # identity-based stores are checked per job, with its identity
+            open_backend(probe_spec(spec)).check_access()  # identity-based stores are checked per job, with its identity
         return self.datastore_entity(self.store.put_datastore(row))
 
     def datastore_spec(self, name: str) -> StorageSpec:
