@@ -1,6 +1,6 @@
-"""The same shape on Azurite: a job over 1,000 one-row blobs with a server whose lister may hold
-only 200 files ahead of the workers. The listing goes page by page (``storage/azure_blob.py``) into
-that bounded queue, so it cannot end before the workers took 800 files: the first mini-batch is
+"""The same shape on Azurite: a job over 600 one-row blobs with a server whose lister may hold
+only 100 files ahead of the workers. The listing goes page by page (``storage/azure_blob.py``) into
+that bounded queue, so it cannot end before the workers took 500 files: the first mini-batch is
 scored before the listing ends, the lister's lead stays within its queue, and the metadata store
 grows by about a row per mini-batch, not per blob. (The 100,000-blob figure is in
 ``bench/bench_scale.py``: uploading that many blobs to Azurite takes minutes.)"""
@@ -20,7 +20,7 @@ from scale.support import JobSampler, deploy_noop, table_rows
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(300)]
 
-BLOBS, MINI_BATCH, QUEUE_FILES, WORKERS = 1000, 10, 200, 4
+BLOBS, MINI_BATCH, QUEUE_FILES, WORKERS = 600, 5, 100, 4
 CONTAINER, ENDPOINT = f"scalelisting-{uuid.uuid4().hex[:8]}", "scale-azurite"  # a fresh container per run
 
 

@@ -44,7 +44,7 @@ def start_second(home: Path, env: dict[str, str]) -> ServerHandle:
 
 
 def deploy(client: MLClient, tmp: Path, scored: Path, data: Path) -> None:
-    """Deployment ``append`` (the default; 0.2 s per file) and ``slow`` (1 s per file)."""
+    """Deployment ``append`` (the default; 0.05 s per file) and ``slow`` (1 s per file)."""
     model, code = tmp / "model", tmp / "code"
     for folder in (model, code):
         folder.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def deploy(client: MLClient, tmp: Path, scored: Path, data: Path) -> None:
     client.datastores.create_or_update(Datastore(name="shareddata", type="local", path=str(data)))
     client.models.create_or_update(Model(name="noop", type="custom_model", path=str(model)))
     client.batch_endpoints.begin_create_or_update(BatchEndpoint(name=ENDPOINT)).result()
-    for name, sleep_s in (("append", 0.2), ("slow", 1.0)):
+    for name, sleep_s in (("append", 0.05), ("slow", 1.0)):
         client.batch_deployments.begin_create_or_update(BatchDeployment(
             name=name, endpoint_name=ENDPOINT, model="azureml:noop@latest",
             code_configuration=CodeConfiguration(code=str(code), scoring_script="score.py"),

@@ -85,7 +85,9 @@ class AzureBlobBackend(StorageBackend):
     container_key = "container_name"
     container_label = "container"
     service_label = "Azure storage account"
-    page_size = 5000  # Azure's maximum per listing call
+    # blobs per listing call (Azure allows 5,000): a page is held whole while its files are handed out,
+    # and 5,000 parsed blob entries cost the server ~50 MiB (1,000: ~9 MiB) for the same listing time
+    page_size = 1000
     block_size = 8 * 2**20
 
     def __init__(self, spec: StorageSpec) -> None:
