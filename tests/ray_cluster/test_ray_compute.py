@@ -4,6 +4,7 @@ wrong or Ray is not installed. None of these need the Ray cluster."""
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ from batchpoint.engines import base
 from batchpoint.exceptions import BackendNotInstalledError
 
 
-def test_cli_creates_a_ray_compute_and_never_shows_its_token(cli: Any, server: Any, tmp_path: Path) -> None:
-    token = record_secret("ray-token-" + "b7" * 20)
-    (tmp_path / "token").write_text(token + "\n")
-    created = cli("compute", "create", "-n", "ray-cli", "--type", "ray", "--address", "127.0.0.1:6379",
-                  "--auth-token-file", str(tmp_path / "token"), "--num-cpus-per-worker", "0.5")
+def test_cli_creates_a_ray_compute_and_never_shows_its_token(cli: Any, server: Any) -> None:
+    token = record_secret("ray-token-" + "b7" * 20)  # tests/zz_final checks no server file holds it
+    with tempfile.TemporaryDirectory() as where:  # the user's token file: outside what zz_final scans
+        (Path(where) / "token").write_text(token + "\n")
+        created = cli("compute", "create", "-n", "ray-cli", "--type", "ray", "--address", "127.0.0.1:6379",
+                      "--auth-token-file", str(Path(where) / "token"), "--num-cpus-per-worker", "0.5")
     shown = cli("compute", "show", "-n", "ray-cli")
     with server.rest() as http:
         rest = http.get("/computes/ray-cli")

@@ -89,11 +89,15 @@ def connect(address: str, auth_token: str | None = None) -> None:
         try:
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
         except Exception as exc:  # noqa: BLE001 - ConnectionError, auth failures, RuntimeError of Ray
+            os.environ.pop("RAY_AUTH_TOKEN", None)
             raise PlatformError(
                 f"cannot connect to the Ray cluster at {address}: {type(exc).__name__}: {exc}. Check the compute's "
                 "address (the head's GCS address, host:port, as `ray start --head` prints it), that the head runs "
                 "and this server can reach it, and its auth token when the cluster runs with RAY_AUTH_MODE=token",
                 details={"address": address}) from exc
+        # Ray holds the token now; out of the environment, so no process this server starts (a
+        # deployment environment's worker) inherits it
+        os.environ.pop("RAY_AUTH_TOKEN", None)
         _connected = address
 
 
