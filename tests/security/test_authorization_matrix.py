@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import time
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,6 +180,7 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("GET", "/jobs/{name}/outputs/{output_name}", "jobs/outputs/read", "job"),
     ("GET", "/jobs/{name}/outputs/{output_name}/files/{path:path}", "jobs/outputs/read", "job"),
     ("POST", "/jobs/{name}/cancel", "jobs/cancel", "endpoint"),
+    ("POST", "/jobs/{name}/rerun", "endpoints/invoke", "endpoint"),
     ("GET", "/metrics", "jobs/read", "workspace"),  # the web page (/ui) is a mount with its own checks: tests/observe
     ("GET", "/principals", "roles/read", "workspace"),
     ("POST", "/principals", "roles/write", "workspace"),
@@ -814,6 +816,26 @@ def _(w):
     def not_canceled():
         assert w.admin("GET", f"/jobs/{job}").json()["status"] != "Canceled", f"a refused call canceled {job}"
     return Call("POST", f"/jobs/{job}/cancel", scope=EP_SCOPE, check=check, intact=not_canceled)
+
+
+@case("POST", "/jobs/{name}/rerun")
+def _(w):
+    job = w.job("Invoker")
+    deadline = time.monotonic() + 180  # a finished job (a rerun of a running one is a 409)
+    while w.admin("GET", f"/jobs/{job}").json()["status"] not in ("Completed", "Failed", "Canceled"):
+        assert time.monotonic() < deadline, f"job {job} did not finish"
+        time.sleep(0.5)
+
+    def check(r):
+        body = r.json()
+        assert r.status_code == 202 and body["name"] != job, body
+
+    def no_new_job():
+        jobs = w.admin("GET", "/jobs").json()
+        reruns = [j["name"] for j in jobs if f"rerun of job '{job}'" in (j.get("status_message") or "")]
+        assert not reruns, f"a refused call made a rerun of {job}: {reruns}"
+    return Call("POST", f"/jobs/{job}/rerun", status=202, scope=EP_SCOPE, json={"failed_only": False}, check=check,
+                intact=no_new_job)
 
 
 # principals, keys, role assignments, audit
