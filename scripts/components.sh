@@ -324,7 +324,9 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
         exit 1
       fi
       for _v in "${_BP_EXPORTED[@]}"; do printf 'export %s=%q\n' "$_v" "${!_v}"; done
-      for _v in "${_BP_RAY_EXPORTED[@]}"; do [[ -n "${!_v:-}" ]] && printf 'export %s=%q\n' "$_v" "${!_v}"; done
+      for _v in "${_BP_RAY_EXPORTED[@]}"; do
+        if [[ -n "${!_v:-}" ]]; then printf 'export %s=%q\n' "$_v" "${!_v}"; fi
+      done
       printf '# stop with: bash %q stop "$BATCHPOINT_TEST_COMPONENTS_DIR"; unset %s\n' \
         "$_BP_COMPONENTS_ROOT/scripts/components.sh" "${_BP_EXPORTED[*]}"
       ;;
