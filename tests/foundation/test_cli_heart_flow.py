@@ -102,7 +102,7 @@ def cli_job(cli: Any, heart_cli: Path) -> str:
 
 
 def test_job_stream_follows_the_job_to_its_end(cli: Any, cli_job: str) -> None:
-    result = cli("job", "stream", "-n", cli_job)
+    result = cli("job", "stream", "-n", cli_job, "--logs")  # the worker log lines come with --logs
     assert result.code == 0
     lines = result.out.splitlines()
     assert "[Completed] all mini-batches scored" in lines, result.out

@@ -187,8 +187,10 @@ def test_failing_file_is_named_and_ignored_below_threshold(runs: dict[str, Any],
     assert "ValueError" in job.failures[0].error and "the rows are corrupt" in job.failures[0].error
     assert job.progress.files_failed == 1 and job.progress.files_completed == 3
     assert job.progress.rows == HEART_ROWS - FILE_ROWS[FAILING]
-    (saved,) = _download(ml_client, job.name, tmp_path)
-    scored = predictions_of(saved, sep=" ")
+    saved = {p.name: p for p in _download(ml_client, job.name, tmp_path)}
+    assert set(saved) == {"predictions.csv", "errors.jsonl"}, saved  # the errors file comes beside it
+    assert FAILING in saved["errors.jsonl"].read_text()
+    scored = predictions_of(saved["predictions.csv"], sep=" ")
     assert len(scored) == HEART_ROWS - FILE_ROWS[FAILING]
     assert FAILING not in {f for _, _, f in scored}
 

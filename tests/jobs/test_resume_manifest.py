@@ -89,7 +89,8 @@ def deploy(client: MLClient, tmp: Path, data_root: Path, name: str = "script", *
 
 
 def scored_ids(client: MLClient, job: str, folder: Path) -> list[int]:
-    (saved,) = client.jobs.download(job, download_path=folder)
+    # the predictions file (an errors file comes beside it when files failed)
+    (saved,) = [p for p in client.jobs.download(job, download_path=folder) if p.name != "errors.jsonl"]
     return [int(i) for i in pd.read_csv(saved, names=["id", "file"], sep=" ")["id"]]
 
 
@@ -104,12 +105,12 @@ def done_lines(home: Path, job: str) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def run_until_killed(tmp_path: Path, folder: str, done: int) -> tuple[Path, str]:
+def run_until_killed(tmp_path: Path, folder: str, done: int, env: dict[str, str] | None = None) -> tuple[Path, str]:
     """Start a server, invoke the slow script on ``<data store>/<folder>``, SIGKILL the server once
     ``done`` mini-batches are finished; (home, job name). Scoring is fast from when slow.flag goes."""
     home = tmp_path / "home"
     (tmp_path / "slow.flag").touch()
-    handle = start_server(home)
+    handle = start_server(home, env)
     try:
         with MLClient(endpoint=handle.url, home=home) as client:
             deploy(client, tmp_path, tmp_path / "shared",
@@ -159,7 +160,8 @@ def test_resumed_job_scores_the_first_listing_only(tmp_path: Path) -> None:
 
 def test_torn_last_lines_of_the_resume_logs_are_ignored(tmp_path: Path) -> None:
     files = write_files(tmp_path / "shared" / "many", [f"f{i:03d}.csv" for i in range(300)], first_id=0)
-    home, job = run_until_killed(tmp_path, "many", done=3)
+    # a lister queue of 20 files: the listing is still going on (held by the queue) at the kill
+    home, job = run_until_killed(tmp_path, "many", done=3, env={"BATCHPOINT_JOBS__LISTING_QUEUE_FILES": "20"})
     folder = home / "jobs" / job
     manifest = folder / "manifest.jsonl"
     listed_at_kill = len(manifest.read_text().splitlines()) if manifest.exists() else 0

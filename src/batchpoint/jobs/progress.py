@@ -49,6 +49,9 @@ class Progress:
         self.threshold_message: str | None = None
         self.first_error: dict[str, Any] | None = None
         self.failed_names: list[str] = []
+        # resumed: a mini-batch not finished at the crash is scored again, so the failures its
+        # pieces recorded then go (they are recorded again, once); the finished ones' stay
+        store.drop_failures_of_unfinished(name, set(done.indexes))
         if done.indexes:  # resumed: the files that failed before are still named in the summary
             self.failed_names = [f.file.rsplit("/", 1)[-1] for f in store.list_failures(name, limit=5, charged_only=True)
                                  if f.file]

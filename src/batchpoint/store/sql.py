@@ -497,6 +497,18 @@ class SqlMetadataStore:
             s.add(JobFailureRow(job_name=job_name, mini_batch=mini_batch, file=file, error=error[:8000],
                                 kind=kind, attempt=attempt))
 
+    def drop_failures_of_unfinished(self, job_name: str, finished: set[int]) -> int:
+        """Delete the failure records of mini-batches not in ``finished`` (a resumed job scores them
+        again, so their pieces' failures would be recorded twice). Returns how many went."""
+        with self.session() as s:
+            recorded = set(s.scalars(select(JobFailureRow.mini_batch).where(JobFailureRow.job_name == job_name).distinct()))
+            stale = sorted(recorded - finished)
+            if not stale:
+                return 0
+            result = s.execute(delete(JobFailureRow).where(JobFailureRow.job_name == job_name,
+                                                           JobFailureRow.mini_batch.in_(stale)))
+            return result.rowcount or 0
+
     def list_failures(self, job_name: str, limit: int = 100, *, charged_only: bool = False) -> list[JobFailureRow]:
         """A job's failures in the order recorded; ``charged_only``: those counted toward
         ``error_threshold`` (every kind but platform)."""
