@@ -18,9 +18,8 @@ pytestmark = pytest.mark.timeout(240)
 
 FAILING = "heart-unlabeled-0.csv"  # fails at once, so the first mini-batch is split and one piece fails
 # One worker; mini-batch 0 = files 0 and 1, mini-batch 1 = files 2 and 3. Mini-batch 0 fails at once
-# on file 0 while mini-batch 1 is already sent ahead to the worker (engines/local_pool PREFETCH), so
-# the order is: 0 (fails), 2, 3 (mini-batch 1 done), then the pieces of mini-batch 0: 0 (fails), 1.
-# The server is killed as soon as mini-batch 1 is done, with mini-batch 0's pieces unfinished.
+# on file 0 and is split; its pieces go first (retries before new mini-batches): 0 (fails), 1 — then
+# mini-batch 0 is finished and the server is killed, with mini-batch 1 not finished.
 SLOW_SCORE_PY = """
 import glob
 import os
@@ -67,7 +66,7 @@ def test_job_resumes_after_the_server_is_killed(tmp_path: Path, heart_model_dir:
                 code_configuration=CodeConfiguration(code=str(code), scoring_script="score.py"),
                 instance_count=1, max_concurrency_per_instance=1, mini_batch_size=2, error_threshold=-1,
                 retry_settings={"max_retries": 0, "timeout": 60},
-                environment_variables={"ATTEMPTS_FILE": str(attempts), "SLEEP_S": "3", "FAIL_ON": FAILING},
+                environment_variables={"ATTEMPTS_FILE": str(attempts), "SLEEP_S": "1.5", "FAIL_ON": FAILING},
             ), set_default=True).result()
             job = client.batch_endpoints.invoke(endpoint_name="heart-crash",
                                                 input=Input(type="uri_folder", path=str(HEART_UNLABELED)))
@@ -79,9 +78,7 @@ def test_job_resumes_after_the_server_is_killed(tmp_path: Path, heart_model_dir:
             wait_until(a_batch_done, 60, "a mini-batch finished")
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(timeout=10)
-        at_kill = attempts.read_text().split()
-        assert at_kill.count("heart-unlabeled-2.csv") == at_kill.count("heart-unlabeled-3.csv") == 1, at_kill
-        assert at_kill.count(FAILING) <= 2, f"the job ended before the kill; nothing to resume: {at_kill}"
+        assert len(set(attempts.read_text().split())) < 4, "the job ended before the kill; nothing to resume"
 
         (home / "server.json").unlink(missing_ok=True)
         second = start_server(home)  # at once: the dead server's heartbeat is not stale yet
@@ -100,11 +97,10 @@ def test_job_resumes_after_the_server_is_killed(tmp_path: Path, heart_model_dir:
             assert [Path(e["file"]).name for e in errors] == [FAILING], errors  # once, though its piece failed twice
             assert predictions_of(by_name["predictions.csv"], sep=" ") == [r for r in expected_rows(heart_model_dir) if r[2] != FAILING]
         assert "resumed" in second.log(), second.log()[-3000:]
-        # the finished mini-batch is not scored again; only the one in flight at the kill is
+        # the finished (split) mini-batch is not scored again; only the one in flight at the kill is
         scored = attempts.read_text().split()
-        assert scored.count("heart-unlabeled-2.csv") == scored.count("heart-unlabeled-3.csv") == 1, scored
-        assert scored.count(FAILING) == at_kill.count(FAILING) + 2, scored  # again: the mini-batch, then its piece
-        assert scored[-1] == "heart-unlabeled-1.csv", scored
+        assert scored.count(FAILING) == 2, scored  # the mini-batch, then its single-file piece
+        assert scored.count("heart-unlabeled-1.csv") == 1, scored
     finally:
         if second is not None:
             stop_server(second)

@@ -15,7 +15,6 @@ import pytest
 
 from conftest import start_server, stop_server, wait_job
 from batchpoint import Datastore, Input, MLClient
-from batchpoint.engines.local_pool import PREFETCH
 from fixtures.components import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME
 from scale.support import JobSampler, deploy_noop, table_rows
 
@@ -67,7 +66,7 @@ def test_azurite_listing_is_paged_bounded_and_writes_no_row_per_blob(
             assert final.first_mini_batch_at < final.listing_completed_at, (final.first_mini_batch_at,
                                                                             final.listing_completed_at)
             assert sampler.samples > 0
-            assert sampler.max_lead <= QUEUE_FILES // MINI_BATCH + WORKERS * (1 + PREFETCH) + 2, sampler.max_lead
+            assert sampler.max_lead <= QUEUE_FILES // MINI_BATCH + WORKERS + 2, sampler.max_lead
 
             rows_after = table_rows(home / "metadata.db")
             grown = {t: rows_after[t] - rows_before.get(t, 0) for t in rows_after}

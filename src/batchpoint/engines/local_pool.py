@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -47,19 +47,10 @@ class _Worker:
     proc: Any
     conn: Connection
     ready: bool = False
-    batch: MiniBatch | None = None  # the mini-batch it is scoring
-    queued: list[MiniBatch] = field(default_factory=list)  # sent after it, not started yet (see PREFETCH)
+    batch: MiniBatch | None = None
     deadline: float = 0.0
     started: float = 0.0
     sources_version: int = 0
-
-
-#: Mini-batches sent to a busy worker ahead of the one it scores: it starts the next one as soon as
-#: it reports the last, instead of waiting for the engine to record it and answer (one round trip
-#: and the outcome's bookkeeping per mini-batch, most of the cost of small mini-batches). A queued
-#: mini-batch's timeout starts when the worker starts it; a lost worker's queued mini-batches go
-#: back to the front of the line, unscored and uncharged.
-PREFETCH = 1
 
 
 class LocalPoolEngine(Engine):
@@ -142,32 +133,16 @@ class _Run:
         return batch
 
     def _assign(self) -> None:
-        for w in self.workers.values():  # every idle worker first, then one ahead for each busy one
+        for w in self.workers.values():
             if w.ready and w.batch is None:
                 batch = self._next_batch()
                 if batch is None:
                     return
                 w.batch, w.started = batch, time.monotonic()
                 w.deadline = w.started + self.job.policy.timeout_s
-                self._send_batch(w, batch)
-        for w in self.workers.values():
-            while w.ready and w.batch is not None and len(w.queued) < PREFETCH:
-                batch = self._next_batch()
-                if batch is None:
-                    return
-                w.queued.append(batch)
-                self._send_batch(w, batch)
-
-    def _send_batch(self, w: _Worker, batch: MiniBatch) -> None:
-        files = [{"source": f.source, "path": f.path} for f in batch.files]
-        self._send(w, protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
-                                     self._fresh_sources(w)))
-
-    def _start_queued(self, w: _Worker) -> None:
-        """The worker moved on to its next queued mini-batch (it did as it sent ``done``)."""
-        w.batch = w.queued.pop(0) if w.queued else None
-        w.started = time.monotonic()
-        w.deadline = w.started + self.job.policy.timeout_s
+                files = [{"source": f.source, "path": f.path} for f in batch.files]
+                self._send(w, protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
+                                             self._fresh_sources(w)))
 
     def loop(self) -> None:
         while not self.stop.is_set():
@@ -198,7 +173,7 @@ class _Run:
             raise WorkerInitError(msg["error"])
         elif msg["type"] == "done":
             batch, seconds = w.batch, time.monotonic() - w.started
-            self._start_queued(w)
+            w.batch = None
             if batch is not None:
                 self._finish(batch, msg["rows"], msg["error"], seconds, w.slot)
 
@@ -222,8 +197,6 @@ class _Run:
     def _lost(self, w: _Worker, error: dict[str, Any]) -> None:
         """End ``w`` (dead, or past its deadline), start a new worker in its slot, and settle its batch."""
         batch, seconds = w.batch, time.monotonic() - w.started
-        self.retry[:0] = [(0.0, queued) for queued in w.queued]  # never started: back first, as they were
-        w.queued = []
         if w.proc.is_alive():
             w.proc.kill()
         w.proc.join(timeout=5)
