@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,10 +92,37 @@ def stop_server(handle: ServerHandle) -> None:
             handle.proc.wait(timeout=10)
 
 
+INDEX_DIR = Path(__file__).resolve().parents[1] / ".cache" / "env-index"
+UV_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "uv"
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    """One real server (uvicorn, SQLite, local data store) shared by the session."""
-    handle = start_server(tmp_path_factory.mktemp("bp-home"))
+def local_index() -> Iterator[Any]:
+    """The local package index on 127.0.0.1 that deployment environments are built from (tests have
+    no internet): the wheels ``scripts/test.sh`` fetched into ``.cache/env-index``."""
+    from fixtures.local_index import LocalIndex, stable_port
+
+    if not (INDEX_DIR / "index.json").is_file():
+        if os.environ.get("BATCHPOINT_TEST_ALLOW_MISSING_COMPONENTS"):
+            pytest.skip("the local package index's wheels are not fetched (scripts/test.sh fetches them)")
+        pytest.fail(f"{INDEX_DIR}/index.json is missing: run scripts/test.sh, which fetches the wheels the "
+                    "environment tests serve (tests/fixtures/local_index_fetch.py)")
+    index = LocalIndex(INDEX_DIR, stable_port(INDEX_DIR)).start()
+    yield index
+    index.close()
+
+
+def index_env(index: Any) -> dict[str, str]:
+    """A server's settings for building environments from the local index, with uv's warm cache."""
+    return {"BATCHPOINT_ENVIRONMENTS__INDEX_URL": index.url, "BATCHPOINT_ENVIRONMENTS__UV_CACHE_DIR": str(UV_CACHE)}
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ServerHandle]:
+    """One real server (uvicorn, SQLite, local data store) shared by the session; deployment
+    environments are built from the local package index when its wheels are there."""
+    env = index_env(request.getfixturevalue("local_index")) if (INDEX_DIR / "index.json").is_file() else None
+    handle = start_server(tmp_path_factory.mktemp("bp-home"), env)
     yield handle
     stop_server(handle)
 

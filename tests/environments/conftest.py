@@ -9,7 +9,6 @@ under ``.cache/env-index``); uv's cache is ``.cache/uv``, so a second run builds
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,8 @@ from typing import Any
 
 import pytest
 
-from conftest import HEART_TRAIN, HEART_UNLABELED, ServerHandle, start_server, stop_server
-from fixtures.local_index import LocalIndex, stable_port
-
-ROOT = Path(__file__).resolve().parents[2]
-INDEX_DIR = ROOT / ".cache" / "env-index"
-UV_CACHE = ROOT / ".cache" / "uv"
+from conftest import HEART_TRAIN, HEART_UNLABELED, UV_CACHE, ServerHandle, index_env, start_server, stop_server
+from fixtures.local_index import LocalIndex
 #: what the old model pins (its requirements.txt, as mlflow 2.10 writes it)
 OLD_PINS = ["mlflow==2.10.2", "scikit-learn==1.1.3", "xgboost==1.7.6"]
 
@@ -53,24 +48,8 @@ print(json.dumps({"expected": expected, "versions": {"sklearn": sklearn.__versio
 
 
 @pytest.fixture(scope="session")
-def local_index() -> Iterator[LocalIndex]:
-    if not (INDEX_DIR / "index.json").is_file():
-        if os.environ.get("BATCHPOINT_TEST_ALLOW_MISSING_COMPONENTS"):
-            pytest.skip("the local package index's wheels are not fetched (scripts/test.sh fetches them)")
-        pytest.fail(f"{INDEX_DIR}/index.json is missing: run scripts/test.sh, which fetches the wheels the "
-                    "environment tests serve (tests/fixtures/local_index_fetch.py)")
-    index = LocalIndex(INDEX_DIR, stable_port(INDEX_DIR)).start()
-    yield index
-    index.close()
-
-
-def env_settings_env(index: LocalIndex) -> dict[str, str]:
-    return {"BATCHPOINT_ENVIRONMENTS__INDEX_URL": index.url, "BATCHPOINT_ENVIRONMENTS__UV_CACHE_DIR": str(UV_CACHE)}
-
-
-@pytest.fixture(scope="session")
 def env_server(tmp_path_factory: pytest.TempPathFactory, local_index: LocalIndex) -> Iterator[ServerHandle]:
-    handle = start_server(tmp_path_factory.mktemp("bp-env-home"), env_settings_env(local_index))
+    handle = start_server(tmp_path_factory.mktemp("bp-env-home"), index_env(local_index))
     yield handle
     stop_server(handle)
 
