@@ -94,6 +94,14 @@ def record_listing(store: SqlMetadataStore, name: str, files_total: int, mini_ba
                      mini_batches_total=mini_batches_total, listing_complete=True, listing_completed_at=at)
 
 
+def record_listed_so_far(store: SqlMetadataStore, name: str, files_total: int, mini_batches_total: int) -> None:
+    """The listing goes on: the files and mini-batches listed so far (``files_total`` only grows
+    while ``listing_complete`` is false; clients show it as ``N+``)."""
+    listed = {"type": "progress", "message": f"listing: {files_total} file(s) so far"}
+    store.update_job(name, expect_status=_ACTIVE, events=[listed], files_total=files_total,
+                     mini_batches_total=mini_batches_total)
+
+
 def phase(store: SqlMetadataStore, name: str, phase_name: str, state: str, message: str,
           **data: Any) -> bool:
     """Note a step of an active job (``state``: started | finished | failed) as a ``phase`` event;

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from batchpoint._internal.clock import utcnow
 from batchpoint.engines.planning import FileRef, MiniBatch, plan_minibatches
 from batchpoint.jobs.folder import Manifest
-from batchpoint.jobs.lifecycle import record_listing
+from batchpoint.jobs.lifecycle import record_listed_so_far, record_listing
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.uri.resolve import ResolvedInput
@@ -37,6 +38,10 @@ _END = object()
 #: the whole listing). The server's setting ``jobs.listing_queue_files``
 #: (``BATCHPOINT_JOBS__LISTING_QUEUE_FILES``) overrides it.
 QUEUE_FILES = 10_000
+
+
+#: how often a listing still going on shows how far it got (files_total, a progress event)
+LISTED_SO_FAR_EVERY_S = 1.0
 
 
 def queue_slots(mini_batch_size: int, files: int = QUEUE_FILES) -> int:
@@ -102,12 +107,16 @@ class Lister:
 
     def _list_on(self, known: set[tuple[str, str]]) -> None:
         fresh = (f for f in self._files() if (f.source, f.path) not in known)
+        shown = time.monotonic()
         for batch in plan_minibatches(fresh, self.size, start=self.manifest.next_index):
             # recorded before the engine can score it; on disk before its resume record is (the job's
             # Progress syncs the manifest, then the done log, then shows the mini-batch as finished)
             self.manifest.add(batch, durable=False)
             if not self._put(batch):
                 return
+            if time.monotonic() - shown >= LISTED_SO_FAR_EVERY_S:  # the total grows while the listing goes on
+                record_listed_so_far(self.store, self.name, self.manifest.files_recorded, self.manifest.next_index)
+                shown = time.monotonic()
         known.clear()
         at, files, batches = utcnow(), self.manifest.files_recorded, self.manifest.next_index
         self.manifest.finish(files, batches, at)
