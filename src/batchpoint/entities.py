@@ -178,7 +178,8 @@ class Environment(_Asset):
 
     SERVER_FIELDS: ClassVar[frozenset[str]] = _Resource.SERVER_FIELDS | {"build"}
 
-    name: str = Field(pattern=NAME_PATTERN)
+    #: None only inline in a deployment (``BatchDeployment(environment=Environment(conda_file=...))``)
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
     version: str | None = None
     description: str | None = None
     conda_file: dict[str, Any] | str | None = None  # a mapping, or a local file (the SDK sends its content)
@@ -345,6 +346,17 @@ class BatchDeployment(_Asset):
     resources: ResourceConfiguration = Field(default_factory=ResourceConfiguration)
     settings: BatchDeploymentSettings = Field(default_factory=BatchDeploymentSettings)
     provisioning_state: str | None = None
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment_object(cls, value: Any) -> Any:
+        """An ``Environment`` object, as azure-ai-ml takes it: inline (its ``conda_file`` / ``image``)
+        or, with a name and nothing inline, a reference to the registered one."""
+        if not isinstance(value, Environment):
+            return value
+        if value.name and value.conda_file is None and value.image is None:
+            return f"azureml:{value.name}:{value.version}" if value.version else f"azureml:{value.name}@latest"
+        return value.model_dump(mode="json", exclude_none=True, include={"conda_file", "image", "description"})
 
     @model_validator(mode="before")
     @classmethod

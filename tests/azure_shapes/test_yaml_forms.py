@@ -25,6 +25,7 @@ from batchpoint import (
     BatchEndpoint,
     CodeConfiguration,
     Data,
+    Environment,
     IdentityConfiguration,
     ManagedIdentityConfiguration,
     Model,
@@ -187,6 +188,18 @@ def test_sdk_objects(project: Path, ml_client: Any) -> None:
         compute=f"azureml:sdk-cluster-{suffix}", properties={"p": 1}, tags={"t": True})).result()
     assert deployment.model == f"azureml:sdk-ep-{suffix}-inline:1"
     assert (deployment.properties, deployment.tags) == ({"p": "1"}, {"t": "true"})
+    # azure-ai-ml's Environment object inline (no name): its conda file is read here and kept with the deployment
+    conda = _write(project / "sdk-env" / "conda.yaml", "name: sdk-inline\ndependencies:\n  - python=3.11\n  - pip:\n"
+                   "    - pandas\n")
+    with_env = ml_client.batch_deployments.begin_create_or_update(BatchDeployment(
+        name="inline-env-object", endpoint_name=f"sdk-ep-{suffix}", model=Model(path=str(project / "model")),
+        environment=Environment(conda_file=str(conda), image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"),
+        code_configuration=CodeConfiguration(code=str(project / "code"), scoring_script="batch_driver.py"))).result()
+    assert with_env.environment["conda_file"]["name"] == "sdk-inline", with_env.environment
+    assert with_env.environment["image"].startswith("mcr.microsoft.com/")
+    named = BatchDeployment(name="named-env", endpoint_name="x-ep", model="azureml:m:1",
+                            environment=Environment(name="sklearn-env", version="3"))
+    assert named.environment == "azureml:sklearn-env:3"  # a registered one, by reference
     with pytest.raises(BatchpointError, match="needs a name"):
         ml_client.models.create_or_update(Model(path=str(project / "model")))
 
