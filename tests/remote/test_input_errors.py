@@ -207,3 +207,12 @@ def test_the_root_of_the_default_store_is_refused(client, tmp_path):
     error = _refused(client, "azureml://datastores/workspaceblobstore/paths/")
     assert isinstance(error, InputError) and "root of data store 'workspaceblobstore'" in str(error), error
     assert "LocalUpload/" in str(error)
+
+
+def test_adls_gen1_without_an_identity_names_the_gen1_rule(client):
+    """``adl://`` with no identity: Gen1 has no anonymous access, so the answer says that (at once, no
+    probe), and gives Gen1's fix — not Blob's "Storage Blob Data Reader" nor "not anonymous"."""
+    message = str(_refused(client, "adl://nosuchstore.azuredatalakestore.net/heart", within=2.0))
+    assert "Data Lake Storage Gen1 account 'nosuchstore'" in message, message
+    assert "cannot be read anonymously" in message and "ACLs" in message, message
+    assert "Storage Blob Data Reader" not in message and "container" not in message, message

@@ -107,6 +107,14 @@ def apply_identity(spec: StorageSpec, *, datastore: str | None, account: str | N
     else:
         fix = ("Assign one (batchpoint compute create -f compute.yml with identity: {type: managed_identity, "
                "client_id: ...}) and grant that identity Storage Blob Data Reader on the storage account")
+    if spec.kind == "azure_data_lake_gen1":
+        where = f"data store '{datastore}'" if datastore else f"Data Lake Storage Gen1 account '{account}'"
+        raise PermissionDeniedError(
+            f"{where} is read with the identity of the job, through the managed identity of {compute}, but it has "
+            "no identity; ADLS Gen1 cannot be read anonymously (it has no public access), so nothing was tried. "
+            "Assign one (batchpoint compute create -f compute.yml with identity: {type: managed_identity, "
+            "client_id: ...}) and give that identity read and execute access (ACLs) on the folder, or register a "
+            "data store with a service principal's credentials.")
     raise PermissionDeniedError(
         f"{where} is read with the identity of the job, through the managed identity of {compute}, but it has "
         f"no identity, and the storage does not let anonymous callers read it (it is private, or the "
