@@ -150,6 +150,10 @@ def test_a_second_server_on_the_same_database_answers_the_same_numbers_opened(
         server: Any, ml_client: Any, jobs: dict[str, Any], tmp_path: Path) -> None:
     shared = {"BATCHPOINT_DATABASE_URL": f"sqlite:///{server.home / 'metadata.db'}",
               "BATCHPOINT_SERVER__METRICS_PUBLIC": "true"}
+    # servers on one database share its server key (docs/multi-server.md): the session's data store
+    # secrets are encrypted with it, and a second server with a key of its own cannot start
+    (tmp_path / "second-home").mkdir()
+    shutil.copy2(server.home / "server.key", tmp_path / "second-home" / "server.key")
     second = start_server(tmp_path / "second-home", extra_env=shared)
     try:
         with httpx.Client(base_url=second.url, timeout=30) as anonymous:  # opened by the setting

@@ -91,3 +91,26 @@ def test_server_folders_are_for_owners_only(server, jobs):
     with server.rest() as owner:
         shown = owner.get(f"/jobs/{names['input']}").json()["inputs"]["x"]
     assert shown["location"].startswith("local(path=") and str(server.home) in shown["location"]
+
+
+def test_environment_builds_show_server_paths_to_owners_only(server, ml_client):
+    """``/environment-builds`` and ``environment show`` say what was built; where it is on the server's
+    disk (its folder, the interpreter) only to Owners, as for every other server path."""
+    import json
+
+    build = server.home / "environments" / "f00dfeedf00dfeedf00d"
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "batchpoint-env.json").write_text(json.dumps({
+        "source": "a test's record", "python": "/usr/bin/python3.11", "requirements": ["pandas==2.2.0"]}))
+    ml_client.principals.create("user:nopaths-reader")
+    ml_client.role_assignments.create("user:nopaths-reader", "Reader", "workspace")
+    key = record_secret(ml_client.principals.create_key("user:nopaths-reader")["key"])
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as reader:
+        listed = reader.get("/environment-builds")
+    assert listed.status_code == 200, listed.text
+    [mine] = [b for b in listed.json() if b["hash"] == build.name]
+    assert mine["requirements"] == ["pandas==2.2.0"] and "path" not in mine and "python" not in mine, mine
+    assert str(server.home) not in listed.text
+    with server.rest() as owner:
+        [seen] = [b for b in owner.get("/environment-builds").json() if b["hash"] == build.name]
+    assert seen["path"] == str(build) and seen["python"] == "/usr/bin/python3.11"

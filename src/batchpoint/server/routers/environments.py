@@ -5,15 +5,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from batchpoint.auth import permissions as P
 from batchpoint.entities import Environment
 from batchpoint.environments.assets import EnvironmentAssets, list_builds, prune_builds
 from batchpoint.server.context import AppContext, get_context
-from batchpoint.server.security import requires
+from batchpoint.server.security import requires, sees_server_paths
 
 router = APIRouter()
+
+
+def _shown_build(build: dict[str, Any] | None, request: Request) -> dict[str, Any] | None:
+    """What was built, as the caller may see it: where it is on the server's disk (``path``, the
+    interpreter) only for Owners of the workspace, as everywhere else (docs/security.md)."""
+    if build is None or sees_server_paths(request):
+        return build
+    return {k: v for k, v in build.items() if k != "path" and not (k == "python" and str(v).startswith("/"))}
+
+
+def _shown(env: Environment, request: Request) -> dict[str, Any]:
+    env.build = _shown_build(env.build, request)
+    return env.to_dict()
 
 
 def _assets(ctx: AppContext) -> EnvironmentAssets:
@@ -32,14 +45,15 @@ def create_environment(name: str, body: dict[str, Any], ctx: AppContext = Depend
 
 
 @router.get("/environments/{name}", tags=["environments"], dependencies=[requires(P.ASSETS_READ)])
-def get_environment(name: str, version: str | None = None, label: str | None = None,
+def get_environment(name: str, request: Request, version: str | None = None, label: str | None = None,
                     ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return _assets(ctx).get(name, version=version, label=label, with_build=True).to_dict()
+    return _shown(_assets(ctx).get(name, version=version, label=label, with_build=True), request)
 
 
 @router.get("/environments/{name}/versions/{version}", tags=["environments"], dependencies=[requires(P.ASSETS_READ)])
-def get_environment_version(name: str, version: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return _assets(ctx).get(name, version=version, with_build=True).to_dict()
+def get_environment_version(name: str, version: str, request: Request,
+                            ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return _shown(_assets(ctx).get(name, version=version, with_build=True), request)
 
 
 @router.delete("/environments/{name}/versions/{version}", tags=["environments"], status_code=204,
@@ -49,11 +63,11 @@ def delete_environment(name: str, version: str, ctx: AppContext = Depends(get_co
 
 
 @router.get("/environment-builds", tags=["environments"], dependencies=[requires(P.ASSETS_READ)])
-def list_environment_builds(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return list_builds(ctx.settings)
+def list_environment_builds(request: Request, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [_shown_build(b, request) for b in list_builds(ctx.settings)]
 
 
 @router.post("/environment-builds/prune", tags=["environments"], dependencies=[requires(P.ASSETS_WRITE)])
-def prune_environment_builds(older_than_days: float | None = Query(default=None, ge=0, le=100_000),
+def prune_environment_builds(request: Request, older_than_days: float | None = Query(default=None, ge=0, le=100_000),
                              ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return {"removed": prune_builds(ctx.settings, older_than_days)}
+    return {"removed": [_shown_build(b, request) for b in prune_builds(ctx.settings, older_than_days)]}
