@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import enum
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from batchpoint.engines.planning import MiniBatch, RetryPolicy
+from batchpoint.engines.planning import MiniBatch, MiniBatchOutcome, RetryPolicy
 from batchpoint.exceptions import JobError, PlatformError, UserCodeError
 
 __all__ = ["Action", "Decision", "FailureKind", "FailurePolicy", "WorkerInitError",
@@ -139,6 +141,30 @@ class FailurePolicy:
                    "storage reachable, enough memory for a worker) and invoke again.")
         return Decision(Action.FAIL_JOB, error=PlatformError(message, details={
             "mini_batch": batch.key, "files": [f.path for f in batch.files], "cause": error}))
+
+    def settle(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float,
+               on_outcome: Callable[[MiniBatchOutcome], None],
+               note: Callable[[str], None]) -> list[tuple[float, MiniBatch]]:
+        """Carry out what a mini-batch's end leads to, the same way in every engine: report a success
+        or a final failure through ``on_outcome``; raise the job's error (FAIL_JOB); note a platform
+        retry with ``note`` (a line in the worker's log). Returns the mini-batches to put back, each
+        with the monotonic time before which it must not start (empty when none)."""
+        if error is None:
+            on_outcome(MiniBatchOutcome(batch, rows=rows, seconds=seconds))
+            return []
+        decision = self.on_failure(batch, error)
+        if decision.action is Action.FAIL_JOB:
+            assert decision.error is not None
+            raise decision.error
+        if decision.action is Action.REPORT:
+            on_outcome(MiniBatchOutcome(batch, error=error, seconds=seconds))
+            return []
+        if FailureKind.of(error) is FailureKind.PLATFORM:
+            note(f"mini-batch {batch.key} (attempt {batch.attempt}): platform failure, retried "
+                 f"(platform retry {batch.platform_failures + 1} of {MAX_PLATFORM_FAILURES}): "
+                 f"{error.get('type')}: {error.get('message')}")
+        not_before = time.monotonic() + decision.delay_s
+        return [(not_before, b) for b in decision.batches]
 
     def on_worker_ready(self, slot: int) -> None:
         self.init_deaths.pop(slot, None)

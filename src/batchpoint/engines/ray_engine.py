@@ -54,8 +54,8 @@ import ray
 import ray.exceptions as rex
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
-from batchpoint.engines.planning import EngineJob, MiniBatch, MiniBatchOutcome
-from batchpoint.engines.policy import MAX_PLATFORM_FAILURES, Action, FailureKind, FailurePolicy, WorkerInitError
+from batchpoint.engines.planning import EngineJob, MiniBatch
+from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError
 from batchpoint.exceptions import PlatformError, ValidationError
 from batchpoint.worker import protocol
 from batchpoint.worker.ray_actor import RayWorker, pack_folders
@@ -335,22 +335,8 @@ class _Run:
             self._finish(batch, 0, error, seconds, a.slot)
 
     def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int) -> None:
-        if error is None:
-            self.on_outcome(MiniBatchOutcome(batch, rows=rows, seconds=seconds))
-            return
-        decision = self.policy.on_failure(batch, error)
-        if decision.action is Action.FAIL_JOB:
-            assert decision.error is not None
-            raise decision.error
-        if decision.action is Action.REPORT:
-            self.on_outcome(MiniBatchOutcome(batch, error=error, seconds=seconds))
-            return
-        if FailureKind.of(error) is FailureKind.PLATFORM:
-            self._note(slot, f"mini-batch {batch.key} (attempt {batch.attempt}): platform failure, retried "
-                             f"(platform retry {batch.platform_failures + 1} of {MAX_PLATFORM_FAILURES}): "
-                             f"{error.get('type')}: {error.get('message')}")
-        not_before = time.monotonic() + decision.delay_s
-        self.retry.extend((not_before, b) for b in decision.batches)
+        self.retry.extend(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
+                                             lambda text: self._note(slot, text)))
 
     # -- logs -----------------------------------------------------------------------------------
     def _append_log(self, slot: int, text: str) -> None:
