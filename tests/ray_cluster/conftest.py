@@ -10,14 +10,16 @@ cluster's auth token) and ``BATCHPOINT_TEST_RAY_NODE_PIDFILE`` (the PID of the w
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fixtures.components import component_env
+from fixtures.components import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME, component_env
 
 RAY_WHAT = "the Ray cluster (a head and a worker node in scripts/test.sh's loopback-only network namespace)"
 
@@ -39,6 +41,49 @@ def ray_driver(ray_address: str, ray_token: str) -> str:
 
     connect(ray_address, ray_token)
     return ray_address
+
+
+#: the Azurite container of the Ray jobs' output data store (``out_container``)
+OUT_CONTAINER = "ray-out"
+
+
+@pytest.fixture(scope="session")
+def heart_pickle_dir(heart_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's heart classifier as a plain pickle (a custom model: it names no environment of
+    its own, so its jobs run in the server's, wherever they run; no MLflow import in the actors)."""
+    import mlflow.sklearn
+
+    folder = tmp_path_factory.mktemp("heart-pickle")
+    with open(folder / "model.pkl", "wb") as f:
+        pickle.dump(mlflow.sklearn.load_model(str(heart_model_dir)), f)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def out_container(azurite_connection_string: str) -> Any:
+    """The Azurite container that :func:`register_out_store` data stores write into (a ContainerClient)."""
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite_connection_string)
+    try:
+        service.create_container(OUT_CONTAINER)
+    except Exception:  # noqa: BLE001 - there already
+        pass
+    return service.get_container_client(OUT_CONTAINER)
+
+
+def register_out_store(client: Any, blob_url: str, name: str = "rayout") -> str:
+    """Data store ``name`` on Azurite's :data:`OUT_CONTAINER` (account key): a remote output store."""
+    from batchpoint import Datastore
+
+    client.datastores.create_or_update(Datastore(
+        name=name, type="azure_blob", account_name=AZURITE_ACCOUNT_NAME, container_name=OUT_CONTAINER,
+        blob_endpoint_url=blob_url, allow_private_network=True, credentials={"account_key": AZURITE_ACCOUNT_KEY}))
+    return name
+
+
+def blobs_under(container: Any, prefix: str) -> list[str]:
+    return [b.name for b in container.list_blobs(name_starts_with=prefix)]
 
 
 def _address() -> str:

@@ -4,13 +4,14 @@
 * the heart model's job on Ray gives the same predictions as on the local pool;
 * the worker node killed mid-job (its processes SIGKILLed by PID) → the job still completes, every
   input row exactly once, the same predictions as a clean run, the lost mini-batches retried as
-  platform failures (not charged); the node is started again for later tests;
+  platform failures (not charged); the node is started again for later tests. Its output goes to
+  Azurite: the actors write their parts to the job's staging area there themselves (none is in the
+  server's job folder) and the staging area is gone once the job is Completed;
 * ``job cancel`` → Canceled within 5 s, and no worker actor left (Ray's state API).
 """
 
 from __future__ import annotations
 
-import pickle
 import shutil
 import time
 from collections import Counter
@@ -24,7 +25,8 @@ from conftest import HEART_ROWS, HEART_UNLABELED, wait_job
 from batchpoint import AmlCompute, BatchDeployment, BatchEndpoint, CodeConfiguration, Input, Model
 from foundation.conftest import expected_rows, predictions_of, wait_until, write_script
 from ray_cluster.conftest import (
-    alive_actors, kill_worker_node, restart_worker_node, running_batches, worker_node_id,
+    alive_actors, blobs_under, kill_worker_node, register_out_store, restart_worker_node, running_batches,
+    worker_node_id,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -58,18 +60,6 @@ def run(mini_batch):
         time.sleep(float(os.environ.get("RUN_S", "0")))
     return rows
 """
-
-
-@pytest.fixture(scope="module")
-def heart_pickle_dir(heart_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's heart classifier as a plain pickle (a custom model: it names no environment of
-    its own, so its jobs run in the server's, wherever they run)."""
-    import mlflow.sklearn
-
-    folder = tmp_path_factory.mktemp("heart-pickle")
-    with open(folder / "model.pkl", "wb") as f:
-        pickle.dump(mlflow.sklearn.load_model(str(heart_model_dir)), f)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +97,9 @@ def heart_endpoint(ml_client: Any, heart_pickle_dir: Path, ray_compute: str,
     return "ray-heart"
 
 
-def _invoke(ml_client: Any, deployment: str, folder: Path, run_s: float = 0) -> str:
+def _invoke(ml_client: Any, deployment: str, folder: Path, run_s: float = 0, output_path: str | None = None) -> str:
     return ml_client.batch_endpoints.invoke(endpoint_name="ray-heart", deployment_name=deployment,
-                                            input=Input(type="uri_folder", path=str(folder)),
+                                            input=Input(type="uri_folder", path=str(folder)), output_path=output_path,
                                             environment_variables={"RUN_S": str(run_s)}).name
 
 
@@ -130,16 +120,20 @@ def test_heart_job_on_ray_equals_the_local_pool(ml_client: Any, heart_model_dir:
 
 
 def test_worker_node_killed_mid_job(ml_client: Any, server: Any, heart_endpoint: str, many_files: Path,
-                                    ray_driver: str, tmp_path: Path) -> None:
+                                    ray_driver: str, azurite_blob_url: str, out_container: Any, tmp_path: Path) -> None:
+    store = register_out_store(ml_client, azurite_blob_url)
     clean = _invoke(ml_client, "local", many_files)
-    job = SimpleNamespace(name=_invoke(ml_client, "ray", many_files, run_s=0.7))
+    job = SimpleNamespace(name=_invoke(ml_client, "ray", many_files, run_s=0.7,
+                                       output_path=f"azureml://datastores/{store}/paths/node-kill"))
     node = worker_node_id()
+    staging = f"azureml/{job.name}/parts/"
 
     def busy_on_worker_node() -> bool:
         done = ml_client.jobs.get(job.name).progress.mini_batches_completed
         return done >= 2 and running_batches(node) > 0
 
     wait_until(busy_on_worker_node, 90, "two mini-batches done and one running on the worker node")
+    assert len(blobs_under(out_container, staging)) >= 2  # the finished parts, written by the actors to Azurite
     try:
         killed = kill_worker_node()
         assert len(killed) > 2  # ray start, its raylet, the node's actors and agents
@@ -154,6 +148,9 @@ def test_worker_node_killed_mid_job(ml_client: Any, server: Any, heart_endpoint:
     assert set(Counter((f, r) for r, _, f in got).values()) == {1}  # every input row exactly once
     assert wait_job(ml_client, clean, timeout=120).status == "Completed"
     assert got == _rows(ml_client, clean, tmp_path / "clean")  # the same predictions as a clean run
+    assert list(server.home.glob(f"**/{job.name}/parts/*.csv")) == []  # no part came through the server
+    assert blobs_under(out_container, staging) == []  # the staging area is gone once Completed
+    assert blobs_under(out_container, "node-kill/") == [f"node-kill/{final.outputs['score'].file_name}"]
     logs = "".join(f.read_text() for f in sorted(server.home.glob(f"**/{job.name}/logs/worker-*.log")))
     assert "platform failure, retried" in logs and "the Ray actor of worker slot" in logs, logs[-3000:]
 

@@ -103,3 +103,8 @@ class EngineJob:
     #: the interpreter of the deployment's own environment (``batchpoint.environments``); None: the
     #: server's (the forkserver's fast path)
     python_exe: str | None = None
+    #: where the workers write their parts themselves when the job's output store is remote and the
+    #: engine's nodes share no disk with the server (the Ray engine): ``source`` (the key of the
+    #: output store's delegated, writable spec among the sources) and ``prefix`` (``<prefix>/<key>.csv``
+    #: on it, ``jobs/assembly.py``); None: parts go to ``parts_dir``
+    parts_store: dict[str, str] | None = None

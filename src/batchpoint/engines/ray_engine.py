@@ -7,8 +7,12 @@ worker's own code (:func:`batchpoint.worker.loop._score`), reading its files fro
 with the job's delegated storage specs (:class:`batchpoint.identity.delegation.WorkerCredentials`:
 the same ones, renewed the same way, as the local pool's workers get). The server only plans,
 dispatches and records: no input data passes through it. Nodes need no shared filesystem: the
-model and code folders go to the actors once per job as one archive in Ray's object store, and each
-part comes back with its reply and is written to the job folder here (``docs/ray.md``).
+model and code folders go to the actors once per job as one archive in Ray's object store. When
+the job's output data store is remote (``EngineJob.parts_store``: Azure Blob, ADLS Gen2, S3) each
+actor writes its parts there itself, with the job's delegated, writable credential for that store,
+and its reply names only the part's path: no result data passes through the server either. With a
+local output store (a folder on the server's disk, which a node cannot reach) each part comes back
+with its reply and is written to the job folder here (``docs/ray.md``).
 
 Failures follow :class:`batchpoint.engines.policy.FailurePolicy`, like the local pool:
 
@@ -131,6 +135,8 @@ class _Actor:
 
 class RayEngine(Engine):
     name = "ray"
+    #: its nodes write a job's parts to a remote output store themselves (jobs/runner.py)
+    writes_parts_to_storage = True
 
     def __init__(self, address: str = "", auth_token: str | None = None, num_cpus: float = DEFAULT_NUM_CPUS) -> None:
         self.address, self.auth_token, self.num_cpus = address, auth_token, num_cpus
@@ -184,6 +190,8 @@ class _Run:
             name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
             logs_dir=job.logs_dir, write_rows=job.write_rows, logging_level=job.logging_level,
             environment=job.environment)
+        if job.parts_store is not None:
+            config["parts_store"] = dict(job.parts_store)
         handle = self.remote.remote()
         return _Actor(slot, handle, handle.init.remote(config, self.archive, self.job.python_exe),
                       sources_version=version)
@@ -282,11 +290,25 @@ class _Run:
                 return
             rows = reply["rows"]
             if reply["error"] is None and self.job.write_rows:
-                error = self._store_part(batch.key, reply.get("part") or b"")
+                error = (self._stored_remotely(batch.key, reply.get("stored")) if self.job.parts_store is not None
+                         else self._store_part(batch.key, reply.get("part") or b""))
                 if error is not None:
                     self._finish(batch, 0, error, seconds, a.slot)
                     return
             self._finish(batch, rows, reply["error"], seconds, a.slot)
+
+    def _stored_remotely(self, key: str, stored: str | None) -> dict[str, Any] | None:
+        """The actor wrote the part to the output store: a part of that key left in the job folder
+        (an earlier run of the job on the local pool) goes, since assembly prefers the job folder's."""
+        if not stored:
+            return {"type": "ProtocolError", "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
+                    "message": f"the Ray actor's reply for mini-batch {key} names no part on the output store; "
+                               "install the same Batchpoint version on the server and every Ray node"}
+        try:
+            (Path(self.job.parts_dir) / f"{key}.csv").unlink(missing_ok=True)
+        except OSError:
+            pass
+        return None
 
     def _store_part(self, key: str, data: bytes) -> dict[str, Any] | None:
         """Write a returned part to ``parts/<key>.csv`` (temporary name, fsync, rename), as a local

@@ -10,6 +10,10 @@ holds, the script can read; it gets access to the files it scores, for a while, 
 | anonymous, local folder, https | unchanged (nothing secret) |
 | S3 keys or profile | unchanged (not delegated yet: STS session credentials would be the way) |
 
+A source named in ``writable`` (the output data store of a job whose Ray actors write their parts
+there themselves, ``engines/ray_engine.py``) gets a SAS to create and write blobs — no read, list
+or delete — instead of read + list; the other kinds are handed over as above.
+
 :class:`WorkerCredentials` re-mints when less than a third of a credential's life is left; the
 engine hands the new set to each worker with its next mini-batch.
 """
@@ -60,8 +64,9 @@ class WorkerCredentials:
     """The sources of a job as its workers should see them; :meth:`current` is (version, sources)."""
 
     def __init__(self, sources: dict[str, StorageSpec], ttl_s: float = 3600.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, writable: frozenset[str] = frozenset()) -> None:
         self.sources, self.ttl_s, self.clock = sources, float(ttl_s), clock
+        self.writable = writable
         self._lock = threading.Lock()
         self._version = 0
         self._current: dict[str, StorageSpec] = {}
@@ -72,18 +77,19 @@ class WorkerCredentials:
             now = self.clock()
             if self._version == 0 or now >= self._renew_at:
                 expiries: list[float] = []
-                self._current = {key: self._delegate(spec, now, expiries) for key, spec in self.sources.items()}
+                self._current = {key: self._delegate(spec, now, expiries, key in self.writable)
+                                 for key, spec in self.sources.items()}
                 soonest = min(expiries, default=now + 10 * 365 * 86400)
                 self._renew_at = now + (soonest - now) * 2 / 3
                 self._version += 1
             return self._version, dict(self._current)
 
-    def _delegate(self, spec: StorageSpec, now: float, expiries: list[float]) -> StorageSpec:
+    def _delegate(self, spec: StorageSpec, now: float, expiries: list[float], write: bool = False) -> StorageSpec:
         kind = _minted(spec)
         if kind == "sas":
             expires = now + self.ttl_s
             expiries.append(expires)
-            return _container_sas(spec, expires)
+            return _container_sas(spec, expires, write)
         if kind == "access_token":
             token = _access_token(spec)
             expiries.append(min(float(token.expires_on), now + self.ttl_s))
@@ -92,7 +98,7 @@ class WorkerCredentials:
         return spec
 
 
-def _container_sas(spec: StorageSpec, expires: float) -> StorageSpec:
+def _container_sas(spec: StorageSpec, expires: float, write: bool = False) -> StorageSpec:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas  # the optional azure extra
 
     cred, config = spec.credential or {}, dict(spec.config)
@@ -109,7 +115,7 @@ def _container_sas(spec: StorageSpec, expires: float) -> StorageSpec:
     container = config.get("container_name") or config.get("filesystem")
     sas = generate_container_sas(
         str(account), str(container), account_key=str(key),
-        permission=ContainerSasPermissions(read=True, list=True),
+        permission=ContainerSasPermissions(create=True, write=True) if write else ContainerSasPermissions(read=True, list=True),
         start=datetime.now(UTC) - timedelta(minutes=5),  # clock skew between server and storage
         expiry=datetime.fromtimestamp(expires, UTC),
     )

@@ -10,6 +10,18 @@ into pieces, a mini-batch rescored after the server died before recording it —
 assembled. Order: by mini-batch index, then part key (pieces in file order), so two runs of one
 job over the same files write the same file.
 
+Where the parts are: in the job folder (``parts/<key>.csv``) when the server's workers wrote them
+(the local pool), or when the output data store is local; on the **output data store** under
+:func:`staging_prefix` (``azureml/<job>/parts/<key>.csv``, Batchpoint's own area of that store,
+never inside the output folder that ``job download`` lists) when a job's output store is remote
+(Azure Blob, ADLS Gen2, S3) and the engine's nodes wrote them there themselves (the Ray engine:
+its nodes share no disk with the server). The location follows from the job (its output data
+store and its name), so a resumed job, its partial output and a rerun that merges it find them:
+for each part the done log names, the job folder's file when there is one, else the store's. The
+store's parts are read one after another as streams, never held whole. After a job is Completed
+with nothing failed, :func:`drop_staged_parts` removes its staging prefix; a Failed or Canceled
+job, or one with failed files (which a ``rerun --failed-only`` merges), keeps it.
+
 A rerun of the failed files (``jobs/rerun.py``) merges: its output is the first job's assembled
 parts, then its own (:func:`output_parts` follows ``settings.rerun.merge_with`` back to the first
 job). A canceled job's finished parts are assembled too and labelled partial
@@ -20,12 +32,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from batchpoint.exceptions import BatchpointError, PlatformError
+from batchpoint.exceptions import BatchpointError, PlatformError, StorageNotFoundError
 from batchpoint.jobs.folder import JobFolder, JsonLines
 from batchpoint.jobs.states import JobStatus
+from batchpoint.storage.base import StorageBackend, StorageSpec
 from batchpoint.store.tables import JobRow
 from batchpoint.workspace import WorkspaceService
 
@@ -33,11 +47,73 @@ log = logging.getLogger(__name__)
 
 #: the marker written beside a canceled job's output
 PARTIAL_MARKER = "_PARTIAL.json"
+#: the output data stores whose parts an engine's nodes may write themselves (reachable from them)
+REMOTE_KINDS = ("azure_blob", "azure_data_lake_gen2", "s3")
+#: the key of the output store among the storage specs handed to workers that write parts there
+PARTS_SOURCE = "batchpoint:parts"
 
 
-def finished_parts(folder: JobFolder) -> list[Path]:
-    """The part files of the job's finished mini-batches, as its done log names them, in order."""
+def staging_prefix(name: str) -> str:
+    """Where job ``name``'s parts are on its output data store when its nodes write them there."""
+    return f"azureml/{name}/parts"
+
+
+@dataclass(frozen=True)
+class StagedParts:
+    """A job's staging area on its (remote) output data store: ``<prefix>/<key>.csv``."""
+
+    datastore: str
+    spec: StorageSpec
+    prefix: str
+
+    def describe(self) -> str:
+        return f"azureml://datastores/{self.datastore}/paths/{self.prefix}"
+
+
+def staged_parts(ws: WorkspaceService, job: JobRow) -> StagedParts | None:
+    """The staging area of ``job`` on its output data store, when that store is a remote kind
+    (nodes reach it); None for a local store or a job without a predictions output."""
+    from batchpoint.jobs.output import output_location  # output imports this module
+
+    output = (job.outputs or {}).get("score")
+    if not output or (job.settings or {}).get("output_action", "append_row") != "append_row":
+        return None
+    datastore, _ = output_location(output)
+    spec = ws.datastore_spec(datastore)
+    return StagedParts(datastore, spec, staging_prefix(job.name)) if spec.kind in REMOTE_KINDS else None
+
+
+@dataclass(frozen=True)
+class RemotePart:
+    """A finished part on the output data store; :meth:`open` streams it."""
+
+    backend: StorageBackend
+    path: str
+    index: int
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def open(self, mode: str = "rb") -> IO[bytes]:
+        try:
+            return self.backend.open_read(self.path)
+        except StorageNotFoundError as exc:
+            raise PlatformError(f"the part {self} of finished mini-batch {self.index} is missing from the job's "
+                                "staging area (removed by hand?); invoke the job again",
+                                details={"part": str(self)}) from exc
+
+    def __str__(self) -> str:
+        return self.backend.url_for(self.path)
+
+
+def finished_parts(folder: JobFolder, staged: StagedParts | None = None) -> list[Path | RemotePart]:
+    """The parts of the job's finished mini-batches, as its done log names them, in order: the job
+    folder's file of each key, or (``staged``, when it has none) the output store's."""
+    from batchpoint.storage.registry import open_backend
+
     parts_dir = Path(folder.parts_dir)
+    backend = open_backend(staged.spec) if staged is not None else None
     named: dict[int, list[str] | None] = {}
     for entry in JsonLines(folder.backend, folder.DONE).entries():
         named[int(entry["index"])] = entry.get("parts")  # the last record of an index wins
@@ -49,6 +125,9 @@ def finished_parts(folder: JobFolder) -> list[Path]:
             continue
         for key in sorted(keys):
             part = parts_dir / f"{key}.csv"
+            if backend is not None and staged is not None and not part.is_file():
+                found.append(RemotePart(backend, f"{staged.prefix}/{key}.csv", index))
+                continue
             if not part.is_file():
                 raise PlatformError(f"the part {part} of finished mini-batch {index} is missing from the job folder "
                                     "(removed by hand?); invoke the job again", details={"part": str(part)})
@@ -68,9 +147,25 @@ def merge_chain(ws: WorkspaceService, job: JobRow) -> list[JobRow]:
     return chain[::-1]
 
 
-def output_parts(ws: WorkspaceService, job: JobRow) -> list[Path]:
+def output_parts(ws: WorkspaceService, job: JobRow) -> list[Path | RemotePart]:
     return [part for row in merge_chain(ws, job)
-            for part in finished_parts(JobFolder.local(ws.settings.jobs_dir, row.name))]
+            for part in finished_parts(JobFolder.local(ws.settings.jobs_dir, row.name), staged_parts(ws, row))]
+
+
+def drop_staged_parts(ws: WorkspaceService, name: str) -> None:
+    """Remove a Completed job's staging area on its output store once its output is written, when
+    nothing failed (a job with failed files keeps it: ``rerun --failed-only`` merges its parts).
+    Never raises: a staging area left behind costs storage, not correctness."""
+    job = ws.store.get_job(name)
+    staged = staged_parts(ws, job)
+    if staged is None or job.files_failed or job.mini_batches_failed:
+        return
+    from batchpoint.storage.registry import open_backend
+
+    try:
+        open_backend(staged.spec).delete(staged.prefix)
+    except (BatchpointError, OSError) as exc:
+        log.warning("job %s: could not remove its staged parts %s: %s", name, staged.describe(), exc)
 
 
 def write_partial_output(ws: WorkspaceService, name: str) -> bool:

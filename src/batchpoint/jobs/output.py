@@ -11,7 +11,8 @@ Where (checked at invoke, before the job exists — :func:`check_output_location
 
 Writing (:func:`write_output`): the mini-batch parts of an ``append_row`` job that its done log
 names (``jobs/assembly.py``: exactly once, whatever was retried), in mini-batch order, streamed
-into one file on the output data store (deterministic order, flat memory)."""
+into one file on the output data store (deterministic order, flat memory) — each part from the job
+folder, or from the job's staging area on the output store where the engine's nodes wrote it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from batchpoint.auth import permissions as P
 from batchpoint.auth.scopes import RoleAssignment, authorize, missing_permission_error
-from batchpoint.jobs.assembly import output_parts
+from batchpoint.jobs.assembly import output_parts, staged_parts
 from batchpoint.exceptions import BatchpointError, ConflictError, InputError, PlatformError, StorageError
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
@@ -109,13 +110,15 @@ def write_output(ws: WorkspaceService, job: JobRow, parts_dir: Path) -> None:
     try:
         with backend.open_write(target) as out:
             for part in parts:
-                with open(part, "rb") as src:
+                with part.open("rb") as src:
                     while chunk := src.read(1 << 20):
                         out.write(chunk)
     except (OSError, StorageError) as exc:
         cause = f"[Errno {exc.errno}] {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
         where = f"{output['path'].rstrip('/')}/{output['file_name']}"
+        staged = staged_parts(ws, job)
+        kept = f"{parts_dir} and {staged.describe()}" if staged is not None else str(parts_dir)
         raise PlatformError(f"could not write the job's output {where} (data store '{datastore}', "
-                            f"{backend.spec.describe()}): {cause}; the scored parts are kept in {parts_dir}. Free "
+                            f"{backend.spec.describe()}): {cause}; the scored parts are kept in {kept}. Free "
                             "space there (or make it writable), or invoke again with another output location "
                             "(--output-path)", details={"location": where}) from exc

@@ -20,7 +20,7 @@ from batchpoint.exceptions import BatchpointError, UserCodeError
 from batchpoint.identity.delegation import WorkerCredentials
 from batchpoint.jobs import bi_output
 from batchpoint.jobs.errors_file import partial_errors_file, write_errors_file
-from batchpoint.jobs.assembly import write_partial_output
+from batchpoint.jobs.assembly import PARTS_SOURCE, drop_staged_parts, staged_parts, write_partial_output
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.lifecycle import fail, phase, transition
 from batchpoint.jobs.listing import Lister
@@ -69,7 +69,13 @@ class JobRunner:
         folder = self.folder(job.name)
         done, manifest = folder.done_log(), folder.manifest()
         sources, files = self._inputs(job)
-        delegated = WorkerCredentials(sources, self.ws.settings.jobs.worker_credential_ttl_s)
+        engine = self.engine(job)
+        # an engine whose nodes share no disk with the server writes the parts to a remote output store itself
+        staged = staged_parts(self.ws, job) if getattr(engine, "writes_parts_to_storage", False) else None
+        if staged is not None:
+            sources = {**sources, PARTS_SOURCE: staged.spec}
+        delegated = WorkerCredentials(sources, self.ws.settings.jobs.worker_credential_ttl_s,
+                                      writable=frozenset({PARTS_SOURCE}))
         policy = RetryPolicy(settings["retry_settings"]["max_retries"], settings["retry_settings"]["timeout"],
                              settings["error_threshold"])
         python_exe = self._environment(job, folder)  # Preparing: "building environment" (docs/environments.md)
@@ -80,6 +86,7 @@ class JobRunner:
             environment={**(settings.get("environment_variables") or {}),
                          **bi_output.environment(self.ws.settings.jobs_dir, job.name)},
             python_exe=python_exe,
+            parts_store={"source": PARTS_SOURCE, "prefix": staged.prefix} if staged is not None else None,
         )
         progress = Progress(self.store, job.name, policy, stop, done, manifest)
         lister = Lister(self.store, job.name, files, settings["mini_batch_size"], manifest,
@@ -88,8 +95,8 @@ class JobRunner:
         lister.start()
         batches = (b for b in lister.batches() if b.index not in done.indexes)
         try:
-            self.engine(job).run(engine_job, batches, observed(job.name, progress.on_outcome), stop,
-                                 credentials=delegated.current)
+            engine.run(engine_job, batches, observed(job.name, progress.on_outcome), stop,
+                       credentials=delegated.current)
         finally:
             lister.close()
             progress.close()  # the outcomes' counters not written yet
@@ -105,6 +112,7 @@ class JobRunner:
         if engine_job.write_rows:
             write_output(self.ws, job, Path(engine_job.parts_dir))
         write_errors_file(self.ws, job)
+        drop_staged_parts(self.ws, job.name)  # the output holds them now (kept when a file failed)
         transition(self.store, job.name, JobStatus.COMPLETED, progress.summary())
 
     def _environment(self, job: JobRow, folder: JobFolder) -> str | None:

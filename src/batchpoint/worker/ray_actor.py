@@ -12,8 +12,12 @@ What differs is only *where* things are, since a node shares no filesystem with 
 
 * the model and the code (the scorer's ``*_dir`` folders) arrive as one archive (a Ray object, put
   once per job) and are unpacked in the actor's own temporary folder;
-* the part is written in that folder too and sent back with the reply (CSV bytes, through Ray's
-  object store); the engine stores it in the job folder, as a local worker would have;
+* the part is written in that folder too; then, when the job's output data store is remote (the
+  job config's ``parts_store``: the key of the output store's delegated, writable spec among the
+  sources, and a prefix on it), the actor writes it there itself (``<prefix>/<key>.csv``, one put
+  that is durable when it returns) and the reply names only where it is; otherwise (a local output
+  store, which a node cannot reach) it is sent back with the reply (CSV bytes, through Ray's object
+  store) and the engine stores it in the job folder, as a local worker would have;
 * the worker's log is kept in that folder; each reply carries what was added to it since the last
   one, and the engine appends it to ``logs/worker-<n>.log`` in the job folder.
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -37,6 +42,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from batchpoint.storage.registry import open_backend
 from batchpoint.worker import loop, protocol
 from batchpoint.worker.errors import error_info
 from batchpoint.worker.files import Fetcher
@@ -70,6 +76,14 @@ def pack_folders(scorer: dict[str, Any]) -> dict[str, Any]:
     return {"tar": buffer.getvalue(), "layout": {k: list(v) for k, v in layout.items()}}
 
 
+def _scrub(text: str, spec: dict[str, Any]) -> str:
+    """``text`` without the credential of ``spec`` (nor any SAS signature)."""
+    for value in (spec.get("credential") or {}).values():
+        if isinstance(value, str) and len(value) >= 8:
+            text = text.replace(value, "***")
+    return re.sub(r"(sig=)[^&\s'\"]+", r"\1***", text)
+
+
 class RayWorker:
     """One worker of one job (see the module docstring). Not thread-safe: one call at a time."""
 
@@ -83,6 +97,8 @@ class RayWorker:
         self.log_sent = 0
         self.child: subprocess.Popen | None = None  # the worker process of a deployment's environment
         self.conn: Connection | None = None
+        self.sources: dict[str, Any] = {}  # the storage spec dicts, as last renewed
+        self.parts_backend: tuple[Any, Any] | None = None  # (spec dict, backend) of the parts store
 
     def where(self) -> dict[str, Any]:
         """The actor's process and node (for the engine's notes and for tests)."""
@@ -99,6 +115,7 @@ class RayWorker:
         self.log = loop._redirect_output(self.log_path, job["logging_level"])
         loop._redact_logs(job["sources"])
         os.environ.update(job["environment"])
+        self.sources = job["sources"]
         if python_exe and not os.access(python_exe, os.X_OK):
             return {"type": "unavailable", "log": self._new_log(), "message":
                     f"the deployment's environment {python_exe} is not on Ray node {self.where()['host']}: build "
@@ -157,19 +174,50 @@ class RayWorker:
 
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
         """Score one mini-batch (the protocol's ``batch`` message): ``done`` plus ``part`` (the
-        part's CSV bytes, or None) and ``log`` (the worker's log since the last reply)."""
+        part's CSV bytes, or None), ``stored`` (the part's path on the output store, when this
+        actor wrote it there, or None) and ``log`` (the worker's log since the last reply)."""
+        if message.get("sources") is not None:
+            self.sources = message["sources"]
         if self.child is not None:
             self.conn.send_bytes(protocol.encode(message))
             reply = self._child_reply()
         else:
             assert self.fetcher is not None, "init() first"
             reply = loop._score(message, self.scorer, self.fetcher, self.job, self.log)
-        part = None
+        part = stored = None
         path = Path(self.job["parts_dir"]) / f"{message['key']}.csv"
-        if reply["error"] is None and self.job["write_rows"]:
-            part = path.read_bytes()
-        path.unlink(missing_ok=True)
-        return {**reply, "part": part, "log": self._new_log()}
+        try:
+            if reply["error"] is None and self.job["write_rows"]:
+                if self.job.get("parts_store"):
+                    stored, error = self._put_part(path, message["key"], self.job["parts_store"])
+                    if error is not None:
+                        reply = {**reply, "rows": 0, "error": error}
+                else:
+                    part = path.read_bytes()
+        finally:
+            path.unlink(missing_ok=True)
+        return {**reply, "part": part, "stored": stored, "log": self._new_log()}
+
+    def _put_part(self, path: Path, key: str, store: dict[str, str]) -> tuple[str | None, dict[str, Any] | None]:
+        """Write the part to ``<prefix>/<key>.csv`` on the output store: (its path, None), or
+        (None, a platform error: the mini-batch is tried again) — with no credential in it."""
+        target = f"{store['prefix']}/{key}.csv"
+        spec = self.sources[store["source"]]
+        try:
+            if self.parts_backend is None or self.parts_backend[0] is not spec:
+                self.parts_backend = (spec, open_backend(protocol.spec_from_dict(spec)))
+            backend = self.parts_backend[1]
+            backend.put_file(str(path), target)  # one upload, committed when it returns
+            self.log.info("mini-batch %s: part written to %s", key, backend.url_for(target))
+            return target, None
+        except Exception as exc:  # noqa: BLE001 - any fault writing the part is the platform's
+            cause = _scrub(f"{type(exc).__name__}: {exc}", spec)
+            self.log.warning("mini-batch %s: could not write its part to the output store: %s", key, cause)
+            where = protocol.spec_from_dict(spec).describe()
+            return None, {"type": type(exc).__name__, "where": None, "traceback": "", "kind": "platform",
+                          "message": f"could not write the rows of mini-batch {key} to {target} on the output "
+                                     f"data store ({where}) from Ray node {socket.gethostname()}: {cause[:500]}; "
+                                     "every node must reach the output data store"}
 
     def _new_log(self) -> str:
         for handler in logging.getLogger().handlers:
