@@ -112,7 +112,8 @@ class JobRunner:
         if engine_job.write_rows:
             write_output(self.ws, job, Path(engine_job.parts_dir))
         write_errors_file(self.ws, job)
-        drop_staged_parts(self.ws, job.name)  # the output holds them now (kept when a file failed)
+        if staged is not None:
+            drop_staged_parts(self.ws, job.name)  # the output holds them now (kept when a file failed)
         transition(self.store, job.name, JobStatus.COMPLETED, progress.summary())
 
     def _environment(self, job: JobRow, folder: JobFolder) -> str | None:
