@@ -4,8 +4,9 @@ A mini-batch whose whole attempt timed out *after* its worker published ``parts/
 is split into one-file pieces; the pieces write ``-0001``, ``-0002``, ... The stale whole part
 holds the same rows as the pieces: assembling every part on disk (as the output writer did) would
 write those rows twice. The done record names the parts of the attempt that finished, and the
-output is assembled from those only. Also: a part is flushed to disk before it is published, and
-a job's resume records reach the disk (fsync) before they count."""
+output is assembled from those only. Also: a part is synced to disk (by the server, for a group
+of parts at once) before the resume record naming it is written, and a job's resume records reach
+the disk (fsync) before they count."""
 
 from __future__ import annotations
 
@@ -85,12 +86,62 @@ def test_a_part_the_done_log_names_but_is_gone_fails_naming_it(tmp_path: Path) -
         finished_parts(folder)
 
 
-def test_parts_and_resume_records_are_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _running(store: SqlMetadataStore, name: str) -> None:
+    lifecycle.create(store, name, endpoint_name="ep", inputs={}, outputs={}, settings={}, plan={})
+    assert lifecycle.transition(store, name, lifecycle.JobStatus.PREPARING)
+    assert lifecycle.transition(store, name, lifecycle.JobStatus.RUNNING, "scoring")
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "no-syncfs"])
+def test_parts_are_synced_to_disk_before_the_done_records_that_name_them(
+        store: SqlMetadataStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool) -> None:
+    """Group commit: the worker writes its part without an fsync; the server syncs the group's
+    parts (one syncfs, or each part where there is none), then writes and syncs their done records,
+    then shows them. Nothing is recorded as done before its part is durable."""
+    import batchpoint.jobs.folder as folder_mod
+
+    order: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (order.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}"),
+                                                 real_fsync(fd))[1])
+    if syncfs:
+        monkeypatch.setattr(folder_mod, "_sync_filesystem", lambda path: order.append("syncfs") or True)
+    else:
+        monkeypatch.setattr(folder_mod, "_syncfs", False)
+    folder = JobFolder.local(tmp_path / "jobs", "j")
+    _running(store, "j")
+    parts = Path(folder.parts_dir)
+    write_part(parts, "00000000-0000", ["x"])
+    assert not order  # the worker's write: no fsync of its own
+    done = folder.done_log()
+    real_append = done.lines.append
+    monkeypatch.setattr(done.lines, "append", lambda *e, **k: (order.append(f"done {len(e)}"), real_append(*e, **k))[1])
+    progress = Progress(store, "j", RetryPolicy(), threading.Event(), done, parts_dir=folder.parts_dir)
+    try:
+        progress.on_outcome(MiniBatchOutcome(MiniBatch(0, (FileRef("in", "a.csv"),)), rows=1))
+        # the first: its one part fsynced by itself, then the folder, then its record
+        assert order[:3] == [f"fsync {parts}/00000000-0000.csv", f"fsync {parts}", "done 1"], order
+        del order[:]
+        for i in range(1, 11):
+            write_part(parts, f"{i:08d}-0000", ["x"])
+            progress.on_outcome(MiniBatchOutcome(MiniBatch(i, (FileRef("in", f"{i}.csv"),)), rows=1))
+    finally:
+        progress.close()
+    first_done = next(i for i, step in enumerate(order) if step.startswith("done"))
+    synced_before = order[:first_done]
+    if syncfs:
+        assert "syncfs" in synced_before, order
+    else:
+        named = {step.rsplit("/", 1)[-1] for step in synced_before}
+        assert {f"{i:08d}-0000.csv" for i in range(1, 11)} <= named, order
+    assert sum(int(step.split()[1]) for step in order if step.startswith("done")) == 10
+    assert sorted(e["index"] for e in done.lines.entries()) == list(range(11))
+    assert store.get_job("j").mini_batches_completed == 11
+
+
+def test_a_resume_record_is_fsynced_when_written_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     real = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
-    write_part(tmp_path / "parts", "00000000-0000", ["x"])
-    assert len(synced) >= 2  # the part's data, then the folder holding its new name
-    before = len(synced)
     JobFolder.local(tmp_path / "jobs", "j").done_log().add(0, rows=1, parts=["00000000-0000"])
-    assert len(synced) == before + 1
+    assert len(synced) == 1

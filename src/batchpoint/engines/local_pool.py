@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from batchpoint.engines.policy import (
     FailureKind, FailurePolicy, WorkerInitError, exit_text,
 )
 from batchpoint.worker import protocol
+from batchpoint.worker.files import scratch_root
 
 __all__ = ["LocalPoolEngine", "WorkerInitError", "warm_up"]
 
@@ -237,3 +239,5 @@ class _Run:
                 w.proc.kill()
                 w.proc.join(timeout=5)
             w.conn.close()
+        # what the workers downloaded, also a killed worker's (its own clean-up never ran)
+        shutil.rmtree(scratch_root(self.job.parts_dir), ignore_errors=True)

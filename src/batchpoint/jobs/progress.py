@@ -7,19 +7,24 @@ the job instead) is recorded but not charged. The job's ``error`` names the firs
 with a code by kind: ``UserError`` (the scoring code raised), ``InputError`` (the file could not be
 read or was gone), ``TimeoutError`` (``retry_settings.timeout`` passed).
 
-What each outcome writes, in this order: its failures (one row per failed file, only for
-failures), its resume record in ``done.jsonl`` (durable before anything shows the mini-batch as
-finished), then its counters and progress event in the metadata store. The last step is grouped:
-outcomes wait up to :data:`FLUSH_INTERVAL_S` and are written together in one transaction (still
-one progress event per outcome, each with the counters right after it), so a job of many small
-mini-batches costs one database write per quarter second instead of one per mini-batch. The first
-success and every failure are written at once; :meth:`Progress.close` writes what is left before
-the job moves on (``Finalizing``, or the threshold's ``Failed``)."""
+What each outcome leads to, in this order: its failures (one row per failed file, only for
+failures, written at once); then, grouped (a group commit): the parts of the group synced to disk
+(the workers write them without an fsync), the manifest synced, the group's resume records
+appended to ``done.jsonl`` and synced, and their counters and progress events written to the
+metadata store in one transaction (still one progress event per outcome, each with the counters
+right after it). So a mini-batch is recorded as finished only once its part is durable, and shown
+as finished only once its record is. Groups are written by a thread of their own every
+:data:`FLUSH_INTERVAL_S` (at once after a failure), so the engine never waits on the disk or the
+database; the first success is written at once, on the engine's thread (one part to sync).
+:meth:`Progress.close` writes what is left before the job moves on (``Finalizing``, or the
+threshold's ``Failed``). A server killed before a group was written scores that group's
+mini-batches again when the job resumes: they were never shown as finished."""
 
 from __future__ import annotations
 
 import threading
-import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from batchpoint._internal.clock import utcnow
@@ -27,7 +32,7 @@ from batchpoint.engines.planning import MiniBatch, MiniBatchOutcome, RetryPolicy
 from batchpoint.engines.policy import FailureKind
 from batchpoint.exceptions import PlatformError
 from batchpoint.exceptions import StorageError
-from batchpoint.jobs.folder import DoneLog, Manifest
+from batchpoint.jobs.folder import DoneLog, Manifest, sync_parts
 from batchpoint.jobs.lifecycle import record_progress_each
 from batchpoint.store.sql import SqlMetadataStore
 
@@ -38,11 +43,23 @@ ERROR_CODES = {FailureKind.USER: "UserError", FailureKind.INPUT: "InputError", F
 FLUSH_INTERVAL_S = 0.25
 
 
+@dataclass
+class _Pending:
+    """One outcome not fully written yet: its counters, and the done-log entry of the mini-batch
+    it finished (None while pieces of a split one are outstanding, or for nothing finished)."""
+
+    deltas: dict[str, int]
+    done: dict[str, Any] | None = None
+    part: str | None = None  # the part it wrote (synced before its done entry is written)
+    logged: bool = False  # its done entry is on disk; only the counters are left to write
+
+
 class Progress:
     def __init__(self, store: SqlMetadataStore, name: str, policy: RetryPolicy, stop: threading.Event, done: DoneLog,
-                 manifest: Manifest | None = None) -> None:
+                 manifest: Manifest | None = None, parts_dir: str | None = None) -> None:
         self.store, self.name, self.policy, self.stop, self.done = store, name, policy, stop, done
         self.manifest = manifest  # its lines are synced before the done log's (a record never outlives its batch)
+        self.parts_dir = parts_dir  # the workers' parts, synced here before the done entries naming them
         self.files_failed = done.totals["files_failed"]
         self.first_batch_seen = bool(done.indexes)
         self.split: dict[int, list[Any]] = {}  # index -> [pieces left, pieces failed, summed counts]
@@ -56,71 +73,105 @@ class Progress:
             self.failed_names = [f.file.rsplit("/", 1)[-1] for f in store.list_failures(name, limit=5, charged_only=True)
                                  if f.file]
         store.update_job(name, **done.totals)
-        self._pending: list[dict[str, int]] = []  # counters of outcomes not written yet
-        self._lock = threading.Lock()  # one writer of _pending to the store at a time
-        self._last_flush = time.monotonic()
+        self._pending: list[_Pending] = []  # outcomes not written yet, in order
+        self._lock = threading.Lock()  # guards _pending
+        self._flushing = threading.Lock()  # one flush at a time (the flusher, the first outcome, close())
+        self._first_at: datetime | None = None  # when the first mini-batch was scored, until written
+        self._error: BaseException | None = None  # what the flusher could not write to disk
+        self._wake = threading.Event()
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_idle, name=f"progress-{name}", daemon=True)
         self._flusher.start()
 
     def on_outcome(self, outcome: MiniBatchOutcome) -> None:
+        if self._error is not None:  # the resume log could not be written: the job stops with why
+            raise self._error
         b = outcome.batch
         files_ok = 0 if outcome.error else len(b.files)
         charged = outcome.error is not None and FailureKind.of(outcome.error).charged
         deltas = {"files_completed": files_ok, "files_failed": len(b.files) if charged else 0, "rows": outcome.rows}
         finished, totals = self._batch_finished(b, failed=bool(outcome.error), deltas=deltas,
                                                 part=None if outcome.error else b.key)
+        entry = None
         if finished is not None:
             key = "mini_batches_failed" if finished else "mini_batches_completed"
             deltas[key] = totals[key] = 1
+            entry = {"index": b.index, **totals}
         if outcome.error is not None:
             self._record_failure(b, outcome.error)
-        if finished is not None:
-            # the resume record first: a mini-batch the job's progress shows as finished is never scored again
-            self._record_done(b, totals)
         first = not self.first_batch_seen and outcome.error is None
         with self._lock:
-            self._pending.append(deltas)
-        if first or outcome.error is not None or time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
-            self.flush()
+            self._pending.append(_Pending(deltas, entry, None if outcome.error else b.key))
         if first:
             self.first_batch_seen = True
-            self.store.update_job(self.name, first_mini_batch_at=utcnow())
+            self._first_at = utcnow()
+            self.flush()  # the first scored mini-batch shows at once (one part to sync: cheap)
+        elif outcome.error is not None:
+            self._wake.set()  # a failure shows without waiting for the interval
 
     def flush(self) -> None:
-        """Write the counters and progress events of the outcomes not written yet."""
-        with self._lock:
-            changes, self._pending = self._pending, []
-            self._last_flush = time.monotonic()
-            if not changes:
+        """Write what the outcomes not written yet leave to write, in this order (group commit):
+        the parts they wrote are synced to disk, then the manifest, then their done-log entries are
+        appended and synced, then their counters and progress events go to the metadata store in
+        one transaction. A mini-batch is thus recorded as finished only once its part is durable,
+        and shown as finished only once its record is. A failure to write the store leaves the
+        counters for the next flush (never a done entry written twice)."""
+        with self._flushing:
+            with self._lock:
+                group = list(self._pending)
+            if not group:
                 return
-            self._sync_logs()  # group commit: one fsync per log for all of these outcomes
-            record_progress_each(self.store, self.name, changes)
+            fresh = [p for p in group if not p.logged]
+            if fresh:
+                self._write_done(fresh)
+            record_progress_each(self.store, self.name, [p.deltas for p in group])
+            with self._lock:
+                del self._pending[:len(group)]
+            if self._first_at is not None:
+                self.store.update_job(self.name, first_mini_batch_at=self._first_at)
+                self._first_at = None
 
-    def _sync_logs(self) -> None:
+    def _write_done(self, fresh: list[_Pending]) -> None:
         try:
+            if self.parts_dir is not None:
+                sync_parts(self.parts_dir, [p.part for p in fresh if p.part])
             if self.manifest is not None:
                 self.manifest.lines.sync()
+            entries = [p.done for p in fresh if p.done is not None]
+            if entries:
+                self.done.lines.append(*entries, durable=False)
             self.done.lines.sync()
-        except (OSError, StorageError) as exc:
+        except (OSError, StorageError) as exc:  # a full or read-only job folder: the platform's own write
             where = self.done.lines.where()
-            raise PlatformError(f"could not write the job's resume log {where} to disk: {exc}; free space in (or "
-                                "fix) the job folder and invoke again", details={"location": where}) from exc
+            raise PlatformError(f"could not write the job's resume log {where} (or the parts it names) to disk: "
+                                f"{exc}; free space in (or fix) the job folder and invoke again",
+                                details={"location": where}) from exc
+        for p in fresh:
+            p.logged = True
 
     def _flush_idle(self) -> None:
-        """Outcomes that came just before a pause (a slow mini-batch) are written after at most
-        twice :data:`FLUSH_INTERVAL_S`, not only with the next outcome."""
-        while not self._closed.wait(FLUSH_INTERVAL_S):
-            if self._pending and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
-                try:
-                    self.flush()
-                except Exception:  # noqa: BLE001 - the database busy: the next flush writes them
-                    continue
+        """Every :data:`FLUSH_INTERVAL_S` (at once after a failure), off the engine's thread: the
+        engine never waits on the disk or the database for an outcome."""
+        while not self._closed.is_set():
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            if not self._pending:
+                continue
+            try:
+                self.flush()
+            except PlatformError as exc:  # the disk: the job fails with it (the next outcome raises it)
+                self._error = exc
+                return
+            except Exception:  # noqa: BLE001 - the database busy: the next flush writes them
+                continue
 
     def close(self) -> None:
         """Write what is left and stop the flusher (the engine has returned)."""
         self._closed.set()
+        self._wake.set()
         self._flusher.join(timeout=10)
+        if self._error is not None:
+            raise self._error
         self.flush()
 
     def _batch_finished(self, b: MiniBatch, failed: bool, deltas: dict[str, int],
@@ -141,15 +192,6 @@ class Progress:
             return None, {}
         del self.split[b.index]
         return state[1] > 0, {**state[2], "parts": sorted(state[3])}
-
-    def _record_done(self, b: MiniBatch, totals: dict[str, Any]) -> None:
-        try:
-            self.done.add(b.index, durable=False, **totals)  # on disk at the next flush(), before it shows
-        except (OSError, StorageError) as exc:  # a full or read-only job folder: the platform's own write
-            where = self.done.lines.where()
-            raise PlatformError(f"could not record finished mini-batch {b.index} in the job's resume log {where}: "
-                                f"{exc}; free space in (or fix) the job folder and invoke again",
-                                details={"location": where}) from exc
 
     def _record_failure(self, b: MiniBatch, error: dict[str, Any]) -> None:
         kind = FailureKind.of(error)

@@ -88,7 +88,7 @@ class JobRunner:
             python_exe=python_exe,
             parts_store={"source": PARTS_SOURCE, "prefix": staged.prefix} if staged is not None else None,
         )
-        progress = Progress(self.store, job.name, policy, stop, done, manifest)
+        progress = Progress(self.store, job.name, policy, stop, done, manifest, parts_dir=folder.parts_dir)
         lister = Lister(self.store, job.name, files, settings["mini_batch_size"], manifest,
                         queue_files=self.ws.settings.jobs.listing_queue_files)
         transition(self.store, job.name, JobStatus.RUNNING, "scoring mini-batches")

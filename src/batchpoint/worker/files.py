@@ -1,13 +1,17 @@
 """A worker's file steps: fetching a mini-batch's input files, writing its part.
 
 Fetching: local stores hand over their path (checked to exist); remote ones are downloaded to a
-per-worker temporary folder that is emptied after each mini-batch. A file that is gone is an
+per-worker temporary folder (in the job folder's ``tmp/``, see :func:`scratch_root`) that is
+emptied after each mini-batch. A file that is gone is an
 ``input`` failure; any other fault (storage unreachable, throttled past its retries, credential
 refused, the temporary folder's disk full) is ``platform``.
 
-Writing: a part is written to ``parts/.<key>.tmp``, flushed to disk (fsync) and renamed to
-``parts/<key>.csv`` (the folder fsynced too) before the worker reports the mini-batch done; on
-any failure the temporary file is removed. A write that fails with an ``OSError`` (ENOSPC, EROFS, …)
+Writing: a part is written to ``parts/.<key>.tmp`` and renamed to ``parts/<key>.csv`` before the
+worker reports the mini-batch done (so it is there whole or not at all, whatever kills the
+worker); on any failure the temporary file is removed. The worker does not fsync it: the server
+syncs the parts of a group of finished mini-batches at once before it records them as done
+(``jobs/progress.py``, ``jobs/folder.py sync_parts``), one journal commit for many parts instead
+of two fsyncs per mini-batch in every worker. A write that fails with an ``OSError`` (ENOSPC, EROFS, …)
 is ``platform``; a result that cannot be written as rows is the user's.
 """
 
@@ -26,10 +30,21 @@ from batchpoint.worker.errors import StepFailure
 from batchpoint.worker.protocol import spec_from_dict
 
 
+def scratch_root(parts_dir: str) -> str:
+    """Where the workers of a job keep their downloads: ``tmp/`` in the job folder (beside
+    ``parts/``), which the engine removes when the job's workers are gone, so a worker that was
+    killed leaves nothing behind in the machine's temporary folder."""
+    return os.path.join(os.path.dirname(os.path.abspath(parts_dir)), "tmp")
+
+
 class Fetcher:
-    def __init__(self, sources: dict[str, Any]) -> None:
+    def __init__(self, sources: dict[str, Any], scratch: str | None = None) -> None:
+        """``scratch``: the folder to make this worker's temporary folder in (the system's by default)."""
         self.use(sources)
-        self.tmp = tempfile.mkdtemp(prefix="batchpoint-worker-")
+        if scratch is not None:
+            os.makedirs(scratch, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(prefix="batchpoint-worker-", dir=scratch)
+        self.downloaded = False  # whether the temporary folder holds anything to clear
 
     def use(self, sources: dict[str, Any]) -> None:
         """Read with ``sources`` (storage spec dicts) from now on (renewed credentials)."""
@@ -40,29 +55,37 @@ class Fetcher:
         return [self._fetch_one(i, ref["source"], ref["path"], key) for i, ref in enumerate(files)]
 
     def _fetch_one(self, i: int, source: str, path: str, key: str) -> str:
-        where = f"file '{path}' of input '{source}' ({self.specs[source].describe()})"
         try:
             backend = self.backends[source]
             local = backend.local_path(path)
             if local is not None:
                 if not os.path.isfile(local):
-                    raise StorageNotFoundError(f"{where} does not exist")
+                    raise StorageNotFoundError(f"{self._where(source, path)} does not exist")
                 return local
             folder = Path(self.tmp) / str(i)
             folder.mkdir(parents=True, exist_ok=True)
+            self.downloaded = True
             local = str(folder / path.rsplit("/", 1)[-1])
             backend.get_file(path, local)
             return local
         except StorageNotFoundError as exc:
-            raise StepFailure("input", f"{where} was not found when mini-batch {key} fetched it (it was listed, "
-                                       "then removed or renamed): it is not scored", exc) from exc
+            raise StepFailure("input", f"{self._where(source, path)} was not found when mini-batch {key} fetched it "
+                                       "(it was listed, then removed or renamed): it is not scored", exc) from exc
         except InputError as exc:  # e.g. a link out of the data store
-            raise StepFailure("input", f"{where} cannot be read: {exc}", exc) from exc
+            raise StepFailure("input", f"{self._where(source, path)} cannot be read: {exc}", exc) from exc
         except Exception as exc:  # noqa: BLE001 - any other fault is the platform's
-            raise StepFailure("platform", f"could not fetch {where} for mini-batch {key}: "
+            raise StepFailure("platform", f"could not fetch {self._where(source, path)} for mini-batch {key}: "
                                           f"{type(exc).__name__}: {exc}", exc) from exc
 
+    def _where(self, source: str, path: str) -> str:
+        spec = self.specs.get(source)
+        return f"file '{path}' of input '{source}' ({spec.describe() if spec else 'an input this worker does not know'})"
+
     def clear(self) -> None:
+        """Empty the temporary folder of what the last mini-batch downloaded."""
+        if not self.downloaded:
+            return
+        self.downloaded = False
         for child in Path(self.tmp).iterdir():
             shutil.rmtree(child, ignore_errors=True)
 
@@ -77,10 +100,7 @@ def write_part(parts: Path, key: str, result: Any) -> int:
         parts.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", newline="") as out:
             rows = write_rows(result, out)
-            out.flush()
-            os.fsync(out.fileno())  # on disk before it is published and reported: a done part is durable
-        os.replace(tmp, final)
-        _sync_dir(parts)
+        os.replace(tmp, final)  # whole or absent; the server syncs it to disk before recording it done
         return rows
     except OSError as exc:
         _remove(tmp)
@@ -90,15 +110,6 @@ def write_part(parts: Path, key: str, result: Any) -> int:
     except BaseException:
         _remove(tmp)
         raise
-
-
-def _sync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (the directory entry itself)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:

@@ -26,7 +26,7 @@ from batchpoint.scoring.output import count_rows
 from batchpoint.scoring.scorers import make_scorer
 from batchpoint.worker import protocol
 from batchpoint.worker.errors import error_info
-from batchpoint.worker.files import Fetcher, write_part
+from batchpoint.worker.files import Fetcher, scratch_root, write_part
 from batchpoint.worker.watchdog import watch
 
 _redactor: Any = None  # this worker's log filter (see _redact_logs)
@@ -95,7 +95,7 @@ def serve(conn: Any) -> None:
         started = time.perf_counter()
         scorer.init()
         seconds = time.perf_counter() - started
-        fetcher = Fetcher(job["sources"])
+        fetcher = Fetcher(job["sources"], scratch_root(job["parts_dir"]))
         log.info("worker %s ready (init took %.3fs)", job["worker_id"], seconds)
     except BaseException as exc:  # noqa: BLE001 - reported to the engine, which fails the job
         log.exception("init failed")
