@@ -36,7 +36,7 @@ from batchpoint.engines.policy import (
     FailureKind, FailurePolicy, WorkerInitError, exit_text,
 )
 from batchpoint.worker import protocol
-from batchpoint.worker.files import scratch_root
+from batchpoint.worker.protocol import scratch_root
 
 __all__ = ["LocalPoolEngine", "WorkerInitError", "warm_up"]
 

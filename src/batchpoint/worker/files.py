@@ -1,7 +1,7 @@
 """A worker's file steps: fetching a mini-batch's input files, writing its part.
 
 Fetching: local stores hand over their path (checked to exist); remote ones are downloaded to a
-per-worker temporary folder (in the job folder's ``tmp/``, see :func:`scratch_root`) that is
+per-worker temporary folder (in the job folder's ``tmp/``, see :func:`.protocol.scratch_root`) that is
 emptied after each mini-batch. A file that is gone is an
 ``input`` failure; any other fault (storage unreachable, throttled past its retries, credential
 refused, the temporary folder's disk full) is ``platform``.
@@ -28,13 +28,6 @@ from batchpoint.scoring.output import write_rows
 from batchpoint.storage.registry import open_backend
 from batchpoint.worker.errors import StepFailure
 from batchpoint.worker.protocol import spec_from_dict
-
-
-def scratch_root(parts_dir: str) -> str:
-    """Where the workers of a job keep their downloads: ``tmp/`` in the job folder (beside
-    ``parts/``), which the engine removes when the job's workers are gone, so a worker that was
-    killed leaves nothing behind in the machine's temporary folder."""
-    return os.path.join(os.path.dirname(os.path.abspath(parts_dir)), "tmp")
 
 
 class Fetcher:

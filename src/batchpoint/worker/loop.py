@@ -26,7 +26,8 @@ from batchpoint.scoring.output import count_rows
 from batchpoint.scoring.scorers import make_scorer
 from batchpoint.worker import protocol
 from batchpoint.worker.errors import error_info
-from batchpoint.worker.files import Fetcher, scratch_root, write_part
+from batchpoint.worker.files import Fetcher, write_part
+from batchpoint.worker.protocol import scratch_root
 from batchpoint.worker.watchdog import watch
 
 _redactor: Any = None  # this worker's log filter (see _redact_logs)

@@ -31,13 +31,14 @@ worker's (delegated) credential, so messages are never logged.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from batchpoint.exceptions import JobError
 from batchpoint.storage.base import StorageSpec
 
 __all__ = ["PROTOCOL_VERSION", "ProtocolError", "batch", "decode", "done", "encode", "init_failed", "job_config",
-           "ready", "spec_from_dict", "spec_to_dict", "start", "stop"]
+           "ready", "scratch_root", "spec_from_dict", "spec_to_dict", "start", "stop"]
 
 PROTOCOL_VERSION = 1
 
@@ -86,6 +87,13 @@ def job_config(*, name: str, worker_id: int, scorer: dict[str, Any], sources: di
     if server_pid is not None:
         config["server_pid"] = server_pid
     return config
+
+
+def scratch_root(parts_dir: str) -> str:
+    """Where the workers of a job keep their downloads: ``tmp/`` in the job folder (beside
+    ``parts_dir``), which the engine removes when the job's workers are gone, so a worker that was
+    killed leaves nothing behind in the machine's temporary folder."""
+    return os.path.join(os.path.dirname(os.path.abspath(parts_dir)), "tmp")
 
 
 def start(job: dict[str, Any]) -> dict[str, Any]:
