@@ -96,7 +96,7 @@ def test_server_killed_mid_ray_job_resumes_on_ray_without_rescoring(
                 endpoint_name="ray-kill", input=Input(type="uri_folder", path=str(data)),
                 output_path=f"azureml://datastores/{store}/paths/server-kill",
                 environment_variables={"SIGNAL_DIR": str(traces / "signals"),
-                                       "SIDE_EFFECTS": str(traces / "side-effects.txt"), "SLEEP_S": "1.5"}).name
+                                       "SIDE_EFFECTS": str(traces / "side-effects.txt"), "SLEEP_S": "1.0"}).name
             wait_until(lambda: client.jobs.get(name).progress.mini_batches_completed >= 2, 90, "2 mini-batches done")
             old_actors = {a["actor_id"] for a in alive_actors(("ALIVE",))}
             old_workers = pids(traces, "init")
@@ -109,7 +109,7 @@ def test_server_killed_mid_ray_job_resumes_on_ray_without_rescoring(
         # the dead driver's actors end with it (Ray's state API), and score nothing more
         wait_until(lambda: not old_actors & {a["actor_id"] for a in alive_actors()}, 15, "the old server's actors DEAD")
         scored_by_old = _scored_by(traces, old_workers)
-        time.sleep(2.0)  # longer than a file's sleep: an actor still running would now have scored its file
+        time.sleep(1.5)  # longer than a file's sleep: an actor still running would now have scored its file
         assert _scored_by(traces, old_workers) == scored_by_old, "an old actor went on scoring after its server died"
 
         (home / "server.json").unlink(missing_ok=True)
