@@ -2,7 +2,8 @@
 
 * assembly reads the parts the done log names from the job's staging area on the output store
   (Azurite here), in the done log's order — a job folder's part of the same key first — never a
-  part the log does not name, and a named part that is gone fails the job naming it;
+  part the log does not name, fetching a few ahead yet writing them in order, and a named part
+  that is gone fails the job naming it;
 * the credential a job's nodes write their parts with is a SAS to create and write blobs only:
   it writes a part, and it cannot read or list the container.
 """
@@ -15,7 +16,7 @@ import pytest
 
 from batchpoint.exceptions import BatchpointError, PlatformError
 from batchpoint.identity.delegation import WorkerCredentials
-from batchpoint.jobs.assembly import PARTS_SOURCE, StagedParts, finished_parts, staging_prefix
+from batchpoint.jobs.assembly import PARTS_SOURCE, StagedParts, finished_parts, part_streams, staging_prefix
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
@@ -60,21 +61,22 @@ def test_assembly_reads_the_named_parts_from_the_store_in_done_log_order(tmp_pat
         '{"index":1,"rows":1,"parts":["00000001-0000"]}\n')
 
     parts = finished_parts(folder, staged)
-    text = b""
-    for part in parts:
-        with part.open("rb") as src:
-            text += src.read()
-    assert text.decode().splitlines() == [f"rows of {k}" for k in
-                                          ("00000000-0001", "00000000-0003", "00000001-0000", "00000002-0000")]
+    expected = [f"rows of {k}" for k in ("00000000-0001", "00000000-0003", "00000001-0000", "00000002-0000")]
     assert [isinstance(p, Path) for p in parts] == [False, False, True, False]
+    for ahead in (1, 2, 8):  # fetched ahead (fewer, as many as, more than the parts), written in order
+        text = b""
+        for src in part_streams(parts, ahead=ahead):
+            with src:
+                text += src.read()
+        assert text.decode().splitlines() == expected, ahead
     with pytest.raises(PlatformError, match="missing from the job folder"):
         finished_parts(folder)  # without the store the remote parts cannot be found: named, not skipped
 
     (tmp_path / "jobs" / job / "done.jsonl").write_text(
         (tmp_path / "jobs" / job / "done.jsonl").read_text() + '{"index":3,"rows":1,"parts":["00000003-0000"]}\n')
-    last = finished_parts(folder, staged)[-1]
     with pytest.raises(PlatformError, match=r"00000003-0000\.csv of finished mini-batch 3 is missing"):
-        last.open("rb")
+        for src in part_streams(finished_parts(folder, staged), ahead=2):
+            src.close()
 
 
 def test_the_nodes_part_credential_writes_but_cannot_read(out_spec: StorageSpec) -> None:

@@ -18,7 +18,8 @@ never inside the output folder that ``job download`` lists) when a job's output 
 its nodes share no disk with the server). The location follows from the job (its output data
 store and its name), so a resumed job, its partial output and a rerun that merges it find them:
 for each part the done log names, the job folder's file when there is one, else the store's. The
-store's parts are read one after another as streams, never held whole. After a job is Completed
+store's parts are fetched a few ahead (:data:`FETCH_AHEAD`, in parallel, each into a temporary
+file) and written in order (:func:`part_streams`): never held in memory, never all on disk. After a job is Completed
 with nothing failed, :func:`drop_staged_parts` removes its staging prefix; a Failed or Canceled
 job, or one with failed files (which a ``rerun --failed-only`` merges), keeps it.
 
@@ -32,6 +33,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -51,6 +57,8 @@ PARTIAL_MARKER = "_PARTIAL.json"
 REMOTE_KINDS = ("azure_blob", "azure_data_lake_gen2", "s3")
 #: the key of the output store among the storage specs handed to workers that write parts there
 PARTS_SOURCE = "batchpoint:parts"
+#: how many of the store's parts assembly fetches ahead of the one it writes (one GET each, in parallel)
+FETCH_AHEAD = 8
 
 
 def staging_prefix(name: str) -> str:
@@ -99,9 +107,19 @@ class RemotePart:
         try:
             return self.backend.open_read(self.path)
         except StorageNotFoundError as exc:
-            raise PlatformError(f"the part {self} of finished mini-batch {self.index} is missing from the job's "
-                                "staging area (removed by hand?); invoke the job again",
-                                details={"part": str(self)}) from exc
+            raise self._missing() from exc
+
+    def fetch(self, local: str) -> str:
+        """Download the part to ``local``; ``local``."""
+        try:
+            self.backend.get_file(self.path, local)
+        except StorageNotFoundError as exc:
+            raise self._missing() from exc
+        return local
+
+    def _missing(self) -> PlatformError:
+        return PlatformError(f"the part {self} of finished mini-batch {self.index} is missing from the job's "
+                             "staging area (removed by hand?); invoke the job again", details={"part": str(self)})
 
     def __str__(self) -> str:
         return self.backend.url_for(self.path)
@@ -133,6 +151,31 @@ def finished_parts(folder: JobFolder, staged: StagedParts | None = None) -> list
                                     "(removed by hand?); invoke the job again", details={"part": str(part)})
             found.append(part)
     return found
+
+
+def part_streams(parts: list[Path | RemotePart], ahead: int = FETCH_AHEAD) -> Iterator[IO[bytes]]:
+    """Each part opened for reading, in the order given. The output store's parts are downloaded
+    up to ``ahead`` at a time in the background, each into a temporary file removed once read, so
+    writing the output costs about one round trip per ``ahead`` parts, not one per part."""
+    with tempfile.TemporaryDirectory(prefix="batchpoint-assembly-") as tmp, \
+            ThreadPoolExecutor(max(1, ahead), thread_name_prefix="batchpoint-assembly") as pool:
+        window: deque[tuple[Path | RemotePart, Future[str] | None]] = deque()
+
+        def opened(part: Path | RemotePart, fetched: Future[str] | None) -> IO[bytes]:
+            if fetched is None:
+                return part.open("rb")
+            local = fetched.result()
+            src = open(local, "rb")
+            os.unlink(local)  # gone from the folder at once; its space goes when it is closed
+            return src
+
+        for i, part in enumerate(parts):
+            remote = isinstance(part, RemotePart)
+            window.append((part, pool.submit(part.fetch, os.path.join(tmp, f"{i}.csv")) if remote else None))
+            if len(window) > ahead:
+                yield opened(*window.popleft())
+        while window:
+            yield opened(*window.popleft())
 
 
 def merge_chain(ws: WorkspaceService, job: JobRow) -> list[JobRow]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from batchpoint.auth import permissions as P
 from batchpoint.auth.scopes import RoleAssignment, authorize, missing_permission_error
-from batchpoint.jobs.assembly import output_parts, staged_parts
+from batchpoint.jobs.assembly import output_parts, part_streams, staged_parts
 from batchpoint.exceptions import BatchpointError, ConflictError, InputError, PlatformError, StorageError
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
@@ -109,8 +109,8 @@ def write_output(ws: WorkspaceService, job: JobRow, parts_dir: Path) -> None:
     parts = output_parts(ws, job)  # the done log's parts only, in order (jobs/assembly.py)
     try:
         with backend.open_write(target) as out:
-            for part in parts:
-                with part.open("rb") as src:
+            for src in part_streams(parts):  # the store's parts fetched a few ahead, in order
+                with src:
                     while chunk := src.read(1 << 20):
                         out.write(chunk)
     except (OSError, StorageError) as exc:
