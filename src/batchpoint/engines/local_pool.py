@@ -4,7 +4,9 @@ Workers are started by a launcher (``engines/launchers.py``): by default forks o
 has pandas / MLflow / scikit-learn imported already, so a worker is ready in milliseconds plus the
 model's own load time; or ``python -m batchpoint.worker`` in a given interpreter. Engine and
 worker speak the JSON worker protocol (``worker/protocol.py``). Each worker calls ``init()`` once
-and then scores mini-batch after mini-batch.
+and then scores mini-batch after mini-batch. While every worker is busy and enough work is left
+for all of them, each gets its next mini-batch ahead, so it starts it without a round trip through
+the engine (:meth:`_Run._send_ahead`).
 
 This module only *executes* decisions: what a failure leads to (retry, split, report, fail the
 job; init deaths per slot) is :class:`batchpoint.engines.policy.FailurePolicy`. Platform retries
@@ -22,6 +24,7 @@ import os
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,6 +53,7 @@ class _Worker:
     conn: Connection
     ready: bool = False
     batch: MiniBatch | None = None
+    queued: MiniBatch | None = None  # sent ahead, starts when ``batch`` is done (see _Run._send_ahead)
     deadline: float = 0.0
     started: float = 0.0
     sources_version: int = 0
@@ -82,6 +86,7 @@ class _Run:
         self.credentials = credentials
         self.policy = FailurePolicy(job.policy)
         self.retry: list[tuple[float, MiniBatch]] = []  # (not before, batch), in order
+        self.ahead: deque[MiniBatch] = deque()  # taken from ``batches``, not handed out yet
         self.exhausted = False
         self.workers: dict[int, _Worker] = {}
 
@@ -127,6 +132,11 @@ class _Run:
             if not_before <= now:
                 del self.retry[i]
                 return batch
+        if self.ahead:
+            return self.ahead.popleft()
+        return self._take()
+
+    def _take(self) -> MiniBatch | None:
         if self.exhausted:
             return None
         batch = next(self.batches, None)
@@ -142,15 +152,40 @@ class _Run:
                     return
                 w.batch, w.started = batch, time.monotonic()
                 w.deadline = w.started + self.job.policy.timeout_s
-                files = [{"source": f.source, "path": f.path} for f in batch.files]
-                self._send(w, protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
-                                             self._fresh_sources(w)))
+                self._send_batch(w, batch)
+        self._send_ahead()
+
+    def _send_batch(self, w: _Worker, batch: MiniBatch) -> None:
+        files = [{"source": f.source, "path": f.path} for f in batch.files]
+        self._send(w, protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
+                                     self._fresh_sources(w)))
+
+    def _send_ahead(self) -> None:
+        """Send each busy worker its next mini-batch before it finishes the current one, so it
+        starts it without waiting for a round trip through this loop (the message waits in its
+        connection). Only while every worker is busy, at least one more mini-batch per worker is
+        still to be handed out besides it, and no retry waits: a mini-batch sent ahead waits behind its worker's
+        current one, which may be slow or stuck, so it must never be one another worker that
+        comes free would have had. Its clock starts when the one before it is done."""
+        if self.retry or any(not w.ready or w.batch is None for w in self.workers.values()):
+            return  # a worker starting or idle gets the next one itself
+        while len(self.ahead) <= self.job.workers:
+            batch = self._take()
+            if batch is None:
+                break
+            self.ahead.append(batch)
+        for w in self.workers.values():
+            if len(self.ahead) <= self.job.workers:
+                return
+            if w.ready and w.batch is not None and w.queued is None and w.proc.is_alive():
+                w.queued = self.ahead.popleft()
+                self._send_batch(w, w.queued)
 
     def loop(self) -> None:
         while not self.stop.is_set():
             self._assign()
             busy = [w for w in self.workers.values() if w.batch is not None]
-            if not busy and self.exhausted and not self.retry:
+            if not busy and self.exhausted and not self.retry and not self.ahead:
                 return
             now = time.monotonic()
             waits = [w.deadline - now for w in busy] + [t - now for t, _ in self.retry] + [0.2]
@@ -174,8 +209,11 @@ class _Run:
         elif msg["type"] == "init_failed":
             raise WorkerInitError(msg["error"])
         elif msg["type"] == "done":
-            batch, seconds = w.batch, time.monotonic() - w.started
-            w.batch = None
+            batch, now = w.batch, time.monotonic()
+            seconds = now - w.started
+            w.batch, w.queued = w.queued, None  # the one sent ahead has started
+            if w.batch is not None:
+                w.started, w.deadline = now, now + self.job.policy.timeout_s
             if batch is not None:
                 self._finish(batch, msg["rows"], msg["error"], seconds, w.slot)
 
@@ -199,6 +237,9 @@ class _Run:
     def _lost(self, w: _Worker, error: dict[str, Any]) -> None:
         """End ``w`` (dead, or past its deadline), start a new worker in its slot, and settle its batch."""
         batch, seconds = w.batch, time.monotonic() - w.started
+        if w.queued is not None:  # sent ahead, never started: handed out again first, as it was
+            self.ahead.appendleft(w.queued)
+            w.queued = None
         if w.proc.is_alive():
             w.proc.kill()
         w.proc.join(timeout=5)
