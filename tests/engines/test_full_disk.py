@@ -27,7 +27,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import HEART_UNLABELED, ServerHandle, deploy_heart, start_server, stop_server, wait_job
+from conftest import (
+    HEART_UNLABELED, INDEX_DIR, ServerHandle, deploy_heart, index_env, start_server, stop_server, wait_job,
+)
 from batchpoint import Datastore, Input, MLClient
 
 pytestmark = pytest.mark.timeout(240)
@@ -51,11 +53,11 @@ def _mount_here(target: Path, size: str) -> str | None:
     return None if proc.returncode == 0 else (proc.stderr.strip() or f"exit code {proc.returncode}")
 
 
-def _start_in_namespace(home: Path, jobs: Path, out: Path) -> ServerHandle:
+def _start_in_namespace(home: Path, jobs: Path, out: Path, extra_env: dict[str, str] | None) -> ServerHandle:
     """The server in a user + mount namespace where ``jobs`` and ``out`` are small tmpfs mounts."""
     script = ('mount -t tmpfs -o size="$1" tmpfs "$2" && mount -t tmpfs -o size="$3" tmpfs "$4" && '
               'exec "$5" -m batchpoint.server --home "$6"')
-    env = {**os.environ, "BATCHPOINT_HOME": str(home)}
+    env = {**os.environ, "BATCHPOINT_HOME": str(home), **(extra_env or {})}
     env.pop("BATCHPOINT_SERVER_URL", None)
     log = open(home / "server.log", "ab")
     proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", JOBS_SIZE,
@@ -78,8 +80,12 @@ def _start_in_namespace(home: Path, jobs: Path, out: Path) -> ServerHandle:
 
 
 @pytest.fixture(scope="module")
-def disks(tmp_path_factory: pytest.TempPathFactory, heart_model_dir: Path) -> Iterator[SmallDisks]:
+def disks(tmp_path_factory: pytest.TempPathFactory, heart_model_dir: Path,
+          request: pytest.FixtureRequest) -> Iterator[SmallDisks]:
     home = tmp_path_factory.mktemp("full-disk-home")
+    # the heart model's environment is built from the local index, as on the session's server
+    # (the test command's network namespace reaches no package index but that one)
+    index = index_env(request.getfixturevalue("local_index")) if (INDEX_DIR / "index.json").is_file() else None
     jobs, out = home / "jobs", tmp_path_factory.mktemp("full-out-store")
     jobs.mkdir()
     mounted: list[Path] = []
@@ -93,9 +99,9 @@ def disks(tmp_path_factory: pytest.TempPathFactory, heart_model_dir: Path) -> It
         mounted.append(out)
     try:
         if mounted:
-            server, seen = start_server(home), Path("/")
+            server, seen = start_server(home, index), Path("/")
         else:
-            server = _start_in_namespace(home, jobs, out)
+            server = _start_in_namespace(home, jobs, out, index)
             seen = Path(f"/proc/{server.proc.pid}/root")
         client = MLClient(endpoint=server.url, home=home)
         try:
