@@ -24,7 +24,6 @@ import os
 import shutil
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
+from batchpoint.engines.dispatch import WorkQueue, fresh_sources
 from batchpoint.engines.launchers import ForkserverLauncher, Launcher, SubprocessLauncher, warm_up
 from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.policy import (
@@ -82,12 +82,10 @@ class LocalPoolEngine(Engine):
 class _Run:
     def __init__(self, launcher: Launcher, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
                  stop: threading.Event, credentials: Sources | None = None) -> None:
-        self.launcher, self.job, self.batches, self.on_outcome, self.stop = launcher, job, batches, on_outcome, stop
+        self.launcher, self.job, self.on_outcome, self.stop = launcher, job, on_outcome, stop
         self.credentials = credentials
         self.policy = FailurePolicy(job.policy)
-        self.retry: list[tuple[float, MiniBatch]] = []  # (not before, batch), in order
-        self.ahead: deque[MiniBatch] = deque()  # taken from ``batches``, not handed out yet
-        self.exhausted = False
+        self.work = WorkQueue(batches)
         self.workers: dict[int, _Worker] = {}
 
     def start(self) -> None:
@@ -116,38 +114,10 @@ class _Run:
         except OSError:  # it died; _check_deadlines_and_deaths replaces it
             return False
 
-    def _fresh_sources(self, w: _Worker) -> dict[str, Any] | None:
-        """The current sources when ``w`` has an older set, else None."""
-        if self.credentials is None:
-            return None
-        version, sources = self.credentials()
-        if version == w.sources_version:
-            return None
-        w.sources_version = version
-        return sources
-
-    def _next_batch(self) -> MiniBatch | None:
-        now = time.monotonic()
-        for i, (not_before, batch) in enumerate(self.retry):
-            if not_before <= now:
-                del self.retry[i]
-                return batch
-        if self.ahead:
-            return self.ahead.popleft()
-        return self._take()
-
-    def _take(self) -> MiniBatch | None:
-        if self.exhausted:
-            return None
-        batch = next(self.batches, None)
-        if batch is None:
-            self.exhausted = True
-        return batch
-
     def _assign(self) -> None:
         for w in self.workers.values():
             if w.ready and w.batch is None:
-                batch = self._next_batch()
+                batch = self.work.next()
                 if batch is None:
                     return
                 w.batch, w.started = batch, time.monotonic()
@@ -158,7 +128,7 @@ class _Run:
     def _send_batch(self, w: _Worker, batch: MiniBatch) -> None:
         files = [{"source": f.source, "path": f.path} for f in batch.files]
         self._send(w, protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
-                                     self._fresh_sources(w)))
+                                     fresh_sources(self.credentials, w)))
 
     def _send_ahead(self) -> None:
         """Send each busy worker its next mini-batch before it finishes the current one, so it
@@ -167,28 +137,24 @@ class _Run:
         still to be handed out besides it, and no retry waits: a mini-batch sent ahead waits behind its worker's
         current one, which may be slow or stuck, so it must never be one another worker that
         comes free would have had. Its clock starts when the one before it is done."""
-        if self.retry or any(not w.ready or w.batch is None for w in self.workers.values()):
+        if self.work.retry or any(not w.ready or w.batch is None for w in self.workers.values()):
             return  # a worker starting or idle gets the next one itself
-        while len(self.ahead) <= self.job.workers:
-            batch = self._take()
-            if batch is None:
-                break
-            self.ahead.append(batch)
+        self.work.take_ahead(self.job.workers + 1)
         for w in self.workers.values():
-            if len(self.ahead) <= self.job.workers:
+            if len(self.work.ahead) <= self.job.workers:
                 return
             if w.ready and w.batch is not None and w.queued is None and w.proc.is_alive():
-                w.queued = self.ahead.popleft()
+                w.queued = self.work.ahead.popleft()
                 self._send_batch(w, w.queued)
 
     def loop(self) -> None:
         while not self.stop.is_set():
             self._assign()
             busy = [w for w in self.workers.values() if w.batch is not None]
-            if not busy and self.exhausted and not self.retry and not self.ahead:
+            if not busy and self.work.drained():
                 return
             now = time.monotonic()
-            waits = [w.deadline - now for w in busy] + [t - now for t, _ in self.retry] + [0.2]
+            waits = [w.deadline - now for w in busy] + self.work.next_wait(now) + [0.2]
             ready_conns = wait([w.conn for w in self.workers.values()], timeout=max(0.0, min(waits)))
             for w in list(self.workers.values()):
                 if w.conn in ready_conns:
@@ -238,7 +204,7 @@ class _Run:
         """End ``w`` (dead, or past its deadline), start a new worker in its slot, and settle its batch."""
         batch, seconds = w.batch, time.monotonic() - w.started
         if w.queued is not None:  # sent ahead, never started: handed out again first, as it was
-            self.ahead.appendleft(w.queued)
+            self.work.put_first(w.queued)
             w.queued = None
         if w.proc.is_alive():
             w.proc.kill()
@@ -252,8 +218,8 @@ class _Run:
             self._finish(batch, 0, error, seconds, w.slot)
 
     def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int) -> None:
-        self.retry.extend(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
-                                             lambda text: self._note(slot, text)))
+        self.work.put_back(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
+                                                 lambda text: self._note(slot, text)))
 
     def _note(self, slot: int, text: str) -> None:
         """A line of the engine's in the worker's log, where the user reads what happened to a mini-batch."""
