@@ -1,8 +1,9 @@
 """Which part files make a job's output, in which order — every input row exactly once.
 
 A mini-batch counts as done only when its result is durable: the worker writes its part to a
-temporary name, fsyncs it and renames it to ``parts/<key>.csv`` before it reports success, and
-the runner then appends the mini-batch to ``done.jsonl`` (fsynced), naming the keys of its parts
+temporary name and renames it to ``parts/<key>.csv`` before it reports success, and the server's
+group commit (``jobs/progress.py``) syncs the part to disk and then appends the mini-batch to
+``done.jsonl`` (fsynced), naming the keys of its parts
 (``"parts": ["00000007-0000"]``, or the succeeding pieces of a split one). Assembly reads *only*
 the done log: a part file on disk that the log does not name is from an attempt that was
 superseded — the whole mini-batch whose worker timed out after writing it and that was then split
