@@ -18,9 +18,9 @@ Listings are List Blobs calls of 5,000 blobs (Azure's maximum), one page per cal
 event loop, so a listing of any size starts yielding after its first page and memory stays flat.
 Each page goes through the SDK's own pipeline (its credential, retry and timeout policies) and
 its XML is read with ``ElementTree.iterparse`` into (name, size, folder marker) only: the SDK's
-``list_blobs`` builds two model objects per blob, which for a page of 5,000 costs ~4 s of CPU and
-~40 MiB at its peak (measured on Azurite; see docs/performance.md), against ~0.1 s and a few MiB
-here. The first call of a listing asks for 100 blobs, so its first files come after a short request
+``list_blobs`` builds two model objects per blob, which for a page of 5,000 costs ~2.5 s of CPU
+and ~40 MiB at its peak (measured on Azurite; see docs/performance.md), against ~0.3 s and a few
+MiB here. The first call of a listing asks for 100 blobs, so its first files come after a short request
 (Azurite answers 100 in 0.55 s and 5,000 in 3.0 s with 22,000 blobs in its account). No request per
 blob: a listing of N blobs is ``1 + ceil((N - 100) / 5000)`` requests. Paths are relative to the
 container root.
