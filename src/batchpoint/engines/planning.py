@@ -108,3 +108,7 @@ class EngineJob:
     #: output store's delegated, writable spec among the sources) and ``prefix`` (``<prefix>/<key>.csv``
     #: on it, ``jobs/assembly.py``); None: parts go to ``parts_dir``
     parts_store: dict[str, str] | None = None
+    #: where the workers upload what the scoring script writes to ``AZUREML_BI_OUTPUT_PATH``
+    #: themselves (the same engines, a remote output store): ``source`` as above and ``prefix`` (the
+    #: job's ``score`` output folder on it); None: the server's folder for them (``jobs/bi_output.py``)
+    bi_output_store: dict[str, str] | None = None

@@ -12,7 +12,11 @@ the job's output data store is remote (``EngineJob.parts_store``: Azure Blob, AD
 actor writes its parts there itself, with the job's delegated, writable credential for that store,
 and its reply names only the part's path: no result data passes through the server either. With a
 local output store (a folder on the server's disk, which a node cannot reach) each part comes back
-with its reply and is written to the job folder here (``docs/ray.md``).
+with its reply and is written to the job folder here (``docs/ray.md``). What a scoring script
+writes to ``AZUREML_BI_OUTPUT_PATH`` (a folder of its actor's own) goes the same two ways: uploaded
+by the actor straight into the job's ``score`` output location on a remote output store
+(``EngineJob.bi_output_store``), or sent back with the reply and written to the job's folder for
+it here (``jobs/bi_output.py`` uploads that at finalize).
 
 Failures follow :class:`batchpoint.engines.policy.FailurePolicy`, like the local pool:
 
@@ -62,7 +66,7 @@ from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError
 from batchpoint.exceptions import PlatformError, ValidationError
 from batchpoint.worker import protocol
-from batchpoint.worker.ray_actor import RayWorker, pack_folders
+from batchpoint.worker.ray_actor import BI_OUTPUT_VARIABLE, RayWorker, pack_folders
 
 __all__ = ["RayEngine", "connect"]
 
@@ -192,6 +196,8 @@ class _Run:
             environment=job.environment)
         if job.parts_store is not None:
             config["parts_store"] = dict(job.parts_store)
+        if job.bi_output_store is not None:
+            config["bi_output_store"] = dict(job.bi_output_store)
         handle = self.remote.remote()
         return _Actor(slot, handle, handle.init.remote(config, self.archive, self.job.python_exe),
                       sources_version=version)
@@ -289,6 +295,11 @@ class _Run:
             if batch is None:
                 return
             rows = reply["rows"]
+            if reply.get("bi_files"):  # a local output store: what the script wrote, into the server's folder
+                error = self._store_bi_files(batch.key, reply["bi_files"])
+                if error is not None:
+                    self._finish(batch, 0, error, seconds, a.slot)
+                    return
             if reply["error"] is None and self.job.write_rows:
                 error = (self._stored_remotely(batch.key, reply.get("stored")) if self.job.parts_store is not None
                          else self._store_part(batch.key, reply.get("part") or b""))
@@ -328,6 +339,36 @@ class _Run:
             return {"type": type(exc).__name__, "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
                     "message": f"could not write the rows of mini-batch {key} to '{final}': {exc}; free space in "
                                f"(or fix) the job folder {parts.parent}"}
+
+    def _store_bi_files(self, key: str, files: dict[str, bytes]) -> dict[str, Any] | None:
+        """Write the files an actor's scoring script wrote to its ``AZUREML_BI_OUTPUT_PATH`` (sent
+        back with its reply) into the job's folder for them on the server (temporary name, fsync,
+        rename: the last one written wins), whence ``jobs/bi_output.py`` uploads them at finalize;
+        a failed write is the platform's (None when written)."""
+        folder = Path(self.job.environment.get(BI_OUTPUT_VARIABLE) or Path(self.job.parts_dir).parent / "bi_output")
+        root = folder.resolve()
+        for rel, data in sorted(files.items()):
+            final = (folder / rel).resolve()
+            if not final.is_relative_to(root) or final == root:
+                return {"type": "ProtocolError", "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
+                        "message": f"the Ray actor's reply for mini-batch {key} names the file '{rel}' outside "
+                                   f"{BI_OUTPUT_VARIABLE}; install the same Batchpoint version on the server and "
+                                   "every Ray node"}
+            tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())  # durable before the mini-batch is reported done
+                os.replace(tmp, final)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                return {"type": type(exc).__name__, "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
+                        "message": f"could not write '{rel}', which the scoring script wrote to {BI_OUTPUT_VARIABLE} "
+                                   f"in mini-batch {key}, to '{final}': {exc}; free space in (or fix) the job folder "
+                                   f"{folder.parent.parent}"}
+        return None
 
     def _lost_error(self, a: _Actor, exc: BaseException) -> dict[str, Any]:
         where = f"mini-batch {a.batch.key}" if a.batch else "no mini-batch (in init())"

@@ -10,6 +10,18 @@ the whole output; for ``append_row`` jobs the predictions file is written after 
 name clash). ``job download --output-name score`` then brings them with the rest of the output.
 
 A resumed job keeps what its scripts wrote before the crash (the folder is the job's).
+
+On an engine whose nodes share no disk with the server (Ray, ``engines/ray_engine.py``) each worker
+has a folder of its own as ``AZUREML_BI_OUTPUT_PATH``, and what its script wrote there leaves the
+node after each mini-batch, before the mini-batch counts as done: when the ``score`` output's data
+store is remote (:func:`remote_target`: Azure Blob, ADLS Gen2, S3) the worker uploads each new or
+changed file straight to its place in the output location, with the job's delegated, writable
+credential for that store (so nothing is left for finalize, and such a file is in the output from
+that moment, also when the job later fails or is canceled, as on Azure where the folder is the
+mounted output); with a local output store the files come back with the worker's reply and the
+engine writes them into this job's folder, which :func:`upload_bi_output` handles as above. Either
+way a file written twice under one name (a retried mini-batch, two workers) is the last one written,
+as on Azure.
 """
 
 from __future__ import annotations
@@ -18,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint.exceptions import PlatformError, StorageError
+from batchpoint.jobs.assembly import REMOTE_KINDS
 from batchpoint.jobs.output import output_location
+from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.tables import JobRow
 from batchpoint.workspace import WorkspaceService
@@ -35,6 +49,17 @@ def environment(jobs_dir: Path, job_name: str) -> dict[str, str]:
     folder = bi_output_dir(jobs_dir, job_name)
     folder.mkdir(parents=True, exist_ok=True)
     return {VARIABLE: str(folder)}
+
+
+def remote_target(ws: WorkspaceService, job: JobRow) -> tuple[StorageSpec, str] | None:
+    """(the data store's spec, the folder on it) of the job's ``score`` output when that store is one
+    the nodes of a distributed engine reach and write to themselves; None for a local store."""
+    output = (job.outputs or {}).get("score")
+    if not output:
+        return None
+    datastore, target = output_location(output)
+    spec = ws.datastore_spec(datastore)
+    return (spec, target) if spec.kind in REMOTE_KINDS else None
 
 
 def upload_bi_output(ws: WorkspaceService, job: JobRow) -> int:

@@ -72,8 +72,10 @@ class JobRunner:
         engine = self.engine(job)
         # an engine whose nodes share no disk with the server writes the parts to a remote output store itself
         staged = staged_parts(self.ws, job) if getattr(engine, "writes_parts_to_storage", False) else None
-        if staged is not None:
-            sources = {**sources, PARTS_SOURCE: staged.spec}
+        # ... and what the scripts write to AZUREML_BI_OUTPUT_PATH straight into the output (jobs/bi_output.py)
+        bi_remote = bi_output.remote_target(self.ws, job) if getattr(engine, "writes_parts_to_storage", False) else None
+        if staged is not None or bi_remote is not None:
+            sources = {**sources, PARTS_SOURCE: staged.spec if staged is not None else bi_remote[0]}
         delegated = WorkerCredentials(sources, self.ws.settings.jobs.worker_credential_ttl_s,
                                       writable=frozenset({PARTS_SOURCE}))
         policy = RetryPolicy(settings["retry_settings"]["max_retries"], settings["retry_settings"]["timeout"],
@@ -87,6 +89,7 @@ class JobRunner:
                          **bi_output.environment(self.ws.settings.jobs_dir, job.name)},
             python_exe=python_exe,
             parts_store={"source": PARTS_SOURCE, "prefix": staged.prefix} if staged is not None else None,
+            bi_output_store={"source": PARTS_SOURCE, "prefix": bi_remote[1]} if bi_remote is not None else None,
         )
         progress = Progress(self.store, job.name, policy, stop, done, manifest, parts_dir=folder.parts_dir)
         lister = Lister(self.store, job.name, files, settings["mini_batch_size"], manifest,

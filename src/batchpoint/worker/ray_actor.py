@@ -19,7 +19,15 @@ What differs is only *where* things are, since a node shares no filesystem with 
   store, which a node cannot reach) it is sent back with the reply (CSV bytes, through Ray's object
   store) and the engine stores it in the job folder, as a local worker would have;
 * the worker's log is kept in that folder; each reply carries what was added to it since the last
-  one, and the engine appends it to ``logs/worker-<n>.log`` in the job folder.
+  one, and the engine appends it to ``logs/worker-<n>.log`` in the job folder;
+* ``AZUREML_BI_OUTPUT_PATH`` (the folder a scoring script writes its own files to) is a folder of
+  the actor's own (``<home>/bi_output``), not the server's. After each mini-batch (whatever its
+  outcome) the files that are new or changed there since the last one (:func:`changed_files`) go out
+  before the reply: with the job config's ``bi_output_store`` (a remote output store) the actor
+  uploads each one straight to ``<prefix>/<relative path>`` on it, the job's ``score`` output
+  location; otherwise (a local output store) they travel with the reply (``bi_files``, at most
+  :data:`BI_REPLY_LIMIT` bytes per mini-batch) and the engine writes them into the job's folder on
+  the server. A file written twice (a retried mini-batch, another worker) is the last one written.
 
 Replies are the worker protocol's messages (``ready`` / ``init_failed`` / ``done``) as plain dicts.
 Like the rest of the worker side, this module never imports the server side (nor Ray itself: the
@@ -28,12 +36,14 @@ engine wraps the class with ``ray.remote``).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -42,12 +52,23 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
 from batchpoint.worker import loop, protocol
 from batchpoint.worker.errors import error_info
 from batchpoint.worker.files import Fetcher
 
-__all__ = ["RayWorker", "pack_folders"]
+__all__ = ["BI_OUTPUT_VARIABLE", "BI_REPLY_LIMIT", "RayWorker", "bi_reply_refusal", "changed_files", "pack_folders",
+           "remember"]
+
+#: the scoring script's own output folder (``jobs/bi_output.py`` on the server side)
+BI_OUTPUT_VARIABLE = "AZUREML_BI_OUTPUT_PATH"
+#: the most bytes of ``AZUREML_BI_OUTPUT_PATH`` files one mini-batch may send back with its reply
+#: (a local output store: they pass through Ray's object store and the server)
+BI_REPLY_LIMIT = 64 << 20
+#: the storage SDK's retries per request for what an actor writes: the engine retries the whole
+#: mini-batch (a platform failure), so a store the node cannot reach fails in seconds, not minutes
+WRITE_CONFIG = {"retries": 1, "connect_timeout": 5}
 
 def _folders(scorer: dict[str, Any]) -> tuple[list[str], dict[str, tuple[int, str]]]:
     """The scorer's folders (its ``*_dir`` keys) as archive roots — a folder inside another one
@@ -84,6 +105,72 @@ def _scrub(text: str, spec: dict[str, Any]) -> str:
     return re.sub(r"(sig=)[^&\s'\"]+", r"\1***", text)
 
 
+#: file times are coarse (a clock tick, a few ms): a file whose mtime is this close to a look may
+#: be rewritten after it with the same (mtime, size), so its content is compared too
+MTIME_SLACK_NS = 50_000_000
+
+
+def _digest(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "blake2b").digest()
+
+
+def changed_files(folder: Path, seen: dict[str, tuple[int, int, bytes | None]], now_ns: int | None = None,
+                  ) -> list[tuple[str, Path, tuple[int, int]]]:
+    """The regular files under ``folder`` (links not followed) that are new or changed since
+    :func:`remember` recorded them in ``seen``: another (mtime, size), or — for a file recorded
+    with a digest (its mtime was close to that look) — other content: (relative path, path,
+    (mtime, size)), sorted by relative path. A recorded file now clearly older than ``now_ns``
+    loses its digest (a later rewrite gets a later mtime)."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    found = []
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            path = Path(root) / name
+            try:
+                st = path.lstat()
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                rel, signature = path.relative_to(folder).as_posix(), (st.st_mtime_ns, st.st_size)
+                known = seen.get(rel)
+                if known is None or known[:2] != signature or (known[2] is not None and _digest(path) != known[2]):
+                    found.append((rel, path, signature))
+                elif known[2] is not None and st.st_mtime_ns < now_ns - MTIME_SLACK_NS:
+                    seen[rel] = (*signature, None)
+            except OSError:  # removed meanwhile
+                continue
+    return sorted(found)
+
+
+def remember(seen: dict[str, tuple[int, int, bytes | None]], files: list[tuple[str, Path, tuple[int, int]]],
+             now_ns: int) -> None:
+    """Record ``files`` (as :func:`changed_files` found them at ``now_ns``) as sent; with their
+    digest when their mtime is within :data:`MTIME_SLACK_NS` of that look."""
+    for rel, path, (mtime, size) in files:
+        try:
+            digest = _digest(path) if mtime >= now_ns - MTIME_SLACK_NS else None
+        except OSError:
+            digest = None
+        seen[rel] = (mtime, size, digest)
+
+
+def bi_reply_refusal(key: str, files: list[tuple[str, Path, tuple[int, int]]], limit: int = BI_REPLY_LIMIT,
+                     ) -> dict[str, Any] | None:
+    """The platform error for mini-batch ``key`` when ``files`` are more than ``limit`` bytes
+    together (None when they fit)."""
+    total = sum(signature[1] for _rel, _path, signature in files)
+    if total <= limit:
+        return None
+    largest = ", ".join(f"{rel} ({signature[1] / 2**20:.1f} MiB)" for rel, _path, signature
+                        in sorted(files, key=lambda f: -f[2][1])[:3])
+    return {"type": "OutputTooLarge", "where": None, "traceback": "", "kind": "platform",
+            "message": f"the scoring script wrote {total / 2**20:.1f} MiB to {BI_OUTPUT_VARIABLE} in mini-batch {key} "
+                       f"(largest: {largest}); with a local output data store these files come back to the server "
+                       f"through Ray's object store, at most {limit / 2**20:g} MiB per mini-batch: put the job's "
+                       "output on a data store the Ray nodes reach (Azure Blob, ADLS Gen2, S3; its files are then "
+                       "uploaded from the nodes), or write less per mini-batch (a smaller mini_batch_size)"}
+
+
 class RayWorker:
     """One worker of one job (see the module docstring). Not thread-safe: one call at a time."""
 
@@ -99,6 +186,8 @@ class RayWorker:
         self.conn: Connection | None = None
         self.sources: dict[str, Any] = {}  # the storage spec dicts, as last renewed
         self.parts_backend: tuple[Any, Any] | None = None  # (spec dict, backend) of the parts store
+        self.bi_dir: Path | None = None  # this actor's AZUREML_BI_OUTPUT_PATH
+        self.bi_seen: dict[str, tuple[int, int, bytes | None]] = {}  # its files sent so far (remember())
 
     def where(self) -> dict[str, Any]:
         """The actor's process and node (for the engine's notes and for tests)."""
@@ -111,6 +200,10 @@ class RayWorker:
         interpreter (``python -m batchpoint.worker``), which this actor drives over the worker
         protocol, as the local pool drives its workers; ``unavailable`` when this node lacks it."""
         job = dict(job)
+        if BI_OUTPUT_VARIABLE in job["environment"]:  # the server's folder is not on this node: one of ours
+            self.bi_dir = Path(self.home) / "bi_output"
+            self.bi_dir.mkdir(parents=True, exist_ok=True)
+            job["environment"] = {**job["environment"], BI_OUTPUT_VARIABLE: str(self.bi_dir)}
         self.log_path = Path(self.home) / "logs" / f"worker-{job['worker_id']}.log"
         self.log = loop._redirect_output(self.log_path, job["logging_level"])
         loop._redact_logs(job["sources"])
@@ -196,28 +289,80 @@ class RayWorker:
                     part = path.read_bytes()
         finally:
             path.unlink(missing_ok=True)
-        return {**reply, "part": part, "stored": stored, "log": self._new_log()}
+        part_failed = stored is None and part is None and reply["error"] is not None and reply["error"]["kind"] == "platform"
+        bi_files, error = self._bi_output(message["key"], ship=not part_failed)
+        if error is not None:
+            reply = {**reply, "rows": 0, "error": error}
+        return {**reply, "part": part, "stored": stored, "bi_files": bi_files, "log": self._new_log()}
+
+    def _bi_output(self, key: str, ship: bool = True) -> tuple[dict[str, bytes] | None, dict[str, Any] | None]:
+        """What the scoring script wrote to ``AZUREML_BI_OUTPUT_PATH`` since the last mini-batch:
+        uploaded to the output store (``bi_output_store``: (None, None), or (None, a platform error)),
+        or read to go back with the reply (``{relative path: bytes}``, or a platform error past
+        :data:`BI_REPLY_LIMIT`). They belong to this mini-batch: when they cannot go out (or
+        ``ship`` is false: its part could not), they are dropped with it — its retry writes them
+        again — so a stale copy is never sent later over the retry's."""
+        if self.bi_dir is None:
+            return None, None
+        now = time.time_ns()
+        files = changed_files(self.bi_dir, self.bi_seen, now)
+        if not files:
+            return None, None
+        remember(self.bi_seen, files, now)
+        if not ship:
+            return None, None
+        store = self.job.get("bi_output_store")
+        if store:
+            for rel, path, _signature in files:
+                target = f"{store['prefix']}/{rel}" if store["prefix"] else rel
+                error = self._put(path, target, store["source"], key,
+                                  f"the file '{rel}' the scoring script wrote to {BI_OUTPUT_VARIABLE}")
+                if error is not None:
+                    return None, error
+            self.log.info("mini-batch %s: %d file(s) of %s written to the job's output", key, len(files),
+                          BI_OUTPUT_VARIABLE)
+            return None, None
+        refusal = bi_reply_refusal(key, files)
+        if refusal is not None:
+            self.log.warning("mini-batch %s: %s", key, refusal["message"])
+            return None, refusal
+        sent: dict[str, bytes] = {}
+        for rel, path, _signature in files:
+            try:
+                sent[rel] = path.read_bytes()
+            except OSError:  # removed meanwhile
+                continue
+        return sent, None
 
     def _put_part(self, path: Path, key: str, store: dict[str, str]) -> tuple[str | None, dict[str, Any] | None]:
         """Write the part to ``<prefix>/<key>.csv`` on the output store: (its path, None), or
         (None, a platform error: the mini-batch is tried again) — with no credential in it."""
         target = f"{store['prefix']}/{key}.csv"
-        spec = self.sources[store["source"]]
+        error = self._put(path, target, store["source"], key, f"the rows of mini-batch {key}")
+        return (None, error) if error is not None else (target, None)
+
+    def _put(self, path: Path, target: str, source: str, key: str, what: str) -> dict[str, Any] | None:
+        """Upload ``path`` to ``target`` on the output store (the job's delegated, writable spec
+        ``source``, with :data:`WRITE_CONFIG`'s bounded retries): None, or a platform error naming
+        the store, this node and the cause, with no credential in it (the mini-batch is tried again)."""
+        spec = self.sources[source]
         try:
             if self.parts_backend is None or self.parts_backend[0] is not spec:
-                self.parts_backend = (spec, open_backend(protocol.spec_from_dict(spec)))
+                plain = protocol.spec_from_dict(spec)
+                bounded = StorageSpec(plain.kind, {**plain.config, **WRITE_CONFIG}, plain.credential)
+                self.parts_backend = (spec, open_backend(bounded))
             backend = self.parts_backend[1]
             backend.put_file(str(path), target)  # one upload, committed when it returns
-            self.log.info("mini-batch %s: part written to %s", key, backend.url_for(target))
-            return target, None
-        except Exception as exc:  # noqa: BLE001 - any fault writing the part is the platform's
+            self.log.info("mini-batch %s: %s written to %s", key, what, backend.url_for(target))
+            return None
+        except Exception as exc:  # noqa: BLE001 - any fault writing to the output store is the platform's
             cause = _scrub(f"{type(exc).__name__}: {exc}", spec)
-            self.log.warning("mini-batch %s: could not write its part to the output store: %s", key, cause)
+            self.log.warning("mini-batch %s: could not write %s to the output store: %s", key, what, cause)
             where = protocol.spec_from_dict(spec).describe()
-            return None, {"type": type(exc).__name__, "where": None, "traceback": "", "kind": "platform",
-                          "message": f"could not write the rows of mini-batch {key} to {target} on the output "
-                                     f"data store ({where}) from Ray node {socket.gethostname()}: {cause[:500]}; "
-                                     "every node must reach the output data store"}
+            return {"type": type(exc).__name__, "where": None, "traceback": "", "kind": "platform",
+                    "message": f"could not write {what} to {target} on the output data store ({where}) from Ray "
+                               f"node {socket.gethostname()}: {cause[:500]}; every node must reach the output data "
+                               "store"}
 
     def _new_log(self) -> str:
         for handler in logging.getLogger().handlers:
