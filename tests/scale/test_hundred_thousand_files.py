@@ -1,6 +1,6 @@
 """A job over 100,000 small files on the local data store, against a real server process: the
 first mini-batch is scored before the listing ends, the lister never runs more than its queue
-(10,000 files) ahead of the workers, the server's memory grows by less than 100 MB over the job
+(10,000 files) ahead of the workers (plus the group of finished mini-batches being committed), the server's memory grows by less than 100 MB over the job
 (VmRSS from /proc), and the metadata store does not grow by a row per file (no failures: no
 failure rows; one progress event per mini-batch of 100 files, not per file)."""
 
@@ -50,7 +50,12 @@ def test_a_job_over_100000_files_stays_flat(tmp_path: Path) -> None:
                                                                                 final.listing_completed_at)
                 assert sampler.samples > 0
                 slots = QUEUE_FILES // MINI_BATCH
-                assert sampler.max_lead <= slots + 2 + 2, (sampler.max_lead, slots)  # queue + workers + lister's hand
+                # the lead seen on disk (manifest lines - done lines) is the lister's queue, the workers'
+                # mini-batches (2, and 2 sent ahead), the lister's hand, and the finished mini-batches
+                # of the group commit in progress (done lines are written every quarter second, later
+                # when the disk is slow): allowed one queue's worth. Unbounded, it was the whole
+                # listing (640,000 files at this size).
+                assert sampler.max_lead <= 2 * slots + 4 + 2, (sampler.max_lead, slots)
 
                 grown_mb = (sampler.peak_rss_kb - rss_before) / 1024
                 assert grown_mb < 100, f"the server grew by {grown_mb:.0f} MB over the job"

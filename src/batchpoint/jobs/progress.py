@@ -41,6 +41,8 @@ ERROR_CODES = {FailureKind.USER: "UserError", FailureKind.INPUT: "InputError", F
                FailureKind.PLATFORM: "PlatformError"}
 #: how long an outcome's counters may wait to be written with the next ones
 FLUSH_INTERVAL_S = 0.25
+#: a group of this many outcomes is committed without waiting for the interval
+GROUP_MAX = 64
 
 
 @dataclass
@@ -106,8 +108,8 @@ class Progress:
             self.first_batch_seen = True
             self._first_at = utcnow()
             self.flush()  # the first scored mini-batch shows at once (one part to sync: cheap)
-        elif outcome.error is not None:
-            self._wake.set()  # a failure shows without waiting for the interval
+        elif outcome.error is not None or len(self._pending) >= GROUP_MAX:
+            self._wake.set()  # a failure shows without waiting for the interval; a big group goes now
 
     def flush(self) -> None:
         """Write what the outcomes not written yet leave to write, in this order (group commit):
