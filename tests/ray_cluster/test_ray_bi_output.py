@@ -186,7 +186,7 @@ class _Relay:
 
 
 @pytest.fixture(scope="module")
-def jobs(ml_client: Any, server: Any, bi_endpoint: str, azurite_blob_url: str, s3_endpoint: str,
+def jobs(ml_client: Any, server: Any, bi_endpoint: str, azurite_blob_url: str, out_container: Any, s3_endpoint: str,
          expected: dict[str, list[int]], tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The module's jobs, invoked at once (they run side by side on the cluster's four CPUs):
 
@@ -219,7 +219,7 @@ def jobs(ml_client: Any, server: Any, bi_endpoint: str, azurite_blob_url: str, s
         run.endpoint = f"http://127.0.0.1:{relay.port}{azurite.path}"
         register_out_store(ml_client, run.endpoint, name="rayunreachable")
         run.started = time.monotonic()
-        run.unreachable = _invoke(ml_client, home, tmp / "unreachable", deployment="rows",
+        run.unreachable = _invoke(ml_client, "", tmp / "unreachable", deployment="rows",  # the parts matter here
                                   output_path="azureml://datastores/rayunreachable/paths/scored")
     finally:
         relay.close()
