@@ -62,6 +62,7 @@ import ray
 import ray.exceptions as rex
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
+from batchpoint.engines.dispatch import WorkQueue, fresh_sources
 from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError
 from batchpoint.exceptions import PlatformError, ValidationError
@@ -168,11 +169,10 @@ class RayEngine(Engine):
 class _Run:
     def __init__(self, engine: RayEngine, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
                  stop: threading.Event, credentials: Sources | None) -> None:
-        self.engine, self.job, self.batches, self.on_outcome, self.stop = engine, job, batches, on_outcome, stop
+        self.engine, self.job, self.on_outcome, self.stop = engine, job, on_outcome, stop
         self.credentials = credentials
         self.policy = FailurePolicy(job.policy)
-        self.retry: list[tuple[float, MiniBatch]] = []
-        self.exhausted = False
+        self.work = WorkQueue(batches)
         self.actors: dict[int, _Actor] = {}
         self.archive: Any = None
         self.remote = ray.remote(RayWorker).options(
@@ -209,51 +209,29 @@ class _Run:
             pass
 
     # -- work ---------------------------------------------------------------------------------
-    def _next_batch(self) -> MiniBatch | None:
-        now = time.monotonic()
-        for i, (not_before, batch) in enumerate(self.retry):
-            if not_before <= now:
-                del self.retry[i]
-                return batch
-        if self.exhausted:
-            return None
-        batch = next(self.batches, None)
-        if batch is None:
-            self.exhausted = True
-        return batch
-
-    def _fresh_sources(self, a: _Actor) -> dict[str, Any] | None:
-        if self.credentials is None:
-            return None
-        version, sources = self.credentials()
-        if version == a.sources_version:
-            return None
-        a.sources_version = version
-        return sources
-
     def _assign(self) -> None:
         for a in self.actors.values():
             if a.ready and a.batch is None:
-                batch = self._next_batch()
+                batch = self.work.next()
                 if batch is None:
                     return
                 a.batch, a.started = batch, time.monotonic()
                 a.deadline = a.started + self.job.policy.timeout_s
                 files = [{"source": f.source, "path": f.path} for f in batch.files]
                 message = protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
-                                         self._fresh_sources(a))
+                                         fresh_sources(self.credentials, a))
                 a.ref = a.handle.run.remote(message)
 
     def loop(self) -> None:
         while not self.stop.is_set():
             self._assign()
             busy = [a for a in self.actors.values() if a.batch is not None]
-            if not busy and self.exhausted and not self.retry:
+            if not busy and self.work.drained():
                 return
             waiting = {a.ref: a for a in busy}
             waiting.update({a.init_ref: a for a in self.actors.values() if not a.ready})
             now = time.monotonic()
-            waits = [a.deadline - now for a in busy] + [t - now for t, _ in self.retry] + [0.2]
+            waits = [a.deadline - now for a in busy] + self.work.next_wait(now) + [0.2]
             refs = list(waiting)
             done: list[Any] = []
             if refs:
@@ -398,8 +376,8 @@ class _Run:
             self._finish(batch, 0, error, seconds, a.slot)
 
     def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int) -> None:
-        self.retry.extend(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
-                                             lambda text: self._note(slot, text)))
+        self.work.put_back(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
+                                                 lambda text: self._note(slot, text)))
 
     # -- logs -----------------------------------------------------------------------------------
     def _append_log(self, slot: int, text: str) -> None:
