@@ -16,11 +16,12 @@ import os
 import re
 import shutil
 import signal
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from batchpoint import BatchDeployment, BatchEndpoint, CodeConfiguration, Input, Model
-from conftest import HEART_UNLABELED
+from batchpoint import BatchDeployment, BatchEndpoint, CodeConfiguration, Input, MLClient, Model
+from conftest import HEART_UNLABELED, wait_job
 from foundation.conftest import expected_rows, write_script
 
 SCORE_PY = """
@@ -165,3 +166,26 @@ def assert_clean_run_output(path: Path, model_dir: Path, folder: Path, only: set
     expected = [r for r in expected_rows(model_dir, folder) if only is None or r[2] in only]
     assert len(got) == len(set(got)), "a row appears twice in the output"
     assert got == expected, (len(got), len(expected))
+
+
+def finish_job(server: Any, name: str, out: Path) -> tuple[Any, list[str], Path]:
+    """Wait for job ``name`` on ``server`` (one started again after a kill) to end: the job, its
+    status history and its downloaded predictions."""
+    with MLClient(endpoint=server.url, home=server.home) as client:
+        final = wait_job(client, name, timeout=120)
+        history = [e.status for e in client.jobs.events(name) if e.type == "status"]
+        return final, history, download_predictions(client, name, out)
+
+
+def assert_resumed_without_rescoring(final: Any, history: list[str], saved: Path, server: Any, model_dir: Path,
+                                     data: Path, traces: Path, done_before: list[int]) -> None:
+    """A job resumed after its server was killed: Completed with ``Crashed`` in its history, the
+    output of a clean run, and each file of the mini-batches finished before the kill (the done
+    log's indexes ``done_before``; one file per mini-batch) started exactly once."""
+    assert final.status == "Completed", (final.status_message, final.error, server.log()[-3000:])
+    assert "Crashed" in history and history[-1] == "Completed" and "Failed" not in history, history
+    assert_clean_run_output(saved, model_dir, data)
+    files = sorted(p.name for p in data.iterdir())
+    starts = Counter(traces_of(traces, "start"))
+    assert all(starts[files[i]] == 1 for i in done_before), (done_before, starts)  # not scored again
+    assert set(traces_of(traces, "scored")) == set(files)

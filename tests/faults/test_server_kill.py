@@ -11,15 +11,14 @@ import json
 import signal
 import socket
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from batchpoint import MLClient
-from conftest import start_server, stop_server, wait_job
+from conftest import start_server, stop_server
 from faults.support import (
-    alive, assert_clean_run_output, download_predictions, heart_copies, invoke, make_endpoint, pids, traces_of,
+    alive, assert_resumed_without_rescoring, finish_job, heart_copies, invoke, make_endpoint, pids, traces_of,
 )
 from foundation.conftest import wait_until
 
@@ -74,20 +73,10 @@ def test_server_killed_mid_job_leaves_no_orphan_and_resumes_without_rescoring(
 
         (home / "server.json").unlink(missing_ok=True)
         second = start_server(home, env)
-        with MLClient(endpoint=second.url, home=home) as client:
-            final = wait_job(client, name, timeout=120)
-            history = [e.status for e in client.jobs.events(name) if e.type == "status"]
-            saved = download_predictions(client, name, tmp_path / "out")
-        assert final.status == "Completed", (final.status_message, final.error, second.log()[-3000:])
-        assert "Crashed" in history and history[-1] == "Completed" and "Failed" not in history, history
-        assert_clean_run_output(saved, heart_model_dir, data)
-
         # finished mini-batches were not scored again: each file of the done log before the kill was
         # started exactly once; every file was scored; nothing ran twice at once
-        files = sorted(p.name for p in data.iterdir())
-        starts = Counter(traces_of(traces, "start"))
-        assert all(starts[files[i]] == 1 for i in done_before), (done_before, starts)
-        assert set(traces_of(traces, "scored")) == set(files)
+        final, history, saved = finish_job(second, name, tmp_path / "out")
+        assert_resumed_without_rescoring(final, history, saved, second, heart_model_dir, data, traces, done_before)
         assert orphans_gone_after <= ORPHAN_BOUND_S
     finally:
         if second is not None:

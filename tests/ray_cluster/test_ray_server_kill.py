@@ -15,15 +15,14 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from batchpoint import AmlCompute, BatchDeployment, BatchEndpoint, CodeConfiguration, Input, MLClient, Model
-from conftest import start_server, stop_server, wait_job
-from faults.support import assert_clean_run_output, download_predictions, heart_copies, pids, traces_of
+from conftest import start_server, stop_server
+from faults.support import assert_resumed_without_rescoring, finish_job, heart_copies, pids
 from faults.test_server_kill import FAST_BEAT, _free_port, _scored_by
 from foundation.conftest import wait_until, write_script
 from ray_cluster.conftest import alive_actors, blobs_under, register_out_store
@@ -114,18 +113,8 @@ def test_server_killed_mid_ray_job_resumes_on_ray_without_rescoring(
 
         (home / "server.json").unlink(missing_ok=True)
         second = start_server(home, env)
-        with MLClient(endpoint=second.url, home=home) as client:
-            final = wait_job(client, name, timeout=120)
-            history = [e.status for e in client.jobs.events(name) if e.type == "status"]
-            saved = download_predictions(client, name, tmp_path / "out")
-        assert final.status == "Completed", (final.status_message, final.error, second.log()[-3000:])
-        assert "Crashed" in history and history[-1] == "Completed" and "Failed" not in history, history
-        assert_clean_run_output(saved, heart_model_dir, data)
-
-        files = sorted(p.name for p in data.iterdir())
-        starts = Counter(traces_of(traces, "start"))
-        assert all(starts[files[i]] == 1 for i in done_before), (done_before, starts)  # not scored again
-        assert set(traces_of(traces, "scored")) == set(files)
+        final, history, saved = finish_job(second, name, tmp_path / "out")
+        assert_resumed_without_rescoring(final, history, saved, second, heart_model_dir, data, traces, done_before)
         new_workers = pids(traces, "init") - old_workers
         assert _scored_by(traces, new_workers), new_workers  # the rest was scored by the new server's actors
         logs = "".join(p.read_text() for p in (home / "jobs" / name / "logs").glob("worker-*.log"))
