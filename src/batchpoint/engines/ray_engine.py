@@ -300,16 +300,15 @@ class _Run:
         return None
 
     def _store_part(self, key: str, data: bytes) -> dict[str, Any] | None:
-        """Write a returned part to ``parts/<key>.csv`` (temporary name, fsync, rename), as a local
-        worker does; a failed write is the platform's (None when written)."""
+        """Write a returned part to ``parts/<key>.csv`` (temporary name, rename), as a local worker
+        does: the job's group commit syncs it to disk before its done record (``jobs/progress.py``);
+        a failed write is the platform's (None when written)."""
         parts = Path(self.job.parts_dir)
         tmp, final = parts / f".{key}.tmp", parts / f"{key}.csv"
         try:
             parts.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as out:
                 out.write(data)
-                out.flush()
-                os.fsync(out.fileno())  # durable before the mini-batch is reported done
             os.replace(tmp, final)
             return None
         except OSError as exc:

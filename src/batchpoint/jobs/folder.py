@@ -52,16 +52,16 @@ def sync_parts(parts_dir: str, keys: list[str]) -> None:
         return
     for key in keys:
         try:
-            fd = os.open(os.path.join(parts_dir, f"{key}.csv"), os.O_RDONLY)
+            _fsync_path(os.path.join(parts_dir, f"{key}.csv"))
         except FileNotFoundError:
             continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fd = os.open(parts_dir, os.O_RDONLY)
+    _fsync_path(parts_dir)  # the renames
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)  # the renames
+        os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -168,11 +168,7 @@ class JsonLines:
         with self._lock:
             if not self._unsynced:
                 return
-            fd = os.open(self._local, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_path(self._local)
             self._unsynced = False
 
     def _local_file(self) -> str | None:
