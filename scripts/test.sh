@@ -102,18 +102,18 @@ fi
 # --- PostgreSQL server binaries (Debian package)
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
   say "installing PostgreSQL (apt-get)"
-  run "apt-get update" as_root apt-get update -qq
+  run "apt-get update" as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
   run "apt-get install postgresql" as_root env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends postgresql
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends postgresql
 fi
 
 # --- Chromium for the web page's browser test (tests/observe/test_web_ui.py; Playwright from the
 # test extra drives it: Playwright's own browser download is not reachable)
 if [[ ! -x /usr/bin/chromium ]]; then
   say "installing chromium (apt-get)"
-  run "apt-get update" as_root apt-get update -qq
+  run "apt-get update" as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
   run "apt-get install chromium" as_root env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends chromium
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium
 fi
 
 # --- environments (issue 11 A): the wheels the environment tests serve from a local package

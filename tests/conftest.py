@@ -23,13 +23,14 @@ import pytest
 
 pytest_plugins = ["fixtures.components"]
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-HEART_UNLABELED = SHARED / "data" / "heart" / "unlabeled"
-HEART_TRAIN = SHARED / "data" / "heart" / "train" / "heart.csv"
+#: The heart data the repository ships (examples/heart): a fresh clone runs the tests with nothing beside it.
+HEART_DIR = Path(__file__).resolve().parents[1] / "examples" / "heart"
+HEART_UNLABELED = HEART_DIR / "data"
+HEART_TRAIN = HEART_DIR / "train" / "heart.csv"
 HEART_ROWS = 303
 
 
-#: Secret values tests create (keys, SAS tokens, API keys); tests/zz_final scans for them.
+#: Secret values tests create (keys, SAS tokens, API keys); stop_server scans each server's files for them.
 RECORDED_SECRETS: set[str] = set()
 
 
@@ -82,7 +83,9 @@ def start_server(home: Path, extra_env: dict[str, str] | None = None, timeout: f
     raise RuntimeError(f"server did not become healthy in {timeout}s:\n{(home / 'server.log').read_text()[-3000:]}")
 
 
-def stop_server(handle: ServerHandle) -> None:
+def stop_server(handle: ServerHandle, scan: bool = True) -> None:
+    """Stop the server, then scan every file it wrote under its home for secrets
+    (``fixtures/secret_scan.py``): a leak fails the test or fixture that owned the server."""
     if handle.proc.poll() is None:
         handle.proc.terminate()
         try:
@@ -90,6 +93,12 @@ def stop_server(handle: ServerHandle) -> None:
         except subprocess.TimeoutExpired:
             handle.proc.kill()
             handle.proc.wait(timeout=10)
+    if scan:
+        from fixtures.components import AZURITE_ACCOUNT_KEY
+        from fixtures.secret_scan import leaks_in
+
+        leaks = leaks_in(handle.home, {AZURITE_ACCOUNT_KEY, *RECORDED_SECRETS})
+        assert not leaks, f"secrets in files the server at {handle.home} wrote:\n" + "\n".join(leaks)
 
 
 INDEX_DIR = Path(__file__).resolve().parents[1] / ".cache" / "env-index"
@@ -161,7 +170,7 @@ def cli(server: ServerHandle):
 
 @pytest.fixture(scope="session")
 def heart_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow scikit-learn model trained on ../shared/data/heart/train/heart.csv."""
+    """An MLflow scikit-learn model trained on examples/heart/train/heart.csv."""
     import mlflow.sklearn
     import pandas as pd
     from sklearn.compose import ColumnTransformer

@@ -1,6 +1,6 @@
 """Fixtures of the Azure-shapes tests: a deployment folder laid out as Azure's batch samples lay
 theirs out (``cli/endpoints/batch/deploy-models/<sample>/{model,code,environment}``), with a
-custom (pickled) heart classifier trained here from ``../shared/data/heart/train/heart.csv``."""
+custom (pickled) heart classifier trained here from ``examples/heart/train/heart.csv``."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ from batchpoint.exceptions import BackendNotInstalledError
 
 
 def test_cli_creates_a_ray_compute_and_never_shows_its_token(cli: Any, server: Any) -> None:
-    token = record_secret("ray-token-" + "b7" * 20)  # tests/zz_final checks no server file holds it
-    with tempfile.TemporaryDirectory() as where:  # the user's token file: outside what zz_final scans
+    token = record_secret("ray-token-" + "b7" * 20)  # stop_server checks no server file holds it
+    with tempfile.TemporaryDirectory() as where:  # the user's token file: outside the server home stop_server scans
         (Path(where) / "token").write_text(token + "\n")
         created = cli("compute", "create", "-n", "ray-cli", "--type", "ray", "--address", "127.0.0.1:6379",
                       "--auth-token-file", str(Path(where) / "token"), "--num-cpus-per-worker", "0.5")

@@ -77,7 +77,7 @@ def client(handle, azurite_blob_url, tmp_path_factory):
     try:
         created = yaml.safe_load(run_cli(handle, "datastore", "create", "--file", str(spec), "-o", "yaml").stdout)
     finally:
-        spec.unlink()  # it holds the account key; tests/zz_final scans every file the session wrote
+        spec.unlink()  # it holds the account key; stop_server scans every file the server wrote
     assert created["is_default"] is True and created["credential_kind"] == "account_key"
     assert AZURITE_ACCOUNT_KEY not in yaml.safe_dump(created)
     yield c

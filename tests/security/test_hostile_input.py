@@ -42,7 +42,7 @@ ENDPOINT = "hostile-ep"
 STORE = "workspaceblobstore"
 INTERFACES = ("rest", "sdk", "cli")
 REST_TYPES = {"uri_folder": "UriFolder", "uri_file": "UriFile"}
-#: A made-up account key (base64 of 64 bytes); recorded so tests/zz_final checks it never leaks.
+#: A made-up account key (base64 of 64 bytes); recorded so stop_server checks it never leaks.
 FAKE_KEY = record_secret("aG9zdGlsZS1pbnB1dC10ZXN0LWtleS1ub3QtYS1yZWFsLWtleS0wMTIzNDU2Nzg5YWJjZGVmZ2hpams=")
 
 
@@ -359,7 +359,7 @@ def test_datastore_pointing_at_internal_addresses_is_refused(case: HostileStore,
         for word in says:
             assert word in caught.value.message, f"{word!r} not in {caught.value.message!r}"
     else:
-        # outside pytest's temporary folder: tests/zz_final scans that for secrets afterwards
+        # outside pytest's temporary folder: stop_server scans server homes for secrets
         with tempfile.TemporaryDirectory() as folder:
             spec = Path(folder) / "datastore.yml"
             spec.write_text(yaml.safe_dump({"name": name, **case.spec}))
