@@ -10,7 +10,6 @@ resources, jobs and the audit log.
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 
