@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,9 @@ class JobSettings(BaseModel):
     max_workers: int = 64  # cap on instance_count * max_concurrency_per_instance
     worker_credential_ttl_s: float = 3600.0  # life of the SAS a job's workers get instead of a store's key
     listing_queue_files: int = 10_000  # listed files a job holds ahead of its workers (jobs/listing.py)
+    worker_log_max_bytes: int = 20 << 20  # a worker's log is cut past this, one older copy kept (docs/faults.md)
+    record_retry_s: float = 60.0  # a job's end the metadata database refuses is tried again this long (docs/faults.md)
+    output_retry_s: float = 120.0  # an output write rides out an unreachable store this long (docs/faults.md)
 
 
 class StorageSettings(BaseModel):
@@ -55,9 +58,48 @@ class EnvironmentSettings(BaseModel):
     uv_path: str | None = None  # the uv binary; default the one installed with Batchpoint, else PATH
     build_timeout_s: float = 1800.0
     prune_after_days: float = 30.0  # `batchpoint environment prune` removes builds unused this long
+    # the interpreters a spec's `python=3.8.5` may use: "3.8=/opt/py38/bin/python,3.9=/usr/bin/python3.9"
+    # (a mapping works too); a version not listed is resolved for, then adapted to this machine's Python
+    pythons: str = ""
+    python_downloads: bool = False  # let uv download a requested Python (needs the internet or a mirror)
+    python_install_dir: Path | None = None  # where downloaded Pythons live; default <home>/cache/python
+    python_install_mirror: str | None = None  # uv's --mirror for Python downloads (python-build-standalone)
+
+    @field_validator("pythons", mode="before")
+    @classmethod
+    def _pythons_text(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return ",".join(f"{k}={v}" for k, v in value.items())
+        return value
 
     def index_urls(self) -> list[str]:
         return [self.index_url, *self.extra_index_urls]
+
+
+class RaySettings(BaseModel):
+    """Ray clusters (computes of ``type: ray``, docs/ray.md)."""
+
+    connect_timeout_s: float = 30.0  # a job's connection to the cluster (ray.init) fails past this
+    probe_timeout_s: float = 3.0  # `compute create --type ray` checks the address within this
+
+
+class TlsSettings(BaseModel):
+    """HTTPS beside the plain listener (docs/azure-client.md): the operator's certificate and key
+    (PEM files), or, with none given, a certificate signed by a CA the server makes for itself in
+    ``<home>/tls/`` (local use; ``batchpoint azure-env`` ships that CA to the client)."""
+
+    enabled: bool = False
+    port: int = 0  # 0: a free port (recorded as azure_url in server.json)
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    host_names: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])  # of a generated cert
+
+
+class AzureSettings(BaseModel):
+    """The Azure-shaped API (``batchpoint.server.azure_api``): the cloud the real azure-ai-ml sees."""
+
+    cloud_name: str = "Batchpoint"
+    storage_suffix: str = "core.batchpoint.localhost"  # blob hosts: <account>.blob.<storage_suffix>
 
 
 class Settings(BaseSettings):
@@ -71,6 +113,9 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     environments: EnvironmentSettings = Field(default_factory=EnvironmentSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    azure: AzureSettings = Field(default_factory=AzureSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

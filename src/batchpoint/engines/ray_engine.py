@@ -42,7 +42,7 @@ every node (a shared environment cache), else the job fails naming the node.
 server process (their owner) dies.
 
 The server connects to the cluster once (``ray.init(address=...)``; one cluster per server
-process). The compute's auth token (a secret, kept encrypted) is set as ``RAY_AUTH_TOKEN`` with
+process), bounded by ``BATCHPOINT_RAY__CONNECT_TIMEOUT_S`` (``connect``). The compute's auth token (a secret, kept encrypted) is set as ``RAY_AUTH_TOKEN`` with
 ``RAY_AUTH_MODE=token`` before connecting.
 """
 
@@ -50,6 +50,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -79,35 +81,124 @@ DEFAULT_NUM_CPUS = 1.0
 LOST = (rex.RayActorError, rex.ObjectLostError, rex.OwnerDiedError, rex.NodeDiedError, rex.WorkerCrashedError,
         rex.LocalRayletDiedError, rex.ObjectFetchTimedOutError)
 
-_connect_lock = threading.Lock()
+DEFAULT_CONNECT_TIMEOUT_S = 30.0  # Settings.ray.connect_timeout_s (BATCHPOINT_RAY__CONNECT_TIMEOUT_S)
+
+_connect_lock = threading.Lock()  # guards the two names below; never held while Ray connects
 _connected: str | None = None
 
 
-def connect(address: str, auth_token: str | None = None) -> None:
-    """Connect this process to the Ray cluster at ``address`` (once; a second cluster is refused)."""
-    global _connected
+@dataclass
+class _Attempt:
+    """One ``ray.init`` in flight, on its own thread: callers wait for it with their own timeout,
+    so a cluster that never answers fails each job in bounded time and blocks no one."""
+
+    address: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+_attempt: _Attempt | None = None
+
+
+def _cannot_connect(address: str, why: str, timeout_s: float | None = None) -> PlatformError:
+    from batchpoint._internal.gcs_probe import GCS_CHECKS
+
+    within = f" (waited {timeout_s:g} s: BATCHPOINT_RAY__CONNECT_TIMEOUT_S)" if timeout_s is not None else ""
+    return PlatformError(
+        f"cannot connect to the Ray cluster at {address}: {why}{within}. Fix the compute's address with "
+        f"`batchpoint compute create --type ray --address host:port` (same name); {GCS_CHECKS}; and its auth "
+        "token when the cluster runs with RAY_AUTH_MODE=token", details={"address": address})
+
+
+def connect(address: str, auth_token: str | None = None, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:
+    """Connect this process to the Ray cluster at ``address`` (once; a second cluster is refused:
+    Ray allows one cluster per driver process). Bounded: the address is probed first (a closed
+    port, a wrong host, something that is not a GCS fail at once), and ``ray.init`` runs on its own
+    thread, waited for at most ``timeout_s``; no lock is held meanwhile, so a job on an address that
+    never answers does not hold up a job on the cluster this server does reach."""
+    global _connected, _attempt
+    from batchpoint._internal.gcs_probe import probe_gcs
+
     with _connect_lock:
         if _connected is not None and ray.is_initialized():
             if _connected != address:
                 raise ValidationError(
                     f"this server is connected to the Ray cluster at {_connected}; a server drives one Ray cluster "
-                    f"at a time, so compute address {address} cannot be used until the server restarts")
+                    f"at a time (Ray allows one per driver process), so compute address {address} cannot be used "
+                    "until the server restarts")
             return
+        attempt = _attempt
+    if attempt is None:
+        why = probe_gcs(address, timeout_s) or _connects_in_a_child(address, auth_token, timeout_s)
+        if why is not None:
+            raise _cannot_connect(address, why)
+        with _connect_lock:
+            if _connected is not None and ray.is_initialized():
+                attempt = None
+            elif _attempt is None:
+                attempt = _attempt = _Attempt(address)
+                threading.Thread(target=_init, args=(attempt, auth_token), name="ray-connect", daemon=True).start()
+            else:
+                attempt = _attempt
+        if attempt is None:  # another job connected meanwhile: check it is this cluster
+            connect(address, auth_token, timeout_s)
+            return
+    if attempt.address != address:
+        raise PlatformError(
+            f"this server is still connecting to the Ray cluster at {attempt.address} (a server drives one Ray "
+            f"cluster at a time), so compute address {address} cannot be used now; try again when that attempt "
+            "has ended, or restart the server", details={"address": address})
+    if not attempt.done.wait(timeout_s):
+        raise _cannot_connect(address, "ray.init did not return", timeout_s)
+    if attempt.error is not None:
+        exc = attempt.error
+        raise _cannot_connect(address, f"{type(exc).__name__}: {exc}") from exc
+
+
+_CHILD = """
+import sys
+import ray
+ray.init(address=sys.argv[1], namespace=sys.argv[2], log_to_driver=False, configure_logging=False)
+ray.shutdown()
+"""
+
+
+def _connects_in_a_child(address: str, auth_token: str | None, timeout_s: float) -> str | None:
+    """Connect once from a child process (killed past ``timeout_s``) before this process does: a
+    ``ray.init`` that would hang (an address that answers but is no Ray head) or a refused token
+    ends there, never in the server, whose Ray connection cannot be undone. None when it connected."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+    if auth_token:
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token)
+    try:
+        done = subprocess.run([sys.executable, "-c", _CHILD, address, NAMESPACE], env=env, capture_output=True,
+                              text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"ray.init did not connect within {timeout_s:g} s (BATCHPOINT_RAY__CONNECT_TIMEOUT_S)"
+    if done.returncode == 0:
+        return None
+    lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
+    cause = next((line for line in reversed(lines) if "Error" in line or "error" in line), lines[-1] if lines else "")
+    return f"ray.init failed: {cause[:600] or f'exit status {done.returncode}'}"
+
+
+def _init(attempt: _Attempt, auth_token: str | None) -> None:
+    global _connected, _attempt
+    try:
         if auth_token:
             _use_token(auth_token)
-        try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
-        except Exception as exc:  # noqa: BLE001 - ConnectionError, auth failures, RuntimeError of Ray
-            os.environ.pop("RAY_AUTH_TOKEN", None)
-            raise PlatformError(
-                f"cannot connect to the Ray cluster at {address}: {type(exc).__name__}: {exc}. Check the compute's "
-                "address (the head's GCS address, host:port, as `ray start --head` prints it), that the head runs "
-                "and this server can reach it, and its auth token when the cluster runs with RAY_AUTH_MODE=token",
-                details={"address": address}) from exc
+        ray.init(address=attempt.address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+    except BaseException as exc:  # noqa: BLE001 - ConnectionError, auth failures, RuntimeError of Ray
+        attempt.error = exc
+    finally:
         # Ray holds the token now; out of the environment, so no process this server starts (a
         # deployment environment's worker) inherits it
         os.environ.pop("RAY_AUTH_TOKEN", None)
-        _connected = address
+        with _connect_lock:
+            if attempt.error is None:
+                _connected = attempt.address
+            _attempt = None
+        attempt.done.set()
 
 
 def _use_token(token: str) -> None:
@@ -143,8 +234,10 @@ class RayEngine(Engine):
     #: its nodes write a job's parts to a remote output store themselves (jobs/runner.py)
     writes_parts_to_storage = True
 
-    def __init__(self, address: str = "", auth_token: str | None = None, num_cpus: float = DEFAULT_NUM_CPUS) -> None:
+    def __init__(self, address: str = "", auth_token: str | None = None, num_cpus: float = DEFAULT_NUM_CPUS,
+                 connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:
         self.address, self.auth_token, self.num_cpus = address, auth_token, num_cpus
+        self.connect_timeout_s = connect_timeout_s
 
     @classmethod
     def from_compute(cls, compute: dict[str, Any] | None) -> RayEngine:
@@ -153,11 +246,12 @@ class RayEngine(Engine):
         if not address:
             raise ValidationError(f"compute '{compute.get('name')}' of type ray has no address; set address to the "
                                   "Ray head's host:port (e.g. 127.0.0.1:6379)")
-        return cls(address, compute.get("auth_token"), float(compute.get("num_cpus_per_worker") or DEFAULT_NUM_CPUS))
+        return cls(address, compute.get("auth_token"), float(compute.get("num_cpus_per_worker") or DEFAULT_NUM_CPUS),
+                   float(compute.get("connect_timeout_s") or DEFAULT_CONNECT_TIMEOUT_S))
 
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
-        connect(self.address, self.auth_token)
+        connect(self.address, self.auth_token, self.connect_timeout_s)
         run = _Run(self, job, batches, on_outcome, stop, credentials)
         try:
             run.start()

@@ -8,6 +8,7 @@ copies models and code into the workspace so a deployment never changes under a 
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from urllib.parse import urlparse
 from pathlib import Path
@@ -172,6 +173,8 @@ class WorkspaceService:
         """Store a compute; an identity's client secret is encrypted, never returned."""
         spec = compute.spec()
         compute_identity.check(compute.name, spec.get("identity"))
+        if spec.get("type") == "ray":
+            self._check_ray_address(compute.name, str(spec.get("address") or ""))
         secret = None
         identity = spec.get("identity") or {}
         if identity.get("client_secret"):
@@ -183,10 +186,33 @@ class WorkspaceService:
                                            "auth_token": spec.pop("auth_token")})
         return self.compute_entity(self.store.put_compute(compute.name, spec, secret=secret))
 
+    def _check_ray_address(self, name: str, address: str) -> None:
+        """A Ray compute's address, checked when it is created (as a data store's credentials are):
+        one Ray cluster per workspace (Ray allows one cluster per driver process, and every server
+        of the workspace is that driver), and its GCS answering within ``ray.probe_timeout_s``."""
+        from batchpoint._internal.gcs_probe import GCS_CHECKS, probe_gcs
+
+        for other in self.store.list_computes():
+            theirs = str(other.spec.get("address") or "")
+            if other.name != name and other.spec.get("type") == "ray" and theirs != address:
+                raise ValidationError(
+                    f"compute '{other.name}' already uses the Ray cluster at {theirs}; a Batchpoint server drives "
+                    f"one Ray cluster (Ray allows one cluster per driver process), so compute '{name}' cannot use "
+                    f"{address}: give it the address {theirs}, or change or delete compute '{other.name}' first")
+        timeout = self.settings.ray.probe_timeout_s
+        why = probe_gcs(address, timeout)
+        if why is not None:
+            raise ValidationError(
+                f"compute '{name}': no Ray cluster answers at {address}: {why}. Nothing was saved; {GCS_CHECKS} "
+                f"(checked within {timeout:g} s: BATCHPOINT_RAY__PROBE_TIMEOUT_S)", details={"address": address})
+
     def compute_for_engine(self, name: str) -> dict[str, Any]:
-        """A compute's spec with the secrets its engine needs (a Ray cluster's ``auth_token``)."""
+        """A compute's spec with the secrets its engine needs (a Ray cluster's ``auth_token``) and,
+        for Ray, how long a job may wait for its connection (``ray.connect_timeout_s``)."""
         row = self.store.get_compute(name)
         spec = {**row.spec, "name": row.name}
+        if spec.get("type") == "ray":
+            spec["connect_timeout_s"] = self.settings.ray.connect_timeout_s
         if row.secret:
             token = self.secrets.decrypt(row.secret).get("auth_token")
             if token:
@@ -335,10 +361,43 @@ def _check_datastore_fields(ds: Datastore) -> None:
     missing = [f for f in required if not getattr(ds, f)]
     if missing:
         raise ValidationError(f"data store '{ds.name}' of type {ds.type} needs: {', '.join(missing)}")
+    _check_storage_names(ds)  # before any host is looked at: a name is never part of a URL's authority
     for host in _datastore_hosts(ds):
         check_host_allowed(host, allow_private=ds.allow_private_network)
     if ds.type == "local" and not Path(ds.path or "").is_absolute():
         raise ValidationError(f"data store '{ds.name}': path '{ds.path}' must be an absolute folder path on the server")
+
+
+#: Azure's and S3's naming rules: (pattern, the rule as an error states it)
+_ACCOUNT_RULE = (re.compile(r"[a-z0-9]{3,24}"), "3 to 24 characters, lowercase letters and digits only")
+_CONTAINER_RULE = (re.compile(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*|\$root|\$web"),
+                   "3 to 63 characters: lowercase letters, digits and single hyphens, starting and ending with a "
+                   "letter or digit (or $root, $web)")
+_BUCKET_RULE = (re.compile(r"(?=.{3,63}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|\.mrap|--x-s3|--table-s3)$)"
+                           r"(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9]([a-z0-9-]|\.(?!\.))*[a-z0-9]"),
+                "3 to 63 characters: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, "
+                "no '..', not an IP address, not starting with xn--, sthree- or amzn-s3-demo-, not ending with -s3alias, "
+                "--ol-s3, .mrap, --x-s3 or --table-s3")
+
+
+def _check_storage_names(ds: Datastore) -> None:
+    """Account, container, file-system, store and bucket names follow Azure's and S3's naming rules
+    (checked before any connection: a name like ``x@127.0.0.2:18061/`` would otherwise become the
+    host part of the storage URL)."""
+    conn = (ds.credentials or {}).get("connection_string")
+    names = [("account_name", ds.account_name, "an Azure storage account name", _ACCOUNT_RULE),
+             ("container_name", ds.container_name, "an Azure blob container name", _CONTAINER_RULE),
+             ("filesystem", ds.filesystem, "an ADLS Gen2 file system name", _CONTAINER_RULE),
+             ("store_name", ds.store_name, "an ADLS Gen1 account name", _ACCOUNT_RULE),
+             ("bucket", ds.bucket, "an S3 bucket name", _BUCKET_RULE)]
+    if isinstance(conn, str) and parse_connection_string(conn).get("AccountName"):
+        names.append(("the connection string's AccountName", parse_connection_string(conn)["AccountName"],
+                      "an Azure storage account name", _ACCOUNT_RULE))
+    for field, value, what, (pattern, rule) in names:
+        if value is not None and not pattern.fullmatch(value):
+            shown = value if len(value) <= 100 else f"{value[:100]}…({len(value)} chars)"
+            raise ValidationError(f"data store '{ds.name}': {field} '{shown}' is not {what}: {rule}",
+                                  details={"field": field.split()[-1]})
 
 
 def _datastore_hosts(ds: Datastore) -> list[str]:
