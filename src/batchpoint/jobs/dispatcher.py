@@ -40,13 +40,22 @@ class Dispatcher:
             self._threads.append(thread)
 
     def recover(self) -> None:
-        """Queue again the jobs whose server stopped sending heartbeats (crash, kill, reboot)."""
+        """Queue again the jobs whose server stopped sending heartbeats (crash, kill, reboot) — and
+        this server's own jobs whose thread ended without recording their end (the metadata
+        database refused it: full, read-only; ``jobs/runner.py``): nothing beats for them any more."""
         stale = utcnow() - timedelta(seconds=self.settings.heartbeat_interval_s * 3)
         for row in stale_jobs(self.store, stale):
             if row.owner == self.owner:
-                continue
+                with self._lock:
+                    entry = self.running.get(row.name)
+                if entry is not None and entry[0].is_alive():
+                    continue  # still running here (a beat was missed): its thread records its end
             if requeue_crashed(self.store, row.name, row.owner, stale):
-                log.warning("job %s resumed (its server %s stopped)", row.name, row.owner)
+                if row.owner == self.owner:
+                    log.warning("job %s resumed (its thread on this server ended without recording its end)",
+                                row.name)
+                else:
+                    log.warning("job %s resumed (its server %s stopped)", row.name, row.owner)
 
     def notify(self) -> None:
         self.wake.set()
@@ -72,6 +81,8 @@ class Dispatcher:
     def _run_one(self, name: str, stop: threading.Event) -> None:
         try:
             self.runner.run(name, stop)
+        except BaseException:  # noqa: BLE001 - runner.run never raises; a thread never dies silently
+            log.exception("job %s: its thread ended with an error; it is resumed once its heartbeat is stale", name)
         finally:
             with self._lock:
                 self.running.pop(name, None)

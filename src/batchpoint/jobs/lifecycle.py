@@ -20,11 +20,16 @@ A **phase** event (:func:`phase`) marks a step inside a status, e.g. ``Preparing
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from batchpoint._internal.clock import as_utc, utcnow
 from batchpoint.entities import JOB_EVENT_VERSION
+from batchpoint.exceptions import BatchpointError
 from batchpoint.jobs.states import ACTIVE, ON_A_SERVER, TERMINAL, JobStatus, sources_of
 from batchpoint.store.sql import EventDraft, SqlMetadataStore
 from batchpoint.store.tables import JobEventRow, JobRow
@@ -35,6 +40,37 @@ CRASHED_MESSAGE = ("the server that ran it ({owner}) stopped sending heartbeats;
 RESUMED_MESSAGE = "resumed after the server that ran it stopped; finished mini-batches are kept"
 PREPARING_MESSAGE = "resolving inputs and starting workers"
 _ACTIVE = tuple(s.value for s in ACTIVE)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: pauses between tries of a write that records a job's end (the metadata database full or locked)
+RECORD_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+class MetadataUnwritable(Exception):
+    """The metadata database refused to record a job's end for ``jobs.record_retry_s``: the job is
+    left as it is, and its own server's dispatcher resumes it once its heartbeat is stale (docs/faults.md)."""
+
+
+def record_with_retries(what: str, fn: Callable[[], T], budget_s: float, stop: threading.Event | None = None) -> T:
+    """``fn()``, tried again with backoff (0.5 s doubling to 8 s) while it raises anything but a
+    :class:`BatchpointError` — the metadata database full, read-only or locked — for up to
+    ``budget_s`` seconds; then :class:`MetadataUnwritable` naming ``what`` and the last cause."""
+    deadline = time.monotonic() + budget_s
+    for attempt in range(1_000_000):
+        try:
+            return fn()
+        except BatchpointError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the database: tried again, then named
+            pause = RECORD_PAUSES_S[min(attempt, len(RECORD_PAUSES_S) - 1)]
+            if time.monotonic() + pause > deadline or (stop is not None and stop.is_set()):
+                raise MetadataUnwritable(f"could not record {what} in the metadata database for {budget_s:.0f} s: "
+                                         f"{exc.__class__.__name__}: {exc}") from exc
+            log.warning("could not record %s (%s: %s); trying again in %.1f s", what, exc.__class__.__name__, exc,
+                        pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def status_event(status: JobStatus, message: str | None, **data: Any) -> EventDraft:

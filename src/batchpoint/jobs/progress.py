@@ -33,7 +33,7 @@ from batchpoint.engines.policy import FailureKind
 from batchpoint.exceptions import PlatformError
 from batchpoint.exceptions import StorageError
 from batchpoint.jobs.folder import DoneLog, Manifest, sync_parts
-from batchpoint.jobs.lifecycle import record_progress_each
+from batchpoint.jobs.lifecycle import record_progress_each, record_with_retries
 from batchpoint.store.sql import SqlMetadataStore
 
 #: the job error's code for the first failure of each kind
@@ -167,14 +167,16 @@ class Progress:
             except Exception:  # noqa: BLE001 - the database busy: the next flush writes them
                 continue
 
-    def close(self) -> None:
-        """Write what is left and stop the flusher (the engine has returned)."""
+    def close(self, retry_s: float = 60.0) -> None:
+        """Write what is left and stop the flusher (the engine has returned). A metadata database
+        that refuses the counters (full, read-only) is tried again for ``retry_s`` seconds, then
+        :class:`MetadataUnwritable` (the job resumes from its done log once the database takes writes)."""
         self._closed.set()
         self._wake.set()
         self._flusher.join(timeout=10)
         if self._error is not None:
             raise self._error
-        self.flush()
+        record_with_retries(f"the progress of job {self.name}", self.flush, retry_s)
 
     def _batch_finished(self, b: MiniBatch, failed: bool, deltas: dict[str, int],
                         part: str | None) -> tuple[bool | None, dict[str, Any]]:

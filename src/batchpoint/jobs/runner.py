@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from batchpoint.engines.base import Engine, engine_for
 from batchpoint.engines.planning import EngineJob, RetryPolicy
@@ -22,7 +24,7 @@ from batchpoint.jobs import bi_output
 from batchpoint.jobs.errors_file import partial_errors_file, write_errors_file
 from batchpoint.jobs.assembly import PARTS_SOURCE, drop_staged_parts, staged_parts, write_partial_output
 from batchpoint.jobs.folder import JobFolder
-from batchpoint.jobs.lifecycle import fail, phase, transition
+from batchpoint.jobs.lifecycle import MetadataUnwritable, fail, phase, record_with_retries, transition
 from batchpoint.jobs.listing import Lister
 from batchpoint.jobs.observers import observed
 from batchpoint.jobs.output import write_output
@@ -36,6 +38,7 @@ from batchpoint.workspace import WorkspaceService
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
 class JobRunner:
     def __init__(self, workspace: WorkspaceService) -> None:
@@ -49,17 +52,40 @@ class JobRunner:
         return engine_for(self.ws.compute_for_engine(compute) if compute else None)
 
     def run(self, name: str, stop: threading.Event) -> None:
-        job = self.store.get_job(name)
+        """Run job ``name`` to its end and record it. Never raises: an end that the metadata database
+        will not take (full, read-only) is retried for ``jobs.record_retry_s``, then logged, and the
+        job — left active, its heartbeat no longer renewed — is resumed by this server's dispatcher
+        (``Dispatcher.recover``) once the database takes writes again."""
+        try:
+            self._run_and_record(name, stop)
+        except MetadataUnwritable as exc:
+            log.error("job %s: %s; it is resumed from its finished mini-batches once the database takes writes "
+                      "again", name, exc)
+        except Exception:  # noqa: BLE001 - a job thread never dies silently
+            log.exception("job %s: its end could not be recorded; it is resumed once its heartbeat is stale", name)
+
+    def _run_and_record(self, name: str, stop: threading.Event) -> None:
+        budget = self.ws.settings.jobs.record_retry_s
+        job = record_with_retries(f"the start of job {name}", lambda: self.store.get_job(name), budget, stop)
         try:
             self._run(job, stop)
+        except MetadataUnwritable:
+            raise
         except UserCodeError as exc:
-            fail(self.store, name, str(exc), {"code": "UserError", "message": str(exc), **exc.details})
+            self._fail(name, str(exc), {"code": "UserError", "message": str(exc), **exc.details})
         except BatchpointError as exc:
-            fail(self.store, name, str(exc), {"code": exc.code, "message": str(exc), **exc.details})
+            self._fail(name, str(exc), {"code": exc.code, "message": str(exc), **exc.details})
         except Exception as exc:  # noqa: BLE001 - a platform bug must still end the job clearly
             log.exception("job %s crashed", name)
-            fail(self.store, name, f"internal error: {exc.__class__.__name__}: {exc}", {"code": "SystemError"})
+            self._fail(name, f"internal error: {exc.__class__.__name__}: {exc}", {"code": "SystemError"})
         partial_errors_file(self.ws, name)
+
+    def _fail(self, name: str, message: str, error: dict[str, Any]) -> None:
+        record_with_retries(f"the failure of job {name}", lambda: fail(self.store, name, message, error),
+                            self.ws.settings.jobs.record_retry_s)
+
+    def _record(self, what: str, fn: Callable[[], T]) -> T:
+        return record_with_retries(what, fn, self.ws.settings.jobs.record_retry_s)
 
     def folder(self, name: str) -> JobFolder:
         return JobFolder.local(self.ws.settings.jobs_dir, name)
@@ -102,22 +128,24 @@ class JobRunner:
                        credentials=delegated.current)
         finally:
             lister.close()
-            progress.close()  # the outcomes' counters not written yet
+            progress.close(self.ws.settings.jobs.record_retry_s)  # the outcomes' counters not written yet
         lister.raise_if_failed()
         if progress.threshold_message:
-            fail(self.store, job.name, progress.threshold_message, progress.first_error)
+            self._fail(job.name, progress.threshold_message, progress.first_error or {})
             return
         if stop.is_set():
             write_partial_output(self.ws, job.name)  # canceled: its finished rows, labelled partial
             return  # canceled, or the server is shutting down (the job resumes on restart)
-        transition(self.store, job.name, JobStatus.FINALIZING, "writing outputs")
+        self._record(f"job {job.name} Finalizing",
+                     lambda: transition(self.store, job.name, JobStatus.FINALIZING, "writing outputs"))
         bi_output.upload_bi_output(self.ws, job)  # what the scripts wrote to AZUREML_BI_OUTPUT_PATH
         if engine_job.write_rows:
             write_output(self.ws, job, Path(engine_job.parts_dir))
         write_errors_file(self.ws, job)
         if staged is not None:
             drop_staged_parts(self.ws, job.name)  # the output holds them now (kept when a file failed)
-        transition(self.store, job.name, JobStatus.COMPLETED, progress.summary())
+        self._record(f"job {job.name} Completed",
+                     lambda: transition(self.store, job.name, JobStatus.COMPLETED, progress.summary()))
 
     def _environment(self, job: JobRow, folder: JobFolder) -> str | None:
         """The Python of the deployment's environment, built or found in the cache (None: the server's)."""

@@ -7,13 +7,15 @@ a configuration change: ``BATCHPOINT_DATABASE_URL=postgresql+psycopg://user:pw@h
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, create_engine, delete, event, exists, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, exists, func, insert, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -95,6 +97,41 @@ class SqlMetadataStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    #: a SQLite database whose disk has less free space than this is reported unwritable
+    MIN_FREE_BYTES = 256 * 1024
+
+    def write_problem(self) -> str | None:
+        """Why the database cannot take writes now (``GET /health``), or None when it can: for a
+        SQLite file, its disk full (less than :data:`MIN_FREE_BYTES` free: a write that grows the
+        write-ahead log fails there, whatever a small one does) or not writable; for any database,
+        a real write (``alembic_version`` rewritten as it is, committed) that fails."""
+        cached = getattr(self, "_write_checked", None)
+        if cached is not None and time.monotonic() - cached[0] < 1.0:  # one probe a second, however often asked
+            return cached[1]
+        problem = self._write_problem()
+        self._write_checked = (time.monotonic(), problem)
+        return problem
+
+    def _write_problem(self) -> str | None:
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if path and path != ":memory:":
+            folder = os.path.dirname(os.path.abspath(path))
+            try:
+                st = os.statvfs(folder)
+            except OSError as exc:
+                return f"its folder {folder} cannot be read: {exc}"
+            free = st.f_bavail * st.f_frsize
+            if free < self.MIN_FREE_BYTES:
+                return f"the disk holding {path} is full ({free} bytes free)"
+            if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+                return f"{path} (or its folder) is read-only for this server"
+        try:
+            with self.session() as s:
+                s.execute(text("UPDATE alembic_version SET version_num = version_num"))
+        except SQLAlchemyError as exc:
+            return f"a write failed: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
+        return None
 
     @contextmanager
     def session(self) -> Iterator[Session]:

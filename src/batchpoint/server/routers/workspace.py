@@ -21,8 +21,15 @@ router = APIRouter()
 
 
 @router.get("/health", tags=["workspace"])
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def health(request: Request, response: Response) -> dict[str, str]:
+    """200 ``{"status": "ok"}``; 503 with ``{"database": "unwritable: <why>"}`` when the metadata
+    database cannot take writes (its disk full, read-only), so jobs cannot record their progress."""
+    ctx = getattr(request.app.state, "ctx", None)
+    problem = ctx.store.write_problem() if ctx is not None else None
+    if problem is None:
+        return {"status": "ok", "database": "ok"}
+    response.status_code = 503
+    return {"status": "unhealthy", "database": f"unwritable: {problem}"}
 
 
 @router.get("/workspace", tags=["workspace"], dependencies=[requires(P.WORKSPACE_READ)])
