@@ -41,12 +41,72 @@ class InvokeRequest:
     experiment_name: str | None = None  # Azure's default: the endpoint's name
 
 
+#: Environment variables an invoke may not set (any letter case), for every role: they steer the
+#: workers' own traffic, what they trust, the credentials and platform settings they run with, or
+#: what their interpreter loads. (name test, why) — the first that matches names the reason. The
+#: deployment's own ``environment_variables`` (set by whoever may change the deployment) may set them.
+_PROXY = "routes the workers' HTTP traffic, and the storage credentials it carries, through a proxy"
+_TRUST = "changes which TLS certificates the workers trust (or where TLS keys are written)"
+_CLOUD = "sets the cloud credentials or platform settings the workers run with"
+RESERVED_VARIABLES: tuple[tuple[Any, str], ...] = (
+    (lambda n: n.endswith("_PROXY") or n == "PROXY", _PROXY),
+    (lambda n: n in {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE",
+                     "NODE_EXTRA_CA_CERTS", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"}
+     or n.endswith("_CA_BUNDLE") or n.startswith("OPENSSL_"), _TRUST),
+    (lambda n: n.startswith(("AZURE_", "AZUREML_", "AWS_", "BOTO_", "MSI_", "IDENTITY_", "IMDS_", "GOOGLE_",
+                             "GCE_", "CLOUDSDK_")), _CLOUD),
+    (lambda n: n.startswith("BATCHPOINT_"), "is a setting of Batchpoint itself"),
+    (lambda n: n.startswith(("RAY_", "GRPC_")), "changes which Ray cluster (and how) the workers talk to"),
+    (lambda n: n.startswith("PYTHON"), "changes what the workers' Python interpreter loads and runs at start-up"),
+    (lambda n: n.startswith(("LD_", "DYLD_")), "changes which shared libraries the workers load"),
+    (lambda n: n in {"PATH", "HOME"}, "changes which programs and configuration files the workers use"),
+)
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$")
+
+
+def check_invoke_variables(variables: Any) -> None:
+    """Refuse an invoke's ``settings.environment_variables`` that the workers' own safety depends on
+    (``RESERVED_VARIABLES``): a 400 naming the variable and why, whoever invokes."""
+    if variables is None:
+        return
+    if not isinstance(variables, dict):
+        raise ValidationError("settings.environment_variables must be an object of names to text values, "
+                              'e.g. {"LOG_LEVEL": "debug"}')
+    for name, value in variables.items():
+        if not isinstance(name, str) or not _VARIABLE_NAME.match(name):
+            raise ValidationError(
+                f"environment variable name {quoted(name)} is not valid: a letter or '_' first, then letters, "
+                "digits, '_', '.' or '-' (up to 256 characters)")
+        if not isinstance(value, str) or "\x00" in value:
+            raise ValidationError(f"environment variable {name}: the value must be text without NUL characters "
+                                  f"(got {type(value).__name__})")
+        for matches, why in RESERVED_VARIABLES:
+            if matches(name.upper()):
+                raise ValidationError(
+                    f"environment variable {name} cannot be set at invoke: it {why}. Variables like it (*_PROXY, "
+                    "NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_*, AZURE_*, AZUREML_*, AWS_*, BATCHPOINT_*, RAY_*, "
+                    "PYTHON*, LD_*, PATH, HOME) may only be set in the deployment's own settings.environment_variables "
+                    "(by whoever may change the deployment)", details={"variable": name})
+
+
+def quoted(value: Any, limit: int = 200) -> str:
+    """``value`` as an error message quotes it: at most ``limit`` characters, then how long it was."""
+    text = value if isinstance(value, str) else repr(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"…({len(text)} chars)"
+
+
 def merged_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """The deployment's settings with the invoke overrides applied; returns (settings, instance_count)."""
+    """The deployment's settings with the invoke overrides applied; returns (settings, instance_count).
+    ``environment_variables`` given at invoke are added to the deployment's own (checked by
+    :func:`check_invoke_variables`), never replace them: an invoke cannot drop a deployment's proxy."""
     unknown = sorted(set(overrides) - OVERRIDABLE)
     if unknown:
         raise ValidationError(f"cannot override {', '.join(unknown)} at invoke; valid: {', '.join(sorted(OVERRIDABLE))}")
     settings = dict(spec.get("settings") or {})
+    if "environment_variables" in overrides:
+        check_invoke_variables(overrides["environment_variables"])
+        overrides = {**overrides, "environment_variables": {**(settings.get("environment_variables") or {}),
+                                                            **(overrides["environment_variables"] or {})}}
     retry = dict(settings.get("retry_settings") or {})
     for key in ("max_retries", "timeout"):
         if key in overrides:

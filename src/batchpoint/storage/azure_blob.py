@@ -206,6 +206,9 @@ class AzureBlobBackend(StorageBackend):
                     random_jitter_range=0.5,
                 ),
                 user_agent=_USER_AGENT, **self._timeouts,
+                # storage traffic never goes through a proxy named by the environment (a worker's
+                # variables must not route its SAS or token elsewhere), and never follows a redirect
+                use_env_settings=False, permit_redirects=False,
             )
             if self._conn:
                 return BlobServiceClient.from_connection_string(self._conn, **opts)

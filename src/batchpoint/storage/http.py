@@ -9,6 +9,13 @@ Credential dicts: ``None`` or ``{"kind": "anonymous"}`` (no authentication), or
 
 HTTP has no listing: a URL names one file, so ``is_dir`` is always False and ``iter_files``
 raises an InputError telling the user to declare the input as ``uri_file``. Writing is refused.
+
+Redirects are followed (at most ``MAX_REDIRECTS``) only while every hop passes the SSRF guard
+(``_internal/netguard.py``): a hop on the base URL's own host (checked when the input was
+accepted) is followed; a hop to any other host must be a public address — the private-network
+exceptions of the first host do not carry over (a 302 to ``http://127.0.0.2/...`` is refused
+before it is requested). Proxy and certificate variables of the environment are never used
+(``trust_env=False``): a worker's environment cannot route a URL's SAS through a proxy.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from urllib.parse import quote, urlparse
 
 import httpx
 
+from batchpoint._internal.netguard import check_host_allowed
 from batchpoint.exceptions import (
     BatchpointError, InputError, StorageAuthError, StorageError, StorageNotFoundError,
-    TransientStorageError, ValidationError,
+    TransientStorageError, UnsafeInputError, ValidationError,
 )
 from batchpoint.storage._support import (
     ReadStream, first_line, number, redact, require, require_secret,
@@ -30,6 +38,7 @@ from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, norma
 
 HTTP_CREDENTIAL_KINDS = ("anonymous", "sas")
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+MAX_REDIRECTS = 5
 
 
 class _ResponseReader:
@@ -126,7 +135,23 @@ class HttpBackend(StorageBackend):
         return translated(fn, self._translate, path, retries=2 * retries_of(self.spec.config))
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(timeout=self._timeout, follow_redirects=True)
+        return httpx.Client(timeout=self._timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                            trust_env=False, event_hooks={"request": [self._check_hop]})
+
+    def _check_hop(self, request: httpx.Request) -> None:
+        """Every request, redirects included, before it is sent: another host than the base URL's
+        must pass the SSRF guard as a public address."""
+        host = request.url.host
+        if host.lower().rstrip(".") == (urlparse(self.base_url).hostname or "").lower().rstrip("."):
+            return
+        try:
+            check_host_allowed(host)
+        except UnsafeInputError as exc:
+            origin = self.base_url.rstrip("/")
+            raise UnsafeInputError(
+                f"{origin} redirected to {request.url.scheme}://{request.url.netloc.decode(errors='replace')[:200]}, "
+                f"which is refused: {exc.message} Redirects are followed only to public hosts; give the final URL "
+                "of the file", details={"redirect": str(request.url.copy_with(query=None))[:200]}) from None
 
     # -- reading ---------------------------------------------------------------------------
     def is_file(self, path: str) -> bool:

@@ -82,6 +82,8 @@ class S3Backend(StorageBackend):
                 "retries": {"total_max_attempts": retries + 1, "mode": "standard"},  # botocore: max_attempts = retries
                 "connect_timeout": number(cfg, "connect_timeout", 10, what),
                 "read_timeout": number(cfg, "read_timeout", 120, what),
+                # {} (not None): botocore then reads no proxy from the environment (HTTP(S)_PROXY)
+                "proxies": {},
             },
             "client_kwargs": {"region_name": cfg["region"]} if cfg.get("region") else {},
         }
