@@ -505,6 +505,8 @@ class Job(_Resource):
     failures: list[JobFailure] = Field(default_factory=list)
     error: dict[str, Any] | None = None
     created_by: str | None = None
+    #: the id of the server that runs (or last ran) it (docs/multi-server.md)
+    server: str | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
     first_mini_batch_at: datetime | None = None

@@ -154,6 +154,9 @@ def test_a_second_server_on_the_same_database_answers_the_same_numbers_opened(
     # secrets are encrypted with it, and a second server with a key of its own cannot start
     (tmp_path / "second-home").mkdir()
     shutil.copy2(server.home / "server.key", tmp_path / "second-home" / "server.key")
+    # and the home's id: a server whose home is not the database's refuses to start (server/instance.py);
+    # this one runs no job, so its own job folders do not matter here
+    shutil.copy2(server.home / "home.id", tmp_path / "second-home" / "home.id")
     second = start_server(tmp_path / "second-home", extra_env=shared)
     try:
         with httpx.Client(base_url=second.url, timeout=30) as anonymous:  # opened by the setting

@@ -19,12 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    def __init__(self, workspace: WorkspaceService, max_parallel_jobs: int = 4) -> None:
+    def __init__(self, workspace: WorkspaceService, max_parallel_jobs: int = 4, owner: str | None = None) -> None:
         self.ws = workspace
         self.store = workspace.store
         self.settings = workspace.settings.jobs
         self.runner = JobRunner(workspace)
-        self.owner = f"server-{secrets.token_hex(4)}"
+        #: this server's id (server/instance.py: stable across restarts), the ``owner`` of its jobs
+        self.owner = owner or f"server-{secrets.token_hex(4)}"
         self.max_parallel = max_parallel_jobs
         self.running: dict[str, tuple[threading.Thread, threading.Event]] = {}
         self.wake = threading.Event()

@@ -28,7 +28,7 @@ def job_entity(ws: WorkspaceService, row: JobRow, with_failures: bool = True, se
         status_message=row.status_message, endpoint_name=row.endpoint_name, deployment_name=row.deployment_name,
         inputs=row.inputs if server_paths else {k: _without_server_paths(v) for k, v in (row.inputs or {}).items()},
         outputs={k: JobOutput(**v) for k, v in (row.outputs or {}).items()},
-        settings=row.settings, error=row.error, created_by=row.created_by,
+        settings=row.settings, error=row.error, created_by=row.created_by, server=row.owner,
         progress=JobProgress(
             mini_batches_total=row.mini_batches_total, mini_batches_completed=row.mini_batches_completed,
             mini_batches_failed=row.mini_batches_failed, files_total=row.files_total,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from batchpoint.jobs.dispatcher import Dispatcher
 from batchpoint.server.context import AppContext
 from batchpoint.server.errors import install_error_handlers
 from batchpoint.server.errors import SafeJSONResponse, error_response, internal_error_response
+from batchpoint.server.instance import HomeMismatchError, Liveness, check_home, server_identity
 from batchpoint.server.limits import BodyLimitMiddleware
 from batchpoint.server.openapi import describe_errors
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
@@ -36,11 +38,18 @@ def build_context(settings: Settings) -> AppContext:
     settings.home.mkdir(parents=True, exist_ok=True)
     store = SqlMetadataStore(settings.resolved_database_url())
     store.migrate()
+    # before anything is written to the home or the database: a server on another home than the
+    # database's refuses to start (no second owner key, no jobs whose logs no other server sees)
+    check_home(settings, store)
+    identity = server_identity(settings, store)
+    log.info("server %s starting (host %s, pid %s, home %s, Batchpoint %s)", identity.id, identity.host,
+             os.getpid(), settings.home, __version__)
     secrets = SecretBox.load_or_create(settings.home / "server.key")
     ws = WorkspaceService(settings, store, secrets)
     ws.bootstrap()
     ws.remember_secrets()
-    dispatcher = Dispatcher(ws)
+    dispatcher = Dispatcher(ws, owner=identity.id)
+    dispatcher.identity = identity  # type: ignore[attr-defined]  # the liveness thread's (create_app)
     auth = AuthService(store, secrets)
     auth.bootstrap_owner(settings.home)
     return AppContext(settings=settings, store=store, workspace=ws, dispatcher=dispatcher, auth=auth,
@@ -52,14 +61,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = build_context(settings)
+        try:
+            ctx = build_context(settings)
+        except HomeMismatchError as exc:
+            log.error("the server cannot start: %s", exc)
+            raise
         app.state.ctx = ctx
+        liveness = Liveness(ctx.store, ctx.dispatcher.identity, settings.jobs.heartbeat_interval_s).start()
         threading.Thread(target=warm_up, name="engine-warm-up", daemon=True).start()
-        app.state.metrics = metrics.Metrics(ctx.store)  # before jobs run: it counts their mini-batches
+        app.state.metrics = metrics.Metrics(ctx.store, ctx.dispatcher.owner, ctx.dispatcher.identity.host)  # before jobs run: it counts their mini-batches
         ctx.dispatcher.start()
         try:
             yield
         finally:
+            liveness.close()
             ctx.dispatcher.close()
             app.state.metrics.close()
             ctx.store.close()

@@ -12,7 +12,8 @@ database's numbers (not one process's):
                                            ``finished`` / ``failed`` (``jobs.lifecycle.phase``)
 =========================================  ======================================================
 
-One metric is this process's own: ``batchpoint_mini_batch_duration_seconds`` (histogram, label
+``batchpoint_server_info{server_id,host,version}`` (always 1) names the server that answered the
+scrape (its id, as ``job show`` gives each job's ``server``). One metric is this process's own: ``batchpoint_mini_batch_duration_seconds`` (histogram, label
 ``outcome`` ok | failed), the mini-batches this server ran since it started (from
 ``jobs.observers``); sum it over the servers. A scrape needs ``jobs/read`` on the workspace (a
 Reader key) unless ``BATCHPOINT_SERVER__METRICS_PUBLIC=true``.
@@ -28,11 +29,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
+from batchpoint._version import __version__
 from batchpoint.auth import permissions as P
 from batchpoint.engines.planning import MiniBatchOutcome
 from batchpoint.jobs.observers import add_mini_batch_listener, remove_mini_batch_listener
@@ -89,9 +91,12 @@ class DatabaseCollector:
 class Metrics:
     """One server's registry: the database collector and this process's mini-batch durations."""
 
-    def __init__(self, store: SqlMetadataStore) -> None:
+    def __init__(self, store: SqlMetadataStore, server_id: str | None = None, host: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(DatabaseCollector(store))  # type: ignore[arg-type]
+        if server_id:  # which server answered the scrape (server/instance.py): 1, its id as a label
+            Gauge("batchpoint_server_info", "This server: its id (the jobs' server), host and version",
+                  ["server_id", "host", "version"], registry=self.registry).labels(server_id, host, __version__).set(1)
         self.durations = Histogram("batchpoint_mini_batch_duration_seconds",
                                    "Seconds a mini-batch took to score (this server's, since it started)",
                                    ["outcome"], buckets=DURATION_BUCKETS, registry=self.registry)
@@ -110,7 +115,7 @@ class Metrics:
 def metrics_for(app: Any) -> Metrics:
     state = app.state
     if getattr(state, "metrics", None) is None:
-        state.metrics = Metrics(state.ctx.store)
+        state.metrics = Metrics(state.ctx.store, state.ctx.dispatcher.owner)
     return state.metrics
 
 

@@ -213,3 +213,29 @@ class InvokeRequestRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     job_name: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WorkspaceFactRow(Base):
+    """One fact about the workspace every server checks at start: ``home_id``, the id in the
+    ``<home>/home.id`` file of the home the database's first server used (a server on another home
+    refuses to start, ``server/instance.py``), and ``home_path``, where that home was. (0007)"""
+
+    __tablename__ = "workspace_facts"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class ServerRow(Base):
+    """A server process of the workspace: its stable id (``<home>/servers/``, the jobs' ``owner``),
+    host, pid, home and version, when it started and when it last said it was alive. (0007)"""
+
+    __tablename__ = "servers"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    home: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(String(64))
+    instance: Mapped[str] = mapped_column(String(64))  # random per process start: tells two live ones apart
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]

@@ -26,8 +26,8 @@ def health(request: Request, response: Response) -> dict[str, str]:
     database cannot take writes (its disk full, read-only), so jobs cannot record their progress."""
     ctx = getattr(request.app.state, "ctx", None)
     problem = ctx.store.write_problem() if ctx is not None else None
-    if problem is None:
-        return {"status": "ok", "database": "ok"}
+    if problem is None:  # and which server answered (server/instance.py; `batchpoint server status`)
+        return {"status": "ok", "database": "ok", **({"server": ctx.dispatcher.owner} if ctx is not None else {})}
     response.status_code = 503
     return {"status": "unhealthy", "database": f"unwritable: {problem}"}
 
