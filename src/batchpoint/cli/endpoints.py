@@ -60,10 +60,12 @@ def endpoint_update(name, sets, output, query) -> None:
 @batch_endpoint.command("delete")
 @click.option("-n", "--name", required=True)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-def endpoint_delete(name, yes) -> None:
+@click.option("--force", is_flag=True, help="Cancel the endpoint's jobs that have not ended first (without it, "
+              "such jobs make the delete fail, naming them).")
+def endpoint_delete(name, yes, force) -> None:
     if not yes:
         click.confirm(f"Delete batch endpoint '{name}' and its deployments?", abort=True)
-    client().batch_endpoints.begin_delete(name).result()
+    client().batch_endpoints.begin_delete(name, force=force).result()
 
 
 @batch_endpoint.command("invoke")
@@ -178,10 +180,12 @@ def deployment_update(name, endpoint_name, sets, output, query) -> None:
 @click.option("-n", "--name", required=True)
 @click.option("-e", "--endpoint-name", required=True)
 @click.option("-y", "--yes", is_flag=True)
-def deployment_delete(name, endpoint_name, yes) -> None:
+@click.option("--force", is_flag=True, help="Cancel the deployment's jobs that have not ended first (without it, "
+              "such jobs make the delete fail, naming them).")
+def deployment_delete(name, endpoint_name, yes, force) -> None:
     if not yes:
         click.confirm(f"Delete deployment '{name}' of '{endpoint_name}'?", abort=True)
-    client().batch_deployments.begin_delete(name, endpoint_name).result()
+    client().batch_deployments.begin_delete(name, endpoint_name, force=force).result()
 
 
 @batch_deployment.command("list-jobs")

@@ -140,8 +140,10 @@ class BatchEndpointOperations(_Group):
     def list(self) -> list[BatchEndpoint]:
         return [BatchEndpoint(**e) for e in self._t.json("GET", "/batchEndpoints")]
 
-    def begin_delete(self, name: str) -> Poller:
-        self._t.request("DELETE", f"/batchEndpoints/{quote(name)}")
+    def begin_delete(self, name: str, force: bool = False) -> Poller:
+        """Delete the endpoint and its deployments. With jobs of it that have not ended this is a
+        ``ConflictError`` naming them, unless ``force`` (cancel them first)."""
+        self._t.request("DELETE", f"/batchEndpoints/{quote(name)}", params={"force": "true"} if force else None)
         return Poller(None)
 
     delete = begin_delete
@@ -243,8 +245,11 @@ class BatchDeploymentOperations(_Group):
     def list(self, endpoint_name: str) -> list[BatchDeployment]:
         return [BatchDeployment(**d) for d in self._t.json("GET", f"/batchEndpoints/{quote(endpoint_name)}/deployments")]
 
-    def begin_delete(self, name: str, endpoint_name: str) -> Poller:
-        self._t.request("DELETE", f"/batchEndpoints/{quote(endpoint_name)}/deployments/{quote(name)}")
+    def begin_delete(self, name: str, endpoint_name: str, force: bool = False) -> Poller:
+        """Delete the deployment. With jobs of it that have not ended this is a ``ConflictError``
+        naming them, unless ``force`` (cancel them first)."""
+        self._t.request("DELETE", f"/batchEndpoints/{quote(endpoint_name)}/deployments/{quote(name)}",
+                        params={"force": "true"} if force else None)
         return Poller(None)
 
     delete = begin_delete

@@ -339,9 +339,11 @@ class SqlMetadataStore:
         return self._get(JobRow, name, f"job '{name}'")
 
     def list_jobs(self, endpoint: str | None = None, deployment: str | None = None, created_by: str | None = None,
-                  limit: int = 100, offset: int = 0) -> list[JobRow]:
+                  limit: int = 100, offset: int = 0, statuses: Iterable[str] | None = None) -> list[JobRow]:
         with self.session() as s:
             q = select(JobRow)
+            if statuses is not None:
+                q = q.where(JobRow.status.in_(tuple(statuses)))
             if endpoint:
                 q = q.where(JobRow.endpoint_name == endpoint)
             if deployment:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from batchpoint.auth import permissions as P
 from batchpoint.entities import BatchEndpoint
 from batchpoint.exceptions import ValidationError
+from batchpoint.jobs import deletes
 from batchpoint.jobs.idempotency import fingerprint, request_key, run_once
 from batchpoint.jobs.submit import submit_job
 from batchpoint.jobs.views import job_entity
@@ -50,8 +51,8 @@ def get_endpoint(name: str, request: Request, ctx: AppContext = Depends(get_cont
 
 
 @router.delete("/{name}", tags=["batch endpoints"], status_code=204, dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
-def delete_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> None:
-    ctx.endpoints.delete_endpoint(name)
+def delete_endpoint(name: str, force: bool = False, ctx: AppContext = Depends(get_context)) -> None:
+    deletes.delete_endpoint(ctx.store, ctx.endpoints, ctx.dispatcher.cancel, name, force)
 
 
 @router.post("/{name}/invoke", tags=["batch endpoints"], status_code=202, dependencies=[requires(P.ENDPOINTS_INVOKE, endpoint_scope)])
@@ -114,8 +115,8 @@ def get_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_conte
 
 
 @router.delete("/{endpoint}/deployments/{name}", tags=["batch deployments"], status_code=204, dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
-def delete_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_context)) -> None:
-    ctx.endpoints.delete_deployment(endpoint, name)
+def delete_deployment(endpoint: str, name: str, force: bool = False, ctx: AppContext = Depends(get_context)) -> None:
+    deletes.delete_deployment(ctx.store, ctx.endpoints, ctx.dispatcher.cancel, endpoint, name, force)
 
 
 @router.get("/{endpoint}/deployments/{name}/jobs", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
