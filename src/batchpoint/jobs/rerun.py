@@ -33,7 +33,7 @@ from batchpoint.jobs import lifecycle
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.output import check_output_location
 from batchpoint.jobs.states import TERMINAL
-from batchpoint.jobs.submit import JOB_NAME, _scorer_config, identity_for
+from batchpoint.jobs.submit import JOB_NAME, _scorer_config, check_system_area, identity_for
 from batchpoint.store.tables import JobRow
 from batchpoint.workspace import WorkspaceService
 
@@ -109,6 +109,8 @@ def _check_inputs(ws: WorkspaceService, first: JobRow, spec: dict[str, Any], cre
         if pin is None:
             raise ConflictError(f"job '{first.name}' was invoked before inputs were pinned (input '{key}'); invoke "
                                 "the endpoint again instead")
+        if not pin.get("asset"):  # the upload area and jobs' area, as at invoke (issue 18 §4)
+            check_system_area(ws, pin.get("datastore"), pin["path"], created_by, assignments)
         ws.resolver.from_pin(pin, identity, item["path"])
 
 

@@ -23,6 +23,7 @@ from batchpoint.jobs.output import check_no_other_job, check_output_location
 from batchpoint.jobs import children, lifecycle
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import JobRow
+from batchpoint.uri.parse import DatastorePath, parse_input_uri
 from batchpoint.workspace import EndpointService, WorkspaceService, model_layout
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -164,7 +165,12 @@ def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest,
     inputs = {}
     identity = identity_for(ws, deployment.spec, created_by, assignments or [])
     for key, spec in request.inputs.items():
+        parsed = parse_input_uri(spec["path"])
+        if isinstance(parsed, DatastorePath):  # before anything is read: no "does not exist" oracle
+            check_system_area(ws, parsed.datastore, parsed.path, created_by, assignments or [])
         resolved = ws.resolver.resolve(spec["path"], spec.get("type"), identity)
+        if resolved.asset is None:  # a registered data asset is shared by whoever registered it
+            check_system_area(ws, resolved.datastore, resolved.path, created_by, assignments or [])
         ws.uploads.check_input(resolved.datastore, resolved.path)
         inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type,
                        "worker_credential_kind": delegated_kind(resolved.spec),
@@ -180,6 +186,15 @@ def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest,
             outputs={"score": output}, settings=settings, plan=plan, created_by=created_by,
             output_datastore=datastore, output_folder=folder,
         )
+
+
+def check_system_area(ws: WorkspaceService, datastore: str | None, path: str, principal: str | None,
+                      assignments: list[Any]) -> None:
+    """An input in a data store's upload area or jobs' area needs ``data/read`` on the store, except
+    one's own uploads (``UploadArea.check_reader``)."""
+    row = ws.store.find_datastore(datastore) if datastore else None
+    account = (row.config.get("account_name") or row.config.get("store_name") or row.config.get("bucket")) if row else None
+    ws.uploads.check_reader(datastore, path, principal, assignments, account)
 
 
 def instance_limit(ws: WorkspaceService, deployment_spec: dict[str, Any]) -> tuple[int, str]:

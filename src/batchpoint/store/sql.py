@@ -578,6 +578,14 @@ class SqlMetadataStore:
                 raise
             return found
 
+    def add_upload_holder(self, upload_id: str, principal: str) -> None:
+        """Record that ``principal`` declared upload ``upload_id`` too (``manifest["holders"]``): a
+        declaration lists every file's SHA-256, so whoever declares an upload holds its content."""
+        with self.session() as s:
+            row = s.get(UploadRow, upload_id)
+            if row is not None and principal not in (row.manifest.get("holders") or []):
+                row.manifest = {**row.manifest, "holders": [*(row.manifest.get("holders") or []), principal]}
+
     def find_upload(self, upload_id: str) -> UploadRow | None:
         with self.session() as s:
             return s.get(UploadRow, upload_id)

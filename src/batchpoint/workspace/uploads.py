@@ -26,11 +26,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchpoint._internal.clock import utcnow
-from batchpoint.exceptions import ConflictError, InputError, NotFoundError, PayloadTooLargeError, ValidationError
+from batchpoint.auth.permissions import DATA_READ
+from batchpoint.auth.scopes import RoleAssignment, authorize, missing_permission_error
+from batchpoint.exceptions import (
+    ConflictError, InputError, NotFoundError, PayloadTooLargeError, PermissionDeniedError, ValidationError,
+)
 from batchpoint.storage.base import StorageBackend, normalize_relpath
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.tables import UploadRow
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from batchpoint.workspace.service import WorkspaceService
 
 UPLOAD_AREA = "LocalUpload"
+JOBS_AREA = "azureml"  # job outputs (azureml/<job>/score) and parts, in every data store
 PENDING, COMPLETED = "Pending", "Completed"
 MAX_FILES = 100_000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -138,7 +144,16 @@ class UploadArea:
         row = UploadRow(id=upload_id(kind, name, files), datastore=self.ws.default_datastore_name(), name=name,
                         type=kind, manifest={"files": files}, status=PENDING, created_by=principal,
                         created_at=utcnow())
-        return self.describe(self.ws.store.create_upload(row))
+        stored = self.ws.store.create_upload(row)
+        if principal and stored.created_by != principal and principal not in self.holders(stored):
+            self.ws.store.add_upload_holder(stored.id, principal)  # the same content, declared by another
+            stored = self.get(stored.id)
+        return self.describe(stored)
+
+    @staticmethod
+    def holders(row: UploadRow) -> list[str]:
+        """The principals who declared this upload: its creator and any who declared the same content."""
+        return [p for p in [row.created_by, *(row.manifest.get("holders") or [])] if p]
 
     def receiver(self, uid: str, path: str) -> Receiver:
         row = self.get(uid)
@@ -182,6 +197,33 @@ class UploadArea:
         return self.describe(self.get(uid), missing=[])
 
     # -- what trusts the area ----------------------------------------------------------------
+    def check_reader(self, datastore: str | None, path: str, principal: str | None,
+                     assignments: Iterable[RoleAssignment], account: str | None = None) -> None:
+        """Refuse an invoke input in a store's system areas — the upload area ``LocalUpload/`` (its
+        root, or another principal's upload) and the jobs' area ``azureml/`` (outputs, parts) —
+        unless ``principal`` holds ``data/read`` on the data store (or its storage account). One's
+        own uploads stay readable: that is how a local-folder invoke works. ``principal`` None: the
+        server itself (no check)."""
+        rel = normalize_relpath(path)
+        area = rel.split("/", 1)[0]
+        if principal is None or datastore is None or area not in (UPLOAD_AREA, JOBS_AREA):
+            return
+        own = [a for a in assignments if a.principal_id == principal]
+        scopes = [f"datastore:{datastore}"] + ([f"storageaccount:{account}"] if account else [])
+        if any(authorize(own, DATA_READ, scope) for scope in scopes):
+            return
+        uid = upload_of(rel) if area == UPLOAD_AREA and datastore == self.ws.default_datastore_name() else None
+        row = self.ws.store.find_upload(uid) if uid else None
+        if row is not None and principal in self.holders(row):
+            return
+        what = ("the jobs' area azureml/ (job outputs and parts)" if area == JOBS_AREA else
+                "another principal's upload" if uid else "the upload area LocalUpload/ (every principal's uploads)")
+        denied = missing_permission_error(principal, DATA_READ, f"datastore:{datastore}")
+        raise PermissionDeniedError(
+            f"input '{_short(rel)}' in data store '{datastore}' is {what}: scoring it needs 'data/read' on the data "
+            f"store ({denied.message.split('; ', 1)[1]}). Your own uploads need nothing more: invoke with the local "
+            "folder and the CLI/SDK upload it", details={**denied.details, "path": _short(rel)})
+
     def check_input(self, datastore: str | None, path: str) -> None:
         """Refuse an invoke input inside an upload that is not complete (half sent, or never committed)."""
         uid = upload_of(path) if datastore == self.ws.default_datastore_name() else None
@@ -220,6 +262,10 @@ def _hash_of(backend: StorageBackend, path: str) -> tuple[int, str]:
             size += len(chunk)
             digest.update(chunk)
     return size, digest.hexdigest()
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…({len(text)} chars)"
 
 
 def _few(items: list[str]) -> str:
