@@ -31,8 +31,8 @@ from batchpoint.engines.planning import FileRef, MiniBatch, plan_minibatches
 from batchpoint.exceptions import ConflictError, ValidationError
 from batchpoint.jobs import lifecycle
 from batchpoint.jobs.folder import JobFolder
-from batchpoint.jobs.output import check_output_location
-from batchpoint.jobs.states import TERMINAL
+from batchpoint.jobs.output import check_output_location, output_location
+from batchpoint.jobs.states import TERMINAL, JobStatus
 from batchpoint.jobs.submit import JOB_NAME, _scorer_config, check_system_area, identity_for
 from batchpoint.store.tables import JobRow
 from batchpoint.workspace import WorkspaceService
@@ -74,24 +74,40 @@ def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by:
     deployment = store.get_deployment(first.endpoint_name, first.deployment_name)
     _check_inputs(ws, first, deployment.spec, created_by, assignments)
     settings = dict(first.settings or {})
-    output = {"type": "uri_folder", "file_name": settings.get("output_file_name") or
-              first.outputs["score"].get("file_name"),
-              "path": f"azureml://datastores/{ws.default_datastore_name()}/paths/azureml/{new_name}/score"}
-    datastore, out_folder = check_output_location(ws, output, created_by, assignments, is_default=True)
+    finishing = failed_writing_output(ws, first)
+    if finishing:  # its output goes where the first job's would have, from its kept parts (and any rescored)
+        output = dict(first.outputs["score"])
+        datastore, out_folder = check_output_location(
+            ws, output, created_by, assignments, is_default=_is_default_output(ws, first),
+            allow_jobs=frozenset(j.name for j in ws.store.jobs_writing_under(*output_location(output), limit=100)
+                                 if j.name == name or ((j.settings or {}).get("rerun") or {}).get("of") == name))
+    else:
+        output = {"type": "uri_folder", "file_name": settings.get("output_file_name") or
+                  first.outputs["score"].get("file_name"),
+                  "path": f"azureml://datastores/{ws.default_datastore_name()}/paths/azureml/{new_name}/score"}
+        datastore, out_folder = check_output_location(ws, output, created_by, assignments, is_default=True)
     folder = JobFolder.local(ws.settings.jobs_dir, new_name)
     if folder.backend.is_file(folder.MANIFEST):
         raise ConflictError(f"a job named '{new_name}' already exists; job names are unique")
-    files, batches = _write_manifest(folder, rerun_files(ws, first, failed_only), int(settings["mini_batch_size"]))
-    if not files:
+    # a job that failed writing its output scored every file: only its failed files (--failed-only) are
+    # scored again, and its kept parts are assembled with theirs
+    scored = rerun_files(ws, first, True) if finishing else rerun_files(ws, first, failed_only)
+    files, batches = _write_manifest(folder, scored if failed_only or not finishing else iter(()),
+                                     int(settings["mini_batch_size"]), finish_empty=finishing)
+    if not files and not finishing:
         _remove(ws, new_name)
         what = "no file that failed or was left unscored" if failed_only else "no files"
         raise ConflictError(f"job '{name}' ({first.status}) has {what}: there is nothing to rerun")
     settings["rerun"] = {"of": name, "failed_only": failed_only, "files": files,
-                         "merge_with": name if failed_only else None}
+                         "merge_with": name if failed_only or finishing else None, "finishes": finishing}
     plan = {**(first.plan or {}), "scorer": _scorer_config(ws, deployment.spec)}
+    message = f"rerun of job '{name}' ({files} file(s) in {batches} mini-batch(es))"
+    if finishing:
+        message = (f"finishing job '{name}', which failed writing its output: its scored parts, "
+                   f"{f'and {files} failed file(s) scored again, ' if files else ''}assembled into {output['path']}")
     try:
         return lifecycle.create(
-            store, new_name, message=f"rerun of job '{name}' ({files} file(s) in {batches} mini-batch(es))",
+            store, new_name, message=message,
             endpoint_name=first.endpoint_name, deployment_name=first.deployment_name, inputs=first.inputs,
             outputs={"score": output}, settings=settings, plan=plan, created_by=created_by,
             output_datastore=datastore, output_folder=out_folder)
@@ -114,13 +130,35 @@ def _check_inputs(ws: WorkspaceService, first: JobRow, spec: dict[str, Any], cre
         ws.resolver.from_pin(pin, identity, item["path"])
 
 
-def _write_manifest(folder: JobFolder, files: Iterator[FileRef], size: int) -> tuple[int, int]:
-    """The rerun's manifest, complete before the job exists: (files, mini-batches)."""
+def failed_writing_output(ws: WorkspaceService, job: JobRow) -> bool:
+    """Whether ``job`` failed while writing its output (``Finalizing``, e.g. the output store
+    unreachable) after finishing every mini-batch: a rerun then finishes it from its kept parts."""
+    if job.status != JobStatus.FAILED.value or (job.settings or {}).get("output_action") != "append_row":
+        return False
+    statuses = [e.status for e in ws.store.list_job_events(job.name, 0, 100_000, types=("status",))]
+    if len(statuses) < 2 or statuses[-2] != JobStatus.FINALIZING.value:
+        return False
+    folder = JobFolder.local(ws.settings.jobs_dir, job.name)
+    manifest = folder.manifest()
+    return manifest.complete is not None and set(range(manifest.next_index)) <= folder.done_log().indexes
+
+
+def _is_default_output(ws: WorkspaceService, job: JobRow) -> bool:
+    """Whether ``job``'s output is its default location (every invoker's to write)."""
+    return (job.output_datastore, job.output_folder) == (ws.default_datastore_name(), f"azureml/{job.name}/score")
+
+
+def _write_manifest(folder: JobFolder, files: Iterator[FileRef], size: int,
+                    finish_empty: bool = False) -> tuple[int, int]:
+    """The rerun's manifest, complete before the job exists: (files, mini-batches). An empty one is
+    written complete only with ``finish_empty`` (a rerun that only assembles kept parts)."""
     manifest = folder.manifest()
     batch: MiniBatch | None = None
     for batch in plan_minibatches(files, size):
         manifest.add(batch)
     if batch is None:
+        if finish_empty:
+            manifest.finish(0, 0, utcnow())
         return 0, 0
     manifest.finish(manifest.files_recorded, manifest.next_index, utcnow())
     return manifest.files_recorded, manifest.next_index

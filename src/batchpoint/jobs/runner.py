@@ -106,7 +106,10 @@ class JobRunner:
                                       writable=frozenset({PARTS_SOURCE}))
         policy = RetryPolicy(settings["retry_settings"]["max_retries"], settings["retry_settings"]["timeout"],
                              settings["error_threshold"])
-        python_exe = self._environment(job, folder)  # Preparing: "building environment" (docs/environments.md)
+        # every mini-batch of a complete listing finished (resumed in Finalizing, or a rerun that only
+        # assembles a failed job's kept parts): no environment, no workers
+        nothing_left = manifest.complete is not None and set(range(manifest.next_index)) <= done.indexes
+        python_exe = None if nothing_left else self._environment(job, folder)  # Preparing: "building environment"
         engine_job = EngineJob(
             name=job.name, workers=plan["workers"], scorer=plan["scorer"], sources=delegated.current()[1], policy=policy,
             parts_dir=folder.parts_dir, logs_dir=folder.logs_dir,
@@ -124,8 +127,12 @@ class JobRunner:
         lister.start()
         batches = (b for b in lister.batches() if b.index not in done.indexes)
         try:
-            engine.run(engine_job, batches, observed(job.name, progress.on_outcome), stop,
-                       credentials=delegated.current)
+            if nothing_left:
+                for _ in batches:  # the lister replays the manifest (and records the listing) to its end
+                    pass
+            else:
+                engine.run(engine_job, batches, observed(job.name, progress.on_outcome), stop,
+                           credentials=delegated.current)
         finally:
             lister.close()
             progress.close(self.ws.settings.jobs.record_retry_s)  # the outcomes' counters not written yet
