@@ -2,11 +2,12 @@
 # The demo: bash scripts/demo.sh [run_demo.py args, e.g. --sdk]
 #
 # On a fresh machine it creates .venv (python3 -m venv) and installs the package with its
-# scikit-learn extra, pinned by constraints.txt (output in .cache/demo-setup.log; skipped once
-# installed). Then it runs examples/heart/run_demo.py: trains the heart classifier, registers it,
-# creates the endpoint and deployment, invokes it on the unlabeled heart data with the embedded
-# local server (under BATCHPOINT_HOME, default ~/.batchpoint), waits for the job and downloads the
-# predictions. Works from any folder.
+# scikit-learn and azure extras (adlfs: Azure Blob is the first storage), pinned by
+# constraints.txt (output in .cache/demo-setup.log; skipped once installed). Then it runs
+# examples/heart/run_demo.py: trains the heart classifier, registers it, creates the endpoint and
+# deployment, invokes it on the unlabeled heart data with the embedded local server (under
+# BATCHPOINT_HOME, default ~/.batchpoint), waits for the job and downloads the predictions. Works
+# from any folder.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,7 @@ SCRIPT=demo.sh
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 
-# --- Python: .venv with the package (editable) and scikit-learn, pinned by constraints.txt
+# --- Python: .venv with the package (editable), scikit-learn and the azure extra, pinned by constraints.txt
 if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c '' >/dev/null 2>&1; then
   if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     say "Batchpoint needs Python 3.11 or newer as python3 (found: $(python3 --version 2>&1 || echo none))" >&2
@@ -31,14 +32,14 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c '' >/dev/null 2>&1; then
   run "python3 -m venv .venv" python3 -m venv .venv
 fi
 HASH="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
-STAMP=".venv/.demo-installed-$HASH"
+STAMP=".venv/.demo-installed-$HASH-sklearn-azure"
 # scripts/test.sh's stamp for the same files means the test extras, a superset, are installed
 if [[ ! -f "$STAMP" && ! -f ".venv/.installed-$HASH" ]] ||
    ! compgen -G '.venv/lib/python3*/site-packages/batchpoint-*.dist-info' >/dev/null; then
   say "installing Python packages into .venv (a minute or two; log: .cache/demo-setup.log)"
   rm -f .venv/.demo-installed-*
   run "pip install" .venv/bin/python -m pip install --quiet --disable-pip-version-check --progress-bar off \
-    -c constraints.txt -e '.[sklearn]'
+    -c constraints.txt -e '.[sklearn,azure]'
   touch "$STAMP"
 fi
 

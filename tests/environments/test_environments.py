@@ -186,8 +186,10 @@ def test_two_jobs_needing_one_new_environment_build_it_once(env_client, env_serv
     assert sum(log.count("uv venv --seed") for log in logs) == 1, logs
     assert sum(p["built"] for j in jobs for p in phases(env_client, j.name) if p["state"] == "finished") == 1
     for log in logs:  # what the conda file asks and this machine cannot honour, named
-        assert f"'python=3.8.5' cannot be honoured: environments use this machine's Python " \
-               f"{platform.python_version()}" in log
+        assert "'python=3.8.5': the environment is built for that Python when this machine has it" in log
+        # pandas 2.2.0 needs Python >= 3.9: resolved for this machine's Python instead (Azure would fail)
+        assert "the spec cannot be resolved for Python 3.8.5" in log
+        assert f"it is resolved for Python {platform.python_version()} instead" in log
         assert "channels (conda-forge) are not used" in log
         assert "'pip<=24.0': the environment's seeded pip is used instead" in log
         assert "image 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04' is accepted but not used" in log
@@ -217,13 +219,19 @@ def test_a_package_that_does_not_exist_fails_the_job_in_preparing(env_client, en
     assert "was not found in the package registry" in job_log(env_client, env_server, job.name)
 
 
-def test_a_pin_with_no_build_for_this_python_names_the_pin_python_and_nearest(env_client, registered_old_model):
+def test_a_pin_with_no_build_for_this_python_moves_to_the_nearest_and_a_failure_names_it(env_client, env_server,
+                                                                                        registered_old_model):
+    """tensorflow 2.10.0 has no cp311 wheel: it moves to 2.12.0, the first that has one, which this
+    mirror lists but cannot serve (the index lists its wheels without the files): the failure names
+    the release that failed and the move made before it."""
     job = _failing(env_client, "nobuild", ["tensorflow==2.10.0"], registered_old_model)
     message = job.status_message
     py = platform.python_version()
-    assert f"tensorflow==2.10.0 (from the deployment's inline environment) has no build for Python {py}" in message
-    assert "its wheels are for cp310, cp37, cp38, cp39" in message
-    assert "Nearest versions that install here: 2.12.0 (newer), 2.13.0 (newer)" in message
+    moved = (f"tensorflow 2.10.0 -> 2.12.0: 2.10.0 has no wheel for Python {py} (cp311, manylinux_x86_64): its "
+             "wheels are for cp310, cp37, cp38, cp39; 2.12.0 is the nearest version that has one (newer)")
+    assert "uv failed (exit 1): tensorflow==2.12.0 could not be downloaded from the index" in message, message
+    assert moved in message
+    assert f"moved: {moved}" in job_log(env_client, env_server, job.name)
 
 
 def test_environment_cli_create_show_list_delete(env_server, tmp_path):

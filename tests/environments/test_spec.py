@@ -10,7 +10,7 @@ import pytest
 
 from batchpoint.environments.index import IndexFile, PinReport, exclude_newer, nearest, no_build_message
 from batchpoint.environments.resolve import from_inline, from_model
-from batchpoint.environments.spec import EnvironmentSpec, parse_conda, with_worker_needs
+from batchpoint.environments.spec import EnvironmentSpec, conda_python, parse_conda, with_worker_needs
 from batchpoint.exceptions import ValidationError
 from packaging.version import Version
 
@@ -37,8 +37,10 @@ def test_conda_file_azure_shape():
     reqs, notes = parse_conda(AZURE_CONDA, "conda.yml")
     assert reqs == ["numpy==1.21.*", "scikit-learn==1.0.2", "azureml-defaults==1.38.0", "xgboost==1.4.2"]
     text = "\n".join(notes)
-    assert f"'python=3.8.5' cannot be honoured: environments use this machine's Python {platform.python_version()}" \
-        in text
+    assert "'python=3.8.5': the environment is built for that Python when this machine has it, else resolved for " \
+           "it and adapted to this machine's Python" in text
+    assert conda_python(AZURE_CONDA) == "3.8.5"
+    assert from_inline({"conda_file": AZURE_CONDA}, "x").python == "3.8.5"
     assert "channels (conda-forge, defaults) are not used" in text
     assert "'pip=20.2.4': the environment's seeded pip is used instead" in text
     assert "conda-only package 'cudatoolkit=11.3' is not installed" in text
@@ -79,13 +81,15 @@ def test_mlflow_model_files_in_order(tmp_path):
     spec = from_model(str(tmp_path))
     assert spec.source == "the model's conda.yaml" and spec.requirements == ("mlflow-skinny==2.3.0",
                                                                              "scikit-learn==1.0")
+    assert spec.python == "3.8"
     (tmp_path / "requirements.txt").write_text("mlflow==2.3.0\nscikit-learn==1.0.2\n")
     (tmp_path / "python_env.yaml").write_text("python: 3.8.5\nbuild_dependencies: [pip==23.0]\n"
                                               "dependencies: [-r requirements.txt]\n")
     spec = from_model(str(tmp_path))
     assert spec.source == "the model's python_env.yaml"
     assert spec.requirements == ("mlflow-skinny==2.3.0", "scikit-learn==1.0.2")
-    assert any("python 3.8.5 cannot be honoured" in n for n in spec.notes)
+    assert any("python 3.8.5: the environment is built for that Python" in n for n in spec.notes)
+    assert spec.python == "3.8.5"
     assert from_model(str(tmp_path / "nothing")) is None
 
 

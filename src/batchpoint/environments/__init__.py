@@ -23,7 +23,7 @@ from pathlib import Path
 
 from batchpoint.environments.build import Builder, EnvironmentBuildError
 from batchpoint.environments.prepare import prepare_environment
-from batchpoint.environments.spec import EnvironmentSpec, parse_conda, with_worker_needs
+from batchpoint.environments.spec import EnvironmentSpec, conda_python, parse_conda, with_worker_needs
 from batchpoint.settings import Settings
 
 __all__ = ["EnvironmentBuildError", "EnvironmentSpec", "build_environment", "prepare_environment"]
@@ -34,10 +34,12 @@ def build_environment(settings: Settings, requirements: list[str] | None = None,
     """Build (or reuse) the environment of ``requirements`` or a conda file; its Python's path."""
     reqs = list(requirements or [])
     notes: list[str] = []
+    python = None
     if conda_file is not None:
         more, notes = parse_conda(conda_file, "conda_file")
         reqs += more
-    spec = EnvironmentSpec("build_environment()", tuple(reqs), tuple(notes))
+        python = conda_python(conda_file)
+    spec = EnvironmentSpec("build_environment()", tuple(reqs), tuple(notes), python=python)
     if add_worker_needs:
         spec = with_worker_needs(spec, needs_mlflow=False)
     sink = open(log, "a") if log else None

@@ -173,7 +173,10 @@ def build_info(path: Path, with_size: bool = True) -> dict[str, Any] | None:
     used = last_used(path)
     info = {"built": True, "hash": path.name, "path": str(path), "source": record.get("source"),
             "built_at": record.get("built_at"), "build_seconds": record.get("seconds"), "rule": record.get("rule"),
-            "python": record.get("python"), "requirements": record.get("requirements", []),
+            "python": record.get("python"), "python_requested": record.get("python_requested"),
+            "interpreter": record.get("interpreter"), "resolved_for_python": record.get("resolved_for_python"),
+            "changes": record.get("changes", []), "exclude_newer_packages": record.get("exclude_newer_packages", {}),
+            "requirements": record.get("requirements", []),
             "notes": record.get("notes", []), "packages": record.get("packages", []),
             "last_used": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(used)) if used else None}
     if with_size:

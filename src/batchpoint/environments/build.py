@@ -26,20 +26,33 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import (
+    InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename, parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
 from batchpoint._internal.clock import utcnow
-from batchpoint.environments.index import IndexClient, exclude_newer, inspect_pins
-from batchpoint.environments.spec import EnvironmentSpec, machine_python
+from batchpoint.environments.index import (
+    IndexClient, Move, NoBuild, exact_dependencies_after, exact_pin, exclude_newer, inspect_pins, plan_move, uploaded,
+    uv_date,
+)
+from batchpoint.environments.python import Target, choose, is_older, minor, plan_key
+from batchpoint.environments.spec import EnvironmentSpec
 from batchpoint.environments.worker_copy import link_worker, site_packages
 from batchpoint.exceptions import JobError
 from batchpoint.settings import Settings
@@ -84,11 +97,6 @@ def uv_binary(settings: Settings) -> str:
         return found
 
 
-def base_python() -> str:
-    """This machine's Python (the server's interpreter, outside any virtualenv)."""
-    return getattr(sys, "_base_executable", None) or sys.executable
-
-
 def env_python(env: Path) -> Path:
     return env / "bin" / "python"
 
@@ -111,7 +119,7 @@ class Builder:
         self.index_urls = settings.environments.index_urls()
 
     def path_for(self, spec: EnvironmentSpec) -> Path:
-        return self.root / spec.hash(self.index_urls)
+        return self.root / spec.hash(self.index_urls, plan_key(self.settings, spec.python))
 
     def ensure(self, spec: EnvironmentSpec, log: Log, on_wait: Callable[[], None] | None = None) -> Built:
         """The environment of ``spec``: found in the cache, or built now (under its lock)."""
@@ -159,8 +167,13 @@ class Builder:
         if proc.returncode != 0:
             lines = [ln for ln in output.strip().splitlines() if ln.strip()]
             tail = "\n".join(lines[-ERROR_LINES:])
-            raise EnvironmentBuildError(f"uv failed (exit {proc.returncode}):\n{tail}",
-                                        details={"installer_output": tail})
+            failed = failed_package(output)
+            details: dict[str, Any] = {"installer_output": tail}
+            if failed:
+                details["failed_package"] = failed[0]
+                raise EnvironmentBuildError(f"uv failed (exit {proc.returncode}): {failed[0]} {failed[1]}:\n{tail}",
+                                            details=details)
+            raise EnvironmentBuildError(f"uv failed (exit {proc.returncode}):\n{tail}", details=details)
 
     def _warm_up(self, env: Path, log: Log) -> None:
         """Import pandas and MLflow once, so their bytecode is written now (part of the build) and
@@ -177,13 +190,15 @@ class Builder:
         out = (proc.stdout + proc.stderr).strip().splitlines()
         log("warm-up import failed (the workers will report it):\n  " + "\n  ".join(out[-10:]))
 
-    def _common(self, cutoff: str | None) -> list[str]:
+    def _common(self, cutoff: str | None, exempt: dict[str, str] | None = None) -> list[str]:
         args = ["--no-config", "--color", "never", "--cache-dir", str(self.settings.uv_cache_dir),
                 "--default-index", self.index_urls[0]]
         for extra in self.index_urls[1:]:
             args += ["--index", extra]
         if cutoff:
             args += ["--exclude-newer", cutoff]
+            for name, date in sorted((exempt or {}).items()):
+                args += ["--exclude-newer-package", f"{name}={date}"]
         return args
 
     def _build(self, spec: EnvironmentSpec, final: Path, log: Log) -> dict[str, Any]:
@@ -191,35 +206,34 @@ class Builder:
         for stale in self.root.glob(f".building-{final.name}-*"):  # a crashed build's left-overs (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         tmp = self.root / f".building-{final.name}-{uuid.uuid4().hex[:8]}"
-        log(f"building environment {final.name} with uv for Python {machine_python()} ({base_python()})")
+        target = choose(self.settings, spec.python, uv_binary(self.settings), log)
+        log(f"building environment {final.name} with uv for {target.describe()}")
         log(f"index: {', '.join(self.index_urls)}")
-        report = inspect_pins(IndexClient(self.index_urls), list(spec.requirements), spec.source)
-        if report.no_build:
-            raise EnvironmentBuildError("; ".join(report.no_build))
-        cutoff, rule = exclude_newer(report)
-        log(rule)
+        plan = Plan()
         try:
             tmp.mkdir(parents=True)
-            reqs = tmp / "batchpoint-requirements.txt"
-            self._uv(["venv", "--seed", "--relocatable", "--python", base_python(), "--no-python-downloads",
-                      *self._common(cutoff), str(tmp / "venv")], log)
-            reqs.write_text("".join(f"{r}\n" for r in spec.requirements))
             try:
-                self._uv(["pip", "install", "--python", str(tmp / "venv" / "bin" / "python"),
-                          *self._common(cutoff), "-r", str(reqs)], log)
+                self._resolve(spec, target, IndexClient(self.index_urls), tmp, log, plan)
             except EnvironmentBuildError as exc:
-                if report.sdist_only:
-                    raise EnvironmentBuildError(
-                        f"{exc}\n{', '.join(report.sdist_only)} (from {spec.source}) has no wheel for Python "
-                        f"{machine_python()} on this machine and its source archive did not build (above); pin a "
-                        "version with a wheel for this Python", details=exc.details) from exc
-                raise
+                if not plan.changes:
+                    raise
+                raise EnvironmentBuildError(f"{exc}\n(after these changes to adapt the spec to {target.describe()}: "
+                                            f"{'; '.join(plan.changes)})", details=exc.details) from exc
+            self._uv(["venv", "--seed", "--relocatable", "--python", target.executable, "--no-python-downloads",
+                      *self._common(plan.cutoff), str(tmp / "venv")], log)
+            reqs = tmp / "batchpoint-requirements.txt"
+            reqs.write_text("".join(f"{n}=={v}\n" for n, v in plan.final))
+            self._uv(["pip", "install", "--python", str(tmp / "venv" / "bin" / "python"), *self._common(None),
+                      "-r", str(reqs)], log)
             env = tmp / "venv"
             shutil.move(str(reqs), env / "batchpoint-requirements.txt")
             self._warm_up(env, log)
             record = {"hash": final.name, "source": spec.source, "requirements": list(spec.requirements),
-                      "notes": list(spec.notes), "rule": rule, "exclude_newer": cutoff,
-                      "python": machine_python(), "index": self.index_urls, "built_at": utcnow().isoformat(),
+                      "notes": list(spec.notes), "rule": plan.rule, "exclude_newer": plan.cutoff,
+                      "exclude_newer_packages": plan.exempt, "python": target.version,
+                      "python_requested": spec.python, "interpreter": target.executable,
+                      "interpreter_source": target.how, "resolved_for_python": plan.resolved_for,
+                      "changes": plan.changes, "index": self.index_urls, "built_at": utcnow().isoformat(),
                       "seconds": round(time.monotonic() - started, 1), "packages": installed_packages(env)}
             (env / RECORD).write_text(json.dumps(record, indent=1))
             os.rename(env, final)
@@ -227,6 +241,281 @@ class Builder:
             shutil.rmtree(tmp, ignore_errors=True)
         log(f"environment {final.name} built in {record['seconds']} s: {len(record['packages'])} packages")
         return record
+
+    # -- resolution: as Azure would, then adapted to this machine ---------------------------------
+    def _compile(self, lines: list[str], out: Path, target: Target, python_version: str | None, cutoff: str | None,
+                 exempt: dict[str, str], log: Log, constraints: list[str] | None = None,
+                 preferences: list[tuple[str, Version]] | None = None) -> list[tuple[str, Version]]:
+        """``uv pip compile`` of ``lines`` for ``python_version`` (default: the target's own) →
+        [(name, version)]; ``preferences`` are kept where they fit (uv reads its output file)."""
+        src = out.with_suffix(".in")
+        src.write_text("".join(f"{line}\n" for line in lines))
+        out.write_text("".join(f"{n}=={v}\n" for n, v in preferences or []))
+        args = ["pip", "compile", "--python", target.executable, *self._common(cutoff, exempt),
+                "--no-header", "--no-annotate", "-o", str(out)]
+        if python_version:
+            args += ["--python-version", python_version]
+        if constraints:
+            cfile = out.with_suffix(".constraints")
+            cfile.write_text("".join(f"{c}\n" for c in constraints))
+            args += ["-c", str(cfile)]
+        self._uv([*args, str(src)], log)
+        return parse_lock(out.read_text())
+
+    def _rule(self, lines: list[str], client: IndexClient, source: str, log: Log
+              ) -> tuple[str | None, datetime | None, str, dict[str, str]]:
+        """The exclude-newer date of the pins, and the exact dependencies of pinned releases it must
+        not exclude."""
+        report = inspect_pins(client, lines, source)
+        cutoff, rule = exclude_newer(report)
+        exempt: dict[str, str] = {}
+        if cutoff and report.cutoff is not None:
+            pins = [p for p in (exact_pin(line) for line in lines) if p is not None]
+            for name, (when, why) in exact_dependencies_after(client, pins, report.cutoff).items():
+                exempt[name] = uv_date(when)
+                log(f"exclude-newer: {name} is allowed up to {exempt[name]}: {why}, uploaded after the cutoff")
+        return cutoff, report.cutoff, rule, exempt
+
+    def _resolve(self, spec: EnvironmentSpec, target: Target, client: IndexClient, tmp: Path, log: Log,
+                 plan: Plan) -> None:
+        """Fill ``plan``: resolved as Azure would (for the requested Python, else with the exclude-newer
+        rule), then each release with no wheel for the target moved, paired ones with it."""
+        names = spec.names()
+        lines = list(spec.requirements) + [s for s in SEED if s not in names]
+        requested = spec.python
+        older = bool(requested) and is_older(requested) and minor(target.version) != minor(requested)
+        lock: list[tuple[str, Version]] | None = None
+        if older:
+            assert requested is not None
+            plan.rule = (f"resolution rule: resolved for Python {requested}, as the spec asks (the releases of its "
+                         f"open dependencies are those that support Python {requested}, as Azure's pip would "
+                         f"choose; no exclude-newer)")
+            log(plan.rule)
+            try:
+                lock = self._compile(lines, tmp / "resolved.txt", target, requested, None, {}, log)
+                plan.resolved_for = requested
+            except EnvironmentBuildError as exc:
+                log(f"the spec cannot be resolved for Python {requested} ({first_line(str(exc))}); it is resolved "
+                    f"for Python {target.version} instead")
+                plan.changes.append(f"python: the spec cannot be resolved for Python {requested}: resolved for "
+                                    f"Python {target.version}")
+                older = False
+        if not older:
+            lines, moves = self._move_pins(lines, target, client, spec.source, log)
+            plan.changes += [m.line() for m in moves]
+            plan.cutoff, plan.cutoff_at, plan.rule, plan.exempt = self._rule(lines, client, spec.source, log)
+            log(plan.rule)
+            for m in moves:
+                self._allow(plan, client, m, log)
+            lock = self._compile(lines, tmp / "resolved.txt", target, None, plan.cutoff, plan.exempt, log)
+            plan.resolved_for = target.version
+        assert lock is not None
+        log(f"resolved for Python {plan.resolved_for}: " + ", ".join(f"{n}=={v}" for n, v in lock))
+        users = {canonicalize_name(Requirement(line).name): Requirement(line).specifier for line in lines}
+        moves = []
+        for name, version in lock:
+            try:
+                move = plan_move(client, name, version, target, spec.source, users.get(name) or None)
+            except NoBuild as exc:
+                raise EnvironmentBuildError(str(exc)) from None
+            if move is not None:
+                moves.append(move)
+                log(f"moved: {move.line()}")
+                self._allow(plan, client, move, log)
+        if not moves and plan.resolved_for == target.version:
+            plan.final = lock
+        else:
+            plan.changes += [m.line() for m in moves]  # so far (a failure below says what was changed)
+            final = self._adapt(lines, lock, moves, target, plan, client, tmp, log)
+            del plan.changes[len(plan.changes) - len(moves):]
+            plan.final = final
+            plan.changes += changes_between(lock, plan.final, moves, plan.freed, plan.resolved_for or "", target)
+        if plan.changes:
+            log(f"changes from what was resolved for Python {plan.resolved_for}:")
+            for change in plan.changes:
+                log(f"  {change}")
+        else:
+            log(f"no changes: every release resolved for Python {plan.resolved_for} installs on {target.describe()}")
+
+    def _move_pins(self, lines: list[str], target: Target, client: IndexClient, source: str, log: Log
+                   ) -> tuple[list[str], list[Move]]:
+        """Exact pins with no wheel for the target Python, moved before resolving for it (with the
+        packages paired with them freed)."""
+        moves = []
+        for line in lines:
+            pin = exact_pin(line)
+            if pin is None:
+                continue
+            try:
+                move = plan_move(client, pin[0], pin[1], target, source)
+            except NoBuild as exc:
+                raise EnvironmentBuildError(str(exc)) from None
+            if move is not None:
+                moves.append(move)
+                log(f"moved: {move.line()}")
+        if not moves:
+            return lines, []
+        moved = {m.name: m for m in moves}
+        freed = {p for m in moves for p in paired_with(m.name)} - set(moved)
+        out = []
+        for line in lines:
+            req = Requirement(line)
+            name = canonicalize_name(req.name)
+            if name in moved:
+                req.specifier = SpecifierSet(f"=={moved[name].new}")
+            elif name in freed and req.specifier:
+                log(f"{line} is freed: it moves with {', '.join(sorted(m for m in moved if m in paired_with(name)))}")
+                req.specifier = SpecifierSet("")
+            out.append(str(req))
+        return out, moves
+
+    def _allow(self, plan: Plan, client: IndexClient, move: Move, log: Log) -> None:
+        """Under an exclude-newer date: a moved release, its exact dependencies and its paired
+        packages (up to 30 days after it) are not excluded."""
+        if not plan.cutoff or plan.cutoff_at is None:
+            return
+        when = uploaded(client, move.name, move.new)
+        if when is None or when <= plan.cutoff_at:
+            return
+        plan.exempt[move.name] = max(plan.exempt.get(move.name, ""), uv_date(when))
+        for name, (dep_when, why) in exact_dependencies_after(client, [(move.name, move.new)], plan.cutoff_at).items():
+            plan.exempt[name] = max(plan.exempt.get(name, ""), uv_date(dep_when))
+            log(f"exclude-newer: {name} is allowed up to {plan.exempt[name]}: {why}")
+        for partner in paired_with(move.name):
+            plan.exempt[partner] = max(plan.exempt.get(partner, ""), uv_date(when + timedelta(days=30)))
+        log(f"exclude-newer: {move.name} is allowed up to {plan.exempt[move.name]} (moved), and the packages "
+            f"paired with it up to 30 days later")
+
+    def _adapt(self, lines: list[str], lock: list[tuple[str, Version]], moves: list[Move], target: Target,
+               plan: Plan, client: IndexClient, tmp: Path, log: Log) -> list[tuple[str, Version]]:
+        """Resolve for the target Python keeping every resolved version but the moved ones (and the
+        packages paired with those, which move with them)."""
+        moved = {m.name: m for m in moves}
+        present = {n for n, _ in lock}
+        plan.freed = {p: m.name for m in moves for p in paired_with(m.name) if p in present and p not in moved}
+        new_lines = []
+        for line in lines:
+            req = Requirement(line)
+            name = canonicalize_name(req.name)
+            if name in moved:
+                req.specifier = SpecifierSet(f"=={moved[name].new}")
+            elif name in plan.freed:
+                req.specifier = SpecifierSet("")
+            new_lines.append(str(req))
+        constraints = [f"{n}=={moved[n].new}" if n in moved else f"{n}=={v}" for n, v in lock if n not in plan.freed]
+        log(f"resolving for {target.describe()}, keeping the versions above except the moved ones"
+            + (f" and what moves with them ({', '.join(sorted(plan.freed))})" if plan.freed else ""))
+        try:
+            return self._compile(new_lines, tmp / "adapted.txt", target, None, plan.cutoff, plan.exempt, log,
+                                 constraints=constraints)
+        except EnvironmentBuildError as exc:
+            if exc.details.get("failed_package"):
+                raise
+            log("the moved releases need other versions of some packages: resolving again, keeping the versions "
+                "above where they fit")
+            kept = [(n, v) for n, v in lock if n not in moved and n not in plan.freed]
+            return self._compile(new_lines, tmp / "adapted.txt", target, None, plan.cutoff, plan.exempt, log,
+                                 constraints=[f"{m.name}=={m.new}" for m in moves], preferences=kept)
+
+
+#: installed in every environment, as conda installs them with Python (resolved with the spec, so of
+#: the same time or for the same Python: old packages import pkg_resources, which setuptools >= 81 lacks)
+SEED = ("pip", "setuptools", "wheel")
+
+#: packages released together: when one moves to another version, the others move with it
+PAIRED = (frozenset({"torch", "torchvision", "torchaudio", "torchtext", "torchdata"}),
+          frozenset({"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-gpu", "keras", "tf-keras",
+                     "tensorflow-io", "tensorflow-io-gcs-filesystem", "tensorflow-estimator", "tensorboard",
+                     "tensorflow-text", "tensorflow-hub"}),
+          frozenset({"mlflow", "mlflow-skinny"}))
+
+
+def paired_with(name: str) -> set[str]:
+    for group in PAIRED:
+        if name in group:
+            return set(group) - {name}
+    return set()
+
+
+@dataclass
+class Plan:
+    """What the build resolved: the rule, the versions to install and every change made to them."""
+
+    rule: str = ""
+    cutoff: str | None = None
+    cutoff_at: datetime | None = None
+    exempt: dict[str, str] = field(default_factory=dict)
+    resolved_for: str | None = None
+    final: list[tuple[str, Version]] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    freed: dict[str, str] = field(default_factory=dict)  # paired package -> the moved one it follows
+
+
+def parse_lock(text: str) -> list[tuple[str, Version]]:
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;]+)", line.strip())
+        if m:
+            try:
+                out.append((canonicalize_name(m.group(1)), Version(m.group(2))))
+            except InvalidVersion:
+                continue
+    return out
+
+
+def changes_between(before: list[tuple[str, Version]], after: list[tuple[str, Version]], moves: list[Move],
+                    freed: dict[str, str], resolved_for: str, target: Target) -> list[str]:
+    """Each difference between the resolution and what is installed, with its reason."""
+    old, new = dict(before), dict(after)
+    moved = {m.name: m for m in moves}
+    out = []
+    for name in sorted(set(old) | set(new)):
+        if name in moved and new.get(name) == moved[name].new:
+            out.append(f"{name} {old[name]} -> {moved[name].new}: {moved[name].why}")
+        elif name in old and name in new and old[name] != new[name]:
+            why = (f"moves with {freed[name]}" if name in freed
+                   else f"needed by the moved releases on Python {target.version}")
+            out.append(f"{name} {old[name]} -> {new[name]}: {why}")
+        elif name in new and name not in old:
+            out.append(f"{name} {new[name]}: added: a dependency of the versions installed on Python {target.version}")
+        elif name in old and name not in new:
+            out.append(f"{name} {old[name]}: not installed: not needed on Python {target.version}")
+    return out
+
+
+_FAILED = re.compile(r"Failed to (download and build|build|download|fetch|prepare|install)[^`\n]*`([^`]+)`")
+_FAILED_URL = re.compile(r"Failed to (fetch|download): (\S+)")
+
+
+def failed_package(output: str) -> tuple[str, str] | None:
+    """(package, what happened) from uv's output: the release that failed, as uv names it."""
+    m = _FAILED.search(output)
+    if not m:
+        url = _FAILED_URL.search(output)
+        if not url:
+            return None
+        filename = url.group(2).split("#", 1)[0].rsplit("/", 1)[-1]
+        try:
+            if filename.endswith(".whl"):
+                name, version, _, _ = parse_wheel_filename(filename)
+            else:
+                name, version = parse_sdist_filename(filename)
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+            return None
+        return f"{name}=={version}", f"could not be downloaded from the index ({filename})"
+    what, pkg = m.group(1), m.group(2).split(" @ ", 1)[0]
+    said = {"build": "did not build from its source archive (above)",
+            "download and build": "did not build from its source archive (above)",
+            "download": "could not be downloaded from the index", "fetch": "could not be downloaded from the index",
+            }.get(what, f"failed ({what})")
+    if "build" in what:
+        said += ": it has no wheel for this Python; pin a version that has one"
+    return pkg, said
+
+
+def first_line(text: str) -> str:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return " ".join(lines[:3])[:400]
 
 
 WARM_UP = ("import importlib.util, time\n"

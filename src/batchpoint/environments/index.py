@@ -20,7 +20,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from batchpoint.environments.spec import machine_python
+from batchpoint.environments.python import Target, machine_target
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 
@@ -33,28 +33,24 @@ class IndexFile:
     tags: frozenset[str]
     requires_python: str | None
     upload_time: datetime | None
+    url: str | None = None
+    has_metadata: bool = False  # PEP 658: the index serves <url>.metadata
 
-    def installs_here(self) -> bool:
+    def installs_on(self, target: Target) -> bool:
         if self.requires_python:
             try:
-                if machine_python() not in SpecifierSet(self.requires_python):
+                if target.version not in SpecifierSet(self.requires_python):
                     return False
             except InvalidSpecifier:
                 pass
-        return self.wheel and bool(self.tags & _here())
+        return self.wheel and bool(self.tags & target.tags)
+
+    def installs_here(self) -> bool:
+        return self.installs_on(machine_target())
 
 
-_HERE: frozenset[str] | None = None
-
-
-def _here() -> frozenset[str]:
-    global _HERE
-    if _HERE is None:
-        _HERE = frozenset(str(t) for t in sys_tags())
-    return _HERE
-
-
-def _parse_file(filename: str, requires_python: str | None, upload: str | None) -> IndexFile | None:
+def _parse_file(filename: str, requires_python: str | None, upload: str | None, url: str | None = None,
+                has_metadata: bool = False) -> IndexFile | None:
     when = None
     if upload:
         try:
@@ -64,9 +60,10 @@ def _parse_file(filename: str, requires_python: str | None, upload: str | None) 
     try:
         if filename.endswith(".whl"):
             _, version, _, tags = parse_wheel_filename(filename)
-            return IndexFile(filename, version, True, frozenset(str(t) for t in tags), requires_python, when)
+            return IndexFile(filename, version, True, frozenset(str(t) for t in tags), requires_python, when, url,
+                             has_metadata)
         _, version = parse_sdist_filename(filename)
-        return IndexFile(filename, version, False, frozenset(), requires_python, when)
+        return IndexFile(filename, version, False, frozenset(), requires_python, when, url, has_metadata)
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         return None
 
@@ -92,10 +89,38 @@ class IndexClient:
     def __init__(self, index_urls: list[str], timeout: float = 30.0) -> None:
         self.index_urls = [u.rstrip("/") for u in index_urls]
         self.timeout = timeout
+        self._files: dict[str, list[IndexFile] | None] = {}
+        self._requires: dict[tuple[str, Version], list[str] | None] = {}
 
     def files(self, project: str) -> list[IndexFile] | None:
-        """The project's files, or None when no index knows it (or none answers)."""
+        """The project's files, or None when no index knows it (or none answers); asked once."""
         name = canonicalize_name(project)
+        if name not in self._files:
+            self._files[name] = self._fetch(name)
+        return self._files[name]
+
+    def requires(self, project: str, version: Version) -> list[str] | None:
+        """``Requires-Dist`` of a release, from a wheel's PEP 658 metadata (None: not served)."""
+        key = (canonicalize_name(project), version)
+        if key not in self._requires:
+            self._requires[key] = None
+            for f in self.files(project) or []:
+                if f.version != version or not f.wheel or not f.has_metadata or not f.url:
+                    continue
+                try:
+                    resp = httpx.get(f.url.split("#", 1)[0] + ".metadata", timeout=self.timeout,
+                                     follow_redirects=True)
+                except httpx.HTTPError:
+                    continue
+                if resp.status_code == 200:
+                    from email.parser import HeaderParser
+
+                    meta = HeaderParser().parsestr(resp.text)
+                    self._requires[key] = [str(r) for r in meta.get_all("Requires-Dist") or []]
+                    break
+        return self._requires[key]
+
+    def _fetch(self, name: str) -> list[IndexFile] | None:
         for base in self.index_urls:
             try:
                 resp = httpx.get(f"{base}/{name}/", headers={"Accept": ACCEPT}, timeout=self.timeout,
@@ -106,12 +131,14 @@ class IndexClient:
                 continue
             if "json" in resp.headers.get("content-type", ""):
                 data = resp.json()
-                raw = [(f["filename"], f.get("requires-python"), f.get("upload-time")) for f in data.get("files", [])
+                raw = [(f["filename"], f.get("requires-python"), f.get("upload-time"),
+                        httpx.URL(str(resp.url)).join(f["url"]).__str__() if f.get("url") else None,
+                        bool(f.get("core-metadata") or f.get("dist-info-metadata"))) for f in data.get("files", [])
                        if not f.get("yanked")]
             else:
                 parser = _Links()
                 parser.feed(resp.text)
-                raw = [(n, rp, None) for n, rp in parser.files]
+                raw = [(n, rp, None, None, False) for n, rp in parser.files]
             return [f for f in (_parse_file(*r) for r in raw) if f is not None]
         return None
 
@@ -132,32 +159,37 @@ def exact_pin(line: str) -> tuple[str, Version] | None:
 
 @dataclass
 class PinReport:
-    """The pins the index knows, their newest upload time, and the pins with no build here."""
+    """The pins the index knows and their newest upload time (for the exclude-newer rule)."""
 
     cutoff: datetime | None = None
     newest_pin: str | None = None
     no_upload_time: list[str] | None = None
-    no_build: list[str] | None = None  # messages
-    sdist_only: list[str] | None = None  # pins that would have to be built from source
 
 
-def nearest(files: list[IndexFile], pinned: Version, count: int = 2) -> tuple[list[str], list[str]]:
-    """Versions with a wheel that installs here: up to ``count`` older and newer than ``pinned``."""
-    ok = sorted({f.version for f in files if f.installs_here() and not f.version.is_prerelease})
+def nearest(files: list[IndexFile], pinned: Version, count: int = 2,
+            target: Target | None = None) -> tuple[list[str], list[str]]:
+    """Versions with a wheel that installs on ``target`` (default: this machine's Python): up to
+    ``count`` older and newer than ``pinned``."""
+    target = target or machine_target()
+    ok = sorted({f.version for f in files if f.installs_on(target) and not f.version.is_prerelease})
     older = [str(v) for v in ok if v < pinned][-count:][::-1]
     newer = [str(v) for v in ok if v > pinned][:count]
     return older, newer
 
 
-def no_build_message(name: str, version: Version, files: list[IndexFile], where: str) -> str:
-    mine = [f for f in files if f.version == version]
-    tags = sorted({t.split("-")[0] for f in mine if f.wheel for t in f.tags})
-    older, newer = nearest(files, version)
+def _wheel_tags(files: list[IndexFile], version: Version) -> list[str]:
+    return sorted({t.split("-")[0] for f in files if f.version == version and f.wheel for t in f.tags})
+
+
+def no_build_message(name: str, version: Version, files: list[IndexFile], where: str,
+                     target: Target | None = None) -> str:
+    target = target or machine_target()
+    tags = _wheel_tags(files, version)
+    older, newer = nearest(files, version, target=target)
     near = ", ".join([f"{v} (newer)" for v in newer] + [f"{v} (older)" for v in older]) or "none"
     what = f"its wheels are for {', '.join(tags)}" if tags else "it has no wheels"
-    py = machine_python()
-    return (f"{name}=={version} (from {where}) has no build for Python {py} on this machine "
-            f"({sys_tag_summary()}): {what} and no source archive. Nearest versions that install here: {near}. "
+    return (f"{name}=={version} (from {where}) has no build for Python {target.version} on this machine "
+            f"({target.tag_summary()}): {what} and no source archive. Nearest versions that install here: {near}. "
             f"Pin one of them, or use a machine with a Python that {name} {version} supports.")
 
 
@@ -166,9 +198,56 @@ def sys_tag_summary() -> str:
     return f"{first.interpreter}, {re.sub(r'_[0-9]+_[0-9]+', '', first.platform)}"
 
 
+class NoBuild(Exception):
+    """A release with no wheel for the target Python, no source archive and no version that has one."""
+
+
+@dataclass(frozen=True)
+class Move:
+    """A release moved to the nearest version with a wheel for the target Python."""
+
+    name: str
+    old: Version
+    new: Version
+    why: str
+
+    def line(self) -> str:
+        return f"{self.name} {self.old} -> {self.new}: {self.why}"
+
+
+def plan_move(client: IndexClient, name: str, version: Version, target: Target, where: str,
+              allowed: SpecifierSet | None = None) -> Move | None:
+    """None when ``name==version`` has a wheel for ``target`` (or the index does not know it, or no
+    version has one but this one has a source archive: uv builds it); else the move to the nearest
+    version that has one — newer first, within ``allowed`` when that leaves one. :class:`NoBuild`
+    when nothing installs."""
+    files = client.files(name)
+    if files is None:
+        return None
+    mine = [f for f in files if f.version == version]
+    if not mine or any(f.installs_on(target) for f in mine):
+        return None
+    ok = sorted({f.version for f in files if f.installs_on(target)
+                 and (not f.version.is_prerelease or version.is_prerelease)})
+    if allowed is not None and [v for v in ok if allowed.contains(v, prereleases=True)]:
+        ok = [v for v in ok if allowed.contains(v, prereleases=True)]
+    sdist = any(not f.wheel for f in mine)
+    if not ok:
+        if sdist:
+            return None
+        raise NoBuild(no_build_message(name, version, files, where, target))
+    newer = [v for v in ok if v > version]
+    new = newer[0] if newer else ok[-1]
+    tags = _wheel_tags(files, version)
+    what = (f"its wheels are for {', '.join(tags)}" if tags else "it has no wheels") + \
+        (" and its source archive would have to be built" if sdist else "")
+    return Move(name, version, new, f"{version} has no wheel for Python {target.version} ({target.tag_summary()}): "
+                f"{what}; {new} is the nearest version that has one ({'newer' if newer else 'older'})")
+
+
 def inspect_pins(client: IndexClient, requirements: list[str], where: str) -> PinReport:
-    """Look up every exact pin: its upload time (for exclude-newer) and whether it installs here."""
-    report = PinReport(no_upload_time=[], no_build=[], sdist_only=[])
+    """Look up every exact pin's upload time (for exclude-newer)."""
+    report = PinReport(no_upload_time=[])
     for line in requirements:
         pin = exact_pin(line)
         if pin is None:
@@ -180,11 +259,6 @@ def inspect_pins(client: IndexClient, requirements: list[str], where: str) -> Pi
         mine = [f for f in files if f.version == version]
         if not mine:
             continue  # uv will name the missing version and the ones that exist
-        if not any(f.installs_here() for f in mine):
-            if any(not f.wheel for f in mine):
-                report.sdist_only.append(f"{name}=={version}")
-            else:
-                report.no_build.append(no_build_message(name, version, files, where))
         times = [f.upload_time for f in mine if f.upload_time is not None]
         if not times:
             report.no_upload_time.append(f"{name}=={version}")
@@ -195,6 +269,45 @@ def inspect_pins(client: IndexClient, requirements: list[str], where: str) -> Pi
     return report
 
 
+def uploaded(client: IndexClient, name: str, version: Version) -> datetime | None:
+    """When the last file of ``name==version`` was uploaded."""
+    times = [f.upload_time for f in client.files(name) or [] if f.version == version and f.upload_time]
+    return max(times) if times else None
+
+
+def exact_dependencies_after(client: IndexClient, releases: list[tuple[str, Version]],
+                             cutoff: datetime) -> dict[str, tuple[datetime, str]]:
+    """The exact dependencies (``name==X`` in ``Requires-Dist``), followed down, of ``releases``
+    that were uploaded after ``cutoff`` (mlflow 2.17.2 pins mlflow-skinny 2.17.2, uploaded 2.5 min
+    later; torch 2.0.0 pins triton 2.0.0, uploaded 3 days later): name → (upload time, which
+    release pins it). An exclude-newer date must not exclude them."""
+    out: dict[str, tuple[datetime, str]] = {}
+    todo = list(releases)
+    seen: set[tuple[str, Version]] = set()
+    while todo and len(seen) < 200:
+        name, version = todo.pop()
+        if (name, version) in seen:
+            continue
+        seen.add((name, version))
+        for raw in client.requires(name, version) or []:
+            try:
+                pin = exact_pin(raw.split(";", 1)[0])
+            except Exception:  # noqa: BLE001 - a requirement packaging cannot read is uv's to report
+                continue
+            if pin is None:
+                continue
+            when = uploaded(client, *pin)
+            if when is not None and when > cutoff and (pin[0] not in out or when > out[pin[0]][0]):
+                out[pin[0]] = (when, f"{name}=={version} pins {pin[0]}=={pin[1]}")
+            todo.append(pin)
+    return out
+
+
+def uv_date(when: datetime) -> str:
+    """``when`` + 1 s in uv's format (uv excludes files uploaded at or after the date)."""
+    return (when.astimezone(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def exclude_newer(report: PinReport) -> tuple[str | None, str]:
     """The exclude-newer date to give uv, and the sentence for the log saying which rule was used."""
     if report.no_upload_time:
@@ -202,6 +315,6 @@ def exclude_newer(report: PinReport) -> tuple[str | None, str]:
                       f"{', '.join(report.no_upload_time)}")
     if report.cutoff is None:
         return None, "resolution rule: newest releases (no exclude-newer): the spec pins no exact versions"
-    cutoff = (report.cutoff.astimezone(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cutoff = uv_date(report.cutoff)
     return cutoff, (f"resolution rule: exclude-newer {cutoff}, the upload date of the newest pinned release "
                     f"({report.newest_pin}), so open dependencies resolve to releases of that time")

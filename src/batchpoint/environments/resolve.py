@@ -16,7 +16,8 @@ from typing import Any
 
 from batchpoint.environments.assets import EnvironmentAssets
 from batchpoint.environments.spec import (
-    EnvironmentSpec, mlflow_as_skinny, parse_conda, parse_python_env, parse_requirement_lines, server_spec,
+    EnvironmentSpec, conda_python, mlflow_as_skinny, parse_conda, parse_python_env, parse_requirement_lines,
+    python_env_python, server_spec,
 )
 from batchpoint.exceptions import ValidationError
 
@@ -47,14 +48,17 @@ def from_model(model_dir: str | None) -> EnvironmentSpec | None:
             continue
         where = f"the model's {name}"
         text = path.read_text()
+        python = None
         if name == "python_env.yaml":
             reqs, notes = parse_python_env(text, where, root)
+            python = python_env_python(text)
         elif name == "requirements.txt":
             reqs, notes = parse_requirement_lines(text.splitlines(), where, root)
         else:
             reqs, notes = parse_conda(text, where)
+            python = conda_python(text)
         reqs, more = mlflow_as_skinny(reqs, where)
-        return EnvironmentSpec(where, tuple(reqs), tuple(notes + more), from_model=True)
+        return EnvironmentSpec(where, tuple(reqs), tuple(notes + more), from_model=True, python=python)
     return None
 
 
@@ -90,7 +94,7 @@ def from_inline(env: dict[str, Any], where: str) -> EnvironmentSpec:
     notes: list[str] = []
     if env.get("image"):
         notes.append(f"{where}: image '{env['image']}' is accepted but not used: workers run in a virtual "
-                     "environment of this machine's Python built from the conda file")
+                     "environment built from the conda file")
     conda = env.get("conda_file")
     if conda is None:
         reqs = env.get("requirements") or env.get("pip_requirements")
@@ -108,7 +112,7 @@ def from_inline(env: dict[str, Any], where: str) -> EnvironmentSpec:
         raise ValidationError(f"{where}: conda_file '{conda}' is a file name; send the file's content (the CLI and "
                               "the SDK read local conda files for you)")
     lines, more = parse_conda(conda, f"{where}'s conda_file")
-    return EnvironmentSpec(where, tuple(lines), tuple(notes + more))
+    return EnvironmentSpec(where, tuple(lines), tuple(notes + more), python=conda_python(conda))
 
 
 def from_deployment_environment(value: Any, assets: EnvironmentAssets) -> EnvironmentSpec:

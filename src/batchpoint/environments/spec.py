@@ -6,16 +6,16 @@ what was used instead; the job log prints them):
 =========================  ====================================================================
 source                     read as
 =========================  ====================================================================
-conda file (dict or YAML)  ``dependencies:`` pip section as given; ``python=…`` → this machine's
-                           Python; ``pip`` → the seed's pip; ``channels:`` → the package index;
+conda file (dict or YAML)  ``dependencies:`` pip section as given; ``python=…`` → the requested
+                           Python (``python.py``); ``pip`` → the seed's pip; ``channels:`` → the package index;
                            other conda packages ``name=1.2`` → ``name==1.2.*`` from the index
                            (build strings dropped), conda-only ones (compilers, CUDA, MKL, …)
                            not installed
 requirements list          PEP 508 lines; ``-r other.txt`` followed (beside the file); options
                            (``--index-url``, ``-e``, …) and URLs are not used: only the
                            configured index's packages are installed
-MLflow ``python_env.yaml`` ``dependencies`` (usually ``-r requirements.txt``); ``python:`` and
-                           ``build_dependencies`` → this machine's Python and the seed
+MLflow ``python_env.yaml`` ``dependencies`` (usually ``-r requirements.txt``); ``python:`` → the
+                           requested Python; ``build_dependencies`` → the seed
 =========================  ====================================================================
 
 For a model's own files, ``mlflow==X`` becomes ``mlflow-skinny==X`` (the worker only loads the
@@ -42,7 +42,7 @@ from packaging.utils import canonicalize_name
 from batchpoint.exceptions import ValidationError
 
 #: bump when a change here or in the builder makes older builds unfit (part of every hash)
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 
 #: conda packages with no PyPI counterpart the worker could use: noted, never installed
 CONDA_ONLY = {"python", "pip", "libgcc", "libgcc-ng", "libstdcxx-ng", "libgomp", "_libgcc_mutex", "_openmp_mutex",
@@ -69,13 +69,17 @@ class EnvironmentSpec:
     notes: tuple[str, ...] = ()
     use_server: bool = False
     from_model: bool = False
+    python: str | None = None  # the Python version the spec asks for (conda python=3.8.5, python_env.yaml)
 
-    def hash(self, index_urls: list[str]) -> str:
+    def hash(self, index_urls: list[str], python_key: str = "") -> str:
         """The cache key: the requirements (normalized, in order-independent form), this machine's
-        Python and platform, the index and the build format. Notes are not part of it."""
+        Python and platform, the requested Python and the interpreter chosen for it
+        (``python.plan_key``), the index and the build format. Notes are not part of it."""
         key = {"requirements": sorted(normalize(r) for r in self.requirements),
                "python": [sys.implementation.name, machine_python(), platform.machine(), sys.platform],
                "index": list(index_urls), "format": BUILD_FORMAT}
+        if python_key:
+            key["requested_python"] = [self.python, python_key]
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 
     def names(self) -> set[str]:
@@ -143,8 +147,8 @@ def _conda_package(dep: str, where: str) -> tuple[str | None, str | None]:
         return None, f"{where}: conda dependency '{text}' was not understood and is not installed"
     name, rest = m.group(1).lower(), m.group(2).strip()
     if name == "python":
-        return None, (f"{where}: '{text}' cannot be honoured: environments use this machine's Python "
-                      f"{machine_python()}")
+        return None, (f"{where}: '{text}': the environment is built for that Python when this machine has it, "
+                      "else resolved for it and adapted to this machine's Python (the 'python:' lines say which)")
     if name == "pip":
         return None, f"{where}: '{text}': the environment's seeded pip is used instead"
     if name in CONDA_ONLY:
@@ -226,9 +230,9 @@ def parse_python_env(text: str, where: str, base: Path) -> tuple[list[str], list
         raise ValidationError(f"{where} must be a mapping with 'python' and 'dependencies'")
     notes = []
     wanted = str(data.get("python") or "")
-    if wanted and not machine_python().startswith(wanted) and wanted != machine_python():
-        notes.append(f"{where}: python {wanted} cannot be honoured: environments use this machine's Python "
-                     f"{machine_python()}")
+    if wanted:
+        notes.append(f"{where}: python {wanted}: the environment is built for that Python when this machine has "
+                     "it, else resolved for it and adapted to this machine's Python (the 'python:' lines say which)")
     build = [str(b) for b in data.get("build_dependencies") or []]
     if build:
         notes.append(f"{where}: build_dependencies ({', '.join(build)}): the environment's seed (pip, setuptools, "
@@ -238,6 +242,33 @@ def parse_python_env(text: str, where: str, base: Path) -> tuple[list[str], list
         raise ValidationError(f"{where}: 'dependencies' must be a list")
     reqs, more = parse_requirement_lines([str(d) for d in deps], where, base)
     return reqs, notes + more
+
+
+def conda_python(conda: dict[str, Any] | str) -> str | None:
+    """The Python version a conda file asks for: ``python=3.8.5``, ``python==3.8``, ``python 3.8``
+    (``python>=3.8`` and the like ask for none in particular: None)."""
+    if isinstance(conda, str):
+        try:
+            conda = yaml.safe_load(conda) or {}
+        except yaml.YAMLError:
+            return None
+    deps = conda.get("dependencies") if isinstance(conda, dict) else None
+    for dep in deps or []:
+        if isinstance(dep, str):
+            m = re.match(r"^\s*(?:[\w.-]+::)?python\s*(?:==?|\s)\s*([0-9]+\.[0-9]+(?:\.[0-9]+)?)\*?(?:=\S*)?\s*$", dep)
+            if m:
+                return m.group(1)
+    return None
+
+
+def python_env_python(text: str) -> str | None:
+    """The ``python:`` of MLflow's ``python_env.yaml``."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return None
+    wanted = str(data.get("python") or "").strip() if isinstance(data, dict) else ""
+    return wanted if re.match(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", wanted) else None
 
 
 # ---- what the worker needs --------------------------------------------------------------------
@@ -274,4 +305,4 @@ def with_worker_needs(spec: EnvironmentSpec, needs_mlflow: bool) -> EnvironmentS
     if not add:
         return spec
     return EnvironmentSpec(spec.source, spec.requirements + tuple(add), spec.notes + tuple(notes),
-                           from_model=spec.from_model)
+                           from_model=spec.from_model, python=spec.python)
