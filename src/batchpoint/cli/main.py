@@ -37,11 +37,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from batchpoint.cli import access, assets, compute, endpoints, environments, jobs, workspace
+    from batchpoint.cli import access, assets, compute, endpoints, environments, jobs, prefixes, workspace
 
     for module in (assets, compute, endpoints, jobs, workspace, access, environments):
         for command in module.COMMANDS:
             cli.add_command(command)
+    prefixes.install(cli)  # --endpoint for --endpoint-name, as az takes unambiguous prefixes
 
 
 _register()

@@ -1,6 +1,7 @@
 """Scorers run inside worker processes: ``init()`` once, then ``run(files)`` per mini-batch.
 
-* :class:`MlflowScorer` — an MLflow model with no code: each CSV/Parquet file is read,
+* :class:`MlflowScorer` — an MLflow model with no code: each CSV/Parquet file or image is read
+  (``scoring/readers.py``),
   ``pyfunc.predict`` is called, and rows ``row,prediction,file`` come back (as Azure writes them).
 * :class:`ScriptScorer` — a user's scoring script with ``init()`` and ``run(mini_batch)``;
   ``AZUREML_MODEL_DIR`` is the model version's folder, with the registered folder (or file) inside
@@ -20,7 +21,7 @@ import pandas as pd
 
 from batchpoint.exceptions import UserCodeError
 from batchpoint.scoring.output import mark_mlflow_rows
-from batchpoint.scoring.readers import read_table
+from batchpoint.scoring.readers import image_for_model, read_input
 
 
 class MlflowScorer:
@@ -36,7 +37,9 @@ class MlflowScorer:
     def run(self, files: list[str]) -> pd.DataFrame:
         frames = []
         for path in files:
-            data = read_table(path)
+            data = read_input(path)
+            if not isinstance(data, pd.DataFrame):  # an image: shaped for the model's tensor signature
+                data = image_for_model(data, self.model.metadata.get_input_schema(), os.path.basename(path))
             predictions = self.model.predict(data)
             frame = pd.DataFrame({"prediction": _as_column(predictions)})
             frame.insert(0, "row", range(len(frame)))

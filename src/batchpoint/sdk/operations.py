@@ -24,10 +24,17 @@ from batchpoint.entities import (
 )
 from batchpoint.exceptions import InputError, JobError, UnsupportedInputError
 from batchpoint.sdk.job_events import PlainView, follow_job
+from batchpoint.sdk.overrides import job_overrides
+from batchpoint.sdk.unsupported import operation_refused
 from batchpoint.sdk.transport import Transport, repeatability_headers
 from batchpoint.sdk.inline import inline_environment, inline_model
 from batchpoint.sdk.upload import report, upload_local
 from batchpoint.uri.parse import MLTABLE_MESSAGE, LocalPath, parse_input_uri
+
+#: each operation group class -> its attribute on MLClient (as azure-ai-ml names it)
+GROUPS = {"BatchEndpointOperations": "batch_endpoints", "BatchDeploymentOperations": "batch_deployments",
+          "JobOperations": "jobs", "DataOperations": "data", "ModelOperations": "models",
+          "ComputeOperations": "compute", "DatastoreOperations": "datastores"}
 
 
 class Poller:
@@ -50,6 +57,14 @@ class _Group:
     def __init__(self, transport: Transport, client: Any) -> None:
         self._t = transport
         self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        """An azure-ai-ml operation this group lacks: a callable that refuses it naming what to use."""
+        if not name.startswith("_"):
+            refused = operation_refused(GROUPS.get(type(self).__name__, ""), name)
+            if refused is not None:
+                return refused
+        raise AttributeError(f"{type(self).__name__} has no attribute '{name}'")
 
     def _upload_if_local(self, path: str, expect: str | None = None) -> tuple[str, str | None]:
         if isinstance(parse_input_uri(path), LocalPath):
@@ -152,13 +167,25 @@ class BatchEndpointOperations(_Group):
                inputs: dict[str, Input] | None = None, output_path: str | None = None, job_name: str | None = None,
                output_file_name: str | None = None, outputs: dict[str, Output | str] | None = None,
                experiment_name: str | None = None, repeatability_request_id: str | None = None,
-               **settings: Any) -> Job:
+               params_override: list[dict[str, Any]] | None = None, **settings: Any) -> Job:
         """Start a job on the endpoint. Local paths are uploaded to the default data store first.
         ``outputs={"score": Output(path="azureml://datastores/<ds>/paths/<folder>")}`` (or ``output_path``)
         says where the output goes; ``settings`` overrides deployment settings for this job
         (mini_batch_size=..., instance_count=...); ``experiment_name`` groups the job (default: the
         endpoint's name). Each call sends a ``repeatability-request-id`` (``repeatability_request_id``,
-        else a fresh one), re-sent on transport retries: a retried call never makes a second job."""
+        else a fresh one), re-sent on transport retries: a retried call never makes a second job.
+        ``params_override``: azure-ai-ml's list of one-key dicts (``{"output_dataset.datastore_id":
+        "azureml:<datastore id or name>"}``, ``{"output_dataset.path": "/folder/"}``,
+        ``{"output_file_name": ...}``, ``{"mini_batch_size": "20"}``, ``{"compute.instance_count": "5"}``
+        ...), see ``batchpoint.sdk.overrides``."""
+        if params_override:
+            over = job_overrides(params_override)
+            output_path = _one_of("output_path", output_path, over.output_path)
+            output_file_name = _one_of("output_file_name", output_file_name, over.output_file_name)
+            job_name = _one_of("job_name", job_name, over.job_name)
+            experiment_name = _one_of("experiment_name", experiment_name, over.experiment_name)
+            for key, value in over.settings.items():
+                settings[key] = _one_of(key, settings.get(key), value)
         output_path, output_file_name = _output_of(outputs, output_path, output_file_name)
         all_inputs = dict(inputs or {})
         if input is not None:
@@ -194,6 +221,14 @@ class BatchEndpointOperations(_Group):
 
     def list_jobs(self, endpoint_name: str, max_results: int | None = None) -> list[Job]:
         return _all_pages(self._t, f"/batchEndpoints/{quote(endpoint_name)}/jobs", {}, max_results)
+
+
+def _one_of(what: str, given: Any, overridden: Any) -> Any:
+    """An argument given both as itself and in ``params_override`` must say the same."""
+    if given is not None and overridden is not None and given != overridden:
+        raise InputError(f"{what} is given twice, as an argument ({given!r}) and in params_override ({overridden!r}): "
+                         "give it once")
+    return overridden if overridden is not None else given
 
 
 def _output_of(outputs: dict[str, Output | str] | None, output_path: str | None,

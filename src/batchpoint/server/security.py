@@ -178,7 +178,7 @@ def require_job_data(request: Request) -> str:
     ``jobs/read_own`` for a job one started (they are data, not metadata: Readers do not get them)."""
     ctx = request.app.state.ctx
     principal = request.state.principal_id
-    job = ctx.store.get_job(request.path_params["name"])
+    job = children.job_row(ctx.store, request.path_params["name"])  # a child job: its parent's record
     scope = f"endpoint:{job.endpoint_name}" if job.endpoint_name else "workspace"
     own = ctx.auth.assignments(principal)
     if authorize(own, P.JOBS_OUTPUTS_READ, scope):

@@ -34,7 +34,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 def job_scope(request: Request) -> str:
-    job = request.app.state.ctx.store.get_job(request.path_params["name"])
+    job = children.job_row(request.app.state.ctx.store, request.path_params["name"])
     return f"endpoint:{job.endpoint_name}" if job.endpoint_name else "workspace"
 
 
@@ -139,10 +139,11 @@ def _after(value: str | None, what: str = "after") -> int:
 def job_events(name: str, after: str | None = Query(None, description="events with seq above this (default 0)"),
                limit: str | None = Query(None, description=f"events per page (1-{EVENTS_MAX_PAGE}, default 100)"),
                ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    """The job's history, oldest first: status transitions and progress changes."""
+    """The job's history, oldest first: status transitions and progress changes (a child job's:
+    its parent's, which it is a view of)."""
     start = _after(after)
     size = _whole_number(limit, "limit (events per page)", 100, 1, EVENTS_MAX_PAGE)
-    return [event_json(row) for row in ctx.store.list_job_events(name, start, size)]
+    return [event_json(row) for row in ctx.store.list_job_events(children.parent_name(name), start, size)]
 
 
 @router.get("/{name}/events/stream", dependencies=[Depends(require_job_read)])
@@ -152,7 +153,7 @@ def stream_job_events(name: str, request: Request, after: str | None = Query(Non
     from ``Last-Event-ID`` (a reconnect) or ``?after=``; ends after the job's terminal event."""
     last_id = request.headers.get("last-event-id")
     start = _after(last_id, "the Last-Event-ID header") if last_id else _after(after)
-    return StreamingResponse(_event_stream(ctx.store, name, start), media_type="text/event-stream",
+    return StreamingResponse(_event_stream(ctx.store, children.parent_name(name), start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -188,15 +189,14 @@ async def _event_stream(store: SqlMetadataStore, name: str, after: int) -> Async
 
 @router.get("/{name}/logs", dependencies=[Depends(require_job_read)])
 def job_logs(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    ctx.store.get_job(name)
-    folder = JobFolder.local(ctx.settings.jobs_dir, name)
+    """The job's log files (a child job's: its parent's, as for outputs and events)."""
+    folder = JobFolder.local(ctx.settings.jobs_dir, children.job_row(ctx.store, name).name)
     return {"logs": [{"name": log, "size": size} for log, size in folder.log_files()]}
 
 
 @router.get("/{name}/logs/{log_name}", dependencies=[Depends(require_job_data)])
 def job_log(name: str, log_name: str, offset: int = 0, ctx: AppContext = Depends(get_context)) -> PlainTextResponse:
-    ctx.store.get_job(name)
-    data = JobFolder.local(ctx.settings.jobs_dir, name).read_log(log_name, offset)
+    data = JobFolder.local(ctx.settings.jobs_dir, children.job_row(ctx.store, name).name).read_log(log_name, offset)
     if data is None:
         raise NotFoundError(f"job '{name}' has no log '{log_name}'; 'batchpoint job show -n {name}' lists its log files")
     return PlainTextResponse(data.decode("utf-8", "replace"), headers={"X-Next-Offset": str(max(0, offset) + len(data))})
@@ -204,8 +204,9 @@ def job_log(name: str, log_name: str, offset: int = 0, ctx: AppContext = Depends
 
 @router.get("/{name}/outputs/{output_name}", dependencies=[Depends(require_job_data)])
 def list_output(name: str, output_name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    job = ctx.store.get_job(name)
-    output = _output(job, output_name)
+    """An output's files (a child job's outputs are its parent's: the same files)."""
+    job = children.job_row(ctx.store, name)
+    output = _output(job, output_name, name)
     datastore, folder = output_location(output)
     backend = open_backend(ctx.workspace.datastore_spec(datastore))
     files = []
@@ -216,14 +217,15 @@ def list_output(name: str, output_name: str, ctx: AppContext = Depends(get_conte
 
 @router.get("/{name}/outputs/{output_name}/files/{path:path}", dependencies=[Depends(require_job_data)])
 def download_output(name: str, output_name: str, path: str, ctx: AppContext = Depends(get_context)) -> StreamingResponse:
-    job = ctx.store.get_job(name)
-    datastore, folder = output_location(_output(job, output_name))
+    job = children.job_row(ctx.store, name)
+    datastore, folder = output_location(_output(job, output_name, name))
     rel = normalize_relpath(path)
     return stream_file(ctx.workspace.datastore_spec(datastore), f"{folder}/{rel}" if folder else rel)
 
 
-def _output(job: Any, output_name: str) -> dict[str, Any]:
+def _output(job: Any, output_name: str, asked: str | None = None) -> dict[str, Any]:
     outputs = job.outputs or {}
     if output_name not in outputs:
-        raise NotFoundError(f"job '{job.name}' has no output '{output_name}'; outputs: {', '.join(outputs) or 'none'}")
+        raise NotFoundError(f"job '{asked or job.name}' has no output '{output_name}'; outputs: "
+                            f"{', '.join(outputs) or 'none'}")
     return outputs[output_name]
