@@ -25,6 +25,7 @@ from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import JobRow
 from batchpoint.uri.parse import DatastorePath, parse_input_uri
 from batchpoint.workspace import EndpointService, WorkspaceService, model_layout
+from batchpoint.workspace.endpoints import check_scoring_script
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 OVERRIDABLE = set(BatchDeploymentSettings.model_fields) | {"instance_count", "max_retries", "timeout"}
@@ -117,6 +118,8 @@ def merged_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> tuple[di
     instance_count = overrides.get("instance_count", (spec.get("resources") or {}).get("instance_count", 1))
     try:
         checked = BatchDeploymentSettings(**settings).model_dump(mode="json")
+        if isinstance(instance_count, bool) or not isinstance(instance_count, (int, str)):
+            raise ValueError(f"instance_count must be a whole number, not {str(instance_count).lower()[:50]}")
         instance_count = int(instance_count)
     except (PydanticValidationError, TypeError, ValueError) as exc:
         raise ValidationError(f"invalid setting at invoke: {_first_error(exc)}") from exc
@@ -251,5 +254,6 @@ def _scorer_config(ws: WorkspaceService, spec: dict[str, Any]) -> dict[str, Any]
     # MLflow model's folder (what a no-code deployment loads), else the same folder
     config: dict[str, Any] = {"azureml_model_dir": str(root), "model_dir": str(_mlflow_or_root(root))}
     if code:
+        check_scoring_script(code["scoring_script"])  # a deployment stored before the rule: refused, not run
         config.update(code_dir=spec["_code_dir"], scoring_script=code["scoring_script"])
     return config

@@ -6,6 +6,8 @@ Where a local data store lives on the server's disk is the Owner's business: oth
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from batchpoint._internal.clock import as_utc
@@ -19,9 +21,60 @@ from batchpoint.workspace import WorkspaceService
 
 
 def job_entity(ws: WorkspaceService, row: JobRow, with_failures: bool = True, server_paths: bool = False) -> Job:
-    """``server_paths``: show where local data stores are on the server's disk (Owners)."""
+    """``server_paths``: show where local data stores are on the server's disk (Owners). Others see
+    no absolute server path anywhere in the job (``hide_server_paths``)."""
     failures = ws.store.list_failures(row.name, limit=50) if with_failures else []
     logs = [name for name, _ in JobFolder.local(ws.settings.jobs_dir, row.name).log_files()]
+    job = _entity(ws, row, failures, logs, with_failures, server_paths)
+    if server_paths:
+        return job
+    return Job.model_validate(hide_server_paths(ws, job.model_dump(mode="json", by_alias=True)))
+
+
+def hide_server_paths(ws: WorkspaceService, value: Any) -> Any:
+    """``value`` (text, or lists and mappings of it) with the server's folders replaced: a local data
+    store's folder by ``<data store 'name'>``, the server's home by ``<server home>``, and
+    ``local(path=...)`` by ``local data store``. For everyone but Owners (docs/security.md)."""
+    return _Hider(ws).apply(value)
+
+
+class _Hider:
+    def __init__(self, ws: WorkspaceService) -> None:
+        pairs: list[tuple[str, str]] = []
+        for ds in ws.store.list_datastores(limit=100_000):
+            if ds.kind == "local" and ds.config.get("path"):
+                pairs += [(p, f"<data store '{ds.name}'>") for p in _spellings(ds.config["path"])]
+        pairs += [(p, "<server home>") for p in _spellings(str(ws.settings.home))]
+        self.pairs = sorted({p for p in pairs if len(p[0]) > 1}, key=lambda p: -len(p[0]))  # longest first
+
+    def apply(self, value: Any) -> Any:
+        if isinstance(value, str):
+            text = _LOCAL_SPEC.sub("local data store", value)
+            for path, shown in self.pairs:
+                text = text.replace(path, shown)
+            return text
+        if isinstance(value, dict):
+            return {k: self.apply(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.apply(v) for v in value]
+        return value
+
+
+_LOCAL_SPEC = re.compile(r"local\(path=[^)]*\)")
+
+
+def _spellings(path: str) -> list[str]:
+    """A folder as it may appear in messages: as configured and resolved (links, /tmp → /private/tmp)."""
+    found = {path.rstrip("/") or path}
+    try:
+        found.add(str(Path(path).resolve()))
+    except OSError:
+        pass
+    return list(found)
+
+
+def _entity(ws: WorkspaceService, row: JobRow, failures: list[Any], logs: list[str], with_failures: bool,
+            server_paths: bool) -> Job:
     return Job(
         name=row.name, display_name=row.name, id=resource_id(ws.settings, "job", row.name), status=row.status,
         experiment_name=(row.plan or {}).get("experiment_name") or row.endpoint_name,

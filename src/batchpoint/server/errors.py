@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,8 +42,27 @@ class SafeJSONResponse(JSONResponse):
             return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
+#: what an error quotes of a caller's value: a run of text without spaces longer than this (a 60 MiB
+#: URI) is cut to its first QUOTE_CHARS characters + "…(N chars)"; a whole message to MESSAGE_CHARS
+QUOTE_CHARS = 200
+MESSAGE_CHARS = 4000
+_LONG_RUN = re.compile(r"\S{%d,}" % (QUOTE_CHARS + 1))
+
+
+def capped(value: Any) -> Any:
+    """An error body's text with long quoted values cut (``QUOTE_CHARS``, ``MESSAGE_CHARS``)."""
+    if isinstance(value, str):
+        text = _LONG_RUN.sub(lambda m: f"{m.group()[:QUOTE_CHARS]}…({len(m.group())} chars)", value)
+        return text if len(text) <= MESSAGE_CHARS else f"{text[:MESSAGE_CHARS]}…({len(text)} chars)"
+    if isinstance(value, dict):
+        return {k: capped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [capped(v) for v in value[:100]]
+    return value
+
+
 def error_response(exc: BatchpointError) -> JSONResponse:
-    return JSONResponse(exc.to_payload(), status_code=exc.status_code)
+    return JSONResponse(capped(exc.to_payload()), status_code=exc.status_code)
 
 
 def install_error_handlers(app: FastAPI) -> None:

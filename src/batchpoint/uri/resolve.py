@@ -127,6 +127,7 @@ class InputResolver:
     def _locate(self, text: str, parsed: Any, input_type: str | None, depth: int = 0) -> ResolvedInput:
         if isinstance(parsed, DatastorePath):
             self._check_workspace(parsed.workspace, text)
+            _check_path_length(parsed.path)
             spec = self.lookup.datastore_spec(parsed.datastore)
             source = "datastore" if spec.credential or spec.kind == "local" else "identity"
             return ResolvedInput(text, input_type or "", spec, normalize_relpath(parsed.path), datastore=parsed.datastore,
@@ -240,6 +241,20 @@ def _apply_identity(resolved: ResolvedInput, identity: IdentityContext | None) -
     resolved.spec, resolved.credential_source = apply_identity(
         resolved.spec, datastore=resolved.datastore, account=account, ctx=identity,
         probe=lambda spec, path_too: open_backend(probe_spec(spec)).check_access(resolved.path if path_too else ""))
+
+
+#: Azure's blob naming rules: a name of at most 1,024 characters; each folder or file name is also
+#: held to 255 bytes, what local disks (and so local data stores) allow
+MAX_PATH_CHARS, MAX_NAME_BYTES = 1024, 255
+
+
+def _check_path_length(path: str) -> None:
+    rel = normalize_relpath(path)
+    longest = max((len(part.encode("utf-8", "surrogatepass")) for part in rel.split("/")), default=0)
+    if len(rel) > MAX_PATH_CHARS or longest > MAX_NAME_BYTES:
+        raise InputError(
+            f"data store path '{rel[:100]}…' ({len(rel)} characters) is too long: a path is at most {MAX_PATH_CHARS} "
+            f"characters and each folder or file name in it at most {MAX_NAME_BYTES} bytes (Azure's blob naming rules)")
 
 
 def _check_access(backend: StorageBackend, r: ResolvedInput) -> None:

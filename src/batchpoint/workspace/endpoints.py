@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from batchpoint.entities import BatchDeployment, BatchEndpoint
-from batchpoint.exceptions import ConflictError, NotFoundError
+from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
 from batchpoint.store.tables import EndpointRow
 from batchpoint.workspace.service import WorkspaceService
 
@@ -29,6 +30,19 @@ def deep_merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, An
         else:
             merged[key] = value
     return merged
+
+
+def check_scoring_script(script: Any) -> None:
+    """``code_configuration.scoring_script`` is a relative path inside the code folder (``score.py``,
+    ``src/score.py``): never absolute (``/etc/passwd``, ``C:\\x``), never escaping it (``../x.py``)."""
+    text = script if isinstance(script, str) else ""
+    shown = (text if len(text) <= 200 else f"{text[:200]}…({len(text)} chars)").replace("\x00", "\\0")
+    parts = text.replace("\\", "/").split("/")
+    if (not text.strip() or "\x00" in text or text.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", text)
+            or ".." in parts or any(p == "" for p in parts[:-1]) or not parts[-1]):
+        raise ValidationError(
+            f"code_configuration.scoring_script '{shown}' must be a relative path inside the code folder, such as "
+            "score.py or src/score.py: not absolute, no '..', no '\\' or NUL", details={"field": "scoring_script"})
 
 
 def default_deployment_name(endpoint: EndpointRow) -> str | None:
@@ -69,6 +83,8 @@ class EndpointService:
     # -- deployments -------------------------------------------------------------------------
     def put_deployment(self, endpoint: str, name: str, body: dict[str, Any], set_default: bool = False) -> BatchDeployment:
         deployment = BatchDeployment.from_request(body, name=name, endpoint_name=endpoint)
+        if deployment.code_configuration is not None:
+            check_scoring_script(deployment.code_configuration.scoring_script)
         row = self.store.put_deployment(endpoint, name, self.ws.prepare_deployment(deployment))
         ep = self.store.get_endpoint(endpoint)
         if set_default or not default_deployment_name(ep):

@@ -29,7 +29,7 @@ class PrincipalIn(BaseModel):
 
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    expires_in_days: int = Field(default=90, ge=1, le=3650)
+    expires_in_days: int = Field(default=90, ge=1, le=3650, strict=True)  # true is not 1 day (issue 18 §5)
 
 
 class AssignmentIn(BaseModel):
