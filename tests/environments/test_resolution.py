@@ -79,6 +79,12 @@ RELEASES = [
     Release("sqlalchemy", "1.4.40", "2022-08-08T10:00:00Z", requires=["greenlet!=0.4.17"], requires_python=">=3.7"),
     Release("greenlet", "1.1.2", "2021-09-29T10:00:00Z", UP_TO_310, sdist=True, fail="greenlet.c:12: error"),
     Release("greenlet", "2.0.0", "2022-10-31T10:00:00Z", ALL),
+    # an open dependency of the cutoff's time with only a source archive, which does not build on this
+    # Python (llvmlite 0.39 refuses 3.11); its next release has a cp311 wheel
+    Release("numbalike", "0.56.4", "2022-11-23T10:00:00Z", requires=["llvmlike>=0.39"]),
+    Release("llvmlike", "0.39.1", "2022-09-01T10:00:00Z", [], sdist=True,
+            fail="RuntimeError: Cannot install on Python version 3.11.7; only versions >=3.7,<3.11 are supported."),
+    Release("llvmlike", "0.40.0", "2023-04-20T10:00:00Z", ALL),
     # a pin with only a source archive (it builds) that needs one whose build fails
     Release("oldpin", "1.0", "2021-01-01T00:00:00Z", [], ["brokenext"], sdist=True),
     Release("brokenext", "1.0", "2020-06-01T00:00:00Z", [], sdist=True, fail="brokenext.c:1: error: Python.h"),
@@ -234,6 +240,18 @@ def test_an_open_dependency_of_the_cutoffs_time_with_no_wheel_here_moves_to_the_
         "its source archive would have to be built" in change
 
 
+def test_an_open_dependency_whose_source_archive_fails_here_moves_to_the_first_with_a_wheel(tmp_path, index,
+                                                                                             uv_cache):
+    record, log = _build_at(_settings(tmp_path, index, uv_cache),
+                            EnvironmentSpec("a requirements list", ("numbalike==0.56.4",)))
+    assert _versions(record)["llvmlike"] == "0.40.0"
+    [change] = record["changes"]
+    assert change.startswith("llvmlike 0.39.1 -> 0.40.0: 0.39.1 has no wheel for Python") and \
+        "0.40.0 is the nearest version that has one (newer)" in change
+    assert "(llvmlike==0.39.1 failed above)" in log and "Cannot install on Python version 3.11.7" in log
+    assert record["exclude_newer_packages"]["llvmlike"] == "2023-04-20T10:00:01Z"
+
+
 def test_a_failed_build_names_the_package_that_failed(tmp_path, index, uv_cache):
     spec = EnvironmentSpec("a requirements list", ("oldpin==1.0",))
     with pytest.raises(EnvironmentBuildError) as caught:
@@ -291,3 +309,13 @@ def test_a_pin_no_version_of_which_installs_here_fails_before_uv_naming_it(tmp_p
         f"py38only==1.0 (from a requirements list) has no build for Python {PY} on this machine (cp311, "
         "manylinux_x86_64): its wheels are for cp38 and no source archive. Nearest versions that install here: none. "
         "Pin one of them, or use a machine with a Python that py38only 1.0 supports.")
+
+
+def test_only_owners_see_the_interpreters_path(monkeypatch):
+    from batchpoint.server.routers import environments as routes
+
+    build = {"path": "/srv/env/abc", "interpreter": "/opt/py38/bin/python", "python": "3.8.20", "changes": ["x"]}
+    monkeypatch.setattr(routes, "sees_server_paths", lambda request: False)
+    assert routes._shown_build(dict(build), None) == {"python": "3.8.20", "changes": ["x"]}
+    monkeypatch.setattr(routes, "sees_server_paths", lambda request: True)
+    assert routes._shown_build(dict(build), None) == build

@@ -307,7 +307,7 @@ class Builder:
             log(plan.rule)
             for m in moves:
                 self._allow(plan, client, m, log)
-            lock = self._compile(lines, tmp / "resolved.txt", target, None, plan.cutoff, plan.exempt, log)
+            lock = self._compile_moving(lines, tmp / "resolved.txt", target, plan, client, spec.source, log)
             plan.resolved_for = target.version
         assert lock is not None
         log(f"resolved for Python {plan.resolved_for}: " + ", ".join(f"{n}=={v}" for n, v in lock))
@@ -336,6 +336,32 @@ class Builder:
                 log(f"  {change}")
         else:
             log(f"no changes: every release resolved for Python {plan.resolved_for} installs on {target.describe()}")
+
+    def _compile_moving(self, lines: list[str], out: Path, target: Target, plan: Plan, client: IndexClient,
+                        source: str, log: Log) -> list[tuple[str, Version]]:
+        """Resolve under the exclude-newer date; a release of that time that uv had to build from its
+        source archive and could not (no wheel for this Python) moves to the nearest version with a
+        wheel, and the resolution is tried again (a few times)."""
+        constraints: list[str] = []
+        for attempt in range(6):
+            try:
+                return self._compile(lines, out, target, None, plan.cutoff, plan.exempt, log,
+                                     constraints=constraints or None)
+            except EnvironmentBuildError as exc:
+                failed = str(exc.details.get("failed_package") or "")
+                name, _, version = failed.partition("==")
+                try:
+                    move = plan_move(client, canonicalize_name(name), Version(version), target, source) \
+                        if name and version and attempt < 5 else None
+                except (NoBuild, InvalidVersion):
+                    move = None
+                if move is None or f"{move.name}>={move.new}" in constraints:
+                    raise
+                log(f"moved: {move.line()} ({failed} failed above)")
+                constraints.append(f"{move.name}>={move.new}")
+                plan.changes.append(move.line())
+                self._allow(plan, client, move, log)
+        raise AssertionError("unreachable")
 
     def _move_pins(self, lines: list[str], target: Target, client: IndexClient, source: str, log: Log
                    ) -> tuple[list[str], list[Move]]:

@@ -21,7 +21,8 @@ def _shown_build(build: dict[str, Any] | None, request: Request) -> dict[str, An
     interpreter) only for Owners of the workspace, as everywhere else (docs/security.md)."""
     if build is None or sees_server_paths(request):
         return build
-    return {k: v for k, v in build.items() if k != "path" and not (k == "python" and str(v).startswith("/"))}
+    return {k: v for k, v in build.items() if k not in ("path", "interpreter")
+            and not (k == "python" and str(v).startswith("/"))}
 
 
 def _shown(env: Environment, request: Request) -> dict[str, Any]:
