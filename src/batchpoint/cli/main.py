@@ -42,6 +42,9 @@ def _register() -> None:
     for module in (assets, compute, endpoints, jobs, workspace, access, environments):
         for command in module.COMMANDS:
             cli.add_command(command)
+    from batchpoint.cli import azure_env
+
+    cli.add_command(azure_env.azure_env)  # eval "$(batchpoint azure-env)": the real azure-ai-ml (docs/azure-client.md)
     prefixes.install(cli)  # --endpoint for --endpoint-name, as az takes unambiguous prefixes
 
 

@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
         await original_startup(sockets=sockets)
         _write_info(info, {"pid": os.getpid(), "url": f"http://{host}:{bound}", "home": str(settings.home)})
 
+    if settings.tls.enabled:  # HTTPS on a second port, same app (docs/azure-client.md)
+        from batchpoint.server.tls_listener import add_tls_listener
+
+        startup = add_tls_listener(server, startup, settings, host, info)
     server.startup = startup  # type: ignore[method-assign]
     try:
         server.run(sockets=[sock])

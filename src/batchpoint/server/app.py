@@ -24,6 +24,7 @@ from batchpoint.server.limits import BodyLimitMiddleware
 from batchpoint.server.openapi import describe_errors
 from batchpoint.server.routers import access, assets, computes, endpoints, jobs, uploads, workspace
 from batchpoint.server.routers import environments
+from batchpoint.server import azure_api
 from batchpoint.server import metrics
 from batchpoint.server.security import AuthService, authenticate_request
 from batchpoint.server.ui.router import router as ui_router
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (workspace, uploads, assets, computes, endpoints, jobs, access, environments):
         app.include_router(module.router)
     app.include_router(metrics.router)
+    azure_api.install(app)  # the Azure-shaped API for the real azure-ai-ml (docs/azure-client.md)
     app.mount("/ui", ui_router)  # the web page: cookie sign-in, its own checks (server/ui/)
     describe_errors(app)
     return app

@@ -62,7 +62,16 @@ async def invoke(name: str, request: Request, response: Response, ctx: AppContex
         body = await request.json()
     except ValueError as exc:
         raise ValidationError(f"the invoke body is not valid JSON: {exc}") from exc
-    invoke_request = parse_invoke_body(body, azureml_model_deployment)
+    row = await start_invoke(ctx, request, response, name, body, azureml_model_deployment)
+    return job_entity(ctx.workspace, row, with_failures=False, server_paths=sees_server_paths(request)).to_dict()
+
+
+async def start_invoke(ctx: AppContext, request: Request, response: Response, name: str, body: Any,
+                       deployment_header: str | None) -> Any:
+    """Invoke ``name`` with an invoke body of the spec's shape (``{"properties": {"InputData": …}}``):
+    idempotent under ``repeatability-request-id``, audited, the dispatcher woken. The native and the
+    Azure-shaped invoke routes both call it; returns the job's row."""
+    invoke_request = parse_invoke_body(body, deployment_header)
     user = getattr(request.state, "principal_id", None)
     assignments = await run_in_threadpool(ctx.auth.assignments, user) if user else []
     key = request_key(request.headers)  # idempotent invoke (jobs/idempotency.py)
@@ -70,7 +79,7 @@ async def invoke(name: str, request: Request, response: Response, ctx: AppContex
         row = await run_in_threadpool(submit_job, ctx.workspace, name, invoke_request, user, assignments)
     else:
         row, _ = await run_in_threadpool(
-            run_once, ctx.store, key, user, fingerprint(f"invoke {name}", body, azureml_model_deployment),
+            run_once, ctx.store, key, user, fingerprint(f"invoke {name}", body, deployment_header),
             invoke_request.job_name,
             lambda job_name: submit_job(ctx.workspace, name, replace(invoke_request, job_name=job_name), user, assignments))
         response.headers["repeatability-result"] = "accepted"
@@ -78,7 +87,7 @@ async def invoke(name: str, request: Request, response: Response, ctx: AppContex
                            "inputs": {k: {"path": v["path"], "type": v["type"], "credential_kind": v["credential_kind"]}
                                       for k, v in row.inputs.items()}}
     ctx.dispatcher.notify()
-    return job_entity(ctx.workspace, row, with_failures=False, server_paths=sees_server_paths(request)).to_dict()
+    return row
 
 
 @router.get("/{name}/jobs", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])

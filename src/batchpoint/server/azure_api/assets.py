@@ -1,0 +1,165 @@
+"""Models and data assets in ARM's shape: containers (``latestVersion``/``nextVersion``, which the
+client reads to number a new version) and versions. A version is created by the same workspace
+service as the native ``POST /models/<name>/versions``; a re-PUT of a version that exists with the
+same path and type answers the existing one (the client retries), a different one is a 409.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from batchpoint.auth import permissions as P
+from batchpoint.entities import Data, Model
+from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
+from batchpoint.server.azure_api import arm
+from batchpoint.server.context import AppContext, get_context
+from batchpoint.server.security import requires
+from batchpoint.store.tables import AssetRow
+
+router = APIRouter(prefix=arm.BASE, include_in_schema=False)
+
+_LONG_AZUREML = re.compile(r"^azureml://subscriptions/[^/]+/resource[gG]roups/[^/]+/"
+                           r"(?:providers/Microsoft\.MachineLearningServices/)?workspaces/[^/]+/", re.IGNORECASE)
+_ASSET_ID = re.compile(r"^(?:azureml:)?/?subscriptions/[^/]+/resource[gG]roups/[^/]+/providers/"
+                       r"Microsoft\.MachineLearningServices/workspaces/[^/]+/(?P<kind>models|data|environments|codes)/"
+                       r"(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?$", re.IGNORECASE)
+
+
+def short_uri(uri: str) -> str:
+    """``azureml://subscriptions/…/workspaces/<ws>/datastores/x/paths/p`` → ``azureml://datastores/x/paths/p``:
+    the caller's workspace is this server's, whatever names it used."""
+    return _LONG_AZUREML.sub("azureml://", uri) if isinstance(uri, str) else uri
+
+
+def asset_ref(value: str) -> str:
+    """An ARM asset id (``/subscriptions/…/models/heart/versions/1``) → ``azureml:heart:1``; other
+    references unchanged."""
+    match = _ASSET_ID.match(value or "")
+    if not match:
+        return value
+    name, version = match.group("name"), match.group("version")
+    return f"azureml:{name}:{version}" if version else f"azureml:{name}@latest"
+
+
+_COLLECTION = {"models": ("models", "modelUri", "modelType"), "data": ("data", "dataUri", "dataType")}
+
+
+def _container(request: Request, kind: str, rows: list[AssetRow]) -> dict[str, Any]:
+    latest = max(rows, key=lambda r: r.created_at)
+    numeric = [int(r.version) for r in rows if r.version.isdigit()]
+    props = {"latestVersion": latest.version, "nextVersion": str(max(numeric, default=0) + 1),
+             "description": latest.description, "tags": latest.tags or {}, "isArchived": False}
+    if kind == "data":
+        props["dataType"] = latest.type
+    return arm.resource(request, kind, latest.name, props, kind, latest.name,
+                        systemData=arm.system_data(rows[0].created_at))
+
+
+def version_body(request: Request, kind: str, row: AssetRow) -> dict[str, Any]:
+    _, uri_key, type_key = _COLLECTION[kind]
+    props: dict[str, Any] = {uri_key: row.path, type_key: row.type, "description": row.description,
+                             "tags": row.tags or {}, "properties": row.properties or {}, "isAnonymous": False,
+                             "isArchived": False}
+    if kind == "models":
+        props["flavors"] = {}
+        props["stage"] = "Development"
+    return arm.resource(request, f"{kind}/versions", row.version, props, kind, row.name, "versions", row.version,
+                        systemData=arm.system_data(row.created_at))
+
+
+def _rows(ctx: AppContext, kind: str, name: str) -> list[AssetRow]:
+    rows = ctx.store.list_assets(kind, name)
+    if not rows:
+        what = "model" if kind == "models" else "data asset"
+        raise NotFoundError(f"{what} '{name}' was not found")
+    return rows
+
+
+def _read(kind: str) -> Any:
+    return requires(P.MODELS_READ if kind == "models" else P.ASSETS_READ)
+
+
+def _write(kind: str) -> Any:
+    return requires(P.MODELS_WRITE if kind == "models" else P.ASSETS_WRITE)
+
+
+def _register(kind: str) -> None:
+    @router.get(f"/{kind}", dependencies=[_read(kind)])
+    def list_containers(request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+        by_name: dict[str, list[AssetRow]] = {}
+        for row in ctx.store.list_assets(kind):
+            by_name.setdefault(row.name, []).append(row)
+        return arm.page([_container(request, kind, rows) for rows in by_name.values()])
+
+    @router.get(f"/{kind}/{{name}}", dependencies=[_read(kind)])
+    def get_container(name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+        return _container(request, kind, _rows(ctx, kind, name))
+
+    @router.get(f"/{kind}/{{name}}/versions", dependencies=[_read(kind)])
+    def list_versions(name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+        rows = sorted(ctx.store.list_assets(kind, name), key=lambda r: r.created_at, reverse=True)
+        return arm.page([version_body(request, kind, r) for r in rows])
+
+    @router.get(f"/{kind}/{{name}}/versions/{{version}}", dependencies=[_read(kind)])
+    def get_version(name: str, version: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+        return version_body(request, kind, ctx.store.get_asset(kind, name, version=version))
+
+    @router.put(f"/{kind}/{{name}}/versions/{{version}}", dependencies=[_write(kind)])
+    async def put_version(name: str, version: str, request: Request,
+                          ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+        entity = _entity_of(kind, name, version, await _json(request))
+        row = await run_in_threadpool(_create_once, ctx, kind, entity)
+        return version_body(request, kind, row)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ValidationError(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
+        raise ValidationError("the request body must be an ARM resource: {\"properties\": {...}}")
+    return body["properties"]
+
+
+def _entity_of(kind: str, name: str, version: str, props: dict[str, Any]) -> Model | Data:
+    _, uri_key, type_key = _COLLECTION[kind]
+    uri = props.get(uri_key)
+    if not isinstance(uri, str) or not uri:
+        raise ValidationError(f"properties.{uri_key} is required: the storage path of the "
+                              f"{'model' if kind == 'models' else 'data'} (azureml://datastores/<name>/paths/<path>)")
+    common = {"name": name, "version": version, "path": short_uri(uri), "description": props.get("description"),
+              "tags": props.get("tags") or {}, "properties": props.get("properties") or {}}
+    if kind == "models":
+        model_type = props.get(type_key) or "custom_model"
+        if model_type not in ("mlflow_model", "custom_model"):
+            raise ValidationError(f"properties.modelType '{model_type}' is not supported; use mlflow_model or "
+                                  "custom_model")
+        return Model(type=model_type, **common)
+    return Data(type=props.get(type_key) or "uri_folder", **common)
+
+
+def _create_once(ctx: AppContext, kind: str, entity: Model | Data) -> AssetRow:
+    try:
+        existing = ctx.store.get_asset(kind, entity.name or "", version=entity.version)
+    except NotFoundError:
+        existing = None
+    if existing is not None:
+        if existing.path == entity.path and existing.type == entity.type:
+            return existing
+        raise ConflictError(f"{kind[:-1] if kind == 'models' else 'data asset'} '{entity.name}' version "
+                            f"{entity.version} already exists with another path or type; versions are immutable: "
+                            "create a new version")
+    if kind == "models":
+        created = ctx.workspace.create_model(entity)  # type: ignore[arg-type]
+    else:
+        created = ctx.workspace.create_data(entity)  # type: ignore[arg-type]
+    return ctx.store.get_asset(kind, created.name or "", version=created.version)
+
+
+for _kind in _COLLECTION:
+    _register(_kind)

@@ -1,0 +1,327 @@
+"""The Azure-shaped API in process (the real app over SQLite, FastAPI's TestClient): its routes, its
+authorisation against the native API's, ARM's path rules, the cloud documents and the identity
+endpoint. The real client's end-to-end flow is in test_real_client.py.
+
+``ARM_ROUTES`` is written by hand: each ARM route with the native route it mirrors. For every role
+below, the ARM route answers 403 exactly where its native twin does (and 401 to anonymous callers).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from security.inproc import workspace
+from security.test_authorization_matrix import _flatten
+
+WS = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws-1"
+STORE = "azureml://datastores/workspaceblobstore/paths"
+
+# (method, ARM path under the workspace, ARM body) -> (method, native path, native body); {who}: the caller's name
+ARM_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
+    ("GET", ""): ("GET", "/workspace"),
+    ("GET", "/datastores"): ("GET", "/datastores"),
+    ("GET", "/datastores/{name}"): ("GET", "/datastores/workspaceblobstore"),
+    ("POST", "/datastores/{name}/listsecrets"): ("POST", "/datastores/workspaceblobstore/listSecrets"),
+    ("GET", "/models"): ("GET", "/models"),
+    ("GET", "/models/{name}"): ("GET", "/models/epa-model"),
+    ("GET", "/models/{name}/versions"): ("GET", "/models?name=epa-model"),
+    ("GET", "/models/{name}/versions/{version}"): ("GET", "/models/epa-model/versions/1"),
+    ("PUT", "/models/{name}/versions/{version}"): ("POST", "/models/m-{who}/versions"),
+    ("GET", "/data"): ("GET", "/data"),
+    ("GET", "/data/{name}"): ("GET", "/data/inputs"),
+    ("GET", "/data/{name}/versions"): ("GET", "/data?name=inputs"),
+    ("GET", "/data/{name}/versions/{version}"): ("GET", "/data/inputs/versions/1"),
+    ("PUT", "/data/{name}/versions/{version}"): ("POST", "/data/d-{who}/versions"),
+    ("GET", "/computes"): ("GET", "/computes"),
+    ("GET", "/computes/{name}"): ("GET", "/computes/cpu"),
+    ("PUT", "/computes/{name}"): ("PUT", "/computes/c-{who}"),
+    ("GET", "/batchendpoints"): ("GET", "/batchEndpoints"),
+    ("GET", "/batchendpoints/{name}"): ("GET", "/batchEndpoints/epa"),
+    ("PUT", "/batchendpoints/{name}"): ("PUT", "/batchEndpoints/epa"),
+    ("PATCH", "/batchendpoints/{name}"): ("PATCH", "/batchEndpoints/epa"),
+    ("DELETE", "/batchendpoints/{name}"): ("DELETE", "/batchEndpoints/gone-{who}"),
+    ("GET", "/batchendpoints/{endpoint}/deployments"): ("GET", "/batchEndpoints/epa/deployments"),
+    ("GET", "/batchendpoints/{endpoint}/deployments/{name}"): ("GET", "/batchEndpoints/epa/deployments/echo"),
+    ("PUT", "/batchendpoints/{endpoint}/deployments/{name}"): ("PUT", "/batchEndpoints/epa/deployments/echo"),
+    ("DELETE", "/batchendpoints/{endpoint}/deployments/{name}"): ("DELETE", "/batchEndpoints/epa/deployments/gone-{who}"),
+    ("POST", "/batchendpoints/{name}/jobs"): ("POST", "/batchEndpoints/epa/invoke"),
+    ("GET", "/batchendpoints/{name}/jobs"): ("GET", "/batchEndpoints/epa/jobs"),
+    ("GET", "/jobs"): ("GET", "/jobs"),
+    ("GET", "/jobs/{name}"): ("GET", "/jobs/{job}"),
+}
+
+# the concrete ARM call of each route (path under the workspace, body)
+ARM_CALLS: dict[tuple[str, str], tuple[str, Any]] = {
+    ("GET", "/datastores/{name}"): ("/datastores/workspaceblobstore", None),
+    ("POST", "/datastores/{name}/listsecrets"): ("/datastores/workspaceblobstore/listSecrets", None),
+    ("GET", "/models/{name}"): ("/models/epa-model", None),
+    ("GET", "/models/{name}/versions"): ("/models/epa-model/versions", None),
+    ("GET", "/models/{name}/versions/{version}"): ("/models/epa-model/versions/1", None),
+    ("PUT", "/models/{name}/versions/{version}"): ("/models/am-{who}/versions/1", {"properties": {
+        "modelUri": f"{STORE}/setup/epa/model", "modelType": "custom_model"}}),
+    ("GET", "/data/{name}"): ("/data/inputs", None),
+    ("GET", "/data/{name}/versions"): ("/data/inputs/versions", None),
+    ("GET", "/data/{name}/versions/{version}"): ("/data/inputs/versions/1", None),
+    ("PUT", "/data/{name}/versions/{version}"): ("/data/ad-{who}/versions/1", {"properties": {
+        "dataUri": f"{STORE}/inputs", "dataType": "uri_folder"}}),
+    ("GET", "/computes/{name}"): ("/computes/cpu", None),
+    ("PUT", "/computes/{name}"): ("/computes/ac-{who}", {"properties": {"computeType": "AmlCompute", "properties": {
+        "scaleSettings": {"minNodeCount": 0, "maxNodeCount": 2}}}}),
+    ("GET", "/batchendpoints/{name}"): ("/batchEndpoints/epa", None),
+    ("PUT", "/batchendpoints/{name}"): ("/batchEndpoints/epa", {"properties": {"authMode": "AADToken", "defaults": {"deploymentName": "echo"}}}),
+    ("PATCH", "/batchendpoints/{name}"): ("/batchEndpoints/epa", {"properties": {"description": "patched"}}),
+    ("DELETE", "/batchendpoints/{name}"): ("/batchEndpoints/gone-{who}", None),
+    ("GET", "/batchendpoints/{endpoint}/deployments"): ("/batchEndpoints/epa/deployments", None),
+    ("GET", "/batchendpoints/{endpoint}/deployments/{name}"): ("/batchEndpoints/epa/deployments/echo", None),
+    ("PUT", "/batchendpoints/{endpoint}/deployments/{name}"): ("/batchEndpoints/epa/deployments/echo", None),
+    ("DELETE", "/batchendpoints/{endpoint}/deployments/{name}"): ("/batchEndpoints/epa/deployments/gone-{who}", None),
+    ("POST", "/batchendpoints/{name}/jobs"): ("/batchEndpoints/epa/jobs", {"properties": {"inputData": {
+        "data": {"jobInputType": "UriFolder", "uri": f"{STORE}/inputs"}}}}),
+    ("GET", "/batchendpoints/{name}/jobs"): ("/batchEndpoints/epa/jobs", None),
+    ("GET", "/jobs/{name}"): ("/jobs/{job}", None),
+}
+
+NATIVE_BODIES: dict[str, Any] = {
+    "/models/m-{who}/versions": {"version": "1", "path": f"{STORE}/setup/epa/model"},
+    "/data/d-{who}/versions": {"version": "1", "path": f"{STORE}/inputs"},
+    "/computes/c-{who}": {"max_instances": 2},
+    "/batchEndpoints/epa": {"defaults": {"deployment_name": "echo"}},
+    "/batchEndpoints/epa/invoke": {"properties": {"InputData": {"data": {"JobInputType": "UriFolder",
+                                                                         "Uri": f"{STORE}/inputs"}}}},
+}
+
+ROLES = [("reader", "Reader", "workspace"), ("invoker", "Invoker", "endpoint:epa"),
+         ("contributor", "Contributor", "workspace"), ("datareader", "DataReader", "datastore:workspaceblobstore")]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory):
+    with workspace(tmp_path_factory.mktemp("arm")) as w:
+        w.deploy("epa")
+        w.put_file("inputs/a.txt", b"a\n")
+        assert w.owner.post("/data/inputs/versions", json={"version": "1", "path": f"{STORE}/inputs"}).status_code == 201
+        assert w.owner.put("/computes/cpu", json={"max_instances": 1}).status_code == 200
+        job = w.owner.post("/batchEndpoints/epa/invoke", json=NATIVE_BODIES["/batchEndpoints/epa/invoke"]).json()["name"]
+        w.job = job  # type: ignore[attr-defined]
+        w.callers = {who: w.as_role(who, role, scope) for who, role, scope in ROLES}  # type: ignore[attr-defined]
+        yield w
+
+
+def _deployment_body(w: Any) -> dict[str, Any]:
+    arm = w.owner.get(WS + "/batchEndpoints/epa/deployments/echo")
+    assert arm.status_code == 200, arm.text
+    return {"properties": {k: v for k, v in arm.json()["properties"].items() if k != "provisioningState"}}
+
+
+def test_hand_table_matches_the_app():
+    from batchpoint.server.app import create_app
+
+    routes = set()
+    for prefix, route in _flatten(create_app().routes):
+        path = prefix + getattr(route, "path", "")
+        if path.startswith("/_arm/ws") and "{rest:path}" not in path:
+            routes |= {(m, path[len("/_arm/ws"):]) for m in route.methods if m != "HEAD"}
+    assert routes == set(ARM_ROUTES)
+
+
+@pytest.mark.parametrize("key", sorted(ARM_ROUTES), ids=[f"{m} {p or '/'}" for m, p in sorted(ARM_ROUTES)])
+def test_refused_exactly_where_the_native_api_refuses(ws: Any, key: tuple[str, str]) -> None:
+    method, _ = key
+    arm_path, arm_body = ARM_CALLS.get(key, (key[1], None))
+    native_method, native_path = ARM_ROUTES[key]
+    for who, _, _ in ROLES:
+        client = ws.callers[who]
+        body = _deployment_body(ws) if key == ("PUT", "/batchendpoints/{endpoint}/deployments/{name}") else arm_body
+        arm = client.request(method, WS + arm_path.format(who=who, job=ws.job), json=body)
+        native_body = NATIVE_BODIES.get(native_path)
+        if native_path.endswith("/deployments/echo") and native_method == "PUT":
+            native_body = {k: v for k, v in ws.owner.get(native_path).json().items()
+                           if k not in ("id", "created_at", "updated_at", "provisioning_state", "name", "endpoint_name")}
+        native = client.request(native_method, native_path.format(who=who, job=ws.job), json=native_body)
+        said = f"{who}: ARM {method} {arm_path} -> {arm.status_code} {arm.text[:300]}; native -> {native.status_code}"
+        assert (arm.status_code == 403) == (native.status_code == 403), said
+        if arm.status_code == 403:
+            assert arm.json()["error"]["message"] == native.json()["error"]["message"].replace(
+                native_path.format(who=who, job=ws.job), arm_path), said
+        anonymous = ws.owner.__class__(ws.owner.app, raise_server_exceptions=False)
+        assert anonymous.request(method, WS + arm_path.format(who=who, job=ws.job), json=body).status_code == 401
+
+
+def test_owner_reads_every_collection(ws: Any) -> None:
+    for path in ("", "/datastores", "/models", "/data", "/computes", "/batchEndpoints", "/jobs",
+                 "/batchEndpoints/epa/deployments", "/batchEndpoints/epa/jobs"):
+        response = ws.owner.get(WS + path)
+        assert response.status_code == 200, f"{path}: {response.text}"
+        if path:
+            assert set(response.json()) == {"value", "nextLink"} and response.json()["value"], path
+
+
+def test_paths_are_case_insensitive_and_any_api_version_and_names_echo_the_caller(ws: Any) -> None:
+    odd = WS.replace("resourceGroups", "RESOURCEGROUPS").replace("Microsoft.MachineLearningServices",
+                                                                 "microsoft.machinelearningservices")
+    response = ws.owner.get(odd + "/BATCHENDPOINTS/epa/Deployments/echo", params={"api-version": "1999-01-01"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == WS + "/batchEndpoints/epa/deployments/echo"
+    assert body["properties"]["provisioningState"] == "Succeeded"
+    other = ws.owner.get("/subscriptions/s2/resourceGroups/r2/providers/Microsoft.MachineLearningServices/"
+                         "workspaces/w2/datastores", params={"isDefault": "true"}).json()["value"]
+    assert [d["name"] for d in other] == ["workspaceblobstore"]
+    assert other[0]["id"].startswith("/subscriptions/s2/resourceGroups/r2/")
+    assert other[0]["properties"]["isDefault"] is True
+    assert other[0]["properties"]["datastoreType"] == "AzureBlob"
+    assert other[0]["properties"]["credentials"] == {"credentialsType": "None"}
+    assert ws.owner.get(WS + "/datastores", params={"isDefault": "false"}).json()["value"] == []
+
+
+def test_unknown_route_and_missing_resource_answer_in_arm_error_shape(ws: Any) -> None:
+    response = ws.owner.get(WS + "/onlineEndpoints/x")
+    assert response.status_code == 404
+    assert set(response.json()) == {"error"} and set(response.json()["error"]) >= {"code", "message"}
+    assert "onlineEndpoints" in response.json()["error"]["message"]
+    missing = ws.owner.get(WS + "/batchEndpoints/nope")
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
+
+
+def test_model_versions_number_from_the_container_and_a_re_put_is_idempotent(ws: Any) -> None:
+    assert ws.owner.get(WS + "/models/fresh").status_code == 404  # the client then starts at version 1
+    body = {"properties": {"modelUri": f"{STORE}/setup/epa/model", "modelType": "custom_model", "description": "d"}}
+    first = ws.owner.put(WS + "/models/fresh/versions/1", json=body)
+    assert first.status_code == 200, first.text
+    again = ws.owner.put(WS + "/models/fresh/versions/1", json=body)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    container = ws.owner.get(WS + "/models/fresh").json()["properties"]
+    assert (container["latestVersion"], container["nextVersion"]) == ("1", "2")
+    changed = {"properties": {**body["properties"], "modelUri": f"{STORE}/inputs"}}
+    conflict = ws.owner.put(WS + "/models/fresh/versions/1", json=changed)
+    assert conflict.status_code == 409 and "already exists" in conflict.json()["error"]["message"]
+    # the native API sees the same model
+    assert ws.owner.get("/models/fresh/versions/1").json()["description"] == "d"
+
+
+def test_long_azureml_uris_and_arm_asset_ids_reach_the_native_parser(ws: Any) -> None:
+    long_uri = ("azureml://subscriptions/sub-1/resourcegroups/rg-1/workspaces/ws-1/datastores/workspaceblobstore"
+                "/paths/inputs")
+    created = ws.owner.put(WS + "/data/long/versions/1", json={"properties": {"dataUri": long_uri,
+                                                                               "dataType": "uri_folder"}})
+    assert created.status_code == 200, created.text
+    assert ws.owner.get("/data/long/versions/1").json()["path"] == f"{STORE}/inputs"
+    invoke = ws.owner.post(WS + "/batchEndpoints/epa/jobs", json={"properties": {
+        "inputData": {"data": {"jobInputType": "UriFolder", "uri": WS + "/data/long/versions/1"}},
+        "miniBatchSize": 3, "retrySettings": {"maxRetries": 1, "timeout": "PT2M"}, "compute": {"instanceCount": 1},
+        "name": "arm-job-1", "properties": {"experimentName": "exp-a"}}})
+    assert invoke.status_code == 200, invoke.text
+    assert invoke.json()["name"] == "arm-job-1" and invoke.json()["properties"]["jobType"] == "Pipeline"
+    native = ws.owner.get("/jobs/arm-job-1").json()
+    assert native["inputs"]["data"]["path"] == "azureml:long:1"
+    assert (native["settings"]["mini_batch_size"], native["settings"]["retry_settings"]) == (3, {"max_retries": 1,
+                                                                                               "timeout": 120})
+    assert native["experiment_name"] == "exp-a"
+    bad = ws.owner.post(WS + "/batchEndpoints/epa/jobs", json={"properties": {
+        "inputData": {"data": {"jobInputType": "UriFolder", "uri": f"{STORE}/inputs"}},
+        "retrySettings": {"timeout": "thirty seconds"}}})
+    assert bad.status_code == 400 and "PT30S" in bad.json()["error"]["message"]
+
+
+def test_cloud_metadata_names_this_server(ws: Any) -> None:
+    response = ws.owner.__class__(ws.owner.app).get("/metadata/endpoints", params={"api-version": "2020-06-01"})
+    assert response.status_code == 200
+    [cloud] = response.json()
+    assert cloud["name"] == "Batchpoint" and cloud["resourceManager"] == "http://testserver/"
+    assert cloud["suffixes"]["storage"] and cloud["authentication"]["loginEndpoint"]
+    assert len(cloud["portal"].split(".")) >= 3  # the client derives its cloud suffix from the portal's host
+
+
+def test_identity_endpoint_gives_a_token_only_for_a_valid_key(ws: Any) -> None:
+    anonymous = ws.owner.__class__(ws.owner.app, raise_server_exceptions=False)
+    key = ws.owner.headers["Authorization"].split(" ", 1)[1]
+    good = anonymous.get("/azure/identity/token", params={"resource": "https://ml.azure.com"},
+                         headers={"X-IDENTITY-HEADER": key})
+    assert good.status_code == 200 and good.json()["access_token"] == key
+    assert int(good.json()["expires_on"]) > 0
+    for header, status in (({"X-IDENTITY-HEADER": "bpk_nope_nope"}, 401), ({"X-IDENTITY-HEADER": "guess"}, 401),
+                           ({}, 400)):
+        refused = anonymous.get("/azure/identity/token", headers=header)
+        assert refused.status_code == status, refused.text
+        assert "access_token" not in refused.text
+    assert "IDENTITY_HEADER" in anonymous.get("/azure/identity/token").json()["error"]["message"]
+
+
+def test_generated_certificate_chains_to_the_ca_and_names_the_hosts(tmp_path: Path) -> None:
+    import ssl
+
+    from batchpoint.server.tls import prepare, server_context
+    from batchpoint.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    files = prepare(settings)
+    assert files.ca_file and files.bundle_file
+    assert (files.key_file.stat().st_mode & 0o777) == 0o600
+    assert (tmp_path / "home" / "tls" / "ca.key").stat().st_mode & 0o777 == 0o600
+    bundle = files.bundle_file.read_text()
+    assert files.ca_file.read_text() in bundle and bundle.count("BEGIN CERTIFICATE") > 10  # certifi's too
+    again = prepare(settings)  # kept, not remade
+    assert again.cert_file.read_bytes() == files.cert_file.read_bytes()
+
+    context = server_context(files)
+    assert _handshake(context, files.ca_file, "127.0.0.1") == b"ok"
+    assert _handshake(context, files.ca_file, "localhost") == b"ok"
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(context, files.ca_file, "example.com")  # not a name of the certificate
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(context, None, "127.0.0.1")  # certifi alone does not trust the local CA
+
+
+def _handshake(context: Any, ca_file: Path | None, name: str) -> bytes:
+    import socket
+    import ssl
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(b"ok")
+        except (OSError, ssl.SSLError):
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        client = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        with socket.create_connection(listener.getsockname()) as raw, \
+                client.wrap_socket(raw, server_hostname=name) as tls:
+            return tls.recv(2)
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+def test_operator_certificate_needs_both_files(tmp_path: Path) -> None:
+    from batchpoint.exceptions import ValidationError
+    from batchpoint.server.tls import prepare
+    from batchpoint.settings import Settings
+
+    with pytest.raises(ValidationError, match="go together"):
+        prepare(Settings(home=tmp_path, tls={"cert_file": tmp_path / "c.pem"}))
+    with pytest.raises(ValidationError, match="does not exist"):
+        prepare(Settings(home=tmp_path, tls={"cert_file": tmp_path / "c.pem", "key_file": tmp_path / "k.pem"}))
+
+
+def test_arm_durations() -> None:
+    from batchpoint.exceptions import ValidationError
+    from batchpoint.server.azure_api.arm import seconds_of
+
+    assert [seconds_of(v, "f") for v in ("PT30S", "PT2M", "P1DT1H", "pt1.5s", 45, None)] == [30, 120, 90000, 1, 45,
+                                                                                              None]
+    for bad in ("30", "PT", "P1Y", "soon"):
+        with pytest.raises(ValidationError, match=re.escape(f"'{bad}'")):
+            seconds_of(bad, "f")

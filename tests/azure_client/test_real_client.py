@@ -1,0 +1,187 @@
+"""The real azure-ai-ml (pinned in the test extras) runs unchanged against a real Batchpoint server
+over TLS, with only the environment ``batchpoint azure-env`` prints.
+
+A server process with ``tls.enabled`` (its own CA), the heart data and MLflow model already in its
+default data store's folder (as files already in a storage container), then ``client_flow.py`` in
+a separate interpreter: ``MLClient(DefaultAzureCredential(), <sub>, <rg>, <ws>)``, compute,
+model and data asset from data store paths, endpoint, deployment, default deployment, invoke with
+the data store path and with the data asset, ``jobs.get`` until Completed, ``list_jobs``. Each of
+the client's requests is recorded (``recorder/sitecustomize.py``): none may go unanswered (404)
+and ``recorded_calls.md`` lists them. Not yet here (milestone 2, the blob endpoint): uploads from
+local folders and ``jobs.download``; the predictions are read through the native API instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from conftest import HEART_ROWS, HEART_UNLABELED, expected_predictions, record_secret, start_server, stop_server
+
+HERE = Path(__file__).resolve().parent
+FLOW = HERE / "client_flow.py"
+RECORDER = HERE / "recorder"
+ENDPOINT = "heart-classifier-batch"
+
+
+def azure_env(home: Path, key: str | None = None) -> dict[str, str]:
+    """What ``eval "$(batchpoint azure-env)"`` exports, read from the CLI's own output."""
+    env = {**os.environ, "BATCHPOINT_HOME": str(home)}
+    env.pop("BATCHPOINT_SERVER_URL", None)
+    env.pop("BATCHPOINT_API_KEY", None)
+    if key:
+        env["BATCHPOINT_API_KEY"] = key
+    out = subprocess.run([str(Path(sys.executable).parent / "batchpoint"), "azure-env"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    exports = dict(re.findall(r"^export ([A-Z_]+)=(.*)$", out.stdout, re.MULTILINE))
+    assert set(exports) == {"ARM_CLOUD_METADATA_URL", "AZUREML_CURRENT_CLOUD", "IDENTITY_ENDPOINT",
+                            "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE"}, out.stdout
+    return {k: v.strip("'") for k, v in exports.items()}
+
+
+def run_flow(exports: dict[str, str], log: Path, *args: str, check: bool = True) -> dict[str, Any]:
+    """``client_flow.py`` in a clean interpreter: the exports, the recorder, nothing of Batchpoint's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHPOINT_", "AZURE", "IDENTITY_", "MSI_"))}
+    env.update(exports, AZURE_CALLS_LOG=str(log), PYTHONPATH=str(RECORDER), NO_PROXY="*")
+    out = subprocess.run([sys.executable, str(FLOW), *args], env=env, capture_output=True, text=True, timeout=280)
+    if check:
+        assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-6000:]}"
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    return {"returncode": out.returncode, "stderr": out.stderr}
+
+
+def calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory, heart_model_dir: Path):
+    home = tmp_path_factory.mktemp("azure-client") / "home"
+    handle = start_server(home, {"BATCHPOINT_TLS__ENABLED": "true"})
+    try:
+        deadline = time.monotonic() + 30
+        while "azure_url" not in json.loads((home / "server.json").read_text()):
+            assert time.monotonic() < deadline, handle.log()[-3000:]
+            time.sleep(0.05)
+        store = home / "datastores" / "workspaceblobstore"  # files already in the storage, as in a container
+        shutil.copytree(HEART_UNLABELED, store / "heart" / "data")
+        shutil.copytree(heart_model_dir, store / "models" / "heart-classifier")
+        yield handle
+    finally:
+        stop_server(handle)
+
+
+@pytest.fixture(scope="module")
+def deployed(tls_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    exports = azure_env(tls_server.home)
+    log = tmp_path_factory.mktemp("calls") / "deploy.jsonl"
+    return {"exports": exports, "log": log, "result": run_flow(exports, log, "deploy")}
+
+
+def test_azure_env_points_at_the_running_tls_server(tls_server: Any, deployed: dict[str, Any]) -> None:
+    info = json.loads((tls_server.home / "server.json").read_text())
+    exports = deployed["exports"]
+    assert info["azure_url"].startswith("https://127.0.0.1:")
+    assert exports["ARM_CLOUD_METADATA_URL"].startswith(info["azure_url"] + "/metadata/endpoints")
+    assert exports["IDENTITY_ENDPOINT"] == info["azure_url"] + "/azure/identity/token"
+    assert exports["IDENTITY_HEADER"] == (tls_server.home / "owner.key").read_text().strip()
+    assert Path(exports["REQUESTS_CA_BUNDLE"]).read_text().endswith((tls_server.home / "tls" / "ca.pem").read_text())
+    # the HTTPS listener refuses a client that does not trust the CA, and serves one that does
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(info["azure_url"] + "/health")
+    assert httpx.get(info["azure_url"] + "/health", verify=exports["REQUESTS_CA_BUNDLE"]).status_code == 200
+
+
+def test_deploy_with_the_real_client(deployed: dict[str, Any]) -> None:
+    assert deployed["result"] == {
+        "default_datastore": "workspaceblobstore", "datastore_type": "AzureBlob", "compute": "batch-cluster",
+        "compute_max": 2, "model": "heart-classifier:1", "data": "heart-unlabeled:1",
+        "default_deployment": "classifier-mlflow", "deployments": ["classifier-mlflow"]}
+    sent = calls(deployed["log"])
+    assert sent and all(c["url"].startswith("https://") for c in sent)
+    assert not [c for c in sent if c["status"] >= 400 and not _expected_miss(c)], sent
+
+
+def _expected_miss(call: dict[str, Any]) -> bool:
+    """The client asks for a model or data container before its first version: a 404 it expects."""
+    return call["status"] == 404 and call["method"] == "GET" and re.search(r"/(models|data)/[^/]+\?", call["url"])
+
+
+@pytest.mark.parametrize("how", ["datastore", "asset"])
+def test_invoke_and_poll_with_the_real_client(tls_server: Any, deployed: dict[str, Any], heart_model_dir: Path,
+                                             tmp_path: Path, how: str) -> None:
+    result = run_flow(deployed["exports"], tmp_path / "invoke.jsonl", "invoke", how)
+    assert (result["status"], result["listed"]) == ("Completed", True), (result, tls_server.log()[-3000:])
+    job = tls_server.rest().get(f"/jobs/{result['job']}").json()
+    assert job["deployment_name"] == "classifier-mlflow"
+    file_name = job["outputs"]["score"]["file_name"]
+    text = tls_server.rest().get(f"/jobs/{result['job']}/outputs/score/files/{file_name}").text
+    (tmp_path / "p.csv").write_text(text)
+    score = pd.read_csv(tmp_path / "p.csv", names=["row", "prediction", "file"])
+    got = {(r.file, int(r.row)): int(r.prediction) for r in score.itertuples()}
+    assert len(got) == HEART_ROWS and got == expected_predictions(heart_model_dir)
+    sent = calls(tmp_path / "invoke.jsonl")
+    invoke = [c for c in sent if c["method"] == "POST" and c["url"].split("?")[0].endswith(f"/{ENDPOINT}/jobs")]
+    assert len(invoke) == 1 and invoke[0]["status"] == 200
+    assert not [c for c in sent if c["status"] >= 400], sent
+
+
+def _key_with(tls_server: Any, principal: str, role: str, scope: str) -> str:
+    owner = tls_server.rest()
+    assert owner.post("/principals", json={"id": principal, "kind": "service_principal"}).status_code == 201
+    assert owner.post("/roleAssignments", json={"principal_id": principal, "role": role,
+                                                "scope": scope}).status_code == 201
+    return record_secret(owner.post(f"/principals/{principal}/keys", json={}).json()["key"])
+
+
+def test_invoker_key_is_refused_where_the_native_api_refuses(tls_server: Any, deployed: dict[str, Any],
+                                                            tmp_path: Path) -> None:
+    key = _key_with(tls_server, "sp:ci-invoker", "Invoker", "workspace")
+    native = httpx.put(f"{tls_server.url}/batchEndpoints/other-endpoint", json={},
+                       headers={"Authorization": f"Bearer {key}"})
+    assert native.status_code == 403
+    exports = azure_env(tls_server.home, key)
+    assert exports["IDENTITY_HEADER"] == key
+    refused = run_flow(exports, tmp_path / "refused.jsonl", "create-endpoint", "other-endpoint", check=False)
+    assert refused["returncode"] != 0
+    assert "'endpoints/write'" in refused["stderr"] and "sp:ci-invoker" in refused["stderr"]
+    put = [c for c in calls(tmp_path / "refused.jsonl") if c["method"] == "PUT"]
+    assert [c["status"] for c in put] == [403]
+    assert tls_server.rest().get("/batchEndpoints/other-endpoint").status_code == 404
+
+
+def test_endpoint_invoker_invokes_and_polls_its_job(tls_server: Any, deployed: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    """A CI key with Invoker on the one endpoint: invoke and jobs.get work; the workspace document
+    (which list_jobs reads first) is refused as natively (workspace/read on the workspace)."""
+    key = _key_with(tls_server, "sp:ci-endpoint", "Invoker", f"endpoint:{ENDPOINT}")
+    exports = azure_env(tls_server.home, key)
+    result = run_flow(exports, tmp_path / "invoke.jsonl", "invoke-only", "datastore")
+    assert result["status"] == "Completed", tls_server.log()[-3000:]
+    assert tls_server.rest().get(f"/jobs/{result['job']}").json()["created_by"] == "sp:ci-endpoint"
+    native = httpx.get(f"{tls_server.url}/workspace", headers={"Authorization": f"Bearer {key}"})
+    arm = httpx.get(exports["ARM_CLOUD_METADATA_URL"].split("/metadata")[0] + "/subscriptions/s/resourceGroups/r/"
+                    "providers/Microsoft.MachineLearningServices/workspaces/w", verify=exports["REQUESTS_CA_BUNDLE"],
+                    headers={"Authorization": f"Bearer {key}"})
+    assert native.status_code == arm.status_code == 403
+
+
+def test_identity_endpoint_refuses_a_wrong_header(tls_server: Any, deployed: dict[str, Any], tmp_path: Path) -> None:
+    exports = {**deployed["exports"], "IDENTITY_HEADER": "bpk_notakey_0000"}
+    failed = run_flow(exports, tmp_path / "wrong.jsonl", "create-endpoint", "never-made", check=False)
+    assert failed["returncode"] != 0
+    token = [c for c in calls(tmp_path / "wrong.jsonl") if "/azure/identity/token" in c["url"]]
+    assert token and {c["status"] for c in token} == {401}
+    assert not [c for c in calls(tmp_path / "wrong.jsonl") if "/batchEndpoints/" in c["url"]]
