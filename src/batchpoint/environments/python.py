@@ -172,12 +172,17 @@ def choose(settings: Settings, requested: str | None, uv: str, log: Callable[[st
         except (OSError, RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
             log(f"python: {path} (listed for {key} in environments.pythons) cannot be used: {exc}")
         else:
-            if minor(version) == minor(requested):
+            problem = worker_problem(settings, path)
+            if minor(version) != minor(requested):
+                log(f"python: {path} (listed for {key} in environments.pythons) is Python {version}, not "
+                    f"{minor_text(requested)}; not used")
+            elif problem:
+                log(f"python: {path} (Python {version}, listed for {key} in environments.pythons) cannot run "
+                    f"Batchpoint's worker ({problem}); not used")
+            else:
                 target = Target(version, path, f"{LISTED} for {key}", tags_for(version))
                 log(f"python: the spec asks for Python {requested}; {target.describe()}")
                 return target
-            log(f"python: {path} (listed for {key} in environments.pythons) is Python {version}, not "
-                f"{minor_text(requested)}; not used")
     if minor(requested) == minor(here.version):
         log(f"python: the spec asks for Python {requested}; {here.describe()} is that version")
         return here
@@ -221,6 +226,37 @@ def _download(settings: Settings, requested: str, uv: str, log: Callable[[str], 
     except (OSError, RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
         log(f"python: downloading Python {requested} with uv failed: {exc}")
         return None
+    problem = worker_problem(settings, path)
+    if problem:
+        log(f"python: the downloaded Python {version} ({path}) cannot run Batchpoint's worker ({problem}); not used")
+        return None
     target = Target(version, path, DOWNLOADED, tags_for(version))
     log(f"python: the spec asks for Python {requested}; {target.describe()}")
     return target
+
+
+WORKER_PROBE = """
+import pathlib, sys
+copy = sys.argv[1]
+sys.path.insert(0, copy)
+for path in sorted(pathlib.Path(copy, "batchpoint").rglob("*.py")):
+    compile(path.read_text(), str(path), "exec")
+import batchpoint._internal.clock, batchpoint.exceptions, batchpoint.worker.protocol
+"""
+
+
+def worker_problem(settings: Settings, executable: str) -> str | None:
+    """Why the interpreter cannot run Batchpoint's worker side (its worker-only copy must compile
+    and its base modules import there: the worker runs in the environment's Python), or None."""
+    from batchpoint.environments.worker_copy import worker_copy
+
+    copy = worker_copy(settings.environments_dir)
+    try:
+        proc = subprocess.run([executable, "-I", "-c", WORKER_PROBE, str(copy)], capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if proc.returncode == 0:
+        return None
+    lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit {proc.returncode}"
