@@ -115,8 +115,15 @@ def test_server_paths_are_for_owners_only(ws):
         assert job["error"]["details"]["input"] == "<data store 'workspaceblobstore'>/gates-data"
         listed = who.get(f"/batchEndpoints/{ENDPOINT}/jobs")
         assert listed.status_code == 200 and home not in listed.text
+        events = who.get(f"/jobs/{name}/events")
+        assert events.status_code == 200 and "see the worker log <server home>/jobs/" in events.text, events.text
+        assert home not in events.text and "local(path=" not in events.text
+        with who.stream("GET", f"/jobs/{name}/events/stream") as streamed:
+            text = "".join(streamed.iter_text())
+        assert "<server home>/jobs/" in text and home not in text, text
     owner = ws.owner.get(f"/jobs/{name}").json()
     assert home in owner["status_message"] and "local(path=" in owner["status_message"]
+    assert home in ws.owner.get(f"/jobs/{name}/events").text
 
 
 @pytest.mark.parametrize("spelling", ["", "azureml://datastores/", "https://example.com/", "bogus://",

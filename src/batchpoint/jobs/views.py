@@ -38,6 +38,11 @@ def hide_server_paths(ws: WorkspaceService, value: Any) -> Any:
     return _Hider(ws).apply(value)
 
 
+def server_path_hider(ws: WorkspaceService) -> Any:
+    """:func:`hide_server_paths` as one callable that looks the data stores up once (for a stream)."""
+    return _Hider(ws).apply
+
+
 class _Hider:
     def __init__(self, ws: WorkspaceService) -> None:
         pairs: list[tuple[str, str]] = []

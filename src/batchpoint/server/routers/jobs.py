@@ -20,7 +20,7 @@ from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.output import output_location
 from batchpoint.auth import permissions as P
 from batchpoint.jobs import children
-from batchpoint.jobs.views import job_entity
+from batchpoint.jobs.views import hide_server_paths, job_entity, server_path_hider
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.paging import Page, page
 from batchpoint.server.security import require_job_data, require_job_read, requires, sees_server_paths, visible_job_filter
@@ -138,26 +138,28 @@ def _after(value: str | None, what: str = "after") -> int:
 @router.get("/{name}/events", dependencies=[Depends(require_job_read)])
 def job_events(name: str, after: str | None = Query(None, description="events with seq above this (default 0)"),
                limit: str | None = Query(None, description=f"events per page (1-{EVENTS_MAX_PAGE}, default 100)"),
-               ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
+               ctx: AppContext = Depends(get_context), paths: bool = Depends(sees_server_paths)) -> list[dict[str, Any]]:
     """The job's history, oldest first: status transitions and progress changes (a child job's:
     its parent's, which it is a view of)."""
     start = _after(after)
     size = _whole_number(limit, "limit (events per page)", 100, 1, EVENTS_MAX_PAGE)
-    return [event_json(row) for row in ctx.store.list_job_events(children.parent_name(name), start, size)]
+    events = [event_json(row) for row in ctx.store.list_job_events(children.parent_name(name), start, size)]
+    return events if paths else hide_server_paths(ctx.workspace, events)  # Owners only (issue 18 §5)
 
 
 @router.get("/{name}/events/stream", dependencies=[Depends(require_job_read)])
 def stream_job_events(name: str, request: Request, after: str | None = Query(None),
-                      ctx: AppContext = Depends(get_context)) -> StreamingResponse:
+                      ctx: AppContext = Depends(get_context), paths: bool = Depends(sees_server_paths)) -> StreamingResponse:
     """The job's events as server-sent events (``id: <seq>``, ``data: <event JSON>``) as they happen,
     from ``Last-Event-ID`` (a reconnect) or ``?after=``; ends after the job's terminal event."""
     last_id = request.headers.get("last-event-id")
     start = _after(last_id, "the Last-Event-ID header") if last_id else _after(after)
-    return StreamingResponse(_event_stream(ctx.store, children.parent_name(name), start), media_type="text/event-stream",
+    hide = None if paths else server_path_hider(ctx.workspace)  # Owners only (issue 18 §5)
+    return StreamingResponse(_event_stream(ctx.store, children.parent_name(name), start, hide), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _event_stream(store: SqlMetadataStore, name: str, after: int) -> AsyncIterator[str]:
+async def _event_stream(store: SqlMetadataStore, name: str, after: int, hide: Any = None) -> AsyncIterator[str]:
     """Poll the store off the event loop every STREAM_POLL_S; a job that ended without a terminal
     event (one from before job events existed) ends the stream after its last event."""
     opened = sent = checked = time.monotonic()
@@ -167,7 +169,8 @@ async def _event_stream(store: SqlMetadataStore, name: str, after: int) -> Async
         rows = await run_in_threadpool(store.list_job_events, name, after, EVENTS_MAX_PAGE)
         for row in rows:
             after = row.seq
-            yield f"id: {row.seq}\ndata: {json.dumps(event_json(row), separators=(',', ':'))}\n\n"
+            shown = event_json(row) if hide is None else hide(event_json(row))
+            yield f"id: {row.seq}\ndata: {json.dumps(shown, separators=(',', ':'))}\n\n"
             if is_terminal_event(row):
                 return
         now = time.monotonic()
