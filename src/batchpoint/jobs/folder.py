@@ -212,6 +212,10 @@ class DoneLog:
         self.indexes: set[int] = set()
         self.totals = dict.fromkeys(self.TOTALS, 0)
         for entry in lines.entries():
+            if entry["index"] in self.indexes:
+                # recorded twice (a server that stalled and the one that took its job over both
+                # finished it): one mini-batch, counted once
+                continue
             self.indexes.add(entry["index"])
             for k in self.totals:
                 self.totals[k] += entry.get(k, 0)

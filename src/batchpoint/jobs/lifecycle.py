@@ -115,11 +115,17 @@ def record_progress(store: SqlMetadataStore, name: str, **deltas: int) -> None:
     store.add_job_counts(name, expect_status=_ACTIVE, events=[{"type": "progress"}], **deltas)
 
 
-def record_progress_each(store: SqlMetadataStore, name: str, changes: list[dict[str, int]]) -> None:
+def record_progress_each(store: SqlMetadataStore, name: str, changes: list[dict[str, int]],
+                         owner: str | None = None) -> bool:
     """:func:`record_progress` for several outcomes at once (one transaction): still one progress
-    event per outcome, each with the counters right after it (see ``jobs/progress.py``)."""
-    if changes:
-        store.add_job_counts_each(name, changes, {"type": "progress"}, expect_status=_ACTIVE)
+    event per outcome, each with the counters right after it (see ``jobs/progress.py``). With
+    ``owner``, only while the job is that server's: a server that stalled (SIGSTOP, a long GC
+    pause) while another took its job over never adds the mini-batches it finishes afterwards —
+    the other server counts them — so each mini-batch counts once per job, whoever reports it.
+    Returns whether the counters changed."""
+    if not changes:
+        return False
+    return store.add_job_counts_each(name, changes, {"type": "progress"}, expect_status=_ACTIVE, owner=owner)
 
 
 def record_listing(store: SqlMetadataStore, name: str, files_total: int, mini_batches_total: int,

@@ -58,8 +58,9 @@ class _Pending:
 
 class Progress:
     def __init__(self, store: SqlMetadataStore, name: str, policy: RetryPolicy, stop: threading.Event, done: DoneLog,
-                 manifest: Manifest | None = None, parts_dir: str | None = None) -> None:
+                 manifest: Manifest | None = None, parts_dir: str | None = None, owner: str | None = None) -> None:
         self.store, self.name, self.policy, self.stop, self.done = store, name, policy, stop, done
+        self.owner = owner  # the server running the job: its counters are written only while it still is
         self.manifest = manifest  # its lines are synced before the done log's (a record never outlives its batch)
         self.parts_dir = parts_dir  # the workers' parts, synced here before the done entries naming them
         self.files_failed = done.totals["files_failed"]
@@ -126,12 +127,24 @@ class Progress:
             fresh = [p for p in group if not p.logged]
             if fresh:
                 self._write_done(fresh)
-            record_progress_each(self.store, self.name, [p.deltas for p in group])
+            if not record_progress_each(self.store, self.name, [p.deltas for p in group], owner=self.owner) \
+                    and self.owner is not None and not self.stop.is_set():
+                self._check_owner()
             with self._lock:
                 del self._pending[:len(group)]
             if self._first_at is not None:
                 self.store.update_job(self.name, first_mini_batch_at=self._first_at)
                 self._first_at = None
+
+    def _check_owner(self) -> None:
+        """The counters were refused: when the job is another server's now (it took the job over
+        while this one stalled), this server stops scoring it at once (its heartbeat would too)."""
+        try:
+            job = self.store.get_job(self.name)
+        except Exception:  # noqa: BLE001 - the heartbeat finds out as well
+            return
+        if job.owner != self.owner:
+            self.stop.set()
 
     def _write_done(self, fresh: list[_Pending]) -> None:
         try:

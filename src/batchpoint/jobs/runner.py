@@ -120,7 +120,8 @@ class JobRunner:
             parts_store={"source": PARTS_SOURCE, "prefix": staged.prefix} if staged is not None else None,
             bi_output_store={"source": PARTS_SOURCE, "prefix": bi_remote[1]} if bi_remote is not None else None,
         )
-        progress = Progress(self.store, job.name, policy, stop, done, manifest, parts_dir=folder.parts_dir)
+        progress = Progress(self.store, job.name, policy, stop, done, manifest, parts_dir=folder.parts_dir,
+                            owner=job.owner)
         lister = Lister(self.store, job.name, files, settings["mini_batch_size"], manifest,
                         queue_files=self.ws.settings.jobs.listing_queue_files)
         transition(self.store, job.name, JobStatus.RUNNING, "scoring mini-batches")

@@ -390,7 +390,8 @@ class SqlMetadataStore:
         return self._change_job(name, conditions, values, events)
 
     def add_job_counts_each(self, name: str, changes: Sequence[dict[str, int]], event: EventDraft, *,
-                            expect_status: Iterable[str] | None = None, attempts: int = 3) -> bool:
+                            expect_status: Iterable[str] | None = None, owner: str | None = None,
+                            attempts: int = 3) -> bool:
         """Several :meth:`add_job_counts` in one transaction: the counters get the sum of
         ``changes`` in one UPDATE, and one ``event`` per change is appended (one multi-row INSERT),
         each carrying the counters right after *its own* change, as if they had been written one by
@@ -405,6 +406,8 @@ class SqlMetadataStore:
             return False
         jobs, events = JobRow.__table__, JobEventRow.__table__
         conditions = [] if expect_status is None else [jobs.c.status.in_(tuple(expect_status))]
+        if owner is not None:  # only while the job is still this server's (not taken over after a stall)
+            conditions.append(jobs.c.owner == owner)
         q = (update(jobs).where(jobs.c.name == name, *conditions).values(**values, updated_at=utcnow())
              .returning(*(jobs.c[k] for k in PROGRESS_FIELDS)))
         last_seq = select(func.coalesce(func.max(events.c.seq), 0)).where(events.c.job_name == name)
