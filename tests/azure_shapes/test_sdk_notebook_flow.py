@@ -139,6 +139,17 @@ def test_child_job_logs_and_cli_download(ml_client: Any, notebook_job: dict[str,
     assert [d["name"] for d in listed] == ["classifier-nb"]
 
 
+def test_whole_job_verbs_by_a_child_name_name_the_batch_job(ml_client: Any, notebook_job: dict[str, Any]) -> None:
+    from batchpoint.exceptions import ValidationError
+
+    parent = notebook_job["job"].name
+    child = list(ml_client.jobs.list(parent_job_name=parent))[0].name
+    with pytest.raises(ValidationError, match=f"batchscoring step of job '{parent}': cancel that job instead"):
+        ml_client.jobs.begin_cancel(child)
+    with pytest.raises(ValidationError, match=f"rerun that job instead \\(batchpoint job rerun -n {parent}\\)"):
+        ml_client.jobs.rerun(child)
+
+
 def test_invoke_refusals_name_what_is_valid(ml_client: Any, notebook_job: dict[str, Any]) -> None:
     from batchpoint import Input
     from batchpoint.exceptions import InputError

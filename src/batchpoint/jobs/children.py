@@ -14,7 +14,7 @@ ends in ``-batchscoring`` is refused, so a child's name never means two things.
 from __future__ import annotations
 
 from batchpoint.entities import Job
-from batchpoint.exceptions import NotFoundError
+from batchpoint.exceptions import NotFoundError, ValidationError
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import JobRow
 
@@ -53,3 +53,12 @@ def child_entity(parent: Job) -> Job:
         "name": child_name(parent.name), "display_name": DISPLAY_NAME, "type": TYPE,
         "parent_job_name": parent.name, "id": f"{parent.id}{SUFFIX}" if parent.id else None,
     })
+
+
+def refuse_step(name: str, command: str) -> None:
+    """A verb that acts on a batch job as a whole (``cancel``, ``rerun``), given a child's name:
+    refused, naming the batch job to give instead (the child is a view of it, not a job of its own)."""
+    if is_child_name(name):
+        parent = parent_name(name)
+        raise ValidationError(f"job '{name}' is the batchscoring step of job '{parent}': {command} that job instead "
+                              f"(batchpoint job {command} -n {parent})")

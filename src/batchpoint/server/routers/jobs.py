@@ -62,6 +62,7 @@ def get_job(name: str, ctx: AppContext = Depends(get_context), paths: bool = Dep
 
 @router.post("/{name}/cancel", dependencies=[requires(P.JOBS_CANCEL, job_scope)])
 def cancel_job(name: str, ctx: AppContext = Depends(get_context), paths: bool = Depends(sees_server_paths)) -> dict[str, Any]:
+    children.refuse_step(name, "cancel")
     ctx.store.get_job(name)
     ctx.dispatcher.cancel(name)
     return job_entity(ctx.workspace, ctx.store.get_job(name), server_paths=paths).to_dict()
@@ -73,6 +74,7 @@ async def rerun_job_route(name: str, request: Request, response: Response,
     """A new job over the files of finished job ``name``: ``{"failed_only": true}`` scores only those
     that did not succeed and merges its output with the first job's (docs/faults.md). Honours
     ``repeatability-request-id`` as invoke does."""
+    children.refuse_step(name, "rerun")
     body = await _json_body(request)
     unknown = sorted(set(body) - {"failed_only"})
     if unknown or not isinstance(body.get("failed_only", False), bool):
