@@ -1033,6 +1033,58 @@ def test_the_upload_area_is_never_written_by_path(world, who):
     assert_status(world, url, 404)
 
 
+# ---- issue 18: what an invoke may read and set, role by role (§2, §4) --------------------------------
+
+def _completed_upload(w: World) -> str:
+    """A completed upload of the admin's (not any caller's): its azureml:// path."""
+    uid, name, data = w.declare()
+    w.admin("PUT", f"/uploads/{uid}/files/{name}", content=data)
+    return w.admin("POST", f"/uploads/{uid}/commit").json()["path"]
+
+
+def _invoke_on(uri: str, **properties: Any) -> dict[str, Any]:
+    return {"properties": {"InputData": {"heart": {"JobInputType": "UriFolder", "Uri": uri}}, **properties}}
+
+
+SYSTEM_AREAS = ("LocalUpload", "another's upload", "azureml (jobs' area)")
+
+
+@pytest.mark.parametrize("area", SYSTEM_AREAS)
+@pytest.mark.parametrize("who", list(WHO))
+def test_invoke_on_a_stores_system_areas_needs_data_read(world, who, area):
+    """The upload area's root, another principal's upload and the jobs' area are inputs only with
+    data/read on the store (docs/security.md, "The upload area"); refused ones leave no job."""
+    base = f"azureml://datastores/{DEFAULT_STORE}/paths"
+    uri = {"LocalUpload": f"{base}/LocalUpload", "another's upload": _completed_upload(world),
+           "azureml (jobs' area)": f"{base}/azureml/{world.owner_job}"}[area]
+    jobs_before = len(world.admin("GET", "/jobs", params={"limit": 1000}).json())
+    response = world.call(who, "POST", f"/batchEndpoints/{ENDPOINT}/invoke", json=_invoke_on(uri))
+    said = f"{who} invoke on {area}: {response.status_code} {response.text[:300]}"
+    if not has(who, "endpoints/invoke", EP_SCOPE):
+        assert response.status_code == 403 and "'endpoints/invoke'" in response.text, said
+    elif has(who, "data/read", f"datastore:{DEFAULT_STORE}"):
+        assert response.status_code != 403, said  # past the check (the folder may still be refused as an input)
+        return
+    else:
+        assert response.status_code == 403 and "'data/read'" in response.text, said
+    assert len(world.admin("GET", "/jobs", params={"limit": 1000}).json()) == jobs_before
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "AZURE_CLIENT_ID", "PYTHONPATH",
+                                      "LD_PRELOAD"])
+@pytest.mark.parametrize("who", list(WHO))
+def test_invoke_may_not_set_reserved_variables(world, who, variable):
+    """For every role that may invoke (Owner too): 400 naming the variable; others 403 as before."""
+    body = {"properties": {**invoke_body()["properties"],
+                           "Settings": {"environment_variables": {variable: "http://127.0.0.1:18999"}}}}
+    response = world.call(who, "POST", f"/batchEndpoints/{ENDPOINT}/invoke", json=body)
+    if has(who, "endpoints/invoke", EP_SCOPE):
+        assert response.status_code == 400, response.text
+        assert f"environment variable {variable} cannot be set at invoke" in response.json()["error"]["message"]
+    else:
+        assert response.status_code == 403, response.text
+
+
 def test_unknown_and_revoked_keys_are_401(server, ml_client):
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get("/workspace", headers={"Authorization": "Bearer bpk_nope_nope"}).status_code == 401

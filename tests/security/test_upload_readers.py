@@ -107,3 +107,19 @@ def test_a_registered_data_asset_on_an_upload_is_shared(ws):
     response = ws.owner.post("/data/owner-shared/versions", json={"version": "1", "path": ws.owners["path"]})
     assert response.status_code == 201, response.text
     assert _invoke(ws.ivan, "azureml:owner-shared:1").status_code == 202
+
+
+@pytest.mark.parametrize("kind", ["data", "models"])
+def test_registering_another_principals_upload_is_refused(ws, kind):
+    """A Contributor (assets/write, models/write, no data/read) cannot share another's upload by
+    registering it; its own upload it can."""
+    cora = getattr(ws, "cora", None) or ws.as_role("cora", "Contributor")
+    ws.cora = cora
+    for uri, what in ((ws.olgas["path"], "another principal's upload"), (f"{STORE}/LocalUpload", "the upload area"),
+                      (f"{STORE}/azureml/{ws.owner_job}", "the jobs' area")):
+        response = cora.post(f"/{kind}/cora-{kind}-sneak/versions", json={"version": "1", "path": uri})
+        assert response.status_code == 403, response.text
+        assert "'data/read'" in response.text and what in response.text
+    assert ws.owner.get(f"/{kind}/cora-{kind}-sneak").status_code == 404
+    own = upload(cora, f"cora-{kind}", {"m.csv": f"x\n{kind}\n".encode()})
+    assert cora.post(f"/{kind}/cora-{kind}-own/versions", json={"version": "1", "path": own["path"]}).status_code == 201

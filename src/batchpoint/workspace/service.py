@@ -40,7 +40,7 @@ from batchpoint.storage.base import StorageSpec, probe_spec
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import AssetRow, DatastoreRow
-from batchpoint.uri.parse import StorageUrl
+from batchpoint.uri.parse import DatastorePath, StorageUrl, parse_input_uri
 from batchpoint.uri.resolve import InputResolver
 from batchpoint.uri.storage_urls import spec_for_storage_url
 
@@ -120,7 +120,24 @@ class WorkspaceService:
     def get_asset(self, collection: str, name: str, version: str | None = None, label: str | None = None) -> AssetRow:
         return self.store.get_asset(collection, name, version=version, label=label)
 
-    def create_data(self, data: Data) -> Data:
+    def check_registration_source(self, text: str, principal: str | None, assignments: Any = ()) -> None:
+        """A data asset or model registered from a store's upload area or jobs' area: only by a
+        principal who could invoke on that path (``UploadArea.check_reader``: its own upload, or
+        ``data/read`` on the store), so registering cannot share another's upload. None: the server."""
+        if principal is None:
+            return
+        try:
+            parsed = parse_input_uri(text)
+        except Exception:  # noqa: BLE001 - the resolver reports a path it cannot parse
+            return
+        if isinstance(parsed, DatastorePath):
+            row = self.store.find_datastore(parsed.datastore)
+            config = row.config if row else {}
+            account = config.get("account_name") or config.get("store_name") or config.get("bucket")
+            self.uploads.check_reader(parsed.datastore, parsed.path, principal, list(assignments), account)
+
+    def create_data(self, data: Data, principal: str | None = None, assignments: Any = ()) -> Data:
+        self.check_registration_source(data.path, principal, assignments)
         if data.type != "mltable":  # MLTable assets are stored as given; invoke refuses them
             resolved = self.resolver.check_for_registration(data.path, data.type)
             self.uploads.check_input(resolved.datastore, resolved.path)
@@ -136,9 +153,10 @@ class WorkspaceService:
                     tags=row.tags or {}, properties=row.properties or {}, id=resource_id(self.settings, "data", row.name, row.version),
                     created_at=as_utc(row.created_at))
 
-    def create_model(self, model: Model) -> Model:
+    def create_model(self, model: Model, principal: str | None = None, assignments: Any = ()) -> Model:
         if not model.name:
             raise ValidationError("a model needs a name (only a model inline in a deployment gets one from it)")
+        self.check_registration_source(model.path, principal, assignments)
         resolved = self.resolver.resolve(model.path, None)
         row = self.store.create_asset("models", name=model.name, version=model.version, type=model.type,
                                       path=model.path, description=model.description, tags=model.tags,

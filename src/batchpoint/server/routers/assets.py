@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from batchpoint.entities import Data, Model
 from batchpoint.auth import permissions as P
@@ -14,14 +14,21 @@ from batchpoint.server.security import requires
 router = APIRouter()
 
 
+def _caller(request: Request, ctx: AppContext) -> tuple[str | None, list[Any]]:
+    """The calling principal and its role assignments: registering from the upload area or jobs'
+    area is checked as an invoke on it would be (issue 18 §4)."""
+    principal = getattr(request.state, "principal_id", None)
+    return principal, (ctx.auth.assignments(principal) if principal else [])
+
+
 @router.get("/data", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
 def list_data(name: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     return [ctx.workspace.data_entity(r).to_dict() for r in ctx.store.list_assets("data", name)]
 
 
 @router.post("/data/{name}/versions", tags=["data"], status_code=201, dependencies=[requires(P.ASSETS_WRITE)])
-def create_data(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.create_data(Data.from_request(body, name=name)).to_dict()
+def create_data(name: str, body: dict[str, Any], request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.create_data(Data.from_request(body, name=name), *_caller(request, ctx)).to_dict()
 
 
 @router.get("/data/{name}", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
@@ -42,8 +49,8 @@ def list_models(name: str | None = None, ctx: AppContext = Depends(get_context))
 
 
 @router.post("/models/{name}/versions", tags=["models"], status_code=201, dependencies=[requires(P.MODELS_WRITE)])
-def create_model(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.create_model(Model.from_request(body, name=name)).to_dict()
+def create_model(name: str, body: dict[str, Any], request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.workspace.create_model(Model.from_request(body, name=name), *_caller(request, ctx)).to_dict()
 
 
 @router.get("/models/{name}", tags=["models"], dependencies=[requires(P.MODELS_READ)])
