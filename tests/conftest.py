@@ -61,7 +61,11 @@ class ServerHandle:
 
 def start_server(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> ServerHandle:
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "BATCHPOINT_HOME": str(home), **(extra_env or {})}
+    # workers unfenced unless asked (BATCHPOINT_WORKERS__ISOLATION=bwrap, or extra_env): many tests' scripts
+    # report to the test through host folders and their pids, which a fenced worker cannot reach
+    # (tests/security/test_worker_isolation.py runs fenced servers; engine-level tests are fenced by default)
+    isolation = os.environ.get("BATCHPOINT_WORKERS__ISOLATION", "none")
+    env = {**os.environ, "BATCHPOINT_HOME": str(home), "BATCHPOINT_WORKERS__ISOLATION": isolation, **(extra_env or {})}
     env.pop("BATCHPOINT_SERVER_URL", None)
     log = open(home / "server.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "batchpoint.server", "--home", str(home)],

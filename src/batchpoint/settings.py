@@ -6,6 +6,7 @@ Nested sections use a double underscore: ``BATCHPOINT_WORKSPACE__SUBSCRIPTION_ID
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,24 @@ class AzureSettings(BaseModel):
 
     cloud_name: str = "Batchpoint"
     storage_suffix: str = "core.batchpoint.localhost"  # blob hosts: <account>.blob.<storage_suffix>
+    blob_proxy_port: int = 0  # the CONNECT proxy to the blob endpoint (HTTPS_PROXY); 0: a free port
+
+
+class WorkerSettings(BaseModel):
+    """How the workers that run scoring code are fenced (``engines/sandbox.py``, docs/security.md)."""
+
+    #: "bwrap": each worker in a bubblewrap sandbox (refused where bubblewrap does not work);
+    #: "none": an Owner's explicit opt-out, unfenced workers, logged as a warning on every job
+    isolation: Literal["bwrap", "none"] = "bwrap"
+    bwrap: str = "bwrap"  # the bubblewrap program (a name on PATH, or a path)
+    #: "namespace": a user namespace (uid/gid inside it, the server's user outside, no capabilities);
+    #: "uid": a real other user (uid/gid), for a server running as root; inputs must be readable by it
+    run_as: Literal["namespace", "uid"] = "namespace"
+    uid: int = Field(default=65534, ge=1)  # the workers' user and group (see run_as)
+    gid: int = Field(default=65534, ge=1)
+    #: host folders every worker may read and write, at the same path (a shared cache; a test's
+    #: signal files); never one that holds the server's home
+    shared_paths: list[Path] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -116,6 +135,13 @@ class Settings(BaseSettings):
     tls: TlsSettings = Field(default_factory=TlsSettings)
     azure: AzureSettings = Field(default_factory=AzureSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+
+    def worker_isolation(self) -> dict[str, object]:
+        """The fence of a job's workers as engines take it (``EngineJob.isolation``)."""
+        w = self.workers
+        return {"mode": w.isolation, "bwrap": w.bwrap, "run_as": w.run_as, "uid": w.uid, "gid": w.gid, "home": str(self.home),
+                "shared": [str(p) for p in w.shared_paths]}
 
     def resolved_database_url(self) -> str:
         if self.database_url:

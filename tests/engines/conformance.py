@@ -103,7 +103,8 @@ class Setup:
             sources={"input": StorageSpec("local", {"path": str(self.data)}, None)},
             policy=RetryPolicy(max_retries, timeout_s, error_threshold),
             parts_dir=str(self.job_dir / "parts"), logs_dir=str(self.job_dir / "logs"),
-            environment={"STATE_DIR": str(self.state), **environment}, python_exe=python_exe)
+            environment={"STATE_DIR": str(self.state), **environment}, python_exe=python_exe,
+            isolation={"shared": [str(self.state)]})  # the scripts' attempt markers (fenced workers)
 
     def part_rows(self) -> Counter:
         """(file, row) -> how many times it appears over all parts."""
@@ -158,6 +159,7 @@ def make_setup(root: Path) -> Setup:
     (code / "score.py").write_text(textwrap.dedent(SCORE_PY).lstrip())
     for sub in ("data", "state", "job"):
         (root / sub).mkdir()
+    (root / "state").chmod(0o777)  # written by the workers, who are another user when the tests run as root
     return Setup(root, root / "data", code, root / "state", root / "job")
 
 

@@ -32,8 +32,9 @@ from typing import Any
 
 from batchpoint.exceptions import PlatformError
 from batchpoint.worker.entry import forked_worker
+from batchpoint.worker.protocol import scratch_root
 
-__all__ = ["ForkserverLauncher", "Launcher", "SubprocessLauncher", "mp_context", "warm_up"]
+__all__ = ["ForkserverLauncher", "Launcher", "SubprocessLauncher", "mp_context", "warm_up", "worker_dirs"]
 
 PRELOAD = ["batchpoint.worker.preload"]
 _ctx_lock = threading.Lock()
@@ -58,10 +59,26 @@ def warm_up() -> None:
     proc.join()
 
 
+def worker_dirs(parts_dir: str, slot: int) -> dict[str, str]:
+    """The folders of the worker of ``slot``, in the job's scratch (``<job>/tmp/``, removed with the
+    job's workers): ``scratch_dir`` (its downloads), ``workdir`` (its working directory and
+    ``HOME``; ``MLFLOW_TRACKING_URI`` points at ``mlruns/`` there) and ``tmp_dir`` (its ``/tmp``)."""
+    root = os.path.join(scratch_root(parts_dir), f"worker-{slot}")
+    return {"root": root, "scratch_dir": os.path.join(root, "downloads"), "workdir": os.path.join(root, "work"),
+            "tmp_dir": os.path.join(root, "tmp")}
+
+
 class Launcher(abc.ABC):
     """Starts one worker process and hands back its handle and connection."""
 
     name = ""
+
+    def worker_config(self, job: Any, slot: int) -> dict[str, Any]:
+        """What this launcher adds to the job config of the worker of ``slot`` (``job``: the
+        EngineJob): its own folders (:func:`worker_dirs`), so that it never works in the server's
+        working directory."""
+        dirs = worker_dirs(job.parts_dir, slot)
+        return {"scratch_dir": dirs["scratch_dir"], "workdir": dirs["workdir"], "tmp_dir": dirs["tmp_dir"]}
 
     @abc.abstractmethod
     def launch(self, slot: int, job_name: str, log_path: Path) -> tuple[Any, Connection]:
@@ -105,6 +122,11 @@ class _PopenProcess:
             pass
 
 
+def _without_server_settings(environ: Any) -> dict[str, str]:
+    """The environment less the server's own settings (``BATCHPOINT_*``: keys, database URL)."""
+    return {k: v for k, v in environ.items() if not k.startswith("BATCHPOINT_")}
+
+
 class SubprocessLauncher(Launcher):
     """Workers in a given Python interpreter (``python_exe``), which must have Batchpoint installed."""
 
@@ -122,7 +144,7 @@ class SubprocessLauncher(Launcher):
                 popen = subprocess.Popen(
                     [self.python_exe, "-m", "batchpoint.worker", "--fd", str(theirs.fileno())],
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    env={**os.environ, **(self.env or {})}, close_fds=True)
+                    env={**_without_server_settings(os.environ), **(self.env or {})}, close_fds=True)
         except OSError as exc:
             ours.close()
             raise PlatformError(f"cannot start a worker of job {job_name} with the Python interpreter "

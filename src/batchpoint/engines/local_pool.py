@@ -33,8 +33,10 @@ from typing import Any
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
 from batchpoint.engines.dispatch import WorkQueue, fresh_sources
-from batchpoint.engines.launchers import ForkserverLauncher, Launcher, SubprocessLauncher, warm_up
+from batchpoint.engines import launchers
+from batchpoint.engines.launchers import ForkserverLauncher, Launcher, SubprocessLauncher
 from batchpoint.engines.planning import EngineJob, MiniBatch
+from batchpoint.engines.sandbox import SandboxLauncher, check, isolation_of
 from batchpoint.engines.policy import (
     FailureKind, FailurePolicy, WorkerInitError, exit_text,
 )
@@ -59,18 +61,48 @@ class _Worker:
     sources_version: int = 0
 
 
+def warm_up(isolation: dict[str, Any] | None = None) -> None:
+    """At server start-up: say how scoring code will be fenced (an error naming what to install
+    when it cannot be, a warning for the operator's opt-out); the unfenced opt-out starts its
+    forkserver now, so the first job does not pay for the imports."""
+    options = {**(isolation or {}), "mode": (isolation or {}).get("mode", "bwrap")}
+    if options["mode"] == "none":
+        log.warning("workers.isolation is 'none' (BATCHPOINT_WORKERS__ISOLATION): scoring code will run UNFENCED, "
+                    "with this server's rights and view of the machine (its keys, its database, other jobs); "
+                    "docs/security.md, 'Scoring code is fenced'")
+        launchers.warm_up()
+        return
+    problem = check(options)
+    if problem is not None:
+        log.error("jobs on the local pool will fail until this is fixed: %s", problem)
+    else:
+        log.info("scoring code runs fenced: each worker in a bubblewrap sandbox (docs/security.md)")
+
+
 class LocalPoolEngine(Engine):
     name = "local"
 
     def __init__(self, launcher: Launcher | None = None) -> None:
+        #: a launcher given here (tests) is used as it is; else each job's workers are fenced
+        #: (engines/sandbox.py) unless its isolation is the operator's explicit "none"
+        self.given = launcher
         self.launcher = launcher or ForkserverLauncher()
+
+    def _launcher(self, job: EngineJob) -> Launcher:
+        if self.given is not None:
+            return self.given
+        if isolation_of(job)["mode"] != "none":
+            return SandboxLauncher(job, job.python_exe)  # refuses when bubblewrap does not work here
+        log.warning("job %s: its scoring code runs UNFENCED, with the server's rights and view of this machine "
+                    "(workers.isolation is 'none': BATCHPOINT_WORKERS__ISOLATION; docs/security.md)", job.name)
+        # a deployment's own environment: its workers are that interpreter's (docs/environments.md)
+        # (the server's PYTHONPATH and user site-packages left out: only the environment and its worker copy)
+        return (SubprocessLauncher(job.python_exe, env={"PYTHONPATH": "", "PYTHONHOME": "", "PYTHONNOUSERSITE": "1"})
+                if job.python_exe else self.launcher)
 
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
-        # a deployment's own environment: its workers are that interpreter's (docs/environments.md)
-        # (the server's PYTHONPATH and user site-packages left out: only the environment and its worker copy)
-        launcher = (SubprocessLauncher(job.python_exe, env={"PYTHONPATH": "", "PYTHONHOME": "", "PYTHONNOUSERSITE": "1"})
-                    if job.python_exe else self.launcher)
+        launcher = self._launcher(job)
         run = _Run(launcher, job, batches, on_outcome, stop, credentials)
         try:
             run.start()
@@ -104,6 +136,7 @@ class _Run:
             name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
             logs_dir=job.logs_dir, write_rows=job.write_rows, logging_level=job.logging_level,
             environment=job.environment, server_pid=os.getpid())  # the worker ends itself when this process dies
+        config.update(self.launcher.worker_config(job, slot))  # its own folders (and sandbox: no server pid)
         self._send(w, protocol.start(config))
         return w
 

@@ -112,3 +112,8 @@ class EngineJob:
     #: themselves (the same engines, a remote output store): ``source`` as above and ``prefix`` (the
     #: job's ``score`` output folder on it); None: the server's folder for them (``jobs/bi_output.py``)
     bi_output_store: dict[str, str] | None = None
+    #: how the workers are fenced (``engines/sandbox.py``): ``mode`` ("bwrap" | "none"), ``bwrap``
+    #: (the program), ``run_as``/``uid``/``gid`` (the workers' user), ``home`` (the server's home,
+    #: which no worker may see), ``shared`` (folders every worker may write); None: bubblewrap with
+    #: its defaults
+    isolation: dict[str, Any] | None = None

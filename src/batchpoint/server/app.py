@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         app.state.ctx = ctx
         liveness = Liveness(ctx.store, ctx.dispatcher.identity, settings.jobs.heartbeat_interval_s).start()
-        threading.Thread(target=warm_up, name="engine-warm-up", daemon=True).start()
+        threading.Thread(target=warm_up, args=(settings.worker_isolation(),), name="engine-warm-up",
+                         daemon=True).start()
         app.state.metrics = metrics.Metrics(ctx.store, ctx.dispatcher.owner, ctx.dispatcher.identity.host)  # before jobs run: it counts their mini-batches
         ctx.dispatcher.start()
         try:

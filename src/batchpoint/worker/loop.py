@@ -50,6 +50,26 @@ def _redirect_output(log_path: Path, level: str) -> logging.Logger:
     return logging.getLogger("batchpoint.worker")
 
 
+def _own_folders(job: dict[str, Any]) -> None:
+    """Work in the worker's own folder (``workdir`` of the job config), never in the server's
+    working directory: what a script writes to relative paths, and MLflow's ``mlruns/`` (a
+    ``MLFLOW_TRACKING_URI`` inside it, unless the deployment sets one), stay in the job's scratch."""
+    workdir = job.get("workdir")
+    if not workdir:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    os.chdir(workdir)
+    os.environ["HOME"] = workdir
+    os.environ["MLFLOW_TRACKING_URI"] = Path(workdir, "mlruns").as_uri()
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3's file store needs it; older ones ignore it
+    if job.get("tmp_dir"):
+        os.makedirs(job["tmp_dir"], exist_ok=True)
+        os.environ["TMPDIR"] = job["tmp_dir"]
+        import tempfile
+
+        tempfile.tempdir = None  # chosen again, from TMPDIR
+
+
 def _redact_logs(sources: dict[str, Any]) -> None:
     """Mask the credentials this worker holds (and anything secret-looking) in its log records.
     (What the scoring script prints to stdout is its own business: it is not a log record.)"""
@@ -87,16 +107,17 @@ def serve(conn: Any) -> None:
         return
     job = message["job"]
     log = _redirect_output(Path(job["logs_dir"]) / f"worker-{job['worker_id']}.log", job["logging_level"])
-    if job.get("server_pid"):  # the engine asks this worker to end itself when its server dies
-        watch(int(job["server_pid"]), conn)
+    if job.get("server_pid") or job.get("sandboxed"):  # the worker ends itself when its server or engine does
+        watch(int(job["server_pid"]) if job.get("server_pid") else None, conn)
     _redact_logs(job["sources"])
+    _own_folders(job)
     os.environ.update(job["environment"])
     try:
         scorer = make_scorer(job["scorer"])
         started = time.perf_counter()
         scorer.init()
         seconds = time.perf_counter() - started
-        fetcher = Fetcher(job["sources"], scratch_root(job["parts_dir"]))
+        fetcher = Fetcher(job["sources"], job.get("scratch_dir") or scratch_root(job["parts_dir"]))
         log.info("worker %s ready (init took %.3fs)", job["worker_id"], seconds)
     except BaseException as exc:  # noqa: BLE001 - reported to the engine, which fails the job
         log.exception("init failed")

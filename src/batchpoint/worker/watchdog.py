@@ -64,16 +64,21 @@ def _exit(why: str) -> None:
         os._exit(EXIT_ORPHANED)
 
 
-def watch(server_pid: int, conn: Any) -> threading.Thread:
-    """Start the guards for a worker owned by process ``server_pid`` that talks to it over ``conn``."""
-    if os.getppid() != server_pid and _set_pdeathsig() and os.getppid() == 1:
-        _exit("its parent (the worker forkserver) exited before the worker started")
-    if not _alive(server_pid):
-        _exit(f"its server (pid {server_pid}) is gone")
-    try:
-        pidfd: int | None = os.pidfd_open(server_pid)
-    except (AttributeError, OSError):
-        pidfd = None
+def watch(server_pid: int | None, conn: Any) -> threading.Thread:
+    """Start the guards for a worker owned by process ``server_pid`` that talks to it over ``conn``.
+    ``server_pid`` None: a worker in a sandbox (``engines/sandbox.py``), where the server's pid does
+    not exist; only the connection is watched (bwrap's ``--die-with-parent`` ends the sandbox with
+    the server)."""
+    pidfd: int | None = None
+    if server_pid is not None:
+        if os.getppid() != server_pid and _set_pdeathsig() and os.getppid() == 1:
+            _exit("its parent (the worker forkserver) exited before the worker started")
+        if not _alive(server_pid):
+            _exit(f"its server (pid {server_pid}) is gone")
+        try:
+            pidfd = os.pidfd_open(server_pid)
+        except (AttributeError, OSError):
+            pidfd = None
     try:
         conn_fd = conn.fileno()
     except (AttributeError, OSError, ValueError):
@@ -84,13 +89,13 @@ def watch(server_pid: int, conn: Any) -> threading.Thread:
     return thread
 
 
-def _run(server_pid: int, pidfd: int | None, conn_fd: int | None) -> None:
+def _run(server_pid: int | None, pidfd: int | None, conn_fd: int | None) -> None:
     poller = select.poll()
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
     if conn_fd is not None:
         poller.register(conn_fd, 0)  # no events asked: only POLLHUP / POLLERR / POLLNVAL come back
-    timeout_ms = None if pidfd is not None else int(FALLBACK_POLL_S * 1000)
+    timeout_ms = None if pidfd is not None or server_pid is None else int(FALLBACK_POLL_S * 1000)
     while True:
         for fd, events in poller.poll(timeout_ms):
             if fd == pidfd:
@@ -99,7 +104,7 @@ def _run(server_pid: int, pidfd: int | None, conn_fd: int | None) -> None:
                 _exit("the engine closed its connection (its server stopped or the job ended)")
             if events & select.POLLNVAL:  # the connection was closed in this process: the loop ended
                 return
-        if pidfd is None and not _alive(server_pid):
+        if pidfd is None and server_pid is not None and not _alive(server_pid):
             _exit(f"its server (pid {server_pid}) exited")
         if timeout_ms is None:
             time.sleep(0)  # spurious wake-up
