@@ -256,11 +256,26 @@ class Manifest:
             if not entry.get("complete"):
                 yield MiniBatch(int(entry["index"]), tuple(FileRef(s, p) for s, p in entry["files"]))
 
-    def add(self, batch: MiniBatch, durable: bool = True) -> None:
-        self.lines.append({"index": batch.index, "files": [[f.source, f.path] for f in batch.files]},
-                          durable=durable)
+    def add(self, batch: MiniBatch, durable: bool = True, seen: list[list[int | None]] | None = None) -> None:
+        """Record ``batch``; ``seen``: each file's ``[size, modified]`` as listed (``modified`` in
+        ns where the store tells it), kept so that a file changed while the job ran is named."""
+        entry: dict[str, Any] = {"index": batch.index, "files": [[f.source, f.path] for f in batch.files]}
+        if seen is not None:
+            entry["seen"] = seen
+        self.lines.append(entry, durable=durable)
         self.next_index = batch.index + 1
         self.files_recorded += len(batch.files)
+
+    def listed(self) -> Iterator[tuple[str, str, int | None, int | None]]:
+        """Every recorded file with what the listing saw: (input, path, size, modified ns); size
+        and time None where nothing was recorded (a manifest written before they were)."""
+        for entry in self.lines.entries():
+            if entry.get("complete"):
+                continue
+            seen = entry.get("seen") or []
+            for i, (source, path) in enumerate(entry["files"]):
+                size, modified = (seen[i] + [None, None])[:2] if i < len(seen) else (None, None)
+                yield source, path, size, modified
 
     def finish(self, files_total: int, mini_batches_total: int, at: datetime) -> None:
         self.complete = {"complete": True, "files_total": files_total, "mini_batches_total": mini_batches_total,

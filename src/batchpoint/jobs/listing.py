@@ -16,6 +16,7 @@ started before manifests were written has none: resumed, it lists its inputs aga
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -63,6 +64,7 @@ class Lister:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=queue_slots(mini_batch_size, queue_files))
         self.error: BaseException | None = None
         self.closed = threading.Event()
+        self._seen: dict[tuple[str, str], list[int | None]] = {}  # listed files not recorded yet: [size, modified]
         self.thread = threading.Thread(target=self._list, name=f"lister-{name}", daemon=True)
 
     def start(self) -> None:
@@ -74,6 +76,7 @@ class Lister:
                 yield FileRef(key, resolved.path)
                 continue
             for info in open_backend(resolved.spec).iter_files(resolved.path):
+                self._seen[(key, info.path)] = [info.size, info.modified]  # until its mini-batch is recorded
                 yield FileRef(key, info.path)
 
     def _list(self) -> None:
@@ -111,7 +114,8 @@ class Lister:
         for batch in plan_minibatches(fresh, self.size, start=self.manifest.next_index):
             # recorded before the engine can score it; on disk before its resume record is (the job's
             # Progress syncs the manifest, then the done log, then shows the mini-batch as finished)
-            self.manifest.add(batch, durable=False)
+            seen = [self._seen.pop((f.source, f.path), [None, None]) for f in batch.files]
+            self.manifest.add(batch, durable=False, seen=seen)
             if not self._put(batch):
                 return
             if time.monotonic() - shown >= LISTED_SO_FAR_EVERY_S:  # the total grows while the listing goes on
@@ -121,6 +125,36 @@ class Lister:
         at, files, batches = utcnow(), self.manifest.files_recorded, self.manifest.next_index
         self.manifest.finish(files, batches, at)
         record_listing(self.store, self.name, files, batches, at)
+
+    def changed_files(self, limit: int = 5) -> tuple[int, list[str]]:
+        """The input files on a local store that changed after they were listed — size or
+        modification time not as the listing saw them, or gone — counted, and the first ``limit``
+        described. Read from the manifest (never all in memory): one ``stat`` per file. Files on
+        remote stores are not checked (their size is recorded; a check would cost a request each)."""
+        backends = {key: open_backend(resolved.spec) for key, resolved in self.inputs
+                    if resolved.spec.kind == "local"}
+        count, shown = 0, []
+        for source, path, size, modified in self.manifest.listed():
+            backend = backends.get(source)
+            if backend is None or (size is None and modified is None):
+                continue
+            try:
+                st = os.stat(backend.local_path(path) or "")
+                now: tuple[int | None, int | None] = (st.st_size, st.st_mtime_ns)
+            except Exception:  # noqa: BLE001 - gone, or no longer a file of the store: changed
+                now = (None, None)
+            if now[0] is None:
+                what = "removed"
+            elif size is not None and now[0] != size:
+                what = f"size {size} -> {now[0]} bytes"
+            elif modified is not None and now[1] != modified:
+                what = "modified (same size)"
+            else:
+                continue
+            count += 1
+            if len(shown) < limit:
+                shown.append(f"{path} ({what})")
+        return count, shown
 
     def _put(self, item: Any) -> bool:
         while not self.closed.is_set():

@@ -17,6 +17,7 @@ folder, or from the job's staging area on the output store where the engine's no
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,7 @@ def write_output(ws: WorkspaceService, job: JobRow, parts_dir: Path) -> None:
     target = f"{folder}/{output['file_name']}" if folder else output["file_name"]
     budget = ws.settings.jobs.output_retry_s
     first_failure: float | None = None
+    drop_stale_temporaries(backend, folder, job.name)
     for attempt in range(1_000_000):
         parts = output_parts(ws, job)  # the done log's parts only, in order (jobs/assembly.py)
         try:
@@ -146,6 +148,29 @@ def write_output(ws: WorkspaceService, job: JobRow, parts_dir: Path) -> None:
         except (OSError, StorageError) as exc:
             cause = f"[Errno {exc.errno}] {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise _output_failed(ws, job, backend, parts, parts_dir, cause, None) from exc
+
+
+def drop_stale_temporaries(backend: Any, folder: str, job_name: str) -> int:
+    """Remove the half-written ``.tmp-*`` files a server killed while it wrote this job's output
+    left in the output folder (a local store writes a temporary file, then renames it). Only this
+    job writes there (overlaps are refused, its reruns come after it), one file at a time, so any
+    such file is a leftover. Returns how many went; never raises."""
+    local = backend.local_path(folder or "")
+    if not local or not os.path.isdir(local):
+        return 0
+    dropped = 0
+    try:
+        with os.scandir(local) as entries:
+            for entry in entries:
+                if entry.name.startswith(".tmp-") and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    dropped += 1
+    except OSError as exc:
+        log.warning("job %s: could not remove the half-written files in %s: %s", job_name, local, exc)
+    if dropped:
+        log.warning("job %s: removed %d half-written file(s) (.tmp-*) from its output folder %s, left by a server "
+                    "that stopped while it wrote them", job_name, dropped, local)
+    return dropped
 
 
 def _output_failed(ws: WorkspaceService, job: JobRow, backend: Any, parts: list[Any], parts_dir: Path,

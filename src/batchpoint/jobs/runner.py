@@ -153,8 +153,25 @@ class JobRunner:
         write_errors_file(self.ws, job)
         if staged is not None:
             drop_staged_parts(self.ws, job.name)  # the output holds them now (kept when a file failed)
+        summary = progress.summary() + self._changed_inputs(job.name, lister)
         self._record(f"job {job.name} Completed",
-                     lambda: transition(self.store, job.name, JobStatus.COMPLETED, progress.summary()))
+                     lambda: transition(self.store, job.name, JobStatus.COMPLETED, summary))
+
+    def _changed_inputs(self, name: str, lister: Lister) -> str:
+        """A warning for the job's status message when input files changed after they were
+        listed (truncated, replaced, removed while the job ran): their rows may be from either
+        version. The job is not failed for it. Empty when none did."""
+        try:
+            count, shown = lister.changed_files()
+        except Exception:  # noqa: BLE001 - a warning must not fail the job
+            log.warning("job %s: could not check its input files for changes", name, exc_info=True)
+            return ""
+        if not count:
+            return ""
+        more = f" and {count - len(shown)} more" if count > len(shown) else ""
+        log.warning("job %s: %d input file(s) changed while it ran: %s%s", name, count, ", ".join(shown), more)
+        return (f"; warning: {count} input file(s) changed after they were listed, while the job ran (their rows "
+                f"may come from either version): {', '.join(shown)}{more}")
 
     def _environment(self, job: JobRow, folder: JobFolder) -> str | None:
         """The Python of the deployment's environment, built or found in the cache (None: the server's)."""

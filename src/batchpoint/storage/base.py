@@ -73,10 +73,12 @@ def retries_of(config: dict[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """One file under a backend's root: ``path`` relative to the root, ``size`` in bytes."""
+    """One file under a backend's root: ``path`` relative to the root, ``size`` in bytes,
+    ``modified`` its modification time in nanoseconds where the backend knows it cheaply (local)."""
 
     path: str
     size: int | None = None
+    modified: int | None = None
 
 
 def _decoded(segment: str) -> str:

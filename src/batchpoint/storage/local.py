@@ -67,6 +67,18 @@ class _AtomicWriter:
         self.close(commit=exc_type is None)
 
 
+def _relpath(path: str) -> str:
+    """:func:`normalize_relpath` of a path in a local folder. On POSIX a backslash is a character
+    of a file name (``a\\b.csv`` is one file, and is listed as such), not a separator: the path is
+    checked with the same refusals (``..`` segments however spelled, NUL) but split on ``/`` only;
+    read as a separator, a listed ``a\\b.csv`` became ``a/b.csv``, which does not exist ("listed,
+    then removed")."""
+    rel = normalize_relpath(path)
+    if os.sep != "/" or "\\" not in (path or ""):
+        return rel
+    return "/".join(p for p in path.split("/") if p not in ("", "."))
+
+
 class LocalBackend(StorageBackend):
     kind = "local"
 
@@ -89,7 +101,7 @@ class LocalBackend(StorageBackend):
         return os.path.realpath(real) if os.path.islink(real) else real
 
     def _abs(self, path: str) -> Path:
-        rel = normalize_relpath(path)
+        rel = _relpath(path)
         if not rel:
             return self.root
         full = os.path.join(self._root, rel)
@@ -132,7 +144,8 @@ class LocalBackend(StorageBackend):
                 yield from self._walk(entry.path)
             elif entry.is_file():
                 rel = entry.path[cut:]
-                yield FileInfo(rel if os.sep == "/" else rel.replace(os.sep, "/"), entry.stat().st_size)
+                st = entry.stat()
+                yield FileInfo(rel if os.sep == "/" else rel.replace(os.sep, "/"), st.st_size, st.st_mtime_ns)
 
     def open_read(self, path: str) -> IO[bytes]:
         full = self._abs(path)
