@@ -42,7 +42,8 @@ from batchpoint.entities import (  # noqa: E402
 from batchpoint.constants import BatchDeploymentType, InputOutputModes  # noqa: E402
 from batchpoint.exceptions import BatchpointError  # noqa: E402
 from batchpoint.sdk.client import MLClient  # noqa: E402
-from batchpoint.sdk.unsupported import NotSupportedError, entity_refused  # noqa: E402
+from batchpoint.azure_names import entity_refused  # noqa: E402
+from batchpoint.sdk.unsupported import NotSupportedError  # noqa: E402
 
 __all__ = [
     "__version__",

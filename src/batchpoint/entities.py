@@ -6,6 +6,7 @@ field is an error naming it), the REST bodies and the SDK objects. Field names a
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -96,6 +97,11 @@ def _strict_flag(value: Any, info: Any) -> Any:
     return value
 
 
+def _path_text(value: Any) -> Any:
+    """A ``pathlib.Path`` (or any ``os.PathLike``), as azure-ai-ml takes for a path: its text."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 class _Asset(_Resource):
     """``tags`` and ``properties`` (text to text), which every Azure asset has."""
 
@@ -167,6 +173,11 @@ class Data(_Asset):
     def _version_text(cls, value: Any) -> Any:
         return _version_text(value)
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        return _path_text(value)
+
 
 DataAsset = Data
 
@@ -185,6 +196,11 @@ class Model(_Asset):
     @classmethod
     def _version_text(cls, value: Any) -> Any:
         return _version_text(value)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        return _path_text(value)
 
 
 class Environment(_Asset):
@@ -277,6 +293,12 @@ class AmlCompute(_Resource):
                              "127.0.0.1:6379 or ray-head.example.com:6379)")
         return self
 
+    @property
+    def provisioning_state(self) -> str | None:
+        """azure-ai-ml's ``provisioning_state``: a compute here is a record with no VMs to provision,
+        so one the server returned is ``Succeeded`` (None for one not yet created)."""
+        return "Succeeded" if self.id else None
+
 
 _RAY_ADDRESS = re.compile(r"[A-Za-z0-9._-]+:[0-9]{1,5}|\[[0-9A-Fa-f:]+\]:[0-9]{1,5}")
 
@@ -287,15 +309,50 @@ Compute = AmlCompute
 # ---- endpoints and deployments ----------------------------------------------------------------
 
 
+class BatchEndpointDefaults(dict):  # type: ignore[type-arg]
+    """An endpoint's ``defaults``: a mapping (``defaults["deployment_name"]``, as the REST body has
+    it) that also reads and sets by attribute (``endpoint.defaults.deployment_name = "blue"``, as
+    azure-ai-ml's ``BatchEndpointDefaults``). A missing key reads as None."""
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return self.get(key)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if value is None:
+            self.pop(key, None)
+        else:
+            self[key] = value
+
+    def __delattr__(self, key: str) -> None:
+        self.pop(key, None)
+
+
 class BatchEndpoint(_Asset):
     SERVER_FIELDS: ClassVar[frozenset[str]] = _Resource.SERVER_FIELDS | {"scoring_uri", "provisioning_state"}
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
     description: str | None = None
     auth_mode: Literal["aad_token", "key"] = "aad_token"
-    defaults: dict[str, str] = Field(default_factory=dict)  # {"deployment_name": ...}
+    defaults: dict[str, str] = Field(default_factory=BatchEndpointDefaults)  # {"deployment_name": ...}
     scoring_uri: str | None = None
     provisioning_state: str | None = None
+
+    @field_validator("defaults", mode="before")
+    @classmethod
+    def _defaults_mapping(cls, value: Any) -> Any:
+        """azure-ai-ml's ``BatchEndpointDefaults(deployment_name=...)`` object, or None: a mapping."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict) and hasattr(value, "deployment_name"):
+            return {"deployment_name": value.deployment_name} if value.deployment_name else {}
+        return value
+
+    @field_validator("defaults", mode="after")
+    @classmethod
+    def _defaults_by_attribute(cls, value: dict[str, str]) -> dict[str, str]:
+        return BatchEndpointDefaults(value)
 
     @property
     def default_deployment_name(self) -> str | None:
@@ -305,6 +362,11 @@ class BatchEndpoint(_Asset):
 class CodeConfiguration(_Entity):
     code: str
     scoring_script: str
+
+    @field_validator("code", "scoring_script", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        return _path_text(value)
 
 
 class BatchRetrySettings(_Entity):
@@ -427,7 +489,62 @@ class BatchDeployment(_Asset):
         return self.resources.instance_count * self.settings.max_concurrency_per_instance
 
 
-ModelBatchDeployment = BatchDeployment
+class ModelBatchDeploymentSettings(_Entity):
+    """azure-ai-ml's ``ModelBatchDeploymentSettings``: a model deployment's settings, with
+    ``instance_count`` among them (it becomes the deployment's ``resources.instance_count``). A
+    setting left None takes the deployment's default."""
+
+    mini_batch_size: int | None = Field(default=None, ge=1)
+    instance_count: int | None = Field(default=None, ge=1)
+    max_concurrency_per_instance: int | None = Field(default=None, ge=1)
+    output_action: Literal["append_row", "summary_only"] | None = None
+    output_file_name: str | None = None
+    retry_settings: BatchRetrySettings | None = None
+    environment_variables: dict[str, str] | None = None
+    error_threshold: int | None = Field(default=None, ge=-1)
+    logging_level: str | None = None
+
+    @model_validator(mode="after")
+    def _summary_has_no_file(self) -> ModelBatchDeploymentSettings:
+        if self.output_action == "summary_only" and self.output_file_name:
+            raise ValueError("output_action summary_only writes no predictions file: leave output_file_name out "
+                             "(it applies to append_row only)")
+        return self
+
+
+class ModelBatchDeployment(BatchDeployment):
+    """azure-ai-ml's ``ModelBatchDeployment``: ``settings=ModelBatchDeploymentSettings(...)``
+    (``instance_count`` inside it), or ``resources=ResourceConfiguration(instance_count=...)``;
+    ``code_path`` + ``scoring_script`` as a short form of ``code_configuration``. Stored as a
+    ``BatchDeployment`` (``type: model``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _azure_model_shape(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        settings = data.get("settings")
+        if isinstance(settings, ModelBatchDeploymentSettings):
+            settings = settings.model_dump(exclude_none=True)
+        if isinstance(settings, dict) and "instance_count" in settings:
+            settings = dict(settings)
+            count = settings.pop("instance_count")
+            resources = data.get("resources")
+            resources = (resources.model_dump(exclude_unset=True) if isinstance(resources, ResourceConfiguration)
+                         else dict(resources or {}))
+            if count is not None and resources.get("instance_count") is None:
+                resources["instance_count"] = count
+            data["resources"] = resources
+        if settings is not None:
+            data["settings"] = settings
+        code_path, script = data.pop("code_path", None), data.pop("scoring_script", None)
+        if code_path is not None or script is not None:
+            if data.get("code_configuration") is not None or code_path is None or script is None:
+                raise ValueError("give code_path and scoring_script together, or code_configuration="
+                                 "CodeConfiguration(code=..., scoring_script=...), not both")
+            data["code_configuration"] = {"code": _path_text(code_path), "scoring_script": _path_text(script)}
+        return data
 
 
 # ---- inputs and jobs --------------------------------------------------------------------------
@@ -438,6 +555,11 @@ class Input(_Entity):
     path: str
     mode: str | None = None
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        return _path_text(value)
+
 
 class Output(_Entity):
     """Where a job writes its output (``outputs={"score": Output(path=...)}``), as azure-ai-ml's
@@ -446,6 +568,11 @@ class Output(_Entity):
     type: Literal["uri_folder", "uri_file"] = "uri_folder"
     path: str
     mode: str | None = None
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        return _path_text(value)
 
 
 class JobOutput(_Entity):
@@ -561,6 +688,25 @@ class Job(_Resource):
     #: failed files by kind, the first few, and the errors file (``job show``; None: no failures)
     errors: dict[str, Any] | None = None
 
+    @property
+    def creation_context(self) -> SystemData:
+        """azure-ai-ml's ``creation_context``: who created the job and when, and when it last
+        changed (its end for an ended job, else its record's last update)."""
+        return SystemData(created_at=self.created_at, created_by=self.created_by,
+                          last_modified_at=self.end_time or self.updated_at or self.created_at,
+                          last_modified_by=self.created_by)
+
+
+class SystemData(_Entity):
+    """A resource's creation context, as azure-ai-ml's ``SystemData`` names its fields."""
+
+    created_at: datetime | None = None
+    created_by: str | None = None
+    created_by_type: str | None = None
+    last_modified_at: datetime | None = None
+    last_modified_by: str | None = None
+    last_modified_by_type: str | None = None
+
 
 class Workspace(_Entity):
     name: str
@@ -571,3 +717,13 @@ class Workspace(_Entity):
     storage_account: str
     default_datastore: str
     server_version: str
+
+
+def __getattr__(name: str) -> Any:
+    """An azure-ai-ml entity Batchpoint does not have: an ImportError naming what to use instead."""
+    from batchpoint.azure_names import entity_refused
+
+    refused = entity_refused(name)
+    if refused is not None:
+        raise refused
+    raise AttributeError(f"module 'batchpoint.entities' has no attribute '{name}'")

@@ -227,8 +227,11 @@ def test_every_azure_operation_is_there_or_refused(tmp_path: Path) -> None:
 
 def test_azure_entities_not_here_are_refused_on_import() -> None:
     for name, hint in ENTITIES.items():
-        with pytest.raises(ImportError, match="not supported by Batchpoint; instead: "):
-            exec(f"from batchpoint import {name}", {})
+        for module in ("batchpoint", "batchpoint.entities"):
+            with pytest.raises(ImportError, match=f"{name} \\(azure-ai-ml\\) is not supported by Batchpoint; instead: "):
+                exec(f"from {module} import {name}", {})
         assert f"`{name}`" in DOC.read_text(), f"{name} is refused but not listed in the docs"
-    with pytest.raises(ImportError, match="cannot import name"):
-        exec("from batchpoint import NoSuchThing", {})
+    for module in ("batchpoint", "batchpoint.entities"):
+        with pytest.raises(ImportError, match="cannot import name"):
+            exec(f"from {module} import NoSuchThing", {})
+    assert not hasattr(batchpoint.entities, "NoSuchThing")
