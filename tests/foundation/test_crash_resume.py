@@ -90,6 +90,9 @@ def test_job_resumes_after_the_server_is_killed(tmp_path: Path, heart_model_dir:
             assert (p.mini_batches_total, p.mini_batches_completed, p.mini_batches_failed) == (2, 1, 1)
             assert [Path(f.file).name for f in final.failures] == [FAILING]
             assert FAILING in (final.status_message or ""), final.status_message
+            steps = [s["name"] for s in final.phases if s["kind"] == "status"]  # `job show`'s history
+            assert steps.count("Crashed") == 1 and steps.index("Crashed") < len(steps) - 1, steps
+            assert final.server == client._transport.json("GET", "/health")["server"]  # the server that resumed it
             saved = client.jobs.download(job.name, download_path=tmp_path / "out")
             by_name = {s.name: s for s in saved}
             assert sorted(by_name) == ["errors.jsonl", "predictions.csv"]

@@ -1,7 +1,8 @@
 """A job's phases and their times, from its status and phase events (``job show``, the web page).
 
 Each status the job passed through is a step (``Queued``, ``Preparing``, ``Running``,
-``Finalizing``, then the terminal one, which takes no time); each ``phase`` event pair inside a
+``Finalizing``, then the terminal one, which takes no time; a job resumed after its server went
+silent shows ``Crashed`` there too, also taking no time, with its message); each ``phase`` event pair inside a
 status (``building environment``, ``listing``, ``writing outputs``, …, see
 ``lifecycle.phase``) is a step ``within`` that status. When no ``listing`` phase events were
 written, the listing is shown from the start of ``Running`` to the job's ``listing_completed_at``
@@ -36,13 +37,15 @@ def timeline(job: JobRow, events: list[JobEventRow]) -> list[dict[str, Any]]:
     saw_listing = False
     for ev in events:
         at = as_utc(ev.at)
-        if ev.type == "status" and ev.status and ev.status != "Crashed":
+        if ev.type == "status" and ev.status:
             if current is not None:
                 current["ended_at"], current["seconds"] = _iso(at), _secs(current["_start"], at)
             current = {"name": ev.status, "kind": "status", "started_at": _iso(at), "ended_at": None,
                        "seconds": None, "_start": at}
+            if ev.status == "Crashed":  # its server went silent: a mark (with why), then Queued again
+                current["message"] = ev.message
             steps.append(current)
-            if ev.status in TERMINAL:
+            if ev.status in TERMINAL or ev.status == "Crashed":
                 current["ended_at"], current["seconds"] = _iso(at), 0.0
                 current = None
         elif ev.type == "phase":

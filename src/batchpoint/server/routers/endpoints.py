@@ -30,9 +30,32 @@ def _shown(endpoint: BatchEndpoint, request: Request) -> dict[str, Any]:
     return body
 
 
-@router.get("", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ)])
-def list_endpoints(request: Request, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return [_shown(ctx.workspace.endpoint_entity(r), request) for r in ctx.store.list_endpoints()]
+def visible_endpoints(request: Request) -> Any:
+    """For the endpoint list: None when the caller may read every endpoint (``endpoints/read`` on
+    the workspace), else a test of one endpoint's name (the role is on that endpoint only, as an
+    endpoint-scoped Invoker's); 403 when no role of the caller reads endpoints anywhere."""
+    from batchpoint.auth.scopes import authorize, missing_permission_error
+
+    principal = request.state.principal_id
+    own = request.app.state.ctx.auth.assignments(principal)
+    if authorize(own, P.ENDPOINTS_READ, "workspace"):
+        return None
+    if not any(P.ENDPOINTS_READ in P.role_permissions(a.role) for a in own):
+        raise missing_permission_error(principal, P.ENDPOINTS_READ, "workspace")
+    return lambda name: authorize(own, P.ENDPOINTS_READ, f"endpoint:{name}")
+
+
+visible_endpoints.permission = P.ENDPOINTS_READ  # type: ignore[attr-defined]
+visible_endpoints.scope_name = "visible_endpoints"  # type: ignore[attr-defined]
+
+
+@router.get("", tags=["batch endpoints"])
+def list_endpoints(request: Request, ctx: AppContext = Depends(get_context),
+                   shown: Any = Depends(visible_endpoints)) -> list[dict[str, Any]]:
+    """The endpoints the caller may read: all of them with ``endpoints/read`` on the workspace,
+    else those their endpoint-scoped roles name (as job lists show one's own jobs)."""
+    return [_shown(ctx.workspace.endpoint_entity(r), request) for r in ctx.store.list_endpoints()
+            if shown is None or shown(r.name)]
 
 
 @router.put("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])

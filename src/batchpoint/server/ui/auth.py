@@ -42,6 +42,10 @@ class Access:
     def may(self, permission: str, scope: str = "workspace") -> bool:
         return authorize(self.grants, permission, scope)
 
+    def may_anywhere(self, permission: str) -> bool:
+        """Whether some role of the principal, on any scope, grants ``permission``."""
+        return any(permission in P.role_permissions(a.role) for a in self.grants)
+
     def job_scope(self, job: Any) -> str:
         return f"endpoint:{job.endpoint_name}" if job.endpoint_name else "workspace"
 

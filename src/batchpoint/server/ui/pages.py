@@ -11,6 +11,7 @@ from typing import Any
 from batchpoint.auth import permissions as P
 from batchpoint.exceptions import BatchpointError, PermissionDeniedError
 from batchpoint.jobs.errors_file import errors_file_name, errors_file_uri
+from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.output import output_location
 from batchpoint.jobs.views import job_entity
 from batchpoint.server.ui.auth import Access
@@ -33,10 +34,13 @@ def needs(access: Access, permission: str, scope: str = "workspace") -> str:
 
 
 def endpoints(ctx: Any, access: Access) -> dict[str, Any]:
-    if not access.may(P.ENDPOINTS_READ):
+    """Every endpoint the principal may read: all with endpoints/read on the workspace, else those
+    its endpoint-scoped roles name (an Invoker of one endpoint sees that one), as the API's list."""
+    rows = [r for r in ctx.store.list_endpoints() if access.may(P.ENDPOINTS_READ, f"endpoint:{r.name}")]
+    if not rows and not access.may_anywhere(P.ENDPOINTS_READ):
         return {"denied": needs(access, P.ENDPOINTS_READ), "endpoints": []}
     shown = []
-    for row in ctx.store.list_endpoints():
+    for row in rows:
         endpoint = ctx.workspace.endpoint_entity(row)
         scope = f"endpoint:{endpoint.name}"
         deployments = None
@@ -47,13 +51,75 @@ def endpoints(ctx: Any, access: Access) -> dict[str, Any]:
     return {"denied": None, "endpoints": shown}
 
 
-def jobs(ctx: Any, access: Access, endpoint: str | None = None, limit: int = 200) -> dict[str, Any]:
+STATUSES = ("Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled")
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+def status_label(job: Any) -> tuple[str, str]:
+    """(text, css class) of a job's status: a Completed job with failed files says so, with the count."""
+    failed = job.progress.files_failed if hasattr(job, "progress") else job.files_failed
+    if job.status == "Completed" and failed:
+        return f"Completed with {failed} failed file{'s' if failed != 1 else ''}", "status-completed-failures"
+    return job.status, f"status-{job.status.lower()}"
+
+
+def duration(job: Any) -> str:
+    """From its start to its end (or now, while it runs); empty before it started."""
+    from batchpoint._internal.clock import as_utc, utcnow
+
+    start = as_utc(job.start_time)
+    if start is None:
+        return ""
+    seconds = max(0, int(((as_utc(job.end_time) or utcnow()) - start).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s" if rest >= 60 else f"{rest}s"
+
+
+def jobs(ctx: Any, access: Access, endpoint: str | None = None, status: str | None = None, user: str | None = None,
+         page: int = 1, size: int = PAGE_SIZE) -> dict[str, Any]:
+    """A page of ``size`` jobs, newest first, filtered by status, endpoint and who started it."""
     only = access.job_filter()
+    endpoints = [r.name for r in ctx.store.list_endpoints()]
+    filters = {"endpoint": endpoint or "", "status": status or "", "user": user or "",
+               "size": "" if size == PAGE_SIZE else str(size)}
     if only is False:
-        return {"denied": needs(access, P.JOBS_READ_OWN), "jobs": []}
-    rows = ctx.store.list_jobs(endpoint=endpoint, created_by=only, limit=limit, offset=0)
-    return {"denied": None, "jobs": [job_entity(ctx.workspace, r, with_failures=False) for r in rows],
-            "own_only": only is not None}
+        return {"denied": needs(access, P.JOBS_READ_OWN), "jobs": [], "filters": filters, "statuses": STATUSES,
+                "endpoint_names": endpoints, "page": 1, "next_page": None}
+    page = max(1, page)
+    created_by = only if only is not None else (user or None)
+    rows = [] if only is not None and user and user != only else ctx.store.list_jobs(
+        endpoint=endpoint, created_by=created_by, limit=size + 1, offset=(page - 1) * size,
+        statuses=[status] if status else None)
+    shown = []
+    for r in rows[:size]:
+        entity = job_entity(ctx.workspace, r, with_failures=False)
+        text, css = status_label(entity)
+        shown.append({"job": entity, "status_text": text, "status_class": css, "duration": duration(entity)})
+    return {"denied": None, "jobs": shown, "own_only": only is not None, "filters": filters, "statuses": STATUSES,
+            "endpoint_names": endpoints, "page": page, "next_page": page + 1 if len(rows) > size else None}
+
+
+def servers(ctx: Any, access: Access) -> dict[str, Any]:
+    """The workspace's servers (server/instance.py) and its Ray clusters (computes of type ray)."""
+    from datetime import timedelta
+
+    from batchpoint._internal.clock import as_utc, utcnow
+    from batchpoint.server.instance import list_servers
+
+    if not access.may(P.WORKSPACE_READ):
+        return {"denied": needs(access, P.WORKSPACE_READ), "servers": [], "clusters": None, "clusters_denied": None}
+    alive_after = utcnow() - timedelta(seconds=ctx.settings.jobs.heartbeat_interval_s * 3)
+    running = {}
+    for row in ctx.store.list_jobs(statuses=("Preparing", "Running", "Finalizing"), limit=10_000):
+        running[row.owner] = running.get(row.owner, 0) + 1
+    shown = [{"row": r, "alive": as_utc(r.seen_at) > alive_after, "this": r.id == ctx.dispatcher.owner,
+              "jobs": running.get(r.id, 0)} for r in list_servers(ctx.store)]
+    clusters = None
+    if access.may(P.COMPUTES_READ):
+        clusters = [ctx.workspace.compute_entity(c) for c in ctx.store.list_computes() if c.spec.get("type") == "ray"]
+    return {"denied": None, "servers": shown, "clusters": clusters,
+            "clusters_denied": None if clusters is not None else needs(access, P.COMPUTES_READ)}
 
 
 def readable_job(ctx: Any, access: Access, name: str, data: bool = False) -> Any:
@@ -80,12 +146,38 @@ def output_files(ctx: Any, job: Any) -> list[dict[str, str]]:
     return files
 
 
+def job_pictures(ctx: Any, row: Any, data: bool) -> dict[str, Any]:
+    """The charts of rows/s and mini-batches done over time (from the job's progress events) and,
+    with the job's data permission (they are read from its worker logs), the per-worker timeline."""
+    from batchpoint._internal.clock import as_utc
+    from batchpoint.server.ui import charts
+
+    events = ctx.store.list_job_events(row.name, 0, 50_000, types=("progress",))
+    progress = charts.progress_charts(charts.progress_series(events, as_utc(row.start_time)))
+    timeline, cut = None, False
+    if data:
+        folder = JobFolder.local(ctx.settings.jobs_dir, row.name)
+        logs = {}
+        for log_name, _ in folder.log_files():
+            raw = folder.read_log(log_name, 0, 16 << 20)
+            if raw is not None and log_name.startswith("worker-"):
+                logs[log_name] = raw.decode("utf-8", "replace")
+        final: dict[int, int] = {}
+        for failure in ctx.store.list_failures(row.name, limit=100_000):
+            final[failure.mini_batch] = final.get(failure.mini_batch, 0) + 1
+        spans, cut = charts.worker_spans(logs, final)
+        timeline = charts.worker_timeline(spans)
+    return {"charts": progress, "timeline": timeline, "timeline_cut": cut}
+
+
 def job(ctx: Any, access: Access, name: str) -> dict[str, Any]:
     row = readable_job(ctx, access, name)
     entity = job_entity(ctx.workspace, row, server_paths=access.sees_server_paths())
     data = access.may_read_job_data(row)
+    text, css = status_label(entity)
     return {"job": entity, "data_allowed": data, "data_denied": None if data else needs(
                 access, P.JOBS_OUTPUTS_READ, access.job_scope(row)),
+            "status_text": text, "status_class": css, "duration": duration(entity), **job_pictures(ctx, row, data),
             "files": output_files(ctx, row) if data and row.status in TERMINAL else [],
             "may_cancel": access.may(P.JOBS_CANCEL, access.job_scope(row)) and row.status not in TERMINAL,
             "terminal": row.status in TERMINAL, "errors_file_name": errors_file_name(row),
@@ -96,7 +188,8 @@ def job(ctx: Any, access: Access, name: str) -> dict[str, Any]:
 def job_json(ctx: Any, access: Access, name: str) -> dict[str, Any]:
     values = job(ctx, access, name)
     entity = values["job"]
-    return {"status": entity.status, "status_message": entity.status_message, "progress": entity.progress.to_dict(),
+    return {"status": entity.status, "status_text": values["status_text"], "status_class": values["status_class"],
+            "status_message": entity.status_message, "progress": entity.progress.to_dict(),
             "phases": entity.phases, "errors": entity.errors, "files": values["files"],
             "log_files": entity.log_files if values["data_allowed"] else []}
 

@@ -1,5 +1,6 @@
-"""``/ui``: server-rendered pages of endpoints, jobs (live progress over the job events' SSE
-stream), a job's log and errors file, data assets and models. See docs/observability.md.
+"""``/ui``: server-rendered pages of endpoints, jobs (filters, paging; live progress over the job
+events' SSE stream, charts and a per-worker timeline drawn as SVG on the server), a job's log and
+errors file, data assets and models, servers and Ray clusters. See docs/observability.md.
 
 Mounted as a Starlette router (``server/app.py``), so the API's hand-written authorization table
 lists API routes only; every page here checks the same permissions as the API route that shows
@@ -19,7 +20,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainT
 from starlette.routing import Route, Router
 
 from batchpoint.auth import permissions as P
-from batchpoint.exceptions import AuthenticationError, BatchpointError, NotFoundError
+from batchpoint.exceptions import AuthenticationError, BatchpointError, NotFoundError, ValidationError
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.output import output_location
 from batchpoint.server.ui import pages
@@ -177,8 +178,23 @@ def endpoints_page(request: Request, access: Access) -> Response:
 
 
 def jobs_page(request: Request, access: Access) -> Response:
-    return render(request, "jobs.html", nav="jobs",
-                  **pages.jobs(request.app.state.ctx, access, endpoint=request.query_params.get("endpoint") or None))
+    q = request.query_params
+    status = q.get("status") or None
+    if status is not None and status not in pages.STATUSES:
+        raise ValidationError(f"status '{status}' is not a job status; use one of {', '.join(pages.STATUSES)}")
+    try:
+        page_number, size = int(q.get("page") or 1), int(q.get("size") or pages.PAGE_SIZE)
+    except ValueError:
+        raise ValidationError(f"page '{q.get('page')}' and size '{q.get('size')}' must be whole numbers") from None
+    if not 1 <= size <= pages.MAX_PAGE_SIZE or page_number < 1:
+        raise ValidationError(f"size must be 1 to {pages.MAX_PAGE_SIZE} jobs a page, and page 1 or more")
+    return render(request, "jobs.html", nav="jobs", **pages.jobs(
+        request.app.state.ctx, access, endpoint=q.get("endpoint") or None, status=status,
+        user=(q.get("user") or "").strip() or None, page=page_number, size=size))
+
+
+def servers_page(request: Request, access: Access) -> Response:
+    return render(request, "servers.html", nav="servers", **pages.servers(request.app.state.ctx, access))
 
 
 def job_page(request: Request, access: Access) -> Response:
@@ -259,5 +275,6 @@ router = Router(routes=[
     Route("/jobs/{name}/outputs/{output}/files/{path:path}", data_route(job_output_file)),
     Route("/jobs/{name}/cancel", cancel_job, methods=["POST"]),
     Route("/assets", page(assets_page)),
+    Route("/servers", page(servers_page)),
 ])
 

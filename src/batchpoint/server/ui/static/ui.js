@@ -42,9 +42,9 @@
     const table = $("phases");
     if (!table) return;
     const row = table.insertRow(-1);
-    row.className = ev.type === "status" ? "status" : "phase";
+    row.className = ev.type === "status" ? "status" + (ev.status === "Crashed" ? " crashed" : "") : "phase";
     const label = ev.type === "status" ? ev.status : "\u00a0\u00a0" + (ev.data.phase || "?");
-    const state = ev.type === "status" ? "" : (ev.data.state || "");
+    const state = ev.type === "status" ? (ev.status === "Crashed" ? ev.message || "" : "") : (ev.data.state || "");
     const secs = typeof ev.data.seconds === "number" ? ev.data.seconds.toFixed(1) : "";
     [label, state, secs].forEach((value) => { row.insertCell(-1).textContent = value; });
   }
@@ -54,7 +54,9 @@
       .then((r) => (r.ok ? r.json() : null))
       .then((s) => {
         if (!s) return;
-        text("status", s.status);
+        text("status", s.status_text || s.status);  // "Completed with N failed files"
+        $("status").className = "status " + (s.status_class || "status-" + s.status.toLowerCase());
+        $("status").dataset.status = s.status;
         text("status-message", s.status_message || "");
         showProgress(s.progress);
         const table = $("phases");
@@ -62,8 +64,8 @@
           while (table.rows.length > 1) table.deleteRow(1);
           s.phases.forEach((p) => {
             const row = table.insertRow(-1);
-            row.className = p.kind;
-            [(p.kind === "phase" ? "\u00a0\u00a0" : "") + p.name, p.state || "", (p.seconds || 0).toFixed(1)]
+            row.className = p.kind + (p.name === "Crashed" ? " crashed" : "");
+            [(p.kind === "phase" ? "\u00a0\u00a0" : "") + p.name, p.state || p.message || "", (p.seconds || 0).toFixed(1)]
               .forEach((value) => { row.insertCell(-1).textContent = value; });
           });
         }
@@ -123,6 +125,7 @@
       if (ev.status === "Running" && !runningAt) runningAt = Date.parse(ev.at);
       text("status", ev.status);
       $("status").className = "status status-" + ev.status.toLowerCase();
+      $("status").dataset.status = ev.status;
       text("status-message", ev.message || "");
     } else if (ev.type === "phase") {
       addPhaseRow(ev);
