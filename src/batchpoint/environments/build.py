@@ -142,6 +142,12 @@ class Builder:
                     return Built(final, str(env_python(final)), True, time.monotonic() - started, record)
         record = read_record(final) or {}
         log(f"environment {final.name} found in the cache (built {record.get('built_at', '?')}); no build")
+        if record.get("python_requested") or record.get("changes"):
+            log(f"it was built with Python {record.get('python')} (the spec asks for "
+                f"{record.get('python_requested') or 'none in particular'}), resolved for Python "
+                f"{record.get('resolved_for_python')}; {record.get('rule')}")
+            for change in record.get("changes") or []:
+                log(f"  change: {change}")
         link_worker(final, self.root)
         touch_last_used(final)
         return Built(final, str(env_python(final)), False, time.monotonic() - started, record)
