@@ -24,7 +24,9 @@ Every command that prints a resource takes `-o/--output json|tsv|table|yaml|none
 `batchpoint batch-endpoint invoke ... --query name -o tsv` prints only the job name.
 
 With no `BATCHPOINT_SERVER_URL` set, commands use the local server under `BATCHPOINT_HOME`
-(default `~/.batchpoint`), starting it on first use. Errors print one `ERROR:` line and exit 1.
+(default `~/.batchpoint`), starting it on first use. Errors print one `ERROR:` line and exit 1; a
+usage error (an unknown option, a missing required one) exits 2 with click's `Usage:` message, and a
+declined confirmation (or Ctrl-C) prints `Aborted.` and exits 130.
 """
 
 

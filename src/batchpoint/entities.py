@@ -335,6 +335,11 @@ class BatchEndpoint(_Asset):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
     description: str | None = None
     auth_mode: Literal["aad_token", "key"] = "aad_token"
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_rule(cls, value: Any) -> Any:
+        return check_endpoint_name("batch endpoint", value)
     defaults: dict[str, str] = Field(default_factory=BatchEndpointDefaults)  # {"deployment_name": ...}
     scoring_uri: str | None = None
     provisioning_state: str | None = None
@@ -407,6 +412,17 @@ class BatchDeploymentSettings(_Entity):
         return check_output_file_name(value)
 
 
+#: Azure's rule for batch endpoint and deployment names, in words (the fields' pattern says the same)
+ENDPOINT_NAME_RULE = "3 to 32 characters: a letter first, then letters, digits or '-'"
+
+
+def check_endpoint_name(what: str, value: Any) -> Any:
+    """A batch endpoint's or deployment's name, refused with the rule in words (not a regex)."""
+    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{2,31}", value):
+        raise ValueError(f"{what} name '{value}' is not valid: a name is {ENDPOINT_NAME_RULE}")
+    return value
+
+
 #: what output_file_name may be (Azure's blob naming rules, narrowed to one file name on any store)
 OUTPUT_FILE_NAME_RULE = (
     "a plain file name like predictions.csv: 1 to 255 bytes (UTF-8), no '/' or '\\', no control characters "
@@ -440,6 +456,11 @@ class BatchDeployment(_Asset):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,31}$")
     endpoint_name: str
     type: Literal["model"] = "model"
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_rule(cls, value: Any) -> Any:
+        return check_endpoint_name("deployment", value)
     description: str | None = None
     model: str | Model
     code_configuration: CodeConfiguration | None = None

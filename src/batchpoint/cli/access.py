@@ -58,7 +58,7 @@ def key_revoke(principal_id, key_id) -> None:
 
 @click.group("role")
 def role() -> None:
-    """Roles: Owner, Contributor, Invoker, Reader, DataReader."""
+    """Roles: Owner, Contributor, Invoker, Reader, DataReader, DataWriter."""
 
 
 @role.group("assignment")

@@ -68,12 +68,22 @@ def endpoint_delete(name, yes, force) -> None:
     client().batch_endpoints.begin_delete(name, force=force).result()
 
 
+class _InputType(click.Choice):
+    """``--input-type``: what works (uri_folder, uri_file) is offered; ``mltable`` is let through so
+    the server refuses it with why and what to use instead (an MLTable input is not supported)."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        if isinstance(value, str) and value.strip().lower() == "mltable":
+            return "mltable"
+        return super().convert(value, param, ctx)
+
+
 @batch_endpoint.command("invoke")
 @click.option("-n", "--name", required=True, help="The batch endpoint.")
 @click.option("-d", "--deployment-name", help="A deployment other than the endpoint's default.")
 @click.option("-i", "--input", "input_", required=True,
               help="azureml://datastores/<ds>/paths/<p>, <asset>@latest, <asset>:<v>, an id, a storage URL, or a local path.")
-@click.option("--input-type", type=click.Choice(["uri_folder", "uri_file", "mltable"]), help="Default: from the path.")
+@click.option("--input-type", type=_InputType(["uri_folder", "uri_file"]), help="Default: from the path.")
 @click.option("--output-path", help="Data store folder for the output: azureml://datastores/<ds>/paths/<folder> "
               "(needs data/write on that store; default: azureml/<job>/score in the default store).")
 @click.option("--set", "sets", multiple=True, help="Override a setting for this job: key=value (e.g. error_threshold=5).")

@@ -65,7 +65,8 @@ def job_stream(name, logs) -> None:
 @click.option("-n", "--name", required=True)
 @output_options
 def job_cancel(name, output, query) -> None:
-    """Cancel a job; exit code 1, saying so, when it had already ended."""
+    """Cancel a job. Exit code 0 when it is Canceled (now, or already before); 1, saying so, when it had
+    already ended otherwise (Completed or Failed): nothing was canceled."""
     job = client().jobs.begin_cancel(name).result()
     emit(job, output, query)
     if job.status != JobStatus.CANCELED:

@@ -53,7 +53,7 @@ def render(result: Any, output: str = "json", query: str | None = None) -> str:
         return yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False).rstrip()
     if output == "tsv":
         return _tsv(data, ordered=bool(query))
-    return _table(data)
+    return _table(data, skip=() if query else TABLE_SKIP)
 
 
 def _tsv(data: Any, ordered: bool) -> str:
@@ -86,13 +86,19 @@ def _tsv_field(value: Any) -> str:
     return str(value)
 
 
-def _table(data: Any) -> str:
+#: columns ``-o table`` leaves out, as ``az`` (knack's table output) does: the long ARM ``id`` and such
+TABLE_SKIP = ("id", "type", "etag")
+
+
+def _table(data: Any, skip: tuple[str, ...] = ()) -> str:
+    """``-o table``: one row per item, a column per scalar field (nested objects and lists left out,
+    and ``skip``: :data:`TABLE_SKIP` without ``--query``, as ``az`` does; a query that selects them shows them)."""
     rows = data if isinstance(data, list) else [data]
     if not rows:
         return ""
     if not all(isinstance(r, dict) for r in rows):
         return "\n".join(_scalar(r) for r in rows)
-    columns = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+    columns = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list)) and k not in skip]
     widths = {c: max(len(c), *(len(_scalar(r.get(c))) for r in rows)) for c in columns}
     header = "  ".join(c.ljust(widths[c]) for c in columns)
     rule = "  ".join("-" * widths[c] for c in columns)

@@ -216,8 +216,11 @@ def check_worker_limit(ws: WorkspaceService, deployment_spec: dict[str, Any], se
     the server's ``jobs.max_workers``."""
     limit, source = instance_limit(ws, deployment_spec)
     if instance_count > limit:
+        how = (f"batchpoint compute create -n {compute} --max-instances N with the compute's other settings (the "
+               "same name replaces it)" if (compute := (deployment_spec.get("compute") or "").removeprefix("azureml:"))
+               else "batchpoint batch-deployment update -n <deployment> -e <endpoint> --set resources.instance_count=N")
         raise ValidationError(f"instance_count {instance_count} exceeds {source} ({limit}); ask for at most {limit}, "
-                              "or raise the limit (batchpoint compute update --max-instances)")
+                              f"or raise the limit ({how})")
     concurrency = settings["max_concurrency_per_instance"]
     own = int(((deployment_spec.get("settings") or {}).get("max_concurrency_per_instance")) or 1)
     workers = instance_count * concurrency

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import uvicorn
 
-from batchpoint.server.app import create_app
+from batchpoint.exceptions import BatchpointError
+from batchpoint.server.app import create_app, preflight
 from batchpoint.server.logs import configure_logging, redact_handlers
 from batchpoint.settings import Settings
 
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
     settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        preflight(settings)  # one line naming the fix (a missing `postgres` extra), not a traceback
+    except BatchpointError as exc:
+        sys.exit(f"ERROR: {exc}")
     configure_logging(logging.INFO)
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only for sockets whose
     # proto says TCP; with proto 0, small responses on kept-alive connections waited ~40 ms (Nagle).

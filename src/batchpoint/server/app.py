@@ -35,7 +35,29 @@ from batchpoint.store.sql import SqlMetadataStore
 log = logging.getLogger("batchpoint.server")
 
 
+def preflight(settings: Settings) -> None:
+    """What must hold before the server starts, each refused with one line naming the fix (no
+    traceback): the database URL's driver is installed (PostgreSQL needs the ``postgres`` extra)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    url = settings.resolved_database_url()
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise BatchpointError(f"BATCHPOINT_DATABASE_URL is not a database URL Batchpoint can use ({exc}); give "
+                              "sqlite:///<path> or postgresql+psycopg://user:password@host/database") from exc
+    except ImportError as exc:
+        extra = "postgres" if parsed.get_backend_name() == "postgresql" else None
+        how = (f"run: pip install 'batchpoint[{extra}]' (from a checkout: pip install '.[{extra}]')" if extra
+               else f"install the driver {parsed.get_driver_name()}")
+        raise BatchpointError(f"the database {parsed.render_as_string(hide_password=True)} needs its driver, which is "
+                              f"not installed ({exc}); {how}") from exc
+
+
 def build_context(settings: Settings) -> AppContext:
+    preflight(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     store = SqlMetadataStore(settings.resolved_database_url())
     store.migrate()
