@@ -100,7 +100,7 @@ class AzureSettings(BaseModel):
     """The Azure-shaped API (``batchpoint.server.azure_api``): the cloud the real azure-ai-ml sees."""
 
     cloud_name: str = "Batchpoint"
-    storage_suffix: str = "core.batchpoint.localhost"  # blob hosts: <account>.blob.<storage_suffix>
+    storage_suffix: str = "core.batchpoint.internal"  # blob hosts: <account>.blob.<storage_suffix> (not *.localhost: NO_PROXY)
     blob_proxy_port: int = 0  # the CONNECT proxy to the blob endpoint (HTTPS_PROXY); 0: a free port
 
 

@@ -73,6 +73,28 @@ def invoke(ml: MLClient, how: str, list_jobs: bool = True) -> dict:
     return {"job": job.name, "status": status, "listed": job.name in listed}
 
 
+def upload(ml: MLClient, model_dir: str, data_dir: str) -> dict:
+    """Model and data from local folders: the client uploads them to the default data store."""
+    model = ml.models.create_or_update(Model(name="heart-local", path=model_dir, type=AssetTypes.MLFLOW_MODEL))
+    data = ml.data.create_or_update(Data(name="heart-local-data", path=data_dir, type=AssetTypes.URI_FOLDER))
+    again = ml.data.create_or_update(Data(name="heart-local-data", path=data_dir, type=AssetTypes.URI_FOLDER))
+    ml.batch_deployments.begin_create_or_update(ModelBatchDeployment(
+        name="uploaded-model", endpoint_name=ENDPOINT, model=model, compute="batch-cluster",
+        settings=ModelBatchDeploymentSettings(mini_batch_size=2, instance_count=1))).result()
+    job = ml.batch_endpoints.invoke(endpoint_name=ENDPOINT, deployment_name="uploaded-model",
+                                    input=Input(type=AssetTypes.URI_FOLDER, path=f"azureml:{data.name}:{data.version}"))
+    deadline = time.monotonic() + 240
+    status = None
+    while time.monotonic() < deadline:
+        status = ml.jobs.get(job.name).status
+        if status in ("Completed", "Failed", "Canceled"):
+            break
+        time.sleep(1)
+    return {"model": f"{model.name}:{model.version}", "model_path": model.path, "data": f"{data.name}:{data.version}",
+            "data_path": data.path, "again": f"{again.name}:{again.version}", "again_path": again.path,
+            "job": job.name, "status": status}
+
+
 def main() -> None:
     step = sys.argv[1]
     ml = client()
@@ -82,6 +104,11 @@ def main() -> None:
         out = invoke(ml, sys.argv[2])
     elif step == "invoke-only":  # what a key with Invoker on this endpoint alone can do
         out = invoke(ml, sys.argv[2], list_jobs=False)
+    elif step == "download":
+        ml.jobs.download(sys.argv[2], download_path=sys.argv[3], output_name="score")
+        out = {"downloaded": sys.argv[2]}
+    elif step == "upload":
+        out = upload(ml, sys.argv[2], sys.argv[3])
     elif step == "create-endpoint":
         ml.batch_endpoints.begin_create_or_update(BatchEndpoint(name=sys.argv[2])).result()
         out = {"created": sys.argv[2]}

@@ -52,6 +52,8 @@ ARM_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/batchendpoints/{name}/jobs"): ("GET", "/batchEndpoints/epa/jobs"),
     ("GET", "/jobs"): ("GET", "/jobs"),
     ("GET", "/jobs/{name}"): ("GET", "/jobs/{job}"),
+    ("POST", "/rundata"): ("GET", "/jobs/{job}"),
+    ("POST", "/dataversion/batchGetResolvedUris"): ("GET", "/jobs/{job}"),
 }
 
 # the concrete ARM call of each route (path under the workspace, body)
@@ -83,6 +85,9 @@ ARM_CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         "data": {"jobInputType": "UriFolder", "uri": f"{STORE}/inputs"}}}}),
     ("GET", "/batchendpoints/{name}/jobs"): ("/batchEndpoints/epa/jobs", None),
     ("GET", "/jobs/{name}"): ("/jobs/{job}", None),
+    ("POST", "/rundata"): ("/rundata", {"runId": "{job}"}),
+    ("POST", "/dataversion/batchGetResolvedUris"): ("/dataversion/batchGetResolvedUris", {"values": [
+        "azureml://locations/local/workspaces/batchpoint/data/azureml_{job}_output_data_score/versions/1"]}),
 }
 
 NATIVE_BODIES: dict[str, Any] = {
@@ -111,6 +116,16 @@ def ws(tmp_path_factory: pytest.TempPathFactory):
         yield w
 
 
+def _formatted(value: Any, **names: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{who}", names["who"]).replace("{job}", names["job"])
+    if isinstance(value, dict):
+        return {k: _formatted(v, **names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_formatted(v, **names) for v in value]
+    return value
+
+
 def _deployment_body(w: Any) -> dict[str, Any]:
     arm = w.owner.get(WS + "/batchEndpoints/epa/deployments/echo")
     assert arm.status_code == 200, arm.text
@@ -136,6 +151,7 @@ def test_refused_exactly_where_the_native_api_refuses(ws: Any, key: tuple[str, s
     for who, _, _ in ROLES:
         client = ws.callers[who]
         body = _deployment_body(ws) if key == ("PUT", "/batchendpoints/{endpoint}/deployments/{name}") else arm_body
+        body = _formatted(body, who=who, job=ws.job)
         arm = client.request(method, WS + arm_path.format(who=who, job=ws.job), json=body)
         native_body = NATIVE_BODIES.get(native_path)
         if native_path.endswith("/deployments/echo") and native_method == "PUT":
@@ -145,8 +161,8 @@ def test_refused_exactly_where_the_native_api_refuses(ws: Any, key: tuple[str, s
         said = f"{who}: ARM {method} {arm_path} -> {arm.status_code} {arm.text[:300]}; native -> {native.status_code}"
         assert (arm.status_code == 403) == (native.status_code == 403), said
         if arm.status_code == 403:
-            assert arm.json()["error"]["message"] == native.json()["error"]["message"].replace(
-                native_path.format(who=who, job=ws.job), arm_path), said
+            if native_method == method:
+                assert arm.json()["error"]["message"] == native.json()["error"]["message"], said
         anonymous = ws.owner.__class__(ws.owner.app, raise_server_exceptions=False)
         assert anonymous.request(method, WS + arm_path.format(who=who, job=ws.job), json=body).status_code == 401
 
@@ -325,3 +341,96 @@ def test_arm_durations() -> None:
     for bad in ("30", "PT", "P1Y", "soon"):
         with pytest.raises(ValidationError, match=re.escape(f"'{bad}'")):
             seconds_of(bad, "f")
+
+
+# ---- the blob endpoint (in process: the Host header names the blob host) ----------------------------
+
+BLOB = "https://batchpointlocal.blob.core.batchpoint.internal/workspaceblobstore"
+
+
+def _client_hash(folder: Path) -> str:
+    from azure.ai.ml._utils._asset_utils import get_object_hash  # the real client's own hash
+
+    return get_object_hash(folder)
+
+
+def _upload(client: Any, folder: Path, digest: str) -> list[int]:
+    statuses = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = f"LocalUpload/{digest}/{folder.name}/{path.relative_to(folder).as_posix()}"
+        statuses.append(client.put(f"{BLOB}/{rel}", content=path.read_bytes(),
+                                   headers={"x-ms-blob-type": "BlockBlob"}).status_code)
+    return statuses
+
+
+def _folder(tmp_path: Path, first: str = "alpha") -> Path:
+    folder = tmp_path / "payload"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text(f"{first}\n")
+    (folder / "sub" / "B.txt").write_text("beta\n")
+    return folder
+
+
+def test_blob_upload_is_confirmed_only_when_the_content_matches_its_hash(ws: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    digest = _client_hash(folder)
+    first = f"LocalUpload/{digest}/payload/a.txt"
+    assert ws.owner.head(f"{BLOB}/{first}").status_code == 404
+    assert _upload(ws.owner, folder, digest) == [201, 201]
+    # a registration before the client confirmed the upload is refused
+    early = ws.owner.put(WS + "/data/early/versions/1", json={"properties": {
+        "dataUri": f"{STORE}/LocalUpload/{digest}/payload", "dataType": "uri_folder"}})
+    assert early.status_code == 409 and "not completed" in early.json()["error"]["message"]
+    done = ws.owner.put(f"{BLOB}/{first}?comp=metadata", headers={"x-ms-meta-upload_status": "completed",
+                                                                   "x-ms-meta-name": "n", "x-ms-meta-version": "1"})
+    assert done.status_code == 200, done.text
+    head = ws.owner.head(f"{BLOB}/{first}")
+    assert head.status_code == 200 and head.headers["x-ms-meta-upload_status"] == "completed"
+    assert head.headers["content-length"] == "6"
+    # written once: no file of a confirmed upload can be sent again
+    again = ws.owner.put(f"{BLOB}/{first}", content=b"other\n", headers={"x-ms-blob-type": "BlockBlob"})
+    assert again.status_code == 409 and again.headers["x-ms-error-code"] == "BlobAlreadyExists"
+    assert ws.owner.get(f"{BLOB}/{first}").content == b"alpha\n"
+    ranged = ws.owner.get(f"{BLOB}/{first}", headers={"x-ms-range": "bytes=1-3"})
+    assert ranged.status_code == 206 and ranged.content == b"lph"
+    listed = ws.owner.get(BLOB, params={"restype": "container", "comp": "list", "prefix": f"LocalUpload/{digest}/",
+                                        "include": "metadata"})
+    assert listed.status_code == 200 and listed.text.count("<Blob>") == 2 and "upload_status" in listed.text
+    created = ws.owner.put(WS + "/data/uploaded/versions/1", json={"properties": {
+        "dataUri": f"{STORE}/LocalUpload/{digest}/payload", "dataType": "uri_folder"}})
+    assert created.status_code == 200, created.text
+
+
+def test_blob_upload_whose_content_does_not_match_is_removed(ws: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path, "gamma")
+    digest = _client_hash(folder)
+    (folder / "a.txt").write_text("tampered\n")  # sent content differs from what the name promises
+    assert _upload(ws.owner, folder, digest) == [201, 201]
+    refused = ws.owner.put(f"{BLOB}/LocalUpload/{digest}/payload/a.txt?comp=metadata",
+                           headers={"x-ms-meta-upload_status": "completed"})
+    assert refused.status_code == 409 and "does not hold what its name promises" in refused.text
+    assert ws.owner.head(f"{BLOB}/LocalUpload/{digest}/payload/a.txt").status_code == 404
+    assert not (ws.home / "datastores" / "workspaceblobstore" / "LocalUpload" / digest).exists()
+
+
+def test_blob_blocks_are_assembled_in_list_order(ws: Any) -> None:
+    path = f"{BLOB}/big/file.bin"
+    for block, data in (("QkxPQ0sx", b"one-"), ("QkxPQ0sy", b"two")):
+        assert ws.owner.put(path, params={"comp": "block", "blockid": block}, content=data).status_code == 201
+    body = "<?xml version='1.0'?><BlockList><Latest>QkxPQ0sx</Latest><Latest>QkxPQ0sy</Latest></BlockList>"
+    assert ws.owner.put(path, params={"comp": "blocklist"}, content=body).status_code == 201
+    assert ws.owner.get(path).content == b"one-two"
+    bad = ws.owner.put(path, params={"comp": "blocklist"}, content="<BlockList><Latest>bm9wZQ==</Latest></BlockList>")
+    assert bad.status_code == 400 and bad.headers["x-ms-error-code"] == "InvalidInput"
+
+
+def test_blob_endpoint_permissions(ws: Any, tmp_path: Path) -> None:
+    reader, invoker = ws.callers["reader"], ws.callers["invoker"]
+    assert reader.get(f"{BLOB}/inputs/a.txt").status_code == 403  # Reader: no data/read, as natively
+    assert ws.callers["datareader"].get(f"{BLOB}/inputs/a.txt").content == b"a\n"
+    assert invoker.put(f"{BLOB}/inputs/x.txt", content=b"x").status_code == 403  # datastores/write
+    folder = _folder(tmp_path, "delta")
+    assert _upload(invoker, folder, _client_hash(folder)) == [201, 201]  # uploading is part of invoking
+    anonymous = ws.owner.__class__(ws.owner.app, raise_server_exceptions=False)
+    assert anonymous.get(f"{BLOB}/inputs/a.txt").status_code == 401
+    assert ws.owner.get("https://other.blob.core.batchpoint.internal/nostore/a.txt").status_code == 404

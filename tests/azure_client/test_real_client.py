@@ -7,8 +7,8 @@ a separate interpreter: ``MLClient(DefaultAzureCredential(), <sub>, <rg>, <ws>)`
 model and data asset from data store paths, endpoint, deployment, default deployment, invoke with
 the data store path and with the data asset, ``jobs.get`` until Completed, ``list_jobs``. Each of
 the client's requests is recorded (``recorder/sitecustomize.py``): none may go unanswered (404)
-and ``recorded_calls.md`` lists them. Not yet here (milestone 2, the blob endpoint): uploads from
-local folders and ``jobs.download``; the predictions are read through the native API instead.
+and ``recorded_calls.md`` lists them. Then the blob endpoint (through the server's CONNECT proxy):
+model and data from local folders, the upload reused, ``jobs.download(output_name="score")``.
 """
 
 from __future__ import annotations
@@ -47,14 +47,15 @@ def azure_env(home: Path, key: str | None = None) -> dict[str, str]:
     assert out.returncode == 0, out.stderr
     exports = dict(re.findall(r"^export ([A-Z_]+)=(.*)$", out.stdout, re.MULTILINE))
     assert set(exports) == {"ARM_CLOUD_METADATA_URL", "AZUREML_CURRENT_CLOUD", "IDENTITY_ENDPOINT",
-                            "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE"}, out.stdout
+                            "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE", "HTTPS_PROXY", "NO_PROXY"}, out.stdout
     return {k: v.strip("'") for k, v in exports.items()}
 
 
 def run_flow(exports: dict[str, str], log: Path, *args: str, check: bool = True) -> dict[str, Any]:
     """``client_flow.py`` in a clean interpreter: the exports, the recorder, nothing of Batchpoint's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHPOINT_", "AZURE", "IDENTITY_", "MSI_"))}
-    env.update(exports, AZURE_CALLS_LOG=str(log), PYTHONPATH=str(RECORDER), NO_PROXY="*")
+    env = {k: v for k, v in env.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
+    env.update(exports, AZURE_CALLS_LOG=str(log), PYTHONPATH=str(RECORDER))
     out = subprocess.run([sys.executable, str(FLOW), *args], env=env, capture_output=True, text=True, timeout=280)
     if check:
         assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-6000:]}"
@@ -185,3 +186,47 @@ def test_identity_endpoint_refuses_a_wrong_header(tls_server: Any, deployed: dic
     token = [c for c in calls(tmp_path / "wrong.jsonl") if "/azure/identity/token" in c["url"]]
     assert token and {c["status"] for c in token} == {401}
     assert not [c for c in calls(tmp_path / "wrong.jsonl") if "/batchEndpoints/" in c["url"]]
+
+
+def _predictions(path: Path) -> dict[tuple[str, int], int]:
+    score = pd.read_csv(path, names=["row", "prediction", "file"])
+    return {(r.file, int(r.row)): int(r.prediction) for r in score.itertuples()}
+
+
+def test_local_folders_upload_through_the_blob_endpoint_and_download(tls_server: Any, deployed: dict[str, Any],
+                                                                    heart_model_dir: Path, tmp_path: Path) -> None:
+    model_dir, data_dir = tmp_path / "model", tmp_path / "data"
+    shutil.copytree(heart_model_dir, model_dir)
+    shutil.copytree(HEART_UNLABELED, data_dir)
+    result = run_flow(deployed["exports"], tmp_path / "upload.jsonl", "upload", str(model_dir), str(data_dir))
+    assert result["status"] == "Completed", tls_server.log()[-3000:]
+    assert result["model_path"].startswith("azureml://datastores/workspaceblobstore/paths/LocalUpload/")
+    assert result["data"] == "heart-local-data:1" and result["again"] == "heart-local-data:2"
+    assert result["again_path"] == result["data_path"]  # the same content: the upload was reused
+    sent = calls(tmp_path / "upload.jsonl")
+    blob = [c for c in sent if ".blob.core.batchpoint.internal/" in c["url"]]
+    puts = [c for c in blob if c["method"] == "PUT" and "comp=metadata" not in c["url"]]
+    assert len(puts) == len([p for p in model_dir.rglob("*") if p.is_file()]) + len(list(data_dir.glob("*.csv")))
+    assert [c["status"] for c in blob if "comp=metadata" in c["url"]] == [200, 200]  # each upload confirmed once
+    assert not [c for c in sent if c["status"] >= 400 and not _expected_miss(c)
+                and not (c["method"] == "HEAD" and c["status"] == 404)], sent
+    # the uploaded files are what was sent, in the default data store
+    store = tls_server.home / "datastores" / "workspaceblobstore"
+    uploaded = store / result["data_path"].split("/paths/", 1)[1]
+    assert sorted(p.name for p in uploaded.iterdir()) == sorted(p.name for p in data_dir.iterdir())
+    downloads = tmp_path / "downloads"
+    run_flow(deployed["exports"], tmp_path / "download.jsonl", "download", result["job"], str(downloads))
+    got = _predictions(downloads / "named-outputs" / "score" / "predictions.csv")
+    assert len(got) == HEART_ROWS and got == expected_predictions(heart_model_dir)
+
+
+def test_blob_proxy_reaches_only_the_blob_endpoint(tls_server: Any, deployed: dict[str, Any]) -> None:
+    import socket
+
+    proxy = deployed["exports"]["HTTPS_PROXY"].removeprefix("http://")
+    host, port = proxy.rsplit(":", 1)
+    for target, status in (("example.com:443", b"403"), ("127.0.0.1:22", b"403"),
+                           ("acct.blob.core.batchpoint.internal:443", b"200")):
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            assert conn.recv(64).split(b" ")[1] == status, target

@@ -11,6 +11,7 @@ import os
 import shlex
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -57,12 +58,16 @@ def local_tls_server(home: Path, timeout: float = 60.0) -> dict:
     return info
 
 
-def exports(base_url: str, key: str, ca_bundle: str | None) -> list[tuple[str, str]]:
+def exports(base_url: str, key: str, ca_bundle: str | None, blob_proxy: str | None) -> list[tuple[str, str]]:
     base = base_url.rstrip("/")
     out = [("ARM_CLOUD_METADATA_URL", base + METADATA), ("AZUREML_CURRENT_CLOUD", CLOUD),
            ("IDENTITY_ENDPOINT", base + TOKEN), ("IDENTITY_HEADER", key)]
     if ca_bundle:
         out.append(("REQUESTS_CA_BUNDLE", ca_bundle))
+    if blob_proxy:  # the blob endpoint's host names reach the server through its CONNECT proxy
+        host = urlsplit(base).hostname or ""
+        out += [("HTTPS_PROXY", blob_proxy), ("NO_PROXY", ",".join(dict.fromkeys([host, "127.0.0.1", "localhost",
+                                                                                  "::1"])))]
     return out
 
 
@@ -83,14 +88,17 @@ def _bundle_with(home: Path, ca_file: Path) -> str:
               help="a shared server's HTTPS URL (default: the local server, started with HTTPS if needed)")
 @click.option("--ca-file", type=click.Path(path_type=Path), default=None,
               help="the CA of a shared server's certificate, when it is not publicly trusted")
-def azure_env(server_url: str | None, ca_file: Path | None) -> None:
+@click.option("--blob-proxy", default=None,
+              help="a shared server's CONNECT proxy to its blob endpoint (http://<host>:<azure.blob_proxy_port>)")
+def azure_env(server_url: str | None, ca_file: Path | None, blob_proxy: str | None) -> None:
     """Print export lines that point the real azure-ai-ml client at Batchpoint.
 
     Use: eval "$(batchpoint azure-env)"; then MLClient(DefaultAzureCredential(), <any sub>,
     <any rg>, <any ws>) talks to this server. Sets ARM_CLOUD_METADATA_URL, AZUREML_CURRENT_CLOUD,
     IDENTITY_ENDPOINT and IDENTITY_HEADER (the API key: BATCHPOINT_API_KEY, else the local owner
-    key) and REQUESTS_CA_BUNDLE (certifi's bundle + Batchpoint's CA). Uploads from local folders
-    (the blob endpoint) are not served yet: register models and data from data store paths.
+    key), REQUESTS_CA_BUNDLE (certifi's bundle + Batchpoint's CA), and HTTPS_PROXY/NO_PROXY: the
+    server's CONNECT proxy reaches its blob endpoint (uploads from local folders, downloads); it
+    refuses every other host, so the proxy is for the Azure ML scripts' shell.
     """
     home = _home()
     if server_url:
@@ -101,12 +109,13 @@ def azure_env(server_url: str | None, ca_file: Path | None) -> None:
         if not key:
             raise ValidationError("a shared server needs your API key in BATCHPOINT_API_KEY "
                                   "(batchpoint principal key create prints one)")
-        base, bundle = server_url, (_bundle_with(home, ca_file) if ca_file else None)
+        base, bundle, proxy = server_url, (_bundle_with(home, ca_file) if ca_file else None), blob_proxy
     else:
         info = local_tls_server(home)
         key = os.environ.get("BATCHPOINT_API_KEY", "").strip() or (home / "owner.key").read_text().strip()
         base, bundle = info["azure_url"], (_bundle_with(home, ca_file) if ca_file else info.get("ca_bundle"))
-    for name, value in exports(base, key, bundle):
+        proxy = blob_proxy or info.get("blob_proxy")
+    for name, value in exports(base, key, bundle, proxy):
         click.echo(f"export {name}={shlex.quote(value)}")
 
 

@@ -58,7 +58,7 @@ def prepare(settings: Settings) -> TlsFiles:
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = _load_or_make_ca(folder)
     cert_file, key_file = folder / "server.pem", folder / "server.key"
-    names = sorted(set(tls.host_names))
+    names = sorted(set(tls.host_names) | {f"*.blob.{settings.azure.storage_suffix}"})  # the blob endpoint's hosts
     if not _still_good(cert_file, key_file, names, ca_cert):
         _make_server_cert(cert_file, key_file, names, ca_key, ca_cert)
     bundle = folder / "ca-bundle.pem"

@@ -2,7 +2,8 @@
 
 ``python -m batchpoint.server`` with ``tls.enabled`` binds ``tls.port`` too and serves the app there
 with the certificate of :func:`batchpoint.server.tls.prepare`. ``server.json`` then also holds
-``azure_url`` (the HTTPS base URL) and ``ca_bundle`` (the file for ``REQUESTS_CA_BUNDLE``, when the
+``azure_url`` (the HTTPS base URL), ``blob_proxy`` (the CONNECT proxy to the blob endpoint,
+``azure_api/blob_proxy.py``) and ``ca_bundle`` (the file for ``REQUESTS_CA_BUNDLE``, when the
 server made its own CA).
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from batchpoint.server.azure_api.blob_proxy import start_blob_proxy
 from batchpoint.server.tls import prepare, server_context
 from batchpoint.settings import Settings
 
@@ -48,8 +50,13 @@ def add_tls_listener(server: Any, startup: Callable[..., Awaitable[None]], setti
         listener = await asyncio.get_running_loop().create_server(protocol, sock=sock, ssl=context,
                                                                   backlog=config.backlog)
         server.servers.append(listener)  # closed with the others on shutdown
+        upstream = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+        proxy = await start_blob_proxy(host, settings.azure.blob_proxy_port, settings.azure.storage_suffix,
+                                       upstream, port)
+        server.servers.append(proxy)
         data = json.loads(info.read_text())
         data["azure_url"] = f"https://{shown}:{port}"
+        data["blob_proxy"] = f"http://{shown}:{proxy.sockets[0].getsockname()[1]}"
         if files.bundle_file:
             data["ca_bundle"] = str(files.bundle_file)
         tmp = info.with_suffix(".tmp")

@@ -6,7 +6,8 @@ lists as ``{value, nextLink}``) parse ARM bodies, call the same services as the 
 under the same permissions, and map the answers back. See docs/azure-client.md.
 
 ``install(app)`` mounts it: the path middleware (``arm.py``), the cloud documents and identity
-endpoint (``cloud.py``) and one router per resource group.
+endpoint (``cloud.py``), one router per resource group, and the blob endpoint (``blob.py``, reached
+through the CONNECT proxy of ``blob_proxy.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from batchpoint.exceptions import NotFoundError
 from batchpoint.server import security
-from batchpoint.server.azure_api import arm, assets, cloud, computes, endpoints, jobs, workspace
+from batchpoint.server.azure_api import arm, assets, blob, cloud, computes, endpoints, history, jobs, workspace
 
 OPEN_PATHS = cloud.OPEN_PATHS
 
@@ -33,6 +34,7 @@ def not_supported(rest: str, request: Request) -> Any:
 def install(app: Any) -> None:
     security.OPEN_PATHS.update(cloud.OPEN_PATHS)  # they need no key: cloud.py says why
     app.add_middleware(arm.ArmPathMiddleware)
-    for module in (cloud, workspace, assets, computes, endpoints, jobs):
+    app.add_middleware(blob.BlobHostMiddleware)  # <account>.blob.<suffix> hosts: the blob endpoint
+    for module in (cloud, workspace, assets, computes, endpoints, jobs, history, blob):
         app.include_router(module.router)
     app.include_router(_unknown)

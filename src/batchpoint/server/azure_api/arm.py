@@ -4,7 +4,8 @@ The real client calls ``/subscriptions/<sub>/resourceGroups/<rg>/providers/
 Microsoft.MachineLearningServices/workspaces/<ws>/<collection>/<name>/...`` (and the same under
 ``/mferp/managementfrontend`` once it has read the workspace's discovery document). ARM paths are
 case-insensitive; :class:`ArmPathMiddleware` rewrites such a path, before routing, to
-``/_arm/ws/<collection in lower case>/<name>/...`` and keeps the caller's own prefix in
+``/_arm/ws/<collection in lower case>/<name>/...`` (also from under ``/history/v1.0`` and
+``/data/v1.0``, the run-history and data-plane services ``jobs.download`` calls) and keeps the caller's own prefix in
 ``request.state.arm_prefix``: any subscription, resource group and workspace name reach this
 server's one workspace, and every id in an answer is spelled with the caller's prefix (the client
 parses ids back).
@@ -19,7 +20,7 @@ from fastapi import Request
 
 BASE = "/_arm/ws"
 _WORKSPACE = re.compile(
-    r"^(?:/mferp/managementfrontend)?(/subscriptions/[^/]+/resourcegroups/[^/]+/providers/"
+    r"^(?:/mferp/managementfrontend|/history/v1\.0|/data/v1\.0)?(/subscriptions/[^/]+/resourcegroups/[^/]+/providers/"
     r"microsoft\.machinelearningservices/workspaces/[^/]+)(/.*)?$", re.IGNORECASE)
 RESOURCE_TYPE = "Microsoft.MachineLearningServices/workspaces"
 

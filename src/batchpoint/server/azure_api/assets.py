@@ -116,12 +116,19 @@ def _register(kind: str) -> None:
         return version_body(request, kind, row)
 
 
-async def _json(request: Request) -> dict[str, Any]:
+async def _json_body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError as exc:
         raise ValidationError(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
+    if not isinstance(body, dict):
+        raise ValidationError("the request body must be a JSON object")
+    return body
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    body = await _json_body(request)
+    if not isinstance(body.get("properties"), dict):
         raise ValidationError("the request body must be an ARM resource: {\"properties\": {...}}")
     return body["properties"]
 
@@ -143,7 +150,21 @@ def _entity_of(kind: str, name: str, version: str, props: dict[str, Any]) -> Mod
     return Data(type=props.get(type_key) or "uri_folder", **common)
 
 
+_STORE_PATH = re.compile(r"^azureml://datastores/(?P<store>[^/]+)/paths/(?P<path>.+)$")
+
+
+def _check_upload_confirmed(ctx: AppContext, entity: Model | Data) -> None:
+    """A path in the client's upload area (``LocalUpload/<hash>/``) must be a confirmed upload."""
+    from batchpoint.server.azure_api.blob import confirmed
+
+    match = _STORE_PATH.match(entity.path)
+    if match and confirmed(ctx.settings.home, match.group("store"), match.group("path").strip("/")) is False:
+        raise ConflictError(f"'{entity.path}' is an upload that was not completed (its content was not confirmed "
+                            "against its hash); upload the local folder again")
+
+
 def _create_once(ctx: AppContext, kind: str, entity: Model | Data) -> AssetRow:
+    _check_upload_confirmed(ctx, entity)
     try:
         existing = ctx.store.get_asset(kind, entity.name or "", version=entity.version)
     except NotFoundError:

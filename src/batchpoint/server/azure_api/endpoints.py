@@ -22,7 +22,7 @@ from batchpoint.server.azure_api import arm
 from batchpoint.server.azure_api.assets import _json, asset_ref, short_uri
 from batchpoint.server.azure_api.jobs import job_body
 from batchpoint.server.context import AppContext, get_context
-from batchpoint.server.routers.endpoints import start_invoke
+from batchpoint.server.routers.endpoints import start_invoke, visible_endpoints
 from batchpoint.server.security import endpoint_scope, requires, visible_job_filter
 
 router = APIRouter(prefix=arm.BASE + "/batchendpoints", include_in_schema=False)
@@ -52,9 +52,12 @@ def _endpoint_request(body: dict[str, Any], props: dict[str, Any]) -> dict[str, 
     return {k: v for k, v in out.items() if v is not None}
 
 
-@router.get("", dependencies=[requires(P.ENDPOINTS_READ)])
-def list_endpoints(request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return arm.page([endpoint_body(request, ctx.workspace.endpoint_entity(r)) for r in ctx.store.list_endpoints()])
+@router.get("")
+def list_endpoints(request: Request, ctx: AppContext = Depends(get_context),
+                   shown: Any = Depends(visible_endpoints)) -> dict[str, Any]:
+    """The endpoints the caller may read, as the native list shows them."""
+    return arm.page([endpoint_body(request, ctx.workspace.endpoint_entity(r)) for r in ctx.store.list_endpoints()
+                     if shown is None or shown(r.name)])
 
 
 @router.get("/{name}", dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
