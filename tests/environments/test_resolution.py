@@ -208,6 +208,8 @@ def test_pins_with_no_wheel_here_move_without_a_requested_python_too(tmp_path, i
     assert got["torchvision"] == "0.15.0" and got["torch"] == "2.0.0" and got["triton"] == "2.0.0", got
     assert record["resolved_for_python"] == PY and record["python_requested"] is None
     assert "torch==1.13.1 is freed: it moves with torchvision" in log
+    assert record["changes"][1] == "torch 1.13.1 -> 2.0.0: moves with torchvision", record["changes"]
+    assert record["changes"][0].startswith("torchvision 0.14.1 -> 0.15.0: 0.14.1 has no wheel for Python")
 
 
 # ---- the exclude-newer rule ---------------------------------------------------------------------

@@ -315,6 +315,11 @@ class Builder:
                 self._allow(plan, client, m, log)
             lock = self._compile_moving(lines, tmp / "resolved.txt", target, plan, client, spec.source, log)
             plan.resolved_for = target.version
+            for name, version in lock:
+                if name in self._freed_pins:
+                    was, movers = self._freed_pins[name]
+                    if version not in SpecifierSet(was):
+                        plan.changes.append(f"{name} {was.lstrip('=')} -> {version}: moves with {movers}")
         assert lock is not None
         log(f"resolved for Python {plan.resolved_for}: " + ", ".join(f"{n}=={v}" for n, v in lock))
         users = {canonicalize_name(Requirement(line).name): Requirement(line).specifier for line in lines}
@@ -373,6 +378,7 @@ class Builder:
                    ) -> tuple[list[str], list[Move]]:
         """Exact pins with no wheel for the target Python, moved before resolving for it (with the
         packages paired with them freed)."""
+        self._freed_pins: dict[str, tuple[str, str]] = {}
         moves = []
         for line in lines:
             pin = exact_pin(line)
@@ -396,7 +402,9 @@ class Builder:
             if name in moved:
                 req.specifier = SpecifierSet(f"=={moved[name].new}")
             elif name in freed and req.specifier:
-                log(f"{line} is freed: it moves with {', '.join(sorted(m for m in moved if m in paired_with(name)))}")
+                movers = ", ".join(sorted(m for m in moved if m in paired_with(name)))
+                log(f"{line} is freed: it moves with {movers}")
+                self._freed_pins[name] = (str(req.specifier), movers)
                 req.specifier = SpecifierSet("")
             out.append(str(req))
         return out, moves
