@@ -27,9 +27,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from batchpoint._internal.clock import as_utc, utcnow
 from batchpoint.entities import JOB_EVENT_VERSION
-from batchpoint.exceptions import BatchpointError
 from batchpoint.jobs.states import ACTIVE, ON_A_SERVER, TERMINAL, JobStatus, sources_of
 from batchpoint.store.sql import EventDraft, SqlMetadataStore
 from batchpoint.store.tables import JobEventRow, JobRow
@@ -53,16 +54,15 @@ class MetadataUnwritable(Exception):
 
 
 def record_with_retries(what: str, fn: Callable[[], T], budget_s: float, stop: threading.Event | None = None) -> T:
-    """``fn()``, tried again with backoff (0.5 s doubling to 8 s) while it raises anything but a
-    :class:`BatchpointError` — the metadata database full, read-only or locked — for up to
-    ``budget_s`` seconds; then :class:`MetadataUnwritable` naming ``what`` and the last cause."""
+    """``fn()``, tried again with backoff (0.5 s doubling to 8 s) while the metadata database
+    refuses it (a SQLAlchemy error: full, read-only, locked, unreachable) for up to ``budget_s``
+    seconds; then :class:`MetadataUnwritable` naming ``what`` and the last cause. Other errors
+    (a Batchpoint error, a bug) are raised at once."""
     deadline = time.monotonic() + budget_s
     for attempt in range(1_000_000):
         try:
             return fn()
-        except BatchpointError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the database: tried again, then named
+        except SQLAlchemyError as exc:  # the database: tried again, then named
             pause = RECORD_PAUSES_S[min(attempt, len(RECORD_PAUSES_S) - 1)]
             if time.monotonic() + pause > deadline or (stop is not None and stop.is_set()):
                 raise MetadataUnwritable(f"could not record {what} in the metadata database for {budget_s:.0f} s: "

@@ -127,8 +127,10 @@ class Progress:
             fresh = [p for p in group if not p.logged]
             if fresh:
                 self._write_done(fresh)
-            if not record_progress_each(self.store, self.name, [p.deltas for p in group], owner=self.owner) \
-                    and self.owner is not None and not self.stop.is_set():
+            if self.owner is None:
+                record_progress_each(self.store, self.name, [p.deltas for p in group])
+            elif not record_progress_each(self.store, self.name, [p.deltas for p in group], owner=self.owner) \
+                    and not self.stop.is_set():
                 self._check_owner()
             with self._lock:
                 del self._pending[:len(group)]

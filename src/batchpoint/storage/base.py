@@ -78,7 +78,7 @@ class FileInfo:
 
     path: str
     size: int | None = None
-    modified: int | None = None
+    modified: int | None = field(default=None, compare=False)
 
 
 def _decoded(segment: str) -> str:

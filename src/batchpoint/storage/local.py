@@ -67,16 +67,17 @@ class _AtomicWriter:
         self.close(commit=exc_type is None)
 
 
-def _relpath(path: str) -> str:
-    """:func:`normalize_relpath` of a path in a local folder. On POSIX a backslash is a character
-    of a file name (``a\\b.csv`` is one file, and is listed as such), not a separator: the path is
-    checked with the same refusals (``..`` segments however spelled, NUL) but split on ``/`` only;
-    read as a separator, a listed ``a\\b.csv`` became ``a/b.csv``, which does not exist ("listed,
-    then removed")."""
+def _relpath(root: str, path: str) -> str:
+    """:func:`normalize_relpath` of a path in the local folder ``root``, where a backslash counts as
+    ``/`` (the contract of every backend) — unless, on POSIX, a file or folder of that name with
+    the backslash as a character exists: ``a\\b.csv`` is one file there, and is listed as such
+    (read as ``a/b.csv``, which does not exist, it failed as "listed, then removed"). The same
+    refusals apply either way (``..`` segments however spelled, NUL)."""
     rel = normalize_relpath(path)
     if os.sep != "/" or "\\" not in (path or ""):
         return rel
-    return "/".join(p for p in path.split("/") if p not in ("", "."))
+    literal = "/".join(p for p in path.split("/") if p not in ("", "."))
+    return literal if os.path.lexists(os.path.join(root, literal)) else rel
 
 
 class LocalBackend(StorageBackend):
@@ -101,7 +102,7 @@ class LocalBackend(StorageBackend):
         return os.path.realpath(real) if os.path.islink(real) else real
 
     def _abs(self, path: str) -> Path:
-        rel = _relpath(path)
+        rel = _relpath(self._root, path)
         if not rel:
             return self.root
         full = os.path.join(self._root, rel)
