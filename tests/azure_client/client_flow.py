@@ -104,6 +104,10 @@ def main() -> None:
         out = invoke(ml, sys.argv[2])
     elif step == "invoke-only":  # what a key with Invoker on this endpoint alone can do
         out = invoke(ml, sys.argv[2], list_jobs=False)
+    elif step == "stream":  # invoke, then follow the job as it runs
+        job = ml.batch_endpoints.invoke(endpoint_name=ENDPOINT, input=Input(type=AssetTypes.URI_FOLDER, path=DATA_PATH))
+        ml.jobs.stream(job.name)
+        out = {"job": job.name, "status": ml.jobs.get(job.name).status}
     elif step == "download":
         ml.jobs.download(sys.argv[2], download_path=sys.argv[3], output_name="score")
         out = {"downloaded": sys.argv[2]}

@@ -53,6 +53,7 @@ ARM_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/jobs"): ("GET", "/jobs"),
     ("GET", "/jobs/{name}"): ("GET", "/jobs/{job}"),
     ("POST", "/rundata"): ("GET", "/jobs/{job}"),
+    ("GET", "/runs/{name}/details"): ("GET", "/jobs/{job}"),
     ("POST", "/dataversion/batchGetResolvedUris"): ("GET", "/jobs/{job}"),
 }
 
@@ -86,6 +87,7 @@ ARM_CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/batchendpoints/{name}/jobs"): ("/batchEndpoints/epa/jobs", None),
     ("GET", "/jobs/{name}"): ("/jobs/{job}", None),
     ("POST", "/rundata"): ("/rundata", {"runId": "{job}"}),
+    ("GET", "/runs/{name}/details"): ("/runs/{job}/details", None),
     ("POST", "/dataversion/batchGetResolvedUris"): ("/dataversion/batchGetResolvedUris", {"values": [
         "azureml://locations/local/workspaces/batchpoint/data/azureml_{job}_output_data_score/versions/1"]}),
 }
@@ -434,3 +436,32 @@ def test_blob_endpoint_permissions(ws: Any, tmp_path: Path) -> None:
     anonymous = ws.owner.__class__(ws.owner.app, raise_server_exceptions=False)
     assert anonymous.get(f"{BLOB}/inputs/a.txt").status_code == 401
     assert ws.owner.get("https://other.blob.core.batchpoint.internal/nostore/a.txt").status_code == 404
+
+
+def test_signed_log_urls_of_run_details(ws: Any) -> None:
+    import time
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    deadline = time.monotonic() + 120
+    while ws.owner.get(f"/jobs/{ws.job}").json()["status"] not in ("Completed", "Failed", "Canceled"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    details = ws.owner.get(f"/history/v1.0{WS}/runs/{ws.job}/details").json()
+    assert details["runId"] == ws.job and details["status"] == "Completed"
+    url = details["logFiles"]["user_logs/std_log_0.txt"]
+    anonymous = ws.owner.__class__(ws.owner.app, raise_server_exceptions=False)
+    log = anonymous.get(url)  # no Authorization: the URL is signed
+    assert log.status_code == 200 and "worker 0" in log.text
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    for change in ({"log": "worker-1.log"}, {"pr": "user:owner-impostor"}, {"se": str(int(query["se"]) + 1)},
+                   {"sig": "0" * 64}, {"se": "1", "sig": query["sig"]}):
+        forged = anonymous.get("/azure/logs?" + urlencode({**query, **change}))
+        assert forged.status_code == 401, (change, forged.text)
+    # a Reader sees the run (jobs/read) but not its logs' contents (jobs/outputs/read), as natively
+    reader = ws.callers["reader"].get(f"/history/v1.0{WS}/runs/{ws.job}/details")
+    assert reader.status_code == 200
+    refused = anonymous.get(reader.json()["logFiles"]["user_logs/std_log_0.txt"])
+    assert refused.status_code == 403 and "jobs/outputs/read" in refused.text
+    assert ws.callers["reader"].get(f"/jobs/{ws.job}/logs/worker-0.log").status_code == 403
+    # not the Invoker's own job: no run details for it
+    assert ws.callers["invoker"].get(f"/history/v1.0{WS}/runs/{ws.job}/details").status_code == 403

@@ -230,3 +230,16 @@ def test_blob_proxy_reaches_only_the_blob_endpoint(tls_server: Any, deployed: di
         with socket.create_connection((host, int(port)), timeout=10) as conn:
             conn.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
             assert conn.recv(64).split(b" ")[1] == status, target
+
+
+def test_stream_follows_the_job_and_prints_its_log(tls_server: Any, deployed: dict[str, Any], tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHPOINT_", "AZURE", "IDENTITY_", "MSI_"))}
+    env = {k: v for k, v in env.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
+    env.update(deployed["exports"], AZURE_CALLS_LOG=str(tmp_path / "stream.jsonl"), PYTHONPATH=str(RECORDER))
+    out = subprocess.run([sys.executable, str(FLOW), "stream"], env=env, capture_output=True, text=True, timeout=280)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "Completed"
+    assert "Streaming user_logs/std_log_0.txt" in out.stdout and "worker 0 ready" in out.stdout, out.stdout
+    assert "Execution Summary" in out.stdout
+    logs = [c for c in calls(tmp_path / "stream.jsonl") if "/azure/logs?" in c["url"]]
+    assert logs and {c["status"] for c in logs} == {200}

@@ -19,6 +19,7 @@ def _short(text: str) -> str:
     text = _WS.sub("{ws}", text)
     text = re.sub(r"https://127\.0\.0\.1:\d+", "{server}", text)
     text = re.sub(r"\b11111111-2222-3333-4444-555555555555\b", "{sub}", text)
+    text = re.sub(r"sig=[0-9a-f]{64}", "sig={signature}", re.sub(r"se=\d+", "se={expiry}", text))
     return re.sub(r"batchjob-[0-9a-f]{8}-[0-9a-f]{4}", "{job}", text)
 
 

@@ -37,4 +37,5 @@ def install(app: Any) -> None:
     app.add_middleware(blob.BlobHostMiddleware)  # <account>.blob.<suffix> hosts: the blob endpoint
     for module in (cloud, workspace, assets, computes, endpoints, jobs, history, blob):
         app.include_router(module.router)
+    app.include_router(history.logs_router)
     app.include_router(_unknown)

@@ -11,8 +11,8 @@
   more than it already had (every later call is authorised as that key's principal). An unknown,
   expired or revoked key is refused with 401, a missing header with 400.
 
-These three paths need no ``Authorization`` header (``server/security.py`` lists them open); the
-token endpoint authenticates the header itself.
+These three paths (and the signed log URLs of ``history.py``) need no ``Authorization`` header
+(``install`` adds them to ``server/security.py``'s open paths); each checks what it was sent itself.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from batchpoint.exceptions import AuthenticationError, ValidationError
 METADATA_PATH = "/metadata/endpoints"
 DISCOVERY_PATH = "/azure/discovery"
 TOKEN_PATH = "/azure/identity/token"
-OPEN_PATHS = frozenset({METADATA_PATH, DISCOVERY_PATH, TOKEN_PATH})
+OPEN_PATHS = frozenset({METADATA_PATH, DISCOVERY_PATH, TOKEN_PATH, "/azure/logs"})  # logs: signed URLs (history.py)
 TOKEN_LIFE_S = 3600
 
 router = APIRouter(include_in_schema=False)
