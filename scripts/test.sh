@@ -116,6 +116,15 @@ if [[ ! -x /usr/bin/chromium ]]; then
     apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium
 fi
 
+# --- bubblewrap: every worker runs scoring code in a bwrap sandbox (src/batchpoint/engines/sandbox.py,
+# docs/security.md "Scoring code is fenced"); tests/security/test_worker_isolation.py needs it
+if ! command -v bwrap >/dev/null 2>&1; then
+  say "installing bubblewrap (apt-get)"
+  run "apt-get update" as_root apt-get update -qq
+  run "apt-get install bubblewrap" as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends bubblewrap
+fi
+
 # --- environments (issue 11 A): the wheels the environment tests serve from a local package
 # index on 127.0.0.1 (tests/fixtures/local_index.py), fetched here from PyPI with their upload
 # times, since the tests themselves have no internet; cached in .cache/env-index (~320 MB), and

@@ -301,7 +301,7 @@ def run(mini_batch):
 '''
 
 
-@pytest.mark.parametrize("mode", ["bwrap", "none"])
+@pytest.mark.parametrize("mode", ["bwrap", "bwrap-uid", "none"])
 def test_mlflow_and_relative_paths_stay_in_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture, mode: str) -> None:
     """Issue 21 §4: a script's ``mlflow.log_param`` wrote ``mlruns/`` into the server's working
@@ -311,11 +311,62 @@ def test_mlflow_and_relative_paths_stay_in_the_job(tmp_path: Path, monkeypatch: 
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     caplog.set_level(logging.WARNING, logger="batchpoint.engines.local_pool")
-    outcomes = _run(_engine_job(tmp_path, MLFLOW_PY, isolation={"mode": mode}))
+    if mode == "bwrap-uid" and os.geteuid() != 0:
+        pytest.skip("workers.run_as uid needs a server running as root")
+    isolation = {"mode": "bwrap", "run_as": "uid"} if mode == "bwrap-uid" else {"mode": mode}
+    outcomes = _run(_engine_job(tmp_path, MLFLOW_PY, isolation=isolation))
     assert [o.ok for o in outcomes] == [True], outcomes[0].error
     assert list(cwd.iterdir()) == []  # no mlruns/, no relative.txt
     part = next((tmp_path / "job" / "parts").glob("*.csv")).read_text()
     assert "/job/tmp/worker-0/work" in part, part
+    if mode == "bwrap-uid":  # a real other user wrote the part (its folders were given to workers.uid)
+        assert next((tmp_path / "job" / "parts").glob("*.csv")).stat().st_uid == 65534
     unfenced = [r.getMessage() for r in caplog.records if "UNFENCED" in r.getMessage()]
     assert bool(unfenced) == (mode == "none"), unfenced
     assert shutil.which("bwrap")
+
+
+MASK_PY = r'''
+import os
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    home = os.environ["PROBE_HOME"]
+    try:
+        found = open(os.path.join(home, "owner.key")).read().strip()
+    except OSError:
+        found = "unreadable"
+    rows = [open(p).read().count("\n") for p in mini_batch]  # the input, beside the home, is read
+    return [f"{os.path.basename(p)},{n},{found},{'+'.join(sorted(os.listdir(home)))}" for p, n in zip(mini_batch, rows)]
+'''
+
+
+def test_a_local_store_holding_the_servers_home_shows_the_store_not_the_home(tmp_path: Path) -> None:
+    """A ``local`` data store on a parent of the server's home (the bench's layout): the worker
+    reads its input there, and finds an empty home holding only the job's own folders."""
+    store = tmp_path / "store"
+    home = store / "home"
+    (store / "data").mkdir(parents=True)
+    (store / "data" / "a.csv").write_text("a\n1\n2\n")
+    home.mkdir()
+    (home / "owner.key").write_text("bpk_secret_of_the_owner\n")
+    (home / "code").mkdir()
+    (home / "code" / "score.py").write_text(textwrap.dedent(MASK_PY).lstrip())
+    job_dir = home / "jobs" / "j1"
+    for folder in (job_dir / "parts", job_dir / "logs"):
+        folder.mkdir(parents=True)
+    job = EngineJob(name="mask", workers=1,
+                    scorer={"code_dir": str(home / "code"), "scoring_script": "score.py", "model_dir": None},
+                    sources={"input": StorageSpec("local", {"path": str(store)}, None)},
+                    policy=RetryPolicy(0, 60, -1), parts_dir=str(job_dir / "parts"), logs_dir=str(job_dir / "logs"),
+                    environment={"PROBE_HOME": str(home)}, isolation={"home": str(home)})
+    outcomes: list = []
+    LocalPoolEngine().run(job, iter([MiniBatch(0, (FileRef("input", "data/a.csv"),))]), outcomes.append,
+                          threading.Event())
+    assert [o.ok for o in outcomes] == [True], outcomes[0].error
+    part = next((job_dir / "parts").glob("*.csv")).read_text()
+    assert part.strip() == "a.csv,3,unreadable,code+jobs", part
