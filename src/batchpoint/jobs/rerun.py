@@ -99,7 +99,8 @@ def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by:
         what = "no file that failed or was left unscored" if failed_only else "no files"
         raise ConflictError(f"job '{name}' ({first.status}) has {what}: there is nothing to rerun")
     settings["rerun"] = {"of": name, "failed_only": failed_only, "files": files,
-                         "merge_with": name if failed_only or finishing else None, "finishes": finishing}
+                         "merge_with": name if failed_only or finishing else None,
+                         **({"finishes": True} if finishing else {})}
     plan = {**(first.plan or {}), "scorer": _scorer_config(ws, deployment.spec)}
     message = f"rerun of job '{name}' ({files} file(s) in {batches} mini-batch(es))"
     if finishing:
