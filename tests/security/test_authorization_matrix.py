@@ -368,7 +368,12 @@ def world(server, ml_client, heart_model_dir, tmp_path_factory):
     w.admin("PUT", f"/datastores/{STORE}", json={"type": "local", "path": str(w.stores / STORE)})
     w.admin("PUT", f"/datastores/{DEFAULT_STORE}/files/{HELLO_PATH}", content=HELLO)
     _keyed_store(w)
-    w.model_path = w.admin("GET", f"/models/{MODEL}").json()["path"]
+    # the model's files in a plain folder of the store: the registered model's own path is the admin's
+    # upload, which a Contributor may not register again (no data/read; docs/security.md, the upload area)
+    for file in sorted(p for p in heart_model_dir.rglob("*") if p.is_file()):
+        rel = file.relative_to(heart_model_dir).as_posix()
+        w.admin("PUT", f"/datastores/{DEFAULT_STORE}/files/matrix/heart-model/{rel}", content=file.read_bytes())
+    w.model_path = f"azureml://datastores/{DEFAULT_STORE}/paths/matrix/heart-model"
     w.owner_job, w.invoker_job = w.job("Owner"), w.job("Invoker")
     for job in (w.owner_job, w.invoker_job):
         assert wait_job(ml_client, job).status == "Completed"

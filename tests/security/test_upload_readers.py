@@ -123,3 +123,30 @@ def test_registering_another_principals_upload_is_refused(ws, kind):
     assert ws.owner.get(f"/{kind}/cora-{kind}-sneak").status_code == 404
     own = upload(cora, f"cora-{kind}", {"m.csv": f"x\n{kind}\n".encode()})
     assert cora.post(f"/{kind}/cora-{kind}-own/versions", json={"version": "1", "path": own["path"]}).status_code == 201
+
+
+def test_a_deployments_code_from_another_principals_upload_is_refused(ws):
+    """As for registering: a deployment's code folder (or inline model) in another's upload or the
+    jobs' area needs data/read; one's own upload is fine, and an update that keeps the code path
+    is not checked again."""
+    cora = getattr(ws, "cora", None) or ws.as_role("cora", "Contributor")
+    ws.cora = cora
+    code = {"score.py": b"import os\n\ndef init():\n    pass\n\ndef run(b):\n    return [os.path.basename(p) for p in b]\n"}
+    olgas_code = upload(ws.olga, "olga-code", code)
+    body = {"model": f"azureml:{ENDPOINT}-model:1", "env_manager": "local",
+            "code_configuration": {"code": olgas_code["path"], "scoring_script": "score.py"}}
+    response = cora.put(f"/batchEndpoints/{ENDPOINT}/deployments/cora-sneak", json=body)
+    assert response.status_code == 403 and "'data/read'" in response.text, response.text
+    inline = {"model": {"path": ws.owners["path"]}, "env_manager": "local",
+              "code_configuration": {"code": f"{STORE}/setup/{ENDPOINT}/code", "scoring_script": "score.py"}}
+    response = cora.put(f"/batchEndpoints/{ENDPOINT}/deployments/cora-inline", json=inline)
+    assert response.status_code == 403 and "'data/read'" in response.text, response.text
+    own = upload(cora, "cora-code", code)
+    body["code_configuration"]["code"] = own["path"]
+    assert cora.put(f"/batchEndpoints/{ENDPOINT}/deployments/cora-own", json=body).status_code == 200
+    # the Owner's deployment on the Owner's upload: a Contributor may still change its settings
+    owner_code = upload(ws.owner, "owner-code", code)
+    body["code_configuration"]["code"] = owner_code["path"]
+    assert ws.owner.put(f"/batchEndpoints/{ENDPOINT}/deployments/owner-dep", json=body).status_code == 200
+    response = cora.patch(f"/batchEndpoints/{ENDPOINT}/deployments/owner-dep", json={"settings": {"mini_batch_size": 3}})
+    assert response.status_code == 200, response.text

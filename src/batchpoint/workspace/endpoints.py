@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from batchpoint.entities import BatchDeployment, BatchEndpoint
+from batchpoint.entities import BatchDeployment, BatchEndpoint, Model
 from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
 from batchpoint.store.tables import EndpointRow
 from batchpoint.workspace.service import WorkspaceService
@@ -81,19 +81,38 @@ class EndpointService:
         return name
 
     # -- deployments -------------------------------------------------------------------------
-    def put_deployment(self, endpoint: str, name: str, body: dict[str, Any], set_default: bool = False) -> BatchDeployment:
+    def put_deployment(self, endpoint: str, name: str, body: dict[str, Any], set_default: bool = False,
+                       caller: tuple[str | None, list[Any]] = (None, [])) -> BatchDeployment:
+        """``caller``: (principal, assignments) — a code folder or inline model in a store's upload area
+        or jobs' area must be one the caller could invoke on (None: the server itself)."""
         deployment = BatchDeployment.from_request(body, name=name, endpoint_name=endpoint)
+        kept = self._current_sources(endpoint, name)  # unchanged paths were checked when they were set
         if deployment.code_configuration is not None:
             check_scoring_script(deployment.code_configuration.scoring_script)
+            if deployment.code_configuration.code not in kept:
+                self.ws.check_registration_source(deployment.code_configuration.code, *caller)
+        if isinstance(deployment.model, Model) and deployment.model.path not in kept:
+            self.ws.check_registration_source(deployment.model.path, *caller)
         row = self.store.put_deployment(endpoint, name, self.ws.prepare_deployment(deployment))
         ep = self.store.get_endpoint(endpoint)
         if set_default or not default_deployment_name(ep):
             self.store.put_endpoint(endpoint, {**ep.spec, "defaults": {"deployment_name": name}})
         return self.ws.deployment_entity(row)
 
-    def update_deployment(self, endpoint: str, name: str, changes: dict[str, Any]) -> BatchDeployment:
+    def _current_sources(self, endpoint: str, name: str) -> set[str]:
+        """The code folder and inline model path the stored deployment already has (none if new)."""
+        try:
+            spec = self.store.get_deployment(endpoint, name).spec
+        except NotFoundError:
+            return set()
+        model = spec.get("model")
+        return {p for p in ((spec.get("code_configuration") or {}).get("code"),
+                            model.get("path") if isinstance(model, dict) else None) if isinstance(p, str)}
+
+    def update_deployment(self, endpoint: str, name: str, changes: dict[str, Any],
+                          caller: tuple[str | None, list[Any]] = (None, [])) -> BatchDeployment:
         current = {k: v for k, v in self.store.get_deployment(endpoint, name).spec.items() if not k.startswith("_")}
-        return self.put_deployment(endpoint, name, deep_merge(current, changes))
+        return self.put_deployment(endpoint, name, deep_merge(current, changes), caller=caller)
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
         ep = self.store.get_endpoint(endpoint)

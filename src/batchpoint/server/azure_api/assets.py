@@ -112,7 +112,8 @@ def _register(kind: str) -> None:
     async def put_version(name: str, version: str, request: Request,
                           ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
         entity = _entity_of(kind, name, version, await _json(request))
-        row = await run_in_threadpool(_create_once, ctx, kind, entity)
+        caller = await run_in_threadpool(_caller, request, ctx)  # issue 18 §4: another's upload
+        row = await run_in_threadpool(_create_once, ctx, kind, entity, caller)
         return version_body(request, kind, row)
 
 
@@ -163,7 +164,13 @@ def _check_upload_confirmed(ctx: AppContext, entity: Model | Data) -> None:
                             "against its hash); upload the local folder again")
 
 
-def _create_once(ctx: AppContext, kind: str, entity: Model | Data) -> AssetRow:
+def _caller(request: Request, ctx: AppContext) -> tuple[str | None, list[Any]]:
+    principal = getattr(request.state, "principal_id", None)
+    return principal, (ctx.auth.assignments(principal) if principal else [])
+
+
+def _create_once(ctx: AppContext, kind: str, entity: Model | Data,
+                 caller: tuple[str | None, list[Any]] = (None, [])) -> AssetRow:
     _check_upload_confirmed(ctx, entity)
     try:
         existing = ctx.store.get_asset(kind, entity.name or "", version=entity.version)
@@ -176,9 +183,9 @@ def _create_once(ctx: AppContext, kind: str, entity: Model | Data) -> AssetRow:
                             f"{entity.version} already exists with another path or type; versions are immutable: "
                             "create a new version")
     if kind == "models":
-        created = ctx.workspace.create_model(entity)  # type: ignore[arg-type]
+        created = ctx.workspace.create_model(entity, *caller)  # type: ignore[arg-type]
     else:
-        created = ctx.workspace.create_data(entity)  # type: ignore[arg-type]
+        created = ctx.workspace.create_data(entity, *caller)  # type: ignore[arg-type]
     return ctx.store.get_asset(kind, created.name or "", version=created.version)
 
 

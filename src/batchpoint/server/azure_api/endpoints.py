@@ -20,9 +20,10 @@ from batchpoint.entities import BatchDeployment, BatchEndpoint
 from batchpoint.exceptions import ValidationError
 from batchpoint.server.azure_api import arm
 from batchpoint.server.azure_api.assets import _json, asset_ref, short_uri
+from batchpoint.server.azure_api.code_env import code_path
 from batchpoint.server.azure_api.jobs import job_body
 from batchpoint.server.context import AppContext, get_context
-from batchpoint.server.routers.endpoints import start_invoke, visible_endpoints
+from batchpoint.server.routers.endpoints import request_caller, start_invoke, visible_endpoints
 from batchpoint.server.security import endpoint_scope, requires, visible_job_filter
 
 router = APIRouter(prefix=arm.BASE + "/batchendpoints", include_in_schema=False)
@@ -121,7 +122,7 @@ def _model_id(request: Request, ref: str) -> str:
     return ref
 
 
-def _deployment_request(body: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+def _deployment_request(ctx: AppContext, body: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
     model = props.get("model") or {}
     if not isinstance(model, dict) or not (model.get("assetId") or model.get("uri")):
         raise ValidationError("properties.model is required: {\"referenceType\": \"Id\", \"assetId\": "
@@ -154,7 +155,7 @@ def _deployment_request(body: dict[str, Any], props: dict[str, Any]) -> dict[str
     }
     code = props.get("codeConfiguration")
     if code:
-        out["code_configuration"] = {"code": short_uri(asset_ref(code.get("codeId") or "")),
+        out["code_configuration"] = {"code": code_path(ctx, code.get("codeId") or ""),
                                      "scoring_script": code.get("scoringScript")}
     if props.get("environmentId"):
         out["environment"] = asset_ref(props["environmentId"])
@@ -185,8 +186,10 @@ def get_deployment(endpoint: str, name: str, request: Request, ctx: AppContext =
 async def put_deployment(endpoint: str, name: str, request: Request,
                          ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     body = await request.json()
-    spec = _deployment_request(body, await _json(request))
-    dep = await run_in_threadpool(ctx.endpoints.put_deployment, endpoint, name, spec)
+    props = await _json(request)
+    spec = await run_in_threadpool(_deployment_request, ctx, body, props)
+    caller = await run_in_threadpool(request_caller, request, ctx)  # issue 18 §4: code in another's upload
+    dep = await run_in_threadpool(ctx.endpoints.put_deployment, endpoint, name, spec, False, caller)
     return deployment_body(request, dep)
 
 

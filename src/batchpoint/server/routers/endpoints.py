@@ -131,14 +131,22 @@ def list_deployments(endpoint: str, ctx: AppContext = Depends(get_context)) -> l
 
 
 @router.put("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
-def put_deployment(endpoint: str, name: str, body: dict[str, Any], set_default: bool = False,
+def put_deployment(endpoint: str, name: str, body: dict[str, Any], request: Request, set_default: bool = False,
                    ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.endpoints.put_deployment(endpoint, name, body, set_default).to_dict()
+    return ctx.endpoints.put_deployment(endpoint, name, body, set_default, caller=request_caller(request, ctx)).to_dict()
 
 
 @router.patch("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
-def update_deployment(endpoint: str, name: str, body: dict[str, Any], ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.endpoints.update_deployment(endpoint, name, body).to_dict()
+def update_deployment(endpoint: str, name: str, body: dict[str, Any], request: Request,
+                      ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
+    return ctx.endpoints.update_deployment(endpoint, name, body, caller=request_caller(request, ctx)).to_dict()
+
+
+def request_caller(request: Request, ctx: AppContext) -> tuple[str | None, list[Any]]:
+    """The calling principal and its assignments: a deployment's code folder or inline model in the
+    upload area or jobs' area is checked as an invoke on it would be (issue 18 §4)."""
+    principal = getattr(request.state, "principal_id", None)
+    return principal, (ctx.auth.assignments(principal) if principal else [])
 
 
 @router.get("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
