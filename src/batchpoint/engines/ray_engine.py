@@ -67,6 +67,7 @@ from batchpoint.engines.base import Engine, OutcomeSink, Sources
 from batchpoint.engines.dispatch import WorkQueue, fresh_sources
 from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError
+from batchpoint.engines.sandbox import isolation_of
 from batchpoint.exceptions import PlatformError, ValidationError
 from batchpoint.worker import protocol
 from batchpoint.worker.ray_actor import BI_OUTPUT_VARIABLE, RayWorker, pack_folders
@@ -292,6 +293,7 @@ class _Run:
             config["parts_store"] = dict(job.parts_store)
         if job.bi_output_store is not None:
             config["bi_output_store"] = dict(job.bi_output_store)
+        config["isolation"] = isolation_of(job)  # the actor runs the scoring code fenced (worker/ray_actor.py)
         handle = self.remote.remote()
         return _Actor(slot, handle, handle.init.remote(config, self.archive, self.job.python_exe),
                       sources_version=version)

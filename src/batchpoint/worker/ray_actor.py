@@ -45,6 +45,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -54,7 +55,7 @@ from typing import Any
 
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
-from batchpoint.worker import loop, protocol
+from batchpoint.worker import loop, protocol, sandbox
 from batchpoint.worker.errors import error_info
 from batchpoint.worker.files import Fetcher
 
@@ -188,6 +189,7 @@ class RayWorker:
         self.parts_backend: tuple[Any, Any] | None = None  # (spec dict, backend) of the parts store
         self.bi_dir: Path | None = None  # this actor's AZUREML_BI_OUTPUT_PATH
         self.bi_seen: dict[str, tuple[int, int, bytes | None]] = {}  # its files sent so far (remember())
+        self.isolation: dict[str, Any] | None = None  # how the scoring code is fenced (None: in this process)
 
     def where(self) -> dict[str, Any]:
         """The actor's process and node (for the engine's notes and for tests)."""
@@ -213,6 +215,14 @@ class RayWorker:
             return {"type": "unavailable", "log": self._new_log(), "message":
                     f"the deployment's environment {python_exe} is not on Ray node {self.where()['host']}: build "
                     "the environments where every node sees them at the same path (a shared environment cache)"}
+        isolation = dict(job.get("isolation") or {"mode": "bwrap"})
+        if isolation.get("mode", "bwrap") != "none":  # scoring code runs fenced, in a child of this actor
+            problem = sandbox.check(isolation)
+            if problem is not None:
+                return {"type": "unavailable", "log": self._new_log(), "message":
+                        f"cannot fence the scoring code on Ray node {self.where()['host']}: {problem}"}
+            self.isolation = isolation
+            python_exe = python_exe or sys.executable
         try:
             job["scorer"] = self._unpack(job["scorer"], archive)
             job["parts_dir"] = str(Path(self.home) / "parts")
@@ -244,17 +254,46 @@ class RayWorker:
 
     def _start_child(self, python_exe: str, job: dict[str, Any]) -> dict[str, Any]:
         """A worker process of ``python_exe`` on one end of a socket pair; its ``ready`` or
-        ``init_failed``. It ends itself when this actor's process does (``server_pid``)."""
+        ``init_failed``. It ends itself when this actor's process does (``server_pid``). Fenced
+        (``self.isolation``): in a bubblewrap sandbox (``worker/sandbox.py``) that holds only the
+        model and code (read-only), its parts, log, ``AZUREML_BI_OUTPUT_PATH`` and scratch folders,
+        with its own pid namespace and a clean environment; it ends with this actor's process
+        (``--die-with-parent``) or when this actor closes the connection."""
         ours, theirs = socket.socketpair()
+        start = {**job, "server_pid": os.getpid()}
+        if self.isolation is not None:
+            argv, env, start = self._fenced(python_exe, theirs.fileno(), start)
+        else:
+            argv = [python_exe, "-m", "batchpoint.worker", "--fd", str(theirs.fileno())]
+            env = {**os.environ, "PYTHONPATH": "", "PYTHONHOME": "", "PYTHONNOUSERSITE": "1"}
         with open(self.log_path, "ab") as log:
-            self.child = subprocess.Popen(
-                [python_exe, "-m", "batchpoint.worker", "--fd", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
-                env={**os.environ, "PYTHONPATH": "", "PYTHONHOME": "", "PYTHONNOUSERSITE": "1"})
+            self.child = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=log, close_fds=True, env=env)
         theirs.close()
         self.conn = Connection(ours.detach())
-        self.conn.send_bytes(protocol.encode(protocol.start({**job, "server_pid": os.getpid()})))
+        self.conn.send_bytes(protocol.encode(protocol.start(start)))
         return self._child_reply()
+
+    def _fenced(self, python_exe: str, fd: int, start: dict[str, Any]) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+        """The bwrap command line of this actor's fenced worker, and its start message."""
+        scratch = Path(self.home) / "worker"
+        dirs = {"scratch_dir": scratch / "downloads", "workdir": scratch / "work", "tmp_dir": scratch / "tmp"}
+        writable = [Path(start["parts_dir"]), *dirs.values()]
+        if self.bi_dir is not None:
+            writable.append(self.bi_dir)
+        for folder in writable:
+            folder.mkdir(parents=True, exist_ok=True)
+        log_files = [self.log_path, self.log_path.with_name(self.log_path.name + ".1")]
+        for path in log_files:
+            path.touch(exist_ok=True)
+        readonly = [Path(self.home) / "scorer"]
+        readonly += [v for k, v in start["scorer"].items() if k.endswith("_dir") and v]
+        readonly += [spec["config"]["path"] for spec in (start.get("sources") or {}).values()
+                     if spec.get("kind") == "local" and (spec.get("config") or {}).get("path")]
+        argv, env = sandbox.command(python_exe=python_exe, fd=fd, readonly=readonly, writable=[*writable, *log_files],
+                                    workdir=str(dirs["workdir"]), tmp_dir=str(dirs["tmp_dir"]), options=self.isolation)
+        start = {**start, "server_pid": None, "sandboxed": True, **{k: str(v) for k, v in dirs.items()}}
+        return argv, env, start
 
     def _child_reply(self) -> dict[str, Any]:
         try:
