@@ -400,6 +400,9 @@ class BatchDeploymentSettings(_Entity):
 
     _counts = field_validator("max_concurrency_per_instance", "mini_batch_size", "error_threshold",
                               mode="before")(_whole_number)
+    #: Batchpoint's own: seconds a worker's ``init()`` may take; past it the worker is killed and
+    #: counted like a death in ``init()`` (docs/faults.md). Azure has no such setting.
+    init_timeout: int = Field(default=600, ge=1, le=86_400)
 
     @field_validator("logging_level", mode="before")
     @classmethod

@@ -91,7 +91,7 @@ def test_stream_on_a_terminal_draws_phases_a_bar_and_final_counts(server: Any, m
     assert all(p >= 0 for p in positions) and positions == sorted(positions), text
     assert re.search(r"\(Queued took \d+\.\d s\)", text), text
     assert "mini-batches" in text and "rows/s" in text, text
-    assert re.search(r"phases: Queued \d+\.\d s, Preparing \d+\.\d s( \([^)]*\))?, Running \d+\.\d s \(listing \d+\.\d s\), "
+    assert re.search(r"phases: Queued \d+\.\d s, Preparing \d+\.\d s( \([^)]*\))?, Running \d+\.\d s \(listing \d+\.\d s(, init\(\) \d+\.\d s)?\), "
                      r"Finalizing \d+\.\d s", text), text
     assert f"Job {name} Completed: 4 files scored, 0 failed, {HEART_ROWS} rows" in text, text
     assert "worker-0.log" not in text  # the logs only on request

@@ -7,18 +7,33 @@ planner (:meth:`WorkQueue.take_ahead`), then the planner's next one. It is drain
 is exhausted and nothing waits; :meth:`WorkQueue.next_wait` is how long the loop may sleep before a
 retry is due. Engines differ in how they reach their workers (pipes, Ray actors), never in what
 they hand out next.
+
+:class:`LogCap` keeps each worker's log (``logs/worker-<n>.log``) under
+``EngineJob.log_max_bytes`` (``jobs.worker_log_max_bytes``, 20 MiB by default): past it, the log is
+copied to ``worker-<n>.log.1`` (replacing the older copy) and truncated in place, and starts again
+with a line that says so. The worker and every process it started append to the same file
+(``O_APPEND``), so all of them are capped, whatever they write with (``print``, C code, a child
+process); a log may pass the limit by what is written between two checks, and what is written
+between the copy and the truncation is lost.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections import deque
+from datetime import datetime
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from batchpoint.engines.planning import MiniBatch
 
-__all__ = ["WorkQueue", "fresh_sources"]
+__all__ = ["LOG_CHECK_S", "LogCap", "WorkQueue", "fresh_sources"]
+
+#: how often :class:`LogCap` looks at the size of the workers' logs
+LOG_CHECK_S = 0.25
 
 
 class WorkQueue:
@@ -87,3 +102,44 @@ def fresh_sources(credentials: Callable[[], tuple[int, dict[str, Any]]] | None,
         return None
     holder.sources_version = version
     return sources
+
+
+class LogCap:
+    """Cuts the workers' logs at ``max_bytes`` (see the module docstring); :meth:`check` from the
+    engine's loop (it looks every :data:`LOG_CHECK_S` at most)."""
+
+    def __init__(self, paths: list[Path], max_bytes: int) -> None:
+        self.paths, self.max_bytes = paths, max_bytes
+        self.cuts: dict[Path, int] = {}
+        self.checked = 0.0
+
+    def check(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.checked < LOG_CHECK_S:
+            return
+        self.checked = now
+        for path in self.paths:
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                continue
+            if size > self.max_bytes:
+                self.cut(path, size)
+
+    def cut(self, path: Path, size: int) -> None:
+        count = self.cuts.get(path, 0) + 1
+        try:
+            shutil.copyfile(path, f"{path}.1")
+            kept = f"the {size} bytes before this line are in {path.name}.1"
+        except OSError as exc:
+            kept = f"the {size} bytes before this line could not be kept ({exc.strerror or exc})"
+        try:
+            os.truncate(path, 0)
+            stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+            with open(path, "a") as out:
+                out.write(f"{stamp} WARNING batchpoint.engine: this worker's log passed its limit of {self.max_bytes} "
+                          f"bytes (jobs.worker_log_max_bytes) and was cut, {count} time(s) so far: {kept}; anything "
+                          "older is gone\n")
+            self.cuts[path] = count
+        except OSError:  # a full disk or a vanished folder: tried again at the next check
+            pass

@@ -12,6 +12,14 @@ This module only *executes* decisions: what a failure leads to (retry, split, re
 job; init deaths per slot) is :class:`batchpoint.engines.policy.FailurePolicy`. Platform retries
 are noted in the worker's log (``logs/worker-<slot>.log``), where the user sees them.
 
+Each worker's ``init()`` is bounded by ``settings.init_timeout`` (``EngineJob.init_timeout_s``):
+past it the worker is killed and counted like a death in ``init()`` (the policy's
+``on_init_timeout``); while the first workers run ``init()`` the job shows the phase
+"running init() on N workers" (``EngineJob.on_phase``). A worker that dies while its ``run()`` runs
+(it marks that in a small state file, ``protocol.WorkerState``) fails its mini-batch as the scoring
+code's (``policy.death_in_run``: exit code or signal, the OOM killer when its cgroup counted one,
+its peak memory as last sampled from ``/proc``); one lost anywhere else is the platform's.
+
 ``credentials`` (optional) returns ``(version, sources)``: the storage specs workers read with,
 re-minted by :class:`batchpoint.identity.delegation.WorkerCredentials` before they expire. A worker
 starts with the current set and gets a newer one along with its next mini-batch.
@@ -32,13 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
-from batchpoint.engines.dispatch import WorkQueue, fresh_sources
+from batchpoint.engines.dispatch import LogCap, WorkQueue, fresh_sources
 from batchpoint.engines import launchers
 from batchpoint.engines.launchers import ForkserverLauncher, Launcher, SubprocessLauncher
 from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.sandbox import SandboxLauncher, check, isolation_of
 from batchpoint.engines.policy import (
-    FailureKind, FailurePolicy, WorkerInitError, exit_text,
+    FailureKind, FailurePolicy, WorkerInitError, death_in_run, exit_text, init_phase_message,
 )
 from batchpoint.worker import protocol
 from batchpoint.worker.protocol import scratch_root
@@ -59,6 +67,82 @@ class _Worker:
     deadline: float = 0.0
     started: float = 0.0
     sources_version: int = 0
+    init_deadline: float = float("inf")  # when its init() must have returned (settings.init_timeout)
+    peak_rss: int = 0  # bytes, as last sampled from /proc (VmHWM)
+    oom_kills: tuple[str, int] | None = None  # (its memory cgroup's counter file, the count at start)
+
+
+#: how often the memory of busy workers is sampled (their peak RSS, named if they die)
+MEMORY_SAMPLE_S = 0.5
+
+
+def _worker_exitcode(proc: Any) -> int | None:
+    """The worker's own exit status: ``-N`` when a signal killed it. A sandboxed worker's process
+    handle is bubblewrap's (it has ``bwrap_pid``), which exits with ``128 + N`` when the worker
+    inside was killed by signal N; that is turned back into ``-N``."""
+    code = proc.exitcode
+    if getattr(proc, "bwrap_pid", None) is not None and code is not None and 128 < code < 128 + 65:
+        return -(code - 128)
+    return code
+
+
+def _vm_hwm(pid: int) -> int:
+    """The peak resident memory of process ``pid`` in bytes (0 when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _oom_counter(pid: int) -> tuple[str, int] | None:
+    """The OOM-kill counter of the memory cgroup of ``pid`` and its value now: cgroup v2
+    ``memory.events`` (``oom_kill``), or v1 ``memory.oom_control``; None when there is none."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            path = f"/sys/fs/cgroup{parts[2]}/memory.events"
+        elif "memory" in parts[1].split(","):
+            path = f"/sys/fs/cgroup/memory{parts[2]}/memory.oom_control"
+        else:
+            continue
+        count = _oom_count(path)
+        if count is not None:
+            return path, count
+    return None
+
+
+def _oom_count(path: str) -> int | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _memory_limit(counter: str) -> int | None:
+    """The cgroup's memory limit beside ``counter`` (None: none, or unlimited)."""
+    folder = Path(counter).parent
+    for name in ("memory.max", "memory.limit_in_bytes"):
+        try:
+            text = (folder / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+    return None
 
 
 def warm_up(isolation: dict[str, Any] | None = None) -> None:
@@ -119,23 +203,53 @@ class _Run:
         self.policy = FailurePolicy(job.policy)
         self.work = WorkQueue(batches)
         self.workers: dict[int, _Worker] = {}
+        self.initializing: set[int] = set()  # slots whose first worker has not run init() yet (the phase)
+        self.init_started = 0.0
+        self.sampled = 0.0
+        self.drained = False  # every mini-batch was handed out and finished
+        self.logs = LogCap([self._log_path(slot) for slot in range(job.workers)], job.log_max_bytes)
 
     def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.initializing = set(range(self.job.workers))
+        self.init_started = time.monotonic()
+        self._phase("started", init_phase_message(self.job.workers), workers=self.job.workers)
         for slot in range(self.job.workers):
             self.workers[slot] = self._spawn(slot)
+
+    @property
+    def state_dir(self) -> Path:
+        """The workers' state files (``protocol.WorkerState``), beside ``parts/`` in the job folder."""
+        return Path(self.job.parts_dir).parent / "state"
+
+    def _phase(self, state: str, message: str, **data: Any) -> None:
+        if self.job.on_phase is None:
+            return
+        try:
+            self.job.on_phase(state, message, **data)
+        except Exception:  # noqa: BLE001 - a note for the user; never what stops the job
+            log.warning("job %s: could not record the init() phase", self.job.name, exc_info=True)
 
     def _log_path(self, slot: int) -> Path:
         return Path(self.job.logs_dir) / f"worker-{slot}.log"
 
+    def _log_name(self, slot: int) -> str:
+        """The worker's log as the job's users know it (relative to the job: no server path)."""
+        return f"logs/worker-{slot}.log (job {self.job.name})"
+
     def _spawn(self, slot: int) -> _Worker:
         version, sources = self.credentials() if self.credentials is not None else (0, self.job.sources)
+        state_file = self.state_dir / f"worker-{slot}"
+        state_file.unlink(missing_ok=True)  # a new worker starts outside run()
         proc, conn = self.launcher.launch(slot, self.job.name, self._log_path(slot))
-        w = _Worker(slot, proc, conn, sources_version=version)
+        w = _Worker(slot, proc, conn, sources_version=version,
+                    init_deadline=time.monotonic() + self.job.init_timeout_s)
         job = self.job
         config = protocol.job_config(
             name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
             logs_dir=job.logs_dir, write_rows=job.write_rows, logging_level=job.logging_level,
-            environment=job.environment, server_pid=os.getpid())  # the worker ends itself when this process dies
+            environment=job.environment, server_pid=os.getpid(),  # the worker ends itself when this process dies
+            state_file=str(state_file))
         config.update(self.launcher.worker_config(job, slot))  # its own folders (and sandbox: no server pid)
         self._send(w, protocol.start(config))
         return w
@@ -185,14 +299,18 @@ class _Run:
             self._assign()
             busy = [w for w in self.workers.values() if w.batch is not None]
             if not busy and self.work.drained():
+                self.drained = True
                 return
             now = time.monotonic()
             waits = [w.deadline - now for w in busy] + self.work.next_wait(now) + [0.2]
+            waits += [w.init_deadline - now for w in self.workers.values() if not w.ready]
             ready_conns = wait([w.conn for w in self.workers.values()], timeout=max(0.0, min(waits)))
             for w in list(self.workers.values()):
                 if w.conn in ready_conns:
                     self._receive(w)
             self._check_deadlines_and_deaths()
+            self._sample_memory()
+            self.logs.check()
 
     def _receive(self, w: _Worker) -> None:
         try:
@@ -204,7 +322,10 @@ class _Run:
         msg = protocol.decode(data, peer=f"worker of slot {w.slot} of job {self.job.name}")
         if msg["type"] == "ready":
             w.ready = True
+            w.init_deadline = float("inf")
+            w.oom_kills = _oom_counter(w.proc.pid)
             self.policy.on_worker_ready(w.slot)
+            self._initialized(w.slot)
         elif msg["type"] == "init_failed":
             raise WorkerInitError(msg["error"])
         elif msg["type"] == "done":
@@ -214,10 +335,43 @@ class _Run:
             if w.batch is not None:
                 w.started, w.deadline = now, now + self.job.policy.timeout_s
             if batch is not None:
-                self._finish(batch, msg["rows"], msg["error"], seconds, w.slot)
+                self._finish(batch, msg["rows"], msg["error"], seconds, w.slot, int(msg.get("missing") or 0))
+
+    def _initialized(self, slot: int) -> None:
+        """Slot ``slot``'s worker ran init(): the phase ends when every slot's first one has."""
+        if slot not in self.initializing:
+            return
+        self.initializing.discard(slot)
+        if not self.initializing:
+            seconds = round(time.monotonic() - self.init_started, 2)
+            self._phase("finished", f"scoring mini-batches (init() took {seconds:g} s on {self.job.workers} "
+                        f"worker{'s' if self.job.workers != 1 else ''})", workers=self.job.workers, seconds=seconds)
+
+    def _sample_memory(self) -> None:
+        """Note the peak memory of each busy worker (every :data:`MEMORY_SAMPLE_S`): what it held is
+        named if it dies in run() (the process is gone by then)."""
+        now = time.monotonic()
+        if now - self.sampled < MEMORY_SAMPLE_S:
+            return
+        self.sampled = now
+        for w in self.workers.values():
+            if w.batch is not None:
+                w.peak_rss = max(w.peak_rss, _vm_hwm(w.proc.pid))
+
+    def _died_in_run(self, w: _Worker) -> bool:
+        return (w.batch is not None and w.ready
+                and protocol.WorkerState.read(str(self.state_dir / f"worker-{w.slot}")) == protocol.WorkerState.IN_RUN)
 
     def _death_error(self, w: _Worker) -> dict[str, Any]:
         w.proc.join(timeout=1)
+        if self._died_in_run(w):  # in the scoring code: the mini-batch's failure (kind user)
+            assert w.batch is not None
+            memory: dict[str, Any] = {"peak_rss": max(w.peak_rss, 0)}
+            if w.oom_kills is not None:
+                count = _oom_count(w.oom_kills[0])
+                memory["oom_kills"] = (count or 0) - w.oom_kills[1]
+                memory["limit"] = _memory_limit(w.oom_kills[0])
+            return death_in_run(w.slot, w.batch.key, _worker_exitcode(w.proc), self._log_name(w.slot), memory)
         where = f"mini-batch {w.batch.key}" if w.batch else "no mini-batch"
         return {"type": "WorkerLost", "where": None, "kind": FailureKind.PLATFORM.value, "message":
                 f"the worker process of slot {w.slot} died while scoring {where} (exit code "
@@ -226,12 +380,27 @@ class _Run:
     def _check_deadlines_and_deaths(self) -> None:
         now = time.monotonic()
         for w in list(self.workers.values()):
-            if w.batch is not None and now > w.deadline:
+            if not w.ready and now > w.init_deadline and self.workers.get(w.slot) is w:
+                self._init_timed_out(w)
+            elif w.batch is not None and now > w.deadline:
                 self._lost(w, {"type": "TimeoutError", "where": None, "kind": FailureKind.TIMEOUT.value, "message":
                                f"the mini-batch did not finish within the timeout of {self.job.policy.timeout_s:g}s "
                                "(retry_settings.timeout)"})
             elif not w.proc.is_alive() and not w.conn.poll():
                 self._lost(w, self._death_error(w))
+
+    def _init_timed_out(self, w: _Worker) -> None:
+        """``w``'s init() passed ``settings.init_timeout``: kill it, count it like a death in init()
+        (the policy raises the job's error on the last one), start a new worker in its slot."""
+        timeout = self.job.init_timeout_s
+        self._note(w.slot, f"init() did not return within settings.init_timeout ({timeout:g} s): the worker "
+                           f"(pid {w.proc.pid}) is killed")
+        w.proc.kill()
+        w.proc.join(timeout=5)
+        w.conn.close()
+        self.policy.on_init_timeout(w.slot, timeout, self._log_name(w.slot))
+        log.warning("job %s worker %s replaced: init() passed %gs", self.job.name, w.slot, timeout)
+        self.workers[w.slot] = self._spawn(w.slot)
 
     def _lost(self, w: _Worker, error: dict[str, Any]) -> None:
         """End ``w`` (dead, or past its deadline), start a new worker in its slot, and settle its batch."""
@@ -250,9 +419,12 @@ class _Run:
         if batch is not None:
             self._finish(batch, 0, error, seconds, w.slot)
 
-    def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int) -> None:
+    def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int,
+                missing: int = 0) -> None:
+        if error is not None and error.get("type") == "WorkerDied":
+            self._note(slot, f"mini-batch {batch.key} (attempt {batch.attempt}): {error['message']}")
         self.work.put_back(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
-                                                 lambda text: self._note(slot, text)))
+                                                 lambda text: self._note(slot, text), missing))
 
     def _note(self, slot: int, text: str) -> None:
         """A line of the engine's in the worker's log, where the user reads what happened to a mini-batch."""
@@ -281,3 +453,13 @@ class _Run:
             w.conn.close()
         # what the workers downloaded, also a killed worker's (its own clean-up never ran)
         shutil.rmtree(scratch_root(self.job.parts_dir), ignore_errors=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        for tmp in Path(self.job.parts_dir).glob(".*.tmp"):  # a part a killed worker was writing
+            tmp.unlink(missing_ok=True)
+        if self.initializing:  # the job ended before every worker ran init()
+            ready = self.job.workers - len(self.initializing)
+            self.initializing = set()
+            self._phase("finished" if self.drained else "failed",
+                        f"init() finished on {ready} of {self.job.workers} workers before the job "
+                        f"{'ran out of work' if self.drained else 'stopped'}", workers=self.job.workers,
+                        seconds=round(time.monotonic() - self.init_started, 2))

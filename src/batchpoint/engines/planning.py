@@ -3,7 +3,7 @@ failure are :mod:`batchpoint.engines.policy`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,9 @@ class MiniBatch:
     attempt: int = 1
     pieces: int = 1  # how many pieces the mini-batch was split into
     platform_failures: int = 0  # platform failures in a row (worker lost, storage fault), see policy.py
+    #: its worker was killed inside run() on every platform retry: a further kill there is the
+    #: scoring code's failure at once (policy.py, ``death_in_run``)
+    kills_run: bool = False
 
     @property
     def key(self) -> str:
@@ -35,15 +38,17 @@ class MiniBatch:
 
     def retry(self) -> MiniBatch:
         """The next attempt after a user, input or timeout failure (counts toward max_retries)."""
-        return MiniBatch(self.index, self.files, self.sub, self.attempt + 1, self.pieces)
+        return MiniBatch(self.index, self.files, self.sub, self.attempt + 1, self.pieces, kills_run=self.kills_run)
 
     def retry_platform(self) -> MiniBatch:
         """The same attempt again after a platform failure (not a retry of the user's code)."""
-        return MiniBatch(self.index, self.files, self.sub, self.attempt, self.pieces, self.platform_failures + 1)
+        return MiniBatch(self.index, self.files, self.sub, self.attempt, self.pieces, self.platform_failures + 1,
+                         self.kills_run)
 
     def split(self, final_attempt: int) -> list[MiniBatch]:
         """One mini-batch per file, so a failing file is named and the others still scored."""
-        return [MiniBatch(self.index, (f,), i + 1, final_attempt, len(self.files)) for i, f in enumerate(self.files)]
+        return [MiniBatch(self.index, (f,), i + 1, final_attempt, len(self.files), kills_run=self.kills_run)
+                for i, f in enumerate(self.files)]
 
 
 @dataclass
@@ -54,6 +59,9 @@ class MiniBatchOutcome:
     #: (user | input | timeout | platform, see policy.py)
     error: dict[str, Any] | None = None
     seconds: float = 0.0
+    #: a success whose ``run()`` returned fewer results than the mini-batch has files: how many files
+    #: are missing (Azure counts them as failed against ``error_threshold``; policy.py)
+    missing: int = 0
 
     @property
     def ok(self) -> bool:
@@ -112,6 +120,13 @@ class EngineJob:
     #: themselves (the same engines, a remote output store): ``source`` as above and ``prefix`` (the
     #: job's ``score`` output folder on it); None: the server's folder for them (``jobs/bi_output.py``)
     bi_output_store: dict[str, str] | None = None
+    #: ``settings.init_timeout``: seconds a worker's ``init()`` may take before it is killed (policy.py)
+    init_timeout_s: float = 600.0
+    #: the most bytes of a worker's log before it is cut (one older copy kept: ``worker-<n>.log.1``)
+    log_max_bytes: int = 20 << 20
+    #: ``on_phase(state, message, **data)``: a step inside ``Running`` (``init()`` while workers start),
+    #: shown by ``job stream`` (``lifecycle.phase``); None: not reported
+    on_phase: Callable[..., None] | None = None
     #: how the workers are fenced (``engines/sandbox.py``): ``mode`` ("bwrap" | "none"), ``bwrap``
     #: (the program), ``run_as``/``uid``/``gid`` (the workers' user), ``home`` (the server's home,
     #: which no worker may see), ``shared`` (folders every worker may write); None: bubblewrap with

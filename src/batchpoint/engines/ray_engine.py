@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -64,9 +65,9 @@ import ray
 import ray.exceptions as rex
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
-from batchpoint.engines.dispatch import WorkQueue, fresh_sources
+from batchpoint.engines.dispatch import LogCap, WorkQueue, fresh_sources
 from batchpoint.engines.planning import EngineJob, MiniBatch
-from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError
+from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError, init_phase_message
 from batchpoint.engines.sandbox import isolation_of
 from batchpoint.exceptions import PlatformError, ValidationError
 from batchpoint.worker import protocol
@@ -228,6 +229,7 @@ class _Actor:
     started: float = 0.0
     sources_version: int = 0
     where: dict[str, Any] = field(default_factory=dict)
+    init_deadline: float = float("inf")  # when its init() must have returned (settings.init_timeout)
 
 
 class RayEngine(Engine):
@@ -272,12 +274,39 @@ class _Run:
         self.archive: Any = None
         self.remote = ray.remote(RayWorker).options(
             num_cpus=engine.num_cpus, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
+        self.initializing: set[int] = set()  # slots whose first actor has not run init() yet (the phase)
+        self.logs = LogCap([], job.log_max_bytes)  # cuts a log past jobs.worker_log_max_bytes (dispatch.py)
+        self.init_started = 0.0
 
     # -- actors -------------------------------------------------------------------------------
     def start(self) -> None:
         self.archive = ray.put(pack_folders(self.job.scorer))
+        self.initializing = set(range(self.job.workers))
+        self.init_started = time.monotonic()
+        self._phase("started", init_phase_message(self.job.workers), workers=self.job.workers)
         for slot in range(self.job.workers):
             self.actors[slot] = self._spawn(slot)
+
+    def _phase(self, state: str, message: str, **data: Any) -> None:
+        if self.job.on_phase is None:
+            return
+        try:
+            self.job.on_phase(state, message, **data)
+        except Exception:  # noqa: BLE001 - a note for the user; never what stops the job
+            log.warning("job %s: could not record the init() phase", self.job.name, exc_info=True)
+
+    def _initialized(self, slot: int) -> None:
+        if slot not in self.initializing:
+            return
+        self.initializing.discard(slot)
+        if not self.initializing:
+            seconds = round(time.monotonic() - self.init_started, 2)
+            self._phase("finished", f"scoring mini-batches (init() took {seconds:g} s on {self.job.workers} "
+                        f"worker{'s' if self.job.workers != 1 else ''})", workers=self.job.workers, seconds=seconds)
+
+    def _log_name(self, slot: int) -> str:
+        """The worker's log as the job's users know it (relative to the job: no server path)."""
+        return f"logs/worker-{slot}.log (job {self.job.name})"
 
     def _log_path(self, slot: int) -> Path:
         return Path(self.job.logs_dir) / f"worker-{slot}.log"
@@ -296,7 +325,7 @@ class _Run:
         config["isolation"] = isolation_of(job)  # the actor runs the scoring code fenced (worker/ray_actor.py)
         handle = self.remote.remote()
         return _Actor(slot, handle, handle.init.remote(config, self.archive, self.job.python_exe),
-                      sources_version=version)
+                      sources_version=version, init_deadline=time.monotonic() + self.job.init_timeout_s)
 
     def _kill(self, a: _Actor) -> None:
         try:
@@ -328,6 +357,7 @@ class _Run:
             waiting.update({a.init_ref: a for a in self.actors.values() if not a.ready})
             now = time.monotonic()
             waits = [a.deadline - now for a in busy] + self.work.next_wait(now) + [0.2]
+            waits += [a.init_deadline - now for a in self.actors.values() if not a.ready]
             refs = list(waiting)
             done: list[Any] = []
             if refs:
@@ -358,7 +388,9 @@ class _Run:
         self._append_log(a.slot, reply.get("log") or "")
         if reply["type"] == "ready":
             a.ready = True
+            a.init_deadline = float("inf")
             self.policy.on_worker_ready(a.slot)
+            self._initialized(a.slot)
         elif reply["type"] == "init_failed":
             raise WorkerInitError(reply["error"])
         elif reply["type"] == "unavailable":  # the deployment's environment is not on that node
@@ -380,7 +412,7 @@ class _Run:
                 if error is not None:
                     self._finish(batch, 0, error, seconds, a.slot)
                     return
-            self._finish(batch, rows, reply["error"], seconds, a.slot)
+            self._finish(batch, rows, reply["error"], seconds, a.slot, int(reply.get("missing") or 0))
 
     def _stored_remotely(self, key: str, stored: str | None) -> dict[str, Any] | None:
         """The actor wrote the part to the output store: a part of that key left in the job folder
@@ -446,6 +478,14 @@ class _Run:
     def _lost_error(self, a: _Actor, exc: BaseException) -> dict[str, Any]:
         where = f"mini-batch {a.batch.key}" if a.batch else "no mini-batch (in init())"
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        died = _died_in_run(exc) if a.batch is not None and a.ready else None
+        if died is not None:  # the actor's process ended inside run(): as policy.death_in_run says
+            error = {"type": "WorkerDied", "where": None, "traceback": "", "kind": FailureKind.USER.value,
+                     "death": died[0], "message": f"the Ray actor of worker slot {a.slot} {died[1]} while run() was "
+                     f"scoring {where}; see the worker log {self._log_name(a.slot)}"}
+            if died[0] == "killed":  # a signal from outside may be the platform's: retried as such first
+                error.update(kind=FailureKind.PLATFORM.value, in_run=True)
+            return error
         return {"type": type(exc).__name__, "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
                 "message": f"the Ray actor of worker slot {a.slot} was lost while scoring {where} "
                            f"({type(exc).__name__}: {cause[:500]}); see the worker log {self._log_path(a.slot)}"}
@@ -453,7 +493,14 @@ class _Run:
     def _check_deadlines(self) -> None:
         now = time.monotonic()
         for a in list(self.actors.values()):
-            if a.batch is not None and now > a.deadline:
+            if not a.ready and now > a.init_deadline and self.actors.get(a.slot) is a:
+                timeout = self.job.init_timeout_s
+                self._note(a.slot, f"init() did not return within settings.init_timeout ({timeout:g} s): the "
+                                   "Ray actor is killed")
+                self._kill(a)
+                self.policy.on_init_timeout(a.slot, timeout, self._log_name(a.slot))
+                self.actors[a.slot] = self._spawn(a.slot)
+            elif a.batch is not None and now > a.deadline:
                 self._lost(a, {"type": "TimeoutError", "where": None, "traceback": "",
                                "kind": FailureKind.TIMEOUT.value, "message":
                                f"the mini-batch did not finish within the timeout of "
@@ -470,12 +517,17 @@ class _Run:
         if batch is not None:
             self._finish(batch, 0, error, seconds, a.slot)
 
-    def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int) -> None:
+    def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int,
+                missing: int = 0) -> None:
+        if error is not None and error.get("type") == "WorkerDied":
+            self._note(slot, f"mini-batch {batch.key} (attempt {batch.attempt}): {error['message']}")
         self.work.put_back(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
-                                                 lambda text: self._note(slot, text)))
+                                                 lambda text: self._note(slot, text), missing))
 
     # -- logs -----------------------------------------------------------------------------------
     def _append_log(self, slot: int, text: str) -> None:
+        """Add an actor's new log lines to its log in the job folder; past ``EngineJob.log_max_bytes``
+        it is cut as a local worker's is (``dispatch.LogCap``: one older copy, ``worker-<n>.log.1``)."""
         if not text:
             return
         try:
@@ -483,6 +535,9 @@ class _Run:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a") as out:
                 out.write(text)
+                size = out.tell()
+            if size > self.job.log_max_bytes:
+                self.logs.cut(path, size)
         except OSError:  # a full disk: the part or the done log reports it
             pass
 
@@ -496,3 +551,31 @@ class _Run:
         for a in self.actors.values():
             self._kill(a)
         self.actors.clear()
+        if self.initializing:  # the job ended before every actor ran init()
+            ready = self.job.workers - len(self.initializing)
+            self.initializing = set()
+            self._phase("failed", f"init() finished on {ready} of {self.job.workers} workers before the job ended",
+                        workers=self.job.workers, seconds=round(time.monotonic() - self.init_started, 2))
+
+
+def _died_in_run(exc: BaseException) -> tuple[str, str] | None:
+    """Whether Ray's error says the actor's own process ended (it exited, was killed, ran out of
+    memory) rather than its node or the cluster failing: (how, what happened) or None. Ray tells
+    only in its message: "killed due to the node running low on memory" (Ray's memory monitor: the
+    scoring code's, at once), "Worker unexpectedly exits …" (``os._exit``, a signal, a crash: Ray
+    cannot tell which, so it is retried as the platform's first, ``policy.FailurePolicy.classify``);
+    a node that died is the platform's."""
+    if not isinstance(exc, rex.ActorDiedError):
+        return None
+    text = str(exc)
+    lowered = text.lower()
+    if "running low on memory" in lowered:
+        return "oom", "was killed by Ray's memory monitor: its node was running low on memory"
+    if "node" in lowered and ("has died" in lowered or "node died" in lowered or "is dead" in lowered) \
+            and "worker" not in lowered:
+        return None  # the node was lost: the platform's
+    match = re.search(r"(worker unexpectedly exits[^.]*|exit code \S+)", text, re.IGNORECASE)
+    if match:
+        return "killed", (f"ended unexpectedly (Ray: {match.group(1).strip()}: os._exit() in the scoring code, a "
+                          "crash, or a kill such as the kernel's OOM killer)")
+    return None

@@ -217,11 +217,35 @@ def write_partial_output(ws: WorkspaceService, name: str) -> bool:
     output, with a ``_PARTIAL.json`` marker beside them, and mark the output ``partial`` (shown by
     ``job show``; ``job download`` says so). Returns whether it did. Never raises: the job is
     Canceled whatever happens here."""
-    from batchpoint.jobs.output import write_output  # output imports this module
-
     job = ws.store.get_job(name)
     if job.status != JobStatus.CANCELED.value or (job.settings or {}).get("output_action") != "append_row":
         return False
+    return _write_partial(ws, job)
+
+
+def keep_partial_output(ws: WorkspaceService, name: str) -> bool:
+    """For a job that *failed* while it was scoring (``Running``: error_threshold passed, a
+    mini-batch's platform retries spent, workers dying in init()): the same partial output as a
+    canceled job's, when it finished at least one mini-batch. A job that failed in ``Finalizing``
+    (its output being written) is left as it is. Never raises."""
+    try:
+        job = ws.store.get_job(name)
+        if (job.status != JobStatus.FAILED.value or not job.mini_batches_completed
+                or (job.settings or {}).get("output_action") != "append_row"):
+            return False
+        statuses = [e.status for e in ws.store.list_job_events(name, 0, 10_000, types=("status",))]
+        if len(statuses) < 2 or statuses[-2] != JobStatus.RUNNING.value:
+            return False
+    except Exception:  # noqa: BLE001 - the job's own failure is what matters
+        log.warning("job %s: could not check whether to keep a partial output", name, exc_info=True)
+        return False
+    return _write_partial(ws, job)
+
+
+def _write_partial(ws: WorkspaceService, job: JobRow) -> bool:
+    from batchpoint.jobs.output import write_output  # output imports this module
+
+    name = job.name
     try:
         write_output(ws, job, Path(JobFolder.local(ws.settings.jobs_dir, name).parts_dir))
         _write_marker(ws, job)
@@ -242,7 +266,9 @@ def _write_marker(ws: WorkspaceService, job: JobRow) -> None:
     backend = open_backend(ws.datastore_spec(datastore))
     marker: dict[str, Any] = {
         "partial": True, "job": job.name, "status": job.status,
-        "reason": "the job was canceled; the output holds only the mini-batches finished before the cancel",
+        "reason": (f"the job {'was canceled' if job.status == JobStatus.CANCELED.value else 'failed'}; the "
+                   f"output holds only the mini-batches finished before it "
+                   f"{'was canceled' if job.status == JobStatus.CANCELED.value else 'failed'}"),
         "mini_batches_completed": job.mini_batches_completed, "mini_batches_total": job.mini_batches_total,
         "files_completed": job.files_completed, "files_total": job.files_total, "rows": job.rows,
     }

@@ -90,9 +90,11 @@ class Progress:
         if self._error is not None:  # the resume log could not be written: the job stops with why
             raise self._error
         b = outcome.batch
-        files_ok = 0 if outcome.error else len(b.files)
+        missing = 0 if outcome.error else outcome.missing  # run() returned fewer results than files
+        files_ok = 0 if outcome.error else len(b.files) - missing
         charged = outcome.error is not None and FailureKind.of(outcome.error).charged
-        deltas = {"files_completed": files_ok, "files_failed": len(b.files) if charged else 0, "rows": outcome.rows}
+        deltas = {"files_completed": files_ok, "files_failed": len(b.files) if charged else missing,
+                  "rows": outcome.rows}
         finished, totals = self._batch_finished(b, failed=bool(outcome.error), deltas=deltas,
                                                 part=None if outcome.error else b.key)
         entry = None
@@ -102,6 +104,8 @@ class Progress:
             entry = {"index": b.index, **totals}
         if outcome.error is not None:
             self._record_failure(b, outcome.error)
+        elif missing:
+            self._record_shortfall(b, missing, outcome.rows)
         first = not self.first_batch_seen and outcome.error is None
         with self._lock:
             self._pending.append(_Pending(deltas, entry, None if outcome.error else b.key))
@@ -109,7 +113,7 @@ class Progress:
             self.first_batch_seen = True
             self._first_at = utcnow()
             self.flush()  # the first scored mini-batch shows at once (one part to sync: cheap)
-        elif outcome.error is not None or len(self._pending) >= GROUP_MAX:
+        elif outcome.error is not None or missing or len(self._pending) >= GROUP_MAX:
             self._wake.set()  # a failure shows without waiting for the interval; a big group goes now
 
     def flush(self) -> None:
@@ -233,6 +237,30 @@ class Progress:
                 f"{self.files_failed} file(s) failed, more than error_threshold {self.policy.error_threshold} allows. "
                 f"First failure: {names[0].rsplit('/', 1)[-1]}: {text}"
             )
+            self.first_error["message_summary"] = self.threshold_message
+            self.stop.set()
+
+    def _record_shortfall(self, b: MiniBatch, missing: int, results: int) -> None:
+        """A script's ``run()`` returned ``results`` for the ``len(b.files)`` files of ``b``: the
+        ``missing`` ones count as failed files (kind user, charged to ``error_threshold``), as
+        Azure's batch runner counts them. Which files they are is not known: the failure names the
+        mini-batch (no file), and its rows are kept."""
+        shown = ", ".join(f.name for f in b.files[:3]) + (f" and {len(b.files) - 3} more" if len(b.files) > 3 else "")
+        text = (f"ResultShortfall: run() returned {results} result(s) for the {len(b.files)} files of mini-batch "
+                f"{b.key} ({shown}): {missing} file(s) without a result are counted as failed (error_threshold). "
+                "run() must return one element (row) per input file it scored; Azure's batch runner counts "
+                "each element as one input scored")
+        self.store.add_failure(self.name, b.index, None, text, kind=FailureKind.USER.value, attempt=b.attempt)
+        self.files_failed += missing
+        if len(self.failed_names) < 5:
+            self.failed_names.append(f"{missing} of mini-batch {b.key}")
+        if self.first_error is None:
+            self.first_error = {"code": ERROR_CODES[FailureKind.USER], "kind": FailureKind.USER.value, "file": None,
+                                "mini_batch": b.key, "type": "ResultShortfall", "message": text, "where": None}
+        if self.policy.threshold_exceeded(self.files_failed) and self.threshold_message is None:
+            self.threshold_message = (
+                f"{self.files_failed} file(s) failed, more than error_threshold {self.policy.error_threshold} allows. "
+                f"First failure: {text}")
             self.first_error["message_summary"] = self.threshold_message
             self.stop.set()
 

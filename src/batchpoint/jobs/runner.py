@@ -22,7 +22,9 @@ from batchpoint.exceptions import BatchpointError, UserCodeError
 from batchpoint.identity.delegation import WorkerCredentials
 from batchpoint.jobs import bi_output
 from batchpoint.jobs.errors_file import partial_errors_file, write_errors_file
-from batchpoint.jobs.assembly import PARTS_SOURCE, drop_staged_parts, staged_parts, write_partial_output
+from batchpoint.jobs.assembly import (
+    PARTS_SOURCE, drop_staged_parts, keep_partial_output, staged_parts, write_partial_output,
+)
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.lifecycle import MetadataUnwritable, fail, phase, record_with_retries, transition
 from batchpoint.jobs.listing import Lister
@@ -79,6 +81,7 @@ class JobRunner:
             log.exception("job %s crashed", name)
             self._fail(name, f"internal error: {exc.__class__.__name__}: {exc}", {"code": "SystemError"})
         partial_errors_file(self.ws, name)
+        keep_partial_output(self.ws, name)  # a job that failed while scoring keeps what it scored
 
     def _fail(self, name: str, message: str, error: dict[str, Any]) -> None:
         record_with_retries(f"the failure of job {name}", lambda: fail(self.store, name, message, error),
@@ -120,6 +123,9 @@ class JobRunner:
             isolation=self.ws.settings.worker_isolation(),  # how its workers are fenced (engines/sandbox.py)
             parts_store={"source": PARTS_SOURCE, "prefix": staged.prefix} if staged is not None else None,
             bi_output_store={"source": PARTS_SOURCE, "prefix": bi_remote[1]} if bi_remote is not None else None,
+            init_timeout_s=float(settings.get("init_timeout") or 600),
+            log_max_bytes=self.ws.settings.jobs.worker_log_max_bytes,
+            on_phase=lambda state, message, **data: phase(self.store, job.name, "init()", state, message, **data),
         )
         progress = Progress(self.store, job.name, policy, stop, done, manifest, parts_dir=folder.parts_dir,
                             owner=job.owner)

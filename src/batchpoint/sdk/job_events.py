@@ -249,7 +249,10 @@ def status_line(event: JobEvent) -> str:
 def phase_line(event: JobEvent) -> str:
     d = event.data
     seconds = f" ({d['seconds']:.1f} s)" if isinstance(d.get("seconds"), (int, float)) else ""
-    return f"phase: {d.get('phase', '?')} {d.get('state', '')}{seconds}".rstrip()
+    line = f"phase: {d.get('phase', '?')} {d.get('state', '')}{seconds}".rstrip()
+    if d.get("phase") == "init()" and event.message:  # "running init() on 4 workers", and how it ended
+        line += f": {event.message}"
+    return line
 
 
 def root_cause_lines(job: Job) -> list[str]:

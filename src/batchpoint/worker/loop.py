@@ -10,6 +10,13 @@ the engine's forkserver or started as ``python -m batchpoint.worker`` in another
 With ``server_pid`` in the job config, a watchdog (:mod:`batchpoint.worker.watchdog`) ends the
 worker as soon as that server process exits or the engine's end of the connection closes, even
 while ``run()`` is busy.
+
+What a scoring script's ``run()`` returns is checked as Azure's batch runner checks it: a pandas
+DataFrame (or Series) or a list/tuple/array, one element per input it scored. Any other type
+(a dict, None, a str, a number, a generator) fails the mini-batch (kind user) saying what ``run()``
+must return; fewer elements than the mini-batch has files is a *shortfall*: the rows are kept and
+the ``done`` message names how many files are ``missing`` (the engine charges them to
+``error_threshold``). The MLflow no-code scorer writes one row per input row and is not checked.
 """
 
 from __future__ import annotations
@@ -27,10 +34,36 @@ from batchpoint.scoring.scorers import make_scorer
 from batchpoint.worker import protocol
 from batchpoint.worker.errors import error_info
 from batchpoint.worker.files import Fetcher, write_part
-from batchpoint.worker.protocol import scratch_root
+from batchpoint.worker.protocol import WorkerState, scratch_root
 from batchpoint.worker.watchdog import watch
 
 _redactor: Any = None  # this worker's log filter (see _redact_logs)
+
+
+class ResultTypeError(TypeError):
+    """``run()`` returned a type Azure's batch runner does not take (kind user)."""
+
+    failure_kind = "user"
+
+
+def results_of(result: Any, files: int, checked: bool) -> int:
+    """How many of the mini-batch's ``files`` got no result (``checked``: a scoring script's
+    ``run()``; the MLflow scorer is not checked). Raises :class:`ResultTypeError` for a type that
+    is not a DataFrame, Series, list, tuple or array."""
+    if not checked:
+        return 0
+    import pandas as pd
+
+    ndim = getattr(result, "ndim", None)
+    if isinstance(result, (pd.DataFrame, pd.Series, list, tuple)) or (
+            type(result).__module__ == "numpy" and isinstance(ndim, int) and ndim >= 1):
+        return max(0, files - len(result))
+    shown = repr(result)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise ResultTypeError(
+        f"run() returned a {type(result).__name__} ({shown}); run() must return a pandas DataFrame or a list/array "
+        "with one element (row) per input it scored, as on Azure ML batch deployments, whose batch runner counts "
+        "each element as one input scored")
 
 
 def _redirect_output(log_path: Path, level: str) -> logging.Logger:
@@ -100,13 +133,28 @@ def _receive(conn: Any) -> dict[str, Any] | None:
     return protocol.decode(data, peer="engine")
 
 
+def _state(path: str | None, log: logging.Logger) -> WorkerState | None:
+    """The worker's state file (in run() or not), or None when it cannot be made: the engine then
+    takes a death of this worker for the platform's, as before."""
+    if not path:
+        return None
+    try:
+        return WorkerState(path)
+    except OSError as exc:
+        log.warning("cannot use the state file %s (%s): a death of this worker inside run() will count as the "
+                    "platform's", path, exc)
+        return None
+
+
 def serve(conn: Any) -> None:
     """Run one worker over ``conn`` until ``stop`` or the connection closes."""
     message = _receive(conn)
     if message is None or message["type"] != "start":
         return
     job = message["job"]
-    log = _redirect_output(Path(job["logs_dir"]) / f"worker-{job['worker_id']}.log", job["logging_level"])
+    log_path = Path(job["logs_dir"]) / f"worker-{job['worker_id']}.log"
+    log = _redirect_output(log_path, job["logging_level"])
+    state = _state(job.get("state_file"), log)
     if job.get("server_pid") or job.get("sandboxed"):  # the worker ends itself when its server or engine does
         watch(int(job["server_pid"]) if job.get("server_pid") else None, conn)
     _redact_logs(job["sources"])
@@ -126,35 +174,47 @@ def serve(conn: Any) -> None:
     if not _send(conn, protocol.ready(job["worker_id"], seconds)):
         return
     try:
-        _batches(conn, scorer, fetcher, job, log)
+        _batches(conn, scorer, fetcher, job, log, state)
     finally:
         fetcher.close()
 
 
-def _batches(conn: Any, scorer: Any, fetcher: Fetcher, job: dict[str, Any], log: logging.Logger) -> None:
+def _batches(conn: Any, scorer: Any, fetcher: Fetcher, job: dict[str, Any], log: logging.Logger,
+             state: WorkerState | None = None) -> None:
     while True:
         message = _receive(conn)
         if message is None or message["type"] == "stop":
             return
         if message["type"] != "batch":
             raise protocol.ProtocolError(f"the engine sent '{message['type']}' to a ready worker; expected batch or stop")
-        if not _send(conn, _score(message, scorer, fetcher, job, log)):
+        if not _send(conn, _score(message, scorer, fetcher, job, log, state)):
             return
 
 
 def _score(message: dict[str, Any], scorer: Any, fetcher: Fetcher, job: dict[str, Any],
-           log: logging.Logger) -> dict[str, Any]:
+           log: logging.Logger, state: WorkerState | None = None) -> dict[str, Any]:
     key, started = message["key"], time.perf_counter()
     try:
         if message["sources"] is not None:
             _redact_logs(message["sources"])
             fetcher.use(message["sources"])
         files = fetcher.fetch(message["files"], key)
-        result = scorer.run(files)
+        if state is not None:
+            state.set(WorkerState.IN_RUN)
+        try:
+            result = scorer.run(files)
+        finally:
+            if state is not None:
+                state.set(WorkerState.IDLE)
+        missing = results_of(result, len(files), bool(job["scorer"].get("scoring_script")))
         rows = write_part(Path(job["parts_dir"]), key, result) if job["write_rows"] else count_rows(result)
         log.info("mini-batch %s (%d files) scored: %d rows in %.3fs", key, len(files), rows,
                  time.perf_counter() - started)
-        return protocol.done(key, rows, None)
+        if missing:
+            log.warning("mini-batch %s: run() returned %d result(s) for its %d files: %d file(s) counted as failed "
+                        "(charged to error_threshold, as Azure's batch runner counts them)", key, len(files) - missing,
+                        len(files), missing)
+        return protocol.done(key, rows, None, missing)
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the engine, with its kind
         error = error_info(exc)
         log.exception("mini-batch %s failed (attempt %d, kind %s)", key, message["attempt"], error["kind"])

@@ -14,14 +14,19 @@ type            direction fields
                           {key: storage spec dict}, ``parts_dir``, ``logs_dir``,
                           ``write_rows``, ``logging_level``, ``environment``, and
                           optionally ``server_pid``: the worker ends itself when that
-                          process exits or the connection closes (``worker/watchdog.py``)
+                          process exits or the connection closes (``worker/watchdog.py``);
+                          ``state_file``: a small file the worker marks while it is
+                          inside ``run()`` (:class:`WorkerState`), so the engine can tell
+                          a death in the scoring code from one between mini-batches
 ``batch``       → worker  ``key`` (the part's name), ``index``, ``sub``, ``attempt``, ``pieces``,
                           ``files`` [{source, path}], ``sources`` (renewed storage specs, or null)
 ``stop``        → worker  (none): finish and exit
 ``ready``       ← worker  ``worker``, ``init_seconds``: init() returned
 ``init_failed`` ← worker  ``error``: init() raised (type, message, where, traceback, kind)
 ``done``        ← worker  ``key``, ``rows``, ``error``: null, or {type, message, where,
-                          traceback, kind (user | input | platform)}
+                          traceback, kind (user | input | platform)}; optionally
+                          ``missing``: the files of the mini-batch ``run()`` returned no
+                          result for (a script's shortfall; 0 or absent: none)
 =============== ========= ==============================================================
 
 A storage spec dict is ``{"kind", "config", "credential"}`` (:func:`spec_to_dict`); it holds the
@@ -38,7 +43,7 @@ from batchpoint.exceptions import JobError
 from batchpoint.storage.base import StorageSpec
 
 __all__ = ["PROTOCOL_VERSION", "ProtocolError", "batch", "decode", "done", "encode", "init_failed", "job_config",
-           "ready", "scratch_root", "spec_from_dict", "spec_to_dict", "start", "stop"]
+           "ready", "WorkerState", "scratch_root", "spec_from_dict", "spec_to_dict", "start", "stop"]
 
 PROTOCOL_VERSION = 1
 
@@ -79,13 +84,15 @@ def sources_to_dict(sources: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def job_config(*, name: str, worker_id: int, scorer: dict[str, Any], sources: dict[str, Any], parts_dir: str,
                logs_dir: str, write_rows: bool, logging_level: str, environment: dict[str, str],
-               server_pid: int | None = None) -> dict[str, Any]:
+               server_pid: int | None = None, state_file: str | None = None) -> dict[str, Any]:
     """The job config a worker starts with (plain JSON: paths, flags, storage spec dicts)."""
     config = {"name": name, "worker_id": worker_id, "scorer": dict(scorer), "sources": sources_to_dict(sources),
               "parts_dir": parts_dir, "logs_dir": logs_dir, "write_rows": write_rows, "logging_level": logging_level,
               "environment": dict(environment)}
     if server_pid is not None:
         config["server_pid"] = server_pid
+    if state_file is not None:
+        config["state_file"] = state_file
     return config
 
 
@@ -118,8 +125,45 @@ def init_failed(error: dict[str, Any]) -> dict[str, Any]:
     return _message("init_failed", error=error)
 
 
-def done(key: str, rows: int, error: dict[str, Any] | None) -> dict[str, Any]:
+def done(key: str, rows: int, error: dict[str, Any] | None, missing: int = 0) -> dict[str, Any]:
+    if missing:
+        return _message("done", key=key, rows=rows, error=error, missing=missing)
     return _message("done", key=key, rows=rows, error=error)
+
+
+class WorkerState:
+    """Where a worker is, as one byte of a small shared file (``state_file`` of the job config):
+    :data:`IDLE` between mini-batches, :data:`IN_RUN` while the scoring code's ``run()`` runs. The
+    worker writes it through a memory map (no system call per mini-batch); the engine reads it
+    after the worker died, to tell a death in the scoring code (the mini-batch's failure, kind
+    user) from one between mini-batches (the platform's)."""
+
+    IDLE, IN_RUN = 0, 1
+    SIZE = 16
+
+    def __init__(self, path: str) -> None:
+        import mmap
+
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < self.SIZE:
+                os.ftruncate(fd, self.SIZE)
+            self._map = mmap.mmap(fd, self.SIZE)
+        finally:
+            os.close(fd)
+
+    def set(self, state: int) -> None:
+        self._map[0] = state
+
+    @staticmethod
+    def read(path: str) -> int | None:
+        """The state a worker left in ``path`` (None: no such file)."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read(1)
+        except OSError:
+            return None
+        return data[0] if data else None
 
 
 def encode(message: dict[str, Any]) -> bytes:
