@@ -14,9 +14,12 @@ from azure.ai.ml import Input, MLClient
 from azure.ai.ml.constants import AssetTypes, BatchDeploymentOutputAction
 from azure.ai.ml.entities import (
     AmlCompute,
+    BatchDeployment,
     BatchEndpoint,
     BatchRetrySettings,
+    CodeConfiguration,
     Data,
+    Environment,
     Model,
     ModelBatchDeployment,
     ModelBatchDeploymentSettings,
@@ -95,6 +98,28 @@ def upload(ml: MLClient, model_dir: str, data_dir: str) -> dict:
             "job": job.name, "status": status}
 
 
+def script(ml: MLClient, code_dir: str) -> dict:
+    """A scoring-script deployment: code from a local folder, an environment from a conda file."""
+    environment = Environment(name="score-env", image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest",
+                              conda_file={"name": "score", "dependencies": ["python=3.11", {"pip": ["pandas"]}]})
+    deployment = BatchDeployment(
+        name="script", endpoint_name=ENDPOINT, model="azureml:heart-classifier:1", environment=environment,
+        code_configuration=CodeConfiguration(code=code_dir, scoring_script="score.py"), compute="batch-cluster",
+        instance_count=1, mini_batch_size=2)
+    ml.batch_deployments.begin_create_or_update(deployment).result()
+    ml.batch_deployments.begin_create_or_update(deployment).result()  # the same code again: found by its hash
+    job = ml.batch_endpoints.invoke(endpoint_name=ENDPOINT, deployment_name="script",
+                                    input=Input(type=AssetTypes.URI_FOLDER, path=DATA_PATH))
+    deadline = time.monotonic() + 400
+    status = None
+    while time.monotonic() < deadline:
+        status = ml.jobs.get(job.name).status
+        if status in ("Completed", "Failed", "Canceled"):
+            break
+        time.sleep(1)
+    return {"job": job.name, "status": status}
+
+
 def main() -> None:
     step = sys.argv[1]
     ml = client()
@@ -111,6 +136,8 @@ def main() -> None:
     elif step == "download":
         ml.jobs.download(sys.argv[2], download_path=sys.argv[3], output_name="score")
         out = {"downloaded": sys.argv[2]}
+    elif step == "script":
+        out = script(ml, sys.argv[2])
     elif step == "upload":
         out = upload(ml, sys.argv[2], sys.argv[3])
     elif step == "create-endpoint":

@@ -54,6 +54,12 @@ ARM_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/jobs/{name}"): ("GET", "/jobs/{job}"),
     ("POST", "/rundata"): ("GET", "/jobs/{job}"),
     ("GET", "/runs/{name}/details"): ("GET", "/jobs/{job}"),
+    ("GET", "/codes/{name}/versions"): ("GET", "/data"),  # no native codes: the same permission's route
+    ("GET", "/codes/{name}/versions/{version}"): ("GET", "/data"),
+    ("PUT", "/codes/{name}/versions/{version}"): ("POST", "/data/dc-{who}/versions"),
+    ("POST", "/codes/{name}/versions/{version}/startpendingupload"): ("POST", "/data/dp-{who}/versions"),
+    ("GET", "/environments/{name}/versions/{version}"): ("GET", "/environments"),
+    ("PUT", "/environments/{name}/versions/{version}"): ("POST", "/environments/e-{who}/versions"),
     ("POST", "/dataversion/batchGetResolvedUris"): ("GET", "/jobs/{job}"),
 }
 
@@ -88,6 +94,15 @@ ARM_CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/jobs/{name}"): ("/jobs/{job}", None),
     ("POST", "/rundata"): ("/rundata", {"runId": "{job}"}),
     ("GET", "/runs/{name}/details"): ("/runs/{job}/details", None),
+    ("GET", "/codes/{name}/versions"): ("/codes/nocode/versions", None),
+    ("GET", "/codes/{name}/versions/{version}"): ("/codes/nocode/versions/1", None),
+    ("PUT", "/codes/{name}/versions/{version}"): ("/codes/ac-{who}/versions/1", {"properties": {
+        "codeUri": f"{STORE}/setup/epa/code"}}),
+    ("POST", "/codes/{name}/versions/{version}/startpendingupload"): ("/codes/ap-{who}/versions/1/startPendingUpload",
+                                                                      {"pendingUploadType": "TemporaryBlobReference"}),
+    ("GET", "/environments/{name}/versions/{version}"): ("/environments/noenv/versions/1", None),
+    ("PUT", "/environments/{name}/versions/{version}"): ("/environments/ae-{who}/versions/1", {"properties": {
+        "image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest"}}),
     ("POST", "/dataversion/batchGetResolvedUris"): ("/dataversion/batchGetResolvedUris", {"values": [
         "azureml://locations/local/workspaces/batchpoint/data/azureml_{job}_output_data_score/versions/1"]}),
 }
@@ -96,6 +111,9 @@ NATIVE_BODIES: dict[str, Any] = {
     "/models/m-{who}/versions": {"version": "1", "path": f"{STORE}/setup/epa/model"},
     "/data/d-{who}/versions": {"version": "1", "path": f"{STORE}/inputs"},
     "/computes/c-{who}": {"max_instances": 2},
+    "/data/dc-{who}/versions": {"version": "1", "path": f"{STORE}/inputs"},
+    "/data/dp-{who}/versions": {"version": "1", "path": f"{STORE}/inputs"},
+    "/environments/e-{who}/versions": {"version": "1", "image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"},
     "/batchEndpoints/epa": {"defaults": {"deployment_name": "echo"}},
     "/batchEndpoints/epa/invoke": {"properties": {"InputData": {"data": {"JobInputType": "UriFolder",
                                                                          "Uri": f"{STORE}/inputs"}}}},
@@ -465,3 +483,55 @@ def test_signed_log_urls_of_run_details(ws: Any) -> None:
     assert ws.callers["reader"].get(f"/jobs/{ws.job}/logs/worker-0.log").status_code == 403
     # not the Invoker's own job: no run details for it
     assert ws.callers["invoker"].get(f"/history/v1.0{WS}/runs/{ws.job}/details").status_code == 403
+
+
+# ---- code uploads: startPendingUpload's SAS and the content hash ----------------------------------------
+
+def _code_hash(folder: Path) -> str:
+    from azure.ai.ml._utils._asset_utils import get_content_hash  # the real client's own hash
+
+    return get_content_hash(folder)
+
+
+def _pending(client: Any, name: str) -> tuple[str, str]:
+    answer = client.post(f"{WS}/codes/{name}/versions/1/startPendingUpload",
+                         json={"pendingUploadType": "TemporaryBlobReference"})
+    assert answer.status_code == 200, answer.text
+    ref = answer.json()["blobReferenceForConsumption"]
+    return ref["blobUri"], ref["credential"]["sasUri"].split("?", 1)[1]
+
+
+def test_code_upload_with_the_sas_and_its_hash(ws: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path, "code")
+    blob_uri, sas = _pending(ws.owner, "code-a")
+    anonymous = ws.owner.__class__(ws.owner.app, raise_server_exceptions=False)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        url = f"{blob_uri}/payload/{path.relative_to(folder).as_posix()}"
+        assert anonymous.put(f"{url}?{sas}", content=path.read_bytes()).status_code == 201
+        assert anonymous.put(url, content=b"x").status_code == 401  # no SAS, no key
+    forged = sas.replace("sig=", "sig=0")
+    assert anonymous.put(f"{blob_uri}/payload/z.txt?{forged}", content=b"z").status_code == 401
+    other, _ = _pending(ws.owner, "code-b")
+    assert anonymous.put(f"{other}/payload/z.txt?{sas}", content=b"z").status_code == 401  # another container
+    body = {"properties": {"codeUri": f"{blob_uri}/payload", "isAnonymous": True,
+                           "properties": {"hash_sha256": _code_hash(folder), "hash_version": 202208}}}
+    created = ws.owner.put(f"{WS}/codes/code-a/versions/1", json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["properties"]["codeUri"].startswith("azureml://datastores/workspaceblobstore/paths/"
+                                                              "LocalUpload/code-")
+    found = ws.owner.get(f"{WS}/codes/anything/versions", params={"hash": _code_hash(folder), "hashVersion": "202208"})
+    assert [v["id"].rsplit("/codes/", 1)[1] for v in found.json()["value"]] == ["code-a/versions/1"]
+
+
+def test_code_whose_content_does_not_match_its_hash_is_refused(ws: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path, "code2")
+    blob_uri, sas = _pending(ws.owner, "code-c")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        url = f"{blob_uri}/payload/{path.relative_to(folder).as_posix()}?{sas}"
+        assert ws.owner.put(url, content=b"not what was hashed").status_code == 201
+    body = {"properties": {"codeUri": f"{blob_uri}/payload",
+                           "properties": {"hash_sha256": _code_hash(folder), "hash_version": "202208"}}}
+    refused = ws.owner.put(f"{WS}/codes/code-c/versions/1", json=body)
+    assert refused.status_code == 409 and "does not match the hash" in refused.json()["error"]["message"]
+    container = blob_uri.rsplit("/", 1)[1]
+    assert not (ws.home / "datastores" / "workspaceblobstore" / "LocalUpload" / container).exists()

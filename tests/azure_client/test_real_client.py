@@ -68,9 +68,14 @@ def calls(log: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory, heart_model_dir: Path):
+def tls_server(tmp_path_factory: pytest.TempPathFactory, heart_model_dir: Path, request: pytest.FixtureRequest):
     home = tmp_path_factory.mktemp("azure-client") / "home"
-    handle = start_server(home, {"BATCHPOINT_TLS__ENABLED": "true"})
+    from conftest import INDEX_DIR, index_env
+
+    env = {"BATCHPOINT_TLS__ENABLED": "true"}
+    if (INDEX_DIR / "index.json").is_file():  # a scoring-script deployment's environment: from the local index
+        env.update(index_env(request.getfixturevalue("local_index")))
+    handle = start_server(home, env)
     try:
         deadline = time.monotonic() + 30
         while "azure_url" not in json.loads((home / "server.json").read_text()):
@@ -243,3 +248,34 @@ def test_stream_follows_the_job_and_prints_its_log(tls_server: Any, deployed: di
     assert "Execution Summary" in out.stdout
     logs = [c for c in calls(tmp_path / "stream.jsonl") if "/azure/logs?" in c["url"]]
     assert logs and {c["status"] for c in logs} == {200}
+
+
+SCORE_PY = """
+import os
+
+import pandas as pd
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    return [f"{os.path.basename(path)},{len(pd.read_csv(path))}" for path in mini_batch]
+"""
+
+
+def test_scoring_script_deployment_with_code_and_environment(tls_server: Any, deployed: dict[str, Any],
+                                                            tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "score.py").write_text(SCORE_PY)
+    result = run_flow(deployed["exports"], tmp_path / "script.jsonl", "script", str(code))
+    assert result["status"] == "Completed", tls_server.log()[-3000:]
+    sent = calls(tmp_path / "script.jsonl")
+    assert len([c for c in sent if c["url"].split("?")[0].endswith("/startPendingUpload")]) == 1  # then by hash
+    file_name = tls_server.rest().get(f"/jobs/{result['job']}").json()["outputs"]["score"]["file_name"]
+    text = tls_server.rest().get(f"/jobs/{result['job']}/outputs/score/files/{file_name}").text
+    counts = dict(line.split(",") for line in text.split())
+    assert counts == {p.name: str(len(pd.read_csv(p))) for p in HEART_UNLABELED.glob("*.csv")}
+    assert sum(int(v) for v in counts.values()) == HEART_ROWS

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from batchpoint.exceptions import NotFoundError
 from batchpoint.server import security
-from batchpoint.server.azure_api import arm, assets, blob, cloud, computes, endpoints, history, jobs, workspace
+from batchpoint.server.azure_api import arm, assets, blob, cloud, code_env, computes, endpoints, history, jobs, workspace
 
 OPEN_PATHS = cloud.OPEN_PATHS
 
@@ -35,7 +35,7 @@ def install(app: Any) -> None:
     security.OPEN_PATHS.update(cloud.OPEN_PATHS)  # they need no key: cloud.py says why
     app.add_middleware(arm.ArmPathMiddleware)
     app.add_middleware(blob.BlobHostMiddleware)  # <account>.blob.<suffix> hosts: the blob endpoint
-    for module in (cloud, workspace, assets, computes, endpoints, jobs, history, blob):
+    for module in (cloud, workspace, assets, code_env, computes, endpoints, jobs, history, blob):
         app.include_router(module.router)
     app.include_router(history.logs_router)
     app.include_router(_unknown)

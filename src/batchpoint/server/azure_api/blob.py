@@ -23,12 +23,15 @@ needs (``datastores/write`` on the default store, or an ``endpoints/invoke`` gra
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import shutil
+import time
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
@@ -38,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 
 from batchpoint.auth import permissions as P
 from batchpoint.auth.scopes import check
+from batchpoint.auth.tokens import issue_token
 from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError, ValidationError
 from batchpoint.server.security import require_upload
 from batchpoint.storage.base import normalize_relpath
@@ -54,7 +58,10 @@ _ERROR_CODES = {404: "BlobNotFound", 409: "BlobAlreadyExists", 403: "Authorizati
 
 
 class BlobHostMiddleware:
-    """Pure ASGI: a request whose Host is ``<account>.blob.<suffix>`` goes to ``/_blob/<path>``."""
+    """Pure ASGI: a request whose Host is ``<account>.blob.<suffix>`` goes to ``/_blob/<path>``. A
+    request signed with a SAS this server gave (``sas_query``) and no ``Authorization`` of its own
+    gets a one-minute token of the principal who asked for the SAS: every permission check still
+    applies to that principal."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -67,7 +74,41 @@ class BlobHostMiddleware:
             if suffix != ".blob." and name.endswith(suffix) and not scope["path"].startswith("/_blob"):
                 path = "/_blob" + scope["path"]
                 scope = dict(scope, path=path, raw_path=path.encode())
+                principal = _sas_principal(scope)
+                if principal:
+                    ctx = scope["app"].state.ctx
+                    token = issue_token(principal, ctx.auth.signing_key, 60)
+                    scope["headers"] = [*scope["headers"], (b"authorization", f"Bearer {token}".encode())]
         await self.app(scope, receive, send)
+
+
+SAS_TTL_S = 3600
+
+
+def _sas_signature(key: bytes, container: str, principal: str, expiry: int) -> str:
+    return hmac.new(key, f"sas\0{container}\0{principal}\0{expiry}".encode(), hashlib.sha256).hexdigest()
+
+
+def sas_query(key: bytes, container: str, principal: str) -> str:
+    """The query of a SAS URL for the blobs of ``container`` (read and write, one hour), in the
+    parameters the storage SDK keeps (``se``, ``saoid``: the principal, ``sig``)."""
+    expiry = int(time.time()) + SAS_TTL_S
+    return urlencode({"sv": "2021-08-06", "sr": "c", "sp": "racwl", "se": expiry, "saoid": principal,
+                      "sig": _sas_signature(key, container, principal, expiry)})
+
+
+def _sas_principal(scope: dict[str, Any]) -> str | None:
+    """The signer of a valid, unexpired SAS for this request's container, else None."""
+    if any(k == b"authorization" for k, _ in scope["headers"]):
+        return None
+    query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+    if not all(query.get(k) for k in ("se", "saoid", "sig")) or not query["se"].isdigit() \
+            or int(query["se"]) < time.time():
+        return None
+    container = scope["path"][len("/_blob/"):].split("/", 1)[0]
+    ctx = scope["app"].state.ctx
+    expected = _sas_signature(ctx.auth.signing_key, container, query["saoid"], int(query["se"]))
+    return query["saoid"] if hmac.compare_digest(expected, query["sig"]) else None
 
 
 def _suffix(scope: dict[str, Any]) -> str:
@@ -77,6 +118,16 @@ def _suffix(scope: dict[str, Any]) -> str:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
+
+CODE_CONTAINER = re.compile(r"^code-[0-9a-f]{32}$")  # a code upload's own container (code_env.start_pending_upload)
+
+
+def locate(default_store: str, container: str, rel: str) -> tuple[str, str]:
+    """(data store, path in it) of a blob: a code upload's container ``code-<id>`` is the folder
+    ``LocalUpload/code-<id>/`` of the default data store; any other container is the store of that name."""
+    if CODE_CONTAINER.match(container):
+        return default_store, f"{UPLOAD_AREA}/{container}/{rel}".rstrip("/")
+    return container, rel
 
 def _ctx(request: Request) -> Any:
     return request.app.state.ctx
@@ -227,7 +278,7 @@ def _confirm(request: Request, container: str, rel: str, backend: Any) -> None:
 async def put_blob(container: str, path: str, request: Request, comp: str | None = None,
                    blockid: str | None = None) -> Response:
     try:
-        rel = normalize_relpath(path)
+        container, rel = locate(_ctx(request).workspace.default_datastore_name(), container, normalize_relpath(path))
         _allow(request, container, rel, write=True)
         backend = open_backend(await run_in_threadpool(_spec, request, container))
         if comp == "metadata":
@@ -318,7 +369,7 @@ def _properties(request: Request, container: str, rel: str, backend: Any) -> dic
 @router.head("/{container}/{path:path}")
 async def blob_properties(container: str, path: str, request: Request) -> Response:
     try:
-        rel = normalize_relpath(path)
+        container, rel = locate(_ctx(request).workspace.default_datastore_name(), container, normalize_relpath(path))
         _allow(request, container, rel, write=False)
         backend = open_backend(await run_in_threadpool(_spec, request, container))
         headers = await run_in_threadpool(_properties, request, container, rel, backend)
@@ -343,13 +394,17 @@ async def get_blob(container: str, request: Request, path: str = "", restype: st
                    include: str | None = None) -> Response:
     try:
         if restype == "container" or comp == "list":
+            shown = container
+            container, base = locate(_ctx(request).workspace.default_datastore_name(), container, "")
+            prefix = f"{base}/{prefix}" if base else prefix
             _allow(request, container, normalize_relpath(prefix), write=False)
             backend = open_backend(await run_in_threadpool(_spec, request, container))
             if comp != "list":
                 return Response(status_code=200, headers=_ms_headers())
-            body = await run_in_threadpool(_list_xml, request, container, backend, prefix, delimiter, include)
+            body = await run_in_threadpool(_list_xml, request, container, backend, prefix, delimiter, include,
+                                           base, shown)
             return Response(body, media_type="application/xml", headers=_ms_headers())
-        rel = normalize_relpath(path)
+        container, rel = locate(_ctx(request).workspace.default_datastore_name(), container, normalize_relpath(path))
         _allow(request, container, rel, write=False)
         backend = open_backend(await run_in_threadpool(_spec, request, container))
         props = await run_in_threadpool(_properties, request, container, rel, backend)
@@ -388,7 +443,8 @@ def _ranged(request: Request, backend: Any, rel: str, props: dict[str, str]) -> 
 
 
 def _list_xml(request: Request, container: str, backend: Any, prefix: str, delimiter: str | None,
-              include: str | None) -> str:
+              include: str | None, strip: str = "", shown: str | None = None) -> str:
+    """``strip``: the folder a code container stands for, cut from the names listed."""
     want_meta = "metadata" in (include or "")
     base = normalize_relpath(prefix.rsplit("/", 1)[0]) if "/" in prefix else ""
     blobs, prefixes = [], set()
@@ -407,9 +463,12 @@ def _list_xml(request: Request, container: str, backend: Any, prefix: str, delim
         if want_meta:
             items = _metadata(request, container, info.path)
             meta = "<Metadata>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in items.items()) + "</Metadata>"
-        blobs.append(f"<Blob><Name>{escape(info.path)}</Name><Properties><Content-Length>{info.size or 0}"
+        blobs.append(f"<Blob><Name>{escape(info.path[len(strip) + 1:] if strip else info.path)}</Name><Properties><Content-Length>{info.size or 0}"
                      f"</Content-Length><BlobType>BlockBlob</BlobType><Etag>{_etag(info.path, info.size or 0)}</Etag>"
                      f"<Last-Modified>{formatdate(usegmt=True)}</Last-Modified></Properties>{meta}</Blob>")
-    blobs += [f"<BlobPrefix><Name>{escape(p)}</Name></BlobPrefix>" for p in sorted(prefixes)]
-    return ('<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="' + escape(container) + '">'
-            f"<Prefix>{escape(prefix)}</Prefix><Blobs>{''.join(blobs)}</Blobs><NextMarker /></EnumerationResults>")
+    blobs += [f"<BlobPrefix><Name>{escape(p[len(strip) + 1:] if strip else p)}</Name></BlobPrefix>"
+              for p in sorted(prefixes)]
+    shown_prefix = prefix[len(strip) + 1:] if strip else prefix
+    listed_xml = "".join(blobs)
+    return ('<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="' + escape(shown or container)
+            + f'"><Prefix>{escape(shown_prefix)}</Prefix><Blobs>{listed_xml}</Blobs><NextMarker /></EnumerationResults>')
