@@ -16,6 +16,11 @@ failed_only=True)``, REST ``POST /jobs/<name>/rerun`` with ``{"failed_only": tru
   ``failed_only`` it is *merged*: the first job's rows (its finished parts, in its order), then the
   rerun's rows, into one predictions file holding every file's rows once
   (``jobs/assembly.py``). The first job, its parts and its own output are never changed.
+* **finishing a job that failed writing its output** (Failed in ``Finalizing`` after every
+  mini-batch finished: its output store unreachable, full or read-only): the rerun scores nothing
+  (with ``failed_only``, only the files the first job had failed), merges the first job's kept
+  parts and writes them to **the first job's output location** — the overlap check lets that
+  job's reruns write there (:func:`failed_writing_output`, ``settings.rerun.finishes``).
 """
 
 from __future__ import annotations
