@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from multiprocessing.connection import Connection
 
@@ -49,7 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         serve(conn)
     finally:
         conn.close()
-    return 0
+    # done: leave at once, as a forked worker does (os._exit), without the interpreter's teardown of
+    # pandas/MLflow/scikit-learn (seconds on a busy machine, which the engine would wait for)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,12 @@ ETC = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf",
 #: proxy and CA bundle) and the locale; nothing else of the server's environment crosses
 PASSED = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY",
           "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "LANG", "LC_ALL", "TZ")
+#: ``python -m batchpoint.worker`` without running ``batchpoint/__init__.py``, which imports the SDK
+#: (httpx, pydantic models: seconds of a fresh interpreter) that a worker never uses: the package is
+#: registered bare, its submodules import as usual (the forkserver had them preloaded)
+BOOTSTRAP = ("import importlib.util, sys; spec = importlib.util.find_spec('batchpoint'); "
+             "sys.modules['batchpoint'] = importlib.util.module_from_spec(spec); "
+             "from batchpoint.worker.__main__ import main; sys.exit(main(sys.argv[1:]))")
 _checked: dict[tuple[str, bool, bool], str | None] = {}
 _check_lock = threading.Lock()
 
@@ -243,5 +249,5 @@ def command(*, python_exe: str, fd: int, readonly: Iterable[str | Path], writabl
             "--chdir", "/", "--clearenv"]  # the worker goes to its workdir itself
     for name, value in env.items():
         argv += ["--setenv", name, value]
-    argv += ["--", *prefix, str(Path(python_exe).absolute()), "-m", "batchpoint.worker", "--fd", str(fd)]
+    argv += ["--", *prefix, str(Path(python_exe).absolute()), "-c", BOOTSTRAP, "--fd", str(fd)]
     return argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
