@@ -109,7 +109,7 @@ class Lister:
         return known
 
     def _list_on(self, known: set[tuple[str, str]]) -> None:
-        fresh = (f for f in self._files() if (f.source, f.path) not in known)
+        fresh = self._unrecorded(known)
         shown = time.monotonic()
         for batch in plan_minibatches(fresh, self.size, start=self.manifest.next_index):
             # recorded before the engine can score it; on disk before its resume record is (the job's
@@ -125,6 +125,14 @@ class Lister:
         at, files, batches = utcnow(), self.manifest.files_recorded, self.manifest.next_index
         self.manifest.finish(files, batches, at)
         record_listing(self.store, self.name, files, batches, at)
+
+    def _unrecorded(self, known: set[tuple[str, str]]) -> Iterator[FileRef]:
+        """The listed files not in ``known`` (the manifest's, when a cut listing goes on)."""
+        for ref in self._files():
+            if (ref.source, ref.path) in known:
+                self._seen.pop((ref.source, ref.path), None)  # recorded before: what was seen is not kept
+                continue
+            yield ref
 
     def changed_files(self, limit: int = 5) -> tuple[int, list[str]]:
         """The input files on a local store that changed after they were listed — size or
