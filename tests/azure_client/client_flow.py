@@ -61,7 +61,7 @@ def deploy(ml: MLClient) -> dict:
 
 
 def invoke(ml: MLClient, how: str, list_jobs: bool = True) -> dict:
-    path = DATA_PATH if how == "datastore" else "azureml:heart-unlabeled:1"
+    path = {"datastore": DATA_PATH, "asset": "azureml:heart-unlabeled:1"}.get(how, how)  # else: a storage URL
     job = ml.batch_endpoints.invoke(endpoint_name=ENDPOINT, input=Input(type=AssetTypes.URI_FOLDER, path=path))
     deadline = time.monotonic() + 240
     status = None

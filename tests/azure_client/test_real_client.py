@@ -73,6 +73,11 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory, heart_model_dir: Path, 
     from conftest import INDEX_DIR, index_env
 
     env = {"BATCHPOINT_TLS__ENABLED": "true"}
+    if os.environ.get("BATCHPOINT_TEST_AZURITE_BLOB_URL"):  # https storage URLs of the Azurite account
+        from fixtures.components import AZURITE_ACCOUNT_NAME
+
+        env["BATCHPOINT_STORAGE__BLOB_ENDPOINTS"] = json.dumps(
+            {AZURITE_ACCOUNT_NAME: os.environ["BATCHPOINT_TEST_AZURITE_BLOB_URL"]})
     if (INDEX_DIR / "index.json").is_file():  # a scoring-script deployment's environment: from the local index
         env.update(index_env(request.getfixturevalue("local_index")))
     handle = start_server(home, env)
@@ -279,3 +284,30 @@ def test_scoring_script_deployment_with_code_and_environment(tls_server: Any, de
     counts = dict(line.split(",") for line in text.split())
     assert counts == {p.name: str(len(pd.read_csv(p))) for p in HEART_UNLABELED.glob("*.csv")}
     assert sum(int(v) for v in counts.values()) == HEART_ROWS
+
+
+@pytest.mark.azurite
+def test_invoke_with_an_https_storage_url(tls_server: Any, deployed: dict[str, Any], heart_model_dir: Path,
+                                         tmp_path: Path, azurite_connection_string: str) -> None:
+    """The third spelling: a public container's folder by its https URL, on Azurite (the server maps
+    the account with storage.blob_endpoints)."""
+    from azure.storage.blob import BlobServiceClient
+
+    from fixtures.components import AZURITE_ACCOUNT_NAME
+
+    service = BlobServiceClient.from_connection_string(azurite_connection_string)
+    try:
+        service.create_container("azclientdata", public_access="container")
+    except Exception:  # noqa: BLE001 - already there from an earlier run
+        pass
+    for csv in sorted(HEART_UNLABELED.glob("*.csv")):
+        service.get_blob_client("azclientdata", f"heart/{csv.name}").upload_blob(csv.read_bytes(), overwrite=True)
+    url = f"https://{AZURITE_ACCOUNT_NAME}.blob.core.windows.net/azclientdata/heart"
+    result = run_flow(deployed["exports"], tmp_path / "url.jsonl", "invoke", url)
+    assert (result["status"], result["listed"]) == ("Completed", True), tls_server.log()[-3000:]
+    job = tls_server.rest().get(f"/jobs/{result['job']}").json()
+    assert next(iter(job["inputs"].values()))["credential_kind"] == "anonymous"
+    text = tls_server.rest().get(f"/jobs/{result['job']}/outputs/score/files/{job['outputs']['score']['file_name']}")
+    (tmp_path / "p.csv").write_text(text.text)
+    got = _predictions(tmp_path / "p.csv")
+    assert len(got) == HEART_ROWS and got == expected_predictions(heart_model_dir)
