@@ -527,6 +527,8 @@ class ModelBatchDeploymentSettings(_Entity):
     environment_variables: dict[str, str] | None = None
     error_threshold: int | None = Field(default=None, ge=-1)
     logging_level: str | None = None
+    #: Batchpoint's own (``BatchDeploymentSettings.init_timeout``)
+    init_timeout: int | None = Field(default=None, ge=1, le=86_400)
 
     @model_validator(mode="after")
     def _summary_has_no_file(self) -> ModelBatchDeploymentSettings:

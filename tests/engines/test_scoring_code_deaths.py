@@ -99,6 +99,22 @@ def test_the_worker_state_file_says_whether_run_was_running(tmp_path: Path) -> N
     assert WorkerState.read(str(tmp_path / "none")) is None
 
 
+def test_init_timeout_is_a_deployment_setting_with_bounds() -> None:
+    from pydantic import ValidationError
+
+    from batchpoint import BatchDeployment, ModelBatchDeployment, ModelBatchDeploymentSettings
+
+    plain = BatchDeployment(name="dep", endpoint_name="ep", model="m:1", init_timeout=30)  # the SDK's flat shape
+    assert plain.settings.init_timeout == 30
+    assert BatchDeployment(name="dep", endpoint_name="ep", model="m:1").settings.init_timeout == 600
+    shaped = ModelBatchDeployment(name="dep", endpoint_name="ep", model="m:1",
+                                  settings=ModelBatchDeploymentSettings(init_timeout=45))
+    assert shaped.settings.init_timeout == 45
+    for bad in (0, -1, 86_401):
+        with pytest.raises(ValidationError, match="init_timeout"):
+            BatchDeployment(name="dep", endpoint_name="ep", model="m:1", init_timeout=bad)
+
+
 def test_a_log_past_its_limit_is_copied_truncated_and_says_so(tmp_path: Path) -> None:
     log = tmp_path / "worker-0.log"
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)  # as a worker holds it

@@ -67,7 +67,7 @@ import ray.exceptions as rex
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
 from batchpoint.engines.dispatch import LogCap, WorkQueue, fresh_sources
 from batchpoint.engines.planning import EngineJob, MiniBatch
-from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError, init_phase_message
+from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError, death_in_run, init_phase_message
 from batchpoint.engines.sandbox import isolation_of
 from batchpoint.exceptions import PlatformError, ValidationError
 from batchpoint.worker import protocol
@@ -393,6 +393,15 @@ class _Run:
             self._initialized(a.slot)
         elif reply["type"] == "init_failed":
             raise WorkerInitError(reply["error"])
+        elif reply["type"] == "died":  # the actor's worker process ended while it had a mini-batch
+            if a.batch is not None and reply.get("in_run"):
+                error = death_in_run(a.slot, a.batch.key, reply.get("exit_code"), self._log_name(a.slot))
+            else:
+                error = {"type": "WorkerLost", "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
+                         "message": f"the worker process of Ray actor slot {a.slot} ended (exit code "
+                                    f"{reply.get('exit_code')}) outside run(); see the worker log "
+                                    f"{self._log_name(a.slot)}"}
+            self._lost(a, error)
         elif reply["type"] == "unavailable":  # the deployment's environment is not on that node
             raise PlatformError(f"job {self.job.name}: {reply['message']}", details={"python": self.job.python_exe})
         elif reply["type"] == "done":

@@ -260,6 +260,9 @@ class RayWorker:
         with its own pid namespace and a clean environment; it ends with this actor's process
         (``--die-with-parent``) or when this actor closes the connection."""
         ours, theirs = socket.socketpair()
+        # the worker marks run() in a state file in its parts folder (writable for it, fenced or not)
+        Path(job["parts_dir"]).mkdir(parents=True, exist_ok=True)
+        job["state_file"] = str(Path(job["parts_dir"]) / ".worker-state")
         start = {**job, "server_pid": os.getpid()}
         if self.isolation is not None:
             argv, env, start = self._fenced(python_exe, theirs.fileno(), start)
@@ -295,6 +298,18 @@ class RayWorker:
         start = {**start, "server_pid": None, "sandboxed": True, **{k: str(v) for k, v in dirs.items()}}
         return argv, env, start
 
+    def _child_died(self) -> dict[str, Any]:
+        """The ``died`` reply for a worker process that ended while it had a mini-batch: its exit
+        code (``-N`` for signal N, also through bubblewrap, which exits with ``128 + N``) and whether
+        it was inside ``run()`` (its state file, ``protocol.WorkerState``); the engine classifies
+        it as a local worker's death (``engines/policy.py death_in_run``)."""
+        code = self.child.wait(timeout=5) if self.child is not None else None
+        if self.isolation is not None and code is not None and 128 < code < 128 + 65:
+            code = -(code - 128)
+        state = protocol.WorkerState.read(self.job.get("state_file") or "")
+        return {"type": "died", "exit_code": code, "in_run": state == protocol.WorkerState.IN_RUN,
+                "log": self._new_log()}
+
     def _child_reply(self) -> dict[str, Any]:
         try:
             message = protocol.decode(self.conn.recv_bytes(), peer="environment worker")
@@ -311,8 +326,11 @@ class RayWorker:
         if message.get("sources") is not None:
             self.sources = message["sources"]
         if self.child is not None:
-            self.conn.send_bytes(protocol.encode(message))
-            reply = self._child_reply()
+            try:
+                self.conn.send_bytes(protocol.encode(message))
+                reply = protocol.decode(self.conn.recv_bytes(), peer="environment worker")
+            except (EOFError, OSError):  # the worker died: where (in run() or not) and how, for the engine
+                return self._child_died()
         else:
             assert self.fetcher is not None, "init() first"
             reply = loop._score(message, self.scorer, self.fetcher, self.job, self.log)
