@@ -370,3 +370,20 @@ def test_a_local_store_holding_the_servers_home_shows_the_store_not_the_home(tmp
     assert [o.ok for o in outcomes] == [True], outcomes[0].error
     part = next((job_dir / "parts").glob("*.csv")).read_text()
     assert part.strip() == "a.csv,3,unreadable,code+jobs", part
+
+
+def test_the_server_says_at_start_how_scoring_code_is_fenced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Start-up (``local_pool.warm_up``): an error naming what to install when bubblewrap does not
+    work, a warning for the opt-out, never silence."""
+    from batchpoint.engines.local_pool import warm_up
+
+    caplog.set_level(logging.INFO, logger="batchpoint.engines.local_pool")
+    warm_up({"mode": "bwrap", "bwrap": str(tmp_path / "no-such-bwrap")})
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and "apt-get install bubblewrap" in errors[0] and "BATCHPOINT_WORKERS__ISOLATION=none" in errors[0]
+    caplog.clear()
+    warm_up({"mode": "bwrap"})
+    assert any("fenced" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+    caplog.clear()
+    warm_up({"mode": "none"})
+    assert any("UNFENCED" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)

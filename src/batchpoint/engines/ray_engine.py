@@ -255,6 +255,9 @@ class RayEngine(Engine):
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
         connect(self.address, self.auth_token, self.connect_timeout_s)
+        if isolation_of(job)["mode"] == "none":
+            log.warning("job %s: its scoring code runs UNFENCED in the Ray actors' own processes (workers.isolation "
+                        "is 'none': BATCHPOINT_WORKERS__ISOLATION; docs/security.md)", job.name)
         run = _Run(self, job, batches, on_outcome, stop, credentials)
         try:
             run.start()
