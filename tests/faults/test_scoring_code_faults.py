@@ -7,7 +7,9 @@ the log cap of 7), on a real server with real worker processes.
   ``error_threshold`` (Azure's rule: one element per input scored), a wrong type is a user failure
   saying what ``run()`` must return; a job failed on the threshold keeps what it scored (partial).
 * a worker that dies inside ``run()`` (``os._exit(3)``; a SIGKILL it sends itself after taking
-  300 MiB, as the OOM killer would): that mini-batch's failure, kind user, and the job goes on.
+  300 MiB, as the OOM killer would; the kernel's OOM killer in a real 256 MiB memory cgroup the
+  worker joins in ``init()``, where the machine allows one): that mini-batch's failure, kind user,
+  and the job goes on.
 * a worker writing 60 MiB to its stdout (and a child process of it writing more): its log is cut
   at ``jobs.worker_log_max_bytes`` (20 MiB), one older copy kept, and says so.
 """
@@ -15,6 +17,7 @@ the log cap of 7), on a real server with real worker processes.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,9 @@ def init():
     if os.environ.get("INIT_HANG"):
         print("init(): waiting for a lock that is never released", flush=True)
         time.sleep(3600)
+    if os.environ.get("OOM_CGROUP"):  # this worker into the test's memory cgroup (a limit of 256 MiB)
+        with open(os.path.join(os.environ["OOM_CGROUP"], "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
 
 
 def run(mini_batch):
@@ -49,6 +55,10 @@ def run(mini_batch):
         if name == os.environ.get("EXIT_ON"):
             print(f"run(): giving up on {name}", flush=True)
             os._exit(3)
+        if name == os.environ.get("OOM_ON"):  # 1 GiB in a 256 MiB cgroup: the kernel's OOM killer
+            hog = bytearray(1 << 30)
+            for i in range(0, len(hog), 4096):
+                hog[i] = 1
         if name == os.environ.get("KILL_ON"):
             hog = bytearray(300 << 20)
             for i in range(0, len(hog), 4096):  # touch every page: 300 MiB resident
@@ -230,6 +240,65 @@ def test_a_worker_killed_inside_run_on_every_retry_fails_that_mini_batch_not_the
     held = int(failure.error.split("it held at least ")[1].split(" MiB")[0])
     assert 300 <= held < 2000, failure.error  # the 300 MiB it took, as sampled
     assert _logs(server, name).count("platform failure, retried") == 3
+
+
+def _memory_cgroup(limit: int) -> Path | None:
+    """A memory cgroup of its own under this process's, limited to ``limit`` bytes (cgroup v1
+    ``memory.limit_in_bytes``, v2 ``memory.max``), or None where this machine does not allow one."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            base, limits = Path("/sys/fs/cgroup/memory") / path.lstrip("/"), ["memory.limit_in_bytes",
+                                                                            "memory.memsw.limit_in_bytes"]
+        elif hierarchy == "0" and controllers == "":
+            base, limits = Path("/sys/fs/cgroup") / path.lstrip("/"), ["memory.max", "memory.swap.max"]
+        else:
+            continue
+        folder = base / f"bp-oom-{uuid.uuid4().hex[:8]}"
+        try:
+            folder.mkdir()
+        except OSError:
+            continue
+        try:
+            (folder / limits[0]).write_text(str(limit))
+        except OSError:
+            folder.rmdir()
+            continue
+        try:
+            (folder / limits[1]).write_text(str(limit) if "memsw" in limits[1] else "0")  # no swap to escape to
+        except OSError:
+            pass
+        return folder
+    return None
+
+
+def test_a_worker_the_oom_killer_kills_in_its_memory_cgroup_fails_that_file_saying_so(
+        ml_client: Any, server: Any, code: Path, model: str, tmp_path: Path) -> None:
+    cgroup = _memory_cgroup(256 << 20)
+    if cgroup is None:
+        pytest.skip("this machine lets no memory cgroup be made here (needs root and a memory controller)")
+    try:
+        _deploy(ml_client, "faults-run-cgroup", code, model)
+        name = _invoke(ml_client, "faults-run-cgroup", _files(tmp_path / "data", 3), OOM_CGROUP=str(cgroup),
+                       OOM_ON="file-01.csv")
+        job = wait_job(ml_client, name, timeout=120)
+    finally:
+        deadline = time.monotonic() + 20
+        while True:  # empty once the job's workers are gone
+            try:
+                cgroup.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    assert job.status == "Completed", (job.status_message, job.error)  # the job went on
+    assert job.progress.files_completed == 2 and job.progress.files_failed == 1
+    (failure,) = job.failures
+    assert Path(failure.file).name == "file-01.csv" and failure.kind == "user" and failure.attempt == 1, failure
+    assert "was killed by the kernel's OOM killer (signal 9, SIGKILL)" in failure.error, failure.error
+    assert "its limit: 256 MiB" in failure.error and "its cgroup held 256 MiB at its peak" in failure.error
+    assert "platform failure, retried" not in _logs(server, name)  # the cgroup's count told: no platform retry
 
 
 # -- 7. worker stdout capped ----------------------------------------------------------------------------------------

@@ -132,6 +132,20 @@ def _oom_count(path: str) -> int | None:
     return None
 
 
+def _cgroup_peak(counter: str) -> int | None:
+    """The most memory the cgroup beside ``counter`` ever held (v2 ``memory.peak``, v1
+    ``memory.max_usage_in_bytes``); None when it cannot be read."""
+    folder = Path(counter).parent
+    for name in ("memory.peak", "memory.max_usage_in_bytes"):
+        try:
+            text = (folder / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return int(text)
+    return None
+
+
 def _memory_limit(counter: str) -> int | None:
     """The cgroup's memory limit beside ``counter`` (None: none, or unlimited)."""
     folder = Path(counter).parent
@@ -371,6 +385,8 @@ class _Run:
                 count = _oom_count(w.oom_kills[0])
                 memory["oom_kills"] = (count or 0) - w.oom_kills[1]
                 memory["limit"] = _memory_limit(w.oom_kills[0])
+                if memory["oom_kills"]:  # what the cgroup held at its peak (the kill came at its limit)
+                    memory["peak_rss"] = max(memory["peak_rss"], _cgroup_peak(w.oom_kills[0]) or 0)
             return death_in_run(w.slot, w.batch.key, _worker_exitcode(w.proc), self._log_name(w.slot), memory)
         where = f"mini-batch {w.batch.key}" if w.batch else "no mini-batch"
         return {"type": "WorkerLost", "where": None, "kind": FailureKind.PLATFORM.value, "message":

@@ -270,6 +270,8 @@ def death_in_run(slot: int, key: str, exitcode: int | None, log_path: str,
     memory = memory or {}
     held = f"; it held at least {memory['peak_rss'] / 2**20:.0f} MiB (its peak RSS when last sampled)" \
         if memory.get("peak_rss") else ""
+    if memory.get("oom_kills") and memory.get("peak_rss"):
+        held = f"; its cgroup held {memory['peak_rss'] / 2**20:.0f} MiB at its peak"
     kind, in_run = FailureKind.USER, False
     if exitcode is not None and exitcode >= 0:
         how = (f"exited by itself with exit code {exitcode} (os._exit() or sys.exit() in the scoring code, or a "
