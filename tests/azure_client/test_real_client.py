@@ -279,8 +279,9 @@ def test_scoring_script_deployment_with_code_and_environment(tls_server: Any, de
     assert result["status"] == "Completed", tls_server.log()[-3000:]
     sent = calls(tmp_path / "script.jsonl")
     assert len([c for c in sent if c["url"].split("?")[0].endswith("/startPendingUpload")]) == 1  # then by hash
-    file_name = tls_server.rest().get(f"/jobs/{result['job']}").json()["outputs"]["score"]["file_name"]
-    text = tls_server.rest().get(f"/jobs/{result['job']}/outputs/score/files/{file_name}").text
+    downloads = tmp_path / "downloads"
+    run_flow(deployed["exports"], tmp_path / "download.jsonl", "download", result["job"], str(downloads))
+    text = (downloads / "named-outputs" / "score" / "predictions.csv").read_text()
     counts = dict(line.split(",") for line in text.split())
     assert counts == {p.name: str(len(pd.read_csv(p))) for p in HEART_UNLABELED.glob("*.csv")}
     assert sum(int(v) for v in counts.values()) == HEART_ROWS
@@ -311,3 +312,22 @@ def test_invoke_with_an_https_storage_url(tls_server: Any, deployed: dict[str, A
     (tmp_path / "p.csv").write_text(text.text)
     got = _predictions(tmp_path / "p.csv")
     assert len(got) == HEART_ROWS and got == expected_predictions(heart_model_dir)
+
+
+def test_azure_env_restarts_a_plain_local_server_with_https(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    plain = start_server(home)
+    try:
+        assert "azure_url" not in json.loads((home / "server.json").read_text())
+        exports = azure_env(home)
+        info = json.loads((home / "server.json").read_text())
+        assert plain.proc.wait(timeout=30) is not None  # the plain server was stopped
+        assert info["pid"] != plain.proc.pid and exports["ARM_CLOUD_METADATA_URL"].startswith(info["azure_url"])
+        metadata = httpx.get(exports["ARM_CLOUD_METADATA_URL"], verify=exports["REQUESTS_CA_BUNDLE"]).json()
+        assert metadata[0]["resourceManager"] == info["azure_url"] + "/"
+        assert azure_env(home) == exports  # running with HTTPS: used as it is
+    finally:
+        info = json.loads((home / "server.json").read_text()) if (home / "server.json").exists() else {}
+        if info.get("pid") and info["pid"] != plain.proc.pid:
+            os.kill(info["pid"], 15)
+        stop_server(plain, scan=False)
