@@ -187,7 +187,9 @@ def error_from_payload(status_code: int, payload: Any) -> BatchpointError:
         return BatchpointError(f"server answered HTTP {status_code}: {str(payload)[:500]}")
     code = error.get("code", "")
     message = error.get("message", f"HTTP {status_code}")
-    by_code = {cls.code: cls for cls in _all_subclasses(BatchpointError)}
+    by_code: dict[str, type[BatchpointError]] = {}
+    for sub in _all_subclasses(BatchpointError):  # a subclass that keeps its parent's code is not the parent
+        by_code.setdefault(sub.code, sub)
     cls = by_code.get(code)
     if cls is None:
         by_status = {c.status_code: c for c in reversed(_all_subclasses(BatchpointError))}

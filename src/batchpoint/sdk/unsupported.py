@@ -19,6 +19,8 @@ __all__ = ["ENTITIES", "OPERATIONS", "NotSupportedError", "entity_refused", "ope
 class NotSupportedError(InputError):
     """An azure-ai-ml operation or entity Batchpoint does not have (the message says what to use)."""
 
+    code = "not_supported"
+
 
 _NO_ARCHIVE = "assets are not archived here: list them (list(name=...)) and pick versions by number or label 'latest'"
 _NO_SHARE = "there are no registries here: register the asset in each workspace's server"
