@@ -14,12 +14,15 @@ Redirects are followed (at most ``MAX_REDIRECTS``) only while every hop passes t
 (``_internal/netguard.py``): a hop on the base URL's own host (checked when the input was
 accepted) is followed; a hop to any other host must be a public address — the private-network
 exceptions of the first host do not carry over (a 302 to ``http://127.0.0.2/...`` is refused
-before it is requested). Proxy and certificate variables of the environment are never used
-(``trust_env=False``): a worker's environment cannot route a URL's SAS through a proxy.
+before it is requested). Proxy variables of the environment are never used (``trust_env=False``):
+a worker's environment cannot route a URL's SAS through a proxy; the CA bundle the process was
+started with (``SSL_CERT_FILE`` / ``SSL_CERT_DIR``) is still trusted.
 """
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import quote, urlparse
@@ -68,6 +71,17 @@ class _ResponseReader:
             self._response.close()
         finally:
             self._client.close()
+
+
+def _verify() -> ssl.SSLContext | bool:
+    """The CA bundle the process was started with (``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, as httpx reads
+    them with ``trust_env``), kept while ``trust_env=False`` drops the proxy variables. An invoke
+    cannot set these (``jobs/submit.py``); the operator's bundle is what the server trusts."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if (cafile and os.path.isfile(cafile)) or (capath and os.path.isdir(capath)):
+        return ssl.create_default_context(cafile=cafile if cafile and os.path.isfile(cafile) else None,
+                                          capath=capath if capath and os.path.isdir(capath) else None)
+    return True
 
 
 class HttpBackend(StorageBackend):
@@ -136,7 +150,7 @@ class HttpBackend(StorageBackend):
 
     def _client(self) -> httpx.Client:
         return httpx.Client(timeout=self._timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS,
-                            trust_env=False, event_hooks={"request": [self._check_hop]})
+                            trust_env=False, verify=_verify(), event_hooks={"request": [self._check_hop]})
 
     def _check_hop(self, request: httpx.Request) -> None:
         """Every request, redirects included, before it is sent: another host than the base URL's
