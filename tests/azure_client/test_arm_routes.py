@@ -535,3 +535,34 @@ def test_code_whose_content_does_not_match_its_hash_is_refused(ws: Any, tmp_path
     assert refused.status_code == 409 and "does not match the hash" in refused.json()["error"]["message"]
     container = blob_uri.rsplit("/", 1)[1]
     assert not (ws.home / "datastores" / "workspaceblobstore" / "LocalUpload" / container).exists()
+
+
+def _wait(ws: Any, job: str) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + 120
+    while (row := ws.owner.get(f"/jobs/{job}").json())["status"] not in ("Completed", "Failed", "Canceled"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return row
+
+
+def test_job_outputs_on_the_blob_endpoint_follow_the_native_job_rules(ws: Any) -> None:
+    """Inside azureml/<job>/ a caller without data/read reads what GET /jobs/<job>/outputs allows it."""
+    owner_job = _wait(ws, ws.job)
+    invoked = ws.callers["invoker"].post(WS + "/batchEndpoints/epa/jobs", json=ARM_CALLS[
+        ("POST", "/batchendpoints/{name}/jobs")][1])
+    assert invoked.status_code == 200, invoked.text
+    own_job = _wait(ws, invoked.json()["name"])
+    for job in (owner_job, own_job):
+        output = job["outputs"]["score"]
+        folder = output["path"].split("/paths/", 1)[1].strip("/")
+        url = f"{BLOB}/{folder}/{output['file_name']}"
+        for who in ("invoker", "contributor", "reader", "datareader"):
+            native = ws.callers[who].get(f"/jobs/{job['name']}/outputs/score/files/{output['file_name']}")
+            blob = ws.callers[who].get(url)
+            allowed = native.status_code == 200 or who == "datareader"  # data/read reads the store itself
+            assert (blob.status_code == 200) == allowed, (who, job["name"], blob.status_code, native.status_code)
+            listed = ws.callers[who].get(BLOB, params={"restype": "container", "comp": "list", "prefix": folder + "/"})
+            assert (listed.status_code == 200) == allowed, (who, listed.status_code)
+    assert ws.callers["invoker"].get(f"{BLOB}/inputs/a.txt").status_code == 403  # outside a job's outputs

@@ -17,7 +17,9 @@ The client's upload area ``LocalUpload/<hash>/…`` keeps the native upload area
 
 Permissions: writes and the existence checks (HEAD) in ``LocalUpload/`` need what a native upload
 needs (``datastores/write`` on the default store, or an ``endpoints/invoke`` grant); other writes
-``datastores/write`` on the store; reads and lists ``data/read`` on the store.
+``datastores/write`` on the store; reads and lists ``data/read`` on the store, or, inside a job's
+output folder ``azureml/<job>/…``, what reading the job's outputs natively needs (``jobs/outputs/read``
+on its endpoint, or one's own job).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import shutil
 import time
 from email.utils import formatdate
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 from xml.etree import ElementTree
@@ -42,11 +45,12 @@ from starlette.concurrency import run_in_threadpool
 from batchpoint.auth import permissions as P
 from batchpoint.auth.scopes import check
 from batchpoint.auth.tokens import issue_token
-from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError, ValidationError
-from batchpoint.server.security import require_upload
+from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from batchpoint.jobs import children
+from batchpoint.server.security import require_job_data, require_upload
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
-from batchpoint.workspace.uploads import UPLOAD_AREA
+from batchpoint.workspace.uploads import JOBS_AREA, UPLOAD_AREA
 
 router = APIRouter(prefix="/_blob", include_in_schema=False)
 
@@ -150,7 +154,36 @@ def _allow(request: Request, container: str, rel: str, write: bool) -> None:
         require_upload(request)
         return
     permission = P.DATASTORES_WRITE if write else P.DATA_READ
-    check(ctx.auth.assignments(principal), principal, permission, f"datastore:{container}")
+    try:
+        check(ctx.auth.assignments(principal), principal, permission, f"datastore:{container}")
+    except PermissionDeniedError:
+        if write or not _job_output_read(request, container, rel):
+            raise
+
+
+_STORE_PATH = re.compile(r"^azureml://datastores/(?P<store>[^/]+)/paths/(?P<path>.+)$")
+
+
+def _job_output_read(request: Request, container: str, rel: str) -> bool:
+    """A read inside a job's own output folder (``azureml/<job>/…``) is allowed by the native rule for
+    a job's outputs (``require_job_data``: ``jobs/outputs/read`` on its endpoint, or one's own job)."""
+    parts = rel.split("/")
+    if len(parts) < 2 or parts[0] != JOBS_AREA:
+        return False
+    ctx = _ctx(request)
+    try:
+        job = children.job_row(ctx.store, parts[1])
+    except NotFoundError:
+        return False
+    for output in (job.outputs or {}).values():
+        match = _STORE_PATH.match(str(output.get("path", "")))
+        if match and match.group("store") == container \
+                and (rel + "/").startswith(match.group("path").strip("/") + "/"):
+            require_job_data(SimpleNamespace(app=request.app,  # type: ignore[arg-type]
+                                             state=SimpleNamespace(principal_id=request.state.principal_id),
+                                             path_params={"name": job.name}))
+            return True
+    return False
 
 
 def _meta_dir(request: Request, container: str) -> Path:
