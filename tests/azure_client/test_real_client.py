@@ -331,3 +331,41 @@ def test_azure_env_restarts_a_plain_local_server_with_https(tmp_path: Path) -> N
         if info.get("pid") and info["pid"] != plain.proc.pid:
             os.kill(info["pid"], 15)
         stop_server(plain, scan=False)
+
+
+def test_operator_certificate_and_azure_env_for_a_shared_server(tmp_path: Path) -> None:
+    """A shared server with the operator's certificate (here one made by another CA); the CI's
+    azure-env from --server-url, its key and --ca-file / --blob-proxy: no local server involved."""
+    from batchpoint.server.tls import prepare
+    from batchpoint.settings import Settings
+
+    operator = prepare(Settings(home=tmp_path / "operator-ca"))  # the operator's own CA and certificate
+    home = tmp_path / "shared"
+    handle = start_server(home, {"BATCHPOINT_TLS__ENABLED": "true", "BATCHPOINT_TLS__CERT_FILE": str(operator.cert_file),
+                                 "BATCHPOINT_TLS__KEY_FILE": str(operator.key_file)})
+    try:
+        deadline = time.monotonic() + 30
+        while "azure_url" not in (info := json.loads((home / "server.json").read_text())):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "ca_bundle" not in info and not (home / "tls" / "ca.pem").exists()  # no CA of its own
+        key = (home / "owner.key").read_text().strip()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHPOINT_")}
+        env.update(BATCHPOINT_HOME=str(tmp_path / "ci-home"), BATCHPOINT_API_KEY=key)
+        cli = [str(Path(sys.executable).parent / "batchpoint"), "azure-env", "--server-url", info["azure_url"],
+               "--ca-file", str(operator.ca_file), "--blob-proxy", info["blob_proxy"]]
+        out = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        exports = {k: v.strip("'") for k, v in re.findall(r"^export ([A-Z_]+)=(.*)$", out.stdout, re.MULTILINE)}
+        assert exports["IDENTITY_HEADER"] == key and exports["HTTPS_PROXY"] == info["blob_proxy"]
+        assert not (tmp_path / "ci-home" / "server.json").exists()  # no local server was started
+        metadata = httpx.get(exports["ARM_CLOUD_METADATA_URL"], verify=exports["REQUESTS_CA_BUNDLE"])
+        assert metadata.json()[0]["resourceManager"] == info["azure_url"] + "/"
+        plain = subprocess.run([*cli[:4]], env={**env, "BATCHPOINT_API_KEY": ""}, capture_output=True, text=True,
+                               timeout=60)
+        assert plain.returncode != 0 and "BATCHPOINT_API_KEY" in plain.stderr
+        http = subprocess.run([cli[0], "azure-env", "--server-url", handle.url], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert http.returncode != 0 and "not HTTPS" in http.stderr
+    finally:
+        stop_server(handle)
