@@ -176,6 +176,14 @@ def test_a_shortfall_is_charged_to_error_threshold_and_named(
     assert "run() returned 3 result(s) for its 5 files" in _logs(server, name)
 
 
+def test_a_shortfall_counts_under_summary_only_too(ml_client: Any, code: Path, model: str, tmp_path: Path) -> None:
+    _deploy(ml_client, "faults-run-short-s", code, model, mini_batch_size=5, output_action="summary_only")
+    name = _invoke(ml_client, "faults-run-short-s", _files(tmp_path / "data", 10), MODE="short")
+    job = wait_job(ml_client, name)
+    assert job.status == "Completed", (job.status_message, job.error)
+    assert job.progress.files_completed == 6 and job.progress.files_failed == 4 and job.progress.rows == 6
+
+
 def test_a_shortfall_past_error_threshold_fails_the_job_and_keeps_a_partial_output(
         ml_client: Any, cli: Any, code: Path, model: str, tmp_path: Path) -> None:
     _deploy(ml_client, "faults-run-short-t", code, model, mini_batch_size=5, error_threshold=1)
