@@ -4,7 +4,8 @@ Each status the job passed through is a step (``Queued``, ``Preparing``, ``Runni
 ``Finalizing``, then the terminal one, which takes no time; a job resumed after its server went
 silent shows ``Crashed`` there too, also taking no time, with its message); each ``phase`` event pair inside a
 status (``building environment``, ``listing``, ``writing outputs``, …, see
-``lifecycle.phase``) is a step ``within`` that status. When no ``listing`` phase events were
+``lifecycle.phase``) is a step ``within`` that status; a phase ``started`` again while it is
+still going in the same status (a build waiting for another job's) is the same step. When no ``listing`` phase events were
 written, the listing is shown from the start of ``Running`` to the job's ``listing_completed_at``
 (the lister starts when the job starts running). A step still going has ``seconds`` up to now and
 ``ended_at`` None.
@@ -52,9 +53,13 @@ def timeline(job: JobRow, events: list[JobEventRow]) -> list[dict[str, Any]]:
             data = ev.data or {}
             name, state = str(data.get("phase") or "?"), data.get("state")
             saw_listing = saw_listing or name == "listing"
-            if state == "started" or name not in open_phases:
+            going = open_phases.get(name)
+            if state == "started" and going is not None and going["_in"] is current:
+                continue  # the same phase, still going, with news (a build waiting for another job's)
+            if state == "started" or going is None:
                 step = {"name": name, "kind": "phase", "within": current["name"] if current else None,
-                        "state": "started", "started_at": _iso(at), "ended_at": None, "seconds": None, "_start": at}
+                        "state": "started", "started_at": _iso(at), "ended_at": None, "seconds": None, "_start": at,
+                        "_in": current}
                 open_phases[name] = step
                 steps.append(step)
             if state in ("finished", "failed"):
@@ -65,6 +70,7 @@ def timeline(job: JobRow, events: list[JobEventRow]) -> list[dict[str, Any]]:
     if not saw_listing:
         _derived_listing(job, steps)
     for step in steps:
+        step.pop("_in", None)
         start = step.pop("_start")
         if step["seconds"] is None:  # still going
             step["seconds"] = _secs(start, None)
