@@ -17,6 +17,7 @@ These three paths (and the signed log URLs of ``history.py``) need no ``Authoriz
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Header, Request
@@ -48,7 +49,7 @@ def cloud_metadata(request: Request) -> list[dict[str, Any]]:
         "resourceManager": base + "/",
         "authentication": {"loginEndpoint": base + "/", "audiences": [base + "/"], "tenant": "common",
                            "identityProvider": "AAD"},
-        "media": base + "/", "graphAudience": base + "/", "graph": base + "/", "name_": name,
+        "media": base + "/", "graphAudience": base + "/", "graph": base + "/",
         "suffixes": {"storage": settings.azure.storage_suffix, "keyVaultDns": "vault.batchpoint.localhost",
                      "acrLoginServer": "azurecr.batchpoint.localhost"},
         "batch": base + "/", "sqlManagement": base + "/", "vmImageAliasDoc": "",
@@ -73,8 +74,6 @@ async def identity_token(request: Request, resource: str | None = None,
         await run_in_threadpool(request.app.state.ctx.auth.authenticate, key)
     except AuthenticationError as exc:
         raise AuthenticationError(f"IDENTITY_HEADER is not a valid Batchpoint API key: {exc.message}") from exc
-    import time
-
     expires = int(time.time()) + TOKEN_LIFE_S
     return {"access_token": key, "expires_on": expires, "expires_in": TOKEN_LIFE_S, "token_type": "Bearer",
             "resource": resource or base_url(request) + "/"}
