@@ -133,3 +133,36 @@ def test_an_interpreter_that_cannot_start_fails_the_job_naming_it(tmp_path: Path
     missing = str(tmp_path / "no-such-python")
     with pytest.raises(PlatformError, match=f"interpreter '{missing}'.*Batchpoint installed"):
         LocalPoolEngine(SubprocessLauncher(missing)).run(job, iter(batches), lambda o: None, threading.Event())
+
+
+def test_the_sandbox_command_holds_the_job_and_nothing_of_the_server(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bwrap command line of a fenced worker (``engines/sandbox.py``): its own namespaces, a clean
+    environment without the server's ``BATCHPOINT_*`` settings, the job's folders bound (the code
+    read-only), and the server's home only as an empty tmpfs when a bound store holds it."""
+    from batchpoint.engines.sandbox import bwrap_command
+
+    monkeypatch.setenv("BATCHPOINT_SECRET_SETTING", "do-not-pass")
+    store, home = tmp_path / "store", tmp_path / "store" / "home"
+    job_dir = home / "jobs" / "j"
+    for folder in (store / "data", home / "code", job_dir / "parts", job_dir / "logs"):
+        folder.mkdir(parents=True)
+    (home / "owner.key").write_text("secret\n")
+    job = EngineJob(name="j", workers=1, scorer={"code_dir": str(home / "code"), "scoring_script": "score.py"},
+                    sources={"input": StorageSpec("local", {"path": str(store)}, None)}, policy=RetryPolicy(),
+                    parts_dir=str(job_dir / "parts"), logs_dir=str(job_dir / "logs"),
+                    environment={"AZUREML_BI_OUTPUT_PATH": str(job_dir / "outputs" / "score")},
+                    isolation={"home": str(home)})
+    argv, _ = bwrap_command(job, 0, sys.executable, 5)
+    for flag in ("--unshare-pid", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv"):
+        assert flag in argv, flag
+    assert "do-not-pass" not in argv and not any(a.startswith("BATCHPOINT_") for a in argv)
+    pairs = list(zip(argv, argv[1:]))
+    assert ("--ro-bind", str(home / "code")) in pairs and ("--ro-bind", str(store)) in pairs
+    for writable in (job_dir / "parts", job_dir / "outputs" / "score", job_dir / "tmp" / "worker-0" / "work",
+                     job_dir / "logs" / "worker-0.log"):
+        assert ("--bind", str(writable)) in pairs, writable
+    # the home is masked after the store that holds it, and the job's folders come after the mask
+    mask = argv.index(str(home), argv.index("--tmpfs", argv.index(str(store))))
+    assert argv[mask - 1] == "--tmpfs" and argv.index(str(job_dir / "parts")) > mask
+    assert argv[-2:] == ["--fd", "5"]  # the worker serves the socket it inherits, nothing else
