@@ -75,9 +75,9 @@ class Dispatcher:
     def _start(self, name: str) -> None:
         stop = threading.Event()
         thread = threading.Thread(target=self._run_one, args=(name, stop), name=f"job-{name}", daemon=True)
-        with self._lock:
+        with self._lock:  # started under the lock: close() never joins a thread not started yet
             self.running[name] = (thread, stop)
-        thread.start()
+            thread.start()
 
     def _run_one(self, name: str, stop: threading.Event) -> None:
         try:
