@@ -517,8 +517,11 @@ def test_code_upload_with_the_sas_and_its_hash(ws: Any, tmp_path: Path) -> None:
                            "properties": {"hash_sha256": _code_hash(folder), "hash_version": 202208}}}
     created = ws.owner.put(f"{WS}/codes/code-a/versions/1", json=body)
     assert created.status_code == 200, created.text
-    assert created.json()["properties"]["codeUri"].startswith("azureml://datastores/workspaceblobstore/paths/"
-                                                              "LocalUpload/code-")
+    container = blob_uri.rsplit("/", 1)[1]
+    assert created.json()["properties"]["codeUri"] == (f"azureml://datastores/workspaceblobstore/paths/LocalUpload/"
+                                                       f"{container.removeprefix('code-')}/payload")
+    upload = ws.owner.get(f"/uploads/{container.removeprefix('code-')}").json()  # a native upload now
+    assert (upload["status"], upload["files"]) == ("Completed", 2)
     found = ws.owner.get(f"{WS}/codes/anything/versions", params={"hash": _code_hash(folder), "hashVersion": "202208"})
     assert [v["id"].rsplit("/codes/", 1)[1] for v in found.json()["value"]] == ["code-a/versions/1"]
 
@@ -534,7 +537,7 @@ def test_code_whose_content_does_not_match_its_hash_is_refused(ws: Any, tmp_path
     refused = ws.owner.put(f"{WS}/codes/code-c/versions/1", json=body)
     assert refused.status_code == 409 and "does not match the hash" in refused.json()["error"]["message"]
     container = blob_uri.rsplit("/", 1)[1]
-    assert not (ws.home / "datastores" / "workspaceblobstore" / "LocalUpload" / container).exists()
+    assert not (ws.home / "datastores" / "workspaceblobstore" / "LocalUpload" / container.removeprefix("code-")).exists()
 
 
 def _wait(ws: Any, job: str) -> dict[str, Any]:
@@ -566,3 +569,22 @@ def test_job_outputs_on_the_blob_endpoint_follow_the_native_job_rules(ws: Any) -
             listed = ws.callers[who].get(BLOB, params={"restype": "container", "comp": "list", "prefix": folder + "/"})
             assert (listed.status_code == 200) == allowed, (who, listed.status_code)
     assert ws.callers["invoker"].get(f"{BLOB}/inputs/a.txt").status_code == 403  # outside a job's outputs
+
+
+def test_a_confirmed_upload_is_a_native_upload_held_by_who_sent_or_found_it(ws: Any, tmp_path: Path) -> None:
+    """The upload area's rules: registering from another principal's upload needs data/read, unless one
+    holds it (sent it, or found it confirmed, as the client does before sending the same content)."""
+    folder = _folder(tmp_path, "epsilon")
+    digest = _client_hash(folder)
+    assert _upload(ws.owner, folder, digest) == [201, 201]
+    first = f"LocalUpload/{digest}/payload/a.txt"
+    assert ws.owner.put(f"{BLOB}/{first}?comp=metadata", headers={"x-ms-meta-upload_status": "completed"}).status_code \
+        == 200
+    native = ws.owner.get(f"/uploads/{digest}").json()
+    assert (native["status"], native["files"], native["type"]) == ("Completed", 2, "uri_folder")
+    contributor = ws.callers["contributor"]  # no data/read
+    body = {"properties": {"dataUri": f"{STORE}/LocalUpload/{digest}/payload", "dataType": "uri_folder"}}
+    refused = contributor.put(WS + "/data/theirs/versions/1", json=body)
+    assert refused.status_code == 403 and "data/read" in refused.json()["error"]["message"]
+    assert contributor.head(f"{BLOB}/{first}").status_code == 200  # the client's check before sending
+    assert contributor.put(WS + "/data/theirs/versions/1", json=body).status_code == 200

@@ -48,7 +48,9 @@ JOBS_AREA = "azureml"  # job outputs (azureml/<job>/score) and parts, in every d
 PENDING, COMPLETED = "Pending", "Completed"
 MAX_FILES = 100_000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_ID = re.compile(r"^[0-9a-f]{32}$")
+#: 32 hex: the native id (from the manifest); 64: an upload the real azure-ai-ml made through the
+#: Azure-shaped API's blob endpoint, named by the client's own content hash (server/azure_api/blob.py)
+_ID = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{64})$")
 
 
 def upload_id(kind: str, name: str, files: list[dict[str, Any]]) -> str:

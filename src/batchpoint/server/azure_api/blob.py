@@ -50,6 +50,8 @@ from batchpoint.jobs import children
 from batchpoint.server.security import require_job_data, require_upload
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.registry import open_backend
+from batchpoint._internal.clock import utcnow
+from batchpoint.store.tables import UploadRow
 from batchpoint.workspace.uploads import JOBS_AREA, UPLOAD_AREA
 
 router = APIRouter(prefix="/_blob", include_in_schema=False)
@@ -123,14 +125,15 @@ def _suffix(scope: dict[str, Any]) -> str:
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-CODE_CONTAINER = re.compile(r"^code-[0-9a-f]{32}$")  # a code upload's own container (code_env.start_pending_upload)
+CODE_CONTAINER = re.compile(r"^code-(?P<id>[0-9a-f]{32})$")  # a code upload's container (code_env.start_pending_upload)
 
 
 def locate(default_store: str, container: str, rel: str) -> tuple[str, str]:
     """(data store, path in it) of a blob: a code upload's container ``code-<id>`` is the folder
-    ``LocalUpload/code-<id>/`` of the default data store; any other container is the store of that name."""
-    if CODE_CONTAINER.match(container):
-        return default_store, f"{UPLOAD_AREA}/{container}/{rel}".rstrip("/")
+    ``LocalUpload/<id>/`` of the default data store; any other container is the store of that name."""
+    match = CODE_CONTAINER.match(container)
+    if match:
+        return default_store, f"{UPLOAD_AREA}/{match.group('id')}/{rel}".rstrip("/")
     return container, rel
 
 def _ctx(request: Request) -> Any:
@@ -303,6 +306,32 @@ def _confirm(request: Request, container: str, rel: str, backend: Any) -> None:
     marker = _confirmed_file(request, container, digest)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(rel)
+    register_upload(_ctx(request), backend, container, digest, parts[2], single, request.state.principal_id)
+
+
+def register_upload(ctx: Any, backend: Any, container: str, uid: str, name: str, single: bool,
+                    principal: str | None) -> None:
+    """Record a checked upload in the native upload area (``workspace/uploads.py``): Completed, its
+    manifest (each file's size and SHA-256, as read back), ``principal`` its holder — so registering
+    from it, invoking on it and copying a model out of it follow the native rules."""
+    if container != ctx.workspace.default_datastore_name():
+        return
+    root = f"{UPLOAD_AREA}/{uid}/{name}"
+    infos = [(root, None)] if single else [(i.path, i) for i in backend.iter_files(root)]
+    files = []
+    for path, _ in infos:
+        digest, size = hashlib.sha256(), 0
+        with backend.open_read(path) as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        files.append({"path": name if single else path[len(root) + 1:], "size": size, "sha256": digest.hexdigest()})
+    row = UploadRow(id=uid, datastore=container, name=name, type="uri_file" if single else "uri_folder",
+                    manifest={"files": files}, status="Pending", created_by=principal, created_at=utcnow())
+    stored = ctx.store.create_upload(row)
+    ctx.store.complete_upload(uid)
+    if principal and stored.created_by != principal:
+        ctx.store.add_upload_holder(uid, principal)
 
 
 # ---- routes ----------------------------------------------------------------------------------------
@@ -406,10 +435,22 @@ async def blob_properties(container: str, path: str, request: Request) -> Respon
         _allow(request, container, rel, write=False)
         backend = open_backend(await run_in_threadpool(_spec, request, container))
         headers = await run_in_threadpool(_properties, request, container, rel, backend)
+        match = _CLIENT_UPLOAD.match(rel)
+        if match and headers.get("x-ms-meta-upload_status") == "completed":
+            # the client skips sending content it finds confirmed: like a native declare of the same
+            # content, that makes the caller a holder of the upload
+            await run_in_threadpool(ctx_holder, request, match.group("hash"))
         return Response(status_code=200, headers=_ms_headers(headers))
     except BatchpointError as exc:
         response = _xml_error(exc)
         return Response(status_code=response.status_code, headers=dict(response.headers))
+
+
+def ctx_holder(request: Request, uid: str) -> None:
+    ctx, principal = _ctx(request), request.state.principal_id
+    row = ctx.store.find_upload(uid)
+    if row is not None and principal and principal != row.created_by:
+        ctx.store.add_upload_holder(uid, principal)
 
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")

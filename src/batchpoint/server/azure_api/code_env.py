@@ -1,10 +1,11 @@
 """Code and environment assets in ARM's shape, for scoring-script deployments through the client.
 
 * Code: the client asks ``startPendingUpload`` for a place to put a local folder; the answer is a
-  SAS URL of the blob endpoint (``blob.sas_query``) under ``LocalUpload/code-<id>/`` of the default
-  data store. The code version it then PUTs names that URL (``codeUri``) and the folder's content
+  SAS URL of the blob endpoint (``blob.sas_query``) for a container ``code-<id>``, which is the
+  folder ``LocalUpload/<id>/`` of the default data store. The code version it then PUTs names that URL (``codeUri``) and the folder's content
   hash (``properties.hash_sha256``, ``hash_version`` 202208); the server recomputes that hash over
-  what arrived and refuses a mismatch (409, the upload removed). A lookup by hash
+  what arrived and refuses a mismatch (409, the upload removed); a match makes it a Completed upload
+  of the native upload area, held by its uploader (``blob.register_upload``). A lookup by hash
   (``GET …/codes/<name>/versions?hash=``) finds an earlier upload of the same content. Code versions
   are kept in the store's asset table (collection ``codes``) with their data store path.
 * Environments: ``PUT …/environments/<name>/versions/<v>`` (``condaFile`` as YAML text, ``image``)
@@ -29,7 +30,7 @@ from batchpoint.environments.assets import EnvironmentAssets
 from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
 from batchpoint.server.azure_api import arm
 from batchpoint.server.azure_api.assets import _json, short_uri
-from batchpoint.server.azure_api.blob import locate, sas_query
+from batchpoint.server.azure_api.blob import locate, register_upload, sas_query
 from batchpoint.server.azure_api.workspace import storage_account
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import requires
@@ -116,15 +117,16 @@ async def put_code_version(name: str, version: str, request: Request,
     extra = {str(k): str(v) for k, v in (props.get("properties") or {}).items()}
     extra["isAnonymous"] = "true" if props.get("isAnonymous") else "false"
     row = await run_in_threadpool(_create_code, ctx, name, version, path, props.get("description"),
-                                  props.get("tags") or {}, extra)
+                                  props.get("tags") or {}, extra, request.state.principal_id)
     return code_body(request, row)
 
 
 _STORE_PATH = re.compile(r"^azureml://datastores/(?P<store>[^/]+)/paths/(?P<path>.+)$")
+_CODE_UPLOAD = re.compile(r"^LocalUpload/(?P<id>[0-9a-f]{32})/(?P<name>[^/]+)$")
 
 
 def _create_code(ctx: AppContext, name: str, version: str, path: str, description: str | None,
-                 tags: dict[str, Any], properties: dict[str, str]) -> AssetRow:
+                 tags: dict[str, Any], properties: dict[str, str], principal: str | None = None) -> AssetRow:
     try:
         existing = ctx.store.get_asset(CODES, name, version=version)
     except NotFoundError:
@@ -139,11 +141,15 @@ def _create_code(ctx: AppContext, name: str, version: str, path: str, descriptio
         backend = open_backend(ctx.workspace.datastore_spec(match.group("store")))
         root = match.group("path").strip("/")
         got = content_hash(backend, root)
+        upload = _CODE_UPLOAD.match(root)
         if got != declared:
-            if root.startswith("LocalUpload/code-"):
-                backend.delete("/".join(root.split("/")[:2]))  # the whole code upload: never kept
+            if upload:
+                backend.delete(f"LocalUpload/{upload.group('id')}")  # the whole code upload: never kept
             raise ConflictError(f"the code uploaded to '{path}' does not match the hash the client declared "
                                 f"({declared[:12]}…, found {got[:12]}…); upload it again")
+        if upload:  # now a Completed upload of the native upload area, held by its uploader
+            register_upload(ctx, backend, match.group("store"), upload.group("id"), upload.group("name"), False,
+                            principal)
     return ctx.store.create_asset(CODES, name=name, version=version, type="code", path=path,
                                   description=description, tags=tags, properties=properties)
 
