@@ -158,7 +158,7 @@ ROUTES: list[tuple[str, str, str | None, str]] = [
     ("GET", "/computes", "computes/read", "workspace"),
     ("GET", "/computes/{name}", "computes/read", "workspace"),
     ("PUT", "/computes/{name}", "computes/write", "workspace"),
-    ("GET", "/batchEndpoints", "endpoints/read", "workspace"),
+    ("GET", "/batchEndpoints", "endpoints/read", "any"),  # lists what the caller may read (an endpoint-scoped role: its endpoints)
     ("GET", "/batchEndpoints/{name}", "endpoints/read", "endpoint"),
     ("PUT", "/batchEndpoints/{name}", "endpoints/write", "endpoint"),
     ("PATCH", "/batchEndpoints/{name}", "endpoints/write", "endpoint"),
