@@ -166,3 +166,20 @@ def test_the_sandbox_command_holds_the_job_and_nothing_of_the_server(tmp_path: P
     mask = argv.index(str(home), argv.index("--tmpfs", argv.index(str(store))))
     assert argv[mask - 1] == "--tmpfs" and argv.index(str(job_dir / "parts")) > mask
     assert argv[-2:] == ["--fd", "5"]  # the worker serves the socket it inherits, nothing else
+
+
+def test_a_local_input_store_shows_a_worker_only_the_inputs_folder(tmp_path: Path) -> None:
+    """What of a local input store a fenced worker sees (``engines/sandbox._input_location``): the
+    input's folder or file, the folder above a wildcard, the whole store when the path is unknown
+    or would leave the store."""
+    from batchpoint.engines.sandbox import _input_location
+
+    store = tmp_path / "store"
+    (store / "LocalUpload" / "abc" / "data").mkdir(parents=True)
+    (store / "LocalUpload" / "abc" / "data" / "a.csv").write_text("a\n")
+    assert _input_location(str(store), "LocalUpload/abc/data") == store / "LocalUpload" / "abc" / "data"
+    assert _input_location(str(store), "LocalUpload/abc/data/a.csv") == store / "LocalUpload" / "abc" / "data" / "a.csv"
+    assert _input_location(str(store), "LocalUpload/abc/data/*.csv") == store / "LocalUpload" / "abc" / "data"
+    assert _input_location(str(store), "*.csv") == store
+    assert _input_location(str(store), None) == store
+    assert _input_location(str(store), "../..") == store

@@ -113,8 +113,16 @@ def init():
 
 
 def run(mini_batch):
-    found_now = sorted(set(found_at_init) | set(probe()))
-    text = "|".join(found_now).replace(" ", "_") or "nothing"
+    found_now = set(found_at_init) | set(probe())
+    if "/LocalUpload/" in mini_batch[0]:  # other principals' uploads beside the job's input
+        uploads, rest = mini_batch[0].split("/LocalUpload/", 1)
+        try:
+            others = [n for n in os.listdir(uploads + "/LocalUpload") if n != rest.split("/", 1)[0]]
+        except OSError:
+            others = []
+        if others:
+            found_now.add("other-uploads:" + ",".join(sorted(others)))
+    text = "|".join(sorted(found_now)).replace(" ", "_") or "nothing"
     return pandas.DataFrame({"file": [os.path.basename(p) for p in mini_batch], "found": [text] * len(mini_batch)})
 '''.replace("__CANARY__", CANARY)
 
@@ -178,6 +186,7 @@ def test_the_probe_finds_the_secrets_of_an_unfenced_server(tmp_path: Path, heart
     text = " ".join(found.values())
     assert f"read:{home}/owner.key" in text and f"read:{home}/server.key" in text, found
     assert "own-environment:BATCHPOINT_PROBE_CANARY" in text or "environ-of-pid" in text, found
+    assert "other-uploads:" in text, found  # the code and model uploads beside the input
 
 
 # --- engine level: the processes a script starts, refusal and opt-out, the working directory

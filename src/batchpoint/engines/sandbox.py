@@ -73,6 +73,19 @@ def _own(path: Path, uid: int, gid: int) -> None:
         raise PlatformError(f"cannot give the worker's folder {path} to uid {uid}: {exc}") from exc
 
 
+def _input_location(root: str, path: str | None) -> Path:
+    """What a worker sees of a local input store: the input's own folder or file (``path`` in the
+    store, up to its first wildcard), or the whole store when that is unknown or leaves it."""
+    store = Path(root).resolve()
+    inside = (path or "").strip("/")
+    for i, char in enumerate(inside):
+        if char in "*?[":
+            inside = inside[:i].rsplit("/", 1)[0] if "/" in inside[:i] else ""
+            break
+    target = (store / inside).resolve() if inside else store
+    return target if target.exists() and (target == store or store in target.parents) else store
+
+
 def bwrap_command(job: EngineJob, slot: int, python_exe: str, fd: int, options: dict[str, Any] | None = None,
                   root: bool | None = None) -> tuple[list[str], dict[str, str]]:
     """The bwrap command line of the worker of ``slot`` (and the environment bwrap itself starts
@@ -100,12 +113,14 @@ def bwrap_command(job: EngineJob, slot: int, python_exe: str, fd: int, options: 
             _own(path, uid, gid)
         for path in [Path(dirs["root"]), *writable]:
             os.chmod(path, 0o700 if path != Path(job.parts_dir) else 0o755)
-    readonly = [job.scorer[key] for key in ("model_dir", "azureml_model_dir", "code_dir") if job.scorer.get(key)]
-    for spec in (job.sources or {}).values():
+    readonly: list[str | Path] = [job.scorer[key] for key in ("model_dir", "azureml_model_dir", "code_dir")
+                                  if job.scorer.get(key)]
+    inputs = options.get("inputs") or {}
+    for key, spec in (job.sources or {}).items():
         kind = spec.kind if hasattr(spec, "kind") else spec.get("kind")
         config = spec.config if hasattr(spec, "config") else (spec.get("config") or {})
         if kind == "local" and config.get("path"):
-            readonly.append(config["path"])
+            readonly.append(_input_location(config["path"], inputs.get(key)))
     return command(python_exe=python_exe, fd=fd, readonly=readonly, writable=[*writable, *log_files],
                    workdir=dirs["workdir"], tmp_dir=dirs["tmp_dir"], options=options, root=root)
 

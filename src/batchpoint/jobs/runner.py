@@ -120,7 +120,8 @@ class JobRunner:
             environment={**(settings.get("environment_variables") or {}),
                          **bi_output.environment(self.ws.settings.jobs_dir, job.name)},
             python_exe=python_exe,
-            isolation=self.ws.settings.worker_isolation(),  # how its workers are fenced (engines/sandbox.py)
+            # how its workers are fenced (engines/sandbox.py): a local input store shows only the input's folder
+            isolation={**self.ws.settings.worker_isolation(), "inputs": {key: r.path for key, r in files}},
             parts_store={"source": PARTS_SOURCE, "prefix": staged.prefix} if staged is not None else None,
             bi_output_store={"source": PARTS_SOURCE, "prefix": bi_remote[1]} if bi_remote is not None else None,
             init_timeout_s=float(settings.get("init_timeout") or 600),
