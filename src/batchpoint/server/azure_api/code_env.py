@@ -98,7 +98,7 @@ def get_code_version(name: str, version: str, request: Request, ctx: AppContext 
 @router.post("/codes/{name}/versions/{version}/startpendingupload", dependencies=[requires(P.ASSETS_WRITE)])
 def start_pending_upload(name: str, version: str, request: Request,
                          ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    container = f"code-{uuid.uuid4().hex}"  # its own container, as Azure's: LocalUpload/code-<id>/ (blob.locate)
+    container = f"code-{uuid.uuid4().hex}"  # its own container, as Azure's: LocalUpload/<id>/ (blob.locate)
     blob_uri = f"{blob_host(ctx)}/{container}"
     query = sas_query(ctx.auth.signing_key, container, request.state.principal_id)
     return {"blobReferenceForConsumption": {"blobUri": blob_uri, "storageAccountArmId": None,
