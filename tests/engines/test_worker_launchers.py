@@ -169,10 +169,10 @@ def test_the_sandbox_command_holds_the_job_and_nothing_of_the_server(tmp_path: P
 
 
 def test_a_local_input_store_shows_a_worker_only_the_inputs_folder(tmp_path: Path) -> None:
-    """What of a local input store a fenced worker sees (``engines/sandbox._input_location``): the
+    """What of a local input store a fenced worker sees (``worker/sandbox.input_location``): the
     input's folder or file, the folder above a wildcard, the whole store when the path is unknown
     or would leave the store."""
-    from batchpoint.engines.sandbox import _input_location
+    from batchpoint.worker.sandbox import input_location as _input_location
 
     store = tmp_path / "store"
     (store / "LocalUpload" / "abc" / "data").mkdir(parents=True)

@@ -55,7 +55,7 @@ from typing import Any
 from batchpoint.engines.launchers import Launcher, _PopenProcess, worker_dirs
 from batchpoint.engines.planning import EngineJob
 from batchpoint.exceptions import PlatformError
-from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, check, command
+from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, check, command, input_location
 
 __all__ = ["DEFAULT_ISOLATION", "SandboxLauncher", "bwrap_command", "check", "isolation_of"]
 
@@ -71,19 +71,6 @@ def _own(path: Path, uid: int, gid: int) -> None:
         os.chown(path, uid, gid)
     except OSError as exc:
         raise PlatformError(f"cannot give the worker's folder {path} to uid {uid}: {exc}") from exc
-
-
-def _input_location(root: str, path: str | None) -> Path:
-    """What a worker sees of a local input store: the input's own folder or file (``path`` in the
-    store, up to its first wildcard), or the whole store when that is unknown or leaves it."""
-    store = Path(root).resolve()
-    inside = (path or "").strip("/")
-    for i, char in enumerate(inside):
-        if char in "*?[":
-            inside = inside[:i].rsplit("/", 1)[0] if "/" in inside[:i] else ""
-            break
-    target = (store / inside).resolve() if inside else store
-    return target if target.exists() and (target == store or store in target.parents) else store
 
 
 def bwrap_command(job: EngineJob, slot: int, python_exe: str, fd: int, options: dict[str, Any] | None = None,
@@ -120,7 +107,7 @@ def bwrap_command(job: EngineJob, slot: int, python_exe: str, fd: int, options: 
         kind = spec.kind if hasattr(spec, "kind") else spec.get("kind")
         config = spec.config if hasattr(spec, "config") else (spec.get("config") or {})
         if kind == "local" and config.get("path"):
-            readonly.append(_input_location(config["path"], inputs.get(key)))
+            readonly.append(input_location(config["path"], inputs.get(key)))
     return command(python_exe=python_exe, fd=fd, readonly=readonly, writable=[*writable, *log_files],
                    workdir=dirs["workdir"], tmp_dir=dirs["tmp_dir"], options=options, root=root)
 

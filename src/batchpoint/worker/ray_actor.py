@@ -291,7 +291,9 @@ class RayWorker:
             path.touch(exist_ok=True)
         readonly = [Path(self.home) / "scorer"]
         readonly += [v for k, v in start["scorer"].items() if k.endswith("_dir") and v]
-        readonly += [spec["config"]["path"] for spec in (start.get("sources") or {}).values()
+        inputs = self.isolation.get("inputs") or {}  # of a local store, only the input's folder
+        readonly += [sandbox.input_location(spec["config"]["path"], inputs.get(key))
+                     for key, spec in (start.get("sources") or {}).items()
                      if spec.get("kind") == "local" and (spec.get("config") or {}).get("path")]
         argv, env = sandbox.command(python_exe=python_exe, fd=fd, readonly=readonly, writable=[*writable, *log_files],
                                     workdir=str(dirs["workdir"]), tmp_dir=str(dirs["tmp_dir"]), options=self.isolation)

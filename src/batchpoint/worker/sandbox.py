@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_ISOLATION", "INSTALL_HINT", "check", "command", "python_binds"]
+__all__ = ["DEFAULT_ISOLATION", "INSTALL_HINT", "check", "command", "input_location", "python_binds"]
 
 #: what a job gets when its EngineJob names no isolation (tests that build one by hand)
 DEFAULT_ISOLATION: dict[str, Any] = {"mode": "bwrap", "bwrap": "bwrap", "run_as": "namespace", "uid": 65534,
@@ -211,6 +211,19 @@ class _Binds:
                 made.add(parent)
             args += ["--bind" if writable else "--ro-bind", str(source), str(source)]
             done.append((source, writable))
+
+
+def input_location(root: str, path: str | None) -> Path:
+    """What a worker sees of a local input store: the input's own folder or file (``path`` in the
+    store, up to its first wildcard), or the whole store when that is unknown or leaves it."""
+    store = Path(root).resolve()
+    inside = (path or "").strip("/")
+    for i, char in enumerate(inside):
+        if char in "*?[":
+            inside = inside[:i].rsplit("/", 1)[0] if "/" in inside[:i] else ""
+            break
+    target = (store / inside).resolve() if inside else store
+    return target if target.exists() and (target == store or store in target.parents) else store
 
 
 def command(*, python_exe: str, fd: int, readonly: Iterable[str | Path], writable: Iterable[str | Path],
