@@ -96,6 +96,8 @@ def test_ten_concurrent_invokes_with_one_key_make_one_job_on_sqlite(
     key, principal = str(uuid.uuid4()), f"user:idem-{uuid.uuid4().hex[:6]}"
     ml_client.principals.create(principal)
     ml_client.role_assignments.create(principal, "Invoker", f"endpoint:{ENDPOINT}")
+    # the input is the owner's upload: another principal reads it only with data/read on the store
+    ml_client.role_assignments.create(principal, "DataReader", "datastore:workspaceblobstore")
     other_key = record_secret(ml_client.principals.create_key(principal)["key"])
     with server.rest() as owner, httpx.Client(base_url=server.url, timeout=60,
                                                headers={"Authorization": f"Bearer {other_key}"}) as other:
