@@ -30,9 +30,9 @@ class MlflowScorer:
         self.model: Any = None
 
     def init(self) -> None:
-        import mlflow.pyfunc
+        from batchpoint.scoring.mlflow_load import load_pyfunc
 
-        self.model = mlflow.pyfunc.load_model(self.model_dir)
+        self.model = load_pyfunc(self.model_dir)
 
     def run(self, files: list[str]) -> pd.DataFrame:
         frames = []
