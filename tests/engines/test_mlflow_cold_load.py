@@ -1,5 +1,5 @@
-"""A cold worker loads an MLflow model without scanning every installed distribution (issue 24 §4),
-and still warns about the same requirement mismatches as ``mlflow.pyfunc.load_model`` does.
+"""A cold worker loads an MLflow model without scanning every installed distribution and without
+the garbage collector's passes over the imports (issue 24 §4), and still warns about the same requirement mismatches as ``mlflow.pyfunc.load_model`` does.
 
 Each check runs in a fresh interpreter: a cold worker's (fenced, or a Ray actor), where MLflow has
 built nothing yet."""
@@ -16,8 +16,10 @@ from pathlib import Path
 REQUIREMENTS = "numpy\nscikit-learn==0.1\nnonexistent-batchpoint-test-pkg==1.0\n"
 
 PROBE = r"""
-import json, logging, sys
+import gc, json, logging, sys
 import importlib_metadata
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info["generation"]))
 calls = []
 real = importlib_metadata.packages_distributions
 def counted():
@@ -34,16 +36,22 @@ model_dir, how = sys.argv[1], sys.argv[2]
 if how == "worker":
     from batchpoint.scoring.scorers import MlflowScorer
     scorer = MlflowScorer(model_dir)
+    gc.collect()  # a fresh count: no collection is due at the start
+    collections.clear()
     scorer.init()
     model = scorer.model
 else:
+    gc.collect()
+    collections.clear()
     import mlflow.pyfunc
     model = mlflow.pyfunc.load_model(model_dir)
+during_load = len(collections)
 from mlflow.utils import requirements_utils
 import pandas as pd
 prediction = model.predict(pd.read_csv(sys.argv[3]).head(5))
 print(json.dumps({"scans": len(calls), "warnings": [r for r in records if "mismatches" in r],
                   "map_left_unset": requirements_utils._MODULES_TO_PACKAGES is None,
+                  "collections_during_load": during_load, "gc_enabled_after": gc.isenabled(),
                   "predictions": [int(p) for p in prediction]}))
 """
 
@@ -69,3 +77,7 @@ def test_cold_worker_loads_mlflow_model_without_the_distribution_scan(heart_mode
     assert "nonexistent-batchpoint-test-pkg (current: uninstalled" in worker["warnings"][0]
     assert worker["map_left_unset"]  # whatever needs the whole map later builds it as before
     assert worker["predictions"] == mlflow_own["predictions"]
+    # the load (scikit-learn's imports, the unpickling) runs without the garbage collector's passes,
+    # which is on again afterwards (one collection may follow at once, when it is switched back on)
+    assert mlflow_own["collections_during_load"] > 10, mlflow_own
+    assert worker["collections_during_load"] <= 1 and worker["gc_enabled_after"], worker

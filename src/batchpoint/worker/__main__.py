@@ -13,6 +13,7 @@ pandas/pyarrow and what the scorer needs (MLflow for a model without a scoring s
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -44,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.selfcheck:
         return selfcheck()
-    from batchpoint.worker.loop import serve
+    gc.disable()  # the worker side's imports (pandas): no garbage to collect, see scoring/mlflow_load.py
+    try:
+        from batchpoint.worker.loop import serve
+    finally:
+        gc.enable()
 
     conn = Connection(args.fd)
     try:
