@@ -2,8 +2,8 @@
 
 A fenced worker (``engines/sandbox.py``) and a Ray actor are fresh interpreters: they import MLflow
 and load the model themselves, once per job. Measured on the heart model (scikit-learn flavour,
-docs/performance.md, "Fenced workers"): of ``load_model``'s ~0.85 s of CPU after the imports, ~0.8 s
-is its check of the model's ``requirements.txt`` against the environment (the warning "Detected one
+docs/performance.md, "Fenced workers"): ``load_model`` spends ~0.3 s (0.8 s under a profiler) on
+its check of the model's ``requirements.txt`` against the environment (the warning "Detected one
 or more mismatches …"), which first maps every module of every installed distribution to its package
 (``importlib_metadata.packages_distributions()``: every file of every installed distribution
 stat'ed). That map is used only to find a package's import name when its distribution is *not*
@@ -16,9 +16,9 @@ The load also runs with the cyclic garbage collector off (:func:`without_gc`, on
 as ``python -m batchpoint.worker`` imports the worker side): the imports make almost no garbage, and
 the collections they trigger cost ~15 % of the start-up.
 
-The package map is only changed in an interpreter that has not built that map yet (the unfenced forkserver builds it in its
-preload, ``worker/preload.py``, and is left as it is), and MLflow's own path is taken when its
-internals are not as expected (another MLflow version).
+The package map is only changed in an interpreter that has not built it yet (the unfenced
+forkserver builds it in its preload, ``worker/preload.py``, and is left as it is), and MLflow's own
+path is taken when its internals are not as expected (another MLflow version).
 
 Not cut, because MLflow needs it: ``import mlflow`` imports ``mlflow.genai`` (~0.2 s), which looks
 unused by a pyfunc load, but ``mlflow.data`` imports from it while ``mlflow`` initialises; deferring
