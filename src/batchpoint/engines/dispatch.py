@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from batchpoint.engines.planning import MiniBatch
+from batchpoint.engines.policy import init_phase_message
 
 __all__ = ["LOG_CHECK_S", "LogCap", "WorkQueue", "fresh_sources"]
 
@@ -143,3 +144,50 @@ class LogCap:
             self.cuts[path] = count
         except OSError:  # a full disk or a vanished folder: tried again at the next check
             pass
+
+
+class InitPhase:
+    """The ``init()`` phase of a job's workers, as both engines note it (``EngineJob.on_phase``): it
+    starts when the workers are started, finishes when every slot's first worker has run
+    ``init()``, and ends with the job if that never happened (finished when the work ran out
+    first, else failed). A note for the user: an error while recording it never stops the job."""
+
+    def __init__(self, job: Any, log: Any) -> None:
+        self.job, self.log = job, log
+        self.waiting: set[int] = set()  # slots whose first worker has not run init() yet
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.waiting, self.started = set(range(self.job.workers)), time.monotonic()
+        self.note("started", init_phase_message(self.job.workers), workers=self.job.workers)
+
+    def ready(self, slot: int) -> None:
+        """Slot ``slot``'s worker ran init(): the phase ends when every slot's first one has."""
+        if slot not in self.waiting:
+            return
+        self.waiting.discard(slot)
+        if not self.waiting:
+            seconds, workers = self._seconds(), self.job.workers
+            self.note("finished", f"scoring mini-batches (init() took {seconds:g} s on {workers} "
+                      f"worker{'s' if workers != 1 else ''})", workers=workers, seconds=seconds)
+
+    def end(self, ran_out_of_work: bool) -> None:
+        """The job's workers are gone: a phase still open ends here."""
+        if not self.waiting:
+            return
+        ready, self.waiting = self.job.workers - len(self.waiting), set()
+        self.note("finished" if ran_out_of_work else "failed",
+                  f"init() finished on {ready} of {self.job.workers} workers before the job "
+                  f"{'ran out of work' if ran_out_of_work else 'stopped'}", workers=self.job.workers,
+                  seconds=self._seconds())
+
+    def note(self, state: str, message: str, **data: Any) -> None:
+        if self.job.on_phase is None:
+            return
+        try:
+            self.job.on_phase(state, message, **data)
+        except Exception:  # noqa: BLE001 - a note for the user; never what stops the job
+            self.log.warning("job %s: could not record the init() phase", self.job.name, exc_info=True)
+
+    def _seconds(self) -> float:
+        return round(time.monotonic() - self.started, 2)

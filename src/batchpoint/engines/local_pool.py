@@ -40,13 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
-from batchpoint.engines.dispatch import LogCap, WorkQueue, fresh_sources
+from batchpoint.engines.dispatch import InitPhase, LogCap, WorkQueue, fresh_sources
 from batchpoint.engines import launchers
 from batchpoint.engines.launchers import ForkserverLauncher, Launcher, SubprocessLauncher
 from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.sandbox import SandboxLauncher, check, isolation_of
 from batchpoint.engines.policy import (
-    FailureKind, FailurePolicy, WorkerInitError, death_in_run, exit_text, init_phase_message,
+    FailureKind, FailurePolicy, WorkerInitError, death_in_run, exit_text,
 )
 from batchpoint.worker import protocol
 from batchpoint.worker.protocol import scratch_root
@@ -217,17 +217,14 @@ class _Run:
         self.policy = FailurePolicy(job.policy)
         self.work = WorkQueue(batches)
         self.workers: dict[int, _Worker] = {}
-        self.initializing: set[int] = set()  # slots whose first worker has not run init() yet (the phase)
-        self.init_started = 0.0
+        self.init_phase = InitPhase(job, log)
         self.sampled = 0.0
         self.drained = False  # every mini-batch was handed out and finished
         self.logs = LogCap([self._log_path(slot) for slot in range(job.workers)], job.log_max_bytes)
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.initializing = set(range(self.job.workers))
-        self.init_started = time.monotonic()
-        self._phase("started", init_phase_message(self.job.workers), workers=self.job.workers)
+        self.init_phase.start()
         for slot in range(self.job.workers):
             self.workers[slot] = self._spawn(slot)
 
@@ -235,14 +232,6 @@ class _Run:
     def state_dir(self) -> Path:
         """The workers' state files (``protocol.WorkerState``), beside ``parts/`` in the job folder."""
         return Path(self.job.parts_dir).parent / "state"
-
-    def _phase(self, state: str, message: str, **data: Any) -> None:
-        if self.job.on_phase is None:
-            return
-        try:
-            self.job.on_phase(state, message, **data)
-        except Exception:  # noqa: BLE001 - a note for the user; never what stops the job
-            log.warning("job %s: could not record the init() phase", self.job.name, exc_info=True)
 
     def _log_path(self, slot: int) -> Path:
         return Path(self.job.logs_dir) / f"worker-{slot}.log"
@@ -339,7 +328,7 @@ class _Run:
             w.init_deadline = float("inf")
             w.oom_kills = _oom_counter(w.proc.pid)
             self.policy.on_worker_ready(w.slot)
-            self._initialized(w.slot)
+            self.init_phase.ready(w.slot)
         elif msg["type"] == "init_failed":
             raise WorkerInitError(msg["error"])
         elif msg["type"] == "done":
@@ -350,16 +339,6 @@ class _Run:
                 w.started, w.deadline = now, now + self.job.policy.timeout_s
             if batch is not None:
                 self._finish(batch, msg["rows"], msg["error"], seconds, w.slot, int(msg.get("missing") or 0))
-
-    def _initialized(self, slot: int) -> None:
-        """Slot ``slot``'s worker ran init(): the phase ends when every slot's first one has."""
-        if slot not in self.initializing:
-            return
-        self.initializing.discard(slot)
-        if not self.initializing:
-            seconds = round(time.monotonic() - self.init_started, 2)
-            self._phase("finished", f"scoring mini-batches (init() took {seconds:g} s on {self.job.workers} "
-                        f"worker{'s' if self.job.workers != 1 else ''})", workers=self.job.workers, seconds=seconds)
 
     def _sample_memory(self) -> None:
         """Note the peak memory of each busy worker (every :data:`MEMORY_SAMPLE_S`): what it held is
@@ -472,10 +451,4 @@ class _Run:
         shutil.rmtree(self.state_dir, ignore_errors=True)
         for tmp in Path(self.job.parts_dir).glob(".*.tmp"):  # a part a killed worker was writing
             tmp.unlink(missing_ok=True)
-        if self.initializing:  # the job ended before every worker ran init()
-            ready = self.job.workers - len(self.initializing)
-            self.initializing = set()
-            self._phase("finished" if self.drained else "failed",
-                        f"init() finished on {ready} of {self.job.workers} workers before the job "
-                        f"{'ran out of work' if self.drained else 'stopped'}", workers=self.job.workers,
-                        seconds=round(time.monotonic() - self.init_started, 2))
+        self.init_phase.end(ran_out_of_work=self.drained)  # the job ended before every worker ran init()

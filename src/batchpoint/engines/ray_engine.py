@@ -65,9 +65,9 @@ import ray
 import ray.exceptions as rex
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
-from batchpoint.engines.dispatch import LogCap, WorkQueue, fresh_sources
+from batchpoint.engines.dispatch import InitPhase, LogCap, WorkQueue, fresh_sources
 from batchpoint.engines.planning import EngineJob, MiniBatch
-from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError, death_in_run, init_phase_message
+from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError, death_in_run
 from batchpoint.engines.sandbox import isolation_of
 from batchpoint.exceptions import PlatformError, ValidationError
 from batchpoint.worker import protocol
@@ -277,35 +277,15 @@ class _Run:
         self.archive: Any = None
         self.remote = ray.remote(RayWorker).options(
             num_cpus=engine.num_cpus, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
-        self.initializing: set[int] = set()  # slots whose first actor has not run init() yet (the phase)
+        self.init_phase = InitPhase(job, log)
         self.logs = LogCap([], job.log_max_bytes)  # cuts a log past jobs.worker_log_max_bytes (dispatch.py)
-        self.init_started = 0.0
 
     # -- actors -------------------------------------------------------------------------------
     def start(self) -> None:
         self.archive = ray.put(pack_folders(self.job.scorer))
-        self.initializing = set(range(self.job.workers))
-        self.init_started = time.monotonic()
-        self._phase("started", init_phase_message(self.job.workers), workers=self.job.workers)
+        self.init_phase.start()
         for slot in range(self.job.workers):
             self.actors[slot] = self._spawn(slot)
-
-    def _phase(self, state: str, message: str, **data: Any) -> None:
-        if self.job.on_phase is None:
-            return
-        try:
-            self.job.on_phase(state, message, **data)
-        except Exception:  # noqa: BLE001 - a note for the user; never what stops the job
-            log.warning("job %s: could not record the init() phase", self.job.name, exc_info=True)
-
-    def _initialized(self, slot: int) -> None:
-        if slot not in self.initializing:
-            return
-        self.initializing.discard(slot)
-        if not self.initializing:
-            seconds = round(time.monotonic() - self.init_started, 2)
-            self._phase("finished", f"scoring mini-batches (init() took {seconds:g} s on {self.job.workers} "
-                        f"worker{'s' if self.job.workers != 1 else ''})", workers=self.job.workers, seconds=seconds)
 
     def _log_name(self, slot: int) -> str:
         """The worker's log as the job's users know it (relative to the job: no server path)."""
@@ -393,7 +373,7 @@ class _Run:
             a.ready = True
             a.init_deadline = float("inf")
             self.policy.on_worker_ready(a.slot)
-            self._initialized(a.slot)
+            self.init_phase.ready(a.slot)
         elif reply["type"] == "init_failed":
             raise WorkerInitError(reply["error"])
         elif reply["type"] == "died":  # the actor's worker process ended while it had a mini-batch
@@ -563,11 +543,7 @@ class _Run:
         for a in self.actors.values():
             self._kill(a)
         self.actors.clear()
-        if self.initializing:  # the job ended before every actor ran init()
-            ready = self.job.workers - len(self.initializing)
-            self.initializing = set()
-            self._phase("failed", f"init() finished on {ready} of {self.job.workers} workers before the job ended",
-                        workers=self.job.workers, seconds=round(time.monotonic() - self.init_started, 2))
+        self.init_phase.end(ran_out_of_work=False)  # the job ended before every actor ran init()
 
 
 def _died_in_run(exc: BaseException) -> tuple[str, str] | None:
