@@ -218,7 +218,8 @@ def write_partial_output(ws: WorkspaceService, name: str) -> bool:
     ``job show``; ``job download`` says so). Returns whether it did. Never raises: the job is
     Canceled whatever happens here."""
     job = ws.store.get_job(name)
-    if job.status != JobStatus.CANCELED.value or (job.settings or {}).get("output_action") != "append_row":
+    if (job.status != JobStatus.CANCELED.value or not job.mini_batches_completed  # nothing finished: nothing to keep
+            or (job.settings or {}).get("output_action") != "append_row"):
         return False
     return _write_partial(ws, job)
 
