@@ -49,9 +49,9 @@ if ! command -v bwrap >/dev/null 2>&1 && [[ "${BATCHPOINT_WORKERS__ISOLATION:-bw
   if command -v apt-get >/dev/null 2>&1 && { [[ $(id -u) -eq 0 ]] || sudo -n true 2>/dev/null; }; then
     say "installing bubblewrap (apt-get), which fences the scoring code"
     sudo_() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo -n "$@"; fi; }
-    run "apt-get update" sudo_ apt-get update -qq
+    run "apt-get update" sudo_ apt-get -o DPkg::Lock::Timeout=300 update -qq
     run "apt-get install bubblewrap" sudo_ env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends bubblewrap
+      apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends bubblewrap
   else
     say "bubblewrap (bwrap) is not installed and cannot be installed here: install it (apt-get install bubblewrap," >&2
     say "dnf install bubblewrap), or run the demo unfenced with BATCHPOINT_WORKERS__ISOLATION=none" >&2

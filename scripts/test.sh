@@ -120,9 +120,9 @@ fi
 # docs/security.md "Scoring code is fenced"); tests/security/test_worker_isolation.py needs it
 if ! command -v bwrap >/dev/null 2>&1; then
   say "installing bubblewrap (apt-get)"
-  run "apt-get update" as_root apt-get update -qq
+  run "apt-get update" as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
   run "apt-get install bubblewrap" as_root env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends bubblewrap
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends bubblewrap
 fi
 
 # --- environments (issue 11 A): the wheels the environment tests serve from a local package
