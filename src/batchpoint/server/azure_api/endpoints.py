@@ -250,11 +250,7 @@ def native_invoke_body(body: Any) -> dict[str, Any]:
 @router.post("/{name}/jobs", dependencies=[requires(P.ENDPOINTS_INVOKE, endpoint_scope)])
 async def invoke(name: str, request: Request, response: Response, ctx: AppContext = Depends(get_context),
                  azureml_model_deployment: str | None = Header(default=None)) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise ValidationError(f"the invoke body is not valid JSON: {exc}") from exc
-    row = await start_invoke(ctx, request, response, name, native_invoke_body(body), azureml_model_deployment)
+    row = await start_invoke(ctx, request, response, name, azureml_model_deployment, shape=native_invoke_body)
     return await run_in_threadpool(job_body, request, ctx, row)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -81,20 +82,21 @@ def delete_endpoint(name: str, force: bool = False, ctx: AppContext = Depends(ge
 @router.post("/{name}/invoke", tags=["batch endpoints"], status_code=202, dependencies=[requires(P.ENDPOINTS_INVOKE, endpoint_scope)])
 async def invoke(name: str, request: Request, response: Response, ctx: AppContext = Depends(get_context),
                  azureml_model_deployment: str | None = Header(default=None)) -> dict[str, Any]:
+    row = await start_invoke(ctx, request, response, name, azureml_model_deployment)
+    return job_entity(ctx.workspace, row, with_failures=False, server_paths=sees_server_paths(request)).to_dict()
+
+
+async def start_invoke(ctx: AppContext, request: Request, response: Response, name: str,
+                       deployment_header: str | None, shape: Callable[[Any], Any] = lambda body: body) -> Any:
+    """Invoke ``name`` with the request's JSON body, made by ``shape`` into an invoke body of the
+    spec's shape (``{"properties": {"InputData": …}}``): idempotent under
+    ``repeatability-request-id``, audited, the dispatcher woken. The native and the Azure-shaped
+    invoke routes both call it; returns the job's row."""
     try:
         body = await request.json()
     except ValueError as exc:
         raise ValidationError(f"the invoke body is not valid JSON: {exc}") from exc
-    row = await start_invoke(ctx, request, response, name, body, azureml_model_deployment)
-    return job_entity(ctx.workspace, row, with_failures=False, server_paths=sees_server_paths(request)).to_dict()
-
-
-async def start_invoke(ctx: AppContext, request: Request, response: Response, name: str, body: Any,
-                       deployment_header: str | None) -> Any:
-    """Invoke ``name`` with an invoke body of the spec's shape (``{"properties": {"InputData": …}}``):
-    idempotent under ``repeatability-request-id``, audited, the dispatcher woken. The native and the
-    Azure-shaped invoke routes both call it; returns the job's row."""
-    invoke_request = parse_invoke_body(body, deployment_header)
+    invoke_request = parse_invoke_body(shape(body), deployment_header)
     user = getattr(request.state, "principal_id", None)
     assignments = await run_in_threadpool(ctx.auth.assignments, user) if user else []
     key = request_key(request.headers)  # idempotent invoke (jobs/idempotency.py)
