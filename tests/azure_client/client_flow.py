@@ -120,6 +120,19 @@ def script(ml: MLClient, code_dir: str) -> dict:
     return {"job": job.name, "status": status}
 
 
+def stream(ml: MLClient, code_dir: str, gate: str):
+    """A scoring script that holds its mini-batch until the caller opens the gate (a file), so the
+    job is still running when ``jobs.stream`` starts following it, however fast the machine."""
+    ml.batch_deployments.begin_create_or_update(BatchDeployment(
+        name="stream-gated", endpoint_name=ENDPOINT, model="azureml:heart-classifier:1", compute="batch-cluster",
+        code_configuration=CodeConfiguration(code=code_dir, scoring_script="score.py"), instance_count=1,
+        mini_batch_size=10, environment_variables={"STREAM_GATE": gate})).result()
+    job = ml.batch_endpoints.invoke(endpoint_name=ENDPOINT, deployment_name="stream-gated",
+                                    input=Input(type=AssetTypes.URI_FOLDER, path=DATA_PATH))
+    ml.jobs.stream(job.name)
+    return job
+
+
 def main() -> None:
     step = sys.argv[1]
     ml = client()
@@ -130,8 +143,7 @@ def main() -> None:
     elif step == "invoke-only":  # what a key with Invoker on this endpoint alone can do
         out = invoke(ml, sys.argv[2], list_jobs=False)
     elif step == "stream":  # invoke, then follow the job as it runs
-        job = ml.batch_endpoints.invoke(endpoint_name=ENDPOINT, input=Input(type=AssetTypes.URI_FOLDER, path=DATA_PATH))
-        ml.jobs.stream(job.name)
+        job = stream(ml, sys.argv[2], sys.argv[3])
         out = {"job": job.name, "status": ml.jobs.get(job.name).status}
     elif step == "download":
         ml.jobs.download(sys.argv[2], download_path=sys.argv[3], output_name="score")

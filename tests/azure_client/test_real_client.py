@@ -242,13 +242,50 @@ def test_blob_proxy_reaches_only_the_blob_endpoint(tls_server: Any, deployed: di
             assert conn.recv(64).split(b" ")[1] == status, target
 
 
+GATED_SCORE_PY = """
+import os
+import time
+from pathlib import Path
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    deadline = time.monotonic() + 120
+    while not Path(os.environ["STREAM_GATE"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
 def test_stream_follows_the_job_and_prints_its_log(tls_server: Any, deployed: dict[str, Any], tmp_path: Path) -> None:
+    """``jobs.stream`` on a job still running: its scoring script holds the mini-batch until the
+    client has read the job's run details once (a job that finished before the client's first look
+    streams nothing, on Azure too)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHPOINT_", "AZURE", "IDENTITY_", "MSI_"))}
     env = {k: v for k, v in env.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
-    env.update(deployed["exports"], AZURE_CALLS_LOG=str(tmp_path / "stream.jsonl"), PYTHONPATH=str(RECORDER))
-    out = subprocess.run([sys.executable, str(FLOW), "stream"], env=env, capture_output=True, text=True, timeout=280)
+    log, code, gate = tmp_path / "stream.jsonl", tmp_path / "code", tmp_path / "gate"
+    code.mkdir()
+    (code / "score.py").write_text(GATED_SCORE_PY)
+    env.update(deployed["exports"], AZURE_CALLS_LOG=str(log), PYTHONPATH=str(RECORDER))
+    proc = subprocess.Popen([sys.executable, str(FLOW), "stream", str(code), str(gate)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (log.exists() and "/details?" in log.read_text()) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the client never read the job's run details"
+            time.sleep(0.1)
+        gate.touch()
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert out.returncode == 0, out.stderr[-4000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "Completed"
+    assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "Completed", tls_server.log()[-3000:]
     assert "Streaming user_logs/std_log_0.txt" in out.stdout and "worker 0 ready" in out.stdout, out.stdout
     assert "Execution Summary" in out.stdout
     logs = [c for c in calls(tmp_path / "stream.jsonl") if "/azure/logs?" in c["url"]]
