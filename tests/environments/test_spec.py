@@ -115,3 +115,24 @@ def test_exclude_newer_rule_is_named():
     assert exclude_newer(PinReport(no_upload_time=[]))[0] is None
     none, why = exclude_newer(PinReport(no_upload_time=["a==1"]))
     assert none is None and "gives no upload times for a==1" in why
+
+
+TENSOR_SIGNATURE = ('signature:\n  inputs: \'[{"type": "tensor", "tensor-spec": {"dtype": "float32", '
+                    '"shape": [-1, 28, 28]}}]\'\n  outputs: null\n')
+COLUMN_SIGNATURE = ('signature:\n  inputs: \'[{"type": "double", "name": "age"}, {"type": "long", "name": "sex"}]\'\n'
+                    '  outputs: \'[{"type": "long"}]\'\n')
+
+
+@pytest.mark.parametrize(("signature", "requirements", "added"), [
+    (TENSOR_SIGNATURE, "mlflow==2.8.0\ntensorflow==2.13.0\n", True),  # an image model: Pillow reads its files
+    (TENSOR_SIGNATURE, "mlflow==2.8.0\nPillow==9.5.0\n", False),  # named already, at the model's own pin
+    (COLUMN_SIGNATURE, "mlflow==2.8.0\nscikit-learn==1.2.2\n", False),  # column models are refused images
+    ("", "mlflow==2.8.0\nscikit-learn==1.2.2\n", False),  # no signature: nothing is known about its input
+])
+def test_a_tensor_signature_model_gets_pillow_for_its_image_files(tmp_path, signature, requirements, added):
+    (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: mlflow.tensorflow\n" + signature)
+    (tmp_path / "requirements.txt").write_text(requirements)
+    spec = from_model(str(tmp_path))
+    pillows = [r for r in spec.requirements if r.lower().startswith("pillow")]
+    assert pillows == (["pillow"] if added else [r for r in requirements.split() if r.lower().startswith("pillow")])
+    assert any("pillow added" in n for n in spec.notes) is added

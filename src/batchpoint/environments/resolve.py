@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from batchpoint.environments.assets import EnvironmentAssets
 from batchpoint.environments.spec import (
@@ -58,8 +61,32 @@ def from_model(model_dir: str | None) -> EnvironmentSpec | None:
             reqs, notes = parse_conda(text, where)
             python = conda_python(text)
         reqs, more = mlflow_as_skinny(reqs, where)
-        return EnvironmentSpec(where, tuple(reqs), tuple(notes + more), from_model=True, python=python)
+        reqs, images = with_image_reader(reqs, root)
+        return EnvironmentSpec(where, tuple(reqs), tuple(notes + more + images), from_model=True, python=python)
     return None
+
+
+def takes_tensors(root: Path) -> bool:
+    """Whether the MLflow model in ``root`` has a tensor input signature (``MLmodel``'s
+    ``signature.inputs``: a JSON list of ``{"type": "tensor", ...}``)."""
+    try:
+        mlmodel = yaml.safe_load((root / "MLmodel").read_text()) or {}
+        inputs = json.loads(((mlmodel.get("signature") or {}).get("inputs")) or "[]")
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, TypeError):
+        return False
+    return isinstance(inputs, list) and bool(inputs) and all(
+        isinstance(item, dict) and item.get("type") == "tensor" for item in inputs)
+
+
+def with_image_reader(reqs: list[str], root: Path) -> tuple[list[str], list[str]]:
+    """Pillow added to a tensor-signature model's requirements: a deployment with no scoring script
+    reads the image files it is given with Pillow in the model's environment
+    (``scoring/readers.py``), as Azure's MLflow runtime has it. Models whose requirements name it
+    already, and column-signature models (which are refused images), are left as they are."""
+    if not takes_tensors(root) or any(re.match(r"(?i)pillow\b", r.strip()) for r in reqs):
+        return reqs, []
+    return [*reqs, "pillow"], ["pillow added: the model has a tensor signature, and image files given to an MLflow "
+                               "deployment with no scoring script are read with Pillow"]
 
 
 def model_requirements(model_dir: str | None) -> list[str]:
