@@ -11,7 +11,7 @@ from batchpoint.exceptions import (
 )
 from batchpoint.storage._support import ReadStream, WriteStream, redact
 from batchpoint.storage.base import StorageBackend, with_retries
-from batchpoint.storage.registry import BACKENDS, backend_class, known_kinds
+from batchpoint.storage.registry import backend_class, known_kinds, storage_kind
 
 
 class Flaky:
@@ -52,8 +52,8 @@ def test_other_errors_are_not_retried():
 def test_every_kind_is_registered_with_its_extra():
     assert set(known_kinds()) >= {"local", "azure_blob", "azure_data_lake_gen2",
                                   "azure_data_lake_gen1", "s3", "https"}
-    assert BACKENDS["azure_blob"][1] == BACKENDS["azure_data_lake_gen1"][1] == "azure"
-    assert BACKENDS["s3"][1] == "s3" and BACKENDS["https"][1] is None
+    assert storage_kind("azure_blob").extra == storage_kind("azure_data_lake_gen1").extra == "azure"
+    assert storage_kind("s3").extra == "s3" and storage_kind("https").extra is None
     for kind in known_kinds():
         cls = backend_class(kind)
         assert issubclass(cls, StorageBackend) and cls.kind == kind

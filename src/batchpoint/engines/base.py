@@ -31,23 +31,24 @@ engine owns nothing durable. The contract:
 * A failure of the job as a whole (``init()`` raised, workers keep dying in ``init()``, a platform
   failure that persists) is raised from ``run`` as a :class:`~batchpoint.exceptions.BatchpointError`.
 
-Engines are chosen per compute (:func:`engine_for`): a compute's ``type`` names its engine in
-:data:`ENGINES` (``"module:Class"`` plus the extra that installs it, imported lazily, as storage
-backends are); computes of other types, and deployments without a compute, use the local pool.
+Engines are chosen per compute (:func:`engine_for`): each engine declares itself
+(:class:`~batchpoint.engines.kinds.EngineKind`: ``"module:Class"`` plus the extra that installs it,
+imported lazily as storage backends are, the compute types it runs, its settings and capabilities)
+and is listed once in :mod:`batchpoint.engines.registry`; computes of other types, and deployments
+without a compute, use the default engine, the local pool.
 """
 
 from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from batchpoint.engines import registry
 from batchpoint.engines.planning import EngineJob, MiniBatch, MiniBatchOutcome
-from batchpoint._internal.plugins import load
-from batchpoint.exceptions import ValidationError
 
-__all__ = ["ENGINES", "Engine", "OutcomeSink", "Sources", "engine_for", "engine_class"]
+__all__ = ["COMPUTE_ENGINES", "Engine", "OutcomeSink", "Sources", "engine_for", "engine_class"]
 
 OutcomeSink = Callable[[MiniBatchOutcome], None]
 Sources = Callable[[], tuple[int, dict[str, Any]]]
@@ -70,30 +71,42 @@ class Engine(abc.ABC):
         """Score ``batches``; report each final outcome; return when done or when ``stop`` is set."""
 
 
-# engine name: ("module:Class", "pip extra that installs its dependencies" or None)
-ENGINES: dict[str, tuple[str, str | None]] = {
-    "local": ("batchpoint.engines.local_pool:LocalPoolEngine", None),
-    "ray": ("batchpoint.engines.ray_engine:RayEngine", "ray"),
-}
-#: compute type → engine name; anything not listed runs on the local pool
-COMPUTE_ENGINES: dict[str, str] = {"ray": "ray"}
+class _ComputeEngines(Mapping[str, str]):
+    """compute type → engine name, read from the engines' declarations (``compute_types``); a type no
+    engine declares is not in it (``COMPUTE_ENGINES.get(type, "local")``). Prefer
+    :func:`batchpoint.engines.registry.kind_for_compute_type`."""
+
+    def _table(self) -> dict[str, str]:
+        return {t: kind.name for kind in registry.engine_kinds() for t in kind.compute_types}
+
+    def __getitem__(self, compute_type: str) -> str:
+        return self._table()[compute_type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+#: compute type → engine name, as the engines declare it; anything not listed runs on the local pool
+COMPUTE_ENGINES: Mapping[str, str] = _ComputeEngines()
 
 _instances: dict[tuple[str, str], Engine] = {}
 _lock = threading.Lock()
 
 
 def engine_class(name: str) -> type[Engine]:
-    if name not in ENGINES:
-        raise ValidationError(f"unknown engine '{name}'; known engines: {', '.join(sorted(ENGINES))}")
-    target, extra = ENGINES[name]
-    return load(target, extra, f"engine '{name}'")
+    """The class of engine ``name`` (imported on first use; an unknown name lists the known ones)."""
+    return registry.engine_class(name)
 
 
 def engine_for(compute: dict[str, Any] | None) -> Engine:
     """The engine for a compute's spec (None: a deployment without a compute → the local pool).
     One instance per engine name (and, for engines bound to a compute, per compute spec) per process."""
-    name = COMPUTE_ENGINES.get(str((compute or {}).get("type") or ""), "local")
-    key = (name, "" if name == "local" else repr(sorted((compute or {}).items())))
+    kind = registry.kind_for_compute_type(str((compute or {}).get("type") or ""))
+    name = kind.name
+    key = (name, repr(sorted((compute or {}).items())) if kind.per_compute else "")
     with _lock:
         if key not in _instances:
             _instances[key] = engine_class(name).from_compute(compute)

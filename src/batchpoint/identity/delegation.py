@@ -10,6 +10,9 @@ holds, the script can read; it gets access to the files it scores, for a while, 
 | anonymous, local folder, https | unchanged (nothing secret) |
 | S3 keys or profile | unchanged (not delegated yet: STS session credentials would be the way) |
 
+Which storage kind gets a SAS and which an access token (for which scope) is the kind's own
+declaration (``StorageKind.delegation`` in ``storage/kinds/``); this module only mints them.
+
 A source named in ``writable`` (the output data store of a job whose Ray actors write their parts
 there themselves, ``engines/ray_engine.py``) gets a SAS to create and write blobs — no read, list
 or delete — instead of read + list; the other kinds are handed over as above.
@@ -29,21 +32,23 @@ from typing import Any
 from batchpoint.exceptions import StorageAuthError
 from batchpoint.storage.azure_auth import AUTH_FIXES, parse_connection_string, sync_token_credential
 from batchpoint.storage.base import StorageSpec
+from batchpoint.storage.registry import find_kind
 
 KEY_KINDS = ("account_key", "connection_string")
-AZURE_BLOB_KINDS = ("azure_blob", "azure_data_lake_gen2")
 AZURE_TOKEN_KINDS = ("service_principal", "managed_identity", "workload_identity", "default_identity",
                      "token_credential")
-SCOPES = {"azure_data_lake_gen1": "https://datalake.azure.net/.default"}
-DEFAULT_SCOPE = "https://storage.azure.com/.default"
 
 
 def _minted(spec: StorageSpec) -> str | None:
-    """``sas`` or ``access_token`` when the server mints workers a credential for ``spec``."""
+    """``sas`` or ``access_token`` when the server mints workers a credential for ``spec``: what the
+    storage kind declares (``StorageKind.delegation``, ``storage/kinds/``)."""
+    declared = find_kind(spec.kind)
+    if declared is None:
+        return None
     kind = (spec.credential or {}).get("kind")
-    if spec.kind in AZURE_BLOB_KINDS and kind in KEY_KINDS and _has_key(spec):
+    if declared.delegation.sas and kind in KEY_KINDS and _has_key(spec):
         return "sas"
-    if spec.kind in AZURE_BLOB_KINDS + ("azure_data_lake_gen1",) and kind in AZURE_TOKEN_KINDS:
+    if declared.delegation.token_scope and kind in AZURE_TOKEN_KINDS:
         return "access_token"
     return None
 
@@ -127,7 +132,7 @@ def _access_token(spec: StorageSpec) -> Any:
     what = f"{spec.kind} storage {spec.describe()}"
     credential = sync_token_credential(cred, what)
     try:
-        return credential.get_token(SCOPES.get(spec.kind, DEFAULT_SCOPE))
+        return credential.get_token(str(find_kind(spec.kind).delegation.token_scope))  # type: ignore[union-attr]
     except Exception as exc:  # noqa: BLE001 - azure-identity raises several types; the message matters
         kind = str(cred.get("kind"))
         raise StorageAuthError(

@@ -11,6 +11,11 @@ When the data needs an identity and the compute has none, a public container is 
 anonymously; if the storage refuses that, the job is refused before it starts, saying what to
 configure. Only such an authorisation failure talks about identities: an unreachable host or a
 missing path is reported as what it is. A plain ``https://`` file is read anonymously.
+
+Each storage kind declares its part of this table in its own module (``storage/kinds/``,
+:class:`~batchpoint.storage.kind.IdentityRules`): who reads it without a stored credential (the
+server, anyone, or the job's identity), which compute identity types can read it, whether public
+data is tried anonymously, and what to configure when nothing can read it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from batchpoint.auth.scopes import RoleAssignment, check_data_read
 from batchpoint.exceptions import PermissionDeniedError, StorageAuthError, StorageNotFoundError, ValidationError
 from batchpoint.storage.base import StorageSpec
+from batchpoint.storage import registry
 
 
 @dataclass
@@ -33,7 +39,6 @@ class IdentityContext:
     compute_identity: dict[str, Any] | None = None
 
 
-AZURE_STORAGE = ("azure_blob", "azure_data_lake_gen2", "azure_data_lake_gen1")
 IDENTITY_FIELDS = {
     "managed_identity": ("client_id",),
     "service_principal": ("tenant_id", "client_id", "client_secret"),
@@ -45,21 +50,20 @@ IDENTITY_FIELDS = {
 def identity_credential(identity: dict[str, Any] | None, storage_kind: str) -> dict[str, Any] | None:
     """A compute's identity configuration → the storage credential it reads with (None when it has none).
 
-    Azure identities (``managed_identity``, ``service_principal``, ``workload_identity``) read
-    Azure storage; ``aws_profile`` reads S3. A mismatch is refused, naming both."""
+    Which identity types read which storage is the kind's declaration (``IdentityRules.compute_identities``
+    in ``storage/kinds/``): Azure identities (``managed_identity``, ``service_principal``,
+    ``workload_identity``) read Azure storage; ``aws_profile`` reads S3. A mismatch is refused, naming both."""
     if not identity or identity.get("type") in (None, "none"):
         return None
     kind = str(identity["type"])
     if kind not in IDENTITY_FIELDS:
         raise ValidationError(f"unknown compute identity type '{kind}'; valid: none, {', '.join(IDENTITY_FIELDS)}")
     fields = {k: identity[k] for k in IDENTITY_FIELDS[kind] if identity.get(k) not in (None, "")}
-    reads_s3 = kind == "aws_profile"
-    if storage_kind == "s3" and not reads_s3 or storage_kind in AZURE_STORAGE and reads_s3:
+    rules = getattr(registry.find_kind(storage_kind), "identity", None)
+    if rules is not None and rules.compute_identities and kind not in rules.compute_identities:
         raise ValidationError(
             f"the compute identity is of type {kind}, which cannot read {storage_kind} storage: "
-            + ("give the compute an identity of type aws_profile (profile, role_arn)" if storage_kind == "s3"
-               else "give the compute an Azure identity (managed_identity, service_principal or "
-                    "workload_identity)") + ", or register a data store with credentials"
+            f"{rules.compute_identity_hint}, or register a data store with credentials"
         )
     return {"kind": kind, **fields}
 
@@ -95,28 +99,18 @@ def apply_identity(spec: StorageSpec, *, datastore: str | None, account: str | N
     if credential is not None:
         return StorageSpec(spec.kind, spec.config, credential), f"compute identity ({ctx.compute})"
     anonymous = StorageSpec(spec.kind, spec.config, {"kind": "anonymous"})
-    if spec.kind != "azure_data_lake_gen1":  # Gen1 has no public access: only an identity reads it
-        if _public(probe, anonymous):
-            return anonymous, "anonymous (public data)"
-    s3 = spec.kind == "s3"
-    where = f"data store '{datastore}'" if datastore else (f"S3 bucket '{account}'" if s3 else f"storage account '{account}'")
+    rules = registry.storage_kind(spec.kind).identity
+    if rules.public_access and _public(probe, anonymous):  # e.g. ADLS Gen1 has no public access: never tried
+        return anonymous, "anonymous (public data)"
+    where = f"data store '{datastore}'" if datastore else f"{rules.location} '{account}'"
     compute = f"compute '{ctx.compute}'" if ctx.compute else "the deployment's compute (none is set)"
-    if s3:
-        fix = ("Assign one (batchpoint compute create -f compute.yml with identity: {type: aws_profile, profile: ...}, "
-               "a profile of the server's AWS config) and allow it s3:ListBucket and s3:GetObject on the bucket")
-    else:
-        fix = ("Assign one (batchpoint compute create -f compute.yml with identity: {type: managed_identity, "
-               "client_id: ...}) and grant that identity Storage Blob Data Reader on the storage account")
-    if spec.kind == "azure_data_lake_gen1":
-        where = f"data store '{datastore}'" if datastore else f"Data Lake Storage Gen1 account '{account}'"
+    if not rules.public_access:
         raise PermissionDeniedError(
             f"{where} is read with the identity of the job, through the managed identity of {compute}, but it has "
-            "no identity; ADLS Gen1 cannot be read anonymously (it has no public access), so nothing was tried. "
-            "Assign one (batchpoint compute create -f compute.yml with identity: {type: managed_identity, "
-            "client_id: ...}) and give that identity read and execute access (ACLs) on the folder, or register a "
-            "data store with a service principal's credentials.")
+            f"no identity; {registry.storage_kind(spec.kind).title} cannot be read anonymously (it has no public access), so "
+            f"nothing was tried. {rules.grant}.")
     raise PermissionDeniedError(
         f"{where} is read with the identity of the job, through the managed identity of {compute}, but it has "
         f"no identity, and the storage does not let anonymous callers read it (it is private, or the "
-        f"{'bucket' if s3 else 'container'} does not exist). {fix}, or register a data store with credentials."
+        f"{rules.container_word} does not exist). {rules.grant}."
     )

@@ -18,13 +18,13 @@ the canonical spelling back.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from batchpoint.exceptions import InputError, UnsafeInputError, UnsupportedInputError
+from batchpoint.storage import registry
 from batchpoint.storage.base import normalize_relpath
+from batchpoint.storage.kind import MalformedUrl, StorageUrl
 
 MLTABLE_MESSAGE = (
     "MLTable inputs are not supported for batch endpoints; give the folder that holds the files as "
@@ -71,24 +71,6 @@ class AssetRef:
     version: str | None = None
     label: str | None = None
     workspace: WorkspaceRef | None = None
-
-
-@dataclass(frozen=True)
-class StorageUrl:
-    """A location in storage named by URL (or by storage account resource id, ``scheme='arm'``).
-
-    ``kind`` is ``azure_blob``, ``azure_data_lake_gen2``, ``azure_data_lake_gen1``, ``s3`` or
-    ``https``. ``path`` is percent-decoded and normalised; ``original`` is the text as given
-    (query string — e.g. a SAS token — included).
-    """
-
-    kind: str
-    account: str
-    container: str
-    path: str
-    endpoint_suffix: str | None
-    original: str
-    scheme: str
 
 
 @dataclass(frozen=True)
@@ -139,12 +121,7 @@ _DATASTORE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _DATA_ASSET = re.compile(
     r"data/(?P<name>[^/]+)/versions/(?:labels/(?P<label>[^/]+)|(?P<version>(?!labels$)[^/]+))", _FLAGS
 )
-# <account>.<blob|dfs>.core.<cloud suffix> — without a port; anything else is a plain URL.
-_AZURE_HOST = re.compile(r"(?P<account>[a-z0-9]+)\.(?P<service>blob|dfs)\.(?P<suffix>core(?:\.[a-z0-9-]+)+)")
-_GEN1_HOST = re.compile(r"(?P<account>[a-z0-9]+)\.(?P<suffix>[a-z0-9-]+(?:\.[a-z0-9-]+)+)")
 _NAME_RULE = "letters, digits, '_', '.', '-'"
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_KIND_BY_SERVICE = {"blob": "azure_blob", "dfs": "azure_data_lake_gen2"}
 
 
 # -- entry points ----------------------------------------------------------------------------
@@ -335,9 +312,12 @@ def _arm_storage(text: str, match: re.Match[str]) -> StorageUrl:
 
 
 def _parse_url(text: str, scheme: str) -> StorageUrl:
-    parser = _URL_PARSERS.get(scheme)
-    if parser is None:
-        raise InputError(f"input {_show(text)}: URLs starting {scheme}:// are not supported.\n{INPUT_SPELLINGS}")
+    """A storage URL, parsed by the storage kinds that declare ``scheme`` (``storage/registry.py``)."""
+    parsers = registry.scheme_parsers(scheme)
+    if not parsers:
+        valid = ", ".join(f"{s}://" for s in registry.url_schemes())
+        raise InputError(
+            f"input {_show(text)}: URLs starting {scheme}:// are not supported (valid schemes: {valid}).\n{INPUT_SPELLINGS}")
     try:
         parts = urlsplit(text)
     except ValueError as exc:
@@ -345,54 +325,12 @@ def _parse_url(text: str, scheme: str) -> StorageUrl:
     hostport = parts.netloc.rpartition("@")[2].lower()
     if not hostport:
         raise _malformed(text, "the URL has no host")
-    return parser(text, scheme, parts, hostport, _safe_path(text, unquote(parts.path)))
-
-
-def _parse_http(text: str, scheme: str, parts: SplitResult, hostport: str, path: str) -> StorageUrl:
-    azure = _AZURE_HOST.fullmatch(hostport)
-    if azure is None:
-        return StorageUrl("https", hostport, "", path, None, text, scheme)
-    container, _, rest = path.partition("/")
-    if not container:
-        raise _malformed(text, "expected https://<account>.blob.core.windows.net/<container>/<path>")
-    kind = _KIND_BY_SERVICE[azure["service"]]
-    return StorageUrl(kind, azure["account"], container, rest, azure["suffix"], text, scheme)
-
-
-def _parse_userinfo_url(
-    text: str, scheme: str, parts: SplitResult, hostport: str, path: str, *, service: str
-) -> StorageUrl:
-    """``wasbs://<container>@<account>.blob.<suffix>/...`` and ``abfss://<fs>@<account>.dfs.<suffix>/...``."""
-    azure = _AZURE_HOST.fullmatch(hostport)
-    container = unquote(parts.username or "")
-    if azure is None or azure["service"] != service or not container or "/" in container:
-        raise _malformed(text, f"expected {scheme}://<container>@<account>.{service}.core.windows.net/<path>")
-    kind = _KIND_BY_SERVICE[service]
-    return StorageUrl(kind, azure["account"], container, path, azure["suffix"], text, scheme)
-
-
-def _parse_adl(text: str, scheme: str, parts: SplitResult, hostport: str, path: str) -> StorageUrl:
-    gen1 = _GEN1_HOST.fullmatch(hostport)
-    if gen1 is None or parts.username is not None:
-        raise _malformed(text, "expected adl://<store>.azuredatalakestore.net/<path>")
-    return StorageUrl("azure_data_lake_gen1", gen1["account"], "", path, gen1["suffix"], text, scheme)
-
-
-def _parse_s3(text: str, scheme: str, parts: SplitResult, hostport: str, path: str) -> StorageUrl:
-    bucket = parts.netloc
-    if not _BUCKET.fullmatch(bucket):
-        raise _malformed(text, "expected s3://<bucket>/<key>")
-    return StorageUrl("s3", "", bucket, path, None, text, scheme)
-
-
-_UrlParser = Callable[[str, str, SplitResult, str, str], StorageUrl]
-_URL_PARSERS: dict[str, _UrlParser] = {
-    "https": _parse_http,
-    "http": _parse_http,
-    "wasbs": partial(_parse_userinfo_url, service="blob"),
-    "wasb": partial(_parse_userinfo_url, service="blob"),
-    "abfss": partial(_parse_userinfo_url, service="dfs"),
-    "abfs": partial(_parse_userinfo_url, service="dfs"),
-    "adl": _parse_adl,
-    "s3": _parse_s3,
-}
+    path = _safe_path(text, unquote(parts.path))
+    for parser in parsers:
+        try:
+            parsed = parser.parse(text, scheme, parts, hostport, path)
+        except MalformedUrl as exc:
+            raise _malformed(text, str(exc)) from None
+        if parsed is not None:
+            return parsed
+    raise _malformed(text, f"no storage kind reads this {scheme}:// URL")

@@ -20,7 +20,7 @@ from batchpoint.exceptions import (
 from batchpoint.identity.rules import IdentityContext, apply_identity
 from batchpoint.settings import Settings
 from batchpoint.storage.base import StorageBackend, StorageSpec, normalize_relpath, probe_spec
-from batchpoint.storage.registry import open_backend
+from batchpoint.storage.registry import open_backend, storage_kind
 from batchpoint.uri.parse import MLTABLE_MESSAGE, AssetRef, DatastorePath, LocalPath, StorageUrl, WorkspaceRef, parse_input_uri
 
 INPUT_TYPES = ("uri_folder", "uri_file")
@@ -91,10 +91,11 @@ class InputResolver:
         input_type = _check_type(input_type)
         resolved = self._locate(text, parse_input_uri(text), input_type)
         _refuse_https_folder(resolved, input_type)
-        if resolved.credential_source == "identity" and resolved.spec.kind != "https":
+        reader = storage_kind(resolved.spec.kind).identity.reader
+        if resolved.credential_source == "identity" and reader == "job":
             resolved.type = input_type or resolved.type or "uri_folder"
             return resolved
-        if resolved.spec.kind == "https":
+        if reader == "anonymous":
             _apply_identity(resolved, None)
         return self._verify(resolved, input_type)
 
@@ -106,7 +107,7 @@ class InputResolver:
         datastore, location = pin.get("datastore"), pin["location"]
         if datastore:
             spec = self.lookup.datastore_spec(datastore)
-            source = "datastore" if spec.credential or spec.kind == "local" else "identity"
+            source = _stored_source(spec)
         else:
             url = parse_input_uri(pin.get("url") or "")
             if not isinstance(url, StorageUrl):
@@ -129,7 +130,7 @@ class InputResolver:
             self._check_workspace(parsed.workspace, text)
             _check_path_length(parsed.path)
             spec = self.lookup.datastore_spec(parsed.datastore)
-            source = "datastore" if spec.credential or spec.kind == "local" else "identity"
+            source = _stored_source(spec)
             return ResolvedInput(text, input_type or "", spec, normalize_relpath(parsed.path), datastore=parsed.datastore,
                                  credential_source=source)
         if isinstance(parsed, AssetRef):
@@ -195,8 +196,8 @@ class InputResolver:
                 f"input type '{wanted}' disagrees with {where}, which is {what}; {type_hint(actual)}"
             )
         if is_dir and next(iter(backend.iter_files(r.path)), None) is None:
-            links = " (links pointing outside the data store are never followed)" if r.spec.kind == "local" else ""
-            raise InputError(f"{where} is an empty folder: there are no files to score{links}")
+            hint = storage_kind(r.spec.kind).empty_folder_hint
+            raise InputError(f"{where} is an empty folder: there are no files to score{hint}")
         r.type = actual
         return r
 
@@ -208,7 +209,7 @@ def type_hint(kind: str) -> str:
 
 
 def _refuse_https_folder(r: ResolvedInput, input_type: str | None) -> None:
-    if r.spec.kind == "https" and input_type == "uri_folder":
+    if input_type == "uri_folder" and not storage_kind(r.spec.kind).capabilities.lists_folders:
         raise InputError(
             f"'{r.uri}' is a plain HTTPS URL, which names one file: there is no folder listing over plain HTTP, "
             "so it cannot be a uri_folder. Score it as one file (CLI --input-type uri_file, SDK "
@@ -227,17 +228,25 @@ def _refuse_store_root(backend: StorageBackend, r: ResolvedInput) -> None:
             f"data, e.g. azureml://datastores/{r.datastore}/paths/<folder>")
 
 
+def _stored_source(spec: StorageSpec) -> str:
+    """``datastore`` when a data store's own credential (or, for the server's own folder, the server)
+    reads it; ``identity`` when the job's identity must."""
+    return "datastore" if spec.credential or storage_kind(spec.kind).identity.reader == "server" else "identity"
+
+
 def _apply_identity(resolved: ResolvedInput, identity: IdentityContext | None) -> None:
-    """Read an identity-based input with the job's identity (``None``: the server's own). A plain
-    HTTPS URL has no identity to use: it is read anonymously (the SSRF guard has checked its host)."""
-    if resolved.spec.kind == "local":
+    """Read an identity-based input with the job's identity (``None``: the server's own), as its storage
+    kind declares (``IdentityRules.reader``): the server's own folder needs none; a plain HTTPS URL has no
+    identity to use: it is read anonymously (the SSRF guard has checked its host)."""
+    rules = storage_kind(resolved.spec.kind).identity
+    if rules.reader == "server":
         return
-    if resolved.spec.kind == "https":
-        resolved.spec = StorageSpec("https", resolved.spec.config, {"kind": "anonymous"})
-        resolved.credential_source = "anonymous (plain HTTPS)"
+    if rules.reader == "anonymous":
+        resolved.spec = StorageSpec(resolved.spec.kind, resolved.spec.config, {"kind": "anonymous"})
+        resolved.credential_source = f"anonymous ({rules.location})"
         return
     config = resolved.spec.config
-    account = config.get("account_name") or config.get("store_name") or config.get("bucket")
+    account = next((config[f] for f in rules.account_fields if config.get(f)), None)
     resolved.spec, resolved.credential_source = apply_identity(
         resolved.spec, datastore=resolved.datastore, account=account, ctx=identity,
         probe=lambda spec, path_too: open_backend(probe_spec(spec)).check_access(resolved.path if path_too else ""))
