@@ -57,9 +57,32 @@ def _get_events(server: Any, name: str, **params: Any) -> list[dict[str, Any]]:
     return response.json()
 
 
+#: One worker, four mini-batches: 5 status changes, the init() phase's start and end, the listing's end
+#: and one progress event per mini-batch (jobs/lifecycle.py, engines/dispatch.py InitPhase).
+HEART_HISTORY_LEN = len(LIFE) + 2 + 1 + HEART_FILES
+
+
+def assert_heart_history(events: list[dict[str, Any]]) -> None:
+    """``events`` is the whole history of one job of this module's endpoint over the four heart files,
+    told from the test's inputs alone (never from another answer of the server)."""
+    assert_numbered(events)
+    assert len(events) == HEART_HISTORY_LEN, [(e["type"], e["status"], e["message"]) for e in events]
+    assert statuses(events) == LIFE
+    phases = [(e["data"]["phase"], e["data"]["state"], e["data"]["workers"]) for e in events if e["type"] == "phase"]
+    assert phases == [("init()", "started", 1), ("init()", "finished", 1)], phases
+    progress = [e for e in events if e["type"] == "progress"]
+    listed = [e for e in progress if (e["message"] or "").startswith("listing complete")]
+    assert [e["data"]["files_total"] for e in listed] == [HEART_FILES], progress
+    scored = [e for e in events if e["type"] == "status" or e in progress and e not in listed]
+    kinds = [e["type"] if e["type"] == "progress" else e["status"] for e in scored]
+    assert kinds == LIFE[:3] + ["progress"] * HEART_FILES + LIFE[3:], kinds
+    assert [e["data"]["mini_batches_completed"] for e in scored if e["type"] == "progress"] == [1, 2, 3, 4]
+    assert (events[-1]["data"]["files_completed"], events[-1]["data"]["rows"]) == (HEART_FILES, HEART_ROWS)
+
+
 def test_events_list_every_transition_in_order(server: Any, ml_client: Any, quick_job: str) -> None:
     events = _get_events(server, quick_job)
-    assert_numbered(events)
+    assert_heart_history(events)
     assert statuses(events) == LIFE
     listed = [e for e in events if (e["message"] or "").startswith("listing complete")]
     assert len(listed) == 1 and listed[0]["type"] == "progress", events  # the end of the listing, once
@@ -118,7 +141,9 @@ def test_stream_delivers_events_live(server: Any, ml_client: Any, endpoint: str,
     assert got.arrived[-1] - got.arrived[first_progress] >= HELD_S - 0.5  # it came long before the end
     assert ": heartbeat" in got.comments, got.comments
     assert got.closed_at - got.arrived[-1] < 5.0  # closed after the terminal event, not after a timeout
-    assert [e["seq"] for e in got.events] == [e["seq"] for e in _get_events(server, name)]
+    # a fixed oracle from the job's inputs (4 files, one mini-batch each, one worker): the whole history
+    # came, from seq 1 to the terminal event, each in its place
+    assert_heart_history(got.events)
 
 
 def test_stream_resumes_from_last_event_id_or_after(server: Any, quick_job: str) -> None:

@@ -4,9 +4,11 @@
   failed file with its mini-batch, attempt, kind, exception type, message and the user's own
   frames; ``job download`` brings it (``--output-name score`` and ``--all``); a failed job writes
   the failures it had (partial).
-* ``/metrics`` parses with prometheus-client's parser, and its counters are the job records' sums
-  (read from the database: a second server on the same database answers the same numbers); an
-  anonymous scrape is 401 unless ``BATCHPOINT_SERVER__METRICS_PUBLIC`` opens it.
+* ``/metrics`` parses with prometheus-client's parser, and its counters are the sums of this
+  module's two jobs, told from their inputs (which files fail, how many rows the others have): the
+  module runs on a server of its own, so no other test's job moves them; a second server on the same
+  database answers the same numbers; an anonymous scrape is 401 unless
+  ``BATCHPOINT_SERVER__METRICS_PUBLIC`` opens it.
 """
 
 from __future__ import annotations
@@ -23,21 +25,59 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import record_secret, start_server, stop_server
+from conftest import HEART_UNLABELED, CliResult, ServerHandle, record_secret, start_server, stop_server
 from observe.support import invoke, make_endpoint
 
 pytestmark = pytest.mark.timeout(300)
 
 ENDPOINT = "observe-errors"
 BROKEN = ["heart-unlabeled-1.csv", "heart-unlabeled-3.csv"]
+#: the all-fail job's input: one file, so exactly one mini-batch fails
+ONE_FILE = HEART_UNLABELED / "heart-unlabeled-0.csv"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """This module's own server: its /metrics count only this module's jobs."""
+    handle = start_server(tmp_path_factory.mktemp("bp-observe-metrics"))
+    yield handle
+    stop_server(handle)
+
+
+@pytest.fixture(scope="module")
+def ml_client(server: ServerHandle) -> Any:
+    from batchpoint import MLClient
+
+    client = MLClient(endpoint=server.url, home=server.home)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def cli(server: ServerHandle) -> Any:
+    """The real ``batchpoint`` console script against this module's server."""
+
+    def run(*args: str, check: bool = True) -> CliResult:
+        exe = shutil.which("batchpoint", path=str(Path(sys.executable).parent)) or "batchpoint"
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120,
+                              env={**server.env, "BATCHPOINT_SERVER_URL": server.url})
+        result = CliResult(proc.returncode, proc.stdout, proc.stderr)
+        assert not check or proc.returncode == 0, f"batchpoint {' '.join(args)} failed:\n{proc.stderr}\n{proc.stdout}"
+        return result
+
+    return run
 
 
 @pytest.fixture(scope="module")
 def jobs(ml_client: Any, heart_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from batchpoint import Input
+
     make_endpoint(ml_client, ENDPOINT, heart_model_dir, tmp_path_factory.mktemp("errors-code"), {
         "some-fail": {"environment_variables": {"FAIL_ON": ",".join(BROKEN)}},
         "all-fail": {"environment_variables": {"FAIL_ALL": "1"}, "error_threshold": 0}})
-    names = {"some": invoke(ml_client, ENDPOINT, "some-fail"), "all": invoke(ml_client, ENDPOINT, "all-fail")}
+    all_fail = ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, deployment_name="all-fail",
+                                                input=Input(type="uri_file", path=str(ONE_FILE))).name
+    names = {"some": invoke(ml_client, ENDPOINT, "some-fail"), "all": all_fail}
     return {case: ml_client.jobs.wait(name, timeout=240, poll=0.2) for case, name in names.items()}
 
 
@@ -79,6 +119,7 @@ def test_a_failed_job_writes_its_errors_file_too(cli: Any, jobs: dict[str, Any],
     lines = _lines(tmp_path / "named-outputs" / "score" / "errors.jsonl")
     assert lines and all(line["message"] == "cannot score: the rows are corrupt" and line["kind"] == "user"
                          and line["exception_type"] == "ValueError" for line in lines), lines
+    assert [line["file"] for line in lines] == [ONE_FILE.name], lines  # its one file, failed once
     assert len(lines) == job.progress.files_failed
 
 
@@ -93,43 +134,47 @@ def _scrape(http: httpx.Client) -> dict[tuple[str, tuple], float]:
     return samples
 
 
-def _expected(ml_client: Any) -> dict[tuple[str, tuple], float]:
-    listed = ml_client.jobs.list()
+def _expected() -> dict[tuple[str, tuple], float]:
+    """The counters of this module's server, from the jobs' inputs alone: the some-fail job (Completed)
+    scores the heart files not in BROKEN and fails those in it, one mini-batch per file; the all-fail
+    job (Failed) fails its one file."""
+    import pandas as pd
+
+    scored = [p for p in sorted(HEART_UNLABELED.glob("*.csv")) if p.name not in BROKEN]
+    assert len(scored) == 2
     expected: dict[tuple[str, tuple], float] = {}
     for status in ("Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled"):
-        expected[("batchpoint_jobs", (("status", status),))] = sum(j.status == status for j in listed)
-    total = {k: sum(getattr(j.progress, k) for j in listed) for k in
-             ("mini_batches_completed", "mini_batches_failed", "files_completed", "files_failed", "rows")}
-    expected[("batchpoint_mini_batches_total", (("outcome", "completed"),))] = total["mini_batches_completed"]
-    expected[("batchpoint_mini_batches_total", (("outcome", "failed"),))] = total["mini_batches_failed"]
-    expected[("batchpoint_files_total", (("outcome", "scored"),))] = total["files_completed"]
-    expected[("batchpoint_files_total", (("outcome", "failed"),))] = total["files_failed"]
-    expected[("batchpoint_rows_scored_total", ())] = total["rows"]
+        expected[("batchpoint_jobs", (("status", status),))] = {"Completed": 1, "Failed": 1}.get(status, 0)
+    expected[("batchpoint_mini_batches_total", (("outcome", "completed"),))] = len(scored)
+    expected[("batchpoint_mini_batches_total", (("outcome", "failed"),))] = len(BROKEN) + 1
+    expected[("batchpoint_files_total", (("outcome", "scored"),))] = len(scored)
+    expected[("batchpoint_files_total", (("outcome", "failed"),))] = len(BROKEN) + 1
+    expected[("batchpoint_rows_scored_total", ())] = sum(len(pd.read_csv(p)) for p in scored)
     return expected
 
 
-def _matching(scrape: Any, ml_client: Any, http: httpx.Client) -> dict[tuple[str, tuple], float]:
-    """A scrape whose counters equal the job records' (retried while other tests' jobs still move)."""
+def _matching(scrape: Any, http: httpx.Client) -> dict[tuple[str, tuple], float]:
+    """A scrape whose counters are the fixed ones of ``_expected`` (a failed job's counters may land a
+    moment after its status: retried a few seconds)."""
+    expected = _expected()
     for _ in range(20):
-        before = scrape(http)
-        expected = _expected(ml_client)
         after = scrape(http)
-        if all(before.get(k) == after.get(k) == v for k, v in expected.items()):
+        if all(after.get(k) == v for k, v in expected.items()):
             return after
         time.sleep(0.5)
-    raise AssertionError(f"/metrics never matched the job records: {expected} vs {after}")
+    raise AssertionError(f"/metrics never matched the jobs' inputs: {expected} vs {after}")
 
 
 def test_metrics_match_the_job_records(server: Any, ml_client: Any, jobs: dict[str, Any]) -> None:
     with server.rest() as http:
-        samples = _matching(_scrape, ml_client, http)
-    assert samples[("batchpoint_files_total", (("outcome", "failed"),))] >= 2 + jobs["all"].progress.files_failed
-    assert samples[("batchpoint_rows_scored_total", ())] >= jobs["some"].progress.rows > 0
+        samples = _matching(_scrape, http)
+    assert samples[("batchpoint_files_total", (("outcome", "failed"),))] == 2 + jobs["all"].progress.files_failed
+    assert samples[("batchpoint_rows_scored_total", ())] == jobs["some"].progress.rows > 0
     mine = sum(j.progress.mini_batches_completed + j.progress.mini_batches_failed for j in jobs.values())
     observed = sum(v for (name, _), v in samples.items() if name == "batchpoint_mini_batch_duration_seconds_count")
-    assert observed >= mine, samples  # this server's own mini-batches, each timed
+    assert observed == mine == len(BROKEN) + 3, samples  # this server's own mini-batches, each timed once
     failed_ones = samples[("batchpoint_mini_batch_duration_seconds_count", (("outcome", "failed"),))]
-    assert failed_ones >= 2 + jobs["all"].progress.mini_batches_failed
+    assert failed_ones == 2 + jobs["all"].progress.mini_batches_failed == 3
     builds = {k: v for k, v in samples.items() if k[0] == "batchpoint_environment_builds_total"}
     assert set(builds) == {("batchpoint_environment_builds_total", (("outcome", o),)) for o in ("finished", "failed")}
 
@@ -160,7 +205,7 @@ def test_a_second_server_on_the_same_database_answers_the_same_numbers_opened(
     second = start_server(tmp_path / "second-home", extra_env=shared)
     try:
         with httpx.Client(base_url=second.url, timeout=30) as anonymous:  # opened by the setting
-            samples = _matching(_scrape, ml_client, anonymous)
+            samples = _matching(_scrape, anonymous)
         assert not any(k[0] == "batchpoint_mini_batch_duration_seconds_count" and v for k, v in samples.items()), \
             "the second server ran no mini-batch: its histogram is its own"
         assert httpx.get(f"{second.url}/jobs", timeout=30).status_code == 401  # only /metrics is opened
