@@ -101,6 +101,8 @@ def test_every_engine_declaration_is_complete(kind: EngineKind):
     if kind.settings is not None:
         assert kind.settings in settings_module.Settings.model_fields
     assert not (kind.default and kind.compute_types)
+    # what the runner asks the engine today agrees with the declaration
+    assert getattr(engine_cls, "writes_parts_to_storage", False) == kind.capabilities.remote_parts
     assert [f.name for f in fields(kind)]  # a frozen dataclass
 
 

@@ -132,6 +132,20 @@ def test_the_shipped_kinds_and_schemes():
     assert registry.url_schemes() == SHIPPED_SCHEMES
     data_store_types = typing.get_args(Datastore.model_fields["type"].annotation)
     assert set(data_store_types) <= set(SHIPPED_KINDS)
+    kinds = registry.storage_kinds()
+    assert [k.name for k in kinds if not k.capabilities.lists_folders] == ["https"]
+    assert [k.name for k in kinds if not k.capabilities.writable] == ["https"]
+    assert [k.name for k in kinds if k.capabilities.local_paths] == ["local"]
+    assert {k.name for k in kinds if k.capabilities.remote_writes} == {"azure_blob", "azure_data_lake_gen2", "s3"}
+    assert {k.name for k in kinds if k.capabilities.hierarchical} == {"local", "azure_data_lake_gen2", "azure_data_lake_gen1"}
+    assert {k.name: k.delegation for k in kinds if k.delegation != Delegation()} == {
+        "azure_blob": Delegation(sas=True, token_scope="https://storage.azure.com/.default"),
+        "azure_data_lake_gen2": Delegation(sas=True, token_scope="https://storage.azure.com/.default"),
+        "azure_data_lake_gen1": Delegation(sas=False, token_scope="https://datalake.azure.net/.default"),
+    }
+    assert {k.name: k.identity.reader for k in kinds} == {
+        "local": "server", "https": "anonymous", "azure_blob": "job", "azure_data_lake_gen2": "job",
+        "azure_data_lake_gen1": "job", "s3": "job"}
 
 
 def _extras() -> set[str]:
@@ -158,3 +172,14 @@ def test_every_registered_kind_declares_everything(kind: StorageKind):
     assert bool(kind.schemes) == (kind.spec_for_url is not None)
     # the capabilities agree with the backend: files by path only where the backend hands out paths
     assert kind.capabilities.local_paths == (cls.local_path is not StorageBackend.local_path)
+
+
+@pytest.mark.parametrize(("kind", "missing"), [
+    ("local", "path"), ("azure_blob", "account_name, container_name"), ("azure_data_lake_gen2", "account_name, filesystem"),
+    ("azure_data_lake_gen1", "store_name"), ("s3", "bucket"),
+])
+def test_a_data_store_needs_the_fields_its_kind_declares(kind, missing):
+    from batchpoint.workspace.service import _check_datastore_fields
+
+    with pytest.raises(ValidationError, match=f"^data store 'ds' of type {kind} needs: {missing}$"):
+        _check_datastore_fields(Datastore(name="ds", type=kind))

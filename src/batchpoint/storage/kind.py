@@ -12,7 +12,8 @@ Batchpoint reads these descriptors instead of asking "is it S3?":
 * ``delegation`` — what the server mints for workers instead of the secret (``identity/delegation.py``);
 * ``config_fields`` / ``settings`` — the data store fields it needs and the ``BATCHPOINT_STORAGE__*``
   settings it reads;
-* ``capabilities`` — folder listing, writes, hierarchical namespace, files on the server's disk.
+* ``capabilities`` — folder listing, writes, hierarchical namespace, files on the server's disk,
+  parts written by remote workers.
 
 A descriptor module imports no optional library (the SDK parses URLs with it): the backend class
 is named as ``"module:Class"`` and imported only when a backend is opened, with ``extra`` as the
@@ -110,12 +111,15 @@ class Delegation:
 class Capabilities:
     """``lists_folders``: a folder can be listed (else only ``uri_file`` inputs); ``writable``: outputs
     can be written there; ``hierarchical``: real folders (a hierarchical namespace), not name
-    prefixes; ``local_paths``: its files are on the server's disk and handed over by path."""
+    prefixes; ``local_paths``: its files are on the server's disk and handed over by path;
+    ``remote_writes``: an engine's workers on other machines can write a job's parts there themselves
+    (it is reachable from them, with a credential the server hands over)."""
 
     lists_folders: bool = True
     writable: bool = True
     hierarchical: bool = False
     local_paths: bool = False
+    remote_writes: bool = False
 
 
 @dataclass(frozen=True)

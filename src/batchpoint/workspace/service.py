@@ -37,7 +37,7 @@ from batchpoint.workspace.uploads import UploadArea
 from batchpoint.settings import Settings
 from batchpoint.storage.azure_auth import parse_connection_string
 from batchpoint.storage.base import StorageSpec, probe_spec
-from batchpoint.storage.registry import open_backend
+from batchpoint.storage.registry import open_backend, storage_kind
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import AssetRow, DatastoreRow
 from batchpoint.uri.parse import DatastorePath, StorageUrl, parse_input_uri
@@ -371,11 +371,7 @@ class WorkspaceService:
 
 
 def _check_datastore_fields(ds: Datastore) -> None:
-    required = {
-        "local": ["path"], "azure_blob": ["account_name", "container_name"],
-        "azure_data_lake_gen2": ["account_name", "filesystem"], "azure_data_lake_gen1": ["store_name"],
-        "s3": ["bucket"],
-    }[ds.type]
+    required = storage_kind(ds.type).config_fields  # as the kind declares them (storage/kinds/)
     missing = [f for f in required if not getattr(ds, f)]
     if missing:
         raise ValidationError(f"data store '{ds.name}' of type {ds.type} needs: {', '.join(missing)}")

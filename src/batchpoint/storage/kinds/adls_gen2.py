@@ -26,7 +26,7 @@ KIND = StorageKind(
     spec_for_url=_spec_for_url,
     identity=BLOB_IDENTITY,
     delegation=BLOB_DELEGATION,
-    capabilities=Capabilities(lists_folders=True, writable=True, hierarchical=True),
+    capabilities=Capabilities(lists_folders=True, writable=True, hierarchical=True, remote_writes=True),
     config_fields=("account_name", "filesystem"),
     settings=BLOB_SETTINGS,
 )

@@ -26,7 +26,7 @@ KIND = StorageKind(
     spec_for_url=_spec_for_url,
     identity=BLOB_IDENTITY,
     delegation=BLOB_DELEGATION,
-    capabilities=Capabilities(lists_folders=True, writable=True, hierarchical=False),
+    capabilities=Capabilities(lists_folders=True, writable=True, hierarchical=False, remote_writes=True),
     config_fields=("account_name", "container_name"),
     settings=BLOB_SETTINGS,
 )

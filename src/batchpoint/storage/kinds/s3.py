@@ -42,7 +42,7 @@ KIND = StorageKind(
                "register a data store with credentials"),
     ),
     # S3 keys or a profile are handed over unchanged (not delegated yet: STS session credentials would be the way)
-    capabilities=Capabilities(lists_folders=True, writable=True, hierarchical=False),
+    capabilities=Capabilities(lists_folders=True, writable=True, hierarchical=False, remote_writes=True),
     config_fields=("bucket",),
     settings=("s3_endpoint_url",),
 )
