@@ -114,3 +114,19 @@ def make_endpoint(ml_client: Any, name: str, **deployment: Any) -> str:
             "compute": "azureml:batch-cluster", "mini_batch_size": 10, **deployment}
     ml_client.batch_deployments.begin_create_or_update(BatchDeployment(**spec), set_default=True).result()
     return name
+
+
+@pytest.fixture(scope="session")
+def cli_inproc(server: Any) -> Any:
+    """``cli``'s twin for refusal and message checks: the same ``batchpoint`` command, against the
+    session server, run in this process (``fixtures/inproc_cli.py``) instead of a new Python process."""
+    from conftest import CliResult
+    from fixtures.inproc_cli import run_cli
+
+    def run(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120) -> CliResult:
+        code, out, err = run_cli({**server.env, "BATCHPOINT_SERVER_URL": server.url}, *args, cwd=cwd)
+        if check and code != 0:
+            raise AssertionError(f"batchpoint {' '.join(args)} failed ({code}):\n{err}\n{out}")
+        return CliResult(code, out, err)
+
+    return run

@@ -1,5 +1,5 @@
 """Acceptance 4: every refused input gives its clear error from the CLI (exit code 1, one
-``ERROR:`` line), the SDK (the class from ``batchpoint.exceptions``) and REST (4xx with
+``ERROR:`` line; the CLI's ``main`` in this process, ``fixtures/inproc_cli.py``), the SDK (the class from ``batchpoint.exceptions``) and REST (4xx with
 ``{"error": {"code", "message"}}``) — and no job is created."""
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def ctx(ml_client: Any, heart_data: HeartData, heart_model: Any, batch_cluster: 
 
 
 @pytest.mark.parametrize(("refusal", "interface"), CASES, ids=[f"{r.id}-{i}" for r, i in CASES])
-def test_refused_input(refusal: Refusal, interface: str, ctx: Ctx, ml_client: Any, cli: Any, server: Any,
+def test_refused_input(refusal: Refusal, interface: str, ctx: Ctx, ml_client: Any, cli_inproc: Any, server: Any,
                        tmp_path: Path) -> None:
     uri = refusal.uri(ctx)
     before = jobs_of(ml_client, ENDPOINT)
@@ -118,7 +118,7 @@ def test_refused_input(refusal: Refusal, interface: str, ctx: Ctx, ml_client: An
         args = ["batch-endpoint", "invoke", "-n", ENDPOINT, "--input", uri]
         if refusal.type:
             args += ["--input-type", refusal.type]
-        result = cli(*args, check=False, cwd=tmp_path)
+        result = cli_inproc(*args, check=False, cwd=tmp_path)
         assert result.code == 1, (result.code, result.out, result.err)
         assert result.out == ""
         errors = [line for line in result.err.splitlines() if line.startswith("ERROR:")]
@@ -158,10 +158,10 @@ def test_rest_refuses_an_unknown_input_type(ctx: Ctx, ml_client: Any, server: An
     assert jobs_of(ml_client, ENDPOINT) == before
 
 
-def test_invoke_of_an_unknown_endpoint(ctx: Ctx, ml_client: Any, cli: Any, server: Any) -> None:
+def test_invoke_of_an_unknown_endpoint(ctx: Ctx, ml_client: Any, cli_inproc: Any, server: Any) -> None:
     with pytest.raises(NotFoundError, match="no-such-endpoint"):
         ml_client.batch_endpoints.invoke(endpoint_name="no-such-endpoint", input=Input(path=ctx.data.folder_uri))
-    result = cli("batch-endpoint", "invoke", "-n", "no-such-endpoint", "--input", ctx.data.folder_uri, check=False)
+    result = cli_inproc("batch-endpoint", "invoke", "-n", "no-such-endpoint", "--input", ctx.data.folder_uri, check=False)
     assert result.code == 1 and result.err.startswith("ERROR:") and "no-such-endpoint" in result.err
     with server.rest() as rest:
         response = rest.post("/batchEndpoints/no-such-endpoint/invoke",
