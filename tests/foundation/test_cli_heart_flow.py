@@ -1,5 +1,9 @@
 """Acceptance 1: the heart flow of the Azure ML batch endpoint tutorial, through the real
-``batchpoint`` command line, from model registration to the downloaded predictions."""
+``batchpoint`` command line, from model registration to the downloaded predictions.
+
+The tutorial itself and ``job stream`` run the console script (a new process per command); the
+checks of the other verbs, formats and refused specs run the same CLI in this process
+(``cli_inproc``, ``fixtures/inproc_cli.py``)."""
 
 from __future__ import annotations
 
@@ -110,43 +114,43 @@ def test_job_stream_follows_the_job_to_its_end(cli: Any, cli_job: str) -> None:
     assert lines[-1] == f"Job {cli_job} Completed: 4 files scored, 0 failed, {HEART_ROWS} rows"
 
 
-def test_list_jobs_of_the_endpoint(cli: Any, cli_job: str) -> None:
-    names = cli("batch-endpoint", "list-jobs", "-n", ENDPOINT, "--query", "[].name", "-o", "tsv").out.split()
+def test_list_jobs_of_the_endpoint(cli_inproc: Any, cli_job: str) -> None:
+    names = cli_inproc("batch-endpoint", "list-jobs", "-n", ENDPOINT, "--query", "[].name", "-o", "tsv").out.split()
     assert cli_job in names
-    listed = json.loads(cli("batch-endpoint", "list-jobs", "-n", ENDPOINT).out)
+    listed = json.loads(cli_inproc("batch-endpoint", "list-jobs", "-n", ENDPOINT).out)
     assert {j["endpoint_name"] for j in listed} == {ENDPOINT}
-    by_deployment = cli("batch-deployment", "list-jobs", "-n", DEPLOYMENT, "-e", ENDPOINT, "--query", "[].name",
+    by_deployment = cli_inproc("batch-deployment", "list-jobs", "-n", DEPLOYMENT, "-e", ENDPOINT, "--query", "[].name",
                         "-o", "tsv").out.split()
     assert cli_job in by_deployment
 
 
-def test_output_formats_and_query(cli: Any, heart_cli: Path) -> None:
-    as_json = json.loads(cli("batch-endpoint", "show", "-n", ENDPOINT).out)
+def test_output_formats_and_query(cli_inproc: Any, heart_cli: Path) -> None:
+    as_json = json.loads(cli_inproc("batch-endpoint", "show", "-n", ENDPOINT).out)
     assert as_json["name"] == ENDPOINT and as_json["auth_mode"] == "aad_token"
-    as_yaml = yaml.safe_load(cli("batch-endpoint", "show", "-n", ENDPOINT, "-o", "yaml").out)
+    as_yaml = yaml.safe_load(cli_inproc("batch-endpoint", "show", "-n", ENDPOINT, "-o", "yaml").out)
     assert as_yaml == as_json
-    table = cli("batch-endpoint", "list", "-o", "table").out.splitlines()
+    table = cli_inproc("batch-endpoint", "list", "-o", "table").out.splitlines()
     assert {"name", "auth_mode", "scoring_uri"} <= set(table[0].split()), table[0]
     assert set(table[1].replace(" ", "")) == {"-"}
     assert any(ENDPOINT in row.split() for row in table[2:])
-    names = cli("batch-endpoint", "list", "--query", "[].name", "-o", "tsv").out.splitlines()
+    names = cli_inproc("batch-endpoint", "list", "--query", "[].name", "-o", "tsv").out.splitlines()
     assert ENDPOINT in names
-    size = cli("batch-deployment", "show", "-n", DEPLOYMENT, "-e", ENDPOINT, "--query",
+    size = cli_inproc("batch-deployment", "show", "-n", DEPLOYMENT, "-e", ENDPOINT, "--query",
                "settings.retry_settings.timeout", "-o", "tsv")
     assert size.out == "300\n"
-    pair = cli("batch-deployment", "show", "-n", DEPLOYMENT, "-e", ENDPOINT, "--query",
+    pair = cli_inproc("batch-deployment", "show", "-n", DEPLOYMENT, "-e", ENDPOINT, "--query",
                "[name, resources.instance_count]", "-o", "tsv")
     assert pair.out.split() == [DEPLOYMENT, "2"]
-    bad = cli("batch-endpoint", "show", "-n", ENDPOINT, "--query", "[name", check=False)
+    bad = cli_inproc("batch-endpoint", "show", "-n", ENDPOINT, "--query", "[name", check=False)
     assert bad.code != 0 and "--query" in bad.err and "Traceback" not in bad.err
 
 
-def test_deployment_update_with_set(cli: Any, ml_client: Any, heart_cli: Path) -> None:
+def test_deployment_update_with_set(cli_inproc: Any, ml_client: Any, heart_cli: Path) -> None:
     spec = yaml.safe_load((heart_cli / "deployment.yml").read_text())
     spec["name"] = "tuned"
     write_yaml(heart_cli / "tuned.yml", spec)
-    cli("batch-deployment", "create", "-f", str(heart_cli / "tuned.yml"))
-    updated = json.loads(cli("batch-deployment", "update", "-n", "tuned", "-e", ENDPOINT,
+    cli_inproc("batch-deployment", "create", "-f", str(heart_cli / "tuned.yml"))
+    updated = json.loads(cli_inproc("batch-deployment", "update", "-n", "tuned", "-e", ENDPOINT,
                              "--set", "settings.mini_batch_size=3").out)
     assert updated["settings"]["mini_batch_size"] == 3
     shown = ml_client.batch_deployments.get("tuned", ENDPOINT)
@@ -155,7 +159,7 @@ def test_deployment_update_with_set(cli: Any, ml_client: Any, heart_cli: Path) -
     assert shown.settings.retry_settings.timeout == 300
     assert shown.resources.instance_count == 2
     assert ml_client.batch_endpoints.get(ENDPOINT).defaults["deployment_name"] == DEPLOYMENT  # not made default
-    name = cli("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "tuned", "-i", "azureml:heart-dataset-unlabeled@latest",
+    name = cli_inproc("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "tuned", "-i", "azureml:heart-dataset-unlabeled@latest",
                "--query", "name", "-o", "tsv").out.strip()
     job = wait_job(ml_client, name)
     assert job.status == "Completed", job.status_message
@@ -168,13 +172,13 @@ def test_deployment_update_with_set(cli: Any, ml_client: Any, heart_cli: Path) -
     ("top", "endpoint_nam"),
     ("retry", "max_retry"),
 ])
-def test_yaml_spec_with_a_mistyped_field(cli: Any, ml_client: Any, heart_cli: Path, where: str, field: str) -> None:
+def test_yaml_spec_with_a_mistyped_field(cli_inproc: Any, ml_client: Any, heart_cli: Path, where: str, field: str) -> None:
     spec = yaml.safe_load((heart_cli / "deployment.yml").read_text())
     spec["name"] = "typo"
     target = {"settings": spec["settings"], "top": spec, "retry": spec["settings"]["retry_settings"]}[where]
     target[field] = 5
     path = write_yaml(heart_cli / f"typo-{field}.yml", spec)
-    result = cli("batch-deployment", "create", "-f", str(path), check=False)
+    result = cli_inproc("batch-deployment", "create", "-f", str(path), check=False)
     assert result.code == 1, result
     (line,) = [x for x in result.err.splitlines() if x.startswith("ERROR:")]
     assert field in line and str(path) in line and "unknown field" in line, line
@@ -182,27 +186,27 @@ def test_yaml_spec_with_a_mistyped_field(cli: Any, ml_client: Any, heart_cli: Pa
         ml_client.batch_deployments.get("typo", ENDPOINT)
 
 
-def test_yaml_spec_with_a_wrong_value(cli: Any, heart_cli: Path) -> None:
+def test_yaml_spec_with_a_wrong_value(cli_inproc: Any, heart_cli: Path) -> None:
     spec = yaml.safe_load((heart_cli / "deployment.yml").read_text())
     spec["name"] = "wrong-value"
     spec["settings"]["output_action"] = "append_rows"
     path = write_yaml(heart_cli / "wrong-value.yml", spec)
-    result = cli("batch-deployment", "create", "-f", str(path), check=False)
+    result = cli_inproc("batch-deployment", "create", "-f", str(path), check=False)
     assert result.code == 1
     assert "settings.output_action" in result.err and str(path) in result.err and "append_row" in result.err
 
 
 @pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/name:os.system",
                                  "!!python/object:collections.OrderedDict"])
-def test_yaml_spec_tags_that_build_objects_are_refused(cli: Any, heart_cli: Path, tmp_path: Path, tag: str) -> None:
+def test_yaml_spec_tags_that_build_objects_are_refused(cli_inproc: Any, heart_cli: Path, tmp_path: Path, tag: str) -> None:
     marker = tmp_path / "pwned"
     spec = heart_cli / "tagged.yml"
     spec.write_text(f"name: tagged-endpoint\ndescription: {tag} [\"touch {marker}\"]\n")
-    result = cli("batch-endpoint", "create", "-f", str(spec), check=False)
+    result = cli_inproc("batch-endpoint", "create", "-f", str(spec), check=False)
     assert result.code == 1, result
     assert result.err.startswith("ERROR:") and str(spec) in result.err and "tags" in result.err, result.err
     assert not marker.exists()
-    assert cli("batch-endpoint", "show", "-n", "tagged-endpoint", check=False).code == 1
+    assert cli_inproc("batch-endpoint", "show", "-n", "tagged-endpoint", check=False).code == 1
 
 
 def test_openapi_is_served(server: Any) -> None:
