@@ -123,8 +123,9 @@ def cli_inproc(server: Any) -> Any:
     from conftest import CliResult
     from fixtures.inproc_cli import run_cli
 
-    def run(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120) -> CliResult:
-        code, out, err = run_cli({**server.env, "BATCHPOINT_SERVER_URL": server.url}, *args, cwd=cwd)
+    def run(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120,
+            stdin: str = "") -> CliResult:
+        code, out, err = run_cli({**server.env, "BATCHPOINT_SERVER_URL": server.url}, *args, cwd=cwd, stdin=stdin)
         if check and code != 0:
             raise AssertionError(f"batchpoint {' '.join(args)} failed ({code}):\n{err}\n{out}")
         return CliResult(code, out, err)

@@ -1,10 +1,11 @@
 """What the CLI says when asked something it cannot do, and the documented lines it prints (issue 23
-§5), each through the real ``batchpoint`` console script against the session server: ``-o table``
+§5), each through the ``batchpoint`` CLI (its ``main``, in this process) against the session server: ``-o table``
 leaves out the long ``id`` (as az); a too-short deployment name gets the rule in words;
 ``--input-type mltable`` is not offered and is refused with why; the instance-count limit names a
 command that exists (run here); ``job cancel`` exits 0 on a job already Canceled and 1 on one that
 Completed; ``role`` names DataWriter, which ``role assignment create`` takes; usage errors exit 2 and a
-declined confirmation 130 (docs/cli.md); a missing ``postgres`` extra is one line naming the install."""
+declined confirmation 130 (docs/cli.md); a missing ``postgres`` extra is one line naming the install
+(a server process of its own: the import of the missing module is the point)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 
 from conftest import HEART_UNLABELED, deploy_heart, wait_job
 from batchpoint import BatchDeployment, CodeConfiguration, Model
+from fixtures.inproc_cli import run_cli
 from foundation.conftest import unique, write_script, write_yaml
 
 CLI = str(Path(sys.executable).parent / "batchpoint")
@@ -50,15 +52,17 @@ def endpoint(ml_client: Any, heart_model_dir: Path, tmp_path_factory: pytest.Tem
 
 
 def raw(server: Any, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**server.env, "BATCHPOINT_SERVER_URL": server.url}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=120, input=stdin)
+    """``batchpoint ARGS`` with its exit code, stdout and stderr: the CLI's ``main`` run in this
+    process (``fixtures/inproc_cli.py``), as the console script calls it."""
+    code, out, err = run_cli({**server.env, "BATCHPOINT_SERVER_URL": server.url}, *args, stdin=stdin or "")
+    return subprocess.CompletedProcess([CLI, *args], code, out, err)
 
 
-def test_table_output_leaves_out_the_long_id(cli: Any, endpoint: str) -> None:
-    table = cli("batch-endpoint", "list", "-o", "table").out.splitlines()
+def test_table_output_leaves_out_the_long_id(cli_inproc: Any, endpoint: str) -> None:
+    table = cli_inproc("batch-endpoint", "list", "-o", "table").out.splitlines()
     assert "name" in table[0].split() and "id" not in table[0].split(), table[0]
     assert all("/subscriptions/" not in line for line in table)
-    chosen = cli("batch-endpoint", "show", "-n", endpoint, "--query", "{id: id, name: name}", "-o", "table").out
+    chosen = cli_inproc("batch-endpoint", "show", "-n", endpoint, "--query", "{id: id, name: name}", "-o", "table").out
     assert chosen.splitlines()[0].split() == ["id", "name"] and "/subscriptions/" in chosen  # asked for: shown
 
 
