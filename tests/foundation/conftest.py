@@ -120,14 +120,6 @@ def make_endpoint(ml_client: Any, name: str, **deployment: Any) -> str:
 def cli_inproc(server: Any) -> Any:
     """``cli``'s twin for refusal and message checks: the same ``batchpoint`` command, against the
     session server, run in this process (``fixtures/inproc_cli.py``) instead of a new Python process."""
-    from conftest import CliResult
-    from fixtures.inproc_cli import run_cli
+    from fixtures.inproc_cli import cli_on
 
-    def run(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120,
-            stdin: str = "") -> CliResult:
-        code, out, err = run_cli({**server.env, "BATCHPOINT_SERVER_URL": server.url}, *args, cwd=cwd, stdin=stdin)
-        if check and code != 0:
-            raise AssertionError(f"batchpoint {' '.join(args)} failed ({code}):\n{err}\n{out}")
-        return CliResult(code, out, err)
-
-    return run
+    return cli_on(server)

@@ -2,8 +2,8 @@
 three interfaces are refused with a clear 4xx.
 
 Each hostile input is one row of a table; the same row is driven through REST (httpx with the
-owner's key, the body in the spec's shape), the SDK (``ml_client``) and the CLI (the real
-``batchpoint`` console script) by ``parametrize``. Every refusal must be a 4xx (never a 500) with
+owner's key, the body in the spec's shape), the SDK (``ml_client``) and the CLI (its ``main`` in
+this process, ``fixtures/inproc_cli.py``) by ``parametrize``. Every refusal must be a 4xx (never a 500) with
 ``{"error": {"code", "message"}}`` naming what was wrong and what is valid; the SDK raises the
 same class from ``batchpoint.exceptions``; the CLI exits 1 with one ``ERROR:`` line and no
 traceback; no job and no data store is created and nothing is written outside the data store.
@@ -191,7 +191,7 @@ def _check_rest_refusal(response: httpx.Response, status: int, code: str, says: 
 
 @pytest.mark.parametrize(("case", "interface"), INVOKE_CASES, ids=[f"{c.id}-{i}" for c, i in INVOKE_CASES])
 def test_hostile_invoke_input_is_refused(case: Hostile, interface: str, world: World, server: ServerHandle,
-                                         ml_client, cli, tmp_path: Path) -> None:
+                                         ml_client, cli_inproc, tmp_path: Path) -> None:
     uri = case.uri(world)
     before, outside_before = _jobs(ml_client), _outside_listing(world)
     if interface == "rest":
@@ -211,7 +211,7 @@ def test_hostile_invoke_input_is_refused(case: Hostile, interface: str, world: W
         args = ["batch-endpoint", "invoke", "--name", ENDPOINT, "--input", uri]
         if case.type:
             args += ["--input-type", case.type]
-        _check_cli_refusal(cli(*args, check=False, cwd=tmp_path), case.says)
+        _check_cli_refusal(cli_inproc(*args, check=False, cwd=tmp_path), case.says)
     assert _jobs(ml_client) == before, "a refused input must not leave a job behind"
     assert _outside_listing(world) == outside_before
 
@@ -345,7 +345,7 @@ STORE_CASES = [(case, interface) for case in STORES for interface in INTERFACES]
 
 @pytest.mark.parametrize(("case", "interface"), STORE_CASES, ids=[f"{c.id}-{i}" for c, i in STORE_CASES])
 def test_datastore_pointing_at_internal_addresses_is_refused(case: HostileStore, interface: str,
-                                                             server: ServerHandle, ml_client, cli) -> None:
+                                                             server: ServerHandle, ml_client, cli_inproc) -> None:
     name = f"hostile{uuid.uuid4().hex[:8]}"
     says = (*case.says, "is not allowed")
     if interface == "rest":
@@ -363,7 +363,7 @@ def test_datastore_pointing_at_internal_addresses_is_refused(case: HostileStore,
         with tempfile.TemporaryDirectory() as folder:
             spec = Path(folder) / "datastore.yml"
             spec.write_text(yaml.safe_dump({"name": name, **case.spec}))
-            result = cli("datastore", "create", "--file", str(spec), check=False)
+            result = cli_inproc("datastore", "create", "--file", str(spec), check=False)
         _check_cli_refusal(result, says)
         assert FAKE_KEY not in result.err
     with server.rest() as rest:
@@ -384,25 +384,25 @@ CREATE_COMMANDS = {
 
 
 @pytest.mark.parametrize("group", sorted(CREATE_COMMANDS))
-def test_yaml_tags_are_refused_by_every_create_command(group: str, cli, tmp_path: Path) -> None:
+def test_yaml_tags_are_refused_by_every_create_command(group: str, cli_inproc, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     spec = tmp_path / f"{group}.yml"
     spec.write_text(CREATE_COMMANDS[group].format(payload=PAYLOAD.format(marker=marker)))
-    result = cli(group, "create", "--file", str(spec), check=False)
+    result = cli_inproc(group, "create", "--file", str(spec), check=False)
     _check_cli_refusal(result, (str(spec), "tags that build objects are refused"))
     assert not marker.exists(), "the YAML tag ran a command"
     name = "hostileyaml" if group == "datastore" else "hostile-yaml"
     show = [group, "show", "-n", name] + (["-e", ENDPOINT] if group == "batch-deployment" else [])
-    assert cli(*show, check=False).code == 1, "nothing may be created"
+    assert cli_inproc(*show, check=False).code == 1, "nothing may be created"
 
 
-def test_yaml_tags_in_set_values_are_refused(cli, tmp_path: Path) -> None:
+def test_yaml_tags_in_set_values_are_refused(cli_inproc, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    result = cli("batch-endpoint", "create", "--name", "hostile-set",
+    result = cli_inproc("batch-endpoint", "create", "--name", "hostile-set",
                  "--set", f"description={PAYLOAD.format(marker=marker)}", check=False)
     _check_cli_refusal(result, ("--set", "tags that build objects are refused"))
     assert not marker.exists()
-    assert cli("batch-endpoint", "show", "-n", "hostile-set", check=False).code == 1
+    assert cli_inproc("batch-endpoint", "show", "-n", "hostile-set", check=False).code == 1
 
 
 # ---- oversized bodies, and the server's logs ---------------------------------------------------
