@@ -11,11 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from batchpoint._internal.clock import as_utc
 from batchpoint.auth import permissions as P
-from batchpoint.auth.scopes import parse_scope
-from batchpoint.exceptions import NotFoundError, ValidationError
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.paging import MAX_PAGE
 from batchpoint.server.security import requires
+from batchpoint.usecases import access
 
 router = APIRouter(tags=["access"])
 
@@ -51,7 +50,7 @@ def _assignment(row: Any) -> dict[str, Any]:
 
 @router.get("/principals", dependencies=[requires(P.ROLES_READ)])
 def list_principals(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return [{"id": r.id, "kind": r.kind, "display_name": r.display_name} for r in ctx.store.list_principals()]
+    return [{"id": r.id, "kind": r.kind, "display_name": r.display_name} for r in access.list_principals(ctx)]
 
 
 @router.post("/principals", status_code=201, dependencies=[requires(P.ROLES_WRITE)])
@@ -68,36 +67,28 @@ def create_key(principal_id: str, body: KeyIn | None = None, ctx: AppContext = D
 
 @router.get("/principals/{principal_id}/keys", dependencies=[requires(P.ROLES_READ)])
 def list_keys(principal_id: str, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return [_key(r) for r in ctx.store.list_api_keys(principal_id)]
+    return [_key(r) for r in access.list_keys(ctx, principal_id)]
 
 
 @router.delete("/principals/{principal_id}/keys/{key_id}", status_code=204, dependencies=[requires(P.ROLES_WRITE)])
 def revoke_key(principal_id: str, key_id: str, ctx: AppContext = Depends(get_context)) -> None:
-    row = ctx.store.find_api_key(key_id)
-    if row is None or row.principal_id != principal_id:
-        raise NotFoundError(f"principal '{principal_id}' has no API key '{key_id}'")
-    ctx.store.revoke_api_key(key_id)
+    access.revoke_key(ctx, principal_id, key_id)
 
 
 @router.get("/roleAssignments", dependencies=[requires(P.ROLES_READ)])
 def list_assignments(principal_id: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return [_assignment(r) for r in ctx.store.list_role_assignments(principal_id)]
+    return [_assignment(r) for r in access.list_assignments(ctx, principal_id)]
 
 
 @router.post("/roleAssignments", status_code=201, dependencies=[requires(P.ROLES_WRITE)])
 def create_assignment(body: AssignmentIn, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    if body.role not in P.ROLES:
-        raise ValidationError(f"role '{body.role}' is not valid; roles: {', '.join(sorted(P.ROLES))}")
-    scope = str(parse_scope(body.scope))
-    if ctx.store.find_principal(body.principal_id) is None:
-        raise NotFoundError(f"principal '{body.principal_id}' was not found; create it first")
-    return _assignment(ctx.store.add_role_assignment(body.principal_id, body.role, scope))
+    return _assignment(access.add_assignment(ctx, body.principal_id, body.role, body.scope))
 
 
 @router.delete("/roleAssignments/{assignment_id}", status_code=204, dependencies=[requires(P.ROLES_WRITE)])
 def delete_assignment(assignment_id: int = PathParam(ge=1, le=2**62, description="the assignment's id"),
                       ctx: AppContext = Depends(get_context)) -> None:
-    ctx.store.delete_role_assignment(assignment_id)
+    access.delete_assignment(ctx, assignment_id)
 
 
 @router.get("/auditLog", dependencies=[requires(P.AUDIT_READ)])
@@ -105,4 +96,4 @@ def audit_log(limit: int = Query(100, ge=1, le=MAX_PAGE, description="entries, n
               principal_id: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
     return [{"id": r.id, "at": as_utc(r.at), "principal_id": r.principal_id, "action": r.action,
              "resource": r.resource, "status": r.status, "details": r.details}
-            for r in ctx.store.list_audit(limit=limit, principal_id=principal_id)]
+            for r in access.audit_log(ctx, limit, principal_id)]

@@ -10,6 +10,7 @@ from batchpoint.entities import Data, Model
 from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import requires
+from batchpoint.usecases import reads
 
 router = APIRouter()
 
@@ -23,7 +24,7 @@ def _caller(request: Request, ctx: AppContext) -> tuple[str | None, list[Any]]:
 
 @router.get("/data", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
 def list_data(name: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return [ctx.workspace.data_entity(r).to_dict() for r in ctx.store.list_assets("data", name)]
+    return [d.to_dict() for d in reads.list_assets(ctx, "data", name)]
 
 
 @router.post("/data/{name}/versions", tags=["data"], status_code=201, dependencies=[requires(P.ASSETS_WRITE)])
@@ -34,18 +35,17 @@ def create_data(name: str, body: dict[str, Any], request: Request, ctx: AppConte
 @router.get("/data/{name}", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
 def get_data(name: str, version: str | None = None, label: str | None = None,
              ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    row = ctx.store.get_asset("data", name, version=version, label=label or (None if version else "latest"))
-    return ctx.workspace.data_entity(row).to_dict()
+    return reads.get_asset(ctx, "data", name, version, label or (None if version else "latest")).to_dict()
 
 
 @router.get("/data/{name}/versions/{version}", tags=["data"], dependencies=[requires(P.ASSETS_READ)])
 def get_data_version(name: str, version: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.data_entity(ctx.store.get_asset("data", name, version=version)).to_dict()
+    return reads.get_asset(ctx, "data", name, version).to_dict()
 
 
 @router.get("/models", tags=["models"], dependencies=[requires(P.MODELS_READ)])
 def list_models(name: str | None = None, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return [ctx.workspace.model_entity(r).to_dict() for r in ctx.store.list_assets("models", name)]
+    return [m.to_dict() for m in reads.list_assets(ctx, "models", name)]
 
 
 @router.post("/models/{name}/versions", tags=["models"], status_code=201, dependencies=[requires(P.MODELS_WRITE)])
@@ -56,10 +56,9 @@ def create_model(name: str, body: dict[str, Any], request: Request, ctx: AppCont
 @router.get("/models/{name}", tags=["models"], dependencies=[requires(P.MODELS_READ)])
 def get_model(name: str, version: str | None = None, label: str | None = None,
               ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    row = ctx.store.get_asset("models", name, version=version, label=label or (None if version else "latest"))
-    return ctx.workspace.model_entity(row).to_dict()
+    return reads.get_asset(ctx, "models", name, version, label or (None if version else "latest")).to_dict()
 
 
 @router.get("/models/{name}/versions/{version}", tags=["models"], dependencies=[requires(P.MODELS_READ)])
 def get_model_version(name: str, version: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.model_entity(ctx.store.get_asset("models", name, version=version)).to_dict()
+    return reads.get_asset(ctx, "models", name, version).to_dict()

@@ -10,13 +10,14 @@ from batchpoint.entities import AmlCompute
 from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import requires
+from batchpoint.usecases import reads
 
 router = APIRouter()
 
 
 @router.get("/computes", tags=["computes"], dependencies=[requires(P.COMPUTES_READ)])
 def list_computes(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return [ctx.workspace.compute_entity(r).to_dict() for r in ctx.store.list_computes()]
+    return [c.to_dict() for c in reads.list_computes(ctx)]
 
 
 @router.put("/computes/{name}", tags=["computes"], dependencies=[requires(P.COMPUTES_WRITE)])
@@ -26,4 +27,4 @@ def put_compute(name: str, body: dict[str, Any], ctx: AppContext = Depends(get_c
 
 @router.get("/computes/{name}", tags=["computes"], dependencies=[requires(P.COMPUTES_READ)])
 def get_compute(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.compute_entity(ctx.store.get_compute(name)).to_dict()
+    return reads.get_compute(ctx, name).to_dict()

@@ -1,9 +1,8 @@
-"""Batch endpoints, their deployments, and invoke: parse, call the workspace's services, map."""
+"""Batch endpoints, their deployments, and invoke: parse, call a use case (``batchpoint.usecases``), map."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -12,14 +11,15 @@ from starlette.concurrency import run_in_threadpool
 from batchpoint.auth import permissions as P
 from batchpoint.entities import BatchEndpoint
 from batchpoint.exceptions import ValidationError
-from batchpoint.jobs import deletes
-from batchpoint.jobs.idempotency import fingerprint, request_key, run_once
-from batchpoint.jobs.submit import submit_job
+from batchpoint.jobs.idempotency import request_key
 from batchpoint.jobs.views import job_entity
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.paging import Page, page
 from batchpoint.server.schemas import parse_invoke_body
 from batchpoint.server.security import endpoint_scope, requires, sees_server_paths, visible_job_filter
+from batchpoint.usecases import deletes, reads
+from batchpoint.usecases.invoke import invoke as invoke_endpoint
+from batchpoint.usecases.start import Started
 
 router = APIRouter(prefix="/batchEndpoints")
 
@@ -55,8 +55,7 @@ def list_endpoints(request: Request, ctx: AppContext = Depends(get_context),
                    shown: Any = Depends(visible_endpoints)) -> list[dict[str, Any]]:
     """The endpoints the caller may read: all of them with ``endpoints/read`` on the workspace,
     else those their endpoint-scoped roles name (as job lists show one's own jobs)."""
-    return [_shown(ctx.workspace.endpoint_entity(r), request) for r in ctx.store.list_endpoints()
-            if shown is None or shown(r.name)]
+    return [_shown(e, request) for e in reads.list_endpoints(ctx, shown)]
 
 
 @router.put("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
@@ -71,12 +70,12 @@ def update_endpoint(name: str, body: dict[str, Any], request: Request, ctx: AppC
 
 @router.get("/{name}", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
 def get_endpoint(name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return _shown(ctx.workspace.endpoint_entity(ctx.store.get_endpoint(name)), request)
+    return _shown(reads.get_endpoint(ctx, name), request)
 
 
 @router.delete("/{name}", tags=["batch endpoints"], status_code=204, dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
 def delete_endpoint(name: str, force: bool = False, ctx: AppContext = Depends(get_context)) -> None:
-    deletes.delete_endpoint(ctx.store, ctx.endpoints, ctx.dispatcher.cancel, name, force)
+    deletes.delete_endpoint(ctx, name, force)
 
 
 @router.post("/{name}/invoke", tags=["batch endpoints"], status_code=202, dependencies=[requires(P.ENDPOINTS_INVOKE, endpoint_scope)])
@@ -88,39 +87,36 @@ async def invoke(name: str, request: Request, response: Response, ctx: AppContex
 
 async def start_invoke(ctx: AppContext, request: Request, response: Response, name: str,
                        deployment_header: str | None, shape: Callable[[Any], Any] = lambda body: body) -> Any:
-    """Invoke ``name`` with the request's JSON body, made by ``shape`` into an invoke body of the
-    spec's shape (``{"properties": {"InputData": …}}``): idempotent under
-    ``repeatability-request-id``, audited, the dispatcher woken. The native and the Azure-shaped
-    invoke routes both call it; returns the job's row."""
+    """Parse the request's JSON body (made by ``shape`` into an invoke body of the spec's shape,
+    ``{"properties": {"InputData": …}}``), call the invoke use case (``usecases/invoke.py``) and map
+    its answer (``repeatability-result``, the audit record). The native and the Azure-shaped invoke
+    routes both call it; returns the job's row."""
     try:
         body = await request.json()
     except ValueError as exc:
         raise ValidationError(f"the invoke body is not valid JSON: {exc}") from exc
     invoke_request = parse_invoke_body(shape(body), deployment_header)
-    user = getattr(request.state, "principal_id", None)
-    assignments = await run_in_threadpool(ctx.auth.assignments, user) if user else []
     key = request_key(request.headers)  # idempotent invoke (jobs/idempotency.py)
-    if key is None:
-        row = await run_in_threadpool(submit_job, ctx.workspace, name, invoke_request, user, assignments)
-    else:
-        row, _ = await run_in_threadpool(
-            run_once, ctx.store, key, user, fingerprint(f"invoke {name}", body, deployment_header),
-            invoke_request.job_name,
-            lambda job_name: submit_job(ctx.workspace, name, replace(invoke_request, job_name=job_name), user, assignments))
+    started = await run_in_threadpool(lambda: invoke_endpoint(
+        ctx, name, invoke_request, principal=getattr(request.state, "principal_id", None), key=key, body=body,
+        deployment_header=deployment_header))
+    return answered(request, response, started)
+
+
+def answered(request: Request, response: Response, started: Started) -> Any:
+    """A started job's answer: its audit record kept for the audit log, ``repeatability-result``
+    when the request was idempotent; returns the job's row (invoke and rerun)."""
+    if started.idempotent:
         response.headers["repeatability-result"] = "accepted"
-    request.state.audit = {"action": "invoke", "endpoint": name, "deployment": row.deployment_name, "job": row.name,
-                           "inputs": {k: {"path": v["path"], "type": v["type"], "credential_kind": v["credential_kind"]}
-                                      for k, v in row.inputs.items()}}
-    ctx.dispatcher.notify()
-    return row
+    request.state.audit = started.audit
+    return started.row
 
 
 @router.get("/{name}/jobs", tags=["batch endpoints"], dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
 def endpoint_jobs(name: str, p: Page = Depends(page), ctx: AppContext = Depends(get_context),
                   paths: bool = Depends(sees_server_paths),
                   only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
-    ctx.store.get_endpoint(name)
-    rows = ctx.store.list_jobs(endpoint=name, created_by=only, limit=p.limit, offset=p.skip)
+    rows = reads.endpoint_jobs(ctx, name, only, p.limit, p.skip)
     return [job_entity(ctx.workspace, r, with_failures=False, server_paths=paths).to_dict() for r in rows]
 
 
@@ -128,8 +124,7 @@ def endpoint_jobs(name: str, p: Page = Depends(page), ctx: AppContext = Depends(
 
 @router.get("/{endpoint}/deployments", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
 def list_deployments(endpoint: str, ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    ctx.store.get_endpoint(endpoint)
-    return [ctx.workspace.deployment_entity(r).to_dict() for r in ctx.store.list_deployments(endpoint)]
+    return [d.to_dict() for d in reads.list_deployments(ctx, endpoint)]
 
 
 @router.put("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
@@ -153,18 +148,17 @@ def request_caller(request: Request, ctx: AppContext) -> tuple[str | None, list[
 
 @router.get("/{endpoint}/deployments/{name}", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
 def get_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.deployment_entity(ctx.store.get_deployment(endpoint, name)).to_dict()
+    return reads.get_deployment(ctx, endpoint, name).to_dict()
 
 
 @router.delete("/{endpoint}/deployments/{name}", tags=["batch deployments"], status_code=204, dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
 def delete_deployment(endpoint: str, name: str, force: bool = False, ctx: AppContext = Depends(get_context)) -> None:
-    deletes.delete_deployment(ctx.store, ctx.endpoints, ctx.dispatcher.cancel, endpoint, name, force)
+    deletes.delete_deployment(ctx, endpoint, name, force)
 
 
 @router.get("/{endpoint}/deployments/{name}/jobs", tags=["batch deployments"], dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
 def deployment_jobs(endpoint: str, name: str, p: Page = Depends(page), ctx: AppContext = Depends(get_context),
                     paths: bool = Depends(sees_server_paths),
                     only: str | None = Depends(visible_job_filter)) -> list[dict[str, Any]]:
-    ctx.store.get_deployment(endpoint, name)
-    rows = ctx.store.list_jobs(endpoint=endpoint, deployment=name, created_by=only, limit=p.limit, offset=p.skip)
+    rows = reads.deployment_jobs(ctx, endpoint, name, only, p.limit, p.skip)
     return [job_entity(ctx.workspace, r, with_failures=False, server_paths=paths).to_dict() for r in rows]

@@ -12,6 +12,7 @@ from batchpoint.entities import Environment
 from batchpoint.environments.assets import EnvironmentAssets, list_builds, prune_builds
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import requires, sees_server_paths
+from batchpoint.usecases import reads
 
 router = APIRouter()
 
@@ -31,7 +32,7 @@ def _shown(env: Environment, request: Request) -> dict[str, Any]:
 
 
 def _assets(ctx: AppContext) -> EnvironmentAssets:
-    return EnvironmentAssets(ctx.settings, ctx.store)
+    return reads.environments(ctx)
 
 
 @router.get("/environments", tags=["environments"], dependencies=[requires(P.ASSETS_READ)])

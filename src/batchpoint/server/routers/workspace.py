@@ -9,13 +9,12 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from batchpoint.entities import Datastore
-from batchpoint.exceptions import ConflictError, PayloadTooLargeError, StorageNotFoundError, ValidationError
+from batchpoint.exceptions import ConflictError, PayloadTooLargeError, ValidationError
 from batchpoint.auth import permissions as P
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import datastore_scope, requires
+from batchpoint.usecases import files, reads
 from batchpoint.workspace.uploads import UPLOAD_AREA, in_upload_area
-from batchpoint.storage.base import normalize_relpath
-from batchpoint.storage.registry import open_backend
 
 router = APIRouter()
 
@@ -25,7 +24,7 @@ def health(request: Request, response: Response) -> dict[str, str]:
     """200 ``{"status": "ok"}``; 503 with ``{"database": "unwritable: <why>"}`` when the metadata
     database cannot take writes (its disk full, read-only), so jobs cannot record their progress."""
     ctx = getattr(request.app.state, "ctx", None)
-    problem = ctx.store.write_problem() if ctx is not None else None
+    problem = reads.write_problem(ctx) if ctx is not None else None
     if problem is None:  # and which server answered (server/instance.py; `batchpoint server status`)
         return {"status": "ok", "database": "ok", **({"server": ctx.dispatcher.owner} if ctx is not None else {})}
     response.status_code = 503
@@ -39,17 +38,17 @@ def show_workspace(ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
 
 @router.get("/datastores", tags=["datastores"], dependencies=[requires(P.DATASTORES_READ)])
 def list_datastores(ctx: AppContext = Depends(get_context)) -> list[dict[str, Any]]:
-    return [ctx.workspace.datastore_entity(r).to_dict() for r in ctx.store.list_datastores()]
+    return [d.to_dict() for d in reads.list_datastores(ctx)]
 
 
 @router.get("/defaultDatastore", tags=["datastores"], dependencies=[requires(P.DATASTORES_READ)])
 def default_datastore(ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.datastore_entity(ctx.store.get_default_datastore()).to_dict()
+    return reads.default_datastore(ctx).to_dict()
 
 
 @router.get("/datastores/{name}", tags=["datastores"], dependencies=[requires(P.DATASTORES_READ, datastore_scope)])
 def get_datastore(name: str, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return ctx.workspace.datastore_entity(ctx.store.get_datastore(name)).to_dict()
+    return reads.get_datastore(ctx, name).to_dict()
 
 
 @router.put("/datastores/{name}", tags=["datastores"], dependencies=[requires(P.DATASTORES_WRITE, datastore_scope)])
@@ -68,28 +67,25 @@ def list_secrets(name: str, ctx: AppContext = Depends(get_context)) -> dict[str,
 
 @router.head("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[requires(P.DATA_READ, datastore_scope)])
 def file_exists(name: str, path: str, ctx: AppContext = Depends(get_context)) -> Response:
-    backend = open_backend(ctx.workspace.datastore_spec(name))
-    rel = normalize_relpath(path)
-    found = backend.is_file(rel) or backend.is_dir(rel)
-    return Response(status_code=200 if found else 404)
+    return Response(status_code=200 if files.exists(ctx, name, path) else 404)
 
 
 @router.put("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[requires(P.DATASTORES_WRITE, datastore_scope)])
 async def upload_file(name: str, path: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
     """Write one file into a data store (Contributors). Never into the upload area: see POST /uploads."""
-    rel = normalize_relpath(path)
+    rel = files.relpath(path)
     if not rel:
         raise ValidationError("upload needs a file path inside the data store")
     if in_upload_area(rel):
         raise ConflictError(f"'{rel}' is in the upload area ({UPLOAD_AREA}/), which is content-addressed and "
                             "write-once: upload local files with POST /uploads (the CLI and SDK do), never by path")
-    backend = open_backend(await run_in_threadpool(ctx.workspace.datastore_spec, name))
+    opened = await run_in_threadpool(files.opener, ctx, name)
     limit = ctx.settings.server.max_upload_bytes
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:  # refused before anything is written
         raise PayloadTooLargeError(_too_large(rel, f"{length} bytes", limit))
     size = 0
-    writer = await run_in_threadpool(backend.open_write, rel)
+    writer = await run_in_threadpool(opened, rel)
     try:
         async for chunk in request.stream():
             size += len(chunk)
@@ -110,18 +106,4 @@ def _too_large(rel: str, size: str, limit: int) -> str:
 
 @router.get("/datastores/{name}/files/{path:path}", tags=["datastores"], dependencies=[requires(P.DATA_READ, datastore_scope)])
 def download_file(name: str, path: str, ctx: AppContext = Depends(get_context)) -> StreamingResponse:
-    return stream_file(ctx.workspace.datastore_spec(name), normalize_relpath(path))
-
-
-def stream_file(spec: Any, rel: str) -> StreamingResponse:
-    backend = open_backend(spec)
-    if not backend.is_file(rel):
-        raise StorageNotFoundError(f"file '{rel}' does not exist")
-    handle = backend.open_read(rel)
-
-    def chunks():
-        with handle:
-            while chunk := handle.read(1 << 20):
-                yield chunk
-
-    return StreamingResponse(chunks(), media_type="application/octet-stream")
+    return StreamingResponse(files.read_file(ctx, name, path), media_type="application/octet-stream")

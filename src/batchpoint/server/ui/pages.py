@@ -11,11 +11,9 @@ from typing import Any
 from batchpoint.auth import permissions as P
 from batchpoint.exceptions import BatchpointError, PermissionDeniedError
 from batchpoint.jobs.errors_file import errors_file_name, errors_file_uri
-from batchpoint.jobs.folder import JobFolder
-from batchpoint.jobs.output import output_location
 from batchpoint.jobs.views import job_entity
 from batchpoint.server.ui.auth import Access
-from batchpoint.storage.registry import open_backend
+from batchpoint.usecases import logs, outputs, reads
 
 MAX_ERRORS_SHOWN = 1000
 TERMINAL = ("Completed", "Failed", "Canceled")
@@ -36,16 +34,15 @@ def needs(access: Access, permission: str, scope: str = "workspace") -> str:
 def endpoints(ctx: Any, access: Access) -> dict[str, Any]:
     """Every endpoint the principal may read: all with endpoints/read on the workspace, else those
     its endpoint-scoped roles name (an Invoker of one endpoint sees that one), as the API's list."""
-    rows = [r for r in ctx.store.list_endpoints() if access.may(P.ENDPOINTS_READ, f"endpoint:{r.name}")]
+    rows = reads.list_endpoints(ctx, lambda name: access.may(P.ENDPOINTS_READ, f"endpoint:{name}"))
     if not rows and not access.may_anywhere(P.ENDPOINTS_READ):
         return {"denied": needs(access, P.ENDPOINTS_READ), "endpoints": []}
     shown = []
-    for row in rows:
-        endpoint = ctx.workspace.endpoint_entity(row)
+    for endpoint in rows:
         scope = f"endpoint:{endpoint.name}"
         deployments = None
         if access.may(P.DEPLOYMENTS_READ, scope):
-            deployments = [ctx.workspace.deployment_entity(d) for d in ctx.store.list_deployments(endpoint.name)]
+            deployments = reads.list_deployments(ctx, endpoint.name)
         shown.append({"endpoint": endpoint, "deployments": deployments,
                       "deployments_denied": None if deployments is not None else needs(access, P.DEPLOYMENTS_READ, scope)})
     return {"denied": None, "endpoints": shown}
@@ -80,7 +77,7 @@ def jobs(ctx: Any, access: Access, endpoint: str | None = None, status: str | No
          page: int = 1, size: int = PAGE_SIZE) -> dict[str, Any]:
     """A page of ``size`` jobs, newest first, filtered by status, endpoint and who started it."""
     only = access.job_filter()
-    endpoints = [r.name for r in ctx.store.list_endpoints()]
+    endpoints = [e.name for e in reads.list_endpoints(ctx)]
     filters = {"endpoint": endpoint or "", "status": status or "", "user": user or "",
                "size": "" if size == PAGE_SIZE else str(size)}
     if only is False:
@@ -88,7 +85,7 @@ def jobs(ctx: Any, access: Access, endpoint: str | None = None, status: str | No
                 "endpoint_names": endpoints, "page": 1, "next_page": None}
     page = max(1, page)
     created_by = only if only is not None else (user or None)
-    rows = [] if only is not None and user and user != only else ctx.store.list_jobs(
+    rows = [] if only is not None and user and user != only else reads.list_jobs(ctx, 
         endpoint=endpoint, created_by=created_by, limit=size + 1, offset=(page - 1) * size,
         statuses=[status] if status else None)
     shown = []
@@ -105,45 +102,28 @@ def servers(ctx: Any, access: Access) -> dict[str, Any]:
     from datetime import timedelta
 
     from batchpoint._internal.clock import as_utc, utcnow
-    from batchpoint.server.instance import list_servers
 
     if not access.may(P.WORKSPACE_READ):
         return {"denied": needs(access, P.WORKSPACE_READ), "servers": [], "clusters": None, "clusters_denied": None}
     alive_after = utcnow() - timedelta(seconds=ctx.settings.jobs.heartbeat_interval_s * 3)
-    running = {}
-    for row in ctx.store.list_jobs(statuses=("Preparing", "Running", "Finalizing"), limit=10_000):
-        running[row.owner] = running.get(row.owner, 0) + 1
+    running = reads.running_jobs_per_server(ctx)
     shown = [{"row": r, "alive": as_utc(r.seen_at) > alive_after, "this": r.id == ctx.dispatcher.owner,
-              "jobs": running.get(r.id, 0)} for r in list_servers(ctx.store)]
+              "jobs": running.get(r.id, 0)} for r in reads.servers(ctx)]
     clusters = None
     if access.may(P.COMPUTES_READ):
-        clusters = [ctx.workspace.compute_entity(c) for c in ctx.store.list_computes() if c.spec.get("type") == "ray"]
+        clusters = reads.list_computes(ctx, kind="ray")
     return {"denied": None, "servers": shown, "clusters": clusters,
             "clusters_denied": None if clusters is not None else needs(access, P.COMPUTES_READ)}
 
 
 def readable_job(ctx: Any, access: Access, name: str, data: bool = False) -> Any:
     """The job's row if the principal may read it (``data``: its outputs, logs, errors file)."""
-    job = ctx.store.get_job(name)
+    job = reads.get_job(ctx, name)
     if data and not access.may_read_job_data(job):
         raise PermissionDeniedError(needs(access, P.JOBS_OUTPUTS_READ, access.job_scope(job)))
     if not data and not access.may_read_job(job):
         raise PermissionDeniedError(needs(access, P.JOBS_READ, access.job_scope(job)))
     return job
-
-
-def output_files(ctx: Any, job: Any) -> list[dict[str, str]]:
-    files = []
-    for out_name, output in (job.outputs or {}).items():
-        try:
-            datastore, folder = output_location(output)
-            backend = open_backend(ctx.workspace.datastore_spec(datastore))
-            if backend.is_dir(folder):
-                for info in backend.iter_files(folder):
-                    files.append({"output": out_name, "path": info.path[len(folder):].lstrip("/")})
-        except BatchpointError:
-            continue  # the store cannot be read now: the page shows no link rather than failing
-    return files
 
 
 def job_pictures(ctx: Any, row: Any, data: bool) -> dict[str, Any]:
@@ -152,20 +132,11 @@ def job_pictures(ctx: Any, row: Any, data: bool) -> dict[str, Any]:
     from batchpoint._internal.clock import as_utc
     from batchpoint.server.ui import charts
 
-    events = ctx.store.list_job_events(row.name, 0, 50_000, types=("progress",))
+    events = reads.progress_events(ctx, row.name)
     progress = charts.progress_charts(charts.progress_series(events, as_utc(row.start_time)))
     timeline, cut = None, False
     if data:
-        folder = JobFolder.local(ctx.settings.jobs_dir, row.name)
-        logs = {}
-        for log_name, _ in folder.log_files():
-            raw = folder.read_log(log_name, 0, 16 << 20)
-            if raw is not None and log_name.startswith("worker-"):
-                logs[log_name] = raw.decode("utf-8", "replace")
-        final: dict[int, int] = {}
-        for failure in ctx.store.list_failures(row.name, limit=100_000):
-            final[failure.mini_batch] = final.get(failure.mini_batch, 0) + 1
-        spans, cut = charts.worker_spans(logs, final)
+        spans, cut = charts.worker_spans(logs.worker_logs(ctx, row), reads.failures_per_mini_batch(ctx, row.name))
         timeline = charts.worker_timeline(spans)
     return {"charts": progress, "timeline": timeline, "timeline_cut": cut}
 
@@ -178,7 +149,7 @@ def job(ctx: Any, access: Access, name: str) -> dict[str, Any]:
     return {"job": entity, "data_allowed": data, "data_denied": None if data else needs(
                 access, P.JOBS_OUTPUTS_READ, access.job_scope(row)),
             "status_text": text, "status_class": css, "duration": duration(entity), **job_pictures(ctx, row, data),
-            "files": output_files(ctx, row) if data and row.status in TERMINAL else [],
+            "files": outputs.output_files(ctx, row) if data and row.status in TERMINAL else [],
             "may_cancel": access.may(P.JOBS_CANCEL, access.job_scope(row)) and row.status not in TERMINAL,
             "terminal": row.status in TERMINAL, "errors_file_name": errors_file_name(row),
             "initial": json.dumps({"name": entity.name, "status": entity.status,
@@ -201,18 +172,14 @@ def job_errors(ctx: Any, access: Access, name: str) -> dict[str, Any]:
     lines: list[dict[str, Any]] = []
     note = None
     if access.may_read_job_data(row):
-        output = (row.outputs or {}).get("score")
         try:
-            datastore, folder = output_location(output)
-            backend = open_backend(ctx.workspace.datastore_spec(datastore))
-            path = f"{folder}/{errors_file_name(row)}" if folder else errors_file_name(row)
-            if backend.is_file(path):
-                with backend.open_read(path) as handle:
-                    for number, raw in enumerate(handle):
-                        if number >= MAX_ERRORS_SHOWN:
-                            note = f"the first {MAX_ERRORS_SHOWN} lines are shown; download the file for all"
-                            break
-                        lines.append(json.loads(raw))
+            found = outputs.errors_file_lines(ctx, row)
+            if found is not None:
+                for number, line in enumerate(found):
+                    if number >= MAX_ERRORS_SHOWN:
+                        note = f"the first {MAX_ERRORS_SHOWN} lines are shown; download the file for all"
+                        break
+                    lines.append(line)
             elif row.status in TERMINAL:
                 note = "this job wrote no errors file: no file failed" if not entity.failures else None
             else:
@@ -228,8 +195,8 @@ def job_errors(ctx: Any, access: Access, name: str) -> dict[str, Any]:
 def assets(ctx: Any, access: Access) -> dict[str, Any]:
     data = models = None
     if access.may(P.ASSETS_READ):
-        data = [ctx.workspace.data_entity(r) for r in ctx.store.list_assets("data")]
+        data = reads.list_assets(ctx, "data")
     if access.may(P.MODELS_READ):
-        models = [ctx.workspace.model_entity(r) for r in ctx.store.list_assets("models")]
+        models = reads.list_assets(ctx, "models")
     return {"data": data, "models": models, "data_denied": None if data is not None else needs(access, P.ASSETS_READ),
             "models_denied": None if models is not None else needs(access, P.MODELS_READ)}

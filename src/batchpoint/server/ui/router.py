@@ -21,11 +21,10 @@ from starlette.routing import Route, Router
 
 from batchpoint.auth import permissions as P
 from batchpoint.exceptions import AuthenticationError, BatchpointError, NotFoundError, ValidationError
-from batchpoint.jobs.folder import JobFolder
-from batchpoint.jobs.output import output_location
 from batchpoint.server.ui import pages
 from batchpoint.server.ui.auth import Access, current_session, signer_of
 from batchpoint.server.ui.session import COOKIE_PATH, PRE_CSRF_COOKIE, SESSION_COOKIE, sign_in
+from batchpoint.usecases import cancel as cancel_use, events, logs, outputs, reads
 
 HERE = Path(__file__).parent
 STATIC = {"ui.js": "text/javascript", "ui.css": "text/css"}
@@ -153,11 +152,11 @@ async def cancel_job(request: Request) -> Response:
     access = Access(request)
 
     def cancel() -> Response:
-        job = ctx.store.get_job(name)
+        job = reads.get_job(ctx, name)
         if not access.may(P.JOBS_CANCEL, access.job_scope(job)):
             return render(request, "error.html", 403, message=f"{access.principal} may not cancel job '{name}': "
                           f"it needs {P.JOBS_CANCEL} on {access.job_scope(job)}")
-        ctx.dispatcher.cancel(name)
+        cancel_use.cancel(ctx, name)
         return RedirectResponse(f"/ui/jobs/{quote(name)}", 303)
 
     try:
@@ -214,7 +213,7 @@ def job_errors_page(request: Request, access: Access) -> Response:
 def job_log_page(request: Request, access: Access) -> Response:
     ctx, name, log = request.app.state.ctx, request.path_params["name"], request.path_params["log"]
     job = pages.readable_job(ctx, access, name, data=True)
-    data = JobFolder.local(ctx.settings.jobs_dir, job.name).read_log(log, 0)
+    data = logs.log_bytes(ctx, job, log)
     if data is None:
         raise NotFoundError(f"job '{name}' has no log '{log}'")
     return render(request, "job_log.html", nav="jobs", job=job, log=log, text=data.decode("utf-8", "replace"))
@@ -225,32 +224,25 @@ def assets_page(request: Request, access: Access) -> Response:
 
 
 def job_events(request: Request, access: Access) -> Any:
-    from batchpoint.server.routers.jobs import _after, _event_stream
     from starlette.responses import StreamingResponse
 
     ctx, name = request.app.state.ctx, request.path_params["name"]
     pages.readable_job(ctx, access, name)
-    last_id = request.headers.get("last-event-id")
-    start = _after(last_id, "the Last-Event-ID header") if last_id else _after(request.query_params.get("after"))
-    return StreamingResponse(_event_stream(ctx.store, name, start), media_type="text/event-stream",
+    start = events.stream_start(request.headers.get("last-event-id"), request.query_params.get("after"))
+    return StreamingResponse(events.stream_events(ctx, name, start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def job_output_file(request: Request, access: Access) -> Response:
-    from batchpoint.server.routers.workspace import stream_file
-    from batchpoint.storage.base import normalize_relpath
+    from starlette.responses import StreamingResponse
 
     ctx, params = request.app.state.ctx, request.path_params
     job = await run_in_threadpool(pages.readable_job, ctx, access, params["name"], True)
-    outputs = job.outputs or {}
-    if params["output"] not in outputs:
+    if params["output"] not in (job.outputs or {}):
         raise NotFoundError(f"job '{job.name}' has no output '{params['output']}'")
-    datastore, folder = output_location(outputs[params["output"]])
-    rel = normalize_relpath(params["path"])
-    response = await run_in_threadpool(stream_file, ctx.workspace.datastore_spec(datastore),
-                                       f"{folder}/{rel}" if folder else rel)
-    response.headers["Content-Disposition"] = f"attachment; filename=\"{rel.rsplit('/', 1)[-1]}\""
-    return response
+    rel, chunks = await run_in_threadpool(outputs.open_file, ctx, job, params["output"], params["path"])
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers={
+        "Content-Disposition": f"attachment; filename=\"{rel.rsplit('/', 1)[-1]}\""})
 
 
 async def static(request: Request) -> Response:
