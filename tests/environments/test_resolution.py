@@ -44,9 +44,20 @@ RELEASES = [
     # Azure's heart sample, 2022: scikit-learn 1.1.2 has no cp311 wheel (1.1.3 is the first)
     Release("scikit-learn", "1.1.2", "2022-08-04T10:00:00Z", UP_TO_310, ["numpy>=1.17.3"], ">=3.8"),
     Release("scikit-learn", "1.1.3", "2022-10-25T10:00:00Z", ALL, ["numpy>=1.17.3"], ">=3.8"),
+    Release("numpy", "1.23.5", "2022-11-20T10:00:00Z", ALL, [], ">=3.8"),
+    Release("numpy", "1.24.3", "2023-04-22T10:00:00Z", ALL, [], ">=3.8"),
     Release("numpy", "1.24.4", "2023-06-26T10:00:00Z", ALL, [], ">=3.8"),
+    # numpy's releases for Python >= 3.9 after 1.24.4 (real dates, with their source archives, as on PyPI):
+    # each is one more conflict for uv's resolver on Python 3.8, which then decides numpy before tensorflow
+    *[Release("numpy", v, d, FROM_39, [], ">=3.9", sdist=True) for v, d in [
+        ("1.25.0", "2023-06-17T10:00:00Z"), ("1.25.1", "2023-07-08T10:00:00Z"), ("1.25.2", "2023-07-31T10:00:00Z"),
+        ("1.26.0", "2023-09-16T10:00:00Z"), ("1.26.1", "2023-10-14T10:00:00Z"), ("1.26.2", "2023-11-12T10:00:00Z"),
+        ("1.26.3", "2024-01-02T10:00:00Z")]],
     Release("numpy", "1.26.4", "2024-02-05T10:00:00Z", FROM_39, [], ">=3.9"),
-    Release("pandas", "2.0.3", "2023-06-28T10:00:00Z", ALL, ["numpy>=1.20.3"], ">=3.8"),
+    # pandas 2.0.3's numpy requirements, by Python, as the real release has them
+    Release("pandas", "2.0.3", "2023-06-28T10:00:00Z", ALL,
+            ["numpy>=1.20.3; python_version < '3.10'", "numpy>=1.21.0; python_version >= '3.10'",
+             "numpy>=1.23.2; python_version >= '3.11'"], ">=3.8"),
     Release("pandas", "2.2.2", "2024-04-10T10:00:00Z", FROM_39, ["numpy>=1.23.2"], ">=3.9"),
     # mlflow pins mlflow-skinny exactly; 2.17.2's was uploaded 2.5 min after it; 2.17.2 is the last for 3.8
     Release("mlflow", "2.17.2", "2024-11-12T16:00:00Z", requires=["mlflow-skinny==2.17.2", "pandas<3"],
@@ -60,9 +71,15 @@ RELEASES = [
     # tensorflow: 2.13 is the last for Python 3.8 (with Keras 2); 2.16 brings Keras 3; 2.10 has no cp311
     Release("tensorflow", "2.10.0", "2022-09-06T10:00:00Z", UP_TO_310, ["keras>=2.10.0,<2.11"], ">=3.7"),
     Release("keras", "2.10.0", "2022-09-06T09:00:00Z", requires_python=">=3.7"),
-    Release("tensorflow", "2.12.0", "2023-03-22T10:00:00Z", ALL, ["keras>=2.12.0,<2.13"], ">=3.8"),
+    # 2.11.1 (no cp311) takes any numpy >= 1.20; 2.12 and 2.13 bound numpy from above, as the real ones do
+    Release("tensorflow", "2.11.1", "2023-03-17T10:00:00Z", UP_TO_310, ["keras>=2.11.0,<2.12", "numpy>=1.20"],
+            ">=3.7"),
+    Release("keras", "2.11.0", "2022-11-14T10:00:00Z", requires_python=">=3.7"),
+    Release("tensorflow", "2.12.0", "2023-03-22T10:00:00Z", ALL, ["keras>=2.12.0,<2.13", "numpy>=1.22,<1.24"],
+            ">=3.8"),
     Release("keras", "2.12.0", "2023-03-21T10:00:00Z", requires_python=">=3.8"),
-    Release("tensorflow", "2.13.1", "2023-09-26T10:00:00Z", ALL, ["keras>=2.13.1,<2.14"], ">=3.8"),
+    Release("tensorflow", "2.13.1", "2023-09-26T10:00:00Z", ALL, ["keras>=2.13.1,<2.14", "numpy>=1.22,<=1.24.3"],
+            ">=3.8"),
     Release("keras", "2.13.1", "2023-06-27T10:00:00Z", requires_python=">=3.8"),
     Release("tensorflow", "2.16.1", "2024-03-08T10:00:00Z", FROM_39, ["keras>=3.0.0"], ">=3.9"),
     Release("keras", "3.0.0", "2023-11-28T10:00:00Z", requires_python=">=3.9"),
@@ -89,6 +106,11 @@ RELEASES = [
     Release("oldpin", "1.0", "2021-01-01T00:00:00Z", [], ["brokenext"], sdist=True),
     Release("brokenext", "1.0", "2020-06-01T00:00:00Z", [], sdist=True, fail="brokenext.c:1: error: Python.h"),
     Release("tinypkg", "1.0", "2020-06-01T00:00:00Z"),
+    # cryptography 46 / cffi as the huggingface sample resolves them: cffi 2 only for Python >= 3.9
+    Release("cryptolike", "46.0.0", "2025-09-01T10:00:00Z", ALL,
+            ["cffilike>=1.14; python_version < '3.9'", "cffilike>=2.0.0; python_version >= '3.9'"], ">=3.8"),
+    Release("cffilike", "1.17.1", "2024-09-04T10:00:00Z", ALL, [], ">=3.8"),
+    Release("cffilike", "2.1.1", "2025-09-08T10:00:00Z", FROM_39, [], ">=3.9"),
     # wheels for old Pythons only, in every version, and no source archive: nothing installs here
     Release("py38only", "1.0", "2021-01-01T00:00:00Z", cp("38")),
     Release("py38only", "1.1", "2021-06-01T00:00:00Z", cp("38", "39")),
@@ -178,6 +200,31 @@ def test_an_unpinned_tensorflow_gets_what_python_38_gets(tmp_path, index, uv_cac
     # Azure (py3.8): TF 2.13 with Keras 2; this machine's newest would be TF 2.16 with Keras 3
     assert got["tensorflow"] == "2.13.1" and got["keras"] == "2.13.1", got
     assert record["changes"] == [] and "no changes: every release resolved for Python 3.8.5 installs" in log
+
+
+def test_an_unpinned_tensorflow_beside_pandas_gets_what_pips_order_gets(tmp_path, index, uv_cache):
+    # the mnist-classifier and imagenet-classifier samples' conda file (pandas, tensorflow, pillow, ...):
+    # pip decides the spec's own requirements first (tensorflow 2.13.1, the newest for Python 3.8), then
+    # numpy within 2.13.1's bound (1.24.3); resolved jointly, uv kept numpy 1.24.4 (pandas' newest) and
+    # took tensorflow 2.11.1 (no bound on numpy, no cp311 wheel), which then moved to 2.12.0
+    record, log = _build_at(_settings(tmp_path, index, uv_cache), _conda("pandas", "tensorflow"))
+    got = _versions(record)
+    assert got["tensorflow"] == "2.13.1" and got["keras"] == "2.13.1" and got["numpy"] == "1.24.3", got
+    assert record["changes"] == [], record["changes"]
+    assert ("tensorflow: 2.11.1 was resolved with the rest, 2.13.1 alone: pip, which decides the spec's own "
+            "requirements first, takes 2.13.1; resolving again with tensorflow>=2.13.1") in log
+    assert "resolved for Python 3.8.5: " in log and "tensorflow==2.13.1" in log
+
+
+def test_a_dependency_whose_requirement_differs_by_python_is_changed_with_that_reason(tmp_path, index, uv_cache):
+    # nothing moves (every release has a cp311 wheel), but on 3.11 cryptography needs cffi >= 2: the log
+    # and the changes say why cffi differs from what was resolved for 3.8.5 (not "the moved releases")
+    record, log = _build_at(_settings(tmp_path, index, uv_cache), _conda("cryptolike"))
+    assert _versions(record)["cffilike"] == "2.1.1"
+    assert record["changes"] == [f"cffilike 1.17.1 -> 2.1.1: the version resolved for Python 3.8.5 does not fit the "
+                                 f"others on Python {PY} (their requirements differ by Python)"]
+    assert "moved" not in log, log
+    assert f"the versions resolved for Python 3.8.5 do not all fit together on Python {PY}" in log
 
 
 def test_a_pinned_tensorflow_with_no_wheel_here_moves_with_its_keras(tmp_path, index, uv_cache):

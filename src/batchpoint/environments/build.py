@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename, parse_wheel_filename,
 )
@@ -48,10 +48,10 @@ from packaging.version import InvalidVersion, Version
 
 from batchpoint._internal.clock import utcnow
 from batchpoint.environments.index import (
-    IndexClient, Move, NoBuild, exact_dependencies_after, exact_pin, exclude_newer, inspect_pins, plan_move, uploaded,
+    IndexClient, IndexFile, Move, NoBuild, exact_dependencies_after, exact_pin, exclude_newer, inspect_pins, plan_move, uploaded,
     uv_date,
 )
-from batchpoint.environments.python import Target, choose, is_older, minor, plan_key
+from batchpoint.environments.python import Target, choose, is_older, minor, plan_key, tags_for
 from batchpoint.environments.spec import EnvironmentSpec
 from batchpoint.environments.worker_copy import link_worker, site_packages
 from batchpoint.exceptions import JobError
@@ -299,6 +299,7 @@ class Builder:
             log(plan.rule)
             try:
                 lock = self._compile(lines, tmp / "resolved.txt", target, requested, None, {}, log)
+                lock = self._spec_first(lines, lock, target, requested, client, tmp, log)
                 plan.resolved_for = requested
             except EnvironmentBuildError as exc:
                 log(f"the spec cannot be resolved for Python {requested} ({first_line(str(exc))}); it is resolved "
@@ -347,6 +348,52 @@ class Builder:
                 log(f"  {change}")
         else:
             log(f"no changes: every release resolved for Python {plan.resolved_for} installs on {target.describe()}")
+
+    def _spec_first(self, lines: list[str], lock: list[tuple[str, Version]], target: Target, python_version: str,
+                    client: IndexClient, tmp: Path, log: Log) -> list[tuple[str, Version]]:
+        """pip decides the spec's own requirements before their dependencies, each the newest release
+        that fits; uv may settle one lower to keep a dependency newer (beside ``pandas``, numpy 1.24.4
+        holds an open ``tensorflow`` at 2.11.1, where pip takes 2.13.1 with numpy 1.24.3). So each open
+        requirement of the spec is resolved alone for that Python; one whose version alone is newer
+        than the joint one is raised to it, all together if they fit, else one by one in the spec's
+        order (as pip would backtrack the later ones), each raise logged. A requirement already at the
+        newest release on the index for that Python is not resolved again."""
+        got = dict(lock)
+        raises: list[tuple[str, Version, Version]] = []
+        for number, line in enumerate(lines):
+            req = Requirement(line)
+            name = canonicalize_name(req.name)
+            if line in SEED or exact_pin(line) is not None or req.url or name not in got:
+                continue
+            newest = newest_for(client.files(name) or [], req.specifier, python_version)
+            if newest is not None and got[name] >= newest:
+                continue
+            quiet: list[str] = []
+            try:
+                alone = dict(self._compile([line], tmp / f"alone-{number}.txt", target, python_version, None, {},
+                                           quiet.append))
+            except EnvironmentBuildError:
+                continue
+            if name in alone and alone[name] > got[name]:
+                raises.append((name, alone[name], got[name]))
+        if not raises:
+            return lock
+        for name, alone_version, joint in raises:
+            log(f"{name}: {joint} was resolved with the rest, {alone_version} alone: pip, which decides the spec's "
+                f"own requirements first, takes {alone_version}; resolving again with {name}>={alone_version}")
+        kept: list[str] = []
+        for attempt in ([[f"{n}>={a}" for n, a, _ in raises]] if len(raises) > 1 else []) + \
+                [[f"{n}>={a}"] for n, a, _ in raises]:
+            try:
+                lock = self._compile(lines, tmp / "resolved.txt", target, python_version, None, {}, log,
+                                     constraints=kept + attempt)
+            except EnvironmentBuildError as exc:
+                log(f"not raised: {', '.join(attempt)} does not fit with the rest ({first_line(str(exc))})")
+                continue
+            kept += attempt
+            if len(attempt) > 1:
+                break
+        return lock
 
     def _compile_moving(self, lines: list[str], out: Path, target: Target, plan: Plan, client: IndexClient,
                         source: str, log: Log) -> list[tuple[str, Version]]:
@@ -443,7 +490,8 @@ class Builder:
                 req.specifier = SpecifierSet("")
             new_lines.append(str(req))
         constraints = [f"{n}=={moved[n].new}" if n in moved else f"{n}=={v}" for n, v in lock if n not in plan.freed]
-        log(f"resolving for {target.describe()}, keeping the versions above except the moved ones"
+        log(f"resolving for {target.describe()}, keeping the versions above"
+            + (" except the moved ones" if moves else "")
             + (f" and what moves with them ({', '.join(sorted(plan.freed))})" if plan.freed else ""))
         try:
             return self._compile(new_lines, tmp / "adapted.txt", target, None, plan.cutoff, plan.exempt, log,
@@ -451,8 +499,9 @@ class Builder:
         except EnvironmentBuildError as exc:
             if exc.details.get("failed_package"):
                 raise
-            log("the moved releases need other versions of some packages: resolving again, keeping the versions "
-                "above where they fit")
+            log(("the moved releases need other versions of some packages" if moves else
+                 f"the versions resolved for Python {plan.resolved_for} do not all fit together on {target.describe()}")
+                + ": resolving again, keeping the versions above where they fit")
             kept = [(n, v) for n, v in lock if n not in moved and n not in plan.freed]
             return self._compile(new_lines, tmp / "adapted.txt", target, None, plan.cutoff, plan.exempt, log,
                                  constraints=[f"{m.name}=={m.new}" for m in moves], preferences=kept)
@@ -468,6 +517,24 @@ PAIRED = (frozenset({"torch", "torchvision", "torchaudio", "torchtext", "torchda
                      "tensorflow-io", "tensorflow-io-gcs-filesystem", "tensorflow-estimator", "tensorboard",
                      "tensorflow-text", "tensorflow-hub"}),
           frozenset({"mlflow", "mlflow-skinny"}))
+
+
+def newest_for(files: list[IndexFile], specifier: SpecifierSet, python_version: str) -> Version | None:
+    """The newest final release within ``specifier`` with a file for CPython ``python_version`` (a
+    wheel with its tags, or a source archive) whose Requires-Python admits it; None: none known."""
+    tags = tags_for(python_version)
+    best = None
+    for f in files:
+        if f.version.is_prerelease or f.version not in specifier or (best is not None and f.version <= best):
+            continue
+        try:
+            if f.requires_python and python_version not in SpecifierSet(f.requires_python):
+                continue
+        except InvalidSpecifier:
+            pass
+        if not f.wheel or f.tags & tags:
+            best = f.version
+    return best
 
 
 def paired_with(name: str) -> set[str]:
@@ -514,7 +581,9 @@ def changes_between(before: list[tuple[str, Version]], after: list[tuple[str, Ve
             out.append(f"{name} {old[name]} -> {moved[name].new}: {moved[name].why}")
         elif name in old and name in new and old[name] != new[name]:
             why = (f"moves with {freed[name]}" if name in freed
-                   else f"needed by the moved releases on Python {target.version}")
+                   else f"needed by the moved releases on Python {target.version}" if moves
+                   else f"the version resolved for Python {resolved_for} does not fit the others on Python "
+                        f"{target.version} (their requirements differ by Python)")
             out.append(f"{name} {old[name]} -> {new[name]}: {why}")
         elif name in new and name not in old:
             out.append(f"{name} {new[name]}: added: a dependency of the versions installed on Python {target.version}")
