@@ -17,6 +17,7 @@ from batchpoint.server.azure_api import arm
 from batchpoint.server.azure_api.assets import _json
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import requires
+from batchpoint.usecases import reads
 
 router = APIRouter(prefix=arm.BASE, include_in_schema=False)
 
@@ -38,12 +39,12 @@ def compute_body(request: Request, compute: AmlCompute) -> dict[str, Any]:
 
 @router.get("/computes", dependencies=[requires(P.COMPUTES_READ)])
 def list_computes(request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return arm.page([compute_body(request, ctx.workspace.compute_entity(r)) for r in ctx.store.list_computes()])
+    return arm.page([compute_body(request, c) for c in reads.list_computes(ctx)])
 
 
 @router.get("/computes/{name}", dependencies=[requires(P.COMPUTES_READ)])
 def get_compute(name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return compute_body(request, ctx.workspace.compute_entity(ctx.store.get_compute(name)))
+    return compute_body(request, reads.get_compute(ctx, name))
 
 
 @router.put("/computes/{name}", dependencies=[requires(P.COMPUTES_WRITE)])

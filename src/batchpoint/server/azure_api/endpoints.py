@@ -25,6 +25,7 @@ from batchpoint.server.azure_api.jobs import job_body
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.routers.endpoints import request_caller, start_invoke, visible_endpoints
 from batchpoint.server.security import endpoint_scope, requires, visible_job_filter
+from batchpoint.usecases import reads
 
 router = APIRouter(prefix=arm.BASE + "/batchendpoints", include_in_schema=False)
 
@@ -57,13 +58,12 @@ def _endpoint_request(body: dict[str, Any], props: dict[str, Any]) -> dict[str, 
 def list_endpoints(request: Request, ctx: AppContext = Depends(get_context),
                    shown: Any = Depends(visible_endpoints)) -> dict[str, Any]:
     """The endpoints the caller may read, as the native list shows them."""
-    return arm.page([endpoint_body(request, ctx.workspace.endpoint_entity(r)) for r in ctx.store.list_endpoints()
-                     if shown is None or shown(r.name)])
+    return arm.page([endpoint_body(request, e) for e in reads.list_endpoints(ctx, shown)])
 
 
 @router.get("/{name}", dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
 def get_endpoint(name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return endpoint_body(request, ctx.workspace.endpoint_entity(ctx.store.get_endpoint(name)))
+    return endpoint_body(request, reads.get_endpoint(ctx, name))
 
 
 @router.put("/{name}", dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
@@ -172,14 +172,12 @@ def _compute_name(value: Any) -> str | None:
 
 @router.get("/{endpoint}/deployments", dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
 def list_deployments(endpoint: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    ctx.store.get_endpoint(endpoint)
-    return arm.page([deployment_body(request, ctx.workspace.deployment_entity(r))
-                     for r in ctx.store.list_deployments(endpoint)])
+    return arm.page([deployment_body(request, d) for d in reads.list_deployments(ctx, endpoint)])
 
 
 @router.get("/{endpoint}/deployments/{name}", dependencies=[requires(P.DEPLOYMENTS_READ, endpoint_scope)])
 def get_deployment(endpoint: str, name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return deployment_body(request, ctx.workspace.deployment_entity(ctx.store.get_deployment(endpoint, name)))
+    return deployment_body(request, reads.get_deployment(ctx, endpoint, name))
 
 
 @router.put("/{endpoint}/deployments/{name}", dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
@@ -257,6 +255,5 @@ async def invoke(name: str, request: Request, response: Response, ctx: AppContex
 @router.get("/{name}/jobs", dependencies=[requires(P.ENDPOINTS_READ, endpoint_scope)])
 def endpoint_jobs(name: str, request: Request, ctx: AppContext = Depends(get_context),
                   only: str | None = Depends(visible_job_filter)) -> dict[str, Any]:
-    ctx.store.get_endpoint(name)
-    rows = ctx.store.list_jobs(endpoint=name, created_by=only, limit=1000)
+    rows = reads.endpoint_jobs(ctx, name, only, 1000)
     return arm.page([job_body(request, ctx, r) for r in rows])

@@ -29,12 +29,11 @@ from fastapi.responses import PlainTextResponse
 
 from batchpoint.auth.scopes import check_job_read
 from batchpoint.exceptions import AuthenticationError, NotFoundError, ValidationError
-from batchpoint.jobs import children
-from batchpoint.jobs.folder import JobFolder
 from batchpoint.server.azure_api.cloud import base_url
 from batchpoint.server.security import require_job_data, require_job_read
 from batchpoint.server.azure_api import arm
 from batchpoint.server.azure_api.assets import _json_body
+from batchpoint.usecases import logs as job_logs, reads
 
 router = APIRouter(prefix=arm.BASE, include_in_schema=False)
 logs_router = APIRouter(include_in_schema=False)
@@ -48,7 +47,7 @@ _OUTPUT_ID = re.compile(r"^azureml://locations/[^/]+/workspaces/[^/]+/data/azure
 def _readable_job(request: Request, name: str) -> Any:
     ctx = request.app.state.ctx
     principal = request.state.principal_id
-    job = children.job_row(ctx.store, name)
+    job = reads.job_or_parent(ctx, name)
     scope = f"endpoint:{job.endpoint_name}" if job.endpoint_name else "workspace"
     check_job_read(ctx.auth.assignments(principal), principal, job.created_by or "", scope)
     return job
@@ -116,11 +115,11 @@ def _shown_name(log: str) -> str:
 @router.get("/runs/{name}/details", dependencies=[Depends(require_job_read)])
 def run_details(name: str, request: Request) -> dict[str, Any]:
     ctx = request.app.state.ctx
-    job = children.job_row(ctx.store, name)
+    job = reads.job_or_parent(ctx, name)
     principal = request.state.principal_id
     expiry = int(time.time()) + LOG_URL_TTL_S
     logs = {}
-    for log, _ in JobFolder.local(ctx.settings.jobs_dir, job.name).log_files():
+    for log, _ in job_logs.folder_of(ctx, job).log_files():
         query = urlencode({"job": name, "log": log, "pr": principal, "se": expiry,
                            "sig": _signature(ctx.auth.signing_key, name, log, principal, expiry)})
         logs[_shown_name(log)] = f"{base_url(request)}{LOGS_PATH}?{query}"
@@ -143,7 +142,7 @@ def signed_log(request: Request, job: str, log: str, pr: str, se: int, sig: str)
     # the principal must still be allowed to read the job's data, as GET /jobs/<job>/logs/<log> requires
     require_job_data(SimpleNamespace(app=request.app, state=SimpleNamespace(principal_id=pr),  # type: ignore[arg-type]
                                      path_params={"name": job}))
-    data = JobFolder.local(ctx.settings.jobs_dir, children.job_row(ctx.store, job).name).read_log(log)
+    data = job_logs.log_bytes(ctx, reads.job_or_parent(ctx, job), log)
     if data is None:
         raise NotFoundError(f"job '{job}' has no log '{log}'")
     return PlainTextResponse(data.decode("utf-8", "replace"))

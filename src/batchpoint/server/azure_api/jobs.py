@@ -13,6 +13,7 @@ from batchpoint.jobs.views import job_entity
 from batchpoint.server.azure_api import arm
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import require_job_read, sees_server_paths, visible_job_filter
+from batchpoint.usecases import reads
 
 router = APIRouter(prefix=arm.BASE + "/jobs", include_in_schema=False)
 
@@ -47,9 +48,9 @@ def job_body(request: Request, ctx: AppContext, row: Any) -> dict[str, Any]:
 @router.get("")
 def list_jobs(request: Request, ctx: AppContext = Depends(get_context),
               only: str | None = Depends(visible_job_filter)) -> dict[str, Any]:
-    return arm.page([job_body(request, ctx, r) for r in ctx.store.list_jobs(created_by=only, limit=1000)])
+    return arm.page([job_body(request, ctx, r) for r in reads.list_jobs(ctx, created_by=only, limit=1000)])
 
 
 @router.get("/{name}", dependencies=[Depends(require_job_read)])
 def get_job(name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return job_body(request, ctx, ctx.store.get_job(name))
+    return job_body(request, ctx, reads.get_job(ctx, name))

@@ -18,6 +18,7 @@ from batchpoint.server.azure_api import arm
 from batchpoint.server.azure_api.cloud import DISCOVERY_PATH, base_url
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import datastore_scope, requires
+from batchpoint.usecases import reads
 
 router = APIRouter(prefix=arm.BASE, include_in_schema=False)
 
@@ -69,13 +70,13 @@ def datastore_body(request: Request, ctx: AppContext, ds: Datastore) -> dict[str
 @router.get("/datastores", dependencies=[requires(P.DATASTORES_READ)])
 def list_datastores(request: Request, isDefault: bool | None = None,  # noqa: N803 - ARM's query name
                     ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    rows = [r for r in ctx.store.list_datastores() if isDefault is None or r.is_default == isDefault]
-    return arm.page([datastore_body(request, ctx, ctx.workspace.datastore_entity(r)) for r in rows])
+    shown = [d for d in reads.list_datastores(ctx) if isDefault is None or d.is_default == isDefault]
+    return arm.page([datastore_body(request, ctx, d) for d in shown])
 
 
 @router.get("/datastores/{name}", dependencies=[requires(P.DATASTORES_READ, datastore_scope)])
 def get_datastore(name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-    return datastore_body(request, ctx, ctx.workspace.datastore_entity(ctx.store.get_datastore(name)))
+    return datastore_body(request, ctx, reads.get_datastore(ctx, name))
 
 
 @router.post("/datastores/{name}/listsecrets", dependencies=[requires(P.DATASTORES_SECRETS_READ, datastore_scope)])
