@@ -1,8 +1,9 @@
 """The front doors only parse, call a use case (``batchpoint.usecases``) and map (issue 20).
 
-import-linter keeps ``server.routers`` and ``server.ui`` from importing ``store`` or ``storage``
-(pyproject.toml); what no import shows is a handler reaching the store through the app's context
-(``ctx.store.get_job(...)``, ``request.app.state.ctx.store``). This finds every such use."""
+import-linter keeps ``server.routers``, ``server.ui`` and ``server.azure_api`` from importing
+``store`` or ``storage`` (pyproject.toml); what no import shows is a handler reaching the store
+through the app's context (``ctx.store.get_job(...)``, ``request.app.state.ctx.store``). This finds
+every such use."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from pathlib import Path
 import batchpoint.server
 
 SERVER = Path(batchpoint.server.__file__).parent
-FRONT_DOORS = sorted([*SERVER.glob("routers/*.py"), *SERVER.glob("ui/*.py")])
+FRONT_DOORS = sorted([*SERVER.glob("routers/*.py"), *SERVER.glob("ui/*.py"), *SERVER.glob("azure_api/*.py")])
+#: not moved yet (issue 20), as in pyproject.toml's ignore_imports: the Azure-shaped API's blob
+#: emulation, its code and environment assets, and its asset bodies (which show the store's rows)
+NOT_MOVED = {"azure_api/assets.py", "azure_api/blob.py", "azure_api/code_env.py"}
 
 
 def store_uses(source: str) -> list[int]:
@@ -34,6 +38,12 @@ def test_the_check_finds_a_store_read():
 
 
 def test_no_router_or_page_reads_the_store_itself():
-    assert FRONT_DOORS, SERVER
-    found = {f"{path.relative_to(SERVER)}:{line}" for path in FRONT_DOORS for line in store_uses(path.read_text())}
+    assert len(FRONT_DOORS) > 20, SERVER
+    found = {f"{path.relative_to(SERVER)}:{line}" for path in FRONT_DOORS
+             if str(path.relative_to(SERVER)) not in NOT_MOVED for line in store_uses(path.read_text())}
     assert not found, f"read through a use case (batchpoint.usecases) instead: {sorted(found)}"
+
+
+def test_the_list_of_modules_not_moved_yet_is_not_stale():
+    stale = {rel for rel in NOT_MOVED if not store_uses((SERVER / rel).read_text())}
+    assert not stale, f"these read the store through use cases now: take them off NOT_MOVED: {sorted(stale)}"
