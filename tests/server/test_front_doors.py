@@ -15,8 +15,8 @@ import batchpoint.server
 SERVER = Path(batchpoint.server.__file__).parent
 FRONT_DOORS = sorted([*SERVER.glob("routers/*.py"), *SERVER.glob("ui/*.py"), *SERVER.glob("azure_api/*.py")])
 #: not moved yet (issue 20), as in pyproject.toml's ignore_imports: the Azure-shaped API's blob
-#: emulation, its code and environment assets, and its asset bodies (which show the store's rows)
-NOT_MOVED = {"azure_api/assets.py", "azure_api/blob.py", "azure_api/code_env.py"}
+#: emulation and its code and environment assets
+NOT_MOVED = {"azure_api/blob.py", "azure_api/code_env.py"}
 
 
 def store_uses(source: str) -> list[int]:

@@ -18,6 +18,7 @@ module             use case
 ``files``          the files of a data store: look one up, write one, open one
 ``deletes``        delete an endpoint or a deployment (guarded by their queued or running jobs)
 ``access``         principals, API keys, role assignments, the audit log
+``assets``         data asset and model versions as records; registering one idempotently
 ``reads``          the other reads: endpoints, deployments, jobs, assets, computes, data stores
 =================  =====================================================================
 

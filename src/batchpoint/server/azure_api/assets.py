@@ -18,7 +18,7 @@ from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
 from batchpoint.server.azure_api import arm
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import requires
-from batchpoint.store.tables import AssetRow
+from batchpoint.usecases import assets
 
 router = APIRouter(prefix=arm.BASE, include_in_schema=False)
 
@@ -48,7 +48,7 @@ def asset_ref(value: str) -> str:
 _COLLECTION = {"models": ("models", "modelUri", "modelType"), "data": ("data", "dataUri", "dataType")}
 
 
-def _container(request: Request, kind: str, rows: list[AssetRow]) -> dict[str, Any]:
+def _container(request: Request, kind: str, rows: list[Any]) -> dict[str, Any]:
     latest = max(rows, key=lambda r: r.created_at)
     numeric = [int(r.version) for r in rows if r.version.isdigit()]
     props = {"latestVersion": latest.version, "nextVersion": str(max(numeric, default=0) + 1),
@@ -59,7 +59,7 @@ def _container(request: Request, kind: str, rows: list[AssetRow]) -> dict[str, A
                         systemData=arm.system_data(rows[0].created_at))
 
 
-def version_body(request: Request, kind: str, row: AssetRow) -> dict[str, Any]:
+def version_body(request: Request, kind: str, row: Any) -> dict[str, Any]:
     _, uri_key, type_key = _COLLECTION[kind]
     props: dict[str, Any] = {uri_key: row.path, type_key: row.type, "description": row.description,
                              "tags": row.tags or {}, "properties": row.properties or {}, "isAnonymous": False,
@@ -71,8 +71,8 @@ def version_body(request: Request, kind: str, row: AssetRow) -> dict[str, Any]:
                         systemData=arm.system_data(row.created_at))
 
 
-def _rows(ctx: AppContext, kind: str, name: str) -> list[AssetRow]:
-    rows = ctx.store.list_assets(kind, name)
+def _rows(ctx: AppContext, kind: str, name: str) -> list[Any]:
+    rows = assets.versions(ctx, kind, name)
     if not rows:
         what = "model" if kind == "models" else "data asset"
         raise NotFoundError(f"{what} '{name}' was not found")
@@ -90,8 +90,8 @@ def _write(kind: str) -> Any:
 def _register(kind: str) -> None:
     @router.get(f"/{kind}", dependencies=[_read(kind)])
     def list_containers(request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-        by_name: dict[str, list[AssetRow]] = {}
-        for row in ctx.store.list_assets(kind):
+        by_name: dict[str, list[Any]] = {}
+        for row in assets.versions(ctx, kind):
             by_name.setdefault(row.name, []).append(row)
         return arm.page([_container(request, kind, rows) for rows in by_name.values()])
 
@@ -101,12 +101,12 @@ def _register(kind: str) -> None:
 
     @router.get(f"/{kind}/{{name}}/versions", dependencies=[_read(kind)])
     def list_versions(name: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-        rows = sorted(ctx.store.list_assets(kind, name), key=lambda r: r.created_at, reverse=True)
+        rows = sorted(assets.versions(ctx, kind, name), key=lambda r: r.created_at, reverse=True)
         return arm.page([version_body(request, kind, r) for r in rows])
 
     @router.get(f"/{kind}/{{name}}/versions/{{version}}", dependencies=[_read(kind)])
     def get_version(name: str, version: str, request: Request, ctx: AppContext = Depends(get_context)) -> dict[str, Any]:
-        return version_body(request, kind, ctx.store.get_asset(kind, name, version=version))
+        return version_body(request, kind, assets.version(ctx, kind, name, version))
 
     @router.put(f"/{kind}/{{name}}/versions/{{version}}", dependencies=[_write(kind)])
     async def put_version(name: str, version: str, request: Request,
@@ -170,23 +170,9 @@ def _caller(request: Request, ctx: AppContext) -> tuple[str | None, list[Any]]:
 
 
 def _create_once(ctx: AppContext, kind: str, entity: Model | Data,
-                 caller: tuple[str | None, list[Any]] = (None, [])) -> AssetRow:
+                 caller: tuple[str | None, list[Any]] = (None, [])) -> Any:
     _check_upload_confirmed(ctx, entity)
-    try:
-        existing = ctx.store.get_asset(kind, entity.name or "", version=entity.version)
-    except NotFoundError:
-        existing = None
-    if existing is not None:
-        if existing.path == entity.path and existing.type == entity.type:
-            return existing
-        raise ConflictError(f"{kind[:-1] if kind == 'models' else 'data asset'} '{entity.name}' version "
-                            f"{entity.version} already exists with another path or type; versions are immutable: "
-                            "create a new version")
-    if kind == "models":
-        created = ctx.workspace.create_model(entity, *caller)  # type: ignore[arg-type]
-    else:
-        created = ctx.workspace.create_data(entity, *caller)  # type: ignore[arg-type]
-    return ctx.store.get_asset(kind, created.name or "", version=created.version)
+    return assets.register_once(ctx, kind, entity, *caller)
 
 
 for _kind in _COLLECTION:
