@@ -1,5 +1,5 @@
 """The local pool sends a busy worker its next mini-batch before the current one is done
-(``engines/local_pool.py _send_ahead``), so the worker does not wait a round trip between
+(``engines/scheduler.py _send_ahead``, on the local pool's transport), so the worker does not wait a round trip between
 mini-batches — but never one that another worker coming free would have had, and a mini-batch
 sent ahead to a worker that is then lost (timed out here) is handed out again as it was: not
 charged, not counted as an attempt, scored exactly once."""
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from batchpoint.engines import local_pool
+from batchpoint.engines import scheduler
 from batchpoint.engines.local_pool import LocalPoolEngine
 from batchpoint.engines.planning import plan_minibatches
 from engines.conformance import ROWS_PER_FILE, Recorder, make_setup
@@ -23,13 +23,13 @@ pytestmark = pytest.mark.timeout(120)
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     """(key, whether its worker was busy with another mini-batch) for every mini-batch sent."""
     sent: list[tuple[str, bool]] = []
-    real = local_pool._Run._send_batch
+    real = scheduler.Scheduler._send_batch
 
     def send_batch(self: Any, w: Any, batch: Any) -> None:
         sent.append((batch.key, w.batch is not None and w.batch is not batch))
         real(self, w, batch)
 
-    monkeypatch.setattr(local_pool._Run, "_send_batch", send_batch)
+    monkeypatch.setattr(scheduler.Scheduler, "_send_batch", send_batch)
     return sent
 
 

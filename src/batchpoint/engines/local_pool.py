@@ -1,12 +1,16 @@
 """``LocalPoolEngine``: ``instance_count × max_concurrency_per_instance`` worker processes here.
 
+The job's run is the shared :class:`batchpoint.engines.scheduler.Scheduler` (slots, deadlines,
+lost workers, the failure policy, shutdown); this module is only its transport, :class:`_PipeTransport`:
+how a local worker process is started, fed over its pipe, found dead and stopped.
+
 Workers are started by a launcher (``engines/launchers.py``): by default forks of a forkserver that
 has pandas / MLflow / scikit-learn imported already, so a worker is ready in milliseconds plus the
 model's own load time; or ``python -m batchpoint.worker`` in a given interpreter. Engine and
 worker speak the JSON worker protocol (``worker/protocol.py``). Each worker calls ``init()`` once
 and then scores mini-batch after mini-batch. While every worker is busy and enough work is left
 for all of them, each gets its next mini-batch ahead, so it starts it without a round trip through
-the engine (:meth:`_Run._send_ahead`).
+the engine (``sends_ahead``: :meth:`Scheduler._send_ahead`).
 
 This module only *executes* decisions: what a failure leads to (retry, split, report, fail the
 job; init deaths per slot) is :class:`batchpoint.engines.policy.FailurePolicy`. Platform retries
@@ -33,43 +37,23 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
-from batchpoint.engines.dispatch import InitPhase, LogCap, WorkQueue, fresh_sources
 from batchpoint.engines import launchers
 from batchpoint.engines.launchers import ForkserverLauncher, Launcher, SubprocessLauncher
 from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.sandbox import SandboxLauncher, check, isolation_of
-from batchpoint.engines.policy import (
-    FailureKind, FailurePolicy, WorkerInitError, death_in_run, exit_text,
-)
+from batchpoint.engines.policy import FailureKind, WorkerInitError, death_in_run, exit_text
+from batchpoint.engines.scheduler import Event, Scheduler, Worker, WorkerTransport, log_name, log_path
 from batchpoint.worker import protocol
 from batchpoint.worker.protocol import scratch_root
 
 __all__ = ["LocalPoolEngine", "WorkerInitError", "warm_up"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Worker:
-    slot: int
-    proc: Any
-    conn: Connection
-    ready: bool = False
-    batch: MiniBatch | None = None
-    queued: MiniBatch | None = None  # sent ahead, starts when ``batch`` is done (see _Run._send_ahead)
-    deadline: float = 0.0
-    started: float = 0.0
-    sources_version: int = 0
-    init_deadline: float = float("inf")  # when its init() must have returned (settings.init_timeout)
-    peak_rss: int = 0  # bytes, as last sampled from /proc (VmHWM)
-    oom_kills: tuple[str, int] | None = None  # (its memory cgroup's counter file, the count at start)
 
 
 #: how often the memory of busy workers is sampled (their peak RSS, named if they die)
@@ -200,53 +184,42 @@ class LocalPoolEngine(Engine):
 
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
-        launcher = self._launcher(job)
-        run = _Run(launcher, job, batches, on_outcome, stop, credentials)
-        try:
-            run.start()
-            run.loop()
-        finally:
-            run.shutdown()
+        Scheduler(_PipeTransport(self._launcher(job), job), job, batches, on_outcome, stop, credentials).run()
 
 
-class _Run:
-    def __init__(self, launcher: Launcher, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
-                 stop: threading.Event, credentials: Sources | None = None) -> None:
-        self.launcher, self.job, self.on_outcome, self.stop = launcher, job, on_outcome, stop
-        self.credentials = credentials
-        self.policy = FailurePolicy(job.policy)
-        self.work = WorkQueue(batches)
-        self.workers: dict[int, _Worker] = {}
-        self.init_phase = InitPhase(job, log)
+class _PipeWorker:
+    """A local worker process as the transport holds it: its process handle and connection, and
+    what is known about its memory (named when it dies inside ``run()``)."""
+
+    def __init__(self, proc: Any, conn: Connection) -> None:
+        self.proc, self.conn = proc, conn
+        self.peak_rss = 0  # bytes, as last sampled from /proc (VmHWM)
+        self.oom_kills: tuple[str, int] | None = None  # (its memory cgroup's counter file, the count at start)
+
+
+class _PipeTransport(WorkerTransport):
+    """Worker processes on this machine (a launcher's), fed over a pipe or socket with the worker
+    protocol's JSON frames; a busy worker's next mini-batch may wait in its pipe (``sends_ahead``)."""
+
+    sends_ahead = True
+
+    def __init__(self, launcher: Launcher, job: EngineJob) -> None:
+        self.launcher, self.job = launcher, job
         self.sampled = 0.0
-        self.drained = False  # every mini-batch was handed out and finished
-        self.logs = LogCap([self._log_path(slot) for slot in range(job.workers)], job.log_max_bytes)
-
-    def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.init_phase.start()
-        for slot in range(self.job.workers):
-            self.workers[slot] = self._spawn(slot)
 
     @property
     def state_dir(self) -> Path:
         """The workers' state files (``protocol.WorkerState``), beside ``parts/`` in the job folder."""
         return Path(self.job.parts_dir).parent / "state"
 
-    def _log_path(self, slot: int) -> Path:
-        return Path(self.job.logs_dir) / f"worker-{slot}.log"
+    def prepare(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
 
-    def _log_name(self, slot: int) -> str:
-        """The worker's log as the job's users know it (relative to the job: no server path)."""
-        return f"logs/worker-{slot}.log (job {self.job.name})"
-
-    def _spawn(self, slot: int) -> _Worker:
-        version, sources = self.credentials() if self.credentials is not None else (0, self.job.sources)
+    def start(self, slot: int, sources: dict[str, Any]) -> _PipeWorker:
         state_file = self.state_dir / f"worker-{slot}"
         state_file.unlink(missing_ok=True)  # a new worker starts outside run()
-        proc, conn = self.launcher.launch(slot, self.job.name, self._log_path(slot))
-        w = _Worker(slot, proc, conn, sources_version=version,
-                    init_deadline=time.monotonic() + self.job.init_timeout_s)
+        proc, conn = self.launcher.launch(slot, self.job.name, log_path(self.job, slot))
+        handle = _PipeWorker(proc, conn)
         job = self.job
         config = protocol.job_config(
             name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
@@ -254,201 +227,107 @@ class _Run:
             environment=job.environment, server_pid=os.getpid(),  # the worker ends itself when this process dies
             state_file=str(state_file))
         config.update(self.launcher.worker_config(job, slot))  # its own folders (and sandbox: no server pid)
-        self._send(w, protocol.start(config))
-        return w
+        self._send(handle, protocol.start(config))
+        return handle
 
-    def _send(self, w: _Worker, message: dict[str, Any]) -> bool:
+    @staticmethod
+    def _send(handle: _PipeWorker, message: dict[str, Any]) -> bool:
         try:
-            w.conn.send_bytes(protocol.encode(message))
+            handle.conn.send_bytes(protocol.encode(message))
             return True
-        except OSError:  # it died; _check_deadlines_and_deaths replaces it
+        except OSError:  # it died; poll() or gone() reports it
             return False
 
-    def _assign(self) -> None:
-        for w in self.workers.values():
-            if w.ready and w.batch is None:
-                batch = self.work.next()
-                if batch is None:
-                    return
-                w.batch, w.started = batch, time.monotonic()
-                w.deadline = w.started + self.job.policy.timeout_s
-                self._send_batch(w, batch)
-        self._send_ahead()
+    def send(self, w: Worker, message: dict[str, Any]) -> None:
+        self._send(w.handle, message)
 
-    def _send_batch(self, w: _Worker, batch: MiniBatch) -> None:
-        files = [{"source": f.source, "path": f.path} for f in batch.files]
-        self._send(w, protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
-                                     fresh_sources(self.credentials, w)))
+    def alive(self, w: Worker) -> bool:
+        return bool(w.handle.proc.is_alive())
 
-    def _send_ahead(self) -> None:
-        """Send each busy worker its next mini-batch before it finishes the current one, so it
-        starts it without waiting for a round trip through this loop (the message waits in its
-        connection). Only while every worker is busy, at least one more mini-batch per worker is
-        still to be handed out besides it, and no retry waits: a mini-batch sent ahead waits behind its worker's
-        current one, which may be slow or stuck, so it must never be one another worker that
-        comes free would have had. Its clock starts when the one before it is done."""
-        if self.work.retry or any(not w.ready or w.batch is None for w in self.workers.values()):
-            return  # a worker starting or idle gets the next one itself
-        self.work.take_ahead(self.job.workers + 1)
-        for w in self.workers.values():
-            if len(self.work.ahead) <= self.job.workers:
-                return
-            if w.ready and w.batch is not None and w.queued is None and w.proc.is_alive():
-                w.queued = self.work.ahead.popleft()
-                self._send_batch(w, w.queued)
+    def describe(self, w: Worker) -> str:
+        return f"the worker (pid {w.handle.proc.pid})"
 
-    def loop(self) -> None:
-        while not self.stop.is_set():
-            self._assign()
-            busy = [w for w in self.workers.values() if w.batch is not None]
-            if not busy and self.work.drained():
-                self.drained = True
-                return
-            now = time.monotonic()
-            waits = [w.deadline - now for w in busy] + self.work.next_wait(now) + [0.2]
-            waits += [w.init_deadline - now for w in self.workers.values() if not w.ready]
-            ready_conns = wait([w.conn for w in self.workers.values()], timeout=max(0.0, min(waits)))
-            for w in list(self.workers.values()):
-                if w.conn in ready_conns:
-                    self._receive(w)
-            self._check_deadlines_and_deaths()
-            self._sample_memory()
-            self.logs.check()
+    def poll(self, workers: list[Worker], timeout: float) -> Iterator[tuple[Worker, Event]]:
+        ready_conns = wait([w.handle.conn for w in workers], timeout=timeout)
+        for w in workers:
+            if w.handle.conn in ready_conns:
+                yield w, self._receive(w)
 
-    def _receive(self, w: _Worker) -> None:
+    def _receive(self, w: Worker) -> Event:
         try:
-            data = w.conn.recv_bytes()
+            data = w.handle.conn.recv_bytes()
         except (EOFError, OSError):
-            if self.workers.get(w.slot) is w:
-                self._lost(w, self._death_error(w))
-            return
+            return {"type": "lost", "error": self._death_error(w)}
         msg = protocol.decode(data, peer=f"worker of slot {w.slot} of job {self.job.name}")
         if msg["type"] == "ready":
-            w.ready = True
-            w.init_deadline = float("inf")
-            w.oom_kills = _oom_counter(w.proc.pid)
-            self.policy.on_worker_ready(w.slot)
-            self.init_phase.ready(w.slot)
-        elif msg["type"] == "init_failed":
-            raise WorkerInitError(msg["error"])
-        elif msg["type"] == "done":
-            batch, now = w.batch, time.monotonic()
-            seconds = now - w.started
-            w.batch, w.queued = w.queued, None  # the one sent ahead has started
-            if w.batch is not None:
-                w.started, w.deadline = now, now + self.job.policy.timeout_s
-            if batch is not None:
-                self._finish(batch, msg["rows"], msg["error"], seconds, w.slot, int(msg.get("missing") or 0))
+            w.handle.oom_kills = _oom_counter(w.handle.proc.pid)
+        return msg
 
-    def _sample_memory(self) -> None:
+    def gone(self, w: Worker) -> dict[str, Any] | None:
+        if not w.handle.proc.is_alive() and not w.handle.conn.poll():
+            return self._death_error(w)
+        return None
+
+    def sample(self, workers: list[Worker]) -> None:
         """Note the peak memory of each busy worker (every :data:`MEMORY_SAMPLE_S`): what it held is
         named if it dies in run() (the process is gone by then)."""
         now = time.monotonic()
         if now - self.sampled < MEMORY_SAMPLE_S:
             return
         self.sampled = now
-        for w in self.workers.values():
+        for w in workers:
             if w.batch is not None:
-                w.peak_rss = max(w.peak_rss, _vm_hwm(w.proc.pid))
+                w.handle.peak_rss = max(w.handle.peak_rss, _vm_hwm(w.handle.proc.pid))
 
-    def _died_in_run(self, w: _Worker) -> bool:
+    def _died_in_run(self, w: Worker) -> bool:
         return (w.batch is not None and w.ready
                 and protocol.WorkerState.read(str(self.state_dir / f"worker-{w.slot}")) == protocol.WorkerState.IN_RUN)
 
-    def _death_error(self, w: _Worker) -> dict[str, Any]:
-        w.proc.join(timeout=1)
+    def _death_error(self, w: Worker) -> dict[str, Any]:
+        proc = w.handle.proc
+        proc.join(timeout=1)
         if self._died_in_run(w):  # in the scoring code: the mini-batch's failure (kind user)
             assert w.batch is not None
-            memory: dict[str, Any] = {"peak_rss": max(w.peak_rss, 0)}
-            if w.oom_kills is not None:
-                count = _oom_count(w.oom_kills[0])
-                memory["oom_kills"] = (count or 0) - w.oom_kills[1]
-                memory["limit"] = _memory_limit(w.oom_kills[0])
+            memory: dict[str, Any] = {"peak_rss": max(w.handle.peak_rss, 0)}
+            oom_kills = w.handle.oom_kills
+            if oom_kills is not None:
+                count = _oom_count(oom_kills[0])
+                memory["oom_kills"] = (count or 0) - oom_kills[1]
+                memory["limit"] = _memory_limit(oom_kills[0])
                 if memory["oom_kills"]:  # what the cgroup held at its peak (the kill came at its limit)
-                    memory["peak_rss"] = max(memory["peak_rss"], _cgroup_peak(w.oom_kills[0]) or 0)
-            return death_in_run(w.slot, w.batch.key, _worker_exitcode(w.proc), self._log_name(w.slot), memory)
+                    memory["peak_rss"] = max(memory["peak_rss"], _cgroup_peak(oom_kills[0]) or 0)
+            return death_in_run(w.slot, w.batch.key, _worker_exitcode(proc), log_name(self.job, w.slot), memory)
         where = f"mini-batch {w.batch.key}" if w.batch else "no mini-batch"
         return {"type": "WorkerLost", "where": None, "kind": FailureKind.PLATFORM.value, "message":
                 f"the worker process of slot {w.slot} died while scoring {where} (exit code "
-                f"{exit_text(w.proc.exitcode)}); see the worker log {self._log_path(w.slot)}"}
+                f"{exit_text(proc.exitcode)}); see the worker log {log_path(self.job, w.slot)}"}
 
-    def _check_deadlines_and_deaths(self) -> None:
-        now = time.monotonic()
-        for w in list(self.workers.values()):
-            if not w.ready and now > w.init_deadline and self.workers.get(w.slot) is w:
-                self._init_timed_out(w)
-            elif w.batch is not None and now > w.deadline:
-                self._lost(w, {"type": "TimeoutError", "where": None, "kind": FailureKind.TIMEOUT.value, "message":
-                               f"the mini-batch did not finish within the timeout of {self.job.policy.timeout_s:g}s "
-                               "(retry_settings.timeout)"})
-            elif not w.proc.is_alive() and not w.conn.poll():
-                self._lost(w, self._death_error(w))
+    def kill(self, w: Worker) -> int | None:
+        proc = w.handle.proc
+        if proc.is_alive():
+            proc.kill()
+        proc.join(timeout=5)
+        w.handle.conn.close()
+        return proc.exitcode
 
-    def _init_timed_out(self, w: _Worker) -> None:
-        """``w``'s init() passed ``settings.init_timeout``: kill it, count it like a death in init()
-        (the policy raises the job's error on the last one), start a new worker in its slot."""
-        timeout = self.job.init_timeout_s
-        self._note(w.slot, f"init() did not return within settings.init_timeout ({timeout:g} s): the worker "
-                           f"(pid {w.proc.pid}) is killed")
-        w.proc.kill()
-        w.proc.join(timeout=5)
-        w.conn.close()
-        self.policy.on_init_timeout(w.slot, timeout, self._log_name(w.slot))
-        log.warning("job %s worker %s replaced: init() passed %gs", self.job.name, w.slot, timeout)
-        self.workers[w.slot] = self._spawn(w.slot)
-
-    def _lost(self, w: _Worker, error: dict[str, Any]) -> None:
-        """End ``w`` (dead, or past its deadline), start a new worker in its slot, and settle its batch."""
-        batch, seconds = w.batch, time.monotonic() - w.started
-        if w.queued is not None:  # sent ahead, never started: handed out again first, as it was
-            self.work.put_first(w.queued)
-            w.queued = None
-        if w.proc.is_alive():
-            w.proc.kill()
-        w.proc.join(timeout=5)
-        w.conn.close()
-        if not w.ready:  # died before init() returned: counted per slot, in a row (may fail the job)
-            self.policy.on_init_death(w.slot, w.proc.exitcode, str(self._log_path(w.slot)))
-        log.warning("job %s worker %s replaced: %s", self.job.name, w.slot, error["message"])
-        self.workers[w.slot] = self._spawn(w.slot)
-        if batch is not None:
-            self._finish(batch, 0, error, seconds, w.slot)
-
-    def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int,
-                missing: int = 0) -> None:
-        if error is not None and error.get("type") == "WorkerDied":
-            self._note(slot, f"mini-batch {batch.key} (attempt {batch.attempt}): {error['message']}")
-        self.work.put_back(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
-                                                 lambda text: self._note(slot, text), missing))
-
-    def _note(self, slot: int, text: str) -> None:
-        """A line of the engine's in the worker's log, where the user reads what happened to a mini-batch."""
-        log.warning("job %s: %s", self.job.name, text)
-        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
-        try:
-            with open(self._log_path(slot), "a") as out:
-                out.write(f"{stamp} WARNING batchpoint.engine: {text}\n")
-        except OSError:  # a full disk: the server log has it
-            pass
-
-    def shutdown(self) -> None:
+    def shutdown(self, workers: list[Worker]) -> None:
         """Idle workers are asked to stop; busy ones (a cancel, a failed job, the server closing:
         their result would not be recorded) are killed at once, even inside user code."""
-        for w in self.workers.values():
-            if w.batch is None and w.proc.is_alive():
-                self._send(w, protocol.stop())
-            elif w.proc.is_alive():
-                w.proc.kill()
+        for w in workers:
+            if w.batch is None and w.handle.proc.is_alive():
+                self._send(w.handle, protocol.stop())
+            elif w.handle.proc.is_alive():
+                w.handle.proc.kill()
         deadline = time.monotonic() + 3
-        for w in self.workers.values():
-            w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
-            if w.proc.is_alive():
-                w.proc.kill()
-                w.proc.join(timeout=5)
-            w.conn.close()
+        for w in workers:
+            proc = w.handle.proc
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+            w.handle.conn.close()
         # what the workers downloaded, also a killed worker's (its own clean-up never ran)
         shutil.rmtree(scratch_root(self.job.parts_dir), ignore_errors=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         for tmp in Path(self.job.parts_dir).glob(".*.tmp"):  # a part a killed worker was writing
             tmp.unlink(missing_ok=True)
-        self.init_phase.end(ran_out_of_work=self.drained)  # the job ended before every worker ran init()
