@@ -18,6 +18,11 @@ by the actor straight into the job's ``score`` output location on a remote outpu
 (``EngineJob.bi_output_store``), or sent back with the reply and written to the job's folder for
 it here (``jobs/bi_output.py`` uploads that at finalize).
 
+The job's run is the shared :class:`batchpoint.engines.scheduler.Scheduler` (slots, deadlines,
+lost workers, the failure policy, shutdown), as the local pool's is; this module supplies only its
+transport, :class:`_ActorTransport`: how an actor is started (``RayWorker.init``), fed
+(``RayWorker.run``, one mini-batch per call), found lost (Ray's errors, below) and killed.
+
 Failures follow :class:`batchpoint.engines.policy.FailurePolicy`, like the local pool:
 
 * what the worker reports (the scoring code raised, a file unreadable, a storage fault) keeps its
@@ -57,7 +62,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +69,10 @@ import ray
 import ray.exceptions as rex
 
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
-from batchpoint.engines.dispatch import InitPhase, LogCap, WorkQueue, fresh_sources
 from batchpoint.engines.planning import EngineJob, MiniBatch
-from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError, death_in_run
+from batchpoint.engines.policy import FailureKind, death_in_run
 from batchpoint.engines.sandbox import isolation_of
+from batchpoint.engines.scheduler import Event, Scheduler, Worker, WorkerTransport, log_name, log_path
 from batchpoint.exceptions import PlatformError, ValidationError
 from batchpoint.worker import protocol
 from batchpoint.worker.ray_actor import BI_OUTPUT_VARIABLE, RayWorker, pack_folders
@@ -217,19 +221,13 @@ def _use_token(token: str) -> None:
         log.debug("Ray's auth config cache not reloaded")
 
 
-@dataclass
 class _Actor:
-    slot: int
-    handle: Any
-    init_ref: Any
-    ready: bool = False
-    batch: MiniBatch | None = None
-    ref: Any = None  # the running mini-batch's reply
-    deadline: float = 0.0
-    started: float = 0.0
-    sources_version: int = 0
-    where: dict[str, Any] = field(default_factory=dict)
-    init_deadline: float = float("inf")  # when its init() must have returned (settings.init_timeout)
+    """A Ray actor as the transport holds it: its handle, its ``init()`` call and the running
+    mini-batch's call (Ray object refs)."""
+
+    def __init__(self, actor: Any, init_ref: Any) -> None:
+        self.actor, self.init_ref = actor, init_ref
+        self.ref: Any = None  # the running mini-batch's reply
 
 
 class RayEngine(Engine):
@@ -258,44 +256,25 @@ class RayEngine(Engine):
         if isolation_of(job)["mode"] == "none":
             log.warning("job %s: its scoring code runs UNFENCED in the Ray actors' own processes (workers.isolation "
                         "is 'none': BATCHPOINT_WORKERS__ISOLATION; docs/security.md)", job.name)
-        run = _Run(self, job, batches, on_outcome, stop, credentials)
-        try:
-            run.start()
-            run.loop()
-        finally:
-            run.shutdown()
+        Scheduler(_ActorTransport(self, job), job, batches, on_outcome, stop, credentials).run()
 
 
-class _Run:
-    def __init__(self, engine: RayEngine, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
-                 stop: threading.Event, credentials: Sources | None) -> None:
-        self.engine, self.job, self.on_outcome, self.stop = engine, job, on_outcome, stop
-        self.credentials = credentials
-        self.policy = FailurePolicy(job.policy)
-        self.work = WorkQueue(batches)
-        self.actors: dict[int, _Actor] = {}
+class _ActorTransport(WorkerTransport):
+    """Workers as Ray actors: started with ``RayWorker.init`` (the job config and the scorer's
+    archive), fed with ``RayWorker.run`` (one mini-batch per call), lost when Ray says so."""
+
+    noun = "Ray worker"
+
+    def __init__(self, engine: RayEngine, job: EngineJob) -> None:
+        self.engine, self.job = engine, job
         self.archive: Any = None
         self.remote = ray.remote(RayWorker).options(
             num_cpus=engine.num_cpus, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
-        self.init_phase = InitPhase(job, log)
-        self.logs = LogCap([], job.log_max_bytes)  # cuts a log past jobs.worker_log_max_bytes (dispatch.py)
 
-    # -- actors -------------------------------------------------------------------------------
-    def start(self) -> None:
+    def prepare(self) -> None:
         self.archive = ray.put(pack_folders(self.job.scorer))
-        self.init_phase.start()
-        for slot in range(self.job.workers):
-            self.actors[slot] = self._spawn(slot)
 
-    def _log_name(self, slot: int) -> str:
-        """The worker's log as the job's users know it (relative to the job: no server path)."""
-        return f"logs/worker-{slot}.log (job {self.job.name})"
-
-    def _log_path(self, slot: int) -> Path:
-        return Path(self.job.logs_dir) / f"worker-{slot}.log"
-
-    def _spawn(self, slot: int) -> _Actor:
-        version, sources = self.credentials() if self.credentials is not None else (0, self.job.sources)
+    def start(self, slot: int, sources: dict[str, Any]) -> _Actor:
         job = self.job
         config = protocol.job_config(
             name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
@@ -306,56 +285,44 @@ class _Run:
         if job.bi_output_store is not None:
             config["bi_output_store"] = dict(job.bi_output_store)
         config["isolation"] = isolation_of(job)  # the actor runs the scoring code fenced (worker/ray_actor.py)
-        handle = self.remote.remote()
-        return _Actor(slot, handle, handle.init.remote(config, self.archive, self.job.python_exe),
-                      sources_version=version, init_deadline=time.monotonic() + self.job.init_timeout_s)
+        actor = self.remote.remote()
+        return _Actor(actor, actor.init.remote(config, self.archive, self.job.python_exe))
 
-    def _kill(self, a: _Actor) -> None:
+    def send(self, w: Worker, message: dict[str, Any]) -> None:
+        w.handle.ref = w.handle.actor.run.remote(message)
+
+    def describe(self, w: Worker) -> str:
+        return "the Ray actor"
+
+    def kill(self, w: Worker) -> int | None:
         try:
-            ray.kill(a.handle, no_restart=True)
+            ray.kill(w.handle.actor, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+        return None
 
-    # -- work ---------------------------------------------------------------------------------
-    def _assign(self) -> None:
-        for a in self.actors.values():
-            if a.ready and a.batch is None:
-                batch = self.work.next()
-                if batch is None:
-                    return
-                a.batch, a.started = batch, time.monotonic()
-                a.deadline = a.started + self.job.policy.timeout_s
-                files = [{"source": f.source, "path": f.path} for f in batch.files]
-                message = protocol.batch(batch.key, batch.index, batch.sub, batch.attempt, batch.pieces, files,
-                                         fresh_sources(self.credentials, a))
-                a.ref = a.handle.run.remote(message)
+    def shutdown(self, workers: list[Worker]) -> None:
+        """Kill every actor of this run now (a finished job's idle actors, or a cancel's busy ones)."""
+        for w in workers:
+            self.kill(w)
 
-    def loop(self) -> None:
-        while not self.stop.is_set():
-            self._assign()
-            busy = [a for a in self.actors.values() if a.batch is not None]
-            if not busy and self.work.drained():
-                return
-            waiting = {a.ref: a for a in busy}
-            waiting.update({a.init_ref: a for a in self.actors.values() if not a.ready})
-            now = time.monotonic()
-            waits = [a.deadline - now for a in busy] + self.work.next_wait(now) + [0.2]
-            waits += [a.init_deadline - now for a in self.actors.values() if not a.ready]
-            refs = list(waiting)
-            done: list[Any] = []
-            if refs:
-                done, _ = ray.wait(refs, num_returns=1, timeout=max(0.0, min(waits)))
-                if done:
-                    done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-            else:
-                time.sleep(max(0.0, min(waits)))
-            for ref in done:
-                a = waiting[ref]
-                if self.actors.get(a.slot) is a:
-                    self._receive(a, ref)
-            self._check_deadlines()
+    # -- replies --------------------------------------------------------------------------------
+    def poll(self, workers: list[Worker], timeout: float) -> Iterator[tuple[Worker, Event]]:
+        waiting = {w.handle.ref: w for w in workers if w.batch is not None}
+        waiting.update({w.handle.init_ref: w for w in workers if not w.ready})
+        refs = list(waiting)
+        done: list[Any] = []
+        if refs:
+            done, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+            if done:
+                done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        else:
+            time.sleep(timeout)
+        for ref in done:
+            w = waiting[ref]
+            yield w, self._receive(w, ref)
 
-    def _receive(self, a: _Actor, ref: Any) -> None:
+    def _receive(self, w: Worker, ref: Any) -> Event:
         try:
             reply = ray.get(ref)
         except rex.ActorUnschedulableError as exc:
@@ -366,45 +333,37 @@ class _Run:
             raise PlatformError(f"Ray could not set up the environment of job {self.job.name}'s workers: {exc}",
                                 details={"address": self.engine.address}) from exc
         except (*LOST, rex.RayTaskError) as exc:
-            self._lost(a, self._lost_error(a, exc))
-            return
-        self._append_log(a.slot, reply.get("log") or "")
-        if reply["type"] == "ready":
-            a.ready = True
-            a.init_deadline = float("inf")
-            self.policy.on_worker_ready(a.slot)
-            self.init_phase.ready(a.slot)
-        elif reply["type"] == "init_failed":
-            raise WorkerInitError(reply["error"])
-        elif reply["type"] == "died":  # the actor's worker process ended while it had a mini-batch
-            if a.batch is not None and reply.get("in_run"):
-                error = death_in_run(a.slot, a.batch.key, reply.get("exit_code"), self._log_name(a.slot))
+            return {"type": "lost", "error": self._lost_error(w, exc)}
+        if reply["type"] == "died":  # the actor's worker process ended while it had a mini-batch
+            if w.batch is not None and reply.get("in_run"):
+                error = death_in_run(w.slot, w.batch.key, reply.get("exit_code"), log_name(self.job, w.slot))
             else:
                 error = {"type": "WorkerLost", "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
-                         "message": f"the worker process of Ray actor slot {a.slot} ended (exit code "
+                         "message": f"the worker process of Ray actor slot {w.slot} ended (exit code "
                                     f"{reply.get('exit_code')}) outside run(); see the worker log "
-                                    f"{self._log_name(a.slot)}"}
-            self._lost(a, error)
-        elif reply["type"] == "unavailable":  # the deployment's environment is not on that node
-            raise PlatformError(f"job {self.job.name}: {reply['message']}", details={"python": self.job.python_exe})
-        elif reply["type"] == "done":
-            batch, seconds = a.batch, time.monotonic() - a.started
-            a.batch = a.ref = None
-            if batch is None:
-                return
-            rows = reply["rows"]
-            if reply.get("bi_files"):  # a local output store: what the script wrote, into the server's folder
-                error = self._store_bi_files(batch.key, reply["bi_files"])
-                if error is not None:
-                    self._finish(batch, 0, error, seconds, a.slot)
-                    return
-            if reply["error"] is None and self.job.write_rows:
-                error = (self._stored_remotely(batch.key, reply.get("stored")) if self.job.parts_store is not None
-                         else self._store_part(batch.key, reply.get("part") or b""))
-                if error is not None:
-                    self._finish(batch, 0, error, seconds, a.slot)
-                    return
-            self._finish(batch, rows, reply["error"], seconds, a.slot, int(reply.get("missing") or 0))
+                                    f"{log_name(self.job, w.slot)}"}
+            return {"type": "lost", "error": error, "log": reply.get("log") or ""}
+        if reply["type"] == "unavailable":  # the deployment's environment (or bubblewrap) is not on that node
+            return {"type": "job_failed", "log": reply.get("log") or "", "exception": PlatformError(
+                f"job {self.job.name}: {reply['message']}", details={"python": self.job.python_exe})}
+        if reply["type"] == "done":
+            w.handle.ref = None
+        return reply
+
+    def outcome(self, w: Worker, batch: MiniBatch, reply: Event) -> tuple[int, dict[str, Any] | None, int]:
+        """A ``done`` reply: what it carries back (a local output store's part, the files the script
+        wrote to ``AZUREML_BI_OUTPUT_PATH``) is written to the job folder here first; a failed write
+        is the mini-batch's platform failure."""
+        if reply.get("bi_files"):  # a local output store: what the script wrote, into the server's folder
+            error = self._store_bi_files(batch.key, reply["bi_files"])
+            if error is not None:
+                return 0, error, 0
+        if reply["error"] is None and self.job.write_rows:
+            error = (self._stored_remotely(batch.key, reply.get("stored")) if self.job.parts_store is not None
+                     else self._store_part(batch.key, reply.get("part") or b""))
+            if error is not None:
+                return 0, error, 0
+        return reply["rows"], reply["error"], int(reply.get("missing") or 0)
 
     def _stored_remotely(self, key: str, stored: str | None) -> dict[str, Any] | None:
         """The actor wrote the part to the output store: a part of that key left in the job folder
@@ -467,83 +426,20 @@ class _Run:
                                    f"{folder.parent.parent}"}
         return None
 
-    def _lost_error(self, a: _Actor, exc: BaseException) -> dict[str, Any]:
-        where = f"mini-batch {a.batch.key}" if a.batch else "no mini-batch (in init())"
+    def _lost_error(self, w: Worker, exc: BaseException) -> dict[str, Any]:
+        where = f"mini-batch {w.batch.key}" if w.batch else "no mini-batch (in init())"
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        died = _died_in_run(exc) if a.batch is not None and a.ready else None
+        died = _died_in_run(exc) if w.batch is not None and w.ready else None
         if died is not None:  # the actor's process ended inside run(): as policy.death_in_run says
             error = {"type": "WorkerDied", "where": None, "traceback": "", "kind": FailureKind.USER.value,
-                     "death": died[0], "message": f"the Ray actor of worker slot {a.slot} {died[1]} while run() was "
-                     f"scoring {where}; see the worker log {self._log_name(a.slot)}"}
+                     "death": died[0], "message": f"the Ray actor of worker slot {w.slot} {died[1]} while run() was "
+                     f"scoring {where}; see the worker log {log_name(self.job, w.slot)}"}
             if died[0] == "killed":  # a signal from outside may be the platform's: retried as such first
                 error.update(kind=FailureKind.PLATFORM.value, in_run=True)
             return error
         return {"type": type(exc).__name__, "where": None, "traceback": "", "kind": FailureKind.PLATFORM.value,
-                "message": f"the Ray actor of worker slot {a.slot} was lost while scoring {where} "
-                           f"({type(exc).__name__}: {cause[:500]}); see the worker log {self._log_path(a.slot)}"}
-
-    def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        for a in list(self.actors.values()):
-            if not a.ready and now > a.init_deadline and self.actors.get(a.slot) is a:
-                timeout = self.job.init_timeout_s
-                self._note(a.slot, f"init() did not return within settings.init_timeout ({timeout:g} s): the "
-                                   "Ray actor is killed")
-                self._kill(a)
-                self.policy.on_init_timeout(a.slot, timeout, self._log_name(a.slot))
-                self.actors[a.slot] = self._spawn(a.slot)
-            elif a.batch is not None and now > a.deadline:
-                self._lost(a, {"type": "TimeoutError", "where": None, "traceback": "",
-                               "kind": FailureKind.TIMEOUT.value, "message":
-                               f"the mini-batch did not finish within the timeout of "
-                               f"{self.job.policy.timeout_s:g}s (retry_settings.timeout)"})
-
-    def _lost(self, a: _Actor, error: dict[str, Any]) -> None:
-        """End actor ``a`` (lost, or past its deadline), start a new one in its slot, settle its batch."""
-        batch, seconds = a.batch, time.monotonic() - a.started
-        self._kill(a)
-        if not a.ready:
-            self.policy.on_init_death(a.slot, None, str(self._log_path(a.slot)))
-        log.warning("job %s Ray worker %s replaced: %s", self.job.name, a.slot, error["message"])
-        self.actors[a.slot] = self._spawn(a.slot)
-        if batch is not None:
-            self._finish(batch, 0, error, seconds, a.slot)
-
-    def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int,
-                missing: int = 0) -> None:
-        if error is not None and error.get("type") == "WorkerDied":
-            self._note(slot, f"mini-batch {batch.key} (attempt {batch.attempt}): {error['message']}")
-        self.work.put_back(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
-                                                 lambda text: self._note(slot, text), missing))
-
-    # -- logs -----------------------------------------------------------------------------------
-    def _append_log(self, slot: int, text: str) -> None:
-        """Add an actor's new log lines to its log in the job folder; past ``EngineJob.log_max_bytes``
-        it is cut as a local worker's is (``dispatch.LogCap``: one older copy, ``worker-<n>.log.1``)."""
-        if not text:
-            return
-        try:
-            path = self._log_path(slot)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as out:
-                out.write(text)
-                size = out.tell()
-            if size > self.job.log_max_bytes:
-                self.logs.cut(path, size)
-        except OSError:  # a full disk: the part or the done log reports it
-            pass
-
-    def _note(self, slot: int, text: str) -> None:
-        log.warning("job %s: %s", self.job.name, text)
-        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
-        self._append_log(slot, f"{stamp} WARNING batchpoint.engine: {text}\n")
-
-    def shutdown(self) -> None:
-        """Kill every actor of this run now (a finished job's idle actors, or a cancel's busy ones)."""
-        for a in self.actors.values():
-            self._kill(a)
-        self.actors.clear()
-        self.init_phase.end(ran_out_of_work=False)  # the job ended before every actor ran init()
+                "message": f"the Ray actor of worker slot {w.slot} was lost while scoring {where} "
+                           f"({type(exc).__name__}: {cause[:500]}); see the worker log {log_path(self.job, w.slot)}"}
 
 
 def _died_in_run(exc: BaseException) -> tuple[str, str] | None:
