@@ -72,8 +72,15 @@ def test_the_scan_finds_a_planted_secret(tmp_path):
     (tmp_path / "out.csv").write_text("row,AccountKey=" + "B" * 40 + "\n")
     (tmp_path / "owner.key").write_text("bpk_abcdefgh_" + "C" * 30)
     (tmp_path / "echo.txt").write_text("key bpk_abcdefgh_" + "C" * 30)
+    # uv's cache of third-party wheels (pyarrow's tests hold Azurite's published key) is not the server's
+    wheel = tmp_path / "cache" / "uv" / "archive-v0" / "x1" / "pyarrow" / "tests" / "util.py"
+    wheel.parent.mkdir(parents=True)
+    wheel.write_text("conn = 'AccountKey=" + "D" * 40 + "'\n")
+    (tmp_path / "jobs" / "j1" / "cache" / "uv").mkdir(parents=True)  # cache/uv elsewhere is scanned
+    (tmp_path / "jobs" / "j1" / "cache" / "uv" / "x").write_text("AccountKey=" + "E" * 40)
     leaks = leaks_in(tmp_path, {"recorded-secret-value"})
-    assert sorted(leak.split(":")[0] for leak in leaks) == ["echo.txt", "jobs/j1/logs/worker-1.log", "out.csv"]
+    assert sorted(leak.split(":")[0] for leak in leaks) == ["echo.txt", "jobs/j1/cache/uv/x", "jobs/j1/logs/worker-1.log",
+                                                           "out.csv"]
 
 
 def test_no_secret_in_api_responses(server_holding_secrets):
