@@ -25,7 +25,7 @@ from batchpoint.server.azure_api.jobs import job_body
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.routers.endpoints import request_caller, start_invoke, visible_endpoints
 from batchpoint.server.security import endpoint_scope, requires, visible_job_filter
-from batchpoint.usecases import reads
+from batchpoint.usecases import deletes, reads
 
 router = APIRouter(prefix=arm.BASE + "/batchendpoints", include_in_schema=False)
 
@@ -82,7 +82,9 @@ async def update_endpoint(name: str, request: Request, ctx: AppContext = Depends
 
 @router.delete("/{name}", status_code=200, dependencies=[requires(P.ENDPOINTS_WRITE, endpoint_scope)])
 def delete_endpoint(name: str, ctx: AppContext = Depends(get_context)) -> Response:
-    ctx.endpoints.delete_endpoint(name)
+    """As the native delete without ``force``: a 409 naming the endpoint's queued or running jobs
+    (ARM's delete has no way to ask for their cancel: cancel them, then delete)."""
+    deletes.delete_endpoint(ctx, name)
     return Response(status_code=200)
 
 
@@ -194,7 +196,7 @@ async def put_deployment(endpoint: str, name: str, request: Request,
 @router.delete("/{endpoint}/deployments/{name}", status_code=200,
                dependencies=[requires(P.DEPLOYMENTS_WRITE, endpoint_scope)])
 def delete_deployment(endpoint: str, name: str, ctx: AppContext = Depends(get_context)) -> Response:
-    ctx.endpoints.delete_deployment(endpoint, name)
+    deletes.delete_deployment(ctx, endpoint, name)  # a 409 naming its unfinished jobs, as the native delete
     return Response(status_code=200)
 
 
