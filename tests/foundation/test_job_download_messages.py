@@ -1,7 +1,8 @@
 """``job download`` and ``job cancel`` say what happened (issue: what a new user hits, items 9, 12).
 
 Reproduces: ``job download`` on a failed, canceled or ``summary_only`` job printed a blank line and
-exited 0; ``job cancel`` on a finished job returned 0 with no word.
+exited 0; ``job cancel`` on a finished job returned 0 with no word. The CLI runs in this process
+(``cli_inproc``, ``fixtures/inproc_cli.py``); the jobs on the session server.
 """
 
 from __future__ import annotations
@@ -44,20 +45,20 @@ def setup(ml_client, heart_model_dir, tmp_path_factory):
     return good, bad
 
 
-def _run(cli, *args):
-    return cli(*args, check=False)
+def _run(cli_inproc, *args):
+    return cli_inproc(*args, check=False)
 
 
-def test_download_of_a_completed_job_names_what_came(cli, ml_client, setup, tmp_path):
+def test_download_of_a_completed_job_names_what_came(cli_inproc, ml_client, setup, tmp_path):
     good, _ = setup
     job = wait_job(ml_client, ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, input=Input(path=good.id)).name)
-    result = _run(cli, "job", "download", "-n", job.name, "--download-path", str(tmp_path))
+    result = _run(cli_inproc, "job", "download", "-n", job.name, "--download-path", str(tmp_path))
     assert result.code == 0 and result.out.strip().endswith("predictions.csv")
     assert "downloaded 1 file(s)" in result.err
 
 
 @pytest.mark.parametrize("case", ["failed", "canceled", "summary_only"])
-def test_download_says_why_there_is_nothing(cli, ml_client, setup, tmp_path, case):
+def test_download_says_why_there_is_nothing(cli_inproc, ml_client, setup, tmp_path, case):
     good, bad = setup
     if case == "failed":
         name = ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, input=Input(path=bad.id),
@@ -65,14 +66,14 @@ def test_download_says_why_there_is_nothing(cli, ml_client, setup, tmp_path, cas
         says = "failed ("
     elif case == "canceled":
         name = ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, deployment_name="slow", input=Input(path=good.id)).name
-        cli("job", "cancel", "-n", name)
+        cli_inproc("job", "cancel", "-n", name)
         says = "was canceled"
     else:
         name = ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, deployment_name="summary",
                                                 input=Input(path=good.id)).name
         says = "summary_only"
     wait_job(ml_client, name)
-    result = _run(cli, "job", "download", "-n", name, "--download-path", str(tmp_path))
+    result = _run(cli_inproc, "job", "download", "-n", name, "--download-path", str(tmp_path))
     assert result.code == 1, (result.out, result.err)
     if case == "failed":  # its files failed: the errors file naming them comes, the predictions do not
         assert result.out.strip().endswith("errors.jsonl") and "only the job's errors file came" in result.err
@@ -82,9 +83,9 @@ def test_download_says_why_there_is_nothing(cli, ml_client, setup, tmp_path, cas
     assert "Traceback" not in result.err
 
 
-def test_cancel_of_a_finished_job_says_so(cli, ml_client, setup):
+def test_cancel_of_a_finished_job_says_so(cli_inproc, ml_client, setup):
     good, _ = setup
     job = wait_job(ml_client, ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, input=Input(path=good.id)).name)
-    result = _run(cli, "job", "cancel", "-n", job.name, "--query", "status", "-o", "tsv")
+    result = _run(cli_inproc, "job", "cancel", "-n", job.name, "--query", "status", "-o", "tsv")
     assert result.code == 1 and result.out.strip() == "Completed"
     assert "had already ended (Completed): nothing was canceled" in result.err
