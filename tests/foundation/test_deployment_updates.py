@@ -34,17 +34,17 @@ def _deploy(ml_client, heart_model_dir, tmp_path):
         settings={"mini_batch_size": 4, "retry_settings": {"max_retries": 3, "timeout": 300}})).result()
 
 
-def test_cli_set_changes_one_nested_field(cli, ml_client, heart_model_dir, tmp_path):
+def test_cli_set_changes_one_nested_field(cli_inproc, ml_client, heart_model_dir, tmp_path):
     _deploy(ml_client, heart_model_dir, tmp_path)
-    cli("batch-deployment", "update", "-n", "scripted", "-e", ENDPOINT, "--set", "settings.retry_settings.max_retries=2")
+    cli_inproc("batch-deployment", "update", "-n", "scripted", "-e", ENDPOINT, "--set", "settings.retry_settings.max_retries=2")
     shown = ml_client.batch_deployments.get("scripted", ENDPOINT)
     assert shown.settings.retry_settings.max_retries == 2
     assert shown.settings.retry_settings.timeout == 300  # kept
     assert shown.settings.mini_batch_size == 4
-    cli("batch-deployment", "update", "-n", "scripted", "-e", ENDPOINT, "--set", "code_configuration.scoring_script=two.py")
+    cli_inproc("batch-deployment", "update", "-n", "scripted", "-e", ENDPOINT, "--set", "code_configuration.scoring_script=two.py")
     shown = ml_client.batch_deployments.get("scripted", ENDPOINT)
     assert shown.code_configuration.scoring_script == "two.py" and shown.code_configuration.code
-    job = cli("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "scripted", "--input", str(HEART_UNLABELED),
+    job = cli_inproc("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "scripted", "--input", str(HEART_UNLABELED),
               "--query", "name", "-o", "tsv").out.strip()
     done = wait_job(ml_client, job)
     assert done.status == "Completed", done.error
