@@ -3,16 +3,13 @@ user and a fuzzer hit, item 12)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 import pytest
 
 from batchpoint import Data, Input, Output
 from batchpoint.exceptions import InputError
 from conftest import HEART_UNLABELED, deploy_heart, wait_job
+from fixtures.inproc_cli import run_cli
 
 ENDPOINT = "wording-ep"
 
@@ -30,9 +27,8 @@ def test_garbage_api_key_is_called_not_an_api_key(server):
         message = response.json()["error"]["message"]
         assert "not a Batchpoint API key" in message and "bpk_" in message and "malformed token" not in message
     env = {**server.env, "BATCHPOINT_SERVER_URL": server.url, "BATCHPOINT_API_KEY": "garbage"}
-    proc = subprocess.run([str(Path(sys.executable).parent / "batchpoint"), "workspace", "show"], capture_output=True,
-                          text=True, env=env, timeout=60)
-    assert proc.returncode != 0 and "not a Batchpoint API key" in proc.stderr and "Traceback" not in proc.stderr
+    code, _, err = run_cli(env, "workspace", "show")  # the CLI in this process (fixtures/inproc_cli.py)
+    assert code != 0 and "not a Batchpoint API key" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(("uri", "says"), [(123, "must be a non-empty string (got int"), (None, "needs a 'Uri'"),
@@ -78,11 +74,11 @@ def test_scoring_uri_is_a_full_url_of_the_server(server, ml_client, data):
     assert response.status_code == 202, response.text  # what `curl -X POST $SCORING_URI` does
 
 
-def test_cli_input_still_in_json_quotes(cli, ml_client, data):
+def test_cli_input_still_in_json_quotes(cli_inproc, ml_client, data):
     """``--query id`` without ``-o tsv`` prints the id in JSON quotes; invoke takes it as it is."""
-    quoted = cli("data", "show", "-n", "wording-data", "--query", "id").out.strip()
+    quoted = cli_inproc("data", "show", "-n", "wording-data", "--query", "id").out.strip()
     assert quoted.startswith('"/subscriptions/')
-    job = cli("batch-endpoint", "invoke", "-n", ENDPOINT, "--input", quoted, "--query", "name", "-o", "tsv").out.strip()
+    job = cli_inproc("batch-endpoint", "invoke", "-n", ENDPOINT, "--input", quoted, "--query", "name", "-o", "tsv").out.strip()
     assert wait_job(ml_client, job).status == "Completed"
 
 
