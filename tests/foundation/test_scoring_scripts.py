@@ -110,7 +110,7 @@ def script_endpoint(ml_client: Any, heart_model: Any, batch_cluster: Any, heart_
 
 
 @pytest.fixture(scope="module")
-def runs(script_endpoint: str, ml_client: Any, cli: Any, heart_data: HeartData,
+def runs(script_endpoint: str, ml_client: Any, cli_inproc: Any, heart_data: HeartData,
          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Start the independent jobs of this module together; maps a case to its job name."""
     data = Input(type="uri_folder", path=f"azureml:{heart_data.folder_asset.name}@latest")
@@ -134,7 +134,7 @@ def runs(script_endpoint: str, ml_client: Any, cli: Any, heart_data: HeartData,
         "bad-init": invoke("bad-init"),
         "dies-in-init": invoke("dies-in-init"),
         "summary": invoke("summary"),
-        "output-path": cli("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "good", "--input", data.path,
+        "output-path": cli_inproc("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "good", "--input", data.path,
                            "--output-path", out_uri, "--set", "output_file_name=scores.csv",
                            "--query", "name", "-o", "tsv").out.strip(),
     }
@@ -195,7 +195,7 @@ def test_failing_file_is_named_and_ignored_below_threshold(runs: dict[str, Any],
     assert FAILING not in {f for _, _, f in scored}
 
 
-def test_failing_file_fails_the_job_at_threshold_zero(runs: dict[str, Any], ml_client: Any, cli: Any) -> None:
+def test_failing_file_fails_the_job_at_threshold_zero(runs: dict[str, Any], ml_client: Any, cli_inproc: Any) -> None:
     job = wait_job(ml_client, runs["names"]["strict"])
     assert job.status == "Failed", job.status_message
     message = job.status_message or ""
@@ -203,9 +203,9 @@ def test_failing_file_fails_the_job_at_threshold_zero(runs: dict[str, Any], ml_c
     assert "error_threshold" in message
     assert job.error and job.error.get("type") == "ValueError", job.error
     assert Path(job.error["file"]).name == FAILING
-    streamed = cli("job", "stream", "-n", job.name, check=False)
+    streamed = cli_inproc("job", "stream", "-n", job.name, check=False)
     assert streamed.code == 1 and f"[Failed] {message}" in streamed.out
-    shown = cli("job", "show", "-n", job.name, "--query", "status_message", "-o", "tsv")
+    shown = cli_inproc("job", "show", "-n", job.name, "--query", "status_message", "-o", "tsv")
     assert FAILING in shown.out
 
 
@@ -282,13 +282,13 @@ def test_output_path_and_file_name_are_respected(runs: dict[str, Any], ml_client
     assert predictions_of(saved, sep=" ") == expected_rows(heart_model_dir)
 
 
-def test_cancel_a_long_job(script_endpoint: str, ml_client: Any, cli: Any, heart_data: HeartData) -> None:
-    name = cli("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "sleepy", "--input",
+def test_cancel_a_long_job(script_endpoint: str, ml_client: Any, cli_inproc: Any, heart_data: HeartData) -> None:
+    name = cli_inproc("batch-endpoint", "invoke", "-n", ENDPOINT, "-d", "sleepy", "--input",
                f"azureml:{heart_data.folder_asset.name}@latest", "--query", "name", "-o", "tsv").out.strip()
     pid_dir = Path(DEPLOYMENTS["sleepy"]["environment_variables"]["PID_DIR"])
     wait_until(lambda: len(list(pid_dir.iterdir())) == 4, 60, "4 workers started")
     wait_until(lambda: ml_client.jobs.get(name).status == "Running", 60, "job Running")
-    canceled = cli("job", "cancel", "-n", name, "--query", "status", "-o", "tsv")
+    canceled = cli_inproc("job", "cancel", "-n", name, "--query", "status", "-o", "tsv")
     assert canceled.out.strip() == "Canceled"
     job = wait_job(ml_client, name, timeout=30)
     assert job.status == "Canceled"
