@@ -91,7 +91,7 @@ def ctx(ml_client: Any, heart_data: HeartData, heart_model: Any, batch_cluster: 
 
 
 @pytest.fixture(scope="module")
-def started(ctx: Ctx, ml_client: Any, cli: Any, server: Any) -> dict[str, Any]:
+def started(ctx: Ctx, ml_client: Any, cli_inproc: Any, server: Any) -> dict[str, Any]:
     """Invoke every case at once; maps a case id to its job name (or the exception it raised)."""
 
     def start(case: tuple[Spelling, str]) -> str:
@@ -103,7 +103,7 @@ def started(ctx: Ctx, ml_client: Any, cli: Any, server: Any) -> dict[str, Any]:
                 cwd = HEART_UNLABELED.parent
                 path = "./" + str(HEART_UNLABELED.relative_to(cwd) if spelling.type == "uri_folder"
                                   else HEART_FILE.relative_to(cwd))
-            result = cli("batch-endpoint", "invoke", "-n", ENDPOINT, "--input", path, "--input-type", spelling.type,
+            result = cli_inproc("batch-endpoint", "invoke", "-n", ENDPOINT, "--input", path, "--input-type", spelling.type,
                          "--query", "name", "-o", "tsv", cwd=cwd)
             return result.out.strip()
         if interface == "sdk":
@@ -120,9 +120,13 @@ def started(ctx: Ctx, ml_client: Any, cli: Any, server: Any) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - reported by the case's own test
             return exc
 
+    # the CLI runs in this process (fixtures/inproc_cli.py), which sets the process's environment and
+    # working directory for each call: its cases one at a time, the SDK and REST ones beside each other
+    names = {n: safe(case) for n, case in enumerate(CASES) if case[1] == "cli"}
+    others = [n for n, case in enumerate(CASES) if case[1] != "cli"]
     with ThreadPoolExecutor(max_workers=6) as pool:
-        names = list(pool.map(safe, CASES))
-    return {f"{s.id}-{i}": name for (s, i), name in zip(CASES, names, strict=True)}
+        names.update(zip(others, pool.map(lambda n: safe(CASES[n]), others), strict=True))
+    return {f"{s.id}-{i}": names[n] for n, (s, i) in enumerate(CASES)}
 
 
 @pytest.mark.parametrize(("spelling", "interface"), CASES, ids=[f"{s.id}-{i}" for s, i in CASES])
