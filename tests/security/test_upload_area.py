@@ -21,6 +21,7 @@ import pytest
 from batchpoint import Data
 from batchpoint.exceptions import ConflictError
 from conftest import HEART_UNLABELED, deploy_heart, record_secret, wait_job
+from fixtures.inproc_cli import run_cli
 
 ENDPOINT = "upload-ep"
 STORE = "workspaceblobstore"
@@ -31,13 +32,13 @@ def sha(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def ivan(server, cli, ml_client, heart_model_dir):
+def ivan(server, cli_inproc, ml_client, heart_model_dir):
     """The report's principal: Invoker on one endpoint only, key made through the CLI."""
     deploy_heart(ml_client, ENDPOINT, heart_model_dir, mini_batch_size=4)
-    cli("principal", "create", "-n", "user:ivan")
-    cli("role", "assignment", "create", "--role", "Invoker", "--assignee", "user:ivan",
+    cli_inproc("principal", "create", "-n", "user:ivan")
+    cli_inproc("role", "assignment", "create", "--role", "Invoker", "--assignee", "user:ivan",
         "--scope", f"endpoint:{ENDPOINT}")
-    return record_secret(cli("principal", "key", "create", "-n", "user:ivan", "--query", "key", "-o", "tsv").out.strip())
+    return record_secret(cli_inproc("principal", "key", "create", "-n", "user:ivan", "--query", "key", "-o", "tsv").out.strip())
 
 
 def _http(server, key: str | None = None) -> httpx.Client:
@@ -49,12 +50,12 @@ def _store_root(ml_client) -> Path:
     return Path(ml_client.datastores.get(STORE).path)
 
 
-def test_report_invoker_cannot_overwrite_an_uploaded_data_asset(server, cli, ml_client, ivan, tmp_path):
+def test_report_invoker_cannot_overwrite_an_uploaded_data_asset(server, cli_inproc, ml_client, ivan, tmp_path):
     data = tmp_path / "heart-upload"
     shutil.copytree(HEART_UNLABELED, data)
     (data / "marker.txt").write_text(uuid.uuid4().hex)  # content of this test's own
-    cli("data", "create", "-n", "upload-heart", "--type", "uri_folder", "--path", str(data))
-    path = cli("data", "show", "-n", "upload-heart", "--query", "path", "-o", "tsv").out.strip()
+    cli_inproc("data", "create", "-n", "upload-heart", "--type", "uri_folder", "--path", str(data))
+    path = cli_inproc("data", "show", "-n", "upload-heart", "--query", "path", "-o", "tsv").out.strip()
     rel = path.split("/paths/", 1)[1]
     target = _store_root(ml_client) / rel / "heart-unlabeled-0.csv"
     before = target.read_bytes()
@@ -210,11 +211,12 @@ def _deployment_yaml(folder: Path) -> Path:
 
 
 def _cli(server, *args: str, key: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``batchpoint ARGS`` (as ``key``'s holder when given): the CLI run in this process (fixtures/inproc_cli.py)."""
     exe = Path(sys.executable).parent / "batchpoint"
     env = {**server.env, "BATCHPOINT_SERVER_URL": server.url}
     if key:
         env["BATCHPOINT_API_KEY"] = key
-    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.CompletedProcess([str(exe), *args], *run_cli(env, *args))
     if check:
         assert proc.returncode == 0, proc.stderr + proc.stdout
     return proc
