@@ -20,6 +20,7 @@ import pytest
 
 from batchpoint import AmlCompute, BatchDeployment
 from conftest import HEART_UNLABELED, deploy_heart, record_secret, wait_job
+from fixtures.inproc_cli import run_cli
 
 ENDPOINT = "rolefit-ep"
 COMPUTE = "rolefit-cluster"
@@ -39,9 +40,10 @@ def keys(server, ml_client, heart_model_dir):
 
 
 def _cli(server, key: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``batchpoint ARGS`` as ``key``'s holder: the CLI run in this process (fixtures/inproc_cli.py)."""
     env = {**server.env, "BATCHPOINT_SERVER_URL": server.url, "BATCHPOINT_API_KEY": key}
-    return subprocess.run([str(Path(sys.executable).parent / "batchpoint"), *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120)
+    return subprocess.CompletedProcess([str(Path(sys.executable).parent / "batchpoint"), *args],
+                                       *run_cli(env, *args, cwd=cwd))
 
 
 def _http(server, key: str) -> httpx.Client:
