@@ -7,12 +7,14 @@
 * ``python -m batchpoint.server recover-owner --home HOME`` gives the local owner Owner again with a
   fresh key in ``<home>/owner.key`` (0600), while the server runs or not.
 
-The REST tests run servers of their own (``start_server``), so the shared session server keeps its
-owner.
+The REST refusals run in-process (the real app over a real SQLite, ``security/inproc.py``), each
+workspace of its own, so the shared session server keeps its owner; the CLI's one error line, the
+recovery while a server runs and with it stopped use real server processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import shutil
 import stat
@@ -29,8 +31,11 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from batchpoint.exceptions import ConflictError
+from security.inproc import TestClient
 from batchpoint.store.sql import SqlMetadataStore
 from conftest import ServerHandle, record_secret, start_server, stop_server
+from fixtures.inproc_cli import run_cli
+from security.inproc import InProc, workspace
 
 OWNER = f"user:{getpass.getuser()}"  # the principal the server bootstraps
 
@@ -54,6 +59,13 @@ def own_server(tmp_path: Path) -> Iterator[ServerHandle]:
 def kept_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
     """A server shared by the tests that leave its owner and the owner's key as they were."""
     yield from _serve(tmp_path_factory.mktemp("last-owner") / "home")
+
+
+@pytest.fixture(scope="module")
+def kept_inproc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProc]:
+    """An in-process workspace shared by the REST tests that leave its owner as it was."""
+    with workspace(tmp_path_factory.mktemp("last-owner-inproc")) as ws:
+        yield ws
 
 
 def _owner_key(handle: ServerHandle) -> str:
@@ -111,31 +123,33 @@ def _assert_admin_works(http: httpx.Client) -> None:
 
 # -- REST ---------------------------------------------------------------------------------------
 
-def test_deleting_the_only_owner_is_refused_and_access_stays(kept_server: ServerHandle) -> None:
-    with _http(kept_server, _owner_key(kept_server)) as http:
+def test_deleting_the_only_owner_is_refused_and_access_stays(kept_inproc: InProc) -> None:
+    with contextlib.nullcontext(kept_inproc.owner) as http:
         owner_id = _owner_assignment(http)
         _assert_last_owner_refused(http.delete(f"/roleAssignments/{owner_id}"), owner_id, OWNER)
         assert _owner_assignment(http) == owner_id  # still there
         _assert_admin_works(http)
 
 
-def test_owner_can_hand_over_but_not_leave_nobody(own_server: ServerHandle) -> None:
+def test_owner_can_hand_over_but_not_leave_nobody(tmp_path: Path) -> None:
     second = "user:second-owner"
-    with _http(own_server, _owner_key(own_server)) as first:
+    with workspace(tmp_path) as ws:
+        first = ws.owner
         first_id = _owner_assignment(first)
         second_id = _grant(first, second)
         second_key = _new_key(first, second)
         assert first.delete(f"/roleAssignments/{first_id}").status_code == 204  # another Owner remains
         assert first.get("/roleAssignments").status_code == 403  # the first one handed over
-    with _http(own_server, second_key) as http:
+        http = TestClient(ws.owner.app, raise_server_exceptions=False)
+        http.headers["Authorization"] = f"Bearer {second_key}"
         owners = [a for a in http.get("/roleAssignments").json() if a["role"] == "Owner"]
         assert [(a["id"], a["principal_id"]) for a in owners] == [(second_id, second)]
         _assert_last_owner_refused(http.delete(f"/roleAssignments/{second_id}"), second_id, second)
         _assert_admin_works(http)
 
 
-def test_a_scoped_owner_is_not_a_workspace_owner(kept_server: ServerHandle) -> None:
-    with _http(kept_server, _owner_key(kept_server)) as http:
+def test_a_scoped_owner_is_not_a_workspace_owner(kept_inproc: InProc) -> None:
+    with contextlib.nullcontext(kept_inproc.owner) as http:
         owner_id = _owner_assignment(http)
         scoped_id = _grant(http, "user:endpoint-owner", "Owner", "endpoint:x")
         _assert_last_owner_refused(http.delete(f"/roleAssignments/{owner_id}"), owner_id, OWNER)
@@ -148,8 +162,8 @@ def test_cli_delete_of_the_last_owner_is_one_error_line(kept_server: ServerHandl
         owner_id = _owner_assignment(http)
     exe = shutil.which("batchpoint", path=str(Path(sys.executable).parent)) or "batchpoint"
     env = {**kept_server.env, "BATCHPOINT_SERVER_URL": kept_server.url, "BATCHPOINT_HOME": str(kept_server.home)}
-    proc = subprocess.run([exe, "role", "assignment", "delete", "--id", str(owner_id)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    args = ["role", "assignment", "delete", "--id", str(owner_id)]
+    proc = subprocess.CompletedProcess([exe, *args], *run_cli(env, *args))  # the CLI in this process
     assert proc.returncode != 0, proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ERROR: "), proc.stderr
