@@ -97,9 +97,9 @@ def test_stream_on_a_terminal_draws_phases_a_bar_and_final_counts(server: Any, m
     assert "worker-0.log" not in text  # the logs only on request
 
 
-def test_stream_piped_prints_plain_lines(cli: Any, ml_client: Any, endpoint: str) -> None:
+def test_stream_piped_prints_plain_lines(cli_inproc: Any, ml_client: Any, endpoint: str) -> None:
     name = invoke(ml_client, endpoint, "slow")
-    result = cli("job", "stream", "-n", name, "--logs", check=False)
+    result = cli_inproc("job", "stream", "-n", name, "--logs", check=False)
     assert result.code == 0, (result.err, result.out)
     assert "\x1b" not in result.out and "\r" not in result.out
     lines = result.out.splitlines()
@@ -128,7 +128,7 @@ def test_a_failing_job_prints_its_root_cause_first(server: Any, ml_client: Any, 
     assert "Traceback" not in drawn
 
 
-def test_sdk_stream_prints_the_same_plain_lines(ml_client: Any, endpoint: str, cli: Any) -> None:
+def test_sdk_stream_prints_the_same_plain_lines(ml_client: Any, endpoint: str, cli_inproc: Any) -> None:
     name = invoke(ml_client, endpoint, "failing")
     out = io.StringIO()
     final = ml_client.jobs.stream(name, out=out)
@@ -137,7 +137,7 @@ def test_sdk_stream_prints_the_same_plain_lines(ml_client: Any, endpoint: str, c
     failed = next(i for i, line in enumerate(lines) if line.startswith("[Failed] "))
     assert lines[failed + 1] == "root cause: ValueError: cannot score: the rows are corrupt", lines
     assert lines[failed + 3].startswith('  File "score.py", line '), lines
-    piped = cli("job", "stream", "-n", name, check=False)  # the job has ended: its whole history again
+    piped = cli_inproc("job", "stream", "-n", name, check=False)  # the job has ended: its whole history again
     assert piped.code == 1
     drop = re.compile(r"^(progress: |phases: )")  # rates and times are measured
     assert [x for x in piped.out.splitlines() if not drop.match(x)] == [x for x in lines if not drop.match(x)]
