@@ -98,7 +98,7 @@ def test_parts_are_synced_to_disk_before_the_done_records_that_name_them(
     """Group commit: the worker writes its part without an fsync; the server syncs the group's
     parts (one syncfs, or each part where there is none), then writes and syncs their done records,
     then shows them. Nothing is recorded as done before its part is durable."""
-    import batchpoint.jobs.folder as folder_mod
+    import batchpoint.outputs.parts as folder_mod  # the parts group commit (sync_parts)
 
     order: list[str] = []
     real_fsync = os.fsync

@@ -4,7 +4,7 @@ Installing Batchpoint into an environment would bring FastAPI, SQLAlchemy, pydan
 its own pandas/MLflow pins, which would fight the model's. Instead the environment gets a ``.pth``
 file naming a **worker-only copy** of the package: ``batchpoint/__init__.py`` reduced to the
 version, plus the modules ``python -m batchpoint.worker`` imports (``worker/``, ``scoring/``,
-``storage/``, ``_internal/``, ``exceptions.py``, ``_version.py``). The copy lives under
+``outputs/``, ``storage/``, ``_internal/``, ``exceptions.py``, ``_version.py``). The copy lives under
 ``<environments>/_worker/<digest of its files>/`` — one per Batchpoint version, shared by every
 environment, made with a temporary folder and a rename — and the ``.pth`` is rewritten whenever an
 environment is used, so an environment built by an older server runs the current worker.
@@ -21,7 +21,7 @@ from pathlib import Path
 import batchpoint.worker
 
 #: what a worker imports (an import-linter contract keeps worker/ and scoring/ off the server side)
-WORKER_PACKAGES = ("worker", "scoring", "storage", "_internal")
+WORKER_PACKAGES = ("worker", "scoring", "outputs", "storage", "_internal")
 WORKER_MODULES = ("exceptions.py", "_version.py")
 PTH_NAME = "batchpoint_worker.pth"
 STUB_INIT = ('"""Batchpoint\'s worker side only: a copy made for a deployment\'s environment '

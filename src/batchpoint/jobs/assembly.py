@@ -1,33 +1,35 @@
-"""Which part files make a job's output, in which order — every input row exactly once.
+"""A job's output file from its parts — every input row exactly once — and the partial output of a
+job that failed or was canceled.
+
+The format is the job's output writer's (``outputs/``, by ``output_action``: how rows become a
+part, how parts become the output file, and that a ``summary_only`` job has neither); this module
+holds what is the same for every writer: which parts, from which jobs, where the output goes,
+retries, and what a failure says.
 
 A mini-batch counts as done only when its result is durable: the worker writes its part to a
-temporary name and renames it to ``parts/<key>.csv`` before it reports success, and the server's
+temporary name and renames it (``outputs/base.py``) before it reports success, and the server's
 group commit (``jobs/progress.py``) syncs the part to disk and then appends the mini-batch to
-``done.jsonl`` (fsynced), naming the keys of its parts
-(``"parts": ["00000007-0000"]``, or the succeeding pieces of a split one). Assembly reads *only*
-the done log: a part file on disk that the log does not name is from an attempt that was
-superseded — the whole mini-batch whose worker timed out after writing it and that was then split
-into pieces, a mini-batch rescored after the server died before recording it — and is never
-assembled. Order: by mini-batch index, then part key (pieces in file order), so two runs of one
-job over the same files write the same file.
+``done.jsonl`` (fsynced), naming the keys of its parts (``"parts": ["00000007-0000"]``, or the
+succeeding pieces of a split one). Assembly reads *only* the done log (:func:`finished_parts`): a
+part file on disk that the log does not name is from an attempt that was superseded — the whole
+mini-batch whose worker timed out after writing it and that was then split into pieces, a
+mini-batch rescored after the server died before recording it — and is never assembled. Order: by
+mini-batch index, then part key (pieces in file order), so two runs of one job over the same files
+write the same file.
 
-Where the parts are: in the job folder (``parts/<key>.csv``) when the server's workers wrote them
-(the local pool), or when the output data store is local; on the **output data store** under
-:func:`staging_prefix` (``azureml/<job>/parts/<key>.csv``, Batchpoint's own area of that store,
-never inside the output folder that ``job download`` lists) when a job's output store is remote
-(Azure Blob, ADLS Gen2, S3) and the engine's nodes wrote them there themselves (the Ray engine:
-its nodes share no disk with the server). The location follows from the job (its output data
-store and its name), so a resumed job, its partial output and a rerun that merges it find them:
-for each part the done log names, the job folder's file when there is one, else the store's. The
-store's parts are fetched a few ahead (:data:`FETCH_AHEAD`, in parallel, each into a temporary
-file) and written in order (:func:`part_streams`): never held in memory, never all on disk. After a job is Completed
-with nothing failed, :func:`drop_staged_parts` removes its staging prefix; a Failed or Canceled
-job, or one with failed files (which a ``rerun --failed-only`` merges), keeps it.
+Where the parts are: in the job folder (``parts/``) when the server's workers wrote them (the local
+pool), or when the output data store is local; on the **output data store**'s staging area
+(``outputs/parts.py`` :func:`staging_prefix`, ``azureml/<job>/parts/``) when a job's output store is
+remote and the engine's nodes wrote them there themselves (Ray). For each part the done log names:
+the job folder's file when there is one, else the store's, fetched a few ahead
+(:func:`part_streams`). After a job is Completed with nothing failed, :func:`drop_staged_parts`
+removes its staging area; a Failed or Canceled job, or one with failed files (which a
+``rerun --failed-only`` merges), keeps it.
 
 A rerun of the failed files (``jobs/rerun.py``) merges: its output is the first job's assembled
 parts, then its own (:func:`output_parts` follows ``settings.rerun.merge_with`` back to the first
 job). A canceled job's finished parts are assembled too and labelled partial
-(:func:`write_partial_output`).
+(:func:`write_partial_output`), as are a job's that failed while scoring (:func:`keep_partial_output`).
 """
 
 from __future__ import annotations
@@ -35,148 +37,52 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from batchpoint.exceptions import BatchpointError, PlatformError, StorageNotFoundError
+from batchpoint.exceptions import BatchpointError, PlatformError, StorageError, TransientStorageError
 from batchpoint.jobs.folder import JobFolder, JsonLines
+from batchpoint.jobs.output_target import job_output
 from batchpoint.jobs.states import JobStatus
-from batchpoint.storage.base import StorageBackend, StorageSpec
+from batchpoint.outputs import OutputWriter, writer_for
+from batchpoint.outputs import parts as _parts
+from batchpoint.outputs.parts import (  # noqa: F401 - their names here too, for older imports
+    FETCH_AHEAD, PARTS_SOURCE, RemotePart, StagedParts, part_streams, remote_writes, staging_prefix,
+)
+from batchpoint.storage.registry import open_backend
 from batchpoint.store.tables import JobRow
 from batchpoint.workspace import WorkspaceService
 
 log = logging.getLogger(__name__)
 
-#: the marker written beside a canceled job's output
+#: the marker written beside a canceled or failed job's output
 PARTIAL_MARKER = "_PARTIAL.json"
-#: the output data stores whose parts an engine's nodes may write themselves (reachable from them)
-REMOTE_KINDS = ("azure_blob", "azure_data_lake_gen2", "s3")
-#: the key of the output store among the storage specs handed to workers that write parts there
-PARTS_SOURCE = "batchpoint:parts"
-#: how many of the store's parts assembly fetches ahead of the one it writes (one GET each, in parallel)
-FETCH_AHEAD = 8
+#: pauses between whole tries of an output write that failed transiently (the store unreachable)
+OUTPUT_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
-def staging_prefix(name: str) -> str:
-    """Where job ``name``'s parts are on its output data store when its nodes write them there."""
-    return f"azureml/{name}/parts"
-
-
-@dataclass(frozen=True)
-class StagedParts:
-    """A job's staging area on its (remote) output data store: ``<prefix>/<key>.csv``."""
-
-    datastore: str
-    spec: StorageSpec
-    prefix: str
-
-    def describe(self) -> str:
-        return f"azureml://datastores/{self.datastore}/paths/{self.prefix}"
+def job_writer(job: JobRow) -> OutputWriter:
+    """The output writer of ``job``'s ``output_action``."""
+    return writer_for((job.settings or {}).get("output_action"))
 
 
 def staged_parts(ws: WorkspaceService, job: JobRow) -> StagedParts | None:
     """The staging area of ``job`` on its output data store, when that store is a remote kind
-    (nodes reach it); None for a local store or a job without a predictions output."""
-    from batchpoint.jobs.output import output_location  # output imports this module
-
-    output = (job.outputs or {}).get("score")
-    if not output or (job.settings or {}).get("output_action", "append_row") != "append_row":
+    (nodes reach it); None for a local store or a job whose writer writes no parts."""
+    target = job_output(job)
+    if target is None or not job_writer(job).writes_parts:
         return None
-    datastore, _ = output_location(output)
-    spec = ws.datastore_spec(datastore)
-    return StagedParts(datastore, spec, staging_prefix(job.name)) if spec.kind in REMOTE_KINDS else None
+    spec = ws.datastore_spec(target.datastore)
+    return StagedParts(target.datastore, spec, staging_prefix(job.name)) if remote_writes(spec.kind) else None
 
 
-@dataclass(frozen=True)
-class RemotePart:
-    """A finished part on the output data store; :meth:`open` streams it."""
-
-    backend: StorageBackend
-    path: str
-    index: int
-
-    @property
-    def name(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
-
-    def open(self, mode: str = "rb") -> IO[bytes]:
-        try:
-            return self.backend.open_read(self.path)
-        except StorageNotFoundError as exc:
-            raise self._missing() from exc
-
-    def fetch(self, local: str) -> str:
-        """Download the part to ``local``; ``local``."""
-        try:
-            self.backend.get_file(self.path, local)
-        except StorageNotFoundError as exc:
-            raise self._missing() from exc
-        return local
-
-    def _missing(self) -> PlatformError:
-        return PlatformError(f"the part {self} of finished mini-batch {self.index} is missing from the job's "
-                             "staging area (removed by hand?); invoke the job again", details={"part": str(self)})
-
-    def __str__(self) -> str:
-        return self.backend.url_for(self.path)
-
-
-def finished_parts(folder: JobFolder, staged: StagedParts | None = None) -> list[Path | RemotePart]:
+def finished_parts(folder: JobFolder, staged: StagedParts | None = None,
+                   writer: OutputWriter | None = None) -> list[Path | RemotePart]:
     """The parts of the job's finished mini-batches, as its done log names them, in order: the job
     folder's file of each key, or (``staged``, when it has none) the output store's."""
-    from batchpoint.storage.registry import open_backend
-
-    parts_dir = Path(folder.parts_dir)
-    backend = open_backend(staged.spec) if staged is not None else None
-    named: dict[int, list[str] | None] = {}
-    for entry in JsonLines(folder.backend, folder.DONE).entries():
-        named[int(entry["index"])] = entry.get("parts")  # the last record of an index wins
-    found: list[Path] = []
-    for index in sorted(named):
-        keys = named[index]
-        if keys is None:  # a done log from before records named their parts: the index's parts on disk
-            found.extend(sorted(parts_dir.glob(f"{index:08d}-*.csv")))
-            continue
-        for key in sorted(keys):
-            part = parts_dir / f"{key}.csv"
-            if backend is not None and staged is not None and not part.is_file():
-                found.append(RemotePart(backend, f"{staged.prefix}/{key}.csv", index))
-                continue
-            if not part.is_file():
-                raise PlatformError(f"the part {part} of finished mini-batch {index} is missing from the job folder "
-                                    "(removed by hand?); invoke the job again", details={"part": str(part)})
-            found.append(part)
-    return found
-
-
-def part_streams(parts: list[Path | RemotePart], ahead: int = FETCH_AHEAD) -> Iterator[IO[bytes]]:
-    """Each part opened for reading, in the order given. The output store's parts are downloaded
-    up to ``ahead`` at a time in the background, each into a temporary file removed once read, so
-    writing the output costs about one round trip per ``ahead`` parts, not one per part."""
-    with tempfile.TemporaryDirectory(prefix="batchpoint-assembly-") as tmp, \
-            ThreadPoolExecutor(max(1, ahead), thread_name_prefix="batchpoint-assembly") as pool:
-        window: deque[tuple[Path | RemotePart, Future[str] | None]] = deque()
-
-        def opened(part: Path | RemotePart, fetched: Future[str] | None) -> IO[bytes]:
-            if fetched is None:
-                return part.open("rb")
-            local = fetched.result()
-            src = open(local, "rb")
-            os.unlink(local)  # gone from the folder at once; its space goes when it is closed
-            return src
-
-        for i, part in enumerate(parts):
-            remote = isinstance(part, RemotePart)
-            window.append((part, pool.submit(part.fetch, os.path.join(tmp, f"{i}.csv")) if remote else None))
-            if len(window) > ahead:
-                yield opened(*window.popleft())
-        while window:
-            yield opened(*window.popleft())
+    return _parts.finished_parts(JsonLines(folder.backend, folder.DONE).entries(), folder.parts_dir,
+                                 writer or writer_for(None), staged)
 
 
 def merge_chain(ws: WorkspaceService, job: JobRow) -> list[JobRow]:
@@ -193,7 +99,85 @@ def merge_chain(ws: WorkspaceService, job: JobRow) -> list[JobRow]:
 
 def output_parts(ws: WorkspaceService, job: JobRow) -> list[Path | RemotePart]:
     return [part for row in merge_chain(ws, job)
-            for part in finished_parts(JobFolder.local(ws.settings.jobs_dir, row.name), staged_parts(ws, row))]
+            for part in finished_parts(JobFolder.local(ws.settings.jobs_dir, row.name), staged_parts(ws, row),
+                                       job_writer(row))]
+
+
+def write_output(ws: WorkspaceService, job: JobRow, parts_dir: Path) -> None:
+    """Assemble the parts into the output file with the job's writer (nothing for a writer that
+    writes no parts). A transient failure (the store unreachable, 5xx, throttled) writes the whole
+    file again, with pauses, for ``jobs.output_retry_s`` (120 s, about as long as a mini-batch's
+    input reads ride out an outage: docs/faults.md) after the first failure; a write that still
+    fails, or fails otherwise (the store full, read-only), fails the job with a
+    :class:`PlatformError` naming the location, the cause, where the scored parts are kept, and
+    how to finish the job without scoring again (``job rerun``)."""
+    writer, target = job_writer(job), job_output(job)
+    if not writer.writes_parts or target is None:
+        return
+    backend = open_backend(ws.datastore_spec(target.datastore))
+    budget = ws.settings.jobs.output_retry_s
+    first_failure: float | None = None
+    drop_stale_temporaries(backend, target.folder, job.name)
+    for attempt in range(1_000_000):
+        parts = output_parts(ws, job)  # the done log's parts only, in order
+        try:
+            with backend.open_write(target.at(target.file_name or "predictions.csv")) as out:
+                writer.assemble(part_streams(parts), out)  # the store's parts fetched a few ahead, in order
+            return
+        except TransientStorageError as exc:
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            pause = OUTPUT_PAUSES_S[min(attempt, len(OUTPUT_PAUSES_S) - 1)]
+            if now + pause - first_failure > budget:
+                raise _output_failed(ws, job, backend, parts, parts_dir, str(exc), now - first_failure) from exc
+            log.warning("job %s: writing its output failed (%s); writing it again in %.0f s", job.name, exc, pause)
+            time.sleep(pause)
+        except (OSError, StorageError) as exc:
+            cause = f"[Errno {exc.errno}] {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise _output_failed(ws, job, backend, parts, parts_dir, cause, None) from exc
+
+
+def drop_stale_temporaries(backend: Any, folder: str, job_name: str) -> int:
+    """Remove the half-written ``.tmp-*`` files a server killed while it wrote this job's output
+    left in the output folder (a local store writes a temporary file, then renames it). Only this
+    job writes there (overlaps are refused, its reruns come after it), one file at a time, so any
+    such file is a leftover. Returns how many went; never raises."""
+    local = backend.local_path(folder or "")
+    if not local or not os.path.isdir(local):
+        return 0
+    dropped = 0
+    try:
+        with os.scandir(local) as entries:
+            for entry in entries:
+                if entry.name.startswith(".tmp-") and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    dropped += 1
+    except OSError as exc:
+        log.warning("job %s: could not remove the half-written files in %s: %s", job_name, local, exc)
+    if dropped:
+        log.warning("job %s: removed %d half-written file(s) (.tmp-*) from its output folder %s, left by a server "
+                    "that stopped while it wrote them", job_name, dropped, local)
+    return dropped
+
+
+def _output_failed(ws: WorkspaceService, job: JobRow, backend: Any, parts: list[Any], parts_dir: Path,
+                   cause: str, tried_s: float | None) -> PlatformError:
+    """The job's failure when its output could not be written: where, why, for how long, where its
+    scored parts are (only the locations that hold some), and how to finish it."""
+    target = job_output(job)
+    assert target is not None and target.file_name is not None
+    where = target.shown(target.file_name)
+    staged = staged_parts(ws, job)
+    remote = any(isinstance(p, RemotePart) for p in parts)
+    local = any(not isinstance(p, RemotePart) for p in parts) or not parts
+    kept = " and ".join(([str(parts_dir)] if local else []) + ([staged.describe()] if remote and staged else []))
+    tried = f", still failing after {tried_s:.0f} s of retries" if tried_s is not None else ""
+    return PlatformError(
+        f"could not write the job's output {where} (data store '{target.datastore}', {backend.spec.describe()}): "
+        f"{cause}{tried}; the scored parts are kept in {kept}. Once the store takes writes again (free space "
+        f"there, make it writable or reachable), finish the job without scoring again: batchpoint job rerun "
+        f"--name {job.name} (it writes {where}); or invoke again with another output location (--output-path)",
+        details={"location": where, "parts": kept})
 
 
 def drop_staged_parts(ws: WorkspaceService, name: str) -> None:
@@ -204,8 +188,6 @@ def drop_staged_parts(ws: WorkspaceService, name: str) -> None:
     staged = staged_parts(ws, job)
     if staged is None or job.files_failed or job.mini_batches_failed:
         return
-    from batchpoint.storage.registry import open_backend
-
     try:
         open_backend(staged.spec).delete(staged.prefix)
     except (BatchpointError, OSError) as exc:
@@ -219,7 +201,7 @@ def write_partial_output(ws: WorkspaceService, name: str) -> bool:
     Canceled whatever happens here."""
     job = ws.store.get_job(name)
     if (job.status != JobStatus.CANCELED.value or not job.mini_batches_completed  # nothing finished: nothing to keep
-            or (job.settings or {}).get("output_action") != "append_row"):
+            or not _writes_parts(job)):
         return False
     return _write_partial(ws, job)
 
@@ -231,8 +213,7 @@ def keep_partial_output(ws: WorkspaceService, name: str) -> bool:
     (its output being written) is left as it is. Never raises."""
     try:
         job = ws.store.get_job(name)
-        if (job.status != JobStatus.FAILED.value or not job.mini_batches_completed
-                or (job.settings or {}).get("output_action") != "append_row"):
+        if job.status != JobStatus.FAILED.value or not job.mini_batches_completed or not _writes_parts(job):
             return False
         statuses = [e.status for e in ws.store.list_job_events(name, 0, 10_000, types=("status",))]
         if len(statuses) < 2 or statuses[-2] != JobStatus.RUNNING.value:
@@ -243,9 +224,15 @@ def keep_partial_output(ws: WorkspaceService, name: str) -> bool:
     return _write_partial(ws, job)
 
 
-def _write_partial(ws: WorkspaceService, job: JobRow) -> bool:
-    from batchpoint.jobs.output import write_output  # output imports this module
+def _writes_parts(job: JobRow) -> bool:
+    """Whether the job's writer leaves parts to keep (an unknown action: none, and no partial output)."""
+    try:
+        return job_writer(job).writes_parts
+    except BatchpointError:
+        return False
 
+
+def _write_partial(ws: WorkspaceService, job: JobRow) -> bool:
     name = job.name
     try:
         write_output(ws, job, Path(JobFolder.local(ws.settings.jobs_dir, name).parts_dir))
@@ -260,19 +247,16 @@ def _write_partial(ws: WorkspaceService, job: JobRow) -> bool:
 
 
 def _write_marker(ws: WorkspaceService, job: JobRow) -> None:
-    from batchpoint.jobs.output import output_location
-    from batchpoint.storage.registry import open_backend
-
-    datastore, folder = output_location(job.outputs["score"])
-    backend = open_backend(ws.datastore_spec(datastore))
+    target = job_output(job)
+    assert target is not None
+    backend = open_backend(ws.datastore_spec(target.datastore))
+    canceled = job.status == JobStatus.CANCELED.value
     marker: dict[str, Any] = {
         "partial": True, "job": job.name, "status": job.status,
-        "reason": (f"the job {'was canceled' if job.status == JobStatus.CANCELED.value else 'failed'}; the "
-                   f"output holds only the mini-batches finished before it "
-                   f"{'was canceled' if job.status == JobStatus.CANCELED.value else 'failed'}"),
+        "reason": (f"the job {'was canceled' if canceled else 'failed'}; the output holds only the mini-batches "
+                   f"finished before it {'was canceled' if canceled else 'failed'}"),
         "mini_batches_completed": job.mini_batches_completed, "mini_batches_total": job.mini_batches_total,
         "files_completed": job.files_completed, "files_total": job.files_total, "rows": job.rows,
     }
-    target = f"{folder}/{PARTIAL_MARKER}" if folder else PARTIAL_MARKER
-    with backend.open_write(target) as out:
+    with backend.open_write(target.at(PARTIAL_MARKER)) as out:
         out.write(json.dumps(marker, indent=2).encode() + b"\n")

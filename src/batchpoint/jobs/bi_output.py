@@ -27,11 +27,10 @@ as on Azure.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from batchpoint.exceptions import PlatformError, StorageError
-from batchpoint.jobs.assembly import REMOTE_KINDS
-from batchpoint.jobs.output import output_location
+from batchpoint.jobs.output_target import job_output
+from batchpoint.outputs.parts import remote_writes
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.tables import JobRow
@@ -54,12 +53,11 @@ def environment(jobs_dir: Path, job_name: str) -> dict[str, str]:
 def remote_target(ws: WorkspaceService, job: JobRow) -> tuple[StorageSpec, str] | None:
     """(the data store's spec, the folder on it) of the job's ``score`` output when that store is one
     the nodes of a distributed engine reach and write to themselves; None for a local store."""
-    output = (job.outputs or {}).get("score")
-    if not output:
+    target = job_output(job)
+    if target is None:
         return None
-    datastore, target = output_location(output)
-    spec = ws.datastore_spec(datastore)
-    return (spec, target) if spec.kind in REMOTE_KINDS else None
+    spec = ws.datastore_spec(target.datastore)
+    return (spec, target.folder) if remote_writes(spec.kind) else None
 
 
 def upload_bi_output(ws: WorkspaceService, job: JobRow) -> int:
@@ -69,16 +67,18 @@ def upload_bi_output(ws: WorkspaceService, job: JobRow) -> int:
     files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
     if not files:
         return 0
-    output: dict[str, Any] = job.outputs["score"]
-    datastore, target = output_location(output)
-    backend = open_backend(ws.datastore_spec(datastore))
+    target = job_output(job)
+    if target is None:
+        raise PlatformError(f"job {job.name} has no 'score' output to write the files its scoring script wrote to "
+                            f"{VARIABLE} into; they are kept in {folder}")
+    backend = open_backend(ws.datastore_spec(target.datastore))
     for path in files:
         rel = path.relative_to(folder).as_posix()
         try:
-            backend.put_file(str(path), f"{target}/{rel}" if target else rel)
+            backend.put_file(str(path), target.at(rel))
         except (OSError, StorageError) as exc:
-            where = f"{output['path'].rstrip('/')}/{rel}"
+            where = target.shown(rel)
             raise PlatformError(f"could not write '{rel}', which the scoring script wrote to {VARIABLE}, to the job's "
-                                f"output {where} (data store '{datastore}'): {exc}; the file is kept in {folder}",
+                                f"output {where} (data store '{target.datastore}'): {exc}; the file is kept in {folder}",
                                 details={"location": where}) from exc
     return len(files)

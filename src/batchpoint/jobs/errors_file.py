@@ -24,7 +24,7 @@ from collections import Counter
 from typing import Any
 
 from batchpoint.exceptions import PlatformError, StorageError
-from batchpoint.jobs.output import output_location
+from batchpoint.jobs.output_target import job_output
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import JobFailureRow, JobRow
@@ -82,13 +82,12 @@ def write_errors_file(ws: WorkspaceService, job: JobRow) -> str | None:
     """Write the job's errors file next to its output; returns its data store path (None: no
     failures, or no output location). A write that fails raises :class:`PlatformError`."""
     rows = ws.store.list_failures(job.name, limit=MAX_LINES)
-    output = (job.outputs or {}).get("score")
-    if not rows or not output:
+    output = job_output(job)  # the location the job row stores parsed
+    if not rows or output is None:
         return None
-    datastore, folder = output_location(output)
+    datastore = output.datastore
     backend = open_backend(ws.datastore_spec(datastore))
-    name = errors_file_name(job)
-    target = f"{folder}/{name}" if folder else name
+    target = output.at(errors_file_name(job))
     try:
         with backend.open_write(target) as out:
             for row in rows:

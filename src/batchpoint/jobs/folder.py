@@ -4,7 +4,8 @@
 ``manifest.jsonl``     the job's files, one line per mini-batch as the lister hands it out, then a
                        line marking the listing complete (see :class:`Manifest`)
 ``done.jsonl``         one line per finished mini-batch with its counts and part keys (see :class:`DoneLog`)
-``parts/<key>.csv``    the rows of one scored mini-batch (written by the engine's workers)
+``parts/<key>.csv``    the rows of one scored mini-batch (written by the engine's workers with the
+                       job's output writer; synced, found and read back by ``outputs/parts.py``)
 ``logs/worker-<n>.log``  everything worker ``n`` printed or logged
 ``tmp/``                the workers' downloads of remote input files (removed when the workers end)
 =====================  ==========================================================================
@@ -35,57 +36,10 @@ from batchpoint.storage.base import StorageBackend, StorageSpec
 from batchpoint.storage.local import LocalBackend
 
 
-#: up to this many parts are synced one by one; a bigger group with one syncfs(2) of their filesystem
-SYNC_EACH_UP_TO = 4
-_syncfs: Any = None
-
-
-def sync_parts(parts_dir: str, keys: list[str]) -> None:
-    """Make the parts ``keys`` (``<parts_dir>/<key>.csv``, written and renamed by workers without
-    an fsync of their own) durable, with their folder's entries: the group commit of parts. A few
-    are fsynced one by one; more with one ``syncfs(2)`` of their filesystem (Linux), which costs
-    one journal commit however many parts the group holds. Parts that are not on this disk (a
-    remote store's, already durable) are skipped."""
-    if not keys or not os.path.isdir(parts_dir):
-        return
-    if len(keys) > SYNC_EACH_UP_TO and _sync_filesystem(parts_dir):
-        return
-    for key in keys:
-        try:
-            _fsync_path(os.path.join(parts_dir, f"{key}.csv"))
-        except FileNotFoundError:
-            continue
-    _fsync_path(parts_dir)  # the renames
-
-
 def _fsync_path(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_filesystem(path: str) -> bool:
-    """``syncfs(2)`` of the filesystem holding ``path``; False where there is none (not Linux)."""
-    global _syncfs
-    if _syncfs is None:
-        try:
-            import ctypes
-
-            _syncfs = ctypes.CDLL(None, use_errno=True).syncfs
-        except (OSError, AttributeError):
-            _syncfs = False
-    if not _syncfs:
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _syncfs(fd) != 0:
-            import ctypes
-
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), path)
-        return True
     finally:
         os.close(fd)
 

@@ -32,8 +32,10 @@ from batchpoint.engines.planning import MiniBatch, MiniBatchOutcome, RetryPolicy
 from batchpoint.engines.policy import FailureKind
 from batchpoint.exceptions import PlatformError
 from batchpoint.exceptions import StorageError
-from batchpoint.jobs.folder import DoneLog, Manifest, sync_parts
+from batchpoint.jobs.folder import DoneLog, Manifest
 from batchpoint.jobs.lifecycle import record_progress_each, record_with_retries
+from batchpoint.outputs import OutputWriter, writer_for
+from batchpoint.outputs.parts import sync_parts
 from batchpoint.store.sql import SqlMetadataStore
 
 #: the job error's code for the first failure of each kind
@@ -58,8 +60,10 @@ class _Pending:
 
 class Progress:
     def __init__(self, store: SqlMetadataStore, name: str, policy: RetryPolicy, stop: threading.Event, done: DoneLog,
-                 manifest: Manifest | None = None, parts_dir: str | None = None, owner: str | None = None) -> None:
+                 manifest: Manifest | None = None, parts_dir: str | None = None, owner: str | None = None,
+                 writer: OutputWriter | None = None) -> None:
         self.store, self.name, self.policy, self.stop, self.done = store, name, policy, stop, done
+        self.writer = writer or writer_for(None)  # the job's output writer: names (and writes) its parts
         self.owner = owner  # the server running the job: its counters are written only while it still is
         self.manifest = manifest  # its lines are synced before the done log's (a record never outlives its batch)
         self.parts_dir = parts_dir  # the workers' parts, synced here before the done entries naming them
@@ -154,8 +158,8 @@ class Progress:
 
     def _write_done(self, fresh: list[_Pending]) -> None:
         try:
-            if self.parts_dir is not None:
-                sync_parts(self.parts_dir, [p.part for p in fresh if p.part])
+            if self.parts_dir is not None and self.writer.writes_parts:
+                sync_parts(self.parts_dir, [self.writer.part_name(p.part) for p in fresh if p.part])
             if self.manifest is not None:
                 self.manifest.lines.sync()
             entries = [p.done for p in fresh if p.done is not None]

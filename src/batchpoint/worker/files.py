@@ -6,11 +6,12 @@ emptied after each mini-batch. A file that is gone is an
 ``input`` failure; any other fault (storage unreachable, throttled past its retries, credential
 refused, the temporary folder's disk full) is ``platform``.
 
-Writing: a part is written to ``parts/.<key>.tmp`` and renamed to ``parts/<key>.csv`` before the
-worker reports the mini-batch done (so it is there whole or not at all, whatever kills the
+Writing: the job's output writer (``outputs/``, by its ``output_action``) writes a part to
+``parts/.<key>.tmp`` and renames it to ``parts/<key>.csv`` (append_row) before the worker reports
+the mini-batch done (so it is there whole or not at all, whatever kills the
 worker); on any failure the temporary file is removed. The worker does not fsync it: the server
 syncs the parts of a group of finished mini-batches at once before it records them as done
-(``jobs/progress.py``, ``jobs/folder.py sync_parts``), one journal commit for many parts instead
+(``jobs/progress.py``, ``outputs/parts.py sync_parts``), one journal commit for many parts instead
 of two fsyncs per mini-batch in every worker. A write that fails with an ``OSError`` (ENOSPC, EROFS, …)
 is ``platform``; a result that cannot be written as rows is the user's.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint.exceptions import InputError, StorageNotFoundError
-from batchpoint.scoring.output import write_rows
+from batchpoint.outputs import OutputWriter, writer_for
 from batchpoint.storage.registry import open_backend
 from batchpoint.worker.errors import StepFailure
 from batchpoint.worker.protocol import spec_from_dict
@@ -117,27 +118,15 @@ class Fetcher:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def write_part(parts: Path, key: str, result: Any) -> int:
-    """Write ``result`` as ``parts/<key>.csv``; return the row count. Leaves no temporary file."""
-    tmp, final = parts / f".{key}.tmp", parts / f"{key}.csv"
+def write_part(parts: Path, key: str, result: Any, writer: OutputWriter | None = None) -> int:
+    """Write ``result`` as mini-batch piece ``key``'s part with the job's output ``writer``
+    (``outputs/``; ``append_row``'s ``parts/<key>.csv`` by default); return the row count. Leaves no
+    temporary file. A disk fault is ``platform``; a result that cannot be written as rows is the user's."""
+    writer = writer or writer_for(None)
     try:
-        parts.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", newline="") as out:
-            rows = write_rows(result, out)
-        os.replace(tmp, final)  # whole or absent; the server syncs it to disk before recording it done
-        return rows
+        return writer.write_part(parts, key, result)
     except OSError as exc:
-        _remove(tmp)
+        final = parts / writer.part_name(key)
         cause = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
         raise StepFailure("platform", f"could not write the rows of mini-batch {key} to '{final}': {cause}; "
                                       f"free space in (or fix) the job folder {parts.parent}", exc) from exc
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint._internal.redact import Redactor, install_redacting_filter
-from batchpoint.scoring.output import count_rows
+from batchpoint.outputs import worker_writer
 from batchpoint.scoring.scorers import make_scorer
 from batchpoint.worker import protocol
 from batchpoint.worker.errors import error_info
@@ -207,7 +207,8 @@ def _score(message: dict[str, Any], scorer: Any, fetcher: Fetcher, job: dict[str
             if state is not None:
                 state.set(WorkerState.IDLE)
         missing = results_of(result, len(files), bool(job["scorer"].get("scoring_script")))
-        rows = write_part(Path(job["parts_dir"]), key, result) if job["write_rows"] else count_rows(result)
+        # the job's output writer (outputs/): append_row writes the part, summary_only only counts
+        rows = write_part(Path(job["parts_dir"]), key, result, worker_writer(job))
         log.info("mini-batch %s (%d files) scored: %d rows in %.3fs", key, len(files), rows,
                  time.perf_counter() - started)
         if missing:

@@ -1,0 +1,203 @@
+"""Where a job's parts are, making them durable, and reading them back in order.
+
+A part is one scored mini-batch piece's rows, named ``<key><suffix>`` by the job's writer
+(``00000007-0000.csv``). The workers write them to the job folder's ``parts/`` (the local pool, and
+the Ray engine with a local output store), or — when a job's output store is remote (Azure Blob,
+ADLS Gen2, S3) and the engine's nodes share no disk with the server (Ray) — to its **staging area**
+on that store, :func:`staging_prefix` (``azureml/<job>/parts/``: Batchpoint's own area of the store,
+never inside the output folder ``job download`` lists).
+
+* :func:`sync_parts`: the server's group commit (``jobs/progress.py``) makes the parts of a group
+  of finished mini-batches durable at once, before the done log names them (workers do not fsync).
+* :func:`finished_parts`: the parts of a job's done-log entries (only those: a part on disk the log
+  does not name is from a superseded attempt), in mini-batch order, then part key — the job
+  folder's file of each key, else the staging area's.
+* :func:`part_streams`: each part opened, in order; the store's fetched :data:`FETCH_AHEAD` at a
+  time in the background (one temporary file each, removed once read): never all in memory or on disk.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import tempfile
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from batchpoint.exceptions import PlatformError, StorageNotFoundError
+from batchpoint.outputs.base import OutputWriter
+from batchpoint.storage.base import StorageBackend, StorageSpec
+from batchpoint.storage.registry import find_kind, open_backend
+
+#: the key of the output store among the storage specs handed to workers that write parts there
+PARTS_SOURCE = "batchpoint:parts"
+#: how many of the store's parts assembly fetches ahead of the one it writes (one GET each, in parallel)
+FETCH_AHEAD = 8
+#: up to this many parts are synced one by one; a bigger group with one syncfs(2) of their filesystem
+SYNC_EACH_UP_TO = 4
+_syncfs: Any = None
+
+
+def remote_writes(kind: str) -> bool:
+    """Whether an engine's nodes may write a job's parts (and its scripts' files) to a store of
+    ``kind`` themselves: its descriptor's ``capabilities.remote_writes`` (Azure Blob, ADLS Gen2, S3)."""
+    found = find_kind(kind)
+    return found is not None and found.capabilities.remote_writes
+
+
+def staging_prefix(name: str) -> str:
+    """Where job ``name``'s parts are on its output data store when its nodes write them there."""
+    return f"azureml/{name}/parts"
+
+
+@dataclass(frozen=True)
+class StagedParts:
+    """A job's staging area on its (remote) output data store: ``<prefix>/<part name>``."""
+
+    datastore: str
+    spec: StorageSpec
+    prefix: str
+
+    def describe(self) -> str:
+        return f"azureml://datastores/{self.datastore}/paths/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class RemotePart:
+    """A finished part on the output data store; :meth:`open` streams it."""
+
+    backend: StorageBackend
+    path: str
+    index: int
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def open(self, mode: str = "rb") -> IO[bytes]:
+        try:
+            return self.backend.open_read(self.path)
+        except StorageNotFoundError as exc:
+            raise self._missing() from exc
+
+    def fetch(self, local: str) -> str:
+        """Download the part to ``local``; ``local``."""
+        try:
+            self.backend.get_file(self.path, local)
+        except StorageNotFoundError as exc:
+            raise self._missing() from exc
+        return local
+
+    def _missing(self) -> PlatformError:
+        return PlatformError(f"the part {self} of finished mini-batch {self.index} is missing from the job's "
+                             "staging area (removed by hand?); invoke the job again", details={"part": str(self)})
+
+    def __str__(self) -> str:
+        return self.backend.url_for(self.path)
+
+
+def finished_parts(entries: Iterable[dict[str, Any]], parts_dir: str | Path, writer: OutputWriter,
+                   staged: StagedParts | None = None) -> list[Path | RemotePart]:
+    """The parts the done-log ``entries`` name, in order: by mini-batch index (the last entry of
+    an index wins), then part key; the file ``parts_dir/<writer.part_name(key)>`` of each key, or
+    (with ``staged``, when there is none) the staging area's. An entry from before entries named
+    their parts: that index's ``<index>-*<part_suffix>`` files on disk. None for a writer that
+    writes no parts (``summary_only``: its entries name the keys of parts it never wrote)."""
+    if not writer.writes_parts:
+        return []
+    parts_dir = Path(parts_dir)
+    backend = open_backend(staged.spec) if staged is not None else None
+    named: dict[int, list[str] | None] = {}
+    for entry in entries:
+        named[int(entry["index"])] = entry.get("parts")
+    found: list[Path | RemotePart] = []
+    for index in sorted(named):
+        keys = named[index]
+        if keys is None:
+            found.extend(sorted(parts_dir.glob(f"{index:08d}-*{writer.part_suffix}")))
+            continue
+        for key in sorted(keys):
+            part = parts_dir / writer.part_name(key)
+            if backend is not None and staged is not None and not part.is_file():
+                found.append(RemotePart(backend, f"{staged.prefix}/{writer.part_name(key)}", index))
+                continue
+            if not part.is_file():
+                raise PlatformError(f"the part {part} of finished mini-batch {index} is missing from the job folder "
+                                    "(removed by hand?); invoke the job again", details={"part": str(part)})
+            found.append(part)
+    return found
+
+
+def part_streams(parts: list[Path | RemotePart], ahead: int = FETCH_AHEAD) -> Iterator[IO[bytes]]:
+    """Each part opened for reading, in the order given. The output store's parts are downloaded
+    up to ``ahead`` at a time in the background, each into a temporary file removed once read, so
+    writing the output costs about one round trip per ``ahead`` parts, not one per part."""
+    with tempfile.TemporaryDirectory(prefix="batchpoint-assembly-") as tmp, \
+            ThreadPoolExecutor(max(1, ahead), thread_name_prefix="batchpoint-assembly") as pool:
+        window: deque[tuple[Path | RemotePart, Future[str] | None]] = deque()
+
+        def opened(part: Path | RemotePart, fetched: Future[str] | None) -> IO[bytes]:
+            if fetched is None:
+                return part.open("rb")
+            local = fetched.result()
+            src = open(local, "rb")
+            os.unlink(local)  # gone from the folder at once; its space goes when it is closed
+            return src
+
+        for i, part in enumerate(parts):
+            remote = isinstance(part, RemotePart)
+            window.append((part, pool.submit(part.fetch, os.path.join(tmp, f"{i}.part")) if remote else None))
+            if len(window) > ahead:
+                yield opened(*window.popleft())
+        while window:
+            yield opened(*window.popleft())
+
+
+def sync_parts(parts_dir: str, names: list[str]) -> None:
+    """Make the parts ``names`` (files in ``parts_dir``, written and renamed by workers without an
+    fsync of their own) durable, with their folder's entries: the group commit of parts. A few are
+    fsynced one by one; more with one ``syncfs(2)`` of their filesystem (Linux), which costs one
+    journal commit however many parts the group holds. Names that are not on this disk (a remote
+    store's part, already durable; a writer that wrote none) are skipped."""
+    if not names or not os.path.isdir(parts_dir):
+        return
+    if len(names) > SYNC_EACH_UP_TO and _sync_filesystem(parts_dir):
+        return
+    for name in names:
+        try:
+            _fsync_path(os.path.join(parts_dir, name))
+        except FileNotFoundError:
+            continue
+    _fsync_path(parts_dir)  # the renames
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_filesystem(path: str) -> bool:
+    """``syncfs(2)`` of the filesystem holding ``path``; False where there is none (not Linux)."""
+    global _syncfs
+    if _syncfs is None:
+        try:
+            _syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+        except (OSError, AttributeError):
+            _syncfs = False
+    if not _syncfs:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        return True
+    finally:
+        os.close(fd)
