@@ -218,13 +218,13 @@ def sample(tmp_path_factory: pytest.TempPathFactory, pickled_heart: Path) -> Pat
 
 
 @pytest.fixture(scope="module")
-def jobs(sample: Path, cli: Any, ml_client: Any) -> dict[str, str]:
+def jobs(sample: Path, cli_inproc: Any, ml_client: Any) -> dict[str, str]:
     """Everything created from the sample's files with the CLI; the jobs started side by side."""
-    cli("model", "create", "-f", str(sample / "model.yml"))
-    cli("compute", "create", "-f", str(sample / "compute.yml"))
-    cli("batch-endpoint", "create", "-f", str(sample / "endpoint.yml"))
-    cli("batch-deployment", "create", "-f", str(sample / "deployment-parquet.yml"), "--set-default")
-    cli("batch-deployment", "create", "-f", str(sample / "deployment-append.yml"))
+    cli_inproc("model", "create", "-f", str(sample / "model.yml"))
+    cli_inproc("compute", "create", "-f", str(sample / "compute.yml"))
+    cli_inproc("batch-endpoint", "create", "-f", str(sample / "endpoint.yml"))
+    cli_inproc("batch-deployment", "create", "-f", str(sample / "deployment-parquet.yml"), "--set-default")
+    cli_inproc("batch-deployment", "create", "-f", str(sample / "deployment-append.yml"))
     ml_client.batch_deployments.begin_create_or_update(BatchDeployment(
         name="classifier-file", endpoint_name=ENDPOINT, model=Model(path=str(sample / "model" / "heart.pkl")),
         code_configuration=CodeConfiguration(code=str(sample / "code-single"), scoring_script="batch_driver.py"),
@@ -232,7 +232,7 @@ def jobs(sample: Path, cli: Any, ml_client: Any) -> dict[str, str]:
         output_file_name="sums.txt")).result()
 
     def invoke(*extra: str) -> str:
-        return cli("batch-endpoint", "invoke", "-n", ENDPOINT, "--input", str(HEART_UNLABELED), *extra,
+        return cli_inproc("batch-endpoint", "invoke", "-n", ENDPOINT, "--input", str(HEART_UNLABELED), *extra,
                    "--query", "name", "-o", "tsv").out.strip()
 
     def sdk_invoke(deployment: str) -> str:
@@ -250,12 +250,12 @@ def _completed(ml_client: Any, name: str) -> Any:
 
 
 def test_custom_model_writes_parquet_to_bi_output_under_summary_only(
-        jobs: dict[str, str], ml_client: Any, cli: Any, heart_expected: dict[str, list[int]], tmp_path: Path) -> None:
+        jobs: dict[str, str], ml_client: Any, cli_inproc: Any, heart_expected: dict[str, list[int]], tmp_path: Path) -> None:
     job = _completed(ml_client, jobs["parquet"])
     assert job.settings["output_action"] == "summary_only"
     # run() returned the 4 paths it processed: that is what counts as succeeded
     assert job.progress.rows == 4 and job.progress.files_completed == 4
-    out = cli("job", "download", "--name", job.name, "--output-name", "score", "--download-path", str(tmp_path))
+    out = cli_inproc("job", "download", "--name", job.name, "--output-name", "score", "--download-path", str(tmp_path))
     folder = tmp_path / "named-outputs" / "score"
     files = sorted(glob.glob(str(folder / "*")))
     assert [Path(f).name for f in files] == [f"{stem}.parquet" for stem in heart_expected], out.out
@@ -291,42 +291,42 @@ def test_single_file_custom_model_inline_in_the_sdk(jobs: dict[str, str], ml_cli
     assert saved.read_text() == "".join(f"{stem}.csv {sum(p)}\n" for stem, p in heart_expected.items())
 
 
-def test_registered_model_keeps_its_azure_yaml_fields(jobs: dict[str, str], cli: Any) -> None:
-    shown = json.loads(cli("model", "show", "-n", "heart-classifier-sklpipe", "-v", "1").out)
+def test_registered_model_keeps_its_azure_yaml_fields(jobs: dict[str, str], cli_inproc: Any) -> None:
+    shown = json.loads(cli_inproc("model", "show", "-n", "heart-classifier-sklpipe", "-v", "1").out)
     assert shown["version"] == "1" and shown["type"] == "custom_model"
     assert shown["tags"] == {"framework": "scikit-learn", "revision": "3"}
     assert shown["properties"] == {"trained_on": "heart.csv"}
-    compute = json.loads(cli("compute", "show", "-n", "cpu-cluster").out)
+    compute = json.loads(cli_inproc("compute", "show", "-n", "cpu-cluster").out)
     assert (compute["tier"], compute["location"], compute["size"]) == ("dedicated", "westeurope", "STANDARD_DS3_v2")
     assert compute["identity"] == {"type": "system_assigned"}
-    deployment = json.loads(cli("batch-deployment", "show", "-n", "classifier-parquet", "-e", ENDPOINT).out)
+    deployment = json.loads(cli_inproc("batch-deployment", "show", "-n", "classifier-parquet", "-e", ENDPOINT).out)
     env = deployment["environment"]  # stored, with the conda file's content, for the environment builder
     assert env["image"].startswith("mcr.microsoft.com/") and env["conda_file"]["name"] == "heart-classifier-batch"
     [pip] = [d["pip"] for d in env["conda_file"]["dependencies"] if isinstance(d, dict)]
     assert [p.split("==")[0] for p in pip] == ["pandas", "pyarrow", "scikit-learn"]
 
 
-def test_child_job_and_experiment_name(jobs: dict[str, str], ml_client: Any, cli: Any) -> None:
+def test_child_job_and_experiment_name(jobs: dict[str, str], ml_client: Any, cli_inproc: Any) -> None:
     parent = _completed(ml_client, jobs["parquet"])
     assert parent.experiment_name == "heart-parquet"
     assert ml_client.jobs.get(jobs["rows"]).experiment_name == ENDPOINT  # Azure's default: the endpoint
     [child] = ml_client.jobs.list(parent_job_name=parent.name)
     assert (child.display_name, child.type, child.parent_job_name) == ("batchscoring", "parallel", parent.name)
     assert child.status == parent.status and child.progress == parent.progress
-    listed = json.loads(cli("job", "list", "--parent-job-name", parent.name).out)
+    listed = json.loads(cli_inproc("job", "list", "--parent-job-name", parent.name).out)
     assert [c["name"] for c in listed] == [child.name]
-    assert json.loads(cli("job", "show", "-n", child.name).out)["parent_job_name"] == parent.name
+    assert json.loads(cli_inproc("job", "show", "-n", child.name).out)["parent_job_name"] == parent.name
     assert ml_client.jobs.list(parent_job_name=child.name) == []  # the step has no children
     # the list-jobs verbs of both resources
-    of_deployment = cli("batch-deployment", "list-jobs", "-n", "classifier-parquet", "-e", ENDPOINT,
+    of_deployment = cli_inproc("batch-deployment", "list-jobs", "-n", "classifier-parquet", "-e", ENDPOINT,
                         "--query", "[].name", "-o", "tsv").out.split()
     assert of_deployment == [parent.name]
-    of_endpoint = set(cli("batch-endpoint", "list-jobs", "-n", ENDPOINT, "--query", "[].name", "-o", "tsv").out.split())
+    of_endpoint = set(cli_inproc("batch-endpoint", "list-jobs", "-n", ENDPOINT, "--query", "[].name", "-o", "tsv").out.split())
     assert of_endpoint == set(jobs.values())
 
 
-def test_unhappy_child_names(ml_client: Any, cli: Any, jobs: dict[str, str]) -> None:
-    missing = cli("job", "show", "-n", "no-such-job-batchscoring", check=False)
+def test_unhappy_child_names(ml_client: Any, cli_inproc: Any, jobs: dict[str, str]) -> None:
+    missing = cli_inproc("job", "show", "-n", "no-such-job-batchscoring", check=False)
     assert missing.code != 0 and "batchscoring step of job 'no-such-job'" in missing.err
     with pytest.raises(BatchpointError, match="ends in '-batchscoring'"):
         ml_client.batch_endpoints.invoke(endpoint_name=ENDPOINT, job_name="mine-batchscoring",

@@ -56,7 +56,7 @@ def _json(result: Any) -> Any:
     return json.loads(result.out)
 
 
-def test_cli_files(project: Path, cli: Any) -> None:
+def test_cli_files(project: Path, cli_inproc: Any) -> None:
     suffix = uuid.uuid4().hex[:6]
     data = _write(project / "data.yml", f"""
         $schema: https://azuremlschemas.azureedge.net/latest/data.schema.json
@@ -71,7 +71,7 @@ def test_cli_files(project: Path, cli: Any) -> None:
         properties:
           license: CC BY 4.0
     """)
-    shown = _json(cli("data", "create", "-f", str(data)))
+    shown = _json(cli_inproc("data", "create", "-f", str(data)))
     assert (shown["version"], shown["tags"], shown["properties"]) == (
         "1", {"source": "uci", "rows": "303"}, {"license": "CC BY 4.0"})
 
@@ -92,7 +92,7 @@ def test_cli_files(project: Path, cli: Any) -> None:
         tags:
           team: scoring
     """)
-    shown = _json(cli("compute", "create", "-f", str(compute)))
+    shown = _json(cli_inproc("compute", "create", "-f", str(compute)))
     assert (shown["tier"], shown["location"], shown["tags"]) == ("low_priority", "westeurope", {"team": "scoring"})
     assert shown["identity"]["user_assigned_identities"] == [{"client_id": CLIENT_ID, "resource_id": UAI}]
 
@@ -106,7 +106,7 @@ def test_cli_files(project: Path, cli: Any) -> None:
         properties:
           cost-center: 1234
     """)
-    shown = _json(cli("batch-endpoint", "create", "-f", str(endpoint)))
+    shown = _json(cli_inproc("batch-endpoint", "create", "-f", str(endpoint)))
     assert (shown["tags"], shown["properties"]) == ({"owner": "ml-team"}, {"cost-center": "1234"})
 
     deployment = _write(project / "deployment.yml", f"""
@@ -140,15 +140,15 @@ def test_cli_files(project: Path, cli: Any) -> None:
         properties:
           version: 2
     """)
-    shown = _json(cli("batch-deployment", "create", "-f", str(deployment)))
+    shown = _json(cli_inproc("batch-deployment", "create", "-f", str(deployment)))
     assert shown["model"] == f"azureml:yaml-ep-{suffix}-inline-model:1"  # the inline model, registered
     assert (shown["tags"], shown["properties"]) == ({"stage": "blue"}, {"version": "2"})
     assert shown["environment"]["conda_file"]["name"] == "inline-env"
-    model = _json(cli("model", "show", "-n", f"yaml-ep-{suffix}-inline-model", "-v", "1"))
+    model = _json(cli_inproc("model", "show", "-n", f"yaml-ep-{suffix}-inline-model", "-v", "1"))
     assert model["type"] == "custom_model" and model["path"].endswith("/model")
 
 
-def test_cli_refuses_an_identity_it_cannot_map(project: Path, cli: Any) -> None:
+def test_cli_refuses_an_identity_it_cannot_map(project: Path, cli_inproc: Any) -> None:
     compute = _write(project / "bad-compute.yml", f"""
         name: no-client-id
         type: amlcompute
@@ -157,11 +157,11 @@ def test_cli_refuses_an_identity_it_cannot_map(project: Path, cli: Any) -> None:
           user_assigned_identities:
             - resource_id: {UAI}
     """)
-    result = cli("compute", "create", "-f", str(compute), check=False)
+    result = cli_inproc("compute", "create", "-f", str(compute), check=False)
     assert result.code != 0 and "needs its client_id" in result.err, result.err
     assert "Traceback" not in result.err
     typo = _write(project / "typo.yml", "name: typo-cluster\ntype: amlcompute\ntier: cheap\n")
-    result = cli("compute", "create", "-f", str(typo), check=False)
+    result = cli_inproc("compute", "create", "-f", str(typo), check=False)
     assert result.code != 0 and "tier" in result.err and "low_priority" in result.err, result.err
 
 
