@@ -8,10 +8,11 @@ failed_only=True)``, REST ``POST /jobs/<name>/rerun`` with ``{"failed_only": tru
   the job failed or was canceled first) and the files its failure records name (scored and
   failed: the user's code raised, the file could not be read, the timeout passed). A Completed
   job that had no failure has nothing to rerun (409).
-* **how**: the first job's inputs (as its invoke pinned them, read with the caller's identity),
-  settings and worker count, on the deployment *as it is now* (its current model and code: a
-  rerun usually follows a fix). The new job's manifest is written before it is queued, so it
-  scores exactly these files and never lists its inputs.
+* **how**: a new :class:`~batchpoint.jobs.plan.JobPlan` from the first job's: its inputs (as
+  its invoke pinned them, read with the caller's identity), mini-batch size, retry policy and
+  limits, on the deployment *as it is now* (its current model, code, environment and compute,
+  pinned again: a rerun usually follows a fix). The new job's manifest is written before it is
+  queued, so it scores exactly these files and never lists its inputs.
 * **its output**: its own default location (``azureml/<new job>/score/<file name>``). With
   ``failed_only`` it is *merged*: the first job's rows (its finished parts, in its order), then the
   rerun's rows, into one predictions file holding every file's rows once
@@ -27,18 +28,21 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from batchpoint._internal.clock import utcnow
 from batchpoint._internal.ids import new_job_name
 from batchpoint.engines.planning import FileRef, MiniBatch, plan_minibatches
+from batchpoint.entities import BatchDeploymentOutputAction
 from batchpoint.exceptions import ConflictError, ValidationError
 from batchpoint.jobs import lifecycle
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.output import check_output_location, output_location
+from batchpoint.jobs.plan import EnginePlan, IdentityPlan, JobPlan, thawed
 from batchpoint.jobs.states import TERMINAL, JobStatus
-from batchpoint.jobs.submit import JOB_NAME, _scorer_config, check_system_area, identity_for
+from batchpoint.jobs.submit import JOB_NAME, check_system_area, identity_for, pin_engine, pin_environment, pin_scorer
 from batchpoint.store.tables import JobRow
 from batchpoint.workspace import WorkspaceService
 
@@ -77,7 +81,9 @@ def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by:
     if not JOB_NAME.match(new_name):
         raise ValidationError(f"job name '{new_name}' is not valid: letters, digits, '-' and '_' (up to 128)")
     deployment = store.get_deployment(first.endpoint_name, first.deployment_name)
-    _check_inputs(ws, first, deployment.spec, created_by, assignments)
+    old = JobPlan.from_row(first)
+    engine = pin_engine(ws, deployment.spec)
+    _check_inputs(ws, first.name, old, engine, created_by, assignments)
     settings = dict(first.settings or {})
     finishing = failed_writing_output(ws, first)
     if finishing:  # its output goes where the first job's would have, from its kept parts (and any rescored)
@@ -98,7 +104,7 @@ def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by:
     # scored again, and its kept parts are assembled with theirs
     scored = rerun_files(ws, first, True) if finishing else rerun_files(ws, first, failed_only)
     files, batches = _write_manifest(folder, scored if failed_only or not finishing else iter(()),
-                                     int(settings["mini_batch_size"]), finish_empty=finishing)
+                                     old.mini_batch_size, finish_empty=finishing)
     if not files and not finishing:
         _remove(ws, new_name)
         what = "no file that failed or was left unscored" if failed_only else "no files"
@@ -106,7 +112,10 @@ def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by:
     settings["rerun"] = {"of": name, "failed_only": failed_only, "files": files,
                          "merge_with": name if failed_only or finishing else None,
                          **({"finishes": True} if finishing else {})}
-    plan = {**(first.plan or {}), "scorer": _scorer_config(ws, deployment.spec)}
+    plan = replace(old, scorer=pin_scorer(ws, deployment.spec), environment=pin_environment(ws, deployment.spec),
+                   engine=engine, identity=IdentityPlan(created_by, engine.compute.name if engine.compute else None),
+                   output=replace(old.output, path=output["path"], datastore=datastore, folder=out_folder,
+                                  file_name=output.get("file_name") or old.output.file_name))
     message = f"rerun of job '{name}' ({files} file(s) in {batches} mini-batch(es))"
     if finishing:
         message = (f"finishing job '{name}', which failed writing its output: its scored parts, "
@@ -115,31 +124,31 @@ def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by:
         return lifecycle.create(
             store, new_name, message=message,
             endpoint_name=first.endpoint_name, deployment_name=first.deployment_name, inputs=first.inputs,
-            outputs={"score": output}, settings=settings, plan=plan, created_by=created_by,
+            outputs={"score": output}, settings=settings, plan=plan.to_json(), created_by=created_by,
             output_datastore=datastore, output_folder=out_folder)
     except BaseException:
         _remove(ws, new_name)
         raise
 
 
-def _check_inputs(ws: WorkspaceService, first: JobRow, spec: dict[str, Any], created_by: str | None,
+def _check_inputs(ws: WorkspaceService, name: str, plan: JobPlan, engine: EnginePlan, created_by: str | None,
                   assignments: list[Any]) -> None:
     """The caller may read the first job's inputs (the rerun reads them with the caller's identity)."""
-    identity = identity_for(ws, spec, created_by, assignments)
-    for key, item in (first.inputs or {}).items():
-        pin = item.get("pinned")
-        if pin is None:
-            raise ConflictError(f"job '{first.name}' was invoked before inputs were pinned (input '{key}'); invoke "
+    identity = identity_for(ws, engine, created_by, assignments)
+    for item in plan.inputs:
+        if item.pin is None:
+            raise ConflictError(f"job '{name}' was invoked before inputs were pinned (input '{item.key}'); invoke "
                                 "the endpoint again instead")
+        pin = thawed(item.pin)
         if not pin.get("asset"):  # the upload area and jobs' area, as at invoke (issue 18 §4)
             check_system_area(ws, pin.get("datastore"), pin["path"], created_by, assignments)
-        ws.resolver.from_pin(pin, identity, item["path"])
+        ws.resolver.from_pin(pin, identity, item.path)
 
 
 def failed_writing_output(ws: WorkspaceService, job: JobRow) -> bool:
     """Whether ``job`` failed while writing its output (``Finalizing``, e.g. the output store
     unreachable) after finishing every mini-batch: a rerun then finishes it from its kept parts."""
-    if job.status != JobStatus.FAILED.value or (job.settings or {}).get("output_action") != "append_row":
+    if job.status != JobStatus.FAILED.value or JobPlan.from_row(job).output.action != BatchDeploymentOutputAction.APPEND_ROW:
         return False
     statuses = [e.status for e in ws.store.list_job_events(job.name, 0, 100_000, types=("status",))]
     if len(statuses) < 2 or statuses[-2] != JobStatus.FINALIZING.value:

@@ -5,6 +5,10 @@ output, and finish with a status that carries the root cause.
 The job's folder (``jobs/folder.py``: manifest, done log, parts, logs) lets a job whose server
 died resume where it stopped: it scores exactly the files of its manifest and skips the
 mini-batches its done log lists as finished.
+
+What the job runs is its :class:`~batchpoint.jobs.plan.JobPlan`, pinned when it was created: the
+runner reads no deployment, endpoint or compute row (a job stored before plans is the exception:
+its environment and compute are pinned from its deployment once, on its first run here).
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from batchpoint.engines.base import Engine, engine_for
-from batchpoint.engines.planning import EngineJob, RetryPolicy
+from batchpoint.engines.planning import EngineJob
 from batchpoint.environments import prepare_environment
 from batchpoint.exceptions import BatchpointError, UserCodeError
 from batchpoint.identity.delegation import WorkerCredentials
@@ -30,9 +35,10 @@ from batchpoint.jobs.lifecycle import MetadataUnwritable, fail, phase, record_wi
 from batchpoint.jobs.listing import Lister
 from batchpoint.jobs.observers import observed
 from batchpoint.jobs.output import write_output
+from batchpoint.jobs.plan import JobPlan, code_hash, thawed
 from batchpoint.jobs.progress import Progress
 from batchpoint.jobs.states import JobStatus
-from batchpoint.jobs.submit import identity_for
+from batchpoint.jobs.submit import identity_for, pin_engine, pin_environment
 from batchpoint.storage.base import StorageSpec
 from batchpoint.store.tables import JobRow
 from batchpoint.uri.resolve import ResolvedInput
@@ -47,11 +53,25 @@ class JobRunner:
         self.ws = workspace
         self.store = workspace.store
 
-    def engine(self, job: JobRow) -> Engine:
-        """The engine of the job's compute (the local pool without one)."""
-        deployment = self.store.get_deployment(job.endpoint_name, job.deployment_name)
-        compute = (deployment.spec.get("compute") or "").removeprefix("azureml:")
-        return engine_for(self.ws.compute_for_engine(compute) if compute else None)
+    def engine(self, plan: JobPlan) -> Engine:
+        """The engine of the job's pinned compute (the local pool without one)."""
+        compute = plan.engine.compute if plan.engine is not None else None
+        return engine_for(None if compute is None else
+                          self.ws.engine_compute(compute.name, thawed(compute.spec), compute.secret))
+
+    def plan(self, job: JobRow) -> JobPlan:
+        """The job's plan. A job stored before plans has its environment and compute pinned here,
+        from its deployment as it is now (read once), and the plan written back with the job."""
+        plan = JobPlan.from_row(job)
+        if plan.pinned:
+            return plan
+        spec = self.store.get_deployment(job.endpoint_name, job.deployment_name).spec
+        engine = pin_engine(self.ws, spec)
+        plan = replace(plan, environment=pin_environment(self.ws, spec), engine=engine,
+                       identity=replace(plan.identity, compute=engine.compute.name if engine.compute else None))
+        self._record(f"the plan of job {job.name}", lambda: self.store.update_job(job.name, plan=plan.to_json()))
+        log.info("job %s: stored before job plans; its environment and compute are pinned now", job.name)
+        return plan
 
     def run(self, name: str, stop: threading.Event) -> None:
         """Run job ``name`` to its end and record it. Never raises: an end that the metadata database
@@ -94,11 +114,11 @@ class JobRunner:
         return JobFolder.local(self.ws.settings.jobs_dir, name)
 
     def _run(self, job: JobRow, stop: threading.Event) -> None:
-        plan, settings = job.plan, job.settings
+        plan = self.plan(job)
         folder = self.folder(job.name)
         done, manifest = folder.done_log(), folder.manifest()
-        sources, files = self._inputs(job)
-        engine = self.engine(job)
+        sources, files = self._inputs(job.name, plan)
+        engine = self.engine(plan)
         # an engine whose nodes share no disk with the server writes the parts to a remote output store itself
         staged = staged_parts(self.ws, job) if getattr(engine, "writes_parts_to_storage", False) else None
         # ... and what the scripts write to AZUREML_BI_OUTPUT_PATH straight into the output (jobs/bi_output.py)
@@ -107,30 +127,28 @@ class JobRunner:
             sources = {**sources, PARTS_SOURCE: staged.spec if staged is not None else bi_remote[0]}
         delegated = WorkerCredentials(sources, self.ws.settings.jobs.worker_credential_ttl_s,
                                       writable=frozenset({PARTS_SOURCE}))
-        policy = RetryPolicy(settings["retry_settings"]["max_retries"], settings["retry_settings"]["timeout"],
-                             settings["error_threshold"])
+        policy = plan.retry.policy()
         # every mini-batch of a complete listing finished (resumed in Finalizing, or a rerun that only
         # assembles a failed job's kept parts): no environment, no workers
         nothing_left = manifest.complete is not None and set(range(manifest.next_index)) <= done.indexes
-        python_exe = None if nothing_left else self._environment(job, folder)  # Preparing: "building environment"
+        python_exe = None if nothing_left else self._environment(job.name, plan, folder)  # Preparing: "building environment"
         engine_job = EngineJob(
-            name=job.name, workers=plan["workers"], scorer=plan["scorer"], sources=delegated.current()[1], policy=policy,
-            parts_dir=folder.parts_dir, logs_dir=folder.logs_dir,
-            write_rows=settings["output_action"] == "append_row", logging_level=settings["logging_level"],
-            environment={**(settings.get("environment_variables") or {}),
-                         **bi_output.environment(self.ws.settings.jobs_dir, job.name)},
+            name=job.name, workers=plan.limits.workers, scorer=plan.scorer.worker_config(),
+            sources=delegated.current()[1], policy=policy, parts_dir=folder.parts_dir, logs_dir=folder.logs_dir,
+            write_rows=plan.output.writes_rows, logging_level=plan.logging_level,
+            environment={**plan.environment_variables, **bi_output.environment(self.ws.settings.jobs_dir, job.name)},
             python_exe=python_exe,
             # how its workers are fenced (engines/sandbox.py): a local input store shows only the input's folder
             isolation={**self.ws.settings.worker_isolation(), "inputs": {key: r.path for key, r in files}},
             parts_store={"source": PARTS_SOURCE, "prefix": staged.prefix} if staged is not None else None,
             bi_output_store={"source": PARTS_SOURCE, "prefix": bi_remote[1]} if bi_remote is not None else None,
-            init_timeout_s=float(settings.get("init_timeout") or 600),
+            init_timeout_s=plan.limits.init_timeout_s,
             log_max_bytes=self.ws.settings.jobs.worker_log_max_bytes,
             on_phase=lambda state, message, **data: phase(self.store, job.name, "init()", state, message, **data),
         )
         progress = Progress(self.store, job.name, policy, stop, done, manifest, parts_dir=folder.parts_dir,
                             owner=job.owner)
-        lister = Lister(self.store, job.name, files, settings["mini_batch_size"], manifest,
+        lister = Lister(self.store, job.name, files, plan.mini_batch_size, manifest,
                         queue_files=self.ws.settings.jobs.listing_queue_files)
         transition(self.store, job.name, JobStatus.RUNNING, "scoring mini-batches")
         lister.start()
@@ -180,27 +198,42 @@ class JobRunner:
         return (f"; warning: {count} input file(s) changed after they were listed, while the job ran (their rows "
                 f"may come from either version): {', '.join(shown)}{more}")
 
-    def _environment(self, job: JobRow, folder: JobFolder) -> str | None:
-        """The Python of the deployment's environment, built or found in the cache (None: the server's)."""
-        deployment = self.store.get_deployment(job.endpoint_name, job.deployment_name)
+    def _environment(self, name: str, plan: JobPlan, folder: JobFolder) -> str | None:
+        """The Python of the job's pinned environment, built or found in the cache (None: the server's)."""
+        assert plan.environment is not None  # pinned by self.plan()
+        self._check_code(plan)
         return prepare_environment(
-            self.ws.settings, self.store, deployment.spec, job.plan["scorer"], Path(folder.logs_dir),
-            lambda state, message, **data: phase(self.store, job.name, "building environment", state, message, **data))
+            self.ws.settings, self.store, plan.environment.deployment_view(), plan.scorer.worker_config(),
+            Path(folder.logs_dir),
+            lambda state, message, **data: phase(self.store, name, "building environment", state, message, **data))
 
-    def _inputs(self, job: JobRow) -> tuple[dict[str, StorageSpec], list[tuple[str, ResolvedInput]]]:
+    @staticmethod
+    def _check_code(plan: JobPlan) -> None:
+        """The code snapshot holds the files the invoke pinned (a snapshot replaced since then — its
+        deployment re-created from the same folder — is not run in their place)."""
+        if plan.scorer.code_hash is None or plan.scorer.code_dir is None:
+            return
+        found = code_hash(plan.scorer.code_dir)
+        if found != plan.scorer.code_hash:
+            raise BatchpointError(
+                f"the scoring code of this job changed after it was invoked: the snapshot {plan.scorer.code_dir} holds "
+                f"{found or 'nothing'}, the job was invoked with {plan.scorer.code_hash}; invoke the endpoint again "
+                "to run the deployment's current code", details={"code_dir": plan.scorer.code_dir})
+
+    def _inputs(self, name: str, plan: JobPlan) -> tuple[dict[str, StorageSpec], list[tuple[str, ResolvedInput]]]:
         """Each input as its invoke pinned it (never resolved again from its text), read with the
         job's identity; the storage spec of each input by name, and the inputs in order."""
         sources: dict[str, StorageSpec] = {}
         files: list[tuple[str, ResolvedInput]] = []
-        deployment = self.store.get_deployment(job.endpoint_name, job.deployment_name)
-        assignments = self.ws.assignments(job.created_by) if job.created_by else []
-        identity = identity_for(self.ws, deployment.spec, job.created_by, assignments)
-        for key, spec in job.inputs.items():
-            pin = spec.get("pinned")
-            if pin is not None:
-                resolved = self.ws.resolver.from_pin(pin, identity, spec["path"])
+        principal = plan.identity.principal
+        assignments = self.ws.assignments(principal) if principal else []
+        assert plan.engine is not None  # pinned by self.plan()
+        identity = identity_for(self.ws, plan.engine, principal, assignments)
+        for item in plan.inputs:
+            if item.pin is not None:
+                resolved = self.ws.resolver.from_pin(thawed(item.pin), identity, item.path)
             else:  # a job invoked before inputs were pinned: resolved from its text, as it was then
-                resolved = self.ws.resolver.resolve(spec["path"], spec.get("type"), identity)
-            sources[key] = resolved.spec
-            files.append((key, resolved))
+                resolved = self.ws.resolver.resolve(item.path, item.type, identity)
+            sources[item.key] = resolved.spec
+            files.append((item.key, resolved))
         return sources, files

@@ -15,12 +15,18 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from batchpoint._internal.ids import new_job_name
+from batchpoint.engines.base import COMPUTE_ENGINES
 from batchpoint.entities import BatchDeploymentSettings
+from batchpoint.environments.assets import EnvironmentAssets
 from batchpoint.identity.delegation import delegated_kind
 from batchpoint.identity.rules import IdentityContext
 from batchpoint.exceptions import ConflictError, InputError, NotFoundError, ValidationError
 from batchpoint.jobs.output import check_no_other_job, check_output_location
 from batchpoint.jobs import children, lifecycle
+from batchpoint.jobs.plan import (
+    ComputePlan, EnginePlan, EnvironmentPlan, IdentityPlan, InputPlan, JobPlan, Limits, OutputPlan, RetryPlan,
+    ScorerPlan, code_hash, frozen, thawed,
+)
 from batchpoint.store.sql import SqlMetadataStore
 from batchpoint.store.tables import JobRow
 from batchpoint.uri.parse import DatastorePath, parse_input_uri
@@ -135,10 +141,61 @@ def _first_error(exc: Exception) -> str:
     return str(exc)
 
 
-def identity_for(ws: WorkspaceService, deployment_spec: dict[str, Any], principal: str | None, assignments: list[Any]) -> IdentityContext:
-    compute = (deployment_spec.get("compute") or "").removeprefix("azureml:") or None
-    identity = ws.compute_identity(compute) if compute else None
-    return IdentityContext(principal_id=principal, assignments=assignments, compute=compute, compute_identity=identity)
+def identity_for(ws: WorkspaceService, engine: EnginePlan, principal: str | None, assignments: list[Any]) -> IdentityContext:
+    """Who reads a job's inputs: its invoker (with ``assignments``) and its compute's identity, as
+    pinned in ``engine``'s compute snapshot (no compute row is read)."""
+    compute = engine.compute
+    identity = ws.identity_of_compute(thawed(compute.spec), compute.secret) if compute is not None else None
+    return IdentityContext(principal_id=principal, assignments=assignments,
+                           compute=compute.name if compute is not None else None, compute_identity=identity)
+
+
+def pin_engine(ws: WorkspaceService, deployment_spec: dict[str, Any]) -> EnginePlan:
+    """The deployment's engine and a snapshot of its compute (the local pool without one)."""
+    name = (deployment_spec.get("compute") or "").removeprefix("azureml:")
+    if not name:
+        return EnginePlan()
+    row = ws.store.get_compute(name)
+    return EnginePlan(COMPUTE_ENGINES.get(str(row.spec.get("type") or ""), "local"),
+                      ComputePlan(row.name, frozen(row.spec), row.secret))
+
+
+def pin_environment(ws: WorkspaceService, deployment_spec: dict[str, Any]) -> EnvironmentPlan:
+    """The deployment's environment; a registered one by its version (a label such as ``@latest``
+    is resolved now, so a newer version registered while the job waits is not used)."""
+    environment = deployment_spec.get("environment")
+    match = _ENV_LABEL.match(environment) if isinstance(environment, str) else None
+    if match:
+        try:
+            env = EnvironmentAssets(ws.settings, ws.store).get(match.group("name"), label=match.group("label"))
+            environment = f"azureml:{env.name}:{env.version}"
+        except NotFoundError:
+            pass  # the run names what is missing, as it always did
+    return EnvironmentPlan(deployment_spec.get("env_manager"), frozen(environment))
+
+
+#: an environment reference by label (or by name only: its latest version)
+_ENV_LABEL = re.compile(r"^(?:azureml:)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<label>[A-Za-z0-9_.-]+))?$")
+
+
+def plan_job(ws: WorkspaceService, deployment_spec: dict[str, Any], *, inputs: dict[str, dict[str, Any]],
+             settings: dict[str, Any], output: OutputPlan, workers: int, instance_count: int,
+             principal: str | None, experiment_name: str | None, engine: EnginePlan | None = None) -> JobPlan:
+    """The job's :class:`JobPlan`: the deployment's scorer, environment and engine pinned now, with
+    the resolved ``inputs`` and the checked ``settings``."""
+    engine = engine or pin_engine(ws, deployment_spec)
+    retry = settings["retry_settings"]
+    return JobPlan(
+        inputs=tuple(InputPlan(key, spec["path"], spec.get("type"), frozen(spec.get("pinned")))
+                     for key, spec in inputs.items()),
+        scorer=pin_scorer(ws, deployment_spec), environment=pin_environment(ws, deployment_spec), engine=engine,
+        identity=IdentityPlan(principal, engine.compute.name if engine.compute is not None else None),
+        output=output, mini_batch_size=int(settings["mini_batch_size"]),
+        retry=RetryPlan(int(retry["max_retries"]), float(retry["timeout"]), int(settings["error_threshold"])),
+        limits=Limits(instance_count=instance_count, workers=workers,
+                      init_timeout_s=float(settings.get("init_timeout") or 600)),
+        logging_level=settings["logging_level"], environment_variables=frozen(settings.get("environment_variables") or {}),
+        experiment_name=experiment_name)
 
 
 def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest, created_by: str | None = None,
@@ -166,7 +223,8 @@ def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest,
     datastore, folder = check_output_location(ws, output, created_by, assignments or [],
                                               is_default=is_default)  # before reading inputs
     inputs = {}
-    identity = identity_for(ws, deployment.spec, created_by, assignments or [])
+    engine = pin_engine(ws, deployment.spec)
+    identity = identity_for(ws, engine, created_by, assignments or [])
     for key, spec in request.inputs.items():
         parsed = parse_input_uri(spec["path"])
         if isinstance(parsed, DatastorePath):  # before anything is read: no "does not exist" oracle
@@ -178,15 +236,18 @@ def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest,
         inputs[key] = {**resolved.public(), "path": spec["path"], "type": resolved.type,
                        "worker_credential_kind": delegated_kind(resolved.spec),
                        "pinned": resolved.pin()}  # what the runner reads: the text is never resolved again
-    plan = {"workers": workers, "instance_count": instance_count, "scorer": _scorer_config(ws, deployment.spec),
-            "experiment_name": request.experiment_name or endpoint_name}
+    plan = plan_job(ws, deployment.spec, inputs=inputs, settings=settings, workers=workers,
+                    instance_count=instance_count, principal=created_by, engine=engine,
+                    experiment_name=request.experiment_name or endpoint_name,
+                    output=OutputPlan(output_path, datastore, folder, settings["output_file_name"],
+                                      settings["output_action"]))
     settings["instance_count"] = instance_count
     with _OUTPUTS_LOCK:  # other jobs checked again with the insert: two invokes cannot both take one folder
         if not is_default:
             check_no_other_job(ws, output, datastore, folder)
         return lifecycle.create(
             store, name, endpoint_name=endpoint_name, deployment_name=deployment_name, inputs=inputs,
-            outputs={"score": output}, settings=settings, plan=plan, created_by=created_by,
+            outputs={"score": output}, settings=settings, plan=plan.to_json(), created_by=created_by,
             output_datastore=datastore, output_folder=folder,
         )
 
@@ -248,15 +309,16 @@ def _mlflow_or_root(root: Any) -> Any:
         return root  # a custom model: its scoring script finds its files from AZUREML_MODEL_DIR
 
 
-def _scorer_config(ws: WorkspaceService, spec: dict[str, Any]) -> dict[str, Any]:
+def pin_scorer(ws: WorkspaceService, spec: dict[str, Any]) -> ScorerPlan:
+    """The deployment's model version and its folders, and its code snapshot with the hash of its files."""
     model = str(spec["model"]).removeprefix("azureml:")
     name, version = model.split(":", 1)
     root = ws.model_dir(name, version)
     code = spec.get("code_configuration")
     # azureml_model_dir: AZUREML_MODEL_DIR (the model inside it under its own name); model_dir: the
     # MLflow model's folder (what a no-code deployment loads), else the same folder
-    config: dict[str, Any] = {"azureml_model_dir": str(root), "model_dir": str(_mlflow_or_root(root))}
-    if code:
-        check_scoring_script(code["scoring_script"])  # a deployment stored before the rule: refused, not run
-        config.update(code_dir=spec["_code_dir"], scoring_script=code["scoring_script"])
-    return config
+    if not code:
+        return ScorerPlan(model, str(root), str(_mlflow_or_root(root)))
+    check_scoring_script(code["scoring_script"])  # a deployment stored before the rule: refused, not run
+    return ScorerPlan(model, str(root), str(_mlflow_or_root(root)), code_dir=spec["_code_dir"],
+                      scoring_script=code["scoring_script"], code_hash=code_hash(spec["_code_dir"]))

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import uuid
 from urllib.parse import urlparse
 from pathlib import Path
 from typing import Any
 
 from batchpoint._version import __version__
 from batchpoint._internal.clock import as_utc
+from batchpoint._internal.digest import tree_sha256
 from batchpoint._internal.netguard import check_host_allowed
 from batchpoint._internal.redact import remember_secrets
 from batchpoint._internal.ids import deployment_id, resource_id, storage_account_id
@@ -228,20 +230,28 @@ class WorkspaceService:
         """A compute's spec with the secrets its engine needs (a Ray cluster's ``auth_token``) and,
         for Ray, how long a job may wait for its connection (``ray.connect_timeout_s``)."""
         row = self.store.get_compute(name)
-        spec = {**row.spec, "name": row.name}
+        return self.engine_compute(row.name, row.spec, row.secret)
+
+    def engine_compute(self, name: str, stored: Any, secret: str | None) -> dict[str, Any]:
+        """:meth:`compute_for_engine` of a compute as stored (a job's plan keeps that snapshot)."""
+        spec = {**stored, "name": name}
         if spec.get("type") == "ray":
             spec["connect_timeout_s"] = self.settings.ray.connect_timeout_s
-        if row.secret:
-            token = self.secrets.decrypt(row.secret).get("auth_token")
+        if secret:
+            token = self.secrets.decrypt(secret).get("auth_token")
             if token:
                 spec["auth_token"] = token
         return spec
 
     def compute_identity(self, name: str) -> dict[str, Any] | None:
         row = self.store.get_compute(name)
-        identity = dict(row.spec.get("identity") or {})
-        if row.secret and identity:
-            identity.update({k: v for k, v in self.secrets.decrypt(row.secret).items() if k != "auth_token"})
+        return self.identity_of_compute(row.spec, row.secret)
+
+    def identity_of_compute(self, stored: Any, secret: str | None) -> dict[str, Any] | None:
+        """:meth:`compute_identity` of a compute as stored (a job's plan keeps that snapshot)."""
+        identity = dict(stored.get("identity") or {})
+        if secret and identity:
+            identity.update({k: v for k, v in self.secrets.decrypt(secret).items() if k != "auth_token"})
         return compute_identity.as_credential_config(identity) or None
 
     def assignments(self, principal: str) -> list[RoleAssignment]:
@@ -304,16 +314,25 @@ class WorkspaceService:
     def _snapshot_code(self, dep: BatchDeployment) -> Path:
         assert dep.code_configuration is not None
         resolved = self.resolver.resolve(dep.code_configuration.code, "uri_folder")
-        digest = hashlib.sha256(f"{resolved.spec.describe()}|{resolved.path}".encode()).hexdigest()[:16]
-        target = self.settings.code_dir / f"{dep.endpoint_name}-{dep.name}-{digest}"
-        shutil.rmtree(target, ignore_errors=True)
-        self._copy_tree(resolved, target)
-        script = target / dep.code_configuration.scoring_script
-        if not script.is_file():
-            raise ValidationError(
-                f"scoring script '{dep.code_configuration.scoring_script}' is not in the code folder "
-                f"'{dep.code_configuration.code}'"
-            )
+        # named by its content, never replaced: a job pinned to a snapshot keeps it (jobs/plan.py)
+        staging = self.settings.code_dir / f".staging-{dep.endpoint_name}-{dep.name}-{uuid.uuid4().hex[:8]}"
+        try:
+            self._copy_tree(resolved, staging)
+            script = staging / dep.code_configuration.scoring_script
+            if not script.is_file():
+                raise ValidationError(
+                    f"scoring script '{dep.code_configuration.scoring_script}' is not in the code folder "
+                    f"'{dep.code_configuration.code}'"
+                )
+            target = self.settings.code_dir / f"{dep.endpoint_name}-{dep.name}-{tree_sha256(staging)[:16]}"
+            if not target.is_dir():
+                try:
+                    staging.rename(target)
+                except OSError:  # the same content snapshot at the same moment by another request
+                    if not target.is_dir():
+                        raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return target
 
     def _copy_tree(self, resolved: Any, target: Path) -> None:
