@@ -17,6 +17,7 @@ from faults.support import (
     alive, assert_clean_run_output, download_predictions, heart_copies, invoke, make_endpoint, pids,
 )
 from foundation.conftest import wait_until
+from fixtures.inproc_cli import cli_on
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -24,7 +25,7 @@ CANCEL_BOUND_S = 5.0  # the issue's bound
 
 
 def test_cancel_stops_stuck_workers_within_5s_and_keeps_a_labelled_partial_output(
-        ml_client: Any, cli: Any, heart_model_dir: Path, tmp_path: Path) -> None:
+        ml_client: Any, cli_inproc: Any, heart_model_dir: Path, tmp_path: Path) -> None:
     make_endpoint(ml_client, "faults-cancel", heart_model_dir, tmp_path / "code", workers=2)
     data = heart_copies(tmp_path / "data", copies=1)  # a-heart-unlabeled-0..3.csv
     traces = tmp_path / "traces"
@@ -35,7 +36,7 @@ def test_cancel_stops_stuck_workers_within_5s_and_keeps_a_labelled_partial_outpu
     wait_until(lambda: ml_client.jobs.get(name).progress.mini_batches_completed == 2, 10, "2 mini-batches recorded")
 
     started = time.monotonic()
-    result = cli("job", "cancel", "-n", name)
+    result = cli_inproc("job", "cancel", "-n", name)
     canceled_after = time.monotonic() - started
     assert json.loads(result.out)["status"] == "Canceled", result.out
     wait_until(lambda: not any(alive(pid) for pid in workers), CANCEL_BOUND_S - canceled_after,
@@ -45,10 +46,10 @@ def test_cancel_stops_stuck_workers_within_5s_and_keeps_a_labelled_partial_outpu
 
     job = wait_until(lambda: (j := ml_client.jobs.get(name)).outputs["score"].partial and j, 30, "the partial output")
     assert job.status == "Canceled" and job.progress.mini_batches_completed == 2
-    shown = json.loads(cli("job", "show", "-n", name).out)
+    shown = json.loads(cli_inproc("job", "show", "-n", name).out)
     assert shown["outputs"]["score"]["partial"] is True, shown["outputs"]
 
-    download = cli("job", "download", "-n", name, "--download-path", str(tmp_path / "out"))
+    download = cli_inproc("job", "download", "-n", name, "--download-path", str(tmp_path / "out"))
     assert "PARTIAL" in download.err and "2 of 4 files" in download.err, download.err
     assert "job rerun --name" in download.err and "--failed-only" in download.err, download.err
     folder = tmp_path / "out" / "named-outputs" / "score"
@@ -61,10 +62,17 @@ def test_cancel_stops_stuck_workers_within_5s_and_keeps_a_labelled_partial_outpu
 
     # the rest, scored by a rerun of the files the cancel left unscored: one complete output
     (traces / "signals" / "released").touch()
-    rerun = json.loads(cli("job", "rerun", "--name", name, "--failed-only").out)
+    rerun = json.loads(cli_inproc("job", "rerun", "--name", name, "--failed-only").out)
     assert rerun["settings"]["rerun"] == {"of": name, "failed_only": True, "files": 2, "merge_with": name}
     final = wait_job(ml_client, rerun["name"], timeout=120)
     assert final.status == "Completed" and final.progress.files_total == 2, (final.status_message, final.error)
     merged = download_predictions(ml_client, final.name, tmp_path / "merged")
     assert_clean_run_output(merged, heart_model_dir, data)
     assert (folder / "_PARTIAL.json").exists() and ml_client.jobs.get(name).outputs["score"].partial
+
+
+@pytest.fixture(scope="module")
+def cli_inproc(server: Any) -> Any:
+    """``cli``'s twin: the same ``batchpoint`` command against the session server, run in this
+    process (``fixtures/inproc_cli.py``) instead of a new Python process."""
+    return cli_on(server)

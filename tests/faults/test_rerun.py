@@ -15,6 +15,7 @@ import pytest
 from batchpoint.exceptions import ConflictError
 from conftest import HEART_UNLABELED, wait_job
 from faults.support import FIXED_SCORE_PY, download_predictions, heart_copies, invoke, make_endpoint, read_output, traces_of
+from fixtures.inproc_cli import cli_on
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -26,7 +27,7 @@ def _digest(path: Path) -> str:
 
 
 def test_rerun_failed_only_scores_only_the_failed_files_and_merges_one_complete_output(
-        ml_client: Any, cli: Any, heart_model_dir: Path, tmp_path: Path) -> None:
+        ml_client: Any, cli_inproc: Any, heart_model_dir: Path, tmp_path: Path) -> None:
     make_endpoint(ml_client, "faults-rerun", heart_model_dir, tmp_path / "code", workers=2)
     data = heart_copies(tmp_path / "data", copies=2)  # 8 files
     good = (data / BAD).read_text()
@@ -62,7 +63,7 @@ def test_rerun_failed_only_scores_only_the_failed_files_and_merges_one_complete_
 
     with pytest.raises(ConflictError, match="has no file that failed or was left unscored: there is nothing to rerun"):
         ml_client.jobs.rerun(final.name, failed_only=True)
-    refused = cli("job", "rerun", "--name", final.name, "--failed-only", check=False)
+    refused = cli_inproc("job", "rerun", "--name", final.name, "--failed-only", check=False)
     assert refused.code != 0 and "nothing to rerun" in refused.err, refused.err
 
 
@@ -85,3 +86,10 @@ def test_rerun_of_a_job_still_running_is_refused(ml_client: Any, heart_model_dir
             ml_client.jobs.rerun(name, failed_only=True)
     finally:
         ml_client.jobs.begin_cancel(name)
+
+
+@pytest.fixture(scope="module")
+def cli_inproc(server: Any) -> Any:
+    """``cli``'s twin: the same ``batchpoint`` command against the session server, run in this
+    process (``fixtures/inproc_cli.py``) instead of a new Python process."""
+    return cli_on(server)

@@ -28,6 +28,7 @@ import pytest
 from batchpoint import BatchDeployment, BatchEndpoint, CodeConfiguration, Input, Model
 from conftest import wait_job
 from foundation.conftest import wait_until, write_script
+from fixtures.inproc_cli import cli_on
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -128,7 +129,7 @@ def _logs(server: Any, name: str) -> str:
 # -- 1. init() that never returns ------------------------------------------------------------------------------------
 
 def test_an_init_that_never_returns_fails_the_job_naming_init_the_limit_and_the_log(
-        ml_client: Any, cli: Any, server: Any, code: Path, model: str, tmp_path: Path) -> None:
+        ml_client: Any, cli_inproc: Any, server: Any, code: Path, model: str, tmp_path: Path) -> None:
     ml_client.batch_endpoints.begin_create_or_update(BatchEndpoint(name="faults-init-hang")).result()
     yaml_file = tmp_path / "deployment.yml"
     yaml_file.write_text(
@@ -136,10 +137,10 @@ def test_an_init_that_never_returns_fails_the_job_naming_init_the_limit_and_the_
         f"code_configuration:\n  code: {code}\n  scoring_script: score.py\n"
         "resources:\n  instance_count: 1\n"
         "settings:\n  max_concurrency_per_instance: 1\n  mini_batch_size: 1\n  init_timeout: 4\n")
-    cli("batch-deployment", "create", "-f", str(yaml_file), "--set-default")
-    shown = json.loads(cli("batch-deployment", "show", "-n", "hang", "-e", "faults-init-hang", "-o", "json").out)
+    cli_inproc("batch-deployment", "create", "-f", str(yaml_file), "--set-default")
+    shown = json.loads(cli_inproc("batch-deployment", "show", "-n", "hang", "-e", "faults-init-hang", "-o", "json").out)
     assert shown["settings"]["init_timeout"] == 4, shown["settings"]
-    refused = cli("batch-deployment", "create", "-f", str(yaml_file), "--set", "settings.init_timeout=0",
+    refused = cli_inproc("batch-deployment", "create", "-f", str(yaml_file), "--set", "settings.init_timeout=0",
                   "-n", "hang-zero", check=False)
     assert refused.code != 0 and "init_timeout" in refused.err + refused.out, (refused.err, refused.out)
 
@@ -153,7 +154,7 @@ def test_an_init_that_never_returns_fails_the_job_naming_init_the_limit_and_the_
     logs = _logs(server, name)
     assert "init(): waiting for a lock" in logs, logs[-2000:]  # (the limit counts from the worker's start)
     assert logs.count("did not return within settings.init_timeout (4 s)") == 3, logs[-2000:]
-    stream = cli("job", "stream", "-n", name, check=False)
+    stream = cli_inproc("job", "stream", "-n", name, check=False)
     assert "running init() on 1 worker" in stream.out + stream.err, stream.out + stream.err
     phases = [e for e in ml_client.jobs.events(name) if e.type == "phase" and e.data.get("phase") == "init()"]
     assert [e.data["state"] for e in phases] == ["started", "failed"], [(e.data, e.message) for e in phases]
@@ -186,7 +187,7 @@ def test_a_shortfall_counts_under_summary_only_too(ml_client: Any, code: Path, m
 
 
 def test_a_shortfall_past_error_threshold_fails_the_job_and_keeps_a_partial_output(
-        ml_client: Any, cli: Any, code: Path, model: str, tmp_path: Path) -> None:
+        ml_client: Any, cli_inproc: Any, code: Path, model: str, tmp_path: Path) -> None:
     _deploy(ml_client, "faults-run-short-t", code, model, mini_batch_size=5, error_threshold=1)
     name = _invoke(ml_client, "faults-run-short-t", _files(tmp_path / "data", 10), MODE="short")
     job = wait_job(ml_client, name)
@@ -194,7 +195,7 @@ def test_a_shortfall_past_error_threshold_fails_the_job_and_keeps_a_partial_outp
     assert "more than error_threshold 1 allows" in job.status_message and "ResultShortfall" in job.status_message
     # written right after the job is recorded Failed, as a canceled job's is after Canceled
     job = wait_until(lambda: (j := ml_client.jobs.get(name)).outputs["score"].partial and j, 30, "a partial output")
-    out = cli("job", "download", "-n", name, "--download-path", str(tmp_path / "out"))
+    out = cli_inproc("job", "download", "-n", name, "--download-path", str(tmp_path / "out"))
     assert "PARTIAL" in out.err and "Failed" in out.err, out.err
     (predictions,) = (tmp_path / "out").rglob("predictions.csv")
     rows = predictions.read_text().splitlines()
@@ -332,3 +333,10 @@ def test_a_worker_flooding_its_log_is_cut_at_the_limit_keeping_one_older_copy(
     text = current.read_text(errors="replace")
     assert "this worker's log passed its limit of 20971520 bytes" in text and "was cut" in text, text[:500]
     assert "mini-batch 00000000-0000 (1 files) scored" in text  # what came after the cut is there
+
+
+@pytest.fixture(scope="module")
+def cli_inproc(server: Any) -> Any:
+    """``cli``'s twin: the same ``batchpoint`` command against the session server, run in this
+    process (``fixtures/inproc_cli.py``) instead of a new Python process."""
+    return cli_on(server)
