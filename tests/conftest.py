@@ -173,6 +173,16 @@ def cli(server: ServerHandle):
 
 
 @pytest.fixture(scope="session")
+def cli_inproc(server: ServerHandle):
+    """``cli``'s twin for refusal and message checks: the same ``batchpoint`` command against the
+    session server, run in this process (``fixtures/inproc_cli.py``: ``cli.main.main`` with the
+    call's environment, working directory and stdin) instead of a new Python process."""
+    from fixtures.inproc_cli import cli_on
+
+    return cli_on(server)
+
+
+@pytest.fixture(scope="session")
 def heart_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow scikit-learn model trained on examples/heart/train/heart.csv."""
     import mlflow.sklearn

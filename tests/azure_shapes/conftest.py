@@ -66,11 +66,3 @@ def heart_expected(pickled_heart: Path) -> dict[str, list[int]]:
         model = pickle.load(handle)
     return {csv.stem: [int(p) for p in model.predict(pd.read_csv(csv))] for csv in sorted(HEART_UNLABELED.glob("*.csv"))}
 
-
-@pytest.fixture(scope="session")
-def cli_inproc(server):
-    """``cli``'s twin: the same ``batchpoint`` command against the session server, run in this
-    process (``fixtures/inproc_cli.py``) instead of a new Python process."""
-    from fixtures.inproc_cli import cli_on
-
-    return cli_on(server)

@@ -17,7 +17,6 @@ from faults.support import (
     alive, assert_clean_run_output, download_predictions, heart_copies, invoke, make_endpoint, pids,
 )
 from foundation.conftest import wait_until
-from fixtures.inproc_cli import cli_on
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -70,9 +69,3 @@ def test_cancel_stops_stuck_workers_within_5s_and_keeps_a_labelled_partial_outpu
     assert_clean_run_output(merged, heart_model_dir, data)
     assert (folder / "_PARTIAL.json").exists() and ml_client.jobs.get(name).outputs["score"].partial
 
-
-@pytest.fixture(scope="module")
-def cli_inproc(server: Any) -> Any:
-    """``cli``'s twin: the same ``batchpoint`` command against the session server, run in this
-    process (``fixtures/inproc_cli.py``) instead of a new Python process."""
-    return cli_on(server)

@@ -15,7 +15,6 @@ import pytest
 from batchpoint.exceptions import ConflictError
 from conftest import HEART_UNLABELED, wait_job
 from faults.support import FIXED_SCORE_PY, download_predictions, heart_copies, invoke, make_endpoint, read_output, traces_of
-from fixtures.inproc_cli import cli_on
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -87,9 +86,3 @@ def test_rerun_of_a_job_still_running_is_refused(ml_client: Any, heart_model_dir
     finally:
         ml_client.jobs.begin_cancel(name)
 
-
-@pytest.fixture(scope="module")
-def cli_inproc(server: Any) -> Any:
-    """``cli``'s twin: the same ``batchpoint`` command against the session server, run in this
-    process (``fixtures/inproc_cli.py``) instead of a new Python process."""
-    return cli_on(server)

@@ -28,7 +28,6 @@ import pytest
 from batchpoint import BatchDeployment, BatchEndpoint, CodeConfiguration, Input, Model
 from conftest import wait_job
 from foundation.conftest import wait_until, write_script
-from fixtures.inproc_cli import cli_on
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -334,9 +333,3 @@ def test_a_worker_flooding_its_log_is_cut_at_the_limit_keeping_one_older_copy(
     assert "this worker's log passed its limit of 20971520 bytes" in text and "was cut" in text, text[:500]
     assert "mini-batch 00000000-0000 (1 files) scored" in text  # what came after the cut is there
 
-
-@pytest.fixture(scope="module")
-def cli_inproc(server: Any) -> Any:
-    """``cli``'s twin: the same ``batchpoint`` command against the session server, run in this
-    process (``fixtures/inproc_cli.py``) instead of a new Python process."""
-    return cli_on(server)

@@ -115,11 +115,3 @@ def make_endpoint(ml_client: Any, name: str, **deployment: Any) -> str:
     ml_client.batch_deployments.begin_create_or_update(BatchDeployment(**spec), set_default=True).result()
     return name
 
-
-@pytest.fixture(scope="session")
-def cli_inproc(server: Any) -> Any:
-    """``cli``'s twin for refusal and message checks: the same ``batchpoint`` command, against the
-    session server, run in this process (``fixtures/inproc_cli.py``) instead of a new Python process."""
-    from fixtures.inproc_cli import cli_on
-
-    return cli_on(server)
