@@ -297,3 +297,20 @@ def test_a_job_stored_before_plans_still_runs_and_gets_its_plan(ctx: AppContext)
     assert upgraded.pinned and upgraded.engine is not None and upgraded.engine.compute is not None
     assert upgraded.engine.compute.name == "cpu" and upgraded.identity.compute == "cpu"
     assert (upgraded.inputs, upgraded.output, upgraded.mini_batch_size) == (new.inputs, new.output, 1)
+
+
+def test_an_environment_label_is_pinned_to_its_version_at_invoke(ctx: AppContext) -> None:
+    """``azureml:<env>@latest`` names the version that is latest at invoke, in the job's plan: a
+    version registered while the job waits is not the one it builds."""
+    from batchpoint.entities import Environment
+    from batchpoint.environments.assets import EnvironmentAssets
+
+    assets = EnvironmentAssets(ctx.settings, ctx.store)
+    conda = {"name": "e", "dependencies": ["python=3.11", {"pip": ["pandas"]}]}
+    assert assets.create(Environment(name="plan-env", conda_file=conda)).version == "1"
+    deploy(ctx, environment="azureml:plan-env@latest")
+    job = invoke(ctx)
+    assert assets.create(Environment(name="plan-env", conda_file=conda)).version == "2"
+    plan = JobPlan.from_row(ctx.store.get_job(job))
+    assert plan.environment is not None
+    assert plan.environment.deployment_view() == {"environment": "azureml:plan-env:1"}
