@@ -314,3 +314,21 @@ def test_an_environment_label_is_pinned_to_its_version_at_invoke(ctx: AppContext
     plan = JobPlan.from_row(ctx.store.get_job(job))
     assert plan.environment is not None
     assert plan.environment.deployment_view() == {"environment": "azureml:plan-env:1"}
+
+
+def test_the_invoke_limit_and_the_plan_come_from_one_read_of_the_compute(ctx: AppContext,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    deploy(ctx)
+    reads: list[str] = []
+    get_compute = ctx.store.get_compute
+    monkeypatch.setattr(ctx.store, "get_compute", lambda name: reads.append(name) or get_compute(name))
+    request = InvokeRequest(inputs={"input_data": {"path": f"{STORE}/data", "type": "uri_folder"}},
+                            overrides={"instance_count": 3})
+    with pytest.raises(ValidationError, match=r"instance_count 3 exceeds max_instances of compute 'cpu' \(2\)"):
+        submit_job(ctx.workspace, ENDPOINT, request)
+    reads.clear()
+    job = submit_job(ctx.workspace, ENDPOINT, dataclasses.replace(request, overrides={"instance_count": 2}))
+    assert reads == ["cpu"]
+    plan = JobPlan.from_row(job)
+    assert plan.engine == EnginePlan("local", ComputePlan("cpu", {"type": "amlcompute", "max_instances": 2}))
+    assert (plan.limits.instance_count, plan.limits.workers, plan.identity.compute) == (2, 2, "cpu")

@@ -216,14 +216,14 @@ def submit_job(ws: WorkspaceService, endpoint_name: str, request: InvokeRequest,
                               "another job; choose another name")
     if request.job_name and _exists(store, name):
         raise ConflictError(f"a job named '{name}' already exists; job names are unique")
-    workers = check_worker_limit(ws, deployment.spec, settings, instance_count)
+    engine = pin_engine(ws, deployment.spec)  # the compute is read once, here
+    workers = check_worker_limit(ws, deployment.spec, settings, instance_count, engine)
     output_path = request.output_path or f"azureml://datastores/{ws.default_datastore_name()}/paths/azureml/{name}/score"
     output = {"type": "uri_folder", "path": output_path, "file_name": settings["output_file_name"]}
     is_default = request.output_path is None
     datastore, folder = check_output_location(ws, output, created_by, assignments or [],
                                               is_default=is_default)  # before reading inputs
     inputs = {}
-    engine = pin_engine(ws, deployment.spec)
     identity = identity_for(ws, engine, created_by, assignments or [])
     for key, spec in request.inputs.items():
         parsed = parse_input_uri(spec["path"])
@@ -261,21 +261,21 @@ def check_system_area(ws: WorkspaceService, datastore: str | None, path: str, pr
     ws.uploads.check_reader(datastore, path, principal, assignments, account)
 
 
-def instance_limit(ws: WorkspaceService, deployment_spec: dict[str, Any]) -> tuple[int, str]:
-    """The most instances a job of this deployment may ask for, and where that limit comes from."""
-    compute = (deployment_spec.get("compute") or "").removeprefix("azureml:")
-    if compute:
-        row = ws.store.get_compute(compute)
-        return int(row.spec.get("max_instances") or 1), f"max_instances of compute '{compute}'"
+def instance_limit(deployment_spec: dict[str, Any], engine: EnginePlan) -> tuple[int, str]:
+    """The most instances a job of this deployment may ask for, and where that limit comes from
+    (``engine``: its compute as :func:`pin_engine` read it)."""
+    if engine.compute is not None:
+        return int(engine.compute.spec.get("max_instances") or 1), f"max_instances of compute '{engine.compute.name}'"
     own = int((deployment_spec.get("resources") or {}).get("instance_count") or 1)
     return own, "the deployment's own instance_count (it has no compute)"
 
 
-def check_worker_limit(ws: WorkspaceService, deployment_spec: dict[str, Any], settings: dict[str, Any], instance_count: int) -> int:
+def check_worker_limit(ws: WorkspaceService, deployment_spec: dict[str, Any], settings: dict[str, Any], instance_count: int,
+                       engine: EnginePlan) -> int:
     """Workers of a job: ``instance_count × max_concurrency_per_instance``, refused above the limits
     an invoke cannot raise — the compute's ``max_instances`` (× the deployment's concurrency) and
     the server's ``jobs.max_workers``."""
-    limit, source = instance_limit(ws, deployment_spec)
+    limit, source = instance_limit(deployment_spec, engine)
     if instance_count > limit:
         how = (f"batchpoint compute create -n {compute} --max-instances N with the compute's other settings (the "
                "same name replaces it)" if (compute := (deployment_spec.get("compute") or "").removeprefix("azureml:"))
