@@ -13,7 +13,7 @@ every 0.1 s, against its RSS just before the invoke); rows added to the metadata
 Azurite (with ``--azurite-connection-string``; ``scripts/components.sh env`` prints one): puts
 ``--azurite-blobs`` one-row blobs in container ``scalebench`` (those already there are kept; see
 ``upload`` for how, and why 100,000 take hours), then in the same run, all through
-one counting relay on loopback (tests/scale/support.py): the plain SDK's listing of them
+one counting relay on loopback (tests/fixtures/scale.py): the plain SDK's listing of them
 (``ContainerClient.list_blobs``), Batchpoint's listing of them (the backend's paged ``iter_files``,
 with its requests and RSS growth, and the job's lister with its manifest, drained as fast as it
 plans), and a job over them: time to the first scored mini-batch, the server's RSS growth and the
@@ -209,10 +209,10 @@ def upload(cs: str, blobs: int, concurrency: int = 16, container: str = CONTAINE
 
 
 def _relay(blob_url: str):
-    """The counting relay of the scale tests (tests/scale/support.py): a TCP relay on loopback in front
+    """The counting relay of the scale tests (tests/fixtures/scale.py): a TCP relay on loopback in front
     of Azurite that records each request's line, bytes unchanged."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from scale.support import CountingRelay
+    from fixtures.scale import CountingRelay
 
     return CountingRelay(blob_url)
 

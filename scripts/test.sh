@@ -107,7 +107,7 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends postgresql
 fi
 
-# --- Chromium for the web page's browser test (tests/observe/test_web_ui.py; Playwright from the
+# --- Chromium for the web page's browser test (tests/server/test_web_ui.py; Playwright from the
 # test extra drives it: Playwright's own browser download is not reachable)
 if [[ ! -x /usr/bin/chromium ]]; then
   say "installing chromium (apt-get)"
@@ -117,7 +117,7 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 
 # --- bubblewrap: every worker runs scoring code in a bwrap sandbox (src/batchpoint/engines/sandbox.py,
-# docs/security.md "Scoring code is fenced"); tests/security/test_worker_isolation.py needs it
+# docs/security.md "Scoring code is fenced"); tests/engines/test_worker_isolation.py needs it
 if ! command -v bwrap >/dev/null 2>&1; then
   say "installing bubblewrap (apt-get)"
   run "apt-get update" as_root apt-get -o DPkg::Lock::Timeout=300 update -qq

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-pytest_plugins = ["fixtures.components"]
+pytest_plugins = ["fixtures.components", "fixtures.flows", "fixtures.custom_models"]
 
 #: The heart data the repository ships (examples/heart): a fresh clone runs the tests with nothing beside it.
 HEART_DIR = Path(__file__).resolve().parents[1] / "examples" / "heart"
@@ -63,7 +63,7 @@ def start_server(home: Path, extra_env: dict[str, str] | None = None, timeout: f
     home.mkdir(parents=True, exist_ok=True)
     # workers unfenced unless asked (BATCHPOINT_WORKERS__ISOLATION=bwrap, or extra_env): many tests' scripts
     # report to the test through host folders and their pids, which a fenced worker cannot reach
-    # (tests/security/test_worker_isolation.py runs fenced servers; engine-level tests are fenced by default)
+    # (tests/engines/test_worker_isolation.py runs fenced servers; engine-level tests are fenced by default)
     isolation = os.environ.get("BATCHPOINT_WORKERS__ISOLATION", "none")
     env = {**os.environ, "BATCHPOINT_HOME": str(home), "BATCHPOINT_WORKERS__ISOLATION": isolation, **(extra_env or {})}
     env.pop("BATCHPOINT_SERVER_URL", None)

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import HEART_ROWS, HEART_UNLABELED, wait_job
 from batchpoint import BatchDeployment, BatchEndpoint, CodeConfiguration, Input, Model
-from foundation.conftest import wait_until, write_script
+from fixtures.flows import wait_until, write_script
 
 pytestmark = pytest.mark.timeout(240)
 

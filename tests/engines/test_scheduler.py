@@ -2,7 +2,7 @@
 in-process worker transport: what the loop does with deadlines, lost workers, mini-batches sent
 ahead, init() deaths and timeouts, renewed credentials, a cancel and the end of a job — with no
 process, pipe or Ray actor in the way. The engines' own tests (``test_local_conformance.py``,
-``tests/ray_cluster``) check the same rules end to end on real workers."""
+``tests/engines/ray_cluster``) check the same rules end to end on real workers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The rules behind issue 19's sections 2, 3 and 7, unit by unit (the whole jobs, on a real server,
-are tests/faults/test_scoring_code_faults.py): how a worker's death inside ``run()`` counts, what
+are tests/worker/test_scoring_code_faults.py): how a worker's death inside ``run()`` counts, what
 ``run()`` may return, and how a worker's log is cut."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import httpx
 
 from batchpoint import BatchDeployment, BatchEndpoint, CodeConfiguration, Input, Model
 from conftest import HEART_UNLABELED
-from foundation.conftest import write_script
+from fixtures.flows import write_script
 
 HEART_FILES = 4  # heart-unlabeled-0..3.csv; mini_batch_size 1: one mini-batch per file
 LIFE = ["Queued", "Preparing", "Running", "Finalizing", "Completed"]

@@ -17,7 +17,7 @@ import pytest
 
 from batchpoint import MLClient
 from conftest import HEART_ROWS, start_server, stop_server, wait_job
-from foundation.conftest import wait_until
+from fixtures.flows import wait_until
 from jobs.events_support import HEART_FILES, assert_numbered, invoke, make_event_endpoint, statuses
 
 pytestmark = pytest.mark.timeout(240)

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import start_server, stop_server, wait_job
 from batchpoint import Data, Input, MLClient
-from foundation.conftest import wait_until
+from fixtures.flows import wait_until
 from jobs.test_resume_manifest import DATASTORE, ENDPOINT, deploy, scored_ids, write_files
 
 pytestmark = pytest.mark.timeout(240)

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import ServerHandle, start_server, stop_server, wait_job
 from batchpoint import BatchDeployment, BatchEndpoint, CodeConfiguration, Datastore, Input, MLClient, Model
-from foundation.conftest import wait_until, write_script
+from fixtures.flows import wait_until, write_script
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from security.inproc import invoke_body, workspace
+from fixtures.inproc import invoke_body, workspace
 
 WS = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws-1"
 

@@ -1,5 +1,5 @@
 """The use cases of ``batchpoint.usecases`` called as a front door calls them, over the real app's
-services (``create_app``, a real SQLite database in a temporary home: ``security/inproc.py``).
+services (``create_app``, a real SQLite database in a temporary home: ``fixtures/inproc.py``).
 
 The dispatcher is closed first, so every job stays where the use cases put it (Queued, Canceled)
 and each answer below is fixed, not a race with a job that runs."""
@@ -17,7 +17,7 @@ from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.submit import InvokeRequest
 from batchpoint.usecases import cancel, events, outputs, reads, rerun
 from batchpoint.usecases.invoke import invoke
-from security.inproc import workspace
+from fixtures.inproc import workspace
 
 ENDPOINT = "uc-ep"
 DATA = "azureml://datastores/workspaceblobstore/paths/uc-data"
