@@ -30,18 +30,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from batchpoint._internal.fsync import fsync_path
 from batchpoint.engines.planning import FileRef, MiniBatch
 from batchpoint.exceptions import JobError, StorageNotFoundError
 from batchpoint.storage.base import StorageBackend, StorageSpec
 from batchpoint.storage.local import LocalBackend
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class JsonLines:
@@ -122,7 +115,7 @@ class JsonLines:
         with self._lock:
             if not self._unsynced:
                 return
-            _fsync_path(self._local)
+            fsync_path(self._local)
             self._unsynced = False
 
     def _local_file(self) -> str | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from batchpoint._internal.fsync import fsync_path
 from batchpoint.exceptions import PlatformError, StorageNotFoundError
 from batchpoint.outputs.base import OutputWriter
 from batchpoint.storage.base import StorageBackend, StorageSpec
@@ -169,18 +170,10 @@ def sync_parts(parts_dir: str, names: list[str]) -> None:
         return
     for name in names:
         try:
-            _fsync_path(os.path.join(parts_dir, name))
+            fsync_path(os.path.join(parts_dir, name))
         except FileNotFoundError:
             continue
-    _fsync_path(parts_dir)  # the renames
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(parts_dir)  # the renames
 
 
 def _sync_filesystem(path: str) -> bool:
