@@ -19,6 +19,8 @@ module             use case
 ``deletes``        delete an endpoint or a deployment (guarded by their queued or running jobs)
 ``access``         principals, API keys, role assignments, the audit log
 ``assets``         data asset and model versions as records; registering one idempotently
+``codes``          code versions (their upload's content hash checked) and environment versions
+``blobs``          the Azure-shaped API's blob endpoint: a container's blobs, the client's uploads
 ``reads``          the other reads: endpoints, deployments, jobs, assets, computes, data stores
 =================  =====================================================================
 

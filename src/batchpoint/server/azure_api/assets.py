@@ -18,7 +18,7 @@ from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
 from batchpoint.server.azure_api import arm
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.security import requires
-from batchpoint.usecases import assets
+from batchpoint.usecases import assets, blobs
 
 router = APIRouter(prefix=arm.BASE, include_in_schema=False)
 
@@ -156,10 +156,8 @@ _STORE_PATH = re.compile(r"^azureml://datastores/(?P<store>[^/]+)/paths/(?P<path
 
 def _check_upload_confirmed(ctx: AppContext, entity: Model | Data) -> None:
     """A path in the client's upload area (``LocalUpload/<hash>/``) must be a confirmed upload."""
-    from batchpoint.server.azure_api.blob import confirmed
-
     match = _STORE_PATH.match(entity.path)
-    if match and confirmed(ctx.settings.home, match.group("store"), match.group("path").strip("/")) is False:
+    if match and blobs.confirmed(ctx.settings.home, match.group("store"), match.group("path").strip("/")) is False:
         raise ConflictError(f"'{entity.path}' is an upload that was not completed (its content was not confirmed "
                             "against its hash); upload the local folder again")
 

@@ -5,15 +5,11 @@ downloads use: Put Blob, Put Block / Put Block List, Get Blob Properties (HEAD),
 Get Blob (ranged) and List Blobs (prefix, delimiter, metadata). Requests reach it through the
 server's CONNECT proxy (``blob_proxy.py``); :class:`BlobHostMiddleware` routes them by host name.
 
-The client's upload area ``LocalUpload/<hash>/…`` keeps the native upload area's guarantees:
-
-* **complete only when the content matches**: the client marks an upload complete by setting
-  ``upload_status=completed`` on its first file; the server then recomputes azure-ai-ml's content
-  hash (``get_object_hash``: names and bytes, recursively) over what arrived under
-  ``LocalUpload/<hash>/`` and accepts the mark only when it equals ``<hash>``. A mismatch deletes
-  the upload and answers 409; registering a model or data asset from an upload not confirmed is
-  refused (``confirmed``).
-* **written once**: no blob of a confirmed upload can be written again (409 BlobAlreadyExists).
+This module parses those calls, checks the caller's permissions and maps the answers to the Blob
+API's headers and XML; the blobs themselves (a container's data store, writes, blocks, metadata,
+ranged reads, lists) and the client's upload area (``LocalUpload/<hash>/…``: complete only when its
+content matches its hash, then write-once and recorded as a native upload) are the use case
+``usecases/blobs.py``'s.
 
 Permissions: writes and the existence checks (HEAD) in ``LocalUpload/`` need what a native upload
 needs (``datastores/write`` on the default store, or an ``endpoints/invoke`` grant); other writes
@@ -26,12 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
-import shutil
 import time
 from email.utils import formatdate
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -45,20 +38,14 @@ from starlette.concurrency import run_in_threadpool
 from batchpoint.auth import permissions as P
 from batchpoint.auth.scopes import check
 from batchpoint.auth.tokens import issue_token
-from batchpoint.exceptions import BatchpointError, ConflictError, NotFoundError, PermissionDeniedError, ValidationError
-from batchpoint.jobs import children
+from batchpoint.exceptions import BatchpointError, PermissionDeniedError, ValidationError
 from batchpoint.server.security import require_job_data, require_upload
-from batchpoint.storage.base import normalize_relpath
-from batchpoint.storage.registry import open_backend
-from batchpoint._internal.clock import utcnow
-from batchpoint.store.tables import UploadRow
-from batchpoint.workspace.uploads import JOBS_AREA, UPLOAD_AREA
+from batchpoint.usecases import blobs, files
+from batchpoint.usecases.blobs import Container
+from batchpoint.workspace.uploads import UPLOAD_AREA
 
 router = APIRouter(prefix="/_blob", include_in_schema=False)
 
-BLOB_KINDS = ("local", "s3")  # the stores this endpoint serves (shown as AzureBlob)
-HASH_SEED = b"Initialize for october 2021 AML CLI version"  # azure-ai-ml's get_object_hash
-_CLIENT_UPLOAD = re.compile(rf"^{UPLOAD_AREA}/(?P<hash>[0-9a-f]{{64}})(?:/|$)")
 _ERROR_CODES = {404: "BlobNotFound", 409: "BlobAlreadyExists", 403: "AuthorizationPermissionMismatch",
                 400: "InvalidInput", 413: "RequestBodyTooLarge"}
 
@@ -125,28 +112,12 @@ def _suffix(scope: dict[str, Any]) -> str:
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-CODE_CONTAINER = re.compile(r"^code-(?P<id>[0-9a-f]{32})$")  # a code upload's container (code_env.start_pending_upload)
-
-
-def locate(default_store: str, container: str, rel: str) -> tuple[str, str]:
-    """(data store, path in it) of a blob: a code upload's container ``code-<id>`` is the folder
-    ``LocalUpload/<id>/`` of the default data store; any other container is the store of that name."""
-    match = CODE_CONTAINER.match(container)
-    if match:
-        return default_store, f"{UPLOAD_AREA}/{match.group('id')}/{rel}".rstrip("/")
-    return container, rel
-
 def _ctx(request: Request) -> Any:
     return request.app.state.ctx
 
 
-def _spec(request: Request, container: str) -> Any:
-    ctx = _ctx(request)
-    row = ctx.store.get_datastore(container)
-    if row.kind not in BLOB_KINDS:
-        raise NotFoundError(f"container '{container}' is not served here: data store '{container}' is {row.kind}, "
-                            "which the client reaches at its own storage account")
-    return ctx.workspace.datastore_spec(container)
+def _locate(request: Request, container: str, path: str) -> tuple[str, str]:
+    return blobs.locate(_ctx(request).workspace.default_datastore_name(), container, files.relpath(path))
 
 
 def _allow(request: Request, container: str, rel: str, write: bool) -> None:
@@ -164,56 +135,20 @@ def _allow(request: Request, container: str, rel: str, write: bool) -> None:
             raise
 
 
-_STORE_PATH = re.compile(r"^azureml://datastores/(?P<store>[^/]+)/paths/(?P<path>.+)$")
-
-
 def _job_output_read(request: Request, container: str, rel: str) -> bool:
     """A read inside a job's own output folder (``azureml/<job>/…``) is allowed by the native rule for
     a job's outputs (``require_job_data``: ``jobs/outputs/read`` on its endpoint, or one's own job)."""
-    parts = rel.split("/")
-    if len(parts) < 2 or parts[0] != JOBS_AREA:
+    job = blobs.output_job(_ctx(request), container, rel)
+    if job is None:
         return False
-    ctx = _ctx(request)
-    try:
-        job = children.job_row(ctx.store, parts[1])
-    except NotFoundError:
-        return False
-    for output in (job.outputs or {}).values():
-        match = _STORE_PATH.match(str(output.get("path", "")))
-        if match and match.group("store") == container \
-                and (rel + "/").startswith(match.group("path").strip("/") + "/"):
-            require_job_data(SimpleNamespace(app=request.app,  # type: ignore[arg-type]
-                                             state=SimpleNamespace(principal_id=request.state.principal_id),
-                                             path_params={"name": job.name}))
-            return True
-    return False
+    require_job_data(SimpleNamespace(app=request.app,  # type: ignore[arg-type]
+                                     state=SimpleNamespace(principal_id=request.state.principal_id),
+                                     path_params={"name": job}))
+    return True
 
 
-def _meta_dir(request: Request, container: str) -> Path:
-    return _ctx(request).settings.home / "blobmeta" / container
-
-
-def _meta_file(request: Request, container: str, rel: str) -> Path:
-    return _meta_dir(request, container) / (hashlib.sha256(rel.encode()).hexdigest() + ".json")
-
-
-def _metadata(request: Request, container: str, rel: str) -> dict[str, str]:
-    try:
-        return json.loads(_meta_file(request, container, rel).read_text())["metadata"]
-    except (OSError, ValueError, KeyError):
-        return {}
-
-
-def _confirmed_file(request: Request, container: str, digest: str) -> Path:
-    return _meta_dir(request, container) / "confirmed" / digest
-
-
-def confirmed(settings_home: Path, container: str, rel: str) -> bool | None:
-    """For a path in the client's upload area: whether its upload was confirmed; None elsewhere."""
-    match = _CLIENT_UPLOAD.match(rel)
-    if not match:
-        return None
-    return (settings_home / "blobmeta" / container / "confirmed" / match.group("hash")).exists()
+def _meta_headers(request: Request) -> dict[str, str]:
+    return {k[len("x-ms-meta-"):]: v for k, v in request.headers.items() if k.lower().startswith("x-ms-meta-")}
 
 
 def _etag(rel: str, size: int) -> str:
@@ -231,17 +166,8 @@ def _ms_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
             **(extra or {})}
 
 
-def _check_writable(request: Request, container: str, rel: str, backend: Any) -> None:
-    if not rel:
-        raise ValidationError("a blob needs a name inside the container")
-    if confirmed(_ctx(request).settings.home, container, rel):
-        raise ConflictError(f"blob '{rel}' belongs to a confirmed upload; the upload area is write-once")
-    if request.headers.get("if-none-match") == "*" and backend.is_file(rel):
-        raise ConflictError(f"blob '{rel}' already exists")
-
-
-async def _write_stream(request: Request, backend: Any, rel: str) -> int:
-    writer = await run_in_threadpool(backend.open_write, rel)
+async def _write_stream(request: Request, blob: Container, rel: str) -> int:
+    writer = await run_in_threadpool(blob.writer, rel)
     size = 0
     try:
         async for chunk in request.stream():
@@ -254,112 +180,31 @@ async def _write_stream(request: Request, backend: Any, rel: str) -> int:
     return size
 
 
-def _blocks_dir(request: Request, container: str, rel: str) -> Path:
-    return _ctx(request).settings.home / "blobblocks" / container / hashlib.sha256(rel.encode()).hexdigest()
-
-
-# ---- the upload check ------------------------------------------------------------------------------
-
-def object_hash(backend: Any, root: str, single_file: bool) -> str:
-    """azure-ai-ml's ``get_object_hash`` over what is stored under ``root`` (a folder's files, or one file)."""
-    digest = hashlib.sha256(HASH_SEED)
-    if single_file:
-        _feed(backend, root, digest)
-        return digest.hexdigest()
-    tree: dict[str, Any] = {}
-    for info in backend.iter_files(root):
-        node = tree
-        *folders, leaf = info.path[len(root) + 1:].split("/")
-        for folder in folders:
-            node = node.setdefault(folder, {})
-        node[leaf] = info.path
-
-    def walk(node: dict[str, Any]) -> None:
-        for name in sorted(node, key=str.lower):
-            digest.update(name.encode())
-            if isinstance(node[name], dict):
-                walk(node[name])
-            else:
-                _feed(backend, node[name], digest)
-
-    walk(tree)
-    return digest.hexdigest()
-
-
-def _feed(backend: Any, path: str, digest: Any) -> None:
-    with backend.open_read(path) as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-
-
-def _confirm(request: Request, container: str, rel: str, backend: Any) -> None:
-    """``upload_status=completed`` on a blob of ``LocalUpload/<hash>/``: accept only a matching content."""
-    parts = rel.split("/")
-    digest = parts[1]
-    single = len(parts) == 3
-    root = "/".join(parts[:3])
-    got = object_hash(backend, root, single)
-    if got != digest:
-        backend.delete(f"{UPLOAD_AREA}/{digest}")
-        raise ConflictError(f"upload {UPLOAD_AREA}/{digest} does not hold what its name promises (content hash "
-                            f"{got[:12]}…); it was removed. Upload the local folder again")
-    marker = _confirmed_file(request, container, digest)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(rel)
-    register_upload(_ctx(request), backend, container, digest, parts[2], single, request.state.principal_id)
-
-
-def register_upload(ctx: Any, backend: Any, container: str, uid: str, name: str, single: bool,
-                    principal: str | None) -> None:
-    """Record a checked upload in the native upload area (``workspace/uploads.py``): Completed, its
-    manifest (each file's size and SHA-256, as read back), ``principal`` its holder — so registering
-    from it, invoking on it and copying a model out of it follow the native rules."""
-    if container != ctx.workspace.default_datastore_name():
-        return
-    root = f"{UPLOAD_AREA}/{uid}/{name}"
-    infos = [(root, None)] if single else [(i.path, i) for i in backend.iter_files(root)]
-    files = []
-    for path, _ in infos:
-        digest, size = hashlib.sha256(), 0
-        with backend.open_read(path) as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-        files.append({"path": name if single else path[len(root) + 1:], "size": size, "sha256": digest.hexdigest()})
-    row = UploadRow(id=uid, datastore=container, name=name, type="uri_file" if single else "uri_folder",
-                    manifest={"files": files}, status="Pending", created_by=principal, created_at=utcnow())
-    stored = ctx.store.create_upload(row)
-    ctx.store.complete_upload(uid)
-    if principal and stored.created_by != principal:
-        ctx.store.add_upload_holder(uid, principal)
-
-
 # ---- routes ----------------------------------------------------------------------------------------
 
 @router.put("/{container}/{path:path}")
 async def put_blob(container: str, path: str, request: Request, comp: str | None = None,
                    blockid: str | None = None) -> Response:
     try:
-        container, rel = locate(_ctx(request).workspace.default_datastore_name(), container, normalize_relpath(path))
+        container, rel = _locate(request, container, path)
         _allow(request, container, rel, write=True)
-        backend = open_backend(await run_in_threadpool(_spec, request, container))
+        blob = await run_in_threadpool(blobs.open_container, _ctx(request), container)
         if comp == "metadata":
-            return await run_in_threadpool(_set_metadata, request, container, rel, backend)
-        await run_in_threadpool(_check_writable, request, container, rel, backend)
+            await run_in_threadpool(blob.set_metadata, rel, _meta_headers(request), request.state.principal_id)
+            return Response(status_code=200, headers=_ms_headers({"ETag": _etag(rel, 0),
+                                                                  "Last-Modified": formatdate(usegmt=True)}))
+        await run_in_threadpool(blob.check_writable, rel, request.headers.get("if-none-match") == "*")
         if comp == "block":
             if not blockid:
                 raise ValidationError("Put Block needs a blockid")
-            folder = _blocks_dir(request, container, rel)
-            folder.mkdir(parents=True, exist_ok=True)
-            data = await request.body()
-            (folder / hashlib.sha256(blockid.encode()).hexdigest()).write_bytes(data)
+            blob.put_block(rel, blockid, await request.body())
             return Response(status_code=201, headers=_ms_headers({"x-ms-request-server-encrypted": "true"}))
         if comp == "blocklist":
-            return await _commit_blocks(request, container, rel, backend)
+            return await _commit_blocks(request, blob, rel)
         if comp is not None:
             raise ValidationError(f"comp={comp} is not supported on a blob; supported: block, blocklist, metadata")
-        size = await _write_stream(request, backend, rel)
-        await run_in_threadpool(_store_metadata, request, container, rel)
+        size = await _write_stream(request, blob, rel)
+        await run_in_threadpool(blob.store_metadata, rel, _meta_headers(request))
         return Response(status_code=201, headers=_ms_headers({"ETag": _etag(rel, size),
                                                               "Last-Modified": formatdate(usegmt=True),
                                                               "x-ms-request-server-encrypted": "true"}))
@@ -367,90 +212,41 @@ async def put_blob(container: str, path: str, request: Request, comp: str | None
         return _xml_error(exc)
 
 
-async def _commit_blocks(request: Request, container: str, rel: str, backend: Any) -> Response:
+async def _commit_blocks(request: Request, blob: Container, rel: str) -> Response:
     try:
         root = ElementTree.fromstring(await request.body())
     except ElementTree.ParseError as exc:
         raise ValidationError(f"the block list is not valid XML: {exc}") from exc
-    folder = _blocks_dir(request, container, rel)
-    ids = [el.text or "" for el in root]
-    files = [folder / hashlib.sha256(i.encode()).hexdigest() for i in ids]
-    missing = [i for i, f in zip(ids, files) if not f.is_file()]
-    if missing:
-        raise ValidationError(f"block list names {len(missing)} block(s) never sent (first: {missing[0]})")
-
-    def assemble() -> int:
-        size = 0
-        with backend.open_write(rel) as out:
-            for f in files:
-                data = f.read_bytes()
-                size += len(data)
-                out.write(data)
-        shutil.rmtree(folder, ignore_errors=True)
-        return size
-
-    size = await run_in_threadpool(assemble)
-    await run_in_threadpool(_store_metadata, request, container, rel)
+    size = await run_in_threadpool(blob.commit_blocks, rel, [el.text or "" for el in root])
+    await run_in_threadpool(blob.store_metadata, rel, _meta_headers(request))
     return Response(status_code=201, headers=_ms_headers({"ETag": _etag(rel, size),
                                                           "Last-Modified": formatdate(usegmt=True)}))
 
 
-def _store_metadata(request: Request, container: str, rel: str) -> None:
-    meta = {k[len("x-ms-meta-"):]: v for k, v in request.headers.items() if k.lower().startswith("x-ms-meta-")}
-    target = _meta_file(request, container, rel)
-    if meta:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps({"path": rel, "metadata": meta}))
-    else:
-        target.unlink(missing_ok=True)
-
-
-def _set_metadata(request: Request, container: str, rel: str, backend: Any) -> Response:
-    if not backend.is_file(rel):
-        raise NotFoundError(f"blob '{rel}' does not exist")
-    meta = {k[len("x-ms-meta-"):]: v for k, v in request.headers.items() if k.lower().startswith("x-ms-meta-")}
-    if meta.get("upload_status") == "completed" and _CLIENT_UPLOAD.match(rel):
-        _confirm(request, container, rel, backend)
-    _store_metadata(request, container, rel)
-    return Response(status_code=200, headers=_ms_headers({"ETag": _etag(rel, 0),
-                                                          "Last-Modified": formatdate(usegmt=True)}))
-
-
-def _properties(request: Request, container: str, rel: str, backend: Any) -> dict[str, str]:
-    if not rel or not backend.is_file(rel):
-        raise NotFoundError(f"blob '{rel}' does not exist in container '{container}'")
-    with backend.open_read(rel) as handle:
-        size = handle.seek(0, 2)
-    headers = {"Content-Length": str(size), "x-ms-blob-type": "BlockBlob", "ETag": _etag(rel, size),
+def _properties(blob: Container, rel: str) -> dict[str, str]:
+    info = blob.properties(rel)
+    headers = {"Content-Length": str(info.size), "x-ms-blob-type": "BlockBlob", "ETag": _etag(rel, info.size),
                "Last-Modified": formatdate(usegmt=True), "Content-Type": "application/octet-stream",
                "Accept-Ranges": "bytes", "x-ms-creation-time": formatdate(usegmt=True)}
-    headers.update({f"x-ms-meta-{k}": v for k, v in _metadata(request, container, rel).items()})
+    headers.update({f"x-ms-meta-{k}": v for k, v in info.metadata.items()})
     return headers
 
 
 @router.head("/{container}/{path:path}")
 async def blob_properties(container: str, path: str, request: Request) -> Response:
     try:
-        container, rel = locate(_ctx(request).workspace.default_datastore_name(), container, normalize_relpath(path))
+        container, rel = _locate(request, container, path)
         _allow(request, container, rel, write=False)
-        backend = open_backend(await run_in_threadpool(_spec, request, container))
-        headers = await run_in_threadpool(_properties, request, container, rel, backend)
-        match = _CLIENT_UPLOAD.match(rel)
+        blob = await run_in_threadpool(blobs.open_container, _ctx(request), container)
+        headers = await run_in_threadpool(_properties, blob, rel)
+        match = blobs.CLIENT_UPLOAD.match(rel)
         if match and headers.get("x-ms-meta-upload_status") == "completed":
-            # the client skips sending content it finds confirmed: like a native declare of the same
-            # content, that makes the caller a holder of the upload
-            await run_in_threadpool(ctx_holder, request, match.group("hash"))
+            # the client skips sending content it finds confirmed: that makes the caller a holder
+            await run_in_threadpool(blobs.hold_upload, _ctx(request), match.group("hash"), request.state.principal_id)
         return Response(status_code=200, headers=_ms_headers(headers))
     except BatchpointError as exc:
         response = _xml_error(exc)
         return Response(status_code=response.status_code, headers=dict(response.headers))
-
-
-def ctx_holder(request: Request, uid: str) -> None:
-    ctx, principal = _ctx(request), request.state.principal_id
-    row = ctx.store.find_upload(uid)
-    if row is not None and principal and principal != row.created_by:
-        ctx.store.add_upload_holder(uid, principal)
 
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
@@ -469,25 +265,24 @@ async def get_blob(container: str, request: Request, path: str = "", restype: st
     try:
         if restype == "container" or comp == "list":
             shown = container
-            container, base = locate(_ctx(request).workspace.default_datastore_name(), container, "")
+            container, base = blobs.locate(_ctx(request).workspace.default_datastore_name(), container, "")
             prefix = f"{base}/{prefix}" if base else prefix
-            _allow(request, container, normalize_relpath(prefix), write=False)
-            backend = open_backend(await run_in_threadpool(_spec, request, container))
+            _allow(request, container, files.relpath(prefix), write=False)
+            blob = await run_in_threadpool(blobs.open_container, _ctx(request), container)
             if comp != "list":
                 return Response(status_code=200, headers=_ms_headers())
-            body = await run_in_threadpool(_list_xml, request, container, backend, prefix, delimiter, include,
-                                           base, shown)
+            body = await run_in_threadpool(_list_xml, blob, prefix, delimiter, include, base, shown)
             return Response(body, media_type="application/xml", headers=_ms_headers())
-        container, rel = locate(_ctx(request).workspace.default_datastore_name(), container, normalize_relpath(path))
+        container, rel = _locate(request, container, path)
         _allow(request, container, rel, write=False)
-        backend = open_backend(await run_in_threadpool(_spec, request, container))
-        props = await run_in_threadpool(_properties, request, container, rel, backend)
-        return _ranged(request, backend, rel, props)
+        blob = await run_in_threadpool(blobs.open_container, _ctx(request), container)
+        props = await run_in_threadpool(_properties, blob, rel)
+        return _ranged(request, blob, rel, props)
     except BatchpointError as exc:
         return _xml_error(exc)
 
 
-def _ranged(request: Request, backend: Any, rel: str, props: dict[str, str]) -> Response:
+def _ranged(request: Request, blob: Container, rel: str, props: dict[str, str]) -> Response:
     size = int(props["Content-Length"])
     wanted = request.headers.get("x-ms-range") or request.headers.get("range")
     start, end, status = 0, size - 1, 200
@@ -499,50 +294,27 @@ def _ranged(request: Request, backend: Any, rel: str, props: dict[str, str]) -> 
         end = min(int(match.group(2)) if match.group(2) else size - 1, size - 1)
         status = 206
     length = max(0, end - start + 1)
-    handle = backend.open_read(rel)
-    handle.seek(start)
-
-    def chunks():  # noqa: ANN202
-        left = length
-        with handle:
-            while left > 0 and (chunk := handle.read(min(1 << 20, left))):
-                left -= len(chunk)
-                yield chunk
-
+    chunks = blob.read(rel, start, length)
     headers = {**props, "Content-Length": str(length)}
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return StreamingResponse(chunks(), status_code=status, headers=_ms_headers(headers),
+    return StreamingResponse(chunks, status_code=status, headers=_ms_headers(headers),
                              media_type="application/octet-stream")
 
 
-def _list_xml(request: Request, container: str, backend: Any, prefix: str, delimiter: str | None,
-              include: str | None, strip: str = "", shown: str | None = None) -> str:
+def _list_xml(blob: Container, prefix: str, delimiter: str | None, include: str | None, strip: str = "",
+              shown: str | None = None) -> str:
     """``strip``: the folder a code container stands for, cut from the names listed."""
-    want_meta = "metadata" in (include or "")
-    base = normalize_relpath(prefix.rsplit("/", 1)[0]) if "/" in prefix else ""
-    blobs, prefixes = [], set()
-    try:
-        listed = list(backend.iter_files(base)) if not base or backend.is_dir(base) else []
-    except NotFoundError:
-        listed = []
-    for info in listed:
-        if not info.path.startswith(prefix):
-            continue
-        rest = info.path[len(prefix):]
-        if delimiter and delimiter in rest:
-            prefixes.add(prefix + rest.split(delimiter, 1)[0] + delimiter)
-            continue
-        meta = ""
-        if want_meta:
-            items = _metadata(request, container, info.path)
-            meta = "<Metadata>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in items.items()) + "</Metadata>"
-        blobs.append(f"<Blob><Name>{escape(info.path[len(strip) + 1:] if strip else info.path)}</Name><Properties><Content-Length>{info.size or 0}"
-                     f"</Content-Length><BlobType>BlockBlob</BlobType><Etag>{_etag(info.path, info.size or 0)}</Etag>"
+    listed, prefixes = blob.listing(prefix, delimiter, "metadata" in (include or ""))
+    items = []
+    for b in listed:
+        meta = "" if b.metadata is None else \
+            "<Metadata>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in b.metadata.items()) + "</Metadata>"
+        items.append(f"<Blob><Name>{escape(b.path[len(strip) + 1:] if strip else b.path)}</Name><Properties><Content-Length>{b.size}"
+                     f"</Content-Length><BlobType>BlockBlob</BlobType><Etag>{_etag(b.path, b.size)}</Etag>"
                      f"<Last-Modified>{formatdate(usegmt=True)}</Last-Modified></Properties>{meta}</Blob>")
-    blobs += [f"<BlobPrefix><Name>{escape(p[len(strip) + 1:] if strip else p)}</Name></BlobPrefix>"
-              for p in sorted(prefixes)]
+    items += [f"<BlobPrefix><Name>{escape(p[len(strip) + 1:] if strip else p)}</Name></BlobPrefix>" for p in prefixes]
     shown_prefix = prefix[len(strip) + 1:] if strip else prefix
-    listed_xml = "".join(blobs)
-    return ('<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="' + escape(shown or container)
+    listed_xml = "".join(items)
+    return ('<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="' + escape(shown or blob.name)
             + f'"><Prefix>{escape(shown_prefix)}</Prefix><Blobs>{listed_xml}</Blobs><NextMarker /></EnumerationResults>')
