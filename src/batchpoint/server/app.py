@@ -26,9 +26,11 @@ from batchpoint.server.routers import access, assets, computes, endpoints, jobs,
 from batchpoint.server.routers import environments
 from batchpoint.server import azure_api
 from batchpoint.server import metrics
-from batchpoint.server.security import AuthService, authenticate_request
+from batchpoint.server.security import authenticate_request
+from batchpoint.usecases import access as access_usecases
 from batchpoint.server.ui.router import router as ui_router
 from batchpoint.workspace import EndpointService, WorkspaceService
+from batchpoint.workspace.principals import AuthService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
 
@@ -123,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response = internal_error_response(request, exc)
         if request.method not in ("GET", "HEAD", "OPTIONS") and principal is not None:
             details = getattr(request.state, "audit", None) or {}
-            await run_in_threadpool(app.state.ctx.store.add_audit, principal, request.method,
+            await run_in_threadpool(access_usecases.record_audit, app.state.ctx, principal, request.method,
                                     request.url.path, response.status_code, details)
         return response
 

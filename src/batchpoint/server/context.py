@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from batchpoint.jobs.dispatcher import Dispatcher
-from batchpoint.server.security import AuthService
 from batchpoint.workspace import EndpointService, WorkspaceService
+from batchpoint.workspace.principals import AuthService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from batchpoint.exceptions import BatchpointError, ValidationError
 from batchpoint.identity.secrets import SecretBox
-from batchpoint.server.security import OWNER_KEY_TTL, AuthService
+from batchpoint.workspace.principals import OWNER_KEY_TTL, AuthService
 from batchpoint.settings import Settings
 from batchpoint.store.sql import SqlMetadataStore
 

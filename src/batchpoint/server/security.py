@@ -8,100 +8,26 @@
 * The embedded server makes an owner key for the local user on first start (``<home>/owner.key``,
   mode 0600).
 * Invokes and changes are written to the audit log.
+
+The keys, principals and role assignments are ``workspace/principals.py`` ``AuthService``'s; the
+checks that read a job or the default data store are use cases (``usecases/access.py``): nothing
+here reads the metadata store itself.
 """
 
 from __future__ import annotations
 
-import getpass
-import os
 from collections.abc import Callable
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, Request
 
-from batchpoint._internal.clock import utcnow
 from batchpoint.auth import permissions as P
-from batchpoint.auth.scopes import RoleAssignment, authorize, check, check_job_read, missing_permission_error
-from batchpoint.auth.tokens import (
-    API_KEY_PREFIX,
-    TOKEN_PREFIX,
-    ApiKeyRecord,
-    authenticate_api_key,
-    hash_secret,
-    new_api_key,
-    parse_key_id,
-    verify_token,
-)
-from batchpoint.exceptions import AuthenticationError, NotFoundError, ValidationError
-from batchpoint.identity.secrets import SecretBox
-from batchpoint.jobs import children
-from batchpoint.store.sql import SqlMetadataStore
-from batchpoint.store.tables import ApiKeyRow
+from batchpoint.auth.scopes import authorize, check, missing_permission_error
+from batchpoint.exceptions import AuthenticationError
+from batchpoint.usecases import access
+from batchpoint.workspace.principals import AuthService
 
 OPEN_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-OWNER_KEY_TTL = timedelta(days=3650)
-
-
-class AuthService:
-    def __init__(self, store: SqlMetadataStore, secrets: SecretBox) -> None:
-        self.store = store
-        self.pepper = secrets.server_key_bytes()
-        self.signing_key = secrets.token_signing_key()
-
-    # -- principals and keys -------------------------------------------------------------
-    def create_principal(self, principal_id: str, kind: str = "user", display_name: str | None = None) -> Any:
-        if kind not in ("user", "service_principal"):
-            raise ValidationError(f"principal kind '{kind}' is not valid; use user or service_principal")
-        return self.store.put_principal(principal_id, kind, display_name)
-
-    def create_key(self, principal_id: str, ttl: timedelta = timedelta(days=90)) -> tuple[str, ApiKeyRow]:
-        if self.store.find_principal(principal_id) is None:
-            raise NotFoundError(f"principal '{principal_id}' was not found; create it with 'batchpoint principal create'")
-        key_id, plaintext = new_api_key()
-        now = utcnow()
-        row = self.store.add_api_key(ApiKeyRow(key_id=key_id, principal_id=principal_id,
-                                               hash=hash_secret(plaintext, self.pepper),
-                                               created_at=now, expires_at=now + ttl))
-        return plaintext, row
-
-    def bootstrap_owner(self, home: Path) -> None:
-        """Make sure the local user has an Owner key in ``<home>/owner.key`` (0600)."""
-        path = home / "owner.key"
-        if path.exists():
-            try:
-                self.authenticate(path.read_text().strip())
-                return
-            except AuthenticationError:
-                pass  # a key from another database: make a new one
-        user = f"user:{getpass.getuser()}"
-        self.create_principal(user, "user", "local owner")
-        self.store.add_role_assignment(user, "Owner", "workspace")
-        plaintext, _ = self.create_key(user, OWNER_KEY_TTL)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(plaintext + "\n")
-        os.replace(tmp, path)
-
-    # -- authentication ------------------------------------------------------------------
-    def authenticate(self, token: str) -> str:
-        """The principal id behind a bearer token, or AuthenticationError (401)."""
-        if not token.startswith((API_KEY_PREFIX, TOKEN_PREFIX)):
-            raise AuthenticationError(
-                "the credential sent is not a Batchpoint API key or token: keys look like 'bpk_<id>_<secret>' "
-                "(batchpoint principal key create prints one) and tokens like 'bpt.<payload>.<signature>'; "
-                "check BATCHPOINT_API_KEY or the 'Authorization: Bearer <key>' header")
-        if token.startswith(API_KEY_PREFIX):
-            row = self.store.find_api_key(parse_key_id(token))
-            record = None if row is None else ApiKeyRecord(row.key_id, row.principal_id, row.hash, row.created_at,
-                                                           row.expires_at, row.revoked_at)
-            return authenticate_api_key(token, record, self.pepper, utcnow())
-        return verify_token(token, self.signing_key)
-
-    def assignments(self, principal_id: str) -> list[RoleAssignment]:
-        return [RoleAssignment(r.principal_id, r.role, r.scope) for r in self.store.list_role_assignments(principal_id)]
 
 
 def authenticate_request(auth: AuthService, request: Request) -> str | None:
@@ -161,11 +87,8 @@ def requires(permission: str, scope: ScopeFn = workspace_scope) -> Any:
 
 def require_job_read(request: Request) -> str:
     """``jobs/read`` on the job's endpoint, or ``jobs/read_own`` for a job one started."""
-    ctx = request.app.state.ctx
     principal = request.state.principal_id
-    job = children.job_row(ctx.store, request.path_params["name"])  # a child job: its parent's record
-    scope = f"endpoint:{job.endpoint_name}" if job.endpoint_name else "workspace"
-    check_job_read(ctx.auth.assignments(principal), principal, job.created_by or "", scope)
+    access.check_job_read(request.app.state.ctx, principal, request.path_params["name"])
     return principal
 
 
@@ -176,16 +99,9 @@ require_job_read.scope_name = "job_reader"  # type: ignore[attr-defined]
 def require_job_data(request: Request) -> str:
     """A job's output files and log contents: ``jobs/outputs/read`` on the job's endpoint, or
     ``jobs/read_own`` for a job one started (they are data, not metadata: Readers do not get them)."""
-    ctx = request.app.state.ctx
     principal = request.state.principal_id
-    job = children.job_row(ctx.store, request.path_params["name"])  # a child job: its parent's record
-    scope = f"endpoint:{job.endpoint_name}" if job.endpoint_name else "workspace"
-    own = ctx.auth.assignments(principal)
-    if authorize(own, P.JOBS_OUTPUTS_READ, scope):
-        return principal
-    if job.created_by and job.created_by == principal and authorize(own, P.JOBS_READ_OWN, scope):
-        return principal
-    raise missing_permission_error(principal, P.JOBS_OUTPUTS_READ, scope)
+    access.check_job_data(request.app.state.ctx, principal, request.path_params["name"])
+    return principal
 
 
 require_job_data.permission = P.JOBS_OUTPUTS_READ  # type: ignore[attr-defined]
@@ -196,15 +112,9 @@ def require_upload(request: Request) -> str:
     """The upload area (``LocalUpload/`` of the default data store, see ``workspace/uploads.py``):
     ``datastores/write`` on the default store, or an ``endpoints/invoke`` grant on any scope —
     uploading a local input is part of invoking, so an Invoker of one endpoint may do it."""
-    ctx = request.app.state.ctx
     principal = request.state.principal_id
-    own = ctx.auth.assignments(principal)
-    scope = f"datastore:{ctx.store.get_default_datastore().name}"
-    if authorize(own, P.DATASTORES_WRITE, scope):
-        return principal
-    if any(P.ENDPOINTS_INVOKE in P.role_permissions(a.role) for a in own):
-        return principal
-    raise missing_permission_error(principal, P.DATASTORES_WRITE, scope)
+    access.check_upload(request.app.state.ctx, principal)
+    return principal
 
 
 require_upload.permission = P.DATASTORES_WRITE  # type: ignore[attr-defined]

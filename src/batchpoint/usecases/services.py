@@ -11,7 +11,7 @@ from batchpoint.workspace import EndpointService, WorkspaceService
 
 
 class Grants(Protocol):
-    """Who holds which roles (``server.security.AuthService``)."""
+    """Who holds which roles (``workspace/principals.py`` ``AuthService``)."""
 
     def assignments(self, principal_id: str) -> list[Any]: ...
 

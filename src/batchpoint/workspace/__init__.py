@@ -3,7 +3,8 @@
 Below ``server`` (which parses requests and maps results) and ``jobs`` (which runs them); above
 ``store``, ``uri``, ``identity``, ``auth`` and ``storage``. ``WorkspaceService`` owns data stores,
 assets, models and computes; ``EndpointService`` endpoints and deployments and their rules;
-``UploadArea`` the content-addressed upload area.
+``UploadArea`` the content-addressed upload area; ``AuthService`` (``principals.py``) principals,
+API keys and role assignments, and who a bearer credential is.
 """
 
 from batchpoint.workspace.endpoints import EndpointService

@@ -25,7 +25,6 @@ import hmac
 import re
 import time
 from email.utils import formatdate
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 from xml.etree import ElementTree
@@ -39,8 +38,8 @@ from batchpoint.auth import permissions as P
 from batchpoint.auth.scopes import check
 from batchpoint.auth.tokens import issue_token
 from batchpoint.exceptions import BatchpointError, PermissionDeniedError, ValidationError
-from batchpoint.server.security import require_job_data, require_upload
-from batchpoint.usecases import blobs, files
+from batchpoint.server.security import require_upload
+from batchpoint.usecases import access, blobs, files
 from batchpoint.usecases.blobs import Container
 from batchpoint.workspace.uploads import UPLOAD_AREA
 
@@ -141,9 +140,7 @@ def _job_output_read(request: Request, container: str, rel: str) -> bool:
     job = blobs.output_job(_ctx(request), container, rel)
     if job is None:
         return False
-    require_job_data(SimpleNamespace(app=request.app,  # type: ignore[arg-type]
-                                     state=SimpleNamespace(principal_id=request.state.principal_id),
-                                     path_params={"name": job}))
+    access.check_job_data(_ctx(request), request.state.principal_id, job)
     return True
 
 

@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from batchpoint._internal.clock import as_utc, utcnow
 from batchpoint.auth.tokens import API_KEY_PREFIX, parse_key_id
 from batchpoint.exceptions import AuthenticationError
 
@@ -93,8 +92,7 @@ def sign_in(auth: Any, credential: str) -> tuple[str, str | None, float | None]:
     principal = auth.authenticate(credential)
     if credential.startswith(API_KEY_PREFIX):
         key_id = parse_key_id(credential)
-        row = auth.store.find_api_key(key_id)
-        return principal, key_id, row.expires_at.timestamp() if row is not None and row.expires_at else None
+        return principal, key_id, auth.key_expiry(key_id)
     return principal, None, None
 
 
@@ -103,11 +101,7 @@ def session_principal(auth: Any, signer: SessionSigner, cookie: str | None) -> t
     session = signer.read(cookie)
     if session is None:
         return None, None
-    if session.key_id is not None:
-        row = auth.store.find_api_key(session.key_id)
-        now = utcnow()
-        if row is None or row.revoked_at is not None or row.principal_id != session.principal or (
-                row.expires_at is not None and as_utc(row.expires_at) <= now):
-            return None, None
+    if session.key_id is not None and not auth.key_usable(session.key_id, session.principal):
+        return None, None
     return session.principal, session
 
