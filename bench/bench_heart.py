@@ -15,7 +15,10 @@
    bench/.data/home); a local data store on the same data folder (files are read in place, as the
    baseline reads them); model, data asset, endpoint and deployment (instance_count 1,
    max_concurrency_per_instance = cpu count, mini_batch_size 10); one warm-up invoke on one file;
-   then invoke on all the files and poll until Completed. Timed from the client's invoke call to
+   then invoke on all the files and poll until Completed. The timed job is the deployment's second
+   (or later) job: fenced workers kept warm from the job before (``workers.warm_idle_s``,
+   engines/warm.py) serve it without init(); the report counts them ("warm workers"); run with
+   ``BATCHPOINT_WORKERS__WARM_IDLE_S=0`` for every job's workers cold. Timed from the client's invoke call to
    the job's ``end_time`` (same machine, same clock); the time the polling client saw is kept too.
    Baseline and Batchpoint runs alternate (``--repeat``).
 
@@ -359,7 +362,7 @@ _WORKER_LINE = re.compile(r"^(\S+ \S+) INFO batchpoint\.worker: (.*)$")
 
 def worker_log_profile(logs_dir: Path) -> dict:
     """What the worker logs say: when workers were ready, and time spent scoring mini-batches."""
-    ready, done, busy = [], [], []
+    ready, done, busy, warm = [], [], [], 0
     for log in sorted(logs_dir.glob("worker-*.log")):
         for line in log.read_text(errors="replace").splitlines():
             match = _WORKER_LINE.match(line)
@@ -369,11 +372,14 @@ def worker_log_profile(logs_dir: Path) -> dict:
             text = match.group(2)
             if " ready (init took " in text:
                 ready.append(at)
+            elif " ready: warm, " in text:  # a warm worker kept from the job before (engines/warm.py)
+                ready.append(at)
+                warm += 1
             elif (m := re.search(r"scored: \d+ rows in ([0-9.]+)s", text)):
                 done.append(at)
                 busy.append(float(m.group(1)))
     return {"ready": sorted(ready), "done": sorted(done), "busy_s": sum(busy), "batches": len(busy),
-            "mean_batch_s": statistics.mean(busy) if busy else 0.0}
+            "mean_batch_s": statistics.mean(busy) if busy else 0.0, "warm": warm}
 
 
 def run_batchpoint(ml_client, home: Path, path: str, server_pid: int) -> dict:
@@ -400,6 +406,7 @@ def run_batchpoint(ml_client, home: Path, path: str, server_pid: int) -> dict:
         "mean_mini_batch_s": logs["mean_batch_s"],
         "server_cpu_s": server_cpu,
         "workers_cpu_s": workers_cpu,
+        "warm_workers": logs["warm"],  # workers kept warm from the deployment's job before (engines/warm.py)
     }
     return {"job": job.name, "seconds": run["seconds"], "client_seconds": run["client_seconds"],
             "first_seen_s": run["first_seen_s"],
@@ -460,7 +467,8 @@ def report(args, baselines: list[dict], points: list[dict], server_hwm: int | No
     say(f"  batchpoint: invoke call {last['invoke_call_s']:.3f}, claimed {last['queued_s']:.3f}, "
         f"first worker ready {_f(last['first_worker_ready_s'])}, all ready {_f(last['all_workers_ready_s'])}, "
         f"first mini-batch done {last['first_mini_batch_s']:.3f}, listing done {_f(last['listing_done_s'])}, "
-        f"last mini-batch done {_f(last['last_mini_batch_s'])}, Completed {last['end_s']:.3f}")
+        f"last mini-batch done {_f(last['last_mini_batch_s'])}, Completed {last['end_s']:.3f}; "
+        f"warm workers (kept from the deployment's job before, init() skipped): {last.get('warm_workers', 0)}")
     say(f"  baseline:   first task started {base['first_task_start_s']:.3f}, first task done "
         f"{base['first_task_end_s']:.3f}, last task done {base['last_task_end_s']:.3f}, "
         f"CSV written {base['seconds']:.3f}")

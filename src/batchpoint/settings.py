@@ -119,6 +119,9 @@ class WorkerSettings(BaseModel):
     #: host folders every worker may read and write, at the same path (a shared cache; a test's
     #: signal files); never one that holds the server's home
     shared_paths: list[Path] = Field(default_factory=list)
+    #: seconds a fenced worker stays warm after a job, for the next job of the same deployment,
+    #: scorer, environment and settings (``engines/warm.py``, docs/performance.md); 0: none kept
+    warm_idle_s: float = Field(default=300.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -141,7 +144,7 @@ class Settings(BaseSettings):
         """The fence of a job's workers as engines take it (``EngineJob.isolation``)."""
         w = self.workers
         return {"mode": w.isolation, "bwrap": w.bwrap, "run_as": w.run_as, "uid": w.uid, "gid": w.gid, "home": str(self.home),
-                "shared": [str(p) for p in w.shared_paths]}
+                "shared": [str(p) for p in w.shared_paths], "warm_idle_s": w.warm_idle_s}
 
     def resolved_database_url(self) -> str:
         if self.database_url:

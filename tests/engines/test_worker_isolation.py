@@ -74,7 +74,9 @@ def probe():
     home = Path(os.environ["PROBE_HOME"])
     for name in ("owner.key", "server.key", "metadata.db", "server.json", "server.log"):
         _try_read(home / name)
-    _try_list(home, allowed=("jobs", "models", "code", "datastores", "environments"))
+    # "warm": the mount point of a warm worker's own exchange folder (engines/warm.py), nothing else
+    _try_list(home, allowed=("jobs", "models", "code", "datastores", "environments", "warm"))
+    _try_list(home / "warm", allowed=(os.path.basename(os.path.dirname(os.getcwd())),))
     own_job = os.getcwd().split("/jobs/")[1].split("/")[0] if "/jobs/" in os.getcwd() else ""
     _try_list(home / "jobs", allowed=(own_job,))
     other = home / "jobs" / os.environ["OTHER_JOB"]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +49,8 @@ from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.sandbox import SandboxLauncher, check, isolation_of
 from batchpoint.engines.policy import FailureKind, WorkerInitError, death_in_run, exit_text
 from batchpoint.engines.scheduler import Event, Scheduler, Worker, WorkerTransport, log_name, log_path
+from batchpoint.engines import warm
+from batchpoint.engines.warm import POOL, WarmWorker
 from batchpoint.worker import protocol
 from batchpoint.worker.protocol import scratch_root
 
@@ -184,7 +187,10 @@ class LocalPoolEngine(Engine):
 
     def run(self, job: EngineJob, batches: Iterator[MiniBatch], on_outcome: OutcomeSink,
             stop: threading.Event, credentials: Sources | None = None) -> None:
-        Scheduler(_PipeTransport(self._launcher(job), job), job, batches, on_outcome, stop, credentials).run()
+        launcher = self._launcher(job)
+        # fenced workers are kept warm after the job for the next one of the deployment (engines/warm.py)
+        keep_warm = self.given is None and isinstance(launcher, SandboxLauncher) and warm.enabled(job)
+        Scheduler(_PipeTransport(launcher, job, keep_warm), job, batches, on_outcome, stop, credentials).run()
 
 
 class _PipeWorker:
@@ -195,6 +201,8 @@ class _PipeWorker:
         self.proc, self.conn = proc, conn
         self.peak_rss = 0  # bytes, as last sampled from /proc (VmHWM)
         self.oom_kills: tuple[str, int] | None = None  # (its memory cgroup's counter file, the count at start)
+        self.warm: WarmWorker | None = None  # a worker that may be kept warm (engines/warm.py)
+        self.state_file: str | None = None  # its state file when not the job's state/worker-<slot>
 
 
 class _PipeTransport(WorkerTransport):
@@ -203,9 +211,11 @@ class _PipeTransport(WorkerTransport):
 
     sends_ahead = True
 
-    def __init__(self, launcher: Launcher, job: EngineJob) -> None:
+    def __init__(self, launcher: Launcher, job: EngineJob, keep_warm: bool = False) -> None:
         self.launcher, self.job = launcher, job
         self.sampled = 0.0
+        self.keep_warm = keep_warm
+        self.key = warm.pool_key(job) if keep_warm else ""
 
     @property
     def state_dir(self) -> Path:
@@ -216,6 +226,8 @@ class _PipeTransport(WorkerTransport):
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, slot: int, sources: dict[str, Any]) -> _PipeWorker:
+        if self.keep_warm:
+            return self._start_warm(slot, sources)
         state_file = self.state_dir / f"worker-{slot}"
         state_file.unlink(missing_ok=True)  # a new worker starts outside run()
         proc, conn = self.launcher.launch(slot, self.job.name, log_path(self.job, slot))
@@ -230,6 +242,21 @@ class _PipeTransport(WorkerTransport):
         self._send(handle, protocol.start(config))
         return handle
 
+    def _start_warm(self, slot: int, sources: dict[str, Any]) -> _PipeWorker:
+        """A parked worker of this job's key (init() skipped), else a cold one that can be parked."""
+        worker = POOL.take(self.key)
+        if worker is None:
+            python_exe = getattr(self.launcher, "python_exe", None) or sys.executable
+            worker = POOL.launch(self.job, python_exe)
+            message = protocol.start(worker.config(self.job, slot, sources))
+        else:
+            message = protocol.next_job(worker.config(self.job, slot, sources))
+        assert worker.conn is not None
+        handle = _PipeWorker(worker.proc, worker.conn)
+        handle.warm, handle.state_file = worker, str(worker.state_file)
+        POOL.send_job(worker, message, log_path(self.job, slot))
+        return handle
+
     @staticmethod
     def _send(handle: _PipeWorker, message: dict[str, Any]) -> bool:
         try:
@@ -239,7 +266,17 @@ class _PipeTransport(WorkerTransport):
             return False
 
     def send(self, w: Worker, message: dict[str, Any]) -> None:
+        if w.handle.warm is not None:  # the files of local stores linked into its exchange folder
+            message = w.handle.warm.batch_message(self.job, message)
         self._send(w.handle, message)
+
+    def outcome(self, w: Worker, batch: MiniBatch, reply: Event) -> tuple[int, dict[str, Any] | None, int]:
+        rows, error, missing = super().outcome(w, batch, reply)
+        if w.handle.warm is not None:  # its part moves into the job's parts/ before it counts as done
+            moved = w.handle.warm.done(self.job, batch.key, error)
+            if moved is not None:
+                return 0, moved, 0
+        return rows, error, missing
 
     def alive(self, w: Worker) -> bool:
         return bool(w.handle.proc.is_alive())
@@ -248,9 +285,21 @@ class _PipeTransport(WorkerTransport):
         return f"the worker (pid {w.handle.proc.pid})"
 
     def poll(self, workers: list[Worker], timeout: float) -> Iterator[tuple[Worker, Event]]:
-        ready_conns = wait([w.handle.conn for w in workers], timeout=timeout)
+        # one poll(2) on the connections (what multiprocessing's wait() does, without building a
+        # selector on every call: the loop turns once per mini-batch, thousands of times a job)
+        import select
+
+        if not hasattr(select, "poll"):  # no poll(2) here (Windows)
+            ready_conns = wait([w.handle.conn for w in workers], timeout=timeout)
+            ready = {conn.fileno() for conn in ready_conns}
+        else:
+            poller = select.poll()
+            for w in workers:
+                poller.register(w.handle.conn.fileno(), select.POLLIN)
+            # in ms, rounded up (0 only for 0: never a busy loop); a hang-up or error counts: EOF next
+            ready = {fd for fd, _ in poller.poll(int(-(-timeout * 1000 // 1)) if timeout > 0 else 0)}
         for w in workers:
-            if w.handle.conn in ready_conns:
+            if w.handle.conn.fileno() in ready:
                 yield w, self._receive(w)
 
     def _receive(self, w: Worker) -> Event:
@@ -280,8 +329,8 @@ class _PipeTransport(WorkerTransport):
                 w.handle.peak_rss = max(w.handle.peak_rss, _vm_hwm(w.handle.proc.pid))
 
     def _died_in_run(self, w: Worker) -> bool:
-        return (w.batch is not None and w.ready
-                and protocol.WorkerState.read(str(self.state_dir / f"worker-{w.slot}")) == protocol.WorkerState.IN_RUN)
+        state_file = w.handle.state_file or str(self.state_dir / f"worker-{w.slot}")
+        return w.batch is not None and w.ready and protocol.WorkerState.read(state_file) == protocol.WorkerState.IN_RUN
 
     def _death_error(self, w: Worker) -> dict[str, Any]:
         proc = w.handle.proc
@@ -308,11 +357,31 @@ class _PipeTransport(WorkerTransport):
             proc.kill()
         proc.join(timeout=5)
         w.handle.conn.close()
+        if w.handle.warm is not None:  # never kept: its exchange folder goes with it
+            self._boot_log(w)
+            w.handle.warm.remove()
         return proc.exitcode
+
+    def _boot_log(self, w: Worker) -> None:
+        """What a warm-capable worker wrote before it had the job's log (an import error): into the log."""
+        if w.ready or w.handle.warm is None:
+            return
+        try:
+            text = w.handle.warm.boot_log.read_text(errors="replace")
+        except OSError:
+            return
+        if text:
+            with open(log_path(self.job, w.slot), "a") as out:
+                out.write(text)
 
     def shutdown(self, workers: list[Worker]) -> None:
         """Idle workers are asked to stop; busy ones (a cancel, a failed job, the server closing:
         their result would not be recorded) are killed at once, even inside user code."""
+        kept = [w for w in workers if w.handle.warm is not None and w.ready and w.batch is None
+                and w.handle.proc.is_alive()]
+        for w in kept:  # parked for the next job of this deployment (engines/warm.py)
+            POOL.park(w.handle.warm, self.job)
+        workers = [w for w in workers if w not in kept]
         for w in workers:
             if w.batch is None and w.handle.proc.is_alive():
                 self._send(w.handle, protocol.stop())
@@ -326,6 +395,9 @@ class _PipeTransport(WorkerTransport):
                 proc.kill()
                 proc.join(timeout=5)
             w.handle.conn.close()
+            if w.handle.warm is not None:
+                self._boot_log(w)
+                w.handle.warm.remove()
         # what the workers downloaded, also a killed worker's (its own clean-up never ran)
         shutil.rmtree(scratch_root(self.job.parts_dir), ignore_errors=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -132,3 +132,6 @@ class EngineJob:
     #: which no worker may see), ``shared`` (folders every worker may write); None: bubblewrap with
     #: its defaults
     isolation: dict[str, Any] | None = None
+    #: ``<endpoint>/<deployment>`` of the job: warm workers (``engines/warm.py``) serve only jobs of
+    #: the deployment they were started for; None: a job of no deployment (tests)
+    deployment: str | None = None

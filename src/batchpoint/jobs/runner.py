@@ -145,6 +145,7 @@ class JobRunner:
             init_timeout_s=plan.limits.init_timeout_s,
             log_max_bytes=self.ws.settings.jobs.worker_log_max_bytes,
             on_phase=lambda state, message, **data: phase(self.store, job.name, "init()", state, message, **data),
+            deployment=f"{job.endpoint_name}/{job.deployment_name}",  # warm workers serve only this one
         )
         progress = Progress(self.store, job.name, policy, stop, done, manifest, parts_dir=folder.parts_dir,
                             owner=job.owner)

@@ -15,7 +15,9 @@ database's numbers (not one process's):
 ``batchpoint_server_info{server_id,host,version}`` (always 1) names the server that answered the
 scrape (its id, as ``job show`` gives each job's ``server``). One metric is this process's own: ``batchpoint_mini_batch_duration_seconds`` (histogram, label
 ``outcome`` ok | failed), the mini-batches this server ran since it started (from
-``jobs.observers``); sum it over the servers. A scrape needs ``jobs/read`` on the workspace (a
+``jobs.observers``); sum it over the servers. Also this process's own: ``batchpoint_warm_workers{deployment}``
+and ``batchpoint_warm_worker_memory_bytes{deployment}`` (gauges: the fenced workers kept warm for a
+deployment's next job and their resident memory, ``engines/warm.py``). A scrape needs ``jobs/read`` on the workspace (a
 Reader key) unless ``BATCHPOINT_SERVER__METRICS_PUBLIC=true``.
 
 Hook for other steps: anything that writes ``lifecycle.phase(store, job, "building environment",
@@ -88,12 +90,34 @@ class DatabaseCollector:
         yield builds
 
 
+class WarmCollector:
+    """This process's warm workers (``engines/warm.py``), per deployment: how many, their memory."""
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from batchpoint.engines.warm import POOL
+
+        shown = POOL.snapshot()
+        count = GaugeMetricFamily("batchpoint_warm_workers", "Fenced workers kept warm for the next job of a "
+                                  "deployment (this server's)", labels=["deployment"])
+        memory = GaugeMetricFamily("batchpoint_warm_worker_memory_bytes", "Resident memory of the warm workers "
+                                   "(this server's)", labels=["deployment"])
+        for deployment, (n, rss) in sorted(shown.items()):
+            count.add_metric([deployment], n)
+            memory.add_metric([deployment], rss)
+        yield count
+        yield memory
+
+
 class Metrics:
     """One server's registry: the database collector and this process's mini-batch durations."""
 
     def __init__(self, store: SqlMetadataStore, server_id: str | None = None, host: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(DatabaseCollector(store))  # type: ignore[arg-type]
+        self.registry.register(WarmCollector())  # type: ignore[arg-type]
         if server_id:  # which server answered the scrape (server/instance.py): 1, its id as a label
             Gauge("batchpoint_server_info", "This server: its id (the jobs' server), host and version",
                   ["server_id", "host", "version"], registry=self.registry).labels(server_id, host, __version__).set(1)

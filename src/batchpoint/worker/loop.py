@@ -83,6 +83,65 @@ def _redirect_output(log_path: Path, level: str) -> logging.Logger:
     return logging.getLogger("batchpoint.worker")
 
 
+def _received_fd(conn: Any) -> int | None:
+    """The descriptor the engine sends right after a frame (``socket.send_fds``): a warm worker's
+    log of the current job; None when none came."""
+    import socket
+
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    return fds[0] if fds else None
+
+
+def _output_to(fd: int | None, level: str) -> logging.Logger:
+    """stdout, stderr and logging → ``fd`` (a job's log the engine opened; /dev/null when None)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    target = fd if fd is not None else os.open(os.devnull, os.O_WRONLY)
+    os.dup2(target, 1)
+    os.dup2(target, 2)
+    os.close(target)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if _redactor is not None:
+        install_redacting_filter(_redactor)
+    return logging.getLogger("batchpoint.worker")
+
+
+def _park(conn: Any, job: dict[str, Any], log: logging.Logger) -> Fetcher | None:
+    """A warm worker between jobs (``engines/warm.py``): let go of the job's log (stdout/stderr to
+    /dev/null), say ``parked``, and wait. ``job``: take the next job's fields (its log arrives as a
+    descriptor), answer ``ready`` and return its Fetcher; ``stop`` or a closed connection: None."""
+    log.info("worker %s: the job ended; kept warm for the next job of this deployment", job["worker_id"])
+    _output_to(None, job["logging_level"])
+    if not _send(conn, protocol.parked(job["worker_id"])):
+        return None
+    message = _receive(conn)
+    if message is None or message["type"] != "job":
+        return None
+    new = message["job"]
+    log = _output_to(_received_fd(conn) if new.get("log_fd") else None, job["logging_level"])
+    job.update({k: new[k] for k in ("name", "worker_id", "sources", "write_rows", "output_action") if k in new})
+    _redact_logs(job["sources"])
+    _own_folders(job)
+    fetcher = Fetcher(job["sources"], job.get("scratch_dir") or scratch_root(job["parts_dir"]))
+    log.info("worker %s ready: warm, init() ran for an earlier job of this deployment", job["worker_id"])
+    if not _send(conn, protocol.ready(job["worker_id"], 0.0)):
+        fetcher.close()
+        return None
+    return fetcher
+
+
 def _own_folders(job: dict[str, Any]) -> None:
     """Work in the worker's own folder (``workdir`` of the job config), never in the server's
     working directory: what a script writes to relative paths, and MLflow's ``mlruns/`` (a
@@ -152,8 +211,11 @@ def serve(conn: Any) -> None:
     if message is None or message["type"] != "start":
         return
     job = message["job"]
-    log_path = Path(job["logs_dir"]) / f"worker-{job['worker_id']}.log"
-    log = _redirect_output(log_path, job["logging_level"])
+    if job.get("log_fd"):  # a warm worker (engines/warm.py): the job's log comes as a descriptor
+        log = _output_to(_received_fd(conn), job["logging_level"])
+    else:
+        log_path = Path(job["logs_dir"]) / f"worker-{job['worker_id']}.log"
+        log = _redirect_output(log_path, job["logging_level"])
     state = _state(job.get("state_file"), log)
     if job.get("server_pid") or job.get("sandboxed"):  # the worker ends itself when its server or engine does
         watch(int(job["server_pid"]) if job.get("server_pid") else None, conn)
@@ -173,18 +235,27 @@ def serve(conn: Any) -> None:
         return
     if not _send(conn, protocol.ready(job["worker_id"], seconds)):
         return
-    try:
-        _batches(conn, scorer, fetcher, job, log, state)
-    finally:
-        fetcher.close()
+    while True:
+        try:
+            ended = _batches(conn, scorer, fetcher, job, log, state)
+        finally:
+            fetcher.close()
+        if ended != "park":
+            return
+        fetcher_or_none = _park(conn, job, log)  # a warm worker: the job's end; the next job, or stop
+        if fetcher_or_none is None:
+            return
+        fetcher = fetcher_or_none
 
 
 def _batches(conn: Any, scorer: Any, fetcher: Fetcher, job: dict[str, Any], log: logging.Logger,
-             state: WorkerState | None = None) -> None:
+             state: WorkerState | None = None) -> str | None:
     while True:
         message = _receive(conn)
         if message is None or message["type"] == "stop":
-            return
+            return None
+        if message["type"] == "park" and job.get("warm"):
+            return "park"
         if message["type"] != "batch":
             raise protocol.ProtocolError(f"the engine sent '{message['type']}' to a ready worker; expected batch or stop")
         if not _send(conn, _score(message, scorer, fetcher, job, log, state)):

@@ -21,6 +21,13 @@ type            direction fields
 ``batch``       → worker  ``key`` (the part's name), ``index``, ``sub``, ``attempt``, ``pieces``,
                           ``files`` [{source, path}], ``sources`` (renewed storage specs, or null)
 ``stop``        → worker  (none): finish and exit
+``park``        → worker  (none): the job ended; a warm worker (``warm`` in its config) lets go of
+                          the job's log and waits for ``job`` or ``stop`` (``engines/warm.py``)
+``job``         → worker  ``job``: the next job's config for a parked warm worker (same scorer;
+                          ``name``, ``worker_id``, ``sources``, ``write_rows`` are this job's);
+                          with ``log_fd``, the job's log follows as a file descriptor
+                          (``socket.send_fds``) after the frame; answered with ``ready``
+``parked``      ← worker  ``worker``: it let go of the job (answer to ``park``)
 ``ready``       ← worker  ``worker``, ``init_seconds``: init() returned
 ``init_failed`` ← worker  ``error``: init() raised (type, message, where, traceback, kind)
 ``done``        ← worker  ``key``, ``rows``, ``error``: null, or {type, message, where,
@@ -43,7 +50,7 @@ from batchpoint.exceptions import JobError
 from batchpoint.storage.base import StorageSpec
 
 __all__ = ["PROTOCOL_VERSION", "ProtocolError", "batch", "decode", "done", "encode", "init_failed", "job_config",
-           "ready", "WorkerState", "scratch_root", "spec_from_dict", "spec_to_dict", "start", "stop"]
+           "next_job", "park", "parked", "ready", "WorkerState", "scratch_root", "spec_from_dict", "spec_to_dict", "start", "stop"]
 
 PROTOCOL_VERSION = 1
 
@@ -52,6 +59,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "start": ("job",),
     "batch": ("key", "index", "sub", "attempt", "pieces", "files", "sources"),
     "stop": (),
+    "park": (),
+    "job": ("job",),
+    "parked": ("worker",),
     "ready": ("worker", "init_seconds"),
     "init_failed": ("error",),
     "done": ("key", "rows", "error"),
@@ -115,6 +125,18 @@ def batch(key: str, index: int, sub: int, attempt: int, pieces: int, files: list
 
 def stop() -> dict[str, Any]:
     return _message("stop")
+
+
+def park() -> dict[str, Any]:
+    return _message("park")
+
+
+def next_job(job: dict[str, Any]) -> dict[str, Any]:
+    return _message("job", job=job)
+
+
+def parked(worker: int) -> dict[str, Any]:
+    return _message("parked", worker=worker)
 
 
 def ready(worker: int, init_seconds: float) -> dict[str, Any]:

@@ -1,0 +1,525 @@
+"""Warm fenced workers kept across jobs of a deployment (issue 24 §4), on the local pool.
+
+A fenced worker (``engines/sandbox.py``) is a fresh interpreter that imports pandas / MLflow /
+scikit-learn and runs ``init()``: seconds per job. With ``workers.warm_idle_s`` > 0 (300 s by
+default; 0 turns this off) a job's fenced workers are not stopped at its end but *parked* here,
+keyed by everything ``init()`` may depend on (:func:`pool_key`): the deployment
+(``<endpoint>/<deployment>``), the scorer (model folder, code folder, scoring script, and a
+fingerprint of the files in them), the interpreter (its path and file), the environment variables
+(less ``AZUREML_BI_OUTPUT_PATH``, which is the same path for every job of a warm worker), the
+isolation options (less the job's input paths) and the logging level. The next job with the same
+key takes as many parked workers as it has slots (the rest start cold) and skips ``init()``;
+anything different starts fresh workers, and a parked worker never serves another key. A parked
+worker is stopped after ``warm_idle_s`` without a job, when it dies, and when the server stops
+(``stop_all``; its sandbox also dies with the pool's spawner thread: bwrap's ``--die-with-parent``).
+A deployment updated or deleted simply no longer matches its workers' key: they end at their
+idle timeout.
+
+**What a warm worker sees.** Its sandbox is made once, so none of a job's folders can be bound
+into it. Each warm worker has an *exchange folder* on the host, ``<home>/warm/<id>/`` (the same
+file system as the jobs folder), bound read-write at the same path, and nothing of any job:
+
+=============== ======================================================================================
+``parts/``      the worker's ``parts_dir``; the engine moves (rename, then fsync of the job's
+                ``parts/``) each finished mini-batch's part into the job's ``parts/`` before the
+                mini-batch counts as done
+``bi/``         its ``AZUREML_BI_OUTPUT_PATH`` (the same path in every job); moved into the job's
+                ``outputs/score/`` at the job's end
+``in/``         the mini-batches' files of local stores, hard-linked (a copy across file systems)
+                by the engine as ``in/<input>/<n>/<path in the store>`` when the mini-batch is sent,
+                removed when it is done; bound read-only over the writable folder, so a link cannot
+                be written through
+``work/``, ``tmp/``, ``downloads/``  working directory (``HOME``), ``/tmp``, downloads of remote stores
+``state``       its :class:`protocol.WorkerState` file
+=============== ======================================================================================
+
+At a job's end the engine sends ``park``: the worker lets go of the job's log (stdout/stderr to
+``/dev/null``) and answers ``parked``; the engine moves the BI output, then empties every folder
+above, before the worker may take another job. The next job's config comes with the ``job``
+message, and the job's ``logs/worker-<n>.log`` as a file descriptor (``socket.send_fds``) that the
+worker ``dup2()``s onto stdout and stderr. What the scoring script keeps in its own memory (or its
+own open files) across jobs is its own business, as on Azure's warm nodes; what it can reach on
+disk is the exchange folder of the current job only.
+
+Unfenced workers (``workers.isolation: none``) are forks of the preloaded forkserver and are not
+kept: they start in ~0.1 s anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from batchpoint._internal.fsync import fsync_path
+from batchpoint.engines.planning import EngineJob
+from batchpoint.engines.sandbox import _SandboxProcess
+from batchpoint.exceptions import PlatformError
+from batchpoint.storage.base import StorageSpec
+from batchpoint.worker import protocol
+from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, command
+
+__all__ = ["POOL", "WarmPool", "WarmWorker", "enabled", "pool_key"]
+
+log = logging.getLogger("batchpoint.engines.warm")
+
+BI_VARIABLE = "AZUREML_BI_OUTPUT_PATH"
+#: the exchange folder's sub-folders (see the module docstring)
+FOLDERS = ("parts", "bi", "in", "work", "tmp", "downloads")
+#: the most files of a model or code folder that are fingerprinted (their sizes and times)
+FINGERPRINT_FILES = 5000
+#: how long a parked worker has to answer ``park``
+PARK_TIMEOUT_S = 5.0
+
+
+def _options(job: EngineJob) -> dict[str, Any]:
+    return {**DEFAULT_ISOLATION, **(job.isolation or {})}
+
+
+def idle_seconds(job: EngineJob) -> float:
+    """``workers.warm_idle_s`` of ``job`` (0 when its isolation names none: jobs built by hand)."""
+    try:
+        return max(0.0, float(_options(job).get("warm_idle_s") or 0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def enabled(job: EngineJob) -> bool:
+    """Whether ``job``'s fenced workers are kept warm after it."""
+    return _options(job)["mode"] != "none" and idle_seconds(job) > 0
+
+
+def _fingerprint(folder: str | None) -> list[Any]:
+    """(path, size, mtime) of the files under ``folder``: a change of the model or code in place."""
+    if not folder or not os.path.exists(folder):
+        return []
+    found: list[Any] = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            found.append([os.path.relpath(os.path.join(root, name), folder), st.st_size, st.st_mtime_ns])
+            if len(found) >= FINGERPRINT_FILES:
+                return found
+    return found
+
+
+def _file_id(path: str | None) -> list[Any]:
+    if not path:
+        return []
+    try:
+        st = os.stat(path)
+        return [os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino]
+    except OSError:
+        return [path]
+
+
+def pool_key(job: EngineJob) -> str:
+    """What a parked worker must have been started with to serve ``job`` (module docstring)."""
+    options = {k: v for k, v in _options(job).items() if k not in ("inputs", "warm_idle_s")}
+    scorer = dict(job.scorer)
+    what = {
+        "deployment": job.deployment,
+        "scorer": scorer,
+        "model": _fingerprint(scorer.get("model_dir")),
+        "azureml_model": _fingerprint(scorer.get("azureml_model_dir")),
+        "code": _fingerprint(scorer.get("code_dir")),
+        "python": [job.python_exe, _file_id(job.python_exe)],
+        "environment": {k: v for k, v in job.environment.items() if k != BI_VARIABLE},
+        "isolation": options,
+        "logging_level": job.logging_level,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _warm_root(job: EngineJob) -> Path:
+    """``<home>/warm`` (beside the jobs folder: the same file system, so parts move by rename)."""
+    home = _options(job).get("home")
+    if home:
+        return Path(home) / "warm"
+    return Path(job.parts_dir).resolve().parent.parent / ".warm"
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _empty(folder: Path) -> None:
+    for child in list(folder.iterdir()) if folder.is_dir() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            try:
+                child.unlink()
+            except OSError:
+                pass
+
+
+@dataclass
+class WarmWorker:
+    """One fenced worker that may be kept warm: its sandbox process, connection and exchange folder."""
+
+    id: str
+    key: str
+    deployment: str
+    exchange: Path
+    boot_log: Path
+    idle_s: float
+    proc: Any = None
+    conn: Connection | None = None
+    parked_at: float = 0.0
+    jobs: int = 0  # jobs it served
+    sent: int = 0  # mini-batches it was sent (names of their input folders)
+    inputs: dict[str, list[Path]] = field(default_factory=dict)  # part key -> its input folders
+    backends: dict[int, Any] = field(default_factory=dict)  # the last local store's backend (linking)
+
+    @property
+    def parts(self) -> Path:
+        return self.exchange / "parts"
+
+    @property
+    def state_file(self) -> Path:
+        return self.exchange / "state"
+
+    # -- a job's paths, translated ------------------------------------------------------------
+    def sources(self, sources: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The job's storage specs as the worker uses them: a local store is its ``in/<key>/``."""
+        if sources is None:
+            return None
+        out: dict[str, Any] = {}
+        for key, spec in sources.items():
+            data = protocol.spec_to_dict(spec)
+            if data["kind"] == "local":
+                folder = self.exchange / "in" / key
+                folder.mkdir(parents=True, exist_ok=True)
+                data = {**data, "config": {**data["config"], "path": str(folder)}}
+            out[key] = data
+        return out
+
+    def config(self, job: EngineJob, slot: int, sources: dict[str, Any]) -> dict[str, Any]:
+        """The worker config of ``job`` for this warm worker: every path is its exchange folder's."""
+        e = self.exchange
+        Path(job.parts_dir).mkdir(parents=True, exist_ok=True)  # where its parts move to
+        environment = dict(job.environment)
+        if BI_VARIABLE in environment:
+            environment[BI_VARIABLE] = str(e / "bi")
+        config = protocol.job_config(
+            name=job.name, worker_id=slot, scorer=job.scorer, sources=self.sources(sources) or {},
+            parts_dir=str(e / "parts"), logs_dir=str(e), write_rows=job.write_rows,
+            logging_level=job.logging_level, environment=environment, state_file=str(self.state_file))
+        config.update(scratch_dir=str(e / "downloads"), workdir=str(e / "work"), tmp_dir=str(e / "tmp"),
+                      sandboxed=True, warm=True, log_fd=True)
+        return config
+
+    def batch_message(self, job: EngineJob, message: dict[str, Any]) -> dict[str, Any]:
+        """A ``batch`` message with the files of local stores linked into ``in/`` (module docstring)."""
+        if message.get("type") != "batch":
+            return message
+        self.sent += 1
+        folders: list[Path] = []
+        files = []
+        for ref in message["files"]:
+            spec = job.sources.get(ref["source"])
+            kind = spec.kind if isinstance(spec, StorageSpec) else (spec or {}).get("kind")
+            if kind != "local":
+                files.append(ref)
+                continue
+            rel = f"{self.sent}/{ref['path'].lstrip('/')}"
+            folder = self.exchange / "in" / ref["source"] / str(self.sent)
+            if folder not in folders:
+                folders.append(folder)
+            self._link(spec, ref["path"], folder.parent / rel)
+            files.append({"source": ref["source"], "path": rel})
+        self.inputs.setdefault(message["key"], []).extend(folders)
+        sources = message.get("sources")
+        return {**message, "files": files, "sources": self.sources(sources)}
+
+    def _link(self, spec: Any, path: str, target: Path) -> None:
+        """Hard-link the store's file at ``path`` to ``target`` (a copy when it cannot be linked);
+        nothing when it is not there (the worker then reports it as missing, an input failure)."""
+        from batchpoint.storage.registry import open_backend
+
+        try:
+            backend = self.backends.get(id(spec))
+            if backend is None:
+                backend = open_backend(spec if isinstance(spec, StorageSpec) else protocol.spec_from_dict(spec))
+                self.backends = {id(spec): backend}
+            source = backend.local_path(path)
+        except Exception:  # noqa: BLE001 - a path out of the store: the worker reports the file missing
+            return
+        if not source or not os.path.isfile(source):
+            return
+        if not target.resolve().is_relative_to(self.exchange.resolve() / "in"):
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            pass
+        except OSError:
+            try:
+                shutil.copyfile(source, target)
+            except OSError:
+                pass
+
+    def done(self, job: EngineJob, key: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The mini-batch ``key`` is done: its input links go, its part moves into the job's
+        ``parts/`` (durably) before it counts; the error of a move that failed."""
+        for folder in self.inputs.pop(key, []):
+            shutil.rmtree(folder, ignore_errors=True)
+        if error is not None:
+            return None
+        moved = False
+        try:
+            for part in list(self.parts.iterdir()):
+                if part.name == key or part.name.startswith(key + "."):
+                    os.rename(part, Path(job.parts_dir) / part.name)
+                    moved = True
+            if moved:
+                fsync_path(job.parts_dir)
+        except OSError as exc:
+            return {"type": "OSError", "where": None, "traceback": "", "kind": "platform",
+                    "message": f"could not move the part of mini-batch {key} from its warm worker's folder into "
+                               f"'{job.parts_dir}': {exc}"}
+        return None
+
+    def end_job(self, job: EngineJob) -> None:
+        """After ``parked``: the BI output into the job's folder, then the exchange folder emptied."""
+        bi, target = self.exchange / "bi", job.environment.get(BI_VARIABLE)
+        if target and bi.is_dir():
+            for path in sorted(bi.rglob("*")):
+                if path.is_file() and not path.is_symlink():
+                    dest = Path(target) / path.relative_to(bi)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        os.rename(path, dest)
+                    except OSError:
+                        shutil.copyfile(path, dest)
+        self.inputs.clear()
+        self.backends = {}
+        for name in FOLDERS:
+            _empty(self.exchange / name)
+        for child in self.exchange.iterdir():  # anything else the worker made there
+            if child.name not in FOLDERS and child.name != "state":
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and bool(self.proc.is_alive())
+
+    def stop(self) -> None:
+        """End the worker (``stop``, then a kill) and remove its folders."""
+        if self.conn is not None and self.alive():
+            try:
+                self.conn.send_bytes(protocol.encode(protocol.stop()))
+            except OSError:
+                pass
+            self.proc.join(timeout=2)
+        if self.proc is not None:
+            if self.proc.is_alive():
+                self.proc.kill()
+            self.proc.join(timeout=5)
+        if self.conn is not None:
+            self.conn.close()
+        self.remove()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.exchange, ignore_errors=True)
+        self.boot_log.unlink(missing_ok=True)
+
+
+class WarmPool:
+    """The server's parked workers (one per process: :data:`POOL`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.parked: list[WarmWorker] = []
+        self._spawner: ThreadPoolExecutor | None = None
+        self._reaper: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    # -- starting ---------------------------------------------------------------------------------
+    def _spawn(self, argv: list[str], env: dict[str, str], fd: int, boot_log: Path) -> subprocess.Popen:
+        """``Popen`` in the pool's one long-lived thread: bwrap's ``--die-with-parent`` follows the
+        thread that started it, and a job's thread ends with the job while its workers stay."""
+        with self.lock:
+            if self._spawner is None:
+                self._spawner = ThreadPoolExecutor(1, thread_name_prefix="batchpoint-warm-spawner")
+            spawner = self._spawner
+
+        def start() -> subprocess.Popen:
+            with open(boot_log, "ab") as out:
+                return subprocess.Popen(argv, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                        env=env, close_fds=True)
+
+        return spawner.submit(start).result()
+
+    def launch(self, job: EngineJob, python_exe: str) -> WarmWorker:
+        """A new (cold) fenced worker for ``job`` that can be kept warm afterwards."""
+        options = _options(job)
+        root, wid = _warm_root(job), uuid.uuid4().hex[:12]
+        worker = WarmWorker(wid, pool_key(job), job.deployment or "", root / wid, root / f"{wid}.log",
+                            idle_seconds(job))
+        for name in FOLDERS:
+            (worker.exchange / name).mkdir(parents=True, exist_ok=True)
+        worker.exchange.chmod(0o700)
+        if _root() and _real_uid(options):
+            for path in [worker.exchange, *(worker.exchange / n for n in FOLDERS if n != "in")]:
+                os.chown(path, int(options["uid"]), int(options["gid"]))
+        readonly = [job.scorer[k] for k in ("model_dir", "azureml_model_dir", "code_dir") if job.scorer.get(k)]
+        ours, theirs = socket.socketpair()
+        try:
+            e = worker.exchange
+            argv, env = command(python_exe=python_exe, fd=theirs.fileno(), readonly=readonly, writable=[e],
+                                workdir=str(e / "work"), tmp_dir=str(e / "tmp"), options=options)
+            at = argv.index("--chdir")  # in/ read-only over the writable exchange folder, after every bind
+            argv[at:at] = ["--ro-bind", str(e / "in"), str(e / "in")]
+            popen = self._spawn(argv, env, theirs.fileno(), worker.boot_log)
+        except OSError as exc:
+            ours.close()
+            worker.remove()
+            raise PlatformError(f"cannot start a worker of job {job.name} in its sandbox: {exc}") from exc
+        except BaseException:
+            ours.close()
+            worker.remove()
+            raise
+        finally:
+            theirs.close()
+        worker.proc, worker.conn = _SandboxProcess(popen), Connection(ours.detach())
+        return worker
+
+    def send_job(self, worker: WarmWorker, message: dict[str, Any], log_file: Path) -> None:
+        """``message`` (``start`` or ``job``) and then the job's log as a descriptor."""
+        assert worker.conn is not None
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            worker.conn.send_bytes(protocol.encode(message))
+            sock = socket.socket(fileno=os.dup(worker.conn.fileno()))
+            try:
+                socket.send_fds(sock, [b"L"], [fd])
+            finally:
+                sock.close()
+        except OSError:  # it died: the engine's poll reports it
+            pass
+        finally:
+            os.close(fd)
+        worker.jobs += 1
+
+    # -- parking ----------------------------------------------------------------------------------
+    def take(self, key: str) -> WarmWorker | None:
+        """A parked worker of ``key`` (alive), or None."""
+        while True:
+            with self.lock:
+                worker = next((w for w in self.parked if w.key == key), None)
+                if worker is None:
+                    return None
+                self.parked.remove(worker)
+            if worker.alive() and worker.conn is not None and not worker.conn.poll(0):
+                log.info("warm worker %s (pid %s) reused for a job of %s (its job %d)", worker.id, worker.proc.pid,
+                         worker.deployment, worker.jobs + 1)
+                return worker
+            log.info("warm worker %s of %s stopped: it died while parked (exit code %s)", worker.id,
+                     worker.deployment, worker.proc.exitcode if worker.proc else None)
+            worker.stop()
+
+    def park(self, worker: WarmWorker, job: EngineJob) -> bool:
+        """Ask ``worker`` (idle, at ``job``'s end) to let go of the job, clear its exchange folder
+        and keep it; False (it is stopped) when it does not answer ``parked`` in time."""
+        assert worker.conn is not None
+        try:
+            worker.conn.send_bytes(protocol.encode(protocol.park()))
+            deadline = time.monotonic() + PARK_TIMEOUT_S
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not worker.conn.poll(left):
+                    raise TimeoutError("no answer to park")
+                message = protocol.decode(worker.conn.recv_bytes(), peer=f"warm worker {worker.id}")
+                if message["type"] == "parked":
+                    break
+            worker.end_job(job)
+        except Exception as exc:  # noqa: BLE001 - any trouble: the worker is not kept
+            log.info("warm worker %s of %s stopped at the end of job %s: %s", worker.id, worker.deployment,
+                     job.name, exc)
+            worker.end_job(job)
+            worker.stop()
+            return False
+        worker.parked_at = time.monotonic()
+        with self.lock:
+            self.parked.append(worker)
+        log.info("warm worker %s (pid %s) of %s parked after job %s; kept %gs for its next job", worker.id,
+                 worker.proc.pid, worker.deployment, job.name, worker.idle_s)
+        self._start_reaper()
+        return True
+
+    def _start_reaper(self) -> None:
+        with self.lock:
+            if self._reaper is not None and self._reaper.is_alive():
+                self._wake.set()
+                return
+            self._reaper = threading.Thread(target=self._reap, name="batchpoint-warm-reaper", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        while True:
+            with self.lock:
+                if not self.parked:
+                    self._reaper = None
+                    return
+                now = time.monotonic()
+                expired = [w for w in self.parked if now - w.parked_at >= w.idle_s]
+                dead = [w for w in self.parked if w not in expired and not w.alive()]
+                for w in expired + dead:
+                    self.parked.remove(w)
+                wait = min([w.parked_at + w.idle_s - now for w in self.parked if w not in expired] + [1.0])
+            for w in expired:
+                log.info("warm worker %s of %s stopped: idle for %gs (workers.warm_idle_s)", w.id, w.deployment,
+                         w.idle_s)
+                w.stop()
+            for w in dead:
+                log.info("warm worker %s of %s stopped: it died while parked", w.id, w.deployment)
+                w.stop()
+            self._wake.wait(max(0.05, min(wait, 1.0)))
+            self._wake.clear()
+
+    def stop_all(self, why: str = "the server stops") -> None:
+        with self.lock:
+            parked, self.parked = self.parked, []
+        for w in parked:
+            log.info("warm worker %s of %s stopped: %s", w.id, w.deployment, why)
+            w.stop()
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        """deployment -> (parked workers, their resident memory in bytes)."""
+        with self.lock:
+            parked = list(self.parked)
+        out: dict[str, tuple[int, int]] = {}
+        for w in parked:
+            count, rss = out.get(w.deployment, (0, 0))
+            out[w.deployment] = (count + 1, rss + (_rss(w.proc.pid) if w.alive() else 0))
+        return out
+
+
+#: this server's warm workers
+POOL = WarmPool()

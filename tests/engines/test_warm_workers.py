@@ -1,0 +1,322 @@
+"""Issue 24 §4: fenced workers kept warm across jobs of a deployment (``engines/warm.py``).
+
+Engine-level (no server), every worker in its bubblewrap sandbox. The scoring script's ``init()``
+draws a token and leaves a file named after it in a shared folder; ``run()`` writes the token into
+its rows. So "init() ran once" is one file, and "the same worker" is the same token in both jobs'
+parts (and the same host pid in the pool):
+
+* the second job of a deployment is served by the first job's worker: init() once, same pid, each
+  job's log gets its own job's lines, each job's ``AZUREML_BI_OUTPUT_PATH`` files land in its own
+  folder;
+* a model version, a code change in place, other environment variables and another interpreter
+  each start fresh workers;
+* a parked worker that was killed is replaced by a cold one and the job completes;
+* a hostile script in the second job finds nothing of the first job (its inputs, parts, files
+  it left) and still nothing of the server (the probe of ``test_worker_isolation.py``);
+* warm workers never serve another deployment (and show per deployment with their memory);
+* ``warm_idle_s`` stops them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from batchpoint.engines.local_pool import LocalPoolEngine
+from batchpoint.engines.planning import EngineJob, FileRef, MiniBatch, RetryPolicy
+from batchpoint.engines.sandbox import check
+from batchpoint.engines.warm import POOL
+from batchpoint.storage.base import StorageSpec
+from engines.test_worker_isolation import CANARY, HOSTILE_PY
+
+pytestmark = pytest.mark.skipif(check() is not None, reason=f"bubblewrap does not work here: {check()}")
+
+WARM_PY = '''
+import os
+import uuid
+
+TOKEN = None
+
+
+def init():
+    global TOKEN
+    TOKEN = uuid.uuid4().hex[:12]
+    open(os.path.join(os.environ["SHARED"], "init-" + TOKEN), "w").close()
+    print("init ran: " + TOKEN, flush=True)
+
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    print("run in " + TOKEN + ": " + ",".join(names), flush=True)
+    with open(os.path.join(os.environ["AZUREML_BI_OUTPUT_PATH"], "bi-" + names[0] + ".txt"), "w") as f:
+        f.write(TOKEN)
+    return [name + "," + TOKEN for name in names]
+'''
+
+
+@pytest.fixture(autouse=True)
+def _no_parked_workers():
+    POOL.stop_all("the test ended")
+    yield
+    POOL.stop_all("the test ended")
+
+
+class Setup:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.home = tmp_path / "home"
+        self.shared = tmp_path / "shared"
+        self.shared.mkdir(parents=True)
+        self.shared.chmod(0o777)
+        self.code = self.home / "code" / "c1"
+        self.code.mkdir(parents=True)
+        (self.code / "score.py").write_text(textwrap.dedent(WARM_PY).lstrip())
+        self.model = self.home / "models" / "m" / "1"
+        self.model.mkdir(parents=True)
+        (self.model / "weights.txt").write_text("1\n")
+
+    def data(self, name: str, files: list[str]) -> Path:
+        folder = self.home / "datastores" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (folder / f).write_text("a\n1\n")
+        return folder
+
+    def job(self, name: str, data: Path, *, deployment: str = "ep/d1", idle: float = 60.0, model: Path | None = None,
+            code: Path | None = None, python_exe: str | None = None, env: dict[str, str] | None = None,
+            workers: int = 1) -> EngineJob:
+        folder = self.home / "jobs" / name
+        for sub in ("parts", "logs", "outputs/score"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        environment = {"SHARED": str(self.shared), "AZUREML_BI_OUTPUT_PATH": str(folder / "outputs" / "score"),
+                       **(env or {})}
+        model_dir = str(model or self.model)
+        return EngineJob(name=name, workers=workers,
+                         scorer={"code_dir": str(code or self.code), "scoring_script": "score.py",
+                                 "model_dir": model_dir, "azureml_model_dir": model_dir},
+                         sources={"input": StorageSpec("local", {"path": str(data)}, None)},
+                         policy=RetryPolicy(0, 60.0, -1), parts_dir=str(folder / "parts"),
+                         logs_dir=str(folder / "logs"), environment=environment, python_exe=python_exe,
+                         isolation={"home": str(self.home), "shared": [str(self.shared)], "warm_idle_s": idle,
+                                    "inputs": {"input": ""}},
+                         deployment=deployment)
+
+    def inits(self) -> int:
+        return len(list(self.shared.glob("init-*")))
+
+
+def _run(job: EngineJob, files: list[str], start: int = 0) -> list:
+    outcomes: list = []
+    batches = [MiniBatch(start + i, (FileRef("input", f),)) for i, f in enumerate(files)]
+    LocalPoolEngine().run(job, iter(batches), outcomes.append, threading.Event())
+    failed = [o.error for o in outcomes if o.error is not None]
+    assert not failed, failed
+    assert len(outcomes) == len(files)
+    return outcomes
+
+
+def _rows(job: EngineJob) -> dict[str, str]:
+    """file -> the token of the worker that scored it, from the job's parts."""
+    rows = {}
+    for part in sorted(Path(job.parts_dir).iterdir()):
+        for line in part.read_text().splitlines():
+            name, _, token = line.partition(",")
+            rows[name.strip().strip('"')] = token.strip().strip('"')
+    return rows
+
+
+def _parked_pids(deployment: str = "ep/d1") -> list[int]:
+    return sorted(w.proc.pid for w in POOL.parked if w.deployment == deployment)
+
+
+def test_the_second_job_of_a_deployment_is_served_by_the_first_jobs_warm_worker(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    one = s.job("job-one", s.data("one", ["one-a.csv", "one-b.csv"]))
+    _run(one, ["one-a.csv", "one-b.csv"])
+    tokens_one = set(_rows(one).values())
+    assert len(tokens_one) == 1 and s.inits() == 1
+    pids = _parked_pids()
+    assert len(pids) == 1, "the job's worker was not parked"
+
+    two = s.job("job-two", s.data("two", ["two-a.csv", "two-b.csv", "two-c.csv"]))
+    _run(two, ["two-a.csv", "two-b.csv", "two-c.csv"], start=10)
+    assert set(_rows(two).values()) == tokens_one, "the second job was not scored by the warm worker"
+    assert s.inits() == 1, "init() ran again"
+    assert _parked_pids() == pids, "another process served the second job"
+    # each job's log has its own job's lines only; its BI output files are in its own folder
+    log_one = (Path(one.logs_dir) / "worker-0.log").read_text()
+    log_two = (Path(two.logs_dir) / "worker-0.log").read_text()
+    assert "one-a.csv" in log_one and "two-a.csv" not in log_one
+    assert "two-a.csv" in log_two and "one-a.csv" not in log_two and "init ran" not in log_two
+    assert "warm" in log_two
+    bi_one = sorted(p.name for p in Path(one.environment["AZUREML_BI_OUTPUT_PATH"]).iterdir())
+    bi_two = sorted(p.name for p in Path(two.environment["AZUREML_BI_OUTPUT_PATH"]).iterdir())
+    assert bi_one == ["bi-one-a.csv.txt", "bi-one-b.csv.txt"]
+    assert bi_two == ["bi-two-a.csv.txt", "bi-two-b.csv.txt", "bi-two-c.csv.txt"]
+    # the parked worker's exchange folder holds nothing of either job
+    [worker] = [w for w in POOL.parked]
+    left = [p.relative_to(worker.exchange).as_posix() for p in worker.exchange.rglob("*") if p.is_file()]
+    assert left == ["state"], left
+
+
+def test_a_new_model_version_changed_code_environment_or_interpreter_start_fresh_workers(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    data = s.data("d", ["a.csv"])
+    _run(s.job("base", data), ["a.csv"])
+    seen = {next(iter(_rows(s.job("base", data)).values()))}
+    assert s.inits() == 1
+
+    model_v2 = s.home / "models" / "m" / "2"
+    model_v2.mkdir(parents=True)
+    (model_v2 / "weights.txt").write_text("2\n")
+    wrapper = tmp_path / "env2" / "bin" / "python"
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text(f"#!/bin/sh\nexec {Path(os.sys.executable).absolute()} \"$@\"\n")
+    wrapper.chmod(0o755)
+    changes = {
+        "model": dict(model=model_v2),
+        "environment variables": dict(env={"MY_SETTING": "2"}),
+        "interpreter": dict(python_exe=str(wrapper)),
+    }
+    for i, (what, change) in enumerate(changes.items()):
+        job = s.job(f"changed-{i}", data, **change)
+        _run(job, ["a.csv"])
+        token = next(iter(_rows(job).values()))
+        assert token not in seen, f"a warm worker served a job with another {what}"
+        seen.add(token)
+        assert s.inits() == 2 + i, what
+    # the scoring script changed in place (same folder)
+    time.sleep(0.01)
+    (s.code / "score.py").write_text((s.code / "score.py").read_text() + "\n# v2\n")
+    job = s.job("changed-code", data)
+    _run(job, ["a.csv"])
+    assert next(iter(_rows(job).values())) not in seen, "a warm worker served a job whose code changed"
+    assert s.inits() == 5
+
+
+def test_a_killed_parked_worker_is_replaced_by_a_cold_one(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    data = s.data("d", ["a.csv", "b.csv"])
+    one = s.job("one", data)
+    _run(one, ["a.csv"])
+    [worker] = list(POOL.parked)
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while worker.proc.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    two = s.job("two", data)
+    _run(two, ["a.csv", "b.csv"])
+    assert set(_rows(two).values()).isdisjoint(_rows(one).values())
+    assert s.inits() == 2
+    assert not worker.exchange.exists(), "the dead worker's exchange folder was left"
+
+
+PROBE = HOSTILE_PY.split("\ndef init():")[0]
+HOSTILE_WARM_PY = PROBE + r'''
+
+TOKEN = None
+
+
+def _leftovers():
+    """Everything the worker can see of its exchange folder (and /tmp) that a job before left."""
+    seen = []
+    exchange = os.path.dirname(os.getcwd())
+    for top in (exchange, "/tmp", os.environ.get("TMPDIR", "/tmp")):
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                if name.startswith(("left-", "one-")) or name.startswith("00000000"):
+                    seen.append(f"left:{os.path.join(root, name)}")
+    for path in (os.environ["ONE_DATA"], os.environ["ONE_JOB"]):
+        if os.path.exists(path):
+            seen.append(f"sees:{path}")
+    return seen
+
+
+def init():
+    global found_at_init, TOKEN
+    import uuid
+    TOKEN = uuid.uuid4().hex[:12]
+    found_at_init = probe()
+
+
+def run(mini_batch):
+    import pandas
+    names = [os.path.basename(p) for p in mini_batch]
+    found_now = set(found_at_init) | set(probe()) | {f for f in _leftovers() if not any(n in f for n in names)}
+    for folder in (os.getcwd(), os.environ.get("TMPDIR", "/tmp"), os.environ["AZUREML_BI_OUTPUT_PATH"]):
+        with open(os.path.join(folder, "left-" + names[0]), "w") as f:
+            f.write("x")
+    text = "|".join(sorted(found_now)).replace(" ", "_") or "nothing"
+    return pandas.DataFrame({"file": names, "found": [text] * len(names), "token": [TOKEN] * len(names)})
+'''
+
+
+def test_a_hostile_script_in_the_next_job_finds_nothing_of_the_job_before_nor_of_the_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCHPOINT_TEST_CANARY", CANARY)
+    s = Setup(tmp_path)
+    for name in ("owner.key", "server.key", "metadata.db"):
+        (s.home / name).write_text("secret\n")
+    (s.code / "score.py").write_text(HOSTILE_WARM_PY)
+    data_one, data_two = s.data("one", ["one-a.csv"]), s.data("two", ["two-a.csv"])
+    env = {"PROBE_HOME": str(s.home), "OTHER_JOB": "one", "SERVER_PID": str(os.getpid()),
+           "ONE_DATA": str(data_one), "ONE_JOB": str(s.home / "jobs" / "one")}
+    one = s.job("one", data_one, env=env)
+    _run(one, ["one-a.csv"])
+    two = s.job("two", data_two, env=env)
+    _run(two, ["two-a.csv"], start=5)
+    rows = {}
+    for job in (one, two):
+        for part in Path(job.parts_dir).iterdir():
+            for line in part.read_text().splitlines():
+                if line.startswith(("one-", "two-")):
+                    rows[line.split(" ")[0]] = line.split(" ")  # append_row: space-separated
+    assert rows["one-a.csv"][2] == rows["two-a.csv"][2], "the second job was not served warm: nothing tested"
+    assert rows["one-a.csv"][1] == "nothing", rows["one-a.csv"]
+    assert rows["two-a.csv"][1] == "nothing", rows["two-a.csv"]
+    # what job one's script left in its working folder and /tmp is gone; its BI file went to job one
+    assert [p.name for p in Path(one.environment["AZUREML_BI_OUTPUT_PATH"]).iterdir()] == ["left-one-a.csv"]
+
+
+def test_warm_workers_never_serve_another_deployment_and_show_per_deployment(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    data = s.data("d", ["a.csv"])
+    one = s.job("one", data, deployment="ep/d1")
+    _run(one, ["a.csv"])
+    other = s.job("other", data, deployment="ep/d2")
+    _run(other, ["a.csv"])
+    assert s.inits() == 2
+    assert set(_rows(other).values()).isdisjoint(_rows(one).values())
+    again = s.job("again", data, deployment="ep/d1")
+    _run(again, ["a.csv"])
+    assert _rows(again) == _rows(one), "the deployment's own warm worker did not serve it"
+    shown = POOL.snapshot()
+    assert sorted(shown) == ["ep/d1", "ep/d2"] and all(n == 1 and rss > 10 << 20 for n, rss in shown.values())
+    from batchpoint.server.metrics import WarmCollector
+
+    text = {(m.name, s.labels.get("deployment"), s.value) for m in WarmCollector().collect() for s in m.samples}
+    assert ("batchpoint_warm_workers", "ep/d1", 1) in text and ("batchpoint_warm_workers", "ep/d2", 1) in text
+
+
+def test_the_idle_timeout_stops_parked_workers(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    job = s.job("one", s.data("d", ["a.csv"]), idle=1.0)
+    _run(job, ["a.csv"])
+    [worker] = list(POOL.parked)
+    deadline = time.monotonic() + 15
+    while (POOL.parked or worker.proc.is_alive()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not POOL.parked and not worker.proc.is_alive()
+    assert not worker.exchange.exists()
+
+
+def test_no_worker_is_kept_when_warm_idle_s_is_0(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    _run(s.job("one", s.data("d", ["a.csv"]), idle=0), ["a.csv"])
+    assert not POOL.parked
