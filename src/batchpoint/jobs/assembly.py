@@ -44,6 +44,7 @@ from typing import Any
 from batchpoint.exceptions import BatchpointError, PlatformError, StorageError, TransientStorageError
 from batchpoint.jobs.folder import JobFolder, JsonLines
 from batchpoint.jobs.output_target import job_output
+from batchpoint.jobs.plan import JobPlan
 from batchpoint.jobs.states import JobStatus
 from batchpoint.outputs import OutputWriter, writer_for
 from batchpoint.outputs import parts as _parts
@@ -63,8 +64,9 @@ OUTPUT_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 def job_writer(job: JobRow) -> OutputWriter:
-    """The output writer of ``job``'s ``output_action``."""
-    return writer_for((job.settings or {}).get("output_action"))
+    """The output writer of the output action ``job``'s plan pins (``jobs/plan.py``; a job stored
+    before plans: its settings' ``output_action``, which its plan is read from)."""
+    return writer_for(JobPlan.from_row(job).output.action)
 
 
 def staged_parts(ws: WorkspaceService, job: JobRow) -> StagedParts | None:

@@ -93,8 +93,7 @@ def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by:
             allow_jobs=frozenset(j.name for j in ws.store.jobs_writing_under(*output_location(output), limit=100)
                                  if j.name == name or ((j.settings or {}).get("rerun") or {}).get("of") == name))
     else:
-        output = {"type": "uri_folder", "file_name": settings.get("output_file_name") or
-                  first.outputs["score"].get("file_name"),
+        output = {"type": "uri_folder", "file_name": old.output.file_name,
                   "path": f"azureml://datastores/{ws.default_datastore_name()}/paths/azureml/{new_name}/score"}
         datastore, out_folder = check_output_location(ws, output, created_by, assignments, is_default=True)
     folder = JobFolder.local(ws.settings.jobs_dir, new_name)
