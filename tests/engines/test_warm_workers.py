@@ -310,7 +310,7 @@ def test_the_idle_timeout_stops_parked_workers(tmp_path: Path) -> None:
     _run(job, ["a.csv"])
     [worker] = list(POOL.parked)
     deadline = time.monotonic() + 15
-    while (POOL.parked or worker.proc.is_alive()) and time.monotonic() < deadline:
+    while (POOL.parked or worker.proc.is_alive() or worker.exchange.exists()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not POOL.parked and not worker.proc.is_alive()
     assert not worker.exchange.exists()
@@ -320,3 +320,18 @@ def test_no_worker_is_kept_when_warm_idle_s_is_0(tmp_path: Path) -> None:
     s = Setup(tmp_path)
     _run(s.job("one", s.data("d", ["a.csv"]), idle=0), ["a.csv"])
     assert not POOL.parked
+
+
+def test_exchange_folders_a_killed_server_left_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    data = s.data("d", ["a.csv"])
+    _run(s.job("one", data), ["a.csv"])
+    [live] = list(POOL.parked)
+    stale = s.home / "warm" / "deadbeef0000"
+    (stale / "parts").mkdir(parents=True)
+    (stale / "parts" / "00000000-0000.csv").write_text("rows of a job of a server that was killed\n")
+    (s.home / "warm" / "deadbeef0000.log").write_text("")
+    POOL._swept.clear()  # as a server started on this home after the one that was killed
+    _run(s.job("other", data, deployment="ep/d2"), ["a.csv"])  # a cold start sweeps
+    assert not stale.exists() and not (s.home / "warm" / "deadbeef0000.log").exists()
+    assert live.exchange.exists() and live.alive()

@@ -47,6 +47,7 @@ kept: they start in ~0.1 s anyway.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -194,6 +195,7 @@ class WarmWorker:
     sent: int = 0  # mini-batches it was sent (names of their input folders)
     inputs: dict[str, list[Path]] = field(default_factory=dict)  # part key -> its input folders
     backends: dict[int, Any] = field(default_factory=dict)  # the last local store's backend (linking)
+    lock: int | None = None  # an flock on its boot log while this server holds it (stale folders: sweep())
 
     @property
     def parts(self) -> Path:
@@ -347,6 +349,27 @@ class WarmWorker:
     def remove(self) -> None:
         shutil.rmtree(self.exchange, ignore_errors=True)
         self.boot_log.unlink(missing_ok=True)
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+
+
+def _sweep(root: Path) -> None:
+    """Remove the exchange folders no live server holds (a server that was killed left them)."""
+    for boot_log in root.glob("*.log") if root.is_dir() else []:
+        try:
+            fd = os.open(boot_log, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: a live server's warm worker
+            os.close(fd)
+            continue
+        shutil.rmtree(root / boot_log.stem, ignore_errors=True)
+        boot_log.unlink(missing_ok=True)
+        os.close(fd)
+        log.info("removed the exchange folder %s of a warm worker of a server that is gone", root / boot_log.stem)
 
 
 class WarmPool:
@@ -358,6 +381,7 @@ class WarmPool:
         self._spawner: ThreadPoolExecutor | None = None
         self._reaper: threading.Thread | None = None
         self._wake = threading.Event()
+        self._swept: set[Path] = set()
 
     # -- starting ---------------------------------------------------------------------------------
     def _spawn(self, argv: list[str], env: dict[str, str], fd: int, boot_log: Path) -> subprocess.Popen:
@@ -381,9 +405,14 @@ class WarmPool:
         root, wid = _warm_root(job), uuid.uuid4().hex[:12]
         worker = WarmWorker(wid, pool_key(job), job.deployment or "", root / wid, root / f"{wid}.log",
                             idle_seconds(job))
+        if root not in self._swept:
+            self._swept.add(root)
+            _sweep(root)
         for name in FOLDERS:
             (worker.exchange / name).mkdir(parents=True, exist_ok=True)
         worker.exchange.chmod(0o700)
+        worker.lock = os.open(worker.boot_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(worker.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if _root() and _real_uid(options):
             for path in [worker.exchange, *(worker.exchange / n for n in FOLDERS if n != "in")]:
                 os.chown(path, int(options["uid"]), int(options["gid"]))
