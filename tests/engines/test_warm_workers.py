@@ -335,3 +335,33 @@ def test_exchange_folders_a_killed_server_left_are_removed_and_live_ones_kept(tm
     _run(s.job("other", data, deployment="ep/d2"), ["a.csv"])  # a cold start sweeps
     assert not stale.exists() and not (s.home / "warm" / "deadbeef0000.log").exists()
     assert live.exchange.exists() and live.alive()
+
+
+SLOW_FIRST_INIT_PY = WARM_PY.replace('''    TOKEN = uuid.uuid4().hex[:12]
+''', '''    TOKEN = uuid.uuid4().hex[:12]
+    try:  # the first worker's init() is slow: the job ends while it still runs
+        os.close(os.open(os.path.join(os.environ["SHARED"], "slow"), os.O_CREAT | os.O_EXCL))
+        import time
+        time.sleep(3)
+    except FileExistsError:
+        pass
+''')
+
+
+def test_a_worker_still_in_init_when_the_job_ends_is_kept_once_init_returns(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    (s.code / "score.py").write_text(SLOW_FIRST_INIT_PY)
+    data = s.data("d", ["a.csv", "b.csv", "c.csv", "d.csv"])
+    one = s.job("one", data, workers=2)
+    _run(one, ["a.csv"])
+    assert len(set(_rows(one).values())) == 1
+    deadline = time.monotonic() + 30
+    while len(POOL.parked) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(POOL.parked) == 2, "the worker still in init() at the job's end was not kept"
+    assert s.inits() == 2
+    two = s.job("two", data, workers=2)
+    _run(two, ["a.csv", "b.csv", "c.csv", "d.csv"], start=10)
+    assert s.inits() == 2, "init() ran again"
+    assert "init ran" not in (Path(two.logs_dir) / "worker-0.log").read_text() + (
+        Path(two.logs_dir) / "worker-1.log").read_text()

@@ -377,10 +377,12 @@ class _PipeTransport(WorkerTransport):
     def shutdown(self, workers: list[Worker]) -> None:
         """Idle workers are asked to stop; busy ones (a cancel, a failed job, the server closing:
         their result would not be recorded) are killed at once, even inside user code."""
-        kept = [w for w in workers if w.handle.warm is not None and w.ready and w.batch is None
-                and w.handle.proc.is_alive()]
+        kept = [w for w in workers if w.handle.warm is not None and w.batch is None and w.handle.proc.is_alive()]
         for w in kept:  # parked for the next job of this deployment (engines/warm.py)
-            POOL.park(w.handle.warm, self.job)
+            if w.ready:
+                POOL.park(w.handle.warm, self.job)
+            else:  # still in init(): kept once it returns
+                POOL.adopt(w.handle.warm, self.job)
         workers = [w for w in workers if w not in kept]
         for w in workers:
             if w.batch is None and w.handle.proc.is_alive():

@@ -378,6 +378,7 @@ class WarmPool:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.parked: list[WarmWorker] = []
+        self.starting: list[WarmWorker] = []  # still in init() when their job ended (adopt)
         self._spawner: ThreadPoolExecutor | None = None
         self._reaper: threading.Thread | None = None
         self._wake = threading.Event()
@@ -502,6 +503,33 @@ class WarmPool:
         self._start_reaper()
         return True
 
+    def adopt(self, worker: WarmWorker, job: EngineJob) -> None:
+        """``worker`` was still in ``init()`` when ``job`` ended: a thread waits for its ``ready``
+        (up to ``settings.init_timeout``) and parks it then; stopped if init() fails or never returns."""
+        with self.lock:
+            self.starting.append(worker)
+
+        def wait_ready() -> None:
+            ready = False
+            try:
+                assert worker.conn is not None
+                if worker.conn.poll(job.init_timeout_s):
+                    ready = protocol.decode(worker.conn.recv_bytes(), peer=f"warm worker {worker.id}")["type"] == "ready"
+            except Exception:  # noqa: BLE001 - gone, or another message: not kept
+                ready = False
+            with self.lock:
+                if worker not in self.starting:  # stop_all took it
+                    return
+                self.starting.remove(worker)
+            if ready:
+                self.park(worker, job)
+            else:
+                log.info("warm worker %s of %s stopped: its init() did not return after job %s ended", worker.id,
+                         worker.deployment, job.name)
+                worker.stop()
+
+        threading.Thread(target=wait_ready, name="batchpoint-warm-adopt", daemon=True).start()
+
     def _start_reaper(self) -> None:
         with self.lock:
             if self._reaper is not None and self._reaper.is_alive():
@@ -534,7 +562,8 @@ class WarmPool:
 
     def stop_all(self, why: str = "the server stops") -> None:
         with self.lock:
-            parked, self.parked = self.parked, []
+            parked, self.parked = self.parked + self.starting, []
+            self.starting = []
         for w in parked:
             log.info("warm worker %s of %s stopped: %s", w.id, w.deployment, why)
             w.stop()
