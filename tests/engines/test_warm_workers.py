@@ -365,3 +365,68 @@ def test_a_worker_still_in_init_when_the_job_ends_is_kept_once_init_returns(tmp_
     assert s.inits() == 2, "init() ran again"
     assert "init ran" not in (Path(two.logs_dir) / "worker-0.log").read_text() + (
         Path(two.logs_dir) / "worker-1.log").read_text()
+
+
+# --- a real server: two invokes of one deployment, the second served warm, outputs where they belong
+
+SERVER_PY = """
+import os
+import uuid
+
+import pandas
+
+TOKEN = None
+
+
+def init():
+    global TOKEN
+    TOKEN = uuid.uuid4().hex[:12]
+
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    for name in names:
+        with open(os.path.join(os.environ["AZUREML_BI_OUTPUT_PATH"], "bi-" + name), "w") as f:
+            f.write(TOKEN)
+    return pandas.DataFrame({"file": names, "token": [TOKEN] * len(names)})
+"""
+
+
+def test_a_servers_second_job_of_a_deployment_is_served_warm_with_its_outputs_in_place(
+        tmp_path: Path, heart_model_dir: Path) -> None:
+    from batchpoint import Input, MLClient
+    from conftest import start_server, stop_server, wait_job
+    from fixtures.faults import make_endpoint
+
+    inputs = {}
+    for name in ("one", "two"):
+        folder = tmp_path / f"in-{name}"
+        folder.mkdir()
+        for i in range(3):
+            (folder / f"{name}-{i}.csv").write_text("age\n50\n")
+        inputs[name] = folder
+    home = tmp_path / "home"
+    server = start_server(home, {"BATCHPOINT_WORKERS__ISOLATION": "bwrap"})
+    client = MLClient(endpoint=server.url, home=server.home)
+    try:
+        make_endpoint(client, "warm", heart_model_dir, tmp_path / "code", workers=1, script=SERVER_PY)
+        found = {}
+        for name, folder in inputs.items():
+            job = client.batch_endpoints.invoke(endpoint_name="warm", input=Input(type="uri_folder", path=str(folder)))
+            assert wait_job(client, job.name, timeout=180).status == "Completed"
+            saved = [Path(p) for p in client.jobs.download(job.name, download_path=tmp_path / f"out-{name}",
+                                                           output_name="score")]
+            [predictions] = [p for p in saved if p.name == "predictions.csv"]
+            rows = dict(line.split(" ") for line in predictions.read_text().splitlines())
+            bi = {p.name: p.read_text() for p in saved if p.name.startswith("bi-")}
+            found[name] = (job.name, rows, bi)
+        (_, rows_one, bi_one), (second, rows_two, bi_two) = found["one"], found["two"]
+        assert sorted(rows_two) == ["two-0.csv", "two-1.csv", "two-2.csv"]
+        assert set(rows_two.values()) == set(rows_one.values()), "the second job was not served by the warm worker"
+        assert sorted(bi_one) == ["bi-one-0.csv", "bi-one-1.csv", "bi-one-2.csv"]
+        assert sorted(bi_two) == ["bi-two-0.csv", "bi-two-1.csv", "bi-two-2.csv"]
+        assert "ready: warm" in (home / "jobs" / second / "logs" / "worker-0.log").read_text()
+    finally:
+        client.close()
+        stop_server(server)
+    assert not list((home / "warm").glob("*/")), "the server's stop left warm workers' folders"
