@@ -161,7 +161,9 @@ def warm_up(isolation: dict[str, Any] | None = None) -> None:
     if problem is not None:
         log.error("jobs on the local pool will fail until this is fixed: %s", problem)
     else:
-        log.info("scoring code runs fenced: each worker in a bubblewrap sandbox (docs/security.md)")
+        log.info("scoring code runs fenced: each worker in a bubblewrap sandbox (docs/security.md); kept warm %gs "
+                 "after a job for the deployment's next one (workers.warm_idle_s; 0: none kept)",
+                 float(options.get("warm_idle_s") or 0))
 
 
 class LocalPoolEngine(Engine):
