@@ -78,6 +78,10 @@ def _deploy(client: MLClient, ray_address: str, ray_token: str, model_dir: Path,
         retry_settings={"max_retries": 0, "timeout": 120}), set_default=True).result()
 
 
+def _worker_logs(home: Path, name: str) -> str:
+    return "".join(p.read_text() for p in sorted((home / "jobs" / name / "logs").glob("worker-*.log")))
+
+
 def test_server_killed_mid_ray_job_resumes_on_ray_without_rescoring(
         tmp_path: Path, heart_model_dir: Path, heart_pickle_dir: Path, ray_address: str, ray_token: str,
         ray_driver: str, azurite_blob_url: str, out_container: Any) -> None:
@@ -104,6 +108,7 @@ def test_server_killed_mid_ray_job_resumes_on_ray_without_rescoring(
             first.proc.wait(timeout=10)
         done_before = [json.loads(line)["index"] for line in (home / "jobs" / name / "done.jsonl").read_text().splitlines()]
         assert 2 <= len(done_before) < 8, done_before
+        ready_before = _worker_logs(home, name).count("ready on Ray")  # 1 or 2: an actor may still be in init()
 
         # the dead driver's actors end with it (Ray's state API), and score nothing more
         wait_until(lambda: not old_actors & {a["actor_id"] for a in alive_actors()}, 15, "the old server's actors DEAD")
@@ -117,8 +122,8 @@ def test_server_killed_mid_ray_job_resumes_on_ray_without_rescoring(
         assert_resumed_without_rescoring(final, history, saved, second, heart_model_dir, data, traces, done_before)
         new_workers = pids(traces, "init") - old_workers
         assert _scored_by(traces, new_workers), new_workers  # the rest was scored by the new server's actors
-        logs = "".join(p.read_text() for p in (home / "jobs" / name / "logs").glob("worker-*.log"))
-        assert logs.count("ready on Ray") >= 4, logs[-3000:]  # two actors per server: resumed on Ray
+        logs = _worker_logs(home, name)
+        assert ready_before >= 1 and logs.count("ready on Ray") > ready_before, logs[-3000:]  # resumed on Ray
         assert list((home / "jobs" / name).glob("parts/*.csv")) == []
         assert blobs_under(out_container, f"azureml/{name}/parts/") == []
     finally:
