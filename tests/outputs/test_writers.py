@@ -97,6 +97,21 @@ def test_a_part_write_that_fails_on_disk_is_a_platform_failure_naming_the_part(t
     assert "00000004-0000.csv" in str(caught.value)
 
 
+def test_a_part_is_written_whole_into_a_folder_made_for_it_or_not_at_all(tmp_path: Path) -> None:
+    parts = tmp_path / "job" / "parts"  # not made yet: the first part of a job makes it
+    assert write_part(parts, "00000000-0000", ["a", "b"]) == 2
+    assert (parts / "00000000-0000.csv").read_bytes() == b"a\nb\n"
+
+    class Unwritable:
+        def __iter__(self):
+            yield "half"
+            raise ValueError("not a row")
+
+    with pytest.raises(ValueError, match="not a row"):  # the result's own error (the user's), as it was
+        write_part(parts, "00000001-0000", Unwritable())
+    assert sorted(p.name for p in parts.iterdir()) == ["00000000-0000.csv"]  # no part, no temporary left
+
+
 class JsonArrayWriter(PartFileWriter):
     """A format a later issue might add: each part JSON lines, the output one JSON array."""
 

@@ -61,6 +61,9 @@ Event = dict[str, Any]
 
 #: the longest the loop waits for a reply before it looks at its deadlines and the queue again
 IDLE_WAIT_S = 0.2
+#: how often the loop asks the transport whether a worker is gone without an event (a dead process
+#: whose connection another process still holds open); a death shows as an event at once anyway
+GONE_CHECK_S = 0.05
 
 
 def log_path(job: EngineJob, slot: int) -> Path:
@@ -152,6 +155,7 @@ class Scheduler:
         self.workers: dict[int, Worker] = {}
         self.init_phase = InitPhase(job, log)
         self.drained = False  # every mini-batch was handed out and finished
+        self.gone_checked = 0.0  # when the workers were last asked after (GONE_CHECK_S)
         self.logs = LogCap([log_path(job, slot) for slot in range(job.workers)], job.log_max_bytes)
 
     def run(self) -> None:
@@ -257,6 +261,9 @@ class Scheduler:
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
+        ask_gone = now - self.gone_checked >= GONE_CHECK_S  # not on every turn: a turn per mini-batch of tiny files
+        if ask_gone:
+            self.gone_checked = now
         for w in list(self.workers.values()):
             if not self._current(w):
                 continue
@@ -267,7 +274,7 @@ class Scheduler:
                                "kind": FailureKind.TIMEOUT.value, "message":
                                f"the mini-batch did not finish within the timeout of {self.job.policy.timeout_s:g}s "
                                "(retry_settings.timeout)"})
-            else:
+            elif ask_gone:
                 error = self.transport.gone(w)
                 if error is not None:
                     self._lost(w, error)

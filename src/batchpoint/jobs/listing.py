@@ -141,12 +141,19 @@ class Lister:
         remote stores are not checked (their size is recorded; a check would cost a request each)."""
         backends = {key: open_backend(resolved.spec) for key, resolved in self.inputs
                     if resolved.spec.kind == "local"}
+        roots = {key: (backend.local_path("") or "").rstrip(os.sep) + os.sep for key, backend in backends.items()}
         count, shown = 0, []
         for source, path, size, modified in self.manifest.listed():
             backend = backends.get(source)
             if backend is None or (size is None and modified is None):
                 continue
-            try:
+            try:  # the listed path under the store's folder: one stat, no path checks, for the files unchanged
+                st = os.stat(roots[source] + path)
+                if (size is None or st.st_size == size) and (modified is None or st.st_mtime_ns == modified):
+                    continue
+            except OSError:
+                pass
+            try:  # changed: looked at as the store sees it (a link out of the store is no file of it)
                 st = os.stat(backend.local_path(path) or "")
                 now: tuple[int | None, int | None] = (st.st_size, st.st_mtime_ns)
             except Exception:  # noqa: BLE001 - gone, or no longer a file of the store: changed

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,10 @@ from typing import IO
 
 from batchpoint.exceptions import StorageNotFoundError, UnsafeInputError
 from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath
+
+#: what :func:`normalize_relpath` would change or refuse in a relative path: a backslash, a NUL, a
+#: percent sign (an encoded ``..``), a leading, doubled or trailing ``/``, a ``.`` or ``..`` segment
+_NEEDS_NORMALISING = re.compile(r"[\\\x00%]|^/|//|/$|(^|/)\.\.?(/|$)")
 
 
 class _AtomicWriter:
@@ -88,6 +94,7 @@ class LocalBackend(StorageBackend):
         self.root = Path(spec.config["path"]).resolve()
         self._root = str(self.root)
         self._real_dirs: dict[str, str] = {}  # folder -> its real path (a worker asks for 10,000s of files)
+        self._inside_dirs: dict[str, str] = {}  # a relative folder -> its real path, seen inside the store
 
     def _real(self, full: str) -> str:
         """``os.path.realpath(full)``, with the real path of its folder remembered: resolving every
@@ -115,6 +122,33 @@ class LocalBackend(StorageBackend):
                 details={"path": str(path)[:200]},
             )
         return Path(full)
+
+    def local_file(self, path: str) -> str:
+        """The path on this machine of the *file* ``path``: :meth:`local_path` and an ``is_file``
+        check in one. A worker asks for 10,000s of files, and the two cost more than scoring a small
+        file, so a plain relative path (nothing to normalise) in a folder already seen to be inside
+        the store is one ``lstat``; anything else (a link, a folder not seen yet, a path to
+        normalise) takes :meth:`local_path`'s checks. :class:`StorageNotFoundError` when it is not
+        a file (gone, a folder), :class:`UnsafeInputError` as :meth:`local_path`."""
+        if os.sep == "/" and path and not _NEEDS_NORMALISING.search(path):
+            folder, _, name = path.rpartition("/")
+            real_folder = self._inside_dirs.get(folder)
+            if real_folder is not None:
+                try:
+                    mode = os.lstat(f"{real_folder}/{name}").st_mode
+                except OSError:
+                    mode = 0
+                if stat.S_ISREG(mode):
+                    return f"{self._root}/{path}"
+        full = str(self._abs(path))
+        if not os.path.isfile(full):
+            raise StorageNotFoundError(f"file '{path}' does not exist in {self.spec.describe()}")
+        if os.sep == "/" and path and not _NEEDS_NORMALISING.search(path) and len(self._inside_dirs) < 4096:
+            folder = path.rpartition("/")[0]
+            real_folder = os.path.realpath(f"{self._root}/{folder}" if folder else self._root)
+            if real_folder == self._root or real_folder.startswith(self._root.rstrip(os.sep) + os.sep):
+                self._inside_dirs[folder] = real_folder  # a folder of the store, inside it
+        return full
 
     def is_file(self, path: str) -> bool:
         return self._abs(path).is_file()

@@ -80,6 +80,9 @@ class Fetcher:
     def _fetch_one(self, i: int, source: str, path: str, key: str) -> str:
         try:
             backend = self.backends[source]
+            local_file = getattr(backend, "local_file", None)  # a local store: the path and its check in one
+            if local_file is not None:
+                return str(local_file(path))
             local = backend.local_path(path)
             if local is not None:
                 if not os.path.isfile(local):
