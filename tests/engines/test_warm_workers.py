@@ -249,6 +249,13 @@ def run(mini_batch):
     import pandas
     names = [os.path.basename(p) for p in mini_batch]
     found_now = set(found_at_init) | set(probe()) | {f for f in _leftovers() if not any(n in f for n in names)}
+    for path in mini_batch:  # its input is a hard link of the store's file: it must not write through it
+        try:
+            with open(path, "a") as f:
+                f.write("tampered")
+            found_now.add("wrote-input:" + os.path.basename(path))
+        except OSError:
+            pass
     for folder in (os.getcwd(), os.environ.get("TMPDIR", "/tmp"), os.environ["AZUREML_BI_OUTPUT_PATH"]):
         with open(os.path.join(folder, "left-" + names[0]), "w") as f:
             f.write("x")
@@ -280,6 +287,7 @@ def test_a_hostile_script_in_the_next_job_finds_nothing_of_the_job_before_nor_of
     assert rows["one-a.csv"][2] == rows["two-a.csv"][2], "the second job was not served warm: nothing tested"
     assert rows["one-a.csv"][1] == "nothing", rows["one-a.csv"]
     assert rows["two-a.csv"][1] == "nothing", rows["two-a.csv"]
+    assert (data_one / "one-a.csv").read_text() == "a\n1\n" and (data_two / "two-a.csv").read_text() == "a\n1\n"
     # what job one's script left in its working folder and /tmp is gone; its BI file went to job one
     assert [p.name for p in Path(one.environment["AZUREML_BI_OUTPUT_PATH"]).iterdir()] == ["left-one-a.csv"]
 
