@@ -271,10 +271,11 @@ class WarmWorker:
             if backend is None:
                 backend = open_backend(spec if isinstance(spec, StorageSpec) else protocol.spec_from_dict(spec))
                 self.backends = {id(spec): backend}
-            source = backend.local_path(path)
-        except Exception:  # noqa: BLE001 - a path out of the store: the worker reports the file missing
+            local_file = getattr(backend, "local_file", None)  # a local store's path and is-file check in one
+            source = local_file(path) if local_file is not None else backend.local_path(path)
+        except Exception:  # noqa: BLE001 - a path out of the store, or no file: the worker reports it missing
             return
-        if not source or not os.path.isfile(source):
+        if not source or (local_file is None and not os.path.isfile(source)):
             return
         if not self._inside_in(target):
             return
