@@ -18,9 +18,10 @@
    baseline. Timed from the client's invoke call to the job's ``end_time``.
 
 Per-mini-batch framework overhead = (Batchpoint time - baseline time) x workers / mini-batches: the
-worker-time each mini-batch costs beyond what the hand-written pool pays for the same work (the
-issue's target: <= 2 ms). Also printed: the server process's CPU per mini-batch and the workers'
-CPU per mini-batch, which are steadier than wall time on a shared machine. Results are saved to
+worker-time each mini-batch costs beyond what the hand-written pool pays for the same work (issue
+24's targets: <= 0.6 ms, and a ratio baseline / Batchpoint >= 0.6; the issue before it asked for
+<= 2 ms). Also printed: the server process's CPU per mini-batch and the workers' CPU per
+mini-batch, which are steadier than wall time on a shared machine. Results are saved to
 bench/results/overhead-<time>.json. See docs/performance.md.
 """
 
@@ -41,6 +42,8 @@ from pathlib import Path
 from bench_heart import RESULTS, DATA_ROOT, Server, cpu_seconds, forkserver_of, say, vm_hwm_kb
 
 ENDPOINT = "overhead-bench"
+#: issue 24's targets: framework overhead per mini-batch, and throughput against the hand-written pool
+TARGET_MS, TARGET_RATIO = 0.6, 0.6
 NOOP_SCORE = '''
 import os
 
@@ -201,9 +204,10 @@ def report(args, baselines: list[dict], points: list[dict], server_hwm: int | No
     p_runs = ", ".join(f"{p['seconds']:.2f}" for p in points)
     say(f"baseline (ProcessPoolExecutor): median {b_med:.2f} s   runs {b_runs}")
     say(f"batchpoint (invoke -> end_time): median {p_med:.2f} s   runs {p_runs}")
-    say(f"ratio (baseline / batchpoint): {b_med / p_med:.2f}")
-    say(f"per-mini-batch framework overhead: {overhead_ms:.2f} ms  (target <= 2 ms: "
-        f"{'met' if overhead_ms <= 2 else 'NOT met'})")
+    say(f"ratio (baseline / batchpoint): {b_med / p_med:.2f}  (target >= {TARGET_RATIO}: "
+        f"{'met' if b_med / p_med >= TARGET_RATIO else 'NOT met'})")
+    say(f"per-mini-batch framework overhead: {overhead_ms:.2f} ms  (target <= {TARGET_MS} ms: "
+        f"{'met' if overhead_ms <= TARGET_MS else 'NOT met'})")
     say(f"CPU per mini-batch: server process {server_ms:.2f} ms, batchpoint workers "
         f"{'n/a' if worker_ms is None else f'{worker_ms:.2f}'} ms; baseline (parent + pool) {b_cpu_ms:.2f} ms")
     last = points[-1]
