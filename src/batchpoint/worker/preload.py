@@ -5,6 +5,7 @@ filled in. Only the worker side: a forked worker holds none of the server's modu
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 
@@ -34,6 +35,11 @@ def warm() -> None:
         requirements_utils._init_packages_to_modules_map()
     except Exception:  # noqa: BLE001 - a private helper of MLflow; only an optimisation
         pass
+    # Everything imported so far is the forkserver's for good: out of the collector's view, so that a
+    # forked worker's first full collection does not walk (and copy, page by page) the whole preloaded
+    # heap. Measured: with the storage kinds preloaded and no freeze, a worker's first mini-batch of
+    # the heart bench took 0.36-0.51 s instead of 0.21-0.27 s (the collection fell inside it).
+    gc.freeze()
 
 
 warm()
