@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
 import sys
 import threading
@@ -42,6 +43,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from batchpoint._internal.procfs import status_bytes
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
 from batchpoint.engines import launchers
 from batchpoint.engines.launchers import ForkserverLauncher, Launcher, SubprocessLauncher
@@ -75,14 +77,7 @@ def _worker_exitcode(proc: Any) -> int | None:
 
 def _vm_hwm(pid: int) -> int:
     """The peak resident memory of process ``pid`` in bytes (0 when it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return status_bytes(pid, "VmHWM")
 
 
 def _oom_counter(pid: int) -> tuple[str, int] | None:
@@ -289,8 +284,6 @@ class _PipeTransport(WorkerTransport):
     def poll(self, workers: list[Worker], timeout: float) -> Iterator[tuple[Worker, Event]]:
         # one poll(2) on the connections (what multiprocessing's wait() does, without building a
         # selector on every call: the loop turns once per mini-batch, thousands of times a job)
-        import select
-
         if not hasattr(select, "poll"):  # no poll(2) here (Windows)
             ready_conns = wait([w.handle.conn for w in workers], timeout=timeout)
             ready = {conn.fileno() for conn in ready_conns}

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint._internal.fsync import fsync_path
+from batchpoint._internal.procfs import status_bytes
 from batchpoint.engines.planning import EngineJob
 from batchpoint.engines.sandbox import _SandboxProcess
 from batchpoint.exceptions import PlatformError
@@ -154,17 +155,6 @@ def _warm_root(job: EngineJob) -> Path:
     if home:
         return Path(home) / "warm"
     return Path(job.parts_dir).resolve().parent.parent / ".warm"
-
-
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 def _empty(folder: Path) -> None:
@@ -594,7 +584,7 @@ class WarmPool:
         out: dict[str, tuple[int, int]] = {}
         for w in parked:
             count, rss = out.get(w.deployment, (0, 0))
-            out[w.deployment] = (count + 1, rss + (_rss(w.proc.pid) if w.alive() else 0))
+            out[w.deployment] = (count + 1, rss + (status_bytes(w.proc.pid, "VmRSS") if w.alive() else 0))
         return out
 
 

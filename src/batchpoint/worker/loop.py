@@ -71,16 +71,10 @@ def _redirect_output(log_path: Path, level: str) -> logging.Logger:
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-        sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     except OSError as exc:
         print(f"batchpoint worker: cannot write its log {log_path}: {exc}", file=sys.stderr)
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return logging.getLogger("batchpoint.worker")
+        return _logging_to_stderr(level)
+    return _output_to(fd, level)
 
 
 def _received_fd(conn: Any) -> int | None:
@@ -99,7 +93,7 @@ def _received_fd(conn: Any) -> int | None:
 
 
 def _output_to(fd: int | None, level: str) -> logging.Logger:
-    """stdout, stderr and logging → ``fd`` (a job's log the engine opened; /dev/null when None)."""
+    """stdout, stderr and logging → ``fd`` (the job's log; /dev/null when None), which is closed here."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -111,9 +105,13 @@ def _output_to(fd: int | None, level: str) -> logging.Logger:
     os.close(target)
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    return _logging_to_stderr(level)
+
+
+def _logging_to_stderr(level: str) -> logging.Logger:
     logging.basicConfig(level=level.upper(), stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if _redactor is not None:
+    if _redactor is not None:  # force=True dropped the handler that held it
         install_redacting_filter(_redactor)
     return logging.getLogger("batchpoint.worker")
 
