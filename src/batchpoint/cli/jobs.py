@@ -49,7 +49,8 @@ def job_list(endpoint_name, parent_job_name, output, query) -> None:
 def job_stream(name, logs) -> None:
     """Follow a job until it ends: each status and phase with its time, a progress bar (mini-batches
     and files done / failed / total, rows/s, ETA), the root cause first when it fails. Piped: plain
-    lines, no control codes. Exit code 0 when it completed, 1 when it failed or was canceled."""
+    lines, no control codes. Exit code 1 when it failed; 0 when it completed or was canceled (as
+    ``az ml job stream``, which raises only for a failed job; ``job show`` tells the two apart)."""
     from batchpoint.cli.output import job_view
 
     view = job_view()
@@ -57,7 +58,7 @@ def job_stream(name, logs) -> None:
         final = client().jobs.stream(name, logs=logs, view=view)
     finally:
         getattr(view, "close", lambda: None)()
-    if final.status != JobStatus.COMPLETED:
+    if final.status == JobStatus.FAILED:
         raise SystemExit(1)
 
 
