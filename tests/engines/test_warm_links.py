@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from batchpoint.engines.planning import EngineJob, RetryPolicy
 from batchpoint.engines.warm import WarmWorker
+from batchpoint.storage.base import StorageSpec
 
 
 def _worker(exchange: Path) -> WarmWorker:
@@ -50,3 +52,112 @@ def test_a_file_in_a_folder_linked_out_of_in_is_refused(exchange: Path) -> None:
     assert worker._inside_in(exchange / "in" / "data" / "1" / "a.csv")
     assert not worker._inside_in(exchange / "in" / "data" / "1" / "out" / "c.csv")
     assert not worker._inside_in(exchange / "in" / "data" / "1" / ".." / ".." / ".." / "x.csv")
+
+
+# --- the store's side of a link: a folder swapped for a symbolic link during the job ----------------
+
+
+def _job(tmp_path: Path, **stores: Path) -> EngineJob:
+    return EngineJob(name="j", workers=1, scorer={}, sources={k: StorageSpec("local", {"path": str(v)}, None)
+                                                            for k, v in stores.items()},
+                     policy=RetryPolicy(0, 60.0, -1), parts_dir=str(tmp_path / "job" / "parts"),
+                     logs_dir=str(tmp_path / "job" / "logs"))
+
+
+def _exchange_worker(tmp_path: Path) -> WarmWorker:
+    worker = _worker(tmp_path / "exchange")
+    for name in ("in", "parts"):
+        (worker.exchange / name).mkdir(parents=True)
+    return worker
+
+
+def _batch(key: str, *files: tuple[str, str]) -> dict:
+    return {"type": "batch", "key": key, "files": [{"source": s, "path": p} for s, p in files]}
+
+
+def _linked(worker: WarmWorker, message: dict) -> list[Path]:
+    return [worker.exchange / "in" / f["source"] / f["path"] for f in message["files"]]
+
+
+def test_a_folder_swapped_for_a_link_out_of_the_store_between_two_mini_batches_is_not_linked(tmp_path: Path) -> None:
+    store, outside = tmp_path / "store", tmp_path / "outside"
+    (store / "a").mkdir(parents=True)
+    (store / "a" / "f.csv").write_text("x\n1\n")
+    (store / "a" / "g.csv").write_text("x\n2\n")
+    outside.mkdir()
+    (outside / "g.csv").write_text("server secret\n")
+    worker = _exchange_worker(tmp_path)
+    job = _job(tmp_path, input=store)
+
+    first = worker.batch_message(job, _batch("k1", ("input", "a/f.csv")))
+    [link] = _linked(worker, first)
+    assert link.stat().st_ino == (store / "a" / "f.csv").stat().st_ino  # the store's file, linked
+    assert worker.done(job, "k1", None) is None
+
+    (store / "a").rename(tmp_path / "moved-away")  # the store's folder swapped for a link out of it
+    (store / "a").symlink_to(outside)
+    second = worker.batch_message(job, _batch("k2", ("input", "a/g.csv")))
+    [link] = _linked(worker, second)
+    assert not link.exists(), "the server linked a file from outside the store into the worker"
+    assert not any(p.is_file() and p.stat().st_ino == (outside / "g.csv").stat().st_ino
+                   for p in (worker.exchange / "in").rglob("*"))
+    missing = {"type": "StepFailure", "kind": "input", "message": "input/a/g.csv was not found", "where": None,
+               "traceback": ""}  # what the worker says of a file it does not find
+    error = worker.done(job, "k2", missing)
+    assert error is not None and error["kind"] == "input", error
+    assert "a/g.csv" in error["message"] and "outside the data store" in error["message"], error
+    assert "symbolic link" in error["message"]
+
+
+def test_a_file_swapped_for_a_link_out_of_the_store_is_not_linked(tmp_path: Path) -> None:
+    store, outside = tmp_path / "store", tmp_path / "outside"
+    (store / "a").mkdir(parents=True)
+    for name in ("f.csv", "g.csv"):
+        (store / "a" / name).write_text("x\n1\n")
+    outside.mkdir()
+    (outside / "secret").write_text("server secret\n")
+    worker = _exchange_worker(tmp_path)
+    job = _job(tmp_path, input=store)
+    assert all(p.exists() for p in _linked(worker, worker.batch_message(job, _batch("k1", ("input", "a/f.csv")))))
+    (store / "a" / "g.csv").unlink()
+    (store / "a" / "g.csv").symlink_to(outside / "secret")
+    [link] = _linked(worker, worker.batch_message(job, _batch("k2", ("input", "a/g.csv"))))
+    assert not link.exists() and not link.is_symlink()
+    error = worker.done(job, "k2", None)
+    assert error is not None and "outside the data store" in error["message"], error
+
+
+def test_a_link_to_a_file_inside_the_store_is_still_given(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / "a").mkdir(parents=True)
+    (store / "real.csv").write_text("x\n1\n")
+    (store / "a" / "alias.csv").symlink_to(store / "real.csv")
+    worker = _exchange_worker(tmp_path)
+    job = _job(tmp_path, input=store)
+    [link] = _linked(worker, worker.batch_message(job, _batch("k1", ("input", "a/alias.csv"))))
+    assert not link.is_symlink() and link.stat().st_ino == (store / "real.csv").stat().st_ino
+    assert worker.done(job, "k1", None) is None
+
+
+def test_two_local_inputs_keep_one_backend_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    for store in (one, two):
+        store.mkdir()
+        for i in range(3):
+            (store / f"{i}.csv").write_text("x\n1\n")
+    opened: list[str] = []
+    from batchpoint.storage import registry
+
+    real_open = registry.open_backend
+
+    def counting(spec: StorageSpec) -> object:
+        opened.append(spec.config["path"])
+        return real_open(spec)
+
+    monkeypatch.setattr(registry, "open_backend", counting)
+    worker = _exchange_worker(tmp_path)
+    job = _job(tmp_path, one=one, two=two)
+    for i in range(3):
+        message = worker.batch_message(job, _batch(f"k{i}", ("one", f"{i}.csv"), ("two", f"{i}.csv")))
+        assert all(p.is_file() for p in _linked(worker, message))
+    assert sorted(opened) == [str(one), str(two)], opened

@@ -12,8 +12,10 @@ key takes as many parked workers as it has slots (the rest start cold) and skips
 anything different starts fresh workers, and a parked worker never serves another key. A parked
 worker is stopped after ``warm_idle_s`` without a job, when it dies, and when the server stops
 (``stop_all``; its sandbox also dies with the pool's spawner thread: bwrap's ``--die-with-parent``).
-A deployment updated or deleted simply no longer matches its workers' key: they end at their
-idle timeout.
+A deployment updated (any PUT or PATCH) or deleted, or its endpoint deleted, stops its parked
+workers at once (:func:`release_warm`, which ``workspace/endpoints.py`` calls through the hook the
+server gives it), and a worker serving a job of it then is stopped at that job's end instead of
+being parked. :meth:`WarmPool.view` is what the web page's servers view shows of them.
 
 **What a warm worker sees.** Its sandbox is made once, so none of a job's folders can be bound
 into it. Each warm worker has an *exchange folder* on the host, ``<home>/warm/<id>/`` (the same
@@ -28,7 +30,9 @@ file system as the jobs folder), bound read-write at the same path, and nothing 
 ``in/``         the mini-batches' files of local stores, hard-linked (a copy across file systems)
                 by the engine as ``in/<input>/<n>/<path in the store>`` when the mini-batch is sent,
                 removed when it is done; bound read-only over the writable folder, so a link cannot
-                be written through
+                be written through. Linked through a descriptor of the file's folder whose real
+                path is checked once open (``LocalBackend.open_folder``), regular files only: a
+                folder swapped for a link out of the store mid-job fails the mini-batch instead
 ``work/``, ``tmp/``, ``downloads/``  working directory (``HOME``), ``/tmp``, downloads of remote stores
 ``state``       its :class:`protocol.WorkerState` file
 =============== ======================================================================================
@@ -54,6 +58,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -68,12 +73,12 @@ from batchpoint._internal.fsync import fsync_path
 from batchpoint._internal.procfs import status_bytes
 from batchpoint.engines.planning import EngineJob
 from batchpoint.engines.sandbox import _SandboxProcess
-from batchpoint.exceptions import PlatformError
+from batchpoint.exceptions import PlatformError, UnsafeInputError
 from batchpoint.storage.base import StorageSpec
 from batchpoint.worker import protocol
 from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, command
 
-__all__ = ["POOL", "WarmPool", "WarmWorker", "enabled", "pool_key"]
+__all__ = ["POOL", "WarmPool", "WarmWorker", "add_pool", "enabled", "pool_key", "release_warm"]
 
 log = logging.getLogger("batchpoint.engines.warm")
 
@@ -181,10 +186,12 @@ class WarmWorker:
     proc: Any = None
     conn: Connection | None = None
     parked_at: float = 0.0
+    since: float = field(default_factory=time.monotonic)  # started, or last taken by a job (release())
     jobs: int = 0  # jobs it served
     sent: int = 0  # mini-batches it was sent (names of their input folders)
     inputs: dict[str, list[Path]] = field(default_factory=dict)  # part key -> its input folders
-    backends: dict[int, Any] = field(default_factory=dict)  # the last local store's backend (linking)
+    backends: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # input -> (its spec, its backend): linking
+    refused: dict[str, list[str]] = field(default_factory=dict)  # mini-batch key -> its files not linked, and why
     lock: int | None = None  # an flock on its boot log while this server holds it (stale folders: sweep())
     #: (its in/ resolved, {a folder of in/: whether it resolves inside in/}): linking 10,000s of files
     #: resolved every one's path twice (20 realpaths a mini-batch of 10), a mini-batch's files share a folder
@@ -235,50 +242,105 @@ class WarmWorker:
         self.sent += 1
         folders: list[Path] = []
         files = []
-        for ref in message["files"]:
-            spec = job.sources.get(ref["source"])
-            kind = spec.kind if isinstance(spec, StorageSpec) else (spec or {}).get("kind")
-            if kind != "local":
-                files.append(ref)
-                continue
-            rel = f"{self.sent}/{ref['path'].lstrip('/')}"
-            folder = self.exchange / "in" / ref["source"] / str(self.sent)
-            if folder not in folders:
-                folders.append(folder)
-            self._link(spec, ref["path"], folder.parent / rel)
-            files.append({"source": ref["source"], "path": rel})
+        opened: dict[str, int] = {}  # a store's folder -> its checked descriptor, for this mini-batch's files
+        refused: list[str] = []
+        try:
+            for ref in message["files"]:
+                spec = job.sources.get(ref["source"])
+                kind = spec.kind if isinstance(spec, StorageSpec) else (spec or {}).get("kind")
+                if kind != "local":
+                    files.append(ref)
+                    continue
+                rel = f"{self.sent}/{ref['path'].lstrip('/')}"
+                folder = self.exchange / "in" / ref["source"] / str(self.sent)
+                if folder not in folders:
+                    folders.append(folder)
+                problem = self._link(ref["source"], spec, ref["path"], folder.parent / rel, opened)
+                if problem is not None:
+                    refused.append(f"input '{ref['source']}', file '{ref['path']}': {problem}")
+                files.append({"source": ref["source"], "path": rel})
+        finally:
+            for fd in opened.values():
+                os.close(fd)
         self.inputs.setdefault(message["key"], []).extend(folders)
+        if refused:
+            self.refused[message["key"]] = refused
         sources = message.get("sources")
         return {**message, "files": files, "sources": self.sources(sources)}
 
-    def _link(self, spec: Any, path: str, target: Path) -> None:
-        """Hard-link the store's file at ``path`` to ``target`` (a copy when it cannot be linked);
-        nothing when it is not there (the worker then reports it as missing, an input failure)."""
+    def _backend(self, name: str, spec: Any) -> Any:
+        """The backend of input ``name`` (one per input: a job with several local inputs alternates)."""
         from batchpoint.storage.registry import open_backend
 
+        cached = self.backends.get(name)
+        if cached is not None and cached[0] is spec:
+            return cached[1]
+        backend = open_backend(spec if isinstance(spec, StorageSpec) else protocol.spec_from_dict(spec))
+        self.backends[name] = (spec, backend)
+        return backend
+
+    def _link(self, name: str, spec: Any, path: str, target: Path, opened: dict[str, int]) -> str | None:
+        """Hard-link the file ``path`` of input ``name``'s store to ``target`` (a copy when it cannot
+        be linked); nothing when it is not there (the worker then reports it as missing, an input
+        failure). The link is made through a descriptor of the file's folder whose real path was
+        checked once open (``LocalBackend.open_folder``), and only of a regular file: a folder
+        swapped for a symbolic link out of the store during the job never makes the server link a
+        file from outside it. Returns why a file was refused (a link out of the store), else None."""
         try:
-            backend = self.backends.get(id(spec))
-            if backend is None:
-                backend = open_backend(spec if isinstance(spec, StorageSpec) else protocol.spec_from_dict(spec))
-                self.backends = {id(spec): backend}
+            backend = self._backend(name, spec)
             local_file = getattr(backend, "local_file", None)  # a local store's path and is-file check in one
             source = local_file(path) if local_file is not None else backend.local_path(path)
-        except Exception:  # noqa: BLE001 - a path out of the store, or no file: the worker reports it missing
-            return
+        except UnsafeInputError as exc:
+            return str(exc)
+        except Exception:  # noqa: BLE001 - no file: the worker reports it missing
+            return None
         if not source or (local_file is None and not os.path.isfile(source)):
-            return
+            return None
         if not self._inside_in(target):
-            return
+            return None
+        open_folder = getattr(backend, "open_folder", None)
+        if open_folder is None:
+            return None
+        for _ in range(2):  # the file itself may be a link inside the store: its target, once
+            folder = os.path.dirname(source)
+            fd = opened.get(folder)
+            if fd is None:
+                try:
+                    fd = opened[folder] = open_folder(source)
+                except UnsafeInputError as exc:
+                    return str(exc)
+                except Exception:  # noqa: BLE001 - gone: reported missing
+                    return None
+            base = os.path.basename(source)
+            try:
+                st = os.stat(base, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                return None
+            if not stat.S_ISLNK(st.st_mode):
+                break
+            source = os.path.realpath(source)
+        if not stat.S_ISREG(st.st_mode):
+            return None
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(source, target)
+            os.link(base, target, src_dir_fd=fd, follow_symlinks=False)
         except FileExistsError:
             pass
-        except OSError:
+        except OSError:  # another file system, or a file the server may not link: a copy
             try:
-                shutil.copyfile(source, target)
+                src = os.open(base, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+                with os.fdopen(src, "rb") as inp, open(target, "wb") as out:
+                    shutil.copyfileobj(inp, out)
+                return None
             except OSError:
-                pass
+                return None
+        try:  # the name swapped for a link between the check and the link: not given
+            linked = os.lstat(target)
+            if not stat.S_ISREG(linked.st_mode) or linked.st_ino != st.st_ino:
+                target.unlink()
+        except OSError:
+            pass
+        return None
 
     def _inside_in(self, target: Path) -> bool:
         """Whether ``target`` resolves inside ``in/``: its folder resolved once (the last one asked
@@ -300,6 +362,13 @@ class WarmWorker:
         ``parts/`` (durably) before it counts; the error of a move that failed."""
         for folder in self.inputs.pop(key, []):
             shutil.rmtree(folder, ignore_errors=True)
+        refused = self.refused.pop(key, None)
+        if refused:  # files the server would not link: the mini-batch fails, saying why (not "missing")
+            for part in list(self.parts.iterdir()):
+                if part.name == key or part.name.startswith(key + "."):
+                    part.unlink(missing_ok=True)
+            return {"type": "UnsafeInputError", "where": None, "traceback": "", "kind": "input",
+                    "message": f"mini-batch {key}: not given to the worker (it is not scored): " + "; ".join(refused)}
         if error is not None:
             return None
         moved = False
@@ -330,6 +399,7 @@ class WarmWorker:
                         shutil.copyfile(path, dest)
         self.inputs.clear()
         self.backends = {}
+        self.refused.clear()
         for name in FOLDERS:
             _empty(self.exchange / name)
         for child in self.exchange.iterdir():  # anything else the worker made there
@@ -392,6 +462,8 @@ class WarmPool:
         self._reaper: threading.Thread | None = None
         self._wake = threading.Event()
         self._swept: set[Path] = set()
+        #: (endpoint, deployment or None for all of it) -> when its warm workers were last released
+        self.released: dict[tuple[str, str | None], float] = {}
 
     # -- starting ---------------------------------------------------------------------------------
     def _spawn(self, argv: list[str], env: dict[str, str], fd: int, boot_log: Path) -> subprocess.Popen:
@@ -476,6 +548,7 @@ class WarmPool:
                     return None
                 self.parked.remove(worker)
             if worker.alive() and worker.conn is not None and not worker.conn.poll(0):
+                worker.since = time.monotonic()
                 log.info("warm worker %s (pid %s) reused for a job of %s (its job %d)", worker.id, worker.proc.pid,
                          worker.deployment, worker.jobs + 1)
                 return worker
@@ -487,6 +560,12 @@ class WarmPool:
         """Ask ``worker`` (idle, at ``job``'s end) to let go of the job, clear its exchange folder
         and keep it; False (it is stopped) when it does not answer ``parked`` in time."""
         assert worker.conn is not None
+        if self._released_since(worker):  # its deployment changed or went while this job ran
+            log.info("warm worker %s of %s stopped at the end of job %s: its deployment was updated or deleted "
+                     "since", worker.id, worker.deployment, job.name)
+            worker.end_job(job)
+            worker.stop()
+            return False
         try:
             worker.conn.send_bytes(protocol.encode(protocol.park()))
             deadline = time.monotonic() + PARK_TIMEOUT_S
@@ -569,6 +648,34 @@ class WarmPool:
             self._wake.wait(max(0.05, min(wait, 1.0)))
             self._wake.clear()
 
+    def _released_since(self, worker: WarmWorker) -> bool:
+        endpoint, _, deployment = worker.deployment.partition("/")
+        with self.lock:
+            at = max(self.released.get((endpoint, deployment), 0.0), self.released.get((endpoint, None), 0.0))
+        return at >= worker.since
+
+    def release(self, endpoint: str, deployment: str | None = None, why: str = "its deployment changed") -> int:
+        """Stop the parked workers of ``endpoint``'s deployment ``deployment`` (None: of every
+        deployment of the endpoint) at once, and those still in ``init()`` or serving a job now when
+        that job ends (:meth:`park` refuses them): the deployment was updated or deleted. How many
+        were stopped now."""
+        with self.lock:
+            self.released[(endpoint, deployment)] = time.monotonic()
+            if len(self.released) > 10_000:  # older releases no longer matter: no worker is that old
+                self.released = dict(sorted(self.released.items(), key=lambda kv: kv[1])[-5_000:])
+
+            def matches(w: WarmWorker) -> bool:
+                ep, _, dep = w.deployment.partition("/")
+                return ep == endpoint and (deployment is None or dep == deployment)
+
+            gone = [w for w in self.parked + self.starting if matches(w)]
+            self.parked = [w for w in self.parked if w not in gone]
+            self.starting = [w for w in self.starting if w not in gone]
+        for w in gone:
+            log.info("warm worker %s of %s stopped: %s", w.id, w.deployment, why)
+            w.stop()
+        return len(gone)
+
     def stop_all(self, why: str = "the server stops") -> None:
         with self.lock:
             parked, self.parked = self.parked + self.starting, []
@@ -576,6 +683,23 @@ class WarmPool:
         for w in parked:
             log.info("warm worker %s of %s stopped: %s", w.id, w.deployment, why)
             w.stop()
+
+    def view(self) -> list[dict[str, Any]]:
+        """Per deployment (by name): its parked workers, their resident memory in bytes and the
+        seconds each has left before its idle timeout, the soonest first (the web page's servers view)."""
+        with self.lock:
+            parked = list(self.parked)
+        now = time.monotonic()
+        shown: dict[str, dict[str, Any]] = {}
+        for w in parked:
+            d = shown.setdefault(w.deployment, {"deployment": w.deployment, "workers": 0, "memory_bytes": 0,
+                                                "idle_left_s": []})
+            d["workers"] += 1
+            d["memory_bytes"] += status_bytes(w.proc.pid, "VmRSS") if w.alive() else 0
+            d["idle_left_s"].append(round(max(0.0, w.parked_at + w.idle_s - now), 1))
+        for d in shown.values():
+            d["idle_left_s"].sort()
+        return [shown[k] for k in sorted(shown)]
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
         """deployment -> (parked workers, their resident memory in bytes)."""
@@ -590,3 +714,27 @@ class WarmPool:
 
 #: this server's warm workers
 POOL = WarmPool()
+
+#: other engines' pools of warm workers (each with ``release(endpoint, deployment, why) -> int``), added
+#: with :func:`add_pool`; :func:`release_warm` reaches them all
+_OTHER_POOLS: list[Any] = []
+
+
+def add_pool(pool: Any) -> None:
+    """Let :func:`release_warm` reach another engine's warm workers (a Ray pool of parked actors)."""
+    if pool not in _OTHER_POOLS:
+        _OTHER_POOLS.append(pool)
+
+
+def release_warm(endpoint: str, deployment: str | None = None, why: str = "its deployment changed") -> int:
+    """Stop the workers this server keeps warm for ``endpoint``'s ``deployment`` (None: every one of
+    the endpoint), on every engine: the deployment was updated or deleted (``workspace/endpoints.py``
+    calls this through the hook ``server/app.py`` gives it). How many were stopped now."""
+    stopped = POOL.release(endpoint, deployment, why)
+    for pool in list(_OTHER_POOLS):
+        try:
+            stopped += int(pool.release(endpoint, deployment, why) or 0)
+        except Exception:  # noqa: BLE001 - one engine's trouble never fails the update
+            log.warning("could not release the warm workers of %s/%s on %r", endpoint, deployment or "*", pool,
+                        exc_info=True)
+    return stopped

@@ -150,6 +150,32 @@ class LocalBackend(StorageBackend):
                 self._inside_dirs[folder] = real_folder  # a folder of the store, inside it
         return full
 
+    def open_folder(self, full: str) -> int:
+        """An ``O_PATH`` descriptor of the folder of ``full`` (a path :meth:`local_file` returned).
+        The folder's real path is read from the *open* descriptor (``/proc/self/fd``), so what is
+        then done through it (``os.link(name, …, src_dir_fd=fd, follow_symlinks=False)``, an
+        ``O_NOFOLLOW`` open) stays inside the store even when a folder was swapped for a symbolic
+        link after :meth:`local_file` remembered its real path. :class:`UnsafeInputError` when it
+        lies outside the store, :class:`StorageNotFoundError` when there is no such folder; the
+        caller closes the descriptor."""
+        folder = os.path.dirname(full)
+        shown = os.path.relpath(folder, self._root) if folder.startswith(self._root) else "?"
+        try:
+            fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+        except OSError as exc:
+            raise StorageNotFoundError(f"folder '{shown}' does not exist in {self.spec.describe()}") from exc
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = ""
+        if real != self._root and not real.startswith(self._root.rstrip(os.sep) + os.sep):
+            os.close(fd)
+            raise UnsafeInputError(
+                f"the data store's folder '{shown}' now resolves outside the data store through a symbolic link "
+                "(swapped in during the job?); only files inside the data store are read",
+                details={"path": shown[:200]})
+        return fd
+
     def is_file(self, path: str) -> bool:
         return self._abs(path).is_file()
 

@@ -22,6 +22,7 @@ module             use case
 ``codes``          code versions (their upload's content hash checked) and environment versions
 ``blobs``          the Azure-shaped API's blob endpoint: a container's blobs, the client's uploads
 ``reads``          the other reads: endpoints, deployments, jobs, assets, computes, data stores
+``workers``        this server's warm workers per deployment (count, memory, idle time left)
 =================  =====================================================================
 
 Every function takes the app's services first (:class:`~batchpoint.usecases.services.Services`,

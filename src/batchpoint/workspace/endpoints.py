@@ -7,11 +7,15 @@
   replaces what was there.
 * The default deployment of an endpoint that has others cannot be deleted (make another the
   default first); deleting the only one leaves the endpoint without a default.
+* Putting, updating or deleting a deployment, and deleting an endpoint, calls ``changed`` (the
+  server's hook: it stops the workers it keeps warm for that deployment, ``engines/warm.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from batchpoint.entities import BatchDeployment, BatchEndpoint, Model
@@ -19,6 +23,7 @@ from batchpoint.exceptions import ConflictError, NotFoundError, ValidationError
 from batchpoint.store.tables import EndpointRow
 from batchpoint.workspace.service import WorkspaceService
 
+log = logging.getLogger("batchpoint.workspace.endpoints")
 
 
 def deep_merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -50,9 +55,21 @@ def default_deployment_name(endpoint: EndpointRow) -> str | None:
 
 
 class EndpointService:
-    def __init__(self, ws: WorkspaceService) -> None:
+    def __init__(self, ws: WorkspaceService, changed: Callable[[str, str | None], object] | None = None) -> None:
         self.ws = ws
         self.store = ws.store
+        #: called with (endpoint, deployment) after a deployment is put, updated or deleted, and with
+        #: (endpoint, None) after an endpoint is deleted: the server stops the workers it keeps warm
+        #: for it (engines/warm.py release_warm)
+        self.changed = changed
+
+    def _changed(self, endpoint: str, deployment: str | None) -> None:
+        if self.changed is None:
+            return
+        try:
+            self.changed(endpoint, deployment)
+        except Exception:  # noqa: BLE001 - freeing warm workers never fails the change itself
+            log.warning("could not stop the warm workers of %s/%s", endpoint, deployment or "*", exc_info=True)
 
     # -- endpoints ---------------------------------------------------------------------------
     def put_endpoint(self, name: str, body: dict[str, Any]) -> BatchEndpoint:
@@ -68,6 +85,7 @@ class EndpointService:
 
     def delete_endpoint(self, name: str) -> None:
         self.store.delete_endpoint(name)
+        self._changed(name, None)
 
     def deployment_for_invoke(self, endpoint_name: str, requested: str | None) -> str:
         """The deployment an invoke runs: the one asked for, else the endpoint's default."""
@@ -94,6 +112,7 @@ class EndpointService:
         if isinstance(deployment.model, Model) and deployment.model.path not in kept:
             self.ws.check_registration_source(deployment.model.path, *caller)
         row = self.store.put_deployment(endpoint, name, self.ws.prepare_deployment(deployment))
+        self._changed(endpoint, name)
         ep = self.store.get_endpoint(endpoint)
         if set_default or not default_deployment_name(ep):
             self.store.put_endpoint(endpoint, {**ep.spec, "defaults": {"deployment_name": name}})
@@ -123,6 +142,7 @@ class EndpointService:
                 "default first (batchpoint batch-endpoint update --set defaults.deployment_name=<name>)"
             )
         self.store.delete_deployment(endpoint, name)
+        self._changed(endpoint, name)
         if is_default:
             self.store.put_endpoint(endpoint, {**ep.spec, "defaults": {}})
 

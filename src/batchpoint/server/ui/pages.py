@@ -13,7 +13,7 @@ from batchpoint.exceptions import BatchpointError, PermissionDeniedError
 from batchpoint.jobs.errors_file import errors_file_name, errors_file_uri
 from batchpoint.jobs.views import job_entity
 from batchpoint.server.ui.auth import Access
-from batchpoint.usecases import logs, outputs, reads
+from batchpoint.usecases import logs, outputs, reads, workers
 
 MAX_ERRORS_SHOWN = 1000
 TERMINAL = ("Completed", "Failed", "Canceled")
@@ -98,13 +98,15 @@ def jobs(ctx: Any, access: Access, endpoint: str | None = None, status: str | No
 
 
 def servers(ctx: Any, access: Access) -> dict[str, Any]:
-    """The workspace's servers (server/instance.py) and its Ray clusters (computes of type ray)."""
+    """The workspace's servers (server/instance.py), its Ray clusters (computes of type ray) and the
+    workers this server keeps warm (usecases/workers.py)."""
     from datetime import timedelta
 
     from batchpoint._internal.clock import as_utc, utcnow
 
     if not access.may(P.WORKSPACE_READ):
-        return {"denied": needs(access, P.WORKSPACE_READ), "servers": [], "clusters": None, "clusters_denied": None}
+        return {"denied": needs(access, P.WORKSPACE_READ), "servers": [], "clusters": None, "clusters_denied": None,
+                "warm": []}
     alive_after = utcnow() - timedelta(seconds=ctx.settings.jobs.heartbeat_interval_s * 3)
     running = reads.running_jobs_per_server(ctx)
     shown = [{"row": r, "alive": as_utc(r.seen_at) > alive_after, "this": r.id == ctx.dispatcher.owner,
@@ -113,7 +115,25 @@ def servers(ctx: Any, access: Access) -> dict[str, Any]:
     if access.may(P.COMPUTES_READ):
         clusters = reads.list_computes(ctx, kind="ray")
     return {"denied": None, "servers": shown, "clusters": clusters,
-            "clusters_denied": None if clusters is not None else needs(access, P.COMPUTES_READ)}
+            "clusters_denied": None if clusters is not None else needs(access, P.COMPUTES_READ),
+            "warm": [{**d, "memory": mebibytes(d["memory_bytes"]), "idle_left": idle_left(d["idle_left_s"])}
+                     for d in workers.warm_workers()]}
+
+
+def mebibytes(count: int) -> str:
+    return f"{count / (1 << 20):.0f} MiB"
+
+
+def idle_left(seconds: list[float]) -> str:
+    """Each warm worker's idle time left as one line: ``4m 10s``, or the soonest to the latest."""
+    def shown(s: float) -> str:
+        whole = int(s)
+        return f"{whole // 60}m {whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+
+    if not seconds:
+        return ""
+    first, last = shown(min(seconds)), shown(max(seconds))
+    return first if first == last else f"{first} to {last}"
 
 
 def readable_job(ctx: Any, access: Access, name: str, data: bool = False) -> Any:

@@ -1,0 +1,150 @@
+"""Warm workers (``engines/warm.py``) are freed when their deployment changes, and shown on the web
+page's servers view — in process: the real app over SQLite (``fixtures/inproc.py``), with parked
+workers that are real child processes (no sandbox needed to see them stopped).
+
+* updating a deployment (PUT or PATCH), deleting it, and deleting its endpoint stop its parked
+  workers at once (their folders go too); another deployment's are kept;
+* a worker serving a job when its deployment is updated is not parked at that job's end;
+* /ui/servers shows per deployment the parked workers, their resident memory and idle time left.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import pytest
+
+from batchpoint.engines.planning import EngineJob, RetryPolicy
+from batchpoint.engines.sandbox import _SandboxProcess
+from batchpoint.engines.warm import POOL, WarmWorker
+from batchpoint.worker import protocol
+from fixtures.inproc import InProc, workspace
+
+SLEEPER = "import time\nx = bytearray(24 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(120)\n"
+
+
+@pytest.fixture
+def pool() -> Iterator[None]:
+    POOL.stop_all("the test ended")
+    yield
+    POOL.stop_all("the test ended")
+
+
+def parked(tmp_path: Path, deployment: str, idle_s: float = 300.0) -> WarmWorker:
+    """A parked worker of ``deployment``: a real process (24 MiB resident), an exchange folder."""
+    wid = f"w{len(list(tmp_path.glob('w*')))}"
+    worker = WarmWorker(wid, "key-" + deployment, deployment, tmp_path / wid, tmp_path / f"{wid}.log", idle_s)
+    worker.exchange.mkdir()
+    worker.proc = _SandboxProcess(subprocess.Popen([sys.executable, "-c", SLEEPER]))
+    worker.parked_at = time.monotonic()
+    with POOL.lock:
+        POOL.parked.append(worker)
+    return worker
+
+
+def gone(worker: WarmWorker) -> bool:
+    return worker not in POOL.parked and not worker.alive() and not worker.exchange.exists()
+
+
+@pytest.fixture
+def inproc(tmp_path: Path, pool: None) -> Iterator[InProc]:
+    with workspace(tmp_path) as w:
+        w.deploy("epa")  # deployment "echo"
+        w.deploy("other")
+        yield w
+
+
+def test_updating_a_deployment_stops_its_parked_workers_and_keeps_the_others(tmp_path: Path, inproc: InProc) -> None:
+    one, two = parked(tmp_path, "epa/echo"), parked(tmp_path, "epa/echo")
+    other = parked(tmp_path, "other/echo")
+    response = inproc.owner.patch("/batchEndpoints/epa/deployments/echo", json={"settings": {"mini_batch_size": 3}})
+    assert response.status_code == 200, response.text
+    assert gone(one) and gone(two), "the updated deployment's parked workers were kept"
+    assert other in POOL.parked and other.alive()
+    body = inproc.owner.get("/batchEndpoints/other/deployments/echo").json()
+    again = parked(tmp_path, "other/echo")
+    response = inproc.owner.put("/batchEndpoints/other/deployments/echo",
+                                json={k: body[k] for k in ("model", "code_configuration", "env_manager", "settings")})
+    assert response.status_code == 200, response.text
+    assert gone(other) and gone(again), "a PUT over the deployment kept its parked workers"
+
+
+def test_deleting_a_deployment_or_its_endpoint_stops_its_parked_workers(tmp_path: Path, inproc: InProc) -> None:
+    body = inproc.owner.get("/batchEndpoints/epa/deployments/echo").json()
+    response = inproc.owner.put("/batchEndpoints/epa/deployments/second", params={"set_default": True},
+                                json={k: body[k] for k in ("model", "code_configuration", "env_manager", "settings")})
+    assert response.status_code == 200, response.text
+    first, second = parked(tmp_path, "epa/echo"), parked(tmp_path, "epa/second")
+    other = parked(tmp_path, "other/echo")
+    assert inproc.owner.delete("/batchEndpoints/epa/deployments/echo").status_code in (200, 202, 204)
+    assert gone(first) and second in POOL.parked and other in POOL.parked
+    assert inproc.owner.delete("/batchEndpoints/epa").status_code in (200, 202, 204)
+    assert gone(second), "the endpoint's delete kept its deployment's parked workers"
+    assert other in POOL.parked and other.alive()
+
+
+def test_a_worker_serving_a_job_when_its_deployment_changes_is_not_parked_after_it(tmp_path: Path, pool: None) -> None:
+    serving = parked(tmp_path, "epa/echo")
+    with POOL.lock:
+        POOL.parked.remove(serving)  # taken by a job
+    serving.since = time.monotonic()
+    (serving.exchange / "parts").mkdir()
+    time.sleep(0.01)
+    POOL.release("epa", "echo", "the test updated it")
+    job = EngineJob(name="j", workers=1, scorer={}, sources={}, policy=RetryPolicy(0, 60.0, -1),
+                    parts_dir=str(tmp_path / "job" / "parts"), logs_dir=str(tmp_path / "job" / "logs"),
+                    deployment="epa/echo")
+    ours, theirs = socket.socketpair()
+    serving.conn, peer = Connection(ours.detach()), Connection(theirs.detach())
+    answer = threading.Thread(target=lambda: peer.poll(10) and peer.recv_bytes() and peer.send_bytes(
+        protocol.encode({"type": "parked"})), daemon=True)
+    answer.start()  # a worker that would park
+    assert POOL.park(serving, job) is False
+    assert serving not in POOL.parked
+    peer.close()
+    assert gone(serving)
+    later = parked(tmp_path, "epa/echo")  # a worker started after the change is kept as usual
+    assert later in POOL.parked and not POOL._released_since(later)
+
+
+def servers_page(inproc: InProc) -> str:
+    """/ui/servers, signed in with the Owner's key through the sign-in form."""
+    client = inproc.owner
+    if "bp_session" not in client.cookies:
+        form = client.get("/ui/sign-in").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+        key = (inproc.home / "owner.key").read_text().strip()
+        response = client.post("/ui/sign-in", data={"csrf": csrf, "next": "/ui/servers", "api_key": key},
+                               follow_redirects=False)
+        assert response.status_code == 303, response.text
+    page = client.get("/ui/servers")
+    assert page.status_code == 200 and "<h1>Servers</h1>" in page.text, page.text
+    return page.text
+
+
+def test_the_servers_page_shows_each_deployments_warm_workers(tmp_path: Path, inproc: InProc) -> None:
+    text = servers_page(inproc)
+    assert 'id="no-warm-workers"' in text and 'id="warm-workers"' not in text
+    parked(tmp_path, "epa/echo", idle_s=300)
+    parked(tmp_path, "epa/echo", idle_s=100)
+    parked(tmp_path, "other/echo", idle_s=30)
+    deadline = time.monotonic() + 20  # each child has touched its 24 MiB
+    while time.monotonic() < deadline and not all(
+            rss >= n * (24 << 20) for n, rss in POOL.snapshot().values()):
+        time.sleep(0.1)
+    text = servers_page(inproc)
+    rows = re.findall(r'<tr class="warm"><td class="deployment">([^<]+)</td><td class="workers">(\d+)</td>\s*'
+                      r'<td class="memory">(\d+) MiB</td><td class="idle-left">([^<]*)</td>', text)
+    assert [(d, n) for d, n, _, _ in rows] == [("epa/echo", "2"), ("other/echo", "1")], text
+    (_, _, ep_mib, ep_idle), (_, _, other_mib, other_idle) = rows
+    assert int(ep_mib) >= 48 and int(other_mib) >= 24
+    assert re.fullmatch(r"(1m 40s|1m [23]\ds) to (5m 00s|4m [45]\ds)", ep_idle), ep_idle  # the soonest to the latest
+    assert re.fullmatch(r"[12]\ds|30s", other_idle), other_idle
