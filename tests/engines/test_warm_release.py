@@ -5,7 +5,10 @@ workers that are real child processes (no sandbox needed to see them stopped).
 * updating a deployment (PUT or PATCH), deleting it, and deleting its endpoint stop its parked
   workers at once (their folders go too); another deployment's are kept;
 * a worker serving a job when its deployment is updated is not parked at that job's end;
-* /ui/servers shows per deployment the parked workers, their resident memory and idle time left.
+* /ui/servers shows per deployment the parked workers, their resident memory and idle time left;
+* a compute's ``min_instances`` keeps that many instances' worth (× max_concurrency_per_instance) of a
+  deployment's parked workers past the idle timeout; storing the compute with fewer (a scale-down)
+  stops the ones no longer kept at once.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ SLEEPER = "import time\nx = bytearray(24 << 20)\nfor i in range(0, len(x), 4096)
 @pytest.fixture
 def pool() -> Iterator[None]:
     POOL.stop_all("the test ended")
+    POOL.min_instances.clear()  # what computes other tests stored
     yield
     POOL.stop_all("the test ended")
+    POOL.min_instances.clear()
 
 
 def parked(tmp_path: Path, deployment: str, idle_s: float = 300.0) -> WarmWorker:
@@ -48,6 +53,15 @@ def parked(tmp_path: Path, deployment: str, idle_s: float = 300.0) -> WarmWorker
     with POOL.lock:
         POOL.parked.append(worker)
     return worker
+
+
+def answering(worker: WarmWorker) -> Connection:
+    """Give ``worker`` a connection whose other end answers ``park`` with ``parked``; that end."""
+    ours, theirs = socket.socketpair()
+    worker.conn, peer = Connection(ours.detach()), Connection(theirs.detach())
+    threading.Thread(target=lambda: peer.poll(10) and peer.recv_bytes() and peer.send_bytes(
+        protocol.encode(protocol.parked(0))), daemon=True).start()
+    return peer
 
 
 def gone(worker: WarmWorker) -> bool:
@@ -102,11 +116,7 @@ def test_a_worker_serving_a_job_when_its_deployment_changes_is_not_parked_after_
     job = EngineJob(name="j", workers=1, scorer={}, sources={}, policy=RetryPolicy(0, 60.0, -1),
                     parts_dir=str(tmp_path / "job" / "parts"), logs_dir=str(tmp_path / "job" / "logs"),
                     deployment="epa/echo")
-    ours, theirs = socket.socketpair()
-    serving.conn, peer = Connection(ours.detach()), Connection(theirs.detach())
-    answer = threading.Thread(target=lambda: peer.poll(10) and peer.recv_bytes() and peer.send_bytes(
-        protocol.encode({"type": "parked"})), daemon=True)
-    answer.start()  # a worker that would park
+    peer = answering(serving)
     assert POOL.park(serving, job) is False
     assert serving not in POOL.parked
     peer.close()
@@ -148,3 +158,59 @@ def test_the_servers_page_shows_each_deployments_warm_workers(tmp_path: Path, in
     assert int(ep_mib) >= 48 and int(other_mib) >= 24
     assert re.fullmatch(r"(1m 40s|1m [23]\ds) to (5m 00s|4m [45]\ds)", ep_idle), ep_idle  # the soonest to the latest
     assert re.fullmatch(r"[12]\ds|30s", other_idle), other_idle
+
+
+def test_min_instances_keeps_parked_workers_past_the_idle_timeout_and_a_scale_down_frees_them(
+        tmp_path: Path, inproc: InProc) -> None:
+    response = inproc.owner.put("/computes/cpu-cluster", json={"min_instances": 1, "max_instances": 2})
+    assert response.status_code == 200, response.text
+    workers = [parked(tmp_path, "epa/echo", idle_s=0.2) for _ in range(3)]  # 2 workers an instance, parked in turn
+    for i, w in enumerate(workers):
+        w.compute, w.min_instances, w.per_instance, w.parked_at = "cpu-cluster", 1, 2, time.monotonic() - 10 + i
+    other = parked(tmp_path, "other/echo", idle_s=0.2)
+    other.parked_at -= 10
+    POOL._expire()
+    assert gone(workers[0]) and gone(other), "workers past their idle timeout beyond min_instances were kept"
+    assert workers[1] in POOL.parked and workers[2] in POOL.parked, "min_instances × concurrency were not kept"
+    assert "2 kept (compute min_instances)" in servers_page(inproc)
+    POOL._expire()
+    assert workers[1].alive() and workers[2].alive()
+    response = inproc.owner.put("/computes/cpu-cluster", json={"min_instances": 0, "max_instances": 2})
+    assert response.status_code == 200, response.text
+    assert gone(workers[1]) and gone(workers[2]), "the scale-down to min_instances 0 kept them"
+
+
+def test_a_jobs_compute_gives_its_warm_workers_min_instances_and_concurrency() -> None:
+    from types import SimpleNamespace
+
+    from batchpoint.jobs.plan import ComputePlan, EnginePlan, Limits
+    from batchpoint.jobs.runner import warm_compute
+
+    plan = SimpleNamespace(engine=EnginePlan("local", ComputePlan("cpu-cluster", {"min_instances": 2})),
+                           limits=Limits(instance_count=3, workers=12))
+    assert warm_compute(plan) == {"name": "cpu-cluster", "min_instances": 2, "per_instance": 4}
+    assert warm_compute(SimpleNamespace(engine=EnginePlan("local", None), limits=Limits())) is None
+
+
+def test_a_parked_worker_takes_its_jobs_compute_and_the_latest_min_instances(tmp_path: Path, pool: None) -> None:
+    def job(compute: dict | None) -> EngineJob:
+        return EngineJob(name="j", workers=2, scorer={}, sources={}, policy=RetryPolicy(0, 60.0, -1),
+                         parts_dir=str(tmp_path / "job" / "parts"), logs_dir=str(tmp_path / "job" / "logs"),
+                         deployment="epa/echo", warm_compute=compute)
+
+    first, second = parked(tmp_path, "epa/echo"), parked(tmp_path, "epa/echo")
+    POOL.stop_all("taken")  # as if a job had them; parked again below
+    for w in (first, second):
+        w.exchange.mkdir(exist_ok=True)
+        (w.exchange / "parts").mkdir(exist_ok=True)
+        w.proc = _SandboxProcess(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+    peers = [answering(first)]
+    assert POOL.park(first, job({"name": "cpu-cluster", "min_instances": 1, "per_instance": 2}))
+    assert (first.compute, first.min_instances, first.per_instance) == ("cpu-cluster", 1, 2)
+    POOL.rescale("cpu-cluster", 3)  # stored since the job was invoked: newer than its plan
+    assert first.min_instances == 3
+    peers.append(answering(second))
+    assert POOL.park(second, job({"name": "cpu-cluster", "min_instances": 1, "per_instance": 2}))
+    assert second.min_instances == 3
+    for peer in peers:
+        peer.close()

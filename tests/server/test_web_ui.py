@@ -249,6 +249,8 @@ def test_retries_filters_paging_and_the_servers_page(server: Any, ml_client: Any
         this = http.get("/health").json()["server"]
     assert f"{this} (this one)" in _texts(page, "#servers td.server-id")
     assert "alive" in page.locator("#servers tr.server", has_text=this).inner_text()
+    # this server's warm workers (none unless its workers are fenced): the table, or the line saying none
+    assert page.locator("#warm-workers").count() + page.locator("#no-warm-workers").count() == 1
     with server.rest() as http:  # the Ray tests may have left computes of type ray on the session's server
         rays = sorted(c["name"] for c in http.get("/computes").json() if c.get("type") == "ray")
     if rays:

@@ -21,9 +21,13 @@ def compute() -> None:
 @click.option("--type", "type_", type=click.Choice(["amlcompute", "local", "ray"]),
               help="ray: deployments on this compute run on the Ray cluster at --address (docs/ray.md)")
 @click.option("--size")
-@click.option("--min-instances", type=int)
+@click.option("--min-instances", type=int,
+              help="not type ray: of each deployment on it, min_instances × max_concurrency_per_instance warm "
+                   "workers are kept past workers.warm_idle_s; storing a lower value frees them "
+                   "(docs/performance.md)")
 @click.option("--max-instances", type=int)
-@click.option("--idle-time-before-scale-down", type=int)
+@click.option("--idle-time-before-scale-down", type=int, help="kept, not used (workers.warm_idle_s is the idle "
+              "timeout of warm workers)")
 @click.option("--address", help="type ray: the Ray head's GCS address, host:port (e.g. 127.0.0.1:6379)")
 @click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False),
               help="type ray: a file holding the cluster's auth token (RAY_AUTH_MODE=token); stored encrypted, "

@@ -135,3 +135,7 @@ class EngineJob:
     #: ``<endpoint>/<deployment>`` of the job: warm workers (``engines/warm.py``) serve only jobs of
     #: the deployment they were started for; None: a job of no deployment (tests)
     deployment: str | None = None
+    #: the deployment's compute as warm workers read it: ``name``, ``min_instances`` and
+    #: ``per_instance`` (its max_concurrency_per_instance); up to min_instances × per_instance of the
+    #: deployment's parked workers are kept past the idle timeout. None: no compute (none kept past it)
+    warm_compute: dict[str, Any] | None = None

@@ -78,7 +78,7 @@ from batchpoint.storage.base import StorageSpec
 from batchpoint.worker import protocol
 from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, command
 
-__all__ = ["POOL", "WarmPool", "WarmWorker", "add_pool", "enabled", "pool_key", "release_warm"]
+__all__ = ["POOL", "WarmPool", "WarmWorker", "add_pool", "compute_changed", "enabled", "pool_key", "release_warm"]
 
 log = logging.getLogger("batchpoint.engines.warm")
 
@@ -187,6 +187,9 @@ class WarmWorker:
     conn: Connection | None = None
     parked_at: float = 0.0
     since: float = field(default_factory=time.monotonic)  # started, or last taken by a job (release())
+    compute: str | None = None  # its deployment's compute (the last job's), for min_instances
+    min_instances: int = 0  # that compute's min_instances (the latest the pool knows)
+    per_instance: int = 1  # the deployment's max_concurrency_per_instance
     jobs: int = 0  # jobs it served
     sent: int = 0  # mini-batches it was sent (names of their input folders)
     inputs: dict[str, list[Path]] = field(default_factory=dict)  # part key -> its input folders
@@ -464,6 +467,8 @@ class WarmPool:
         self._swept: set[Path] = set()
         #: (endpoint, deployment or None for all of it) -> when its warm workers were last released
         self.released: dict[tuple[str, str | None], float] = {}
+        #: compute -> its min_instances as last stored (:meth:`rescale`): newer than a running job's plan
+        self.min_instances: dict[str, int] = {}
 
     # -- starting ---------------------------------------------------------------------------------
     def _spawn(self, argv: list[str], env: dict[str, str], fd: int, boot_log: Path) -> subprocess.Popen:
@@ -584,7 +589,11 @@ class WarmPool:
             worker.stop()
             return False
         worker.parked_at = time.monotonic()
+        compute = job.warm_compute or {}
+        worker.compute = compute.get("name")
+        worker.per_instance = max(1, int(compute.get("per_instance") or 1))
         with self.lock:
+            worker.min_instances = self.min_instances.get(worker.compute or "", int(compute.get("min_instances") or 0))
             self.parked.append(worker)
         log.info("warm worker %s (pid %s) of %s parked after job %s; kept %gs for its next job", worker.id,
                  worker.proc.pid, worker.deployment, job.name, worker.idle_s)
@@ -626,27 +635,66 @@ class WarmPool:
             self._reaper = threading.Thread(target=self._reap, name="batchpoint-warm-reaper", daemon=True)
             self._reaper.start()
 
+    def _kept(self) -> set[int]:
+        """ids of the parked workers kept past their idle timeout: of each deployment, the most
+        recently parked ``min_instances × max_concurrency_per_instance`` of its compute (under the lock)."""
+        by_deployment: dict[str, list[WarmWorker]] = {}
+        for w in self.parked:
+            by_deployment.setdefault(w.deployment, []).append(w)
+        kept: set[int] = set()
+        for workers in by_deployment.values():
+            newest = max(workers, key=lambda w: w.parked_at)
+            floor = newest.min_instances * newest.per_instance
+            if floor > 0:
+                kept.update(id(w) for w in sorted(workers, key=lambda w: w.parked_at, reverse=True)[:floor])
+        return kept
+
+    def _expire(self) -> float | None:
+        """Stop the parked workers past their idle timeout (but those :meth:`_kept`) and the dead
+        ones; seconds until the next may expire (at most 1), None when none is parked."""
+        with self.lock:
+            if not self.parked:
+                return None
+            now, kept = time.monotonic(), self._kept()
+            expired = [w for w in self.parked if id(w) not in kept and now - w.parked_at >= w.idle_s]
+            dead = [w for w in self.parked if w not in expired and not w.alive()]
+            for w in expired + dead:
+                self.parked.remove(w)
+            wait = min([w.parked_at + w.idle_s - now for w in self.parked if id(w) not in kept] + [1.0])
+        for w in expired:
+            log.info("warm worker %s of %s stopped: idle for %gs (workers.warm_idle_s)%s", w.id, w.deployment,
+                     w.idle_s, f", beyond the {w.min_instances} min_instances of compute {w.compute}"
+                     if w.min_instances else "")
+            w.stop()
+        for w in dead:
+            log.info("warm worker %s of %s stopped: it died while parked", w.id, w.deployment)
+            w.stop()
+        return wait
+
     def _reap(self) -> None:
         while True:
-            with self.lock:
-                if not self.parked:
-                    self._reaper = None
-                    return
-                now = time.monotonic()
-                expired = [w for w in self.parked if now - w.parked_at >= w.idle_s]
-                dead = [w for w in self.parked if w not in expired and not w.alive()]
-                for w in expired + dead:
-                    self.parked.remove(w)
-                wait = min([w.parked_at + w.idle_s - now for w in self.parked if w not in expired] + [1.0])
-            for w in expired:
-                log.info("warm worker %s of %s stopped: idle for %gs (workers.warm_idle_s)", w.id, w.deployment,
-                         w.idle_s)
-                w.stop()
-            for w in dead:
-                log.info("warm worker %s of %s stopped: it died while parked", w.id, w.deployment)
-                w.stop()
+            wait = self._expire()
+            if wait is None:
+                with self.lock:
+                    if not self.parked:
+                        self._reaper = None
+                        return
+                continue
             self._wake.wait(max(0.05, min(wait, 1.0)))
             self._wake.clear()
+
+    def rescale(self, compute: str, min_instances: int) -> None:
+        """Compute ``compute`` was stored with ``min_instances``: its deployments' parked workers keep
+        that many instances' worth past the idle timeout from now on; those no longer kept and
+        past their idle timeout are stopped at once (a scale-down frees them)."""
+        with self.lock:
+            self.min_instances[compute] = max(0, int(min_instances))
+            if len(self.min_instances) > 10_000:
+                self.min_instances = {compute: self.min_instances[compute]}
+            for w in self.parked:
+                if w.compute == compute:
+                    w.min_instances = self.min_instances[compute]
+        self._expire()
 
     def _released_since(self, worker: WarmWorker) -> bool:
         endpoint, _, deployment = worker.deployment.partition("/")
@@ -686,9 +734,10 @@ class WarmPool:
 
     def view(self) -> list[dict[str, Any]]:
         """Per deployment (by name): its parked workers, their resident memory in bytes and the
-        seconds each has left before its idle timeout, the soonest first (the web page's servers view)."""
+        seconds each has left before its idle timeout, the soonest first, None for one its compute's
+        ``min_instances`` keeps past it (the web page's servers view)."""
         with self.lock:
-            parked = list(self.parked)
+            parked, kept = list(self.parked), self._kept()
         now = time.monotonic()
         shown: dict[str, dict[str, Any]] = {}
         for w in parked:
@@ -696,9 +745,9 @@ class WarmPool:
                                                 "idle_left_s": []})
             d["workers"] += 1
             d["memory_bytes"] += status_bytes(w.proc.pid, "VmRSS") if w.alive() else 0
-            d["idle_left_s"].append(round(max(0.0, w.parked_at + w.idle_s - now), 1))
+            d["idle_left_s"].append(None if id(w) in kept else round(max(0.0, w.parked_at + w.idle_s - now), 1))
         for d in shown.values():
-            d["idle_left_s"].sort()
+            d["idle_left_s"].sort(key=lambda left: -1.0 if left is None else left)
         return [shown[k] for k in sorted(shown)]
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
@@ -724,6 +773,12 @@ def add_pool(pool: Any) -> None:
     """Let :func:`release_warm` reach another engine's warm workers (a Ray pool of parked actors)."""
     if pool not in _OTHER_POOLS:
         _OTHER_POOLS.append(pool)
+
+
+def compute_changed(name: str, spec: dict[str, Any]) -> None:
+    """Compute ``name`` was stored (created, or replaced: ``workspace/service.py`` calls this through
+    the hook ``server/app.py`` gives it): its ``min_instances`` from now on (:meth:`WarmPool.rescale`)."""
+    POOL.rescale(name, int(spec.get("min_instances") or 0))
 
 
 def release_warm(endpoint: str, deployment: str | None = None, why: str = "its deployment changed") -> int:

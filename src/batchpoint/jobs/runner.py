@@ -48,6 +48,18 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
+def warm_compute(plan: JobPlan) -> dict[str, Any] | None:
+    """The job's compute as warm workers read it (``EngineJob.warm_compute``): its name, its
+    ``min_instances`` and the deployment's workers per instance; None without a compute."""
+    compute = plan.engine.compute if plan.engine is not None else None
+    if compute is None:
+        return None
+    per_instance = max(1, plan.limits.workers // max(1, plan.limits.instance_count))
+    return {"name": compute.name, "min_instances": int(compute.spec.get("min_instances") or 0),
+            "per_instance": per_instance}
+
+
 class JobRunner:
     def __init__(self, workspace: WorkspaceService) -> None:
         self.ws = workspace
@@ -146,6 +158,7 @@ class JobRunner:
             log_max_bytes=self.ws.settings.jobs.worker_log_max_bytes,
             on_phase=lambda state, message, **data: phase(self.store, job.name, "init()", state, message, **data),
             deployment=f"{job.endpoint_name}/{job.deployment_name}",  # warm workers serve only this one
+            warm_compute=warm_compute(plan),  # its compute's min_instances keeps warm workers past their idle time
         )
         progress = Progress(self.store, job.name, policy, stop, done, manifest, parts_dir=folder.parts_dir,
                             owner=job.owner)

@@ -72,6 +72,7 @@ def build_context(settings: Settings) -> AppContext:
              os.getpid(), settings.home, __version__)
     secrets = SecretBox.load_or_create(settings.home / "server.key")
     ws = WorkspaceService(settings, store, secrets)
+    ws.compute_changed = warm.compute_changed  # a compute's min_instances rescales its warm workers
     ws.bootstrap()
     ws.remember_secrets()
     dispatcher = Dispatcher(ws, owner=identity.id)

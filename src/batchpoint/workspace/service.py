@@ -8,9 +8,11 @@ copies models and code into the workspace so a deployment never changes under a 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from urllib.parse import urlparse
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ from batchpoint.uri.parse import DatastorePath, StorageUrl, parse_input_uri
 from batchpoint.uri.resolve import InputResolver
 from batchpoint.uri.storage_urls import spec_for_storage_url
 
+log = logging.getLogger("batchpoint.workspace.service")
+
 DEFAULT_DATASTORE = "workspaceblobstore"
 LOCAL_ACCOUNT = "batchpointlocal"
 
@@ -57,6 +61,9 @@ class WorkspaceService:
         self.secrets = secrets
         self.resolver = InputResolver(settings, self)
         self.uploads = UploadArea(self)
+        #: called with (name, its stored spec) after a compute is stored: the server rescales the
+        #: workers it keeps warm for its deployments (engines/warm.py compute_changed)
+        self.compute_changed: Callable[[str, dict[str, Any]], object] | None = None
 
     # -- start-up ----------------------------------------------------------------------------
     def bootstrap(self) -> None:
@@ -204,7 +211,13 @@ class WorkspaceService:
             remember_secrets({"auth_token": spec["auth_token"]})
             secret = self.secrets.encrypt({**(self.secrets.decrypt(secret) if secret else {}),
                                            "auth_token": spec.pop("auth_token")})
-        return self.compute_entity(self.store.put_compute(compute.name, spec, secret=secret))
+        row = self.store.put_compute(compute.name, spec, secret=secret)
+        if self.compute_changed is not None:
+            try:
+                self.compute_changed(compute.name, dict(row.spec))
+            except Exception:  # noqa: BLE001 - the warm workers' trouble never fails the change itself
+                log.warning("could not rescale the warm workers of compute %s", compute.name, exc_info=True)
+        return self.compute_entity(row)
 
     def _check_ray_address(self, name: str, address: str) -> None:
         """A Ray compute's address, checked when it is created (as a data store's credentials are):

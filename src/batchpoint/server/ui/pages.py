@@ -124,16 +124,22 @@ def mebibytes(count: int) -> str:
     return f"{count / (1 << 20):.0f} MiB"
 
 
-def idle_left(seconds: list[float]) -> str:
-    """Each warm worker's idle time left as one line: ``4m 10s``, or the soonest to the latest."""
+def idle_left(seconds: list[float | None]) -> str:
+    """Each warm worker's idle time left as one line: ``4m 10s``, or the soonest to the latest;
+    those its compute's min_instances keeps past it (None) counted first."""
     def shown(s: float) -> str:
         whole = int(s)
         return f"{whole // 60}m {whole % 60:02d}s" if whole >= 60 else f"{whole}s"
 
-    if not seconds:
-        return ""
-    first, last = shown(min(seconds)), shown(max(seconds))
-    return first if first == last else f"{first} to {last}"
+    kept = sum(1 for s in seconds if s is None)
+    timed = [s for s in seconds if s is not None]
+    text = ""
+    if timed:
+        first, last = shown(min(timed)), shown(max(timed))
+        text = first if first == last else f"{first} to {last}"
+    if kept:
+        text = f"{kept} kept (compute min_instances)" + (f"; {text}" if text else "")
+    return text
 
 
 def readable_job(ctx: Any, access: Access, name: str, data: bool = False) -> Any:
