@@ -42,7 +42,14 @@ as that interpreter's path: each actor runs its scorer in a ``python -m batchpoi
 of it, driven over the worker protocol, so the environment needs no Ray; the path must exist on
 every node (a shared environment cache), else the job fails naming the node.
 
-``stop`` set (a cancel, the server shutting down): every actor is killed with
+**Warm actors across jobs** (``engines/ray_warm.py``): with ``workers.warm_idle_s`` > 0 a finished
+job's idle actors are parked (``RayWorker.park``: the job's credentials, folders and log dropped)
+and the next job of the same deployment, scorer, environment and settings takes them
+(``RayWorker.next_job``, at once: no ``init()``, no archive); a taken actor that does not answer
+(killed while parked) is replaced by a cold one in its slot. An actor still in ``init()`` at the
+job's end is parked once ``init()`` returns. A canceled job's actors are all killed, none kept.
+
+``stop`` set (a cancel, the server shutting down): every busy actor is killed with
 ``ray.kill(no_restart=True)`` at once; the actors are not detached, so they also end when the
 server process (their owner) dies.
 
@@ -68,6 +75,7 @@ from typing import Any
 import ray
 import ray.exceptions as rex
 
+from batchpoint.engines import ray_warm
 from batchpoint.engines.base import Engine, OutcomeSink, Sources
 from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.policy import FailureKind, death_in_run
@@ -225,9 +233,10 @@ class _Actor:
     """A Ray actor as the transport holds it: its handle, its ``init()`` call and the running
     mini-batch's call (Ray object refs)."""
 
-    def __init__(self, actor: Any, init_ref: Any) -> None:
+    def __init__(self, actor: Any, init_ref: Any, jobs: int = 1) -> None:
         self.actor, self.init_ref = actor, init_ref
         self.ref: Any = None  # the running mini-batch's reply
+        self.jobs = jobs  # the jobs it served, this one included (a warm actor's: more than one)
 
 
 class RayEngine(Engine):
@@ -256,7 +265,7 @@ class RayEngine(Engine):
         if isolation_of(job)["mode"] == "none":
             log.warning("job %s: its scoring code runs UNFENCED in the Ray actors' own processes (workers.isolation "
                         "is 'none': BATCHPOINT_WORKERS__ISOLATION; docs/security.md)", job.name)
-        Scheduler(_ActorTransport(self, job), job, batches, on_outcome, stop, credentials).run()
+        Scheduler(_ActorTransport(self, job, stop), job, batches, on_outcome, stop, credentials).run()
 
 
 class _ActorTransport(WorkerTransport):
@@ -265,14 +274,20 @@ class _ActorTransport(WorkerTransport):
 
     noun = "Ray worker"
 
-    def __init__(self, engine: RayEngine, job: EngineJob) -> None:
+    def __init__(self, engine: RayEngine, job: EngineJob, stop: threading.Event | None = None) -> None:
         self.engine, self.job = engine, job
+        self.stop = stop or threading.Event()  # set: a cancel or the server's stop, when no actor is kept
         self.archive: Any = None
         self.remote = ray.remote(RayWorker).options(
             num_cpus=engine.num_cpus, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
+        self.keep_warm = ray_warm.enabled(job)
+        self.key = ray_warm.actor_key(job, engine.address, engine.num_cpus) if self.keep_warm else ""
 
-    def prepare(self) -> None:
-        self.archive = ray.put(pack_folders(self.job.scorer))
+    def _archive(self) -> Any:
+        """The scorer's folders in Ray's object store, put when the first cold actor needs them."""
+        if self.archive is None:
+            self.archive = ray.put(pack_folders(self.job.scorer))
+        return self.archive
 
     def start(self, slot: int, sources: dict[str, Any]) -> _Actor:
         job = self.job
@@ -285,8 +300,32 @@ class _ActorTransport(WorkerTransport):
         if job.bi_output_store is not None:
             config["bi_output_store"] = dict(job.bi_output_store)
         config["isolation"] = isolation_of(job)  # the actor runs the scoring code fenced (worker/ray_actor.py)
+        if self.keep_warm:
+            config["warm_key"] = self.key
+            warm = self._take_warm(slot, config)
+            if warm is not None:
+                return warm
+            cold = job.workers - slot  # this slot's actor and those still to start
+            ray_warm.RAY_POOL.make_room(self.key, self.engine.address, cold * self.engine.num_cpus)
         actor = self.remote.remote()
-        return _Actor(actor, actor.init.remote(config, self.archive, self.job.python_exe))
+        return _Actor(actor, actor.init.remote(config, self._archive(), self.job.python_exe))
+
+    def _take_warm(self, slot: int, config: dict[str, Any]) -> _Actor | None:
+        """A parked actor of this job's key that took the job (``ready`` at once), or None."""
+        while (parked := ray_warm.RAY_POOL.take(self.key)) is not None:
+            try:
+                reply = ray.get(parked.actor.next_job.remote(config, self.key), timeout=ray_warm.NEXT_JOB_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - it died while parked (or hangs): a cold one instead
+                reply = {"type": "lost", "message": f"{type(exc).__name__}: {str(exc).strip()[:200]}"}
+            if reply.get("type") == "ready":
+                log.info("job %s Ray worker %s: a warm actor of %s (its job %d), init() not run again", self.job.name,
+                         slot, parked.deployment, parked.jobs + 1)
+                return _Actor(parked.actor, ray.put(reply), jobs=parked.jobs + 1)
+            log.warning("job %s Ray worker %s: a parked actor of %s could not take the job (%s): it is stopped and "
+                        "a new one started", self.job.name, slot, parked.deployment,
+                        reply.get("message") or reply.get("type"))
+            parked.kill()
+        return None
 
     def send(self, w: Worker, message: dict[str, Any]) -> None:
         w.handle.ref = w.handle.actor.run.remote(message)
@@ -302,9 +341,69 @@ class _ActorTransport(WorkerTransport):
         return None
 
     def shutdown(self, workers: list[Worker]) -> None:
-        """Kill every actor of this run now (a finished job's idle actors, or a cancel's busy ones)."""
+        """Kill the actors of this run now; with ``warm_idle_s``, unless the job was canceled or the
+        server stops, the idle ones are parked for the deployment's next job (``engines/ray_warm.py``)
+        and one still in ``init()`` once that returns."""
+        kept: list[Worker] = []
+        if self.keep_warm and not self.stop.is_set():
+            kept = [w for w in workers if w.batch is None]
         for w in workers:
+            if w not in kept:
+                self.kill(w)
+        if not kept:
+            return
+        parking = {w.handle.actor.park.remote(): w for w in kept if w.ready}
+        for w in kept:
+            if not w.ready:
+                threading.Thread(target=self._park_after_init, args=(w,), name="batchpoint-ray-warm-adopt",
+                                 daemon=True).start()
+        done: list[Any] = []
+        if parking:
+            done, _ = ray.wait(list(parking), num_returns=len(parking), timeout=ray_warm.PARK_TIMEOUT_S)
+        for ref, w in parking.items():
+            self._parked(w, ref if ref in done else None)
+
+    def _parked(self, w: Worker, ref: Any) -> bool:
+        """Keep ``w``'s actor when its ``park`` (``ref``) answered ``parked``; killed otherwise."""
+        reply: dict[str, Any] = {}
+        if ref is not None:
+            try:
+                reply = ray.get(ref, timeout=1)
+            except Exception as exc:  # noqa: BLE001 - it died meanwhile: not kept
+                reply = {"type": "lost", "message": str(exc)[:200]}
+        self._append_log(w.slot, reply.get("log") or "")  # its last lines ("kept warm") in the job's log
+        if reply.get("type") != "parked":
+            log.info("job %s Ray worker %s not kept warm: %s", self.job.name, w.slot,
+                     reply.get("message") or reply.get("type") or "no answer to park")
             self.kill(w)
+            return False
+        return ray_warm.RAY_POOL.park(ray_warm.ParkedActor(
+            w.handle.actor, self.key, self.job.deployment or "", self.engine.address, self.engine.num_cpus,
+            ray_warm.idle_seconds(self.job), jobs=w.handle.jobs), self.job.workers)
+
+    def _append_log(self, slot: int, text: str) -> None:
+        if not text:
+            return
+        try:
+            with open(log_path(self.job, slot), "a") as out:
+                out.write(text)
+        except OSError:
+            pass
+
+    def _park_after_init(self, w: Worker) -> None:
+        """``w`` was still in ``init()`` when the job ended: parked once that returns ``ready``
+        (within ``settings.init_timeout``), killed otherwise."""
+        try:
+            reply = ray.get(w.handle.init_ref, timeout=self.job.init_timeout_s)
+        except Exception:  # noqa: BLE001 - it died or timed out: not kept
+            reply = {}
+        self._append_log(w.slot, reply.get("log") or "")
+        if reply.get("type") != "ready":
+            self.kill(w)
+            return
+        ref = w.handle.actor.park.remote()
+        ready, _ = ray.wait([ref], timeout=ray_warm.PARK_TIMEOUT_S)
+        self._parked(w, ref if ready else None)
 
     # -- replies --------------------------------------------------------------------------------
     def poll(self, workers: list[Worker], timeout: float) -> Iterator[tuple[Worker, Event]]:

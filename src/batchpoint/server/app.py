@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from batchpoint._version import __version__
-from batchpoint.engines import warm
+from batchpoint.engines import ray_warm, warm
 from batchpoint.engines.local_pool import warm_up
 from batchpoint.exceptions import BatchpointError
 from batchpoint.identity.secrets import SecretBox
@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             liveness.close()
             ctx.dispatcher.close()
             warm.POOL.stop_all()  # the fenced workers kept for the deployments' next jobs
+            ray_warm.RAY_POOL.stop_all()  # the Ray actors kept for the deployments' next jobs
             app.state.metrics.close()
             ctx.store.close()
 

@@ -17,7 +17,9 @@ scrape (its id, as ``job show`` gives each job's ``server``). One metric is this
 ``outcome`` ok | failed), the mini-batches this server ran since it started (from
 ``jobs.observers``); sum it over the servers. Also this process's own: ``batchpoint_warm_workers{deployment}``
 and ``batchpoint_warm_worker_memory_bytes{deployment}`` (gauges: the fenced workers kept warm for a
-deployment's next job and their resident memory, ``engines/warm.py``). A scrape needs ``jobs/read`` on the workspace (a
+deployment's next job and their resident memory, ``engines/warm.py``; ``batchpoint_ray_warm_actors{deployment}`` and
+``batchpoint_ray_warm_actor_cpus{deployment}``: the Ray actors kept so, and the cluster CPUs they hold,
+``engines/ray_warm.py``). A scrape needs ``jobs/read`` on the workspace (a
 Reader key) unless ``BATCHPOINT_SERVER__METRICS_PUBLIC=true``.
 
 Hook for other steps: anything that writes ``lifecycle.phase(store, job, "building environment",
@@ -111,6 +113,27 @@ class WarmCollector:
         yield memory
 
 
+class RayWarmCollector:
+    """This process's parked Ray actors (``engines/ray_warm.py``), per deployment: how many, their CPUs."""
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from batchpoint.engines.ray_warm import RAY_POOL
+
+        shown = RAY_POOL.snapshot()
+        count = GaugeMetricFamily("batchpoint_ray_warm_actors", "Ray actors kept warm for the next job of a "
+                                  "deployment (this server's)", labels=["deployment"])
+        cpus = GaugeMetricFamily("batchpoint_ray_warm_actor_cpus", "Ray cluster CPUs the warm actors hold "
+                                 "(this server's)", labels=["deployment"])
+        for deployment, (n, held) in sorted(shown.items()):
+            count.add_metric([deployment], n)
+            cpus.add_metric([deployment], held)
+        yield count
+        yield cpus
+
+
 class Metrics:
     """One server's registry: the database collector and this process's mini-batch durations."""
 
@@ -118,6 +141,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(DatabaseCollector(store))  # type: ignore[arg-type]
         self.registry.register(WarmCollector())  # type: ignore[arg-type]
+        self.registry.register(RayWarmCollector())  # type: ignore[arg-type]
         if server_id:  # which server answered the scrape (server/instance.py): 1, its id as a label
             Gauge("batchpoint_server_info", "This server: its id (the jobs' server), host and version",
                   ["server_id", "host", "version"], registry=self.registry).labels(server_id, host, __version__).set(1)

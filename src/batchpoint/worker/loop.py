@@ -122,6 +122,7 @@ def _park(conn: Any, job: dict[str, Any], log: logging.Logger) -> Fetcher | None
     descriptor), answer ``ready`` and return its Fetcher; ``stop`` or a closed connection: None."""
     log.info("worker %s: the job ended; kept warm for the next job of this deployment", job["worker_id"])
     _output_to(None, job["logging_level"])
+    job["sources"] = {}  # the job's storage specs (its credentials) are not kept while parked
     if not _send(conn, protocol.parked(job["worker_id"])):
         return None
     message = _receive(conn)

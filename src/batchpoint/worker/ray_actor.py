@@ -29,6 +29,18 @@ What differs is only *where* things are, since a node shares no filesystem with 
   :data:`BI_REPLY_LIMIT` bytes per mini-batch) and the engine writes them into the job's folder on
   the server. A file written twice (a retried mini-batch, another worker) is the last one written.
 
+**Warm across jobs** (``engines/ray_warm.py``, issue 24 §4): an actor started with ``warm_key`` in
+its job config may be kept after its job. :meth:`RayWorker.park` lets go of the job — its
+worker process (fenced or not) answers the protocol's ``park``; the job's storage specs (its
+credentials), output stores and fetcher are dropped; its parts, ``AZUREML_BI_OUTPUT_PATH``, input
+links, working folder, ``/tmp`` and downloads are emptied; the log starts anew — and
+:meth:`RayWorker.next_job` gives it the next job of the same key (the scorer's ``init()`` not run
+again; another key is refused). A warm-capable fenced worker is never bound to a job's folder: the
+mini-batches' files of a local store are hard-linked (or copied) by the actor into its read-only
+``in/<input>/<n>/`` when the mini-batch is sent and removed when it is done, and its log comes as a
+descriptor (``log_fd``), so its sandbox, made once, holds nothing of any job but what the current
+one put there. What the scoring script keeps in its own memory across jobs is its own business.
+
 Replies are the worker protocol's messages (``ready`` / ``init_failed`` / ``done``) as plain dicts.
 Like the rest of the worker side, this module never imports the server side (nor Ray itself: the
 engine wraps the class with ``ray.remote``).
@@ -70,6 +82,21 @@ BI_REPLY_LIMIT = 64 << 20
 #: the storage SDK's retries per request for what an actor writes: the engine retries the whole
 #: mini-batch (a platform failure), so a store the node cannot reach fails in seconds, not minutes
 WRITE_CONFIG = {"retries": 1, "connect_timeout": 5}
+
+#: how long a parked actor's worker process has to answer ``park``
+PARK_TIMEOUT_S = 5.0
+
+
+def _empty(folder: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove what ``folder`` holds but ``keep`` (the folder stays: a fenced worker has it bound)."""
+    for child in list(folder.iterdir()) if folder.is_dir() else []:
+        if child.name in keep:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
 
 def _folders(scorer: dict[str, Any]) -> tuple[list[str], dict[str, tuple[int, str]]]:
     """The scorer's folders (its ``*_dir`` keys) as archive roots — a folder inside another one
@@ -190,6 +217,9 @@ class RayWorker:
         self.bi_dir: Path | None = None  # this actor's AZUREML_BI_OUTPUT_PATH
         self.bi_seen: dict[str, tuple[int, int, bytes | None]] = {}  # its files sent so far (remember())
         self.isolation: dict[str, Any] | None = None  # how the scoring code is fenced (None: in this process)
+        self.warm_key: str | None = None  # set: may be parked after its job and serve another of this key
+        self.sent = 0  # mini-batches sent to a warm-capable fenced worker (names of their in/ folders)
+        self.links: dict[str, list[Path]] = {}  # mini-batch key -> its input folders under in/
 
     def where(self) -> dict[str, Any]:
         """The actor's process and node (for the engine's notes and for tests)."""
@@ -202,6 +232,7 @@ class RayWorker:
         interpreter (``python -m batchpoint.worker``), which this actor drives over the worker
         protocol, as the local pool drives its workers; ``unavailable`` when this node lacks it."""
         job = dict(job)
+        self.warm_key = job.pop("warm_key", None)
         if BI_OUTPUT_VARIABLE in job["environment"]:  # the server's folder is not on this node: one of ours
             self.bi_dir = Path(self.home) / "bi_output"
             self.bi_dir.mkdir(parents=True, exist_ok=True)
@@ -269,13 +300,91 @@ class RayWorker:
         else:
             argv = [python_exe, "-m", "batchpoint.worker", "--fd", str(theirs.fileno())]
             env = {**os.environ, "PYTHONPATH": "", "PYTHONHOME": "", "PYTHONNOUSERSITE": "1"}
+        if self.warm_key is not None:  # its log comes as a descriptor, job after job; it may be parked
+            start.update(warm=True, log_fd=True, sources=self._child_sources(start.get("sources")) or {})
         with open(self.log_path, "ab") as log:
             self.child = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=log, close_fds=True, env=env)
         theirs.close()
         self.conn = Connection(ours.detach())
-        self.conn.send_bytes(protocol.encode(protocol.start(start)))
+        self._send_job(protocol.start(start))
         return self._child_reply()
+
+    def _send_job(self, message: dict[str, Any]) -> None:
+        """``start`` or ``job`` to the worker process; with ``log_fd``, the log as a descriptor after it."""
+        assert self.conn is not None
+        self.conn.send_bytes(protocol.encode(message))
+        if not message["job"].get("log_fd"):
+            return
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            sock = socket.socket(fileno=os.dup(self.conn.fileno()))
+            try:
+                socket.send_fds(sock, [b"L"], [fd])
+            finally:
+                sock.close()
+        finally:
+            os.close(fd)
+
+    # -- a warm-capable fenced worker's inputs: links in its read-only in/ ------------------------
+    def _linking(self) -> bool:
+        return self.warm_key is not None and self.isolation is not None
+
+    def _child_sources(self, sources: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The storage specs as a warm-capable fenced worker reads them: a local store is ``in/<key>/``."""
+        if sources is None or not self._linking():
+            return sources
+        out = {}
+        for key, spec in sources.items():
+            if spec.get("kind") == "local":
+                folder = Path(self.home) / "in" / key
+                folder.mkdir(parents=True, exist_ok=True)
+                spec = {**spec, "config": {**(spec.get("config") or {}), "path": str(folder)}}
+            out[key] = spec
+        return out
+
+    def _linked(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A ``batch`` message with its files of local stores linked into ``in/<input>/<n>/``
+        (nothing for a file that is not in the store: the worker reports it missing)."""
+        if not self._linking():
+            return message
+        self.sent += 1
+        files, folders = [], []
+        for ref in message["files"]:
+            spec = self.sources.get(ref["source"]) or {}
+            if spec.get("kind") != "local":
+                files.append(ref)
+                continue
+            folder = Path(self.home) / "in" / ref["source"] / str(self.sent)
+            if folder not in folders:
+                folders.append(folder)
+            self._link(spec, ref["path"], folder)
+            files.append({"source": ref["source"], "path": f"{self.sent}/{ref['path'].lstrip('/')}"})
+        self.links.setdefault(message["key"], []).extend(folders)
+        return {**message, "files": files, "sources": self._child_sources(message.get("sources"))}
+
+    def _link(self, spec: dict[str, Any], path: str, folder: Path) -> None:
+        try:
+            source = open_backend(protocol.spec_from_dict(spec)).local_path(path)
+        except Exception:  # noqa: BLE001 - a path out of the store: the worker reports it missing
+            return
+        target = (folder / path.lstrip("/")).resolve()
+        if not source or not os.path.isfile(source) or not target.is_relative_to(folder.resolve()):
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            pass
+        except OSError:  # another file system
+            try:
+                shutil.copyfile(source, target)
+            except OSError:
+                pass
+
+    def _unlink(self, key: str) -> None:
+        for folder in self.links.pop(key, []):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _fenced(self, python_exe: str, fd: int, start: dict[str, Any]) -> tuple[list[str], dict[str, str], dict[str, Any]]:
         """The bwrap command line of this actor's fenced worker, and its start message."""
@@ -287,14 +396,20 @@ class RayWorker:
         for folder in writable:
             folder.mkdir(parents=True, exist_ok=True)
         log_files = [self.log_path, self.log_path.with_name(self.log_path.name + ".1")]
+        if self.warm_key is not None:  # its log comes as a descriptor: no file of a job's log bound
+            log_files = []
         for path in log_files:
             path.touch(exist_ok=True)
         readonly = [Path(self.home) / "scorer"]
         readonly += [v for k, v in start["scorer"].items() if k.endswith("_dir") and v]
-        inputs = self.isolation.get("inputs") or {}  # of a local store, only the input's folder
-        readonly += [sandbox.input_location(spec["config"]["path"], inputs.get(key))
-                     for key, spec in (start.get("sources") or {}).items()
-                     if spec.get("kind") == "local" and (spec.get("config") or {}).get("path")]
+        if self.warm_key is not None:  # no job's folder: its local inputs are linked into in/ (read-only)
+            (Path(self.home) / "in").mkdir(parents=True, exist_ok=True)
+            readonly.append(Path(self.home) / "in")
+        else:
+            inputs = self.isolation.get("inputs") or {}  # of a local store, only the input's folder
+            readonly += [sandbox.input_location(spec["config"]["path"], inputs.get(key))
+                         for key, spec in (start.get("sources") or {}).items()
+                         if spec.get("kind") == "local" and (spec.get("config") or {}).get("path")]
         argv, env = sandbox.command(python_exe=python_exe, fd=fd, readonly=readonly, writable=[*writable, *log_files],
                                     workdir=str(dirs["workdir"]), tmp_dir=str(dirs["tmp_dir"]), options=self.isolation)
         start = {**start, "server_pid": None, "sandboxed": True, **{k: str(v) for k, v in dirs.items()}}
@@ -329,10 +444,12 @@ class RayWorker:
             self.sources = message["sources"]
         if self.child is not None:
             try:
-                self.conn.send_bytes(protocol.encode(message))
+                self.conn.send_bytes(protocol.encode(self._linked(message)))
                 reply = protocol.decode(self.conn.recv_bytes(), peer="environment worker")
             except (EOFError, OSError):  # the worker died: where (in run() or not) and how, for the engine
                 return self._child_died()
+            finally:
+                self._unlink(message["key"])
         else:
             assert self.fetcher is not None, "init() first"
             reply = loop._score(message, self.scorer, self.fetcher, self.job, self.log)
@@ -422,6 +539,75 @@ class RayWorker:
                     "message": f"could not write {what} to {target} on the output data store ({where}) from Ray "
                                f"node {socket.gethostname()}: {cause[:500]}; every node must reach the output data "
                                "store"}
+
+    # -- warm across jobs (module docstring) ----------------------------------------------------
+    def park(self) -> dict[str, Any]:
+        """The job ended: let go of it (``parked``, with the log's last lines); ``died`` when the
+        worker process does not answer (the engine then does not keep this actor)."""
+        if self.warm_key is None:
+            return {"type": "refused", "log": self._new_log(), "message": "this actor was not started warm-capable"}
+        if self.child is not None:
+            try:
+                self.conn.send_bytes(protocol.encode(protocol.park()))
+                if not self.conn.poll(PARK_TIMEOUT_S):
+                    raise TimeoutError("no answer to park")
+                answer = protocol.decode(self.conn.recv_bytes(), peer="environment worker")
+                if answer["type"] != "parked":
+                    raise protocol.ProtocolError(f"'{answer['type']}' in answer to park")
+            except (EOFError, OSError, TimeoutError, protocol.ProtocolError) as exc:
+                self.log.warning("the worker process was not kept: %s", exc)
+                return {"type": "died", "exit_code": self.child.poll(), "log": self._new_log()}
+        else:
+            self.log.info("worker %s: the job ended; kept warm for the next job of this deployment",
+                          self.job.get("worker_id"))
+        if self.fetcher is not None:
+            self.fetcher.close()
+            self.fetcher = None
+        text = self._new_log()
+        # nothing of the job is kept: its credentials, output stores, folders' contents, log
+        self.sources, self.parts_backend, self.bi_seen, self.links = {}, None, {}, {}
+        for name in ("sources", "parts_store", "bi_output_store", "name"):
+            self.job.pop(name, None)
+        home = Path(self.home)
+        _empty(home / "parts", keep=(".worker-state",))  # its state file: mapped by the worker process
+        for folder in (home / "in", home / "bi_output", home / "worker" / "downloads", home / "worker" / "work",
+                       home / "worker" / "tmp"):
+            _empty(folder)
+        for child in home.iterdir():  # anything else made there (the in-process scorer's fetcher: gone)
+            if child.name not in ("scorer", "parts", "in", "bi_output", "worker", "logs"):
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        self.log = loop._output_to(None, self.job.get("logging_level") or "info")
+        for path in self.log_path.parent.iterdir():
+            path.unlink(missing_ok=True)
+        self.log_sent = 0
+        return {"type": "parked", "log": text}
+
+    def next_job(self, job: dict[str, Any], key: str) -> dict[str, Any]:
+        """Take the next job of this actor's key (its ``init()`` is not run again): ``ready``, or
+        ``refused`` for another key (the engine starts a fresh actor)."""
+        if self.warm_key is None or key != self.warm_key or job.get("warm_key") != key:
+            return {"type": "refused", "log": "", "message": "another deployment, scorer, environment or settings"}
+        self.log = loop._redirect_output(self.log_path, job["logging_level"])
+        loop._redact_logs(job["sources"])
+        self.sources = job["sources"]
+        self.job.update({k: job[k] for k in ("name", "worker_id", "sources", "write_rows") if k in job})
+        for name in ("parts_store", "bi_output_store"):
+            if job.get(name):
+                self.job[name] = dict(job[name])
+        if self.child is not None:
+            if self.child.poll() is not None:
+                return {"type": "died", "exit_code": self.child.poll(), "log": self._new_log()}
+            new = {k: self.job[k] for k in ("name", "worker_id", "write_rows", "logging_level") if k in self.job}
+            new.update(sources=self._child_sources(self.sources) or {}, log_fd=True)
+            try:
+                self._send_job(protocol.next_job(new))
+                return {**self._child_reply(), "log": self._new_log()}
+            except RuntimeError:
+                return {"type": "died", "exit_code": self.child.poll(), "log": self._new_log()}
+        self.fetcher = Fetcher(self.sources)
+        self.log.info("worker %s ready on Ray: warm, init() ran for an earlier job of this deployment",
+                      self.job["worker_id"])
+        return {**protocol.ready(self.job["worker_id"], 0.0), "log": self._new_log()}
 
     def _new_log(self) -> str:
         for handler in logging.getLogger().handlers:
