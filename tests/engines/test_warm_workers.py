@@ -14,7 +14,9 @@ parts (and the same host pid in the pool):
 * a hostile script in the second job finds nothing of the first job (its inputs, parts, files
   it left) and still nothing of the server (the probe of ``test_worker_isolation.py``);
 * warm workers never serve another deployment (and show per deployment with their memory);
-* ``warm_idle_s`` stops them.
+* ``warm_idle_s`` stops them;
+* a store folder swapped for a link out of the store between two mini-batches: the file outside is
+  not linked into the worker, that mini-batch fails saying why.
 """
 
 from __future__ import annotations
@@ -438,3 +440,48 @@ def test_a_servers_second_job_of_a_deployment_is_served_warm_with_its_outputs_in
         client.close()
         stop_server(server)
     assert not list((home / "warm").glob("*/")), "the server's stop left warm workers' folders"
+
+
+READ_PY = '''
+import os
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    return [os.path.basename(p) + "," + open(p).read().strip().replace("\\n", " ") for p in mini_batch]
+'''
+
+
+def test_a_store_folder_swapped_for_a_link_out_of_the_store_mid_job_fails_its_mini_batch(tmp_path: Path) -> None:
+    """The server links a warm worker's inputs; a folder of the store swapped for a symbolic link to
+    a folder outside it between two mini-batches (its real path already remembered) must not make
+    the server link the outside file into the worker: that mini-batch fails, saying why."""
+    s = Setup(tmp_path)
+    (s.code / "score.py").write_text(READ_PY)
+    data = s.data("d", [])
+    (data / "a").mkdir()
+    (data / "a" / "f.csv").write_text("store file")
+    (data / "a" / "g.csv").write_text("store file too")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "g.csv").write_text("server secret")
+    job = s.job("swapped", data)
+
+    def batches():
+        yield MiniBatch(0, (FileRef("input", "a/f.csv"),))
+        (data / "a").rename(tmp_path / "moved-away")  # asked for the next one: mini-batch 0 was sent
+        (data / "a").symlink_to(outside)
+        yield MiniBatch(1, (FileRef("input", "a/g.csv"),))
+
+    outcomes: list = []
+    LocalPoolEngine().run(job, batches(), outcomes.append, threading.Event())
+    by_index = {o.batch.index: o for o in outcomes}
+    assert by_index[0].error is None, by_index[0].error
+    error = by_index[1].error
+    assert error is not None, "the mini-batch whose folder became a link out of the store was scored"
+    assert "outside the data store" in error["message"] and "a/g.csv" in error["message"], error
+    rows = "".join(p.read_text() for p in Path(job.parts_dir).iterdir())
+    assert "store file" in rows and "server secret" not in rows, rows
