@@ -281,6 +281,7 @@ class _ActorTransport(WorkerTransport):
         self.remote = ray.remote(RayWorker).options(
             num_cpus=engine.num_cpus, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
         self.keep_warm = ray_warm.enabled(job)
+        self.started = time.monotonic()  # a release of the deployment after this: no actor kept
         self.key = ray_warm.actor_key(job, engine.address, engine.num_cpus) if self.keep_warm else ""
 
     def _archive(self) -> Any:
@@ -379,7 +380,7 @@ class _ActorTransport(WorkerTransport):
             return False
         return ray_warm.RAY_POOL.park(ray_warm.ParkedActor(
             w.handle.actor, self.key, self.job.deployment or "", self.engine.address, self.engine.num_cpus,
-            ray_warm.idle_seconds(self.job), jobs=w.handle.jobs), self.job.workers)
+            ray_warm.idle_seconds(self.job), jobs=w.handle.jobs, since=self.started), self.job.workers)
 
     def _append_log(self, slot: int, text: str) -> None:
         if not text:

@@ -20,6 +20,8 @@ Parked actors hold their CPUs on the cluster, so they are bounded and freed:
 * a job that must start cold actors while the cluster has fewer free CPUs than they need first
   kills parked actors of *other* keys, the longest idle first (:meth:`RayWarmPool.make_room`), so
   another deployment never waits for an idle timeout;
+* a deployment updated or deleted (``warm.release_warm``, through :func:`batchpoint.engines.warm.add_pool`)
+  has its parked actors killed at once, and those serving a job then are not kept at its end;
 * a parked actor that died (its node lost, a kill) is found when a job takes it (its ``next_job``
   fails): it is dropped and a cold actor starts in its slot; the job goes on.
 
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchpoint.engines.planning import EngineJob
-from batchpoint.engines.warm import idle_seconds, pool_key
+from batchpoint.engines.warm import add_pool, idle_seconds, pool_key
 
 __all__ = ["RAY_POOL", "ParkedActor", "RayWarmPool", "actor_key", "enabled", "idle_seconds"]
 
@@ -74,6 +76,7 @@ class ParkedActor:
     idle_s: float
     parked_at: float = 0.0
     jobs: int = 1  # jobs it served
+    since: float = 0.0  # when the job it served started (a deployment released since: not kept)
 
     def kill(self) -> None:
         import ray
@@ -92,6 +95,8 @@ class RayWarmPool:
         self.parked: list[ParkedActor] = []
         self._reaper: threading.Thread | None = None
         self._wake = threading.Event()
+        #: (endpoint, deployment or None for all of it) -> when its actors were last released
+        self.released: dict[tuple[str, str | None], float] = {}
 
     def take(self, key: str) -> ParkedActor | None:
         """A parked actor of ``key`` (the longest parked first), out of the pool; None when none."""
@@ -105,10 +110,17 @@ class RayWarmPool:
         """Keep ``parked`` (it answered ``park``) unless ``most`` of its key are kept already (then
         it is killed); whether it was kept."""
         parked.parked_at = time.monotonic()
+        endpoint, _, deployment = parked.deployment.partition("/")
         with self.lock:
-            kept = sum(1 for a in self.parked if a.key == parked.key) < max(0, most)
+            released = max(self.released.get((endpoint, deployment), 0.0), self.released.get((endpoint, None), 0.0))
+            kept = released < parked.since and sum(1 for a in self.parked if a.key == parked.key) < max(0, most)
             if kept:
                 self.parked.append(parked)
+        if not kept and released >= parked.since:
+            log.info("Ray actor of %s not kept after its job: the deployment was updated or deleted meanwhile",
+                     parked.deployment)
+            parked.kill()
+            return False
         if not kept:
             log.info("Ray actor of %s not kept after its job: %d of its key are kept already (instance_count × "
                      "max_concurrency_per_instance)", parked.deployment, most)
@@ -118,6 +130,23 @@ class RayWarmPool:
                  "(workers.warm_idle_s)", parked.deployment, parked.jobs, parked.idle_s)
         self._start_reaper()
         return True
+
+    def release(self, endpoint: str, deployment: str | None = None, why: str = "its deployment changed") -> int:
+        """Kill the parked actors of ``endpoint``'s ``deployment`` (None: every deployment of it) now,
+        and refuse those serving a job now at its end: it was updated or deleted (``warm.release_warm``
+        calls this). How many were killed now."""
+        with self.lock:
+            self.released[(endpoint, deployment)] = time.monotonic()
+            if len(self.released) > 10_000:  # older releases no longer matter: no job is that old
+                self.released = dict(sorted(self.released.items(), key=lambda kv: kv[1])[-5_000:])
+            gone = [a for a in self.parked if a.deployment.partition("/")[0] == endpoint
+                    and (deployment is None or a.deployment.partition("/")[2] == deployment)]
+            for a in gone:
+                self.parked.remove(a)
+        for a in gone:
+            log.info("Ray actor of %s stopped: %s", a.deployment, why)
+            a.kill()
+        return len(gone)
 
     def make_room(self, key: str, address: str, cpus: float) -> int:
         """Kill parked actors of other keys on the cluster at ``address``, the longest idle first,
@@ -192,3 +221,4 @@ class RayWarmPool:
 
 #: this server's parked Ray actors
 RAY_POOL = RayWarmPool()
+add_pool(RAY_POOL)  # a deployment's update or delete releases them too (warm.release_warm)

@@ -8,8 +8,9 @@ in its rows. So "init() ran once" is the worker log's ``init took`` line in the 
 
 * the second job of a deployment is served by the first job's parked actor (no ``init took``,
   ``ready: warm``, the same token; each job's log has its own files only); ``/metrics`` shows it;
-* a new model version, a code change and other environment variables each start a fresh actor,
-  and the changed deployment's next job is served warm again;
+* a new model version, a code change and other environment variables each start a fresh actor
+  (the deployment's update stops its parked one at once), and the changed deployment's next job
+  is served warm again;
 * a parked actor killed (SIGKILL of its process) is replaced by a cold one and the job completes;
 * another deployment of the same model and code never gets them;
 * a hostile script in the warm actor's next job finds nothing of the job before (its inputs, the
@@ -166,7 +167,8 @@ def test_a_new_model_version_code_or_environment_starts_a_fresh_actor(warm: Warm
                                       env={"MY_SETTING": "2"}),
     }
     for what, change in changes.items():
-        warm.deploy("changes", **change)
+        warm.deploy("changes", **change)  # the update stops the deployment's parked actor at once
+        assert f'deployment="{ENDPOINT}/changes"' not in warm.metrics(), what
         job = warm.job("changes", data)
         assert _cold(job), f"a parked actor served a job with another {what}: {job['log'][-2000:]}"
         assert not job["tokens"] & seen, what
