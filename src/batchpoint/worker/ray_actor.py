@@ -220,6 +220,7 @@ class RayWorker:
         self.warm_key: str | None = None  # set: may be parked after its job and serve another of this key
         self.sent = 0  # mini-batches sent to a warm-capable fenced worker (names of their in/ folders)
         self.links: dict[str, list[Path]] = {}  # mini-batch key -> its input folders under in/
+        self.link_backends: dict[int, Any] = {}  # the last local store's backend (linking)
 
     def where(self) -> dict[str, Any]:
         """The actor's process and node (for the engine's notes and for tests)."""
@@ -364,23 +365,45 @@ class RayWorker:
         return {**message, "files": files, "sources": self._child_sources(message.get("sources"))}
 
     def _link(self, spec: dict[str, Any], path: str, folder: Path) -> None:
-        try:
-            source = open_backend(protocol.spec_from_dict(spec)).local_path(path)
-        except Exception:  # noqa: BLE001 - a path out of the store: the worker reports it missing
+        """Link the store's *file* ``path`` into ``folder`` as the local pool's warm workers do
+        (``engines/warm.py``): through an ``O_PATH`` descriptor of its folder whose real path is
+        checked once open (``LocalBackend.open_folder``), without following a link, a regular file
+        only (a copy across file systems). Nothing when it is not a file of the store (the worker
+        then reports it missing)."""
+        target = folder / path.lstrip("/")
+        if not target.resolve().is_relative_to(folder.resolve()):
             return
-        target = (folder / path.lstrip("/")).resolve()
-        if not source or not os.path.isfile(source) or not target.is_relative_to(folder.resolve()):
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(source, target)
-        except FileExistsError:
-            pass
-        except OSError:  # another file system
+            backend = self.link_backends.get(id(spec))
+            if backend is None:
+                backend = open_backend(protocol.spec_from_dict(spec))
+                self.link_backends = {id(spec): backend}
+            full = backend.local_file(path)
+            fd = backend.open_folder(full)
+        except Exception:  # noqa: BLE001 - not a file of the store (or out of it): reported missing
+            return
+        name = os.path.basename(full)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                shutil.copyfile(source, target)
-            except OSError:
+                os.link(name, target, src_dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISREG(os.lstat(target).st_mode):  # a link swapped in: never given
+                    target.unlink()
+            except FileExistsError:
                 pass
+            except OSError:  # another file system: a copy of the regular file, opened without following
+                try:
+                    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError:
+                    return
+                try:
+                    if stat.S_ISREG(os.fstat(source).st_mode):
+                        with open(source, "rb", closefd=False) as src, open(target, "wb") as out:
+                            shutil.copyfileobj(src, out)
+                finally:
+                    os.close(source)
+        finally:
+            os.close(fd)
 
     def _unlink(self, key: str) -> None:
         for folder in self.links.pop(key, []):
@@ -565,7 +588,7 @@ class RayWorker:
             self.fetcher = None
         text = self._new_log()
         # nothing of the job is kept: its credentials, output stores, folders' contents, log
-        self.sources, self.parts_backend, self.bi_seen, self.links = {}, None, {}, {}
+        self.sources, self.parts_backend, self.bi_seen, self.links, self.link_backends = {}, None, {}, {}, {}
         for name in ("sources", "parts_store", "bi_output_store", "name"):
             self.job.pop(name, None)
         home = Path(self.home)
