@@ -22,8 +22,9 @@ Parked actors hold their CPUs on the cluster, so they are bounded and freed:
   another deployment never waits for an idle timeout;
 * a deployment updated or deleted (``warm.release_warm``, through :func:`batchpoint.engines.warm.add_pool`)
   has its parked actors killed at once, and those serving a job then are not kept at its end;
-* a parked actor that died (its node lost, a kill) is found when a job takes it (its ``next_job``
-  fails): it is dropped and a cold actor starts in its slot; the job goes on.
+* a parked actor that died (its node lost, a kill) is dropped within seconds (Ray's actor table,
+  every :data:`DEAD_CHECK_S`), or found when a job takes it (its ``next_job`` fails): a cold actor
+  then starts in its slot and the job goes on.
 
 What a warm actor sees of the job before is ``worker/ray_actor.py``'s docstring: nothing on disk,
 no credential (``RayWorker.park``). They show in ``/metrics`` as ``batchpoint_ray_warm_actors`` and
@@ -51,6 +52,26 @@ log = logging.getLogger("batchpoint.engines.ray_warm")
 #: how long a parked actor has to answer ``park``, and a taken one ``next_job``
 PARK_TIMEOUT_S = 10.0
 NEXT_JOB_TIMEOUT_S = 15.0
+#: how often parked actors are looked up in Ray's actor table (one dead is dropped, not counted)
+DEAD_CHECK_S = 2.0
+
+
+def _dead(parked: list[ParkedActor]) -> list[ParkedActor]:
+    """Those of ``parked`` whose actor Ray's actor table (read from the GCS: no dashboard needed)
+    says is DEAD; none when it cannot be read (then a job finds them dead when it takes them)."""
+    try:
+        from ray._private.state import actors
+    except ImportError:
+        return []
+    dead = []
+    for a in parked:
+        try:
+            info = actors(actor_id=a.actor._actor_id.hex())
+        except Exception:  # noqa: BLE001 - another Ray release, the GCS unreachable: not known
+            continue
+        if (info or {}).get("State") == "DEAD":
+            dead.append(a)
+    return dead
 
 
 def enabled(job: EngineJob) -> bool:
@@ -185,6 +206,7 @@ class RayWarmPool:
             self._reaper.start()
 
     def _reap(self) -> None:
+        checked = 0.0
         while True:
             with self.lock:
                 if not self.parked:
@@ -195,9 +217,18 @@ class RayWarmPool:
                 for a in expired:
                     self.parked.remove(a)
                 wait = min([a.parked_at + a.idle_s - now for a in self.parked] + [1.0])
+                others = list(self.parked) if now - checked >= DEAD_CHECK_S else []
             for a in expired:
                 log.info("Ray actor of %s stopped: idle for %gs (workers.warm_idle_s)", a.deployment, a.idle_s)
                 a.kill()
+            if others:
+                checked = now
+                for a in _dead(others):
+                    with self.lock:
+                        if a not in self.parked:
+                            continue
+                        self.parked.remove(a)
+                    log.info("Ray actor of %s dropped: it died while parked", a.deployment)
             self._wake.wait(max(0.05, min(wait, 1.0)))
             self._wake.clear()
 

@@ -11,7 +11,8 @@ in its rows. So "init() ran once" is the worker log's ``init took`` line in the 
 * a new model version, a code change and other environment variables each start a fresh actor
   (the deployment's update stops its parked one at once), and the changed deployment's next job
   is served warm again;
-* a parked actor killed (SIGKILL of its process) is replaced by a cold one and the job completes;
+* a parked actor killed (SIGKILL of its process) is dropped (``/metrics``), a cold one serves the
+  next job and it completes;
 * another deployment of the same model and code never gets them;
 * a hostile script in the warm actor's next job finds nothing of the job before (its inputs, the
   files it left in its working folder, ``/tmp`` and ``AZUREML_BI_OUTPUT_PATH``) nor of the server
@@ -187,6 +188,8 @@ def test_a_killed_parked_actor_is_replaced_and_the_job_completes(warm: Warm, ray
     os.kill(int(parked[0]["pid"]), signal.SIGKILL)
     wait_until(lambda: parked[0]["actor_id"] not in {a["actor_id"] for a in alive_actors()}, 30,
                "Ray sees the parked actor dead")
+    wait_until(lambda: f'deployment="{ENDPOINT}/killed"' not in warm.metrics(), 15,
+               "the server drops the dead parked actor (no longer shown in /metrics)")
     two = warm.job("killed", data)
     assert _cold(two), two["log"]
     assert not two["tokens"] & one["tokens"]
