@@ -262,6 +262,16 @@ def wait_parked(server_url: str, deployment: str, count: int, timeout: float = 1
     return time.monotonic() - started
 
 
+def wait_dropped(server_url: str, deployment: str, timeout: float = 60.0) -> None:
+    """Wait until the server has dropped the parked actors of ``deployment`` the bench killed
+    (its reaper looks them up in Ray's actor table every 2 s)."""
+    deadline = time.monotonic() + timeout
+    while parked_actors(server_url, deployment) > 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server still shows parked actors of {deployment} {timeout:g} s after they were killed")
+        time.sleep(0.2)
+
+
 def free_cluster(cpus: float, timeout: float = 60.0) -> int:
     """SIGKILL every live Batchpoint worker actor on the cluster by PID (all on this machine: the
     bench's own nodes; the actor table read from the GCS, the bench's head has no dashboard) and wait
@@ -317,12 +327,14 @@ def inner(args: argparse.Namespace) -> None:
                 say(f"run {i + 1}: Batchpoint on Ray, warm {runs['batchpoint_ray'][-1]['seconds']:.2f} s, first "
                     f"mini-batch {runs['batchpoint_ray'][-1]['first_mini_batch_s']:.2f} s")
                 say(f"  freed the cluster: {free_cluster(cluster_cpus)} parked actor(s) killed")
+                wait_dropped(server.url, "heart-bench-ray")
                 runs["ray_data"].append(run_ray_data(model, data, work / "ray-data-out"))
                 say(f"run {i + 1}: Ray Data {runs['ray_data'][-1]['seconds']:.2f} s")
                 runs["batchpoint_ray_cold"].append(timed(ml_client, path, "heart-bench-ray", {"BENCH_COLD": str(i)}))
                 say(f"run {i + 1}: Batchpoint on Ray, cold {runs['batchpoint_ray_cold'][-1]['seconds']:.2f} s, first "
                     f"mini-batch {runs['batchpoint_ray_cold'][-1]['first_mini_batch_s']:.2f} s")
                 say(f"  freed the cluster: {free_cluster(cluster_cpus)} parked actor(s) killed")
+                wait_dropped(server.url, "heart-bench-ray")
                 runs["batchpoint_local"].append(timed(ml_client, path, bh.DEPLOYMENT))
                 say(f"run {i + 1}: Batchpoint local pool {runs['batchpoint_local'][-1]['seconds']:.2f} s, first "
                     f"mini-batch {runs['batchpoint_local'][-1]['first_mini_batch_s']:.2f} s")
