@@ -14,6 +14,7 @@ in its rows. So "init() ran once" is the worker log's ``init took`` line in the 
 * a parked actor killed (SIGKILL of its process) is dropped (``/metrics``), a cold one serves the
   next job and it completes;
 * another deployment of the same model and code never gets them;
+* unfenced actors (the scorer in the actor's process) are kept too, and ``warm_idle_s`` frees them;
 * a hostile script in the warm actor's next job finds nothing of the job before (its inputs, the
   files it left in its working folder, ``/tmp`` and ``AZUREML_BI_OUTPUT_PATH``) nor of the server
   (the probe of ``tests/engines/test_worker_isolation.py``), and cannot write through its inputs.
@@ -266,3 +267,34 @@ def test_a_hostile_script_in_a_warm_actors_next_job_finds_nothing_of_the_job_bef
     bi_one = [p.name for p in (warm.tmp / "out" / one["name"]).rglob("left-*")]
     bi_two = [p.name for p in (warm.tmp / "out" / two["name"]).rglob("left-*")]
     assert bi_one == ["left-probe-one-0.csv"] and bi_two == ["left-probe-two-0.csv"], (bi_one, bi_two)
+
+
+def test_unfenced_actors_are_kept_too_and_the_idle_timeout_frees_them(tmp_path: Path, ray_address: str,
+                                                                      ray_token: str, ray_driver: str) -> None:
+    """``workers.isolation: none`` (the scorer in the actor's own process) and a short
+    ``warm_idle_s``: the second job is served warm, then the parked actor is killed when idle."""
+    server = start_server(tmp_path / "home", {"BATCHPOINT_WORKERS__ISOLATION": "none",
+                                              "BATCHPOINT_SERVER__METRICS_PUBLIC": "true",
+                                              "BATCHPOINT_WORKERS__WARM_IDLE_S": "8"})
+    client = MLClient(endpoint=server.url, home=server.home)
+    try:
+        client.compute.begin_create_or_update(AmlCompute(
+            name="ray-warm", type="ray", address=ray_address, auth_token=ray_token, num_cpus_per_worker=0.5,
+            max_instances=1)).result()
+        client.batch_endpoints.begin_create_or_update(BatchEndpoint(name=ENDPOINT)).result()
+        w = Warm(server, client, tmp_path)
+        w.model("warm-model", "1")
+        w.deploy("idle")
+        data = w.data("idle")
+        before = {a["actor_id"] for a in alive_actors()}
+        one = w.job("idle", data)
+        two = w.job("idle", data)
+        assert "ready on Ray (init took" in one["log"], one["log"]
+        assert two["tokens"] == one["tokens"] and "init took" not in two["log"] and "ready on Ray: warm" in two["log"]
+        [actor] = [a["actor_id"] for a in alive_actors(("ALIVE",)) if a["actor_id"] not in before]
+        wait_until(lambda: actor not in {a["actor_id"] for a in alive_actors()}, 30,
+                   "the parked actor killed after workers.warm_idle_s")
+        assert f'deployment="{ENDPOINT}/idle"' not in w.metrics()
+    finally:
+        client.close()
+        stop_server(server)
