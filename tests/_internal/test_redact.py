@@ -150,3 +150,34 @@ def test_logging_filter_never_drops_and_survives_bad_args() -> None:
     record.stack_info = "Stack: client_secret=abc"
     assert f.filter(record) is True
     assert record.getMessage() == "sig=***" and record.stack_info == "Stack: client_secret=***"
+
+
+def _all_patterns(text: str) -> str:
+    """redact_text without its quick check: every pattern applied."""
+    from batchpoint._internal import redact
+
+    for pattern, replacement in redact._PATTERNS:
+        text = pattern.sub(replacement, text)
+    return redact._NAMED.sub(redact._mask_named, text)
+
+
+def test_redact_text_quick_check_never_skips_a_match():
+    """The quick check (no needle in the text: returned as it is) must skip only texts that no
+    pattern matches: each pattern's and secret name's spellings (case, underscores, quoting) and
+    random mixes of their pieces give the same result as applying every pattern."""
+    import random
+
+    pieces = ["bpk_0123456789abcdef_s3cr3tvalue", "bpt.aaa.bbb", "sig=abc%2Fdef", "SIG=xyz", "AccountKey=k3y==",
+              "sharedaccesssignature=sv1", "SharedAccessKey=abc", "Authorization: Basic dXNlcjpw",
+              "authorization=token1", "Bearer eyJabc", "BEARER tok", "client_secret=s1", "ClientSecret: s2",
+              "password=pw", "PASSWD: x1", "account_key=k", "AccountKey: k", "sas_token='t'", "SasToken=t",
+              "aws_secret_access_key=a", "SecretAccessKey: b", "access_token=c", "AccessToken: d",
+              "refresh_token=e", "RefreshToken: f", "api_key=g", "APIKEY: h", '"password": "pw2"',
+              "mini-batch 000001-0 (10 files) scored: 10 rows in 0.001s", "plain text", "key=value", ": ",
+              "=", "_", "-", " ", "token", "api", "secret", "x", "é", "K"]
+    rng = random.Random(24)
+    texts = list(pieces) + ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 4))) for _ in range(3000)]
+    for text in texts:
+        assert redact_text(text) == _all_patterns(text), text
+    assert redact_text("mini-batch 000001-0 (10 files) scored: 10 rows in 0.001s") == \
+        "mini-batch 000001-0 (10 files) scored: 10 rows in 0.001s"
