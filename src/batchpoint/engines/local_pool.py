@@ -276,7 +276,14 @@ class _PipeTransport(WorkerTransport):
         return rows, error, missing
 
     def alive(self, w: Worker) -> bool:
-        return bool(w.handle.proc.is_alive())
+        # asked before each mini-batch sent ahead: a forkserver child's is_alive() builds a selector
+        # on its sentinel every time; one poll(2) of the sentinel (readable once it exited) is enough
+        sentinel = getattr(w.handle.proc, "sentinel", None)
+        if sentinel is None or not hasattr(select, "poll"):
+            return bool(w.handle.proc.is_alive())
+        poller = select.poll()
+        poller.register(sentinel, select.POLLIN)
+        return not poller.poll(0)
 
     def describe(self, w: Worker) -> str:
         return f"the worker (pid {w.handle.proc.pid})"

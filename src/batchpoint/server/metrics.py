@@ -148,10 +148,15 @@ class Metrics:
         self.durations = Histogram("batchpoint_mini_batch_duration_seconds",
                                    "Seconds a mini-batch took to score (this server's, since it started)",
                                    ["outcome"], buckets=DURATION_BUCKETS, registry=self.registry)
+        self._children: dict[str, Any] = {}  # the histogram's child per outcome label, made when first seen
         add_mini_batch_listener(self.on_mini_batch)
 
     def on_mini_batch(self, job_name: str, outcome: MiniBatchOutcome) -> None:
-        self.durations.labels("ok" if outcome.error is None else "failed").observe(max(0.0, outcome.seconds))
+        label = "ok" if outcome.error is None else "failed"
+        child = self._children.get(label)
+        if child is None:  # labels() takes a lock and hashes its labels: once per label, not per mini-batch
+            child = self._children[label] = self.durations.labels(label)
+        child.observe(max(0.0, outcome.seconds))
 
     def close(self) -> None:
         remove_mini_batch_listener(self.on_mini_batch)

@@ -50,13 +50,14 @@ class Fetcher:
         """Read with ``sources`` (storage spec dicts) from now on (renewed credentials)."""
         self.specs = {key: spec_from_dict(spec) for key, spec in sources.items()}
         self.backends = {key: open_backend(spec) for key, spec in self.specs.items()}
+        self.remote = any(backend.kind != "local" for backend in self.backends.values())
 
     def fetch(self, files: list[dict[str, str]], key: str) -> list[str]:
         """The local paths of ``files``, in order. Files of a remote store are downloaded
         :data:`FETCH_CONCURRENCY` at a time (a mini-batch of small blobs waits on round trips,
         not bandwidth); every download has ended before this returns or raises, and the failure
         raised is the first file's in the mini-batch's order."""
-        remote = sum(1 for ref in files if self._is_remote(ref["source"]))
+        remote = sum(1 for ref in files if self._is_remote(ref["source"])) if self.remote else 0
         if remote < 2:
             return [self._fetch_one(i, ref["source"], ref["path"], key) for i, ref in enumerate(files)]
         if self.pool is None:

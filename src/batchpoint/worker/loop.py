@@ -261,6 +261,16 @@ def _batches(conn: Any, scorer: Any, fetcher: Fetcher, job: dict[str, Any], log:
             return
 
 
+_parts: tuple[str, Path] = ("", Path())  # the job's parts folder as a Path, made once per job, not per mini-batch
+
+
+def _parts_path(parts_dir: str) -> Path:
+    global _parts
+    if _parts[0] != parts_dir:
+        _parts = (parts_dir, Path(parts_dir))
+    return _parts[1]
+
+
 def _score(message: dict[str, Any], scorer: Any, fetcher: Fetcher, job: dict[str, Any],
            log: logging.Logger, state: WorkerState | None = None) -> dict[str, Any]:
     key, started = message["key"], time.perf_counter()
@@ -278,7 +288,7 @@ def _score(message: dict[str, Any], scorer: Any, fetcher: Fetcher, job: dict[str
                 state.set(WorkerState.IDLE)
         missing = results_of(result, len(files), bool(job["scorer"].get("scoring_script")))
         # the job's output writer (outputs/): append_row writes the part, summary_only only counts
-        rows = write_part(Path(job["parts_dir"]), key, result, worker_writer(job))
+        rows = write_part(_parts_path(job["parts_dir"]), key, result, worker_writer(job))
         log.info("mini-batch %s (%d files) scored: %d rows in %.3fs", key, len(files), rows,
                  time.perf_counter() - started)
         if missing:
