@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -99,12 +100,13 @@ class JsonLines:
         with self._lock:
             local = self._local_file()
             if local is not None:
-                with open(local, "ab") as out:  # one write: a crash tears at most this line
-                    out.write(data)
-                    out.flush()
-                    if durable:
-                        os.fsync(out.fileno())  # a recorded line survives a crash of the machine too
-                    self._unsynced = self._unsynced or not durable
+                fd = self._append_fd(local)
+                view = memoryview(data)
+                while view:  # one write (a crash tears at most this line); more only if the kernel cut it short
+                    view = view[os.write(fd, view):]
+                if durable:
+                    os.fsync(fd)  # a recorded line survives a crash of the machine too
+                self._unsynced = self._unsynced or not durable
                 return
             # A store without appends (object storage): rewrite the file. O(size) per append; an
             # engine that keeps job folders on shared storage should batch its lines.
@@ -115,8 +117,21 @@ class JsonLines:
         with self._lock:
             if not self._unsynced:
                 return
-            fsync_path(self._local)
+            fd = getattr(self, "_fd", None)
+            if fd is not None:
+                os.fsync(fd)
+            else:
+                fsync_path(self._local)
             self._unsynced = False
+
+    def _append_fd(self, local: str) -> int:
+        """The file opened for appends (``O_APPEND``), once: the manifest gets a line per mini-batch,
+        and opening the file for each cost more than the write. Closed when this object goes."""
+        fd = getattr(self, "_fd", None)
+        if fd is None:
+            fd = self._fd = os.open(local, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # not inherited (PEP 446)
+            weakref.finalize(self, os.close, fd)
+        return fd
 
     def _local_file(self) -> str | None:
         """The file's path on this machine (its folder made), worked out once: appends come once
