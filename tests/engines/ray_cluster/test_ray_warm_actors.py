@@ -14,6 +14,7 @@ in its rows. So "init() ran once" is the worker log's ``init took`` line in the 
 * a parked actor killed (SIGKILL of its process) is dropped (``/metrics``), a cold one serves the
   next job and it completes;
 * another deployment of the same model and code never gets them;
+* a warm actor writes the next job's parts to that job's remote output store (Azurite) itself;
 * unfenced actors (the scorer in the actor's process) are kept too, and ``warm_idle_s`` frees them;
 * a hostile script in the warm actor's next job finds nothing of the job before (its inputs, the
   files it left in its working folder, ``/tmp`` and ``AZUREML_BI_OUTPUT_PATH``) nor of the server
@@ -35,7 +36,7 @@ import pytest
 
 from batchpoint import AmlCompute, BatchDeployment, BatchEndpoint, CodeConfiguration, Input, MLClient, Model
 from conftest import start_server, stop_server, wait_job
-from engines.ray_cluster.conftest import alive_actors
+from engines.ray_cluster.conftest import alive_actors, blobs_under, register_out_store
 from engines.test_worker_isolation import CANARY, HOSTILE_PY
 from fixtures.flows import wait_until, write_script
 
@@ -96,11 +97,12 @@ class Warm:
             (folder / f"{prefix}-{i}.csv").write_text("age\n50\n")
         return folder
 
-    def job(self, deployment: str, folder: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    def job(self, deployment: str, folder: Path, env: dict[str, str] | None = None,
+            output_path: str | None = None) -> dict[str, Any]:
         """Invoke, wait for Completed; the job's name, its worker logs and rows (file -> [columns])."""
         job = self.client.batch_endpoints.invoke(endpoint_name=ENDPOINT, deployment_name=deployment,
                                                  input=Input(type="uri_folder", path=str(folder)),
-                                                 environment_variables=env or {})
+                                                 environment_variables=env or {}, output_path=output_path)
         done = wait_job(self.client, job.name, timeout=240)
         assert done.status == "Completed", (done.status_message, done.error)
         saved = self.client.jobs.download(job.name, download_path=self.tmp / "out" / job.name, output_name="score")
@@ -208,6 +210,24 @@ def test_another_deployment_never_gets_a_parked_actor(warm: Warm) -> None:
     shown = warm.metrics()
     for name in ("mine", "other"):
         assert f'batchpoint_ray_warm_actors{{deployment="{ENDPOINT}/{name}"}} 1.0' in shown, shown
+
+
+def test_a_warm_actor_writes_the_next_jobs_parts_to_its_remote_output_store(
+        warm: Warm, azurite_blob_url: str, out_container: Any) -> None:
+    """The output store's delegated credential and staging prefix are the job's own: the warm
+    actor writes the second job's parts there itself (none through the server)."""
+    store = register_out_store(warm.client, azurite_blob_url, "raywarm")
+    warm.deploy("remote")
+    data = warm.data("remote")
+    one = warm.job("remote", data, output_path=f"azureml://datastores/{store}/paths/warm-one")
+    two = warm.job("remote", data, output_path=f"azureml://datastores/{store}/paths/warm-two")
+    assert _warm(two) and two["tokens"] == one["tokens"], two["log"]
+    assert sorted(two["rows"]) == ["remote-0.csv", "remote-1.csv"]
+    for job in (one, two):
+        assert list((warm.home / "jobs" / job["name"]).glob("parts/*.csv")) == []  # written by the actor
+        assert blobs_under(out_container, f"azureml/{job['name']}/parts/") == []  # staging gone once Completed
+    assert len(blobs_under(out_container, "warm-two/")) == 1
+    assert "written to" in two["log"]  # the actor's upload of the part, in the second job's log
 
 
 PROBE = HOSTILE_PY.split("\ndef init():")[0]
