@@ -2,8 +2,8 @@
 started by this test on free loopback ports (``test_storage_outage.PrivateAzurite``), holds the
 output; every file is scored, then it is stopped while the job is ``Finalizing``.
 
-* Down for 35 s (more than the Azure SDK's own retries, ~15 s): the output write is tried again,
-  whole, for ``jobs.output_retry_s`` (120 s by default, as long as a mini-batch's input reads ride
+* Down until one whole write of the output has failed (the Azure SDK's own retries spent, ~15 s):
+  the output write is tried again, whole, for ``jobs.output_retry_s`` (120 s by default, as long as a mini-batch's input reads ride
   out); the job Completes with a clean run's output once the store is back. Before: Failed, every
   scored row thrown away.
 * Down for longer than ``jobs.output_retry_s`` (2 s on this test's own server): the job fails naming
@@ -80,13 +80,16 @@ def _finalize_with_store_down(client: Any, azurite: PrivateAzurite, endpoint: st
     return name, down_at
 
 
-def test_an_output_store_down_for_35s_while_finalizing_is_ridden_out(
-        azurite: PrivateAzurite, ml_client: Any, heart_model_dir: Path, tmp_path: Path) -> None:
+def test_an_output_store_down_for_longer_than_one_whole_write_while_finalizing_is_ridden_out(
+        azurite: PrivateAzurite, server: Any, ml_client: Any, heart_model_dir: Path, tmp_path: Path) -> None:
     store = _output_store(ml_client, azurite)
     make_endpoint(ml_client, "faults-out-outage", heart_model_dir, tmp_path / "code", workers=2)
     traces = tmp_path / "traces"
     name, down_at = _finalize_with_store_down(ml_client, azurite, "faults-out-outage", store, traces)
-    time.sleep(max(0.0, 35 - (time.monotonic() - down_at)))
+    # down until one whole write of the output, with the SDK's own retries (~15 s), has failed
+    failed_write = f"job {name}: writing its output failed"
+    wait_until(lambda: failed_write in server.log(), 90, "the first write of the output to fail")
+    assert time.monotonic() - down_at > 5, "the write failed before the SDK's own retries were spent"
     assert ml_client.jobs.get(name).status == "Finalizing"
     azurite.start()
     job = wait_job(ml_client, name, timeout=150)
