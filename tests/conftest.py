@@ -134,7 +134,10 @@ def index_env(index: Any) -> dict[str, str]:
 def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ServerHandle]:
     """One real server (uvicorn, SQLite, local data store) shared by the session; deployment
     environments are built from the local package index when its wheels are there."""
-    env = index_env(request.getfixturevalue("local_index")) if (INDEX_DIR / "index.json").is_file() else None
+    env = index_env(request.getfixturevalue("local_index")) if (INDEX_DIR / "index.json").is_file() else {}
+    # parked Ray actors of this server's jobs hold the shared test cluster's CPUs until they idle out:
+    # 30 s, not the default 300 s, so the private servers of later Ray tests find the CPUs free
+    env["BATCHPOINT_WORKERS__WARM_IDLE_S"] = "30"
     handle = start_server(tmp_path_factory.mktemp("bp-home"), env)
     yield handle
     stop_server(handle)
