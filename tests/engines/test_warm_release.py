@@ -5,7 +5,8 @@ workers that are real child processes (no sandbox needed to see them stopped).
 * updating a deployment (PUT or PATCH), deleting it, and deleting its endpoint stop its parked
   workers at once (their folders go too); another deployment's are kept;
 * a worker serving a job when its deployment is updated is not parked at that job's end;
-* /ui/servers shows per deployment the parked workers, their resident memory and idle time left;
+* /ui/servers shows per deployment the parked workers, their resident memory and idle time left,
+  and the Ray actors parked (``engines/ray_warm.py``), the cluster CPUs they hold and idle time left;
 * a compute's ``min_instances`` keeps that many instances' worth (× max_concurrency_per_instance) of a
   deployment's parked workers past the idle timeout; storing the compute with fewer (a scale-down)
   stops the ones no longer kept at once.
@@ -214,3 +215,31 @@ def test_a_parked_worker_takes_its_jobs_compute_and_the_latest_min_instances(tmp
     assert second.min_instances == 3
     for peer in peers:
         peer.close()
+
+
+def test_the_servers_page_shows_the_ray_actors_parked_per_deployment(inproc: InProc) -> None:
+    """Ray actors this server parked (``engines/ray_warm.py``) get their own table: how many, the
+    cluster CPUs they hold, the idle time left; with none parked anywhere the page says so."""
+    from batchpoint.engines.ray_warm import RAY_POOL, ParkedActor
+
+    def actor(deployment: str, cpus: float, idle_s: float) -> ParkedActor:
+        return ParkedActor(actor=None, key="key-" + deployment, deployment=deployment, address="127.0.0.1:6379",
+                           num_cpus=cpus, idle_s=idle_s, parked_at=time.monotonic())
+
+    assert 'id="warm-actors"' not in servers_page(inproc)
+    shown = [actor("epa/echo", 0.5, 300), actor("epa/echo", 0.5, 90), actor("other/echo", 1.0, 20)]
+    with RAY_POOL.lock:
+        RAY_POOL.parked.extend(shown)
+    try:
+        text = servers_page(inproc)
+    finally:
+        with RAY_POOL.lock:
+            for a in shown:
+                RAY_POOL.parked.remove(a)
+    rows = re.findall(r'<tr class="warm-actor"><td class="deployment">([^<]+)</td><td class="actors">(\d+)</td>\s*'
+                      r'<td class="cpus">([^<]+)</td><td class="idle-left">([^<]*)</td>', text)
+    assert [(d, n, c) for d, n, c, _ in rows] == [("epa/echo", "2", "1"), ("other/echo", "1", "1")], text
+    assert re.fullmatch(r"1m [23]\ds to (5m 00s|4m [45]\ds)", rows[0][3]), rows[0][3]
+    assert re.fullmatch(r"1\ds|20s", rows[1][3]), rows[1][3]
+    assert 'id="no-warm-workers"' not in text and 'id="warm-workers"' not in text  # no local pool worker parked
+    assert 'id="no-warm-workers"' in servers_page(inproc)

@@ -239,6 +239,24 @@ class RayWarmPool:
             log.info("Ray actor of %s stopped: %s", a.deployment, why)
             a.kill()
 
+    def view(self) -> list[dict[str, Any]]:
+        """Per deployment (by name): its parked actors, the cluster CPUs they hold and the seconds
+        each has left before its idle timeout, the soonest first (the web page's servers view; an
+        actor's memory is on its node, not measured here)."""
+        with self.lock:
+            parked = list(self.parked)
+        now = time.monotonic()
+        shown: dict[str, dict[str, Any]] = {}
+        for a in parked:
+            d = shown.setdefault(a.deployment, {"deployment": a.deployment, "actors": 0, "cpus": 0.0,
+                                                "idle_left_s": []})
+            d["actors"] += 1
+            d["cpus"] += a.num_cpus
+            d["idle_left_s"].append(round(max(0.0, a.parked_at + a.idle_s - now), 1))
+        for d in shown.values():
+            d["idle_left_s"].sort()
+        return [shown[k] for k in sorted(shown)]
+
     def snapshot(self) -> dict[str, tuple[int, float]]:
         """deployment -> (parked actors, the cluster CPUs they hold)."""
         with self.lock:

@@ -99,14 +99,14 @@ def jobs(ctx: Any, access: Access, endpoint: str | None = None, status: str | No
 
 def servers(ctx: Any, access: Access) -> dict[str, Any]:
     """The workspace's servers (server/instance.py), its Ray clusters (computes of type ray) and the
-    workers this server keeps warm (usecases/workers.py)."""
+    workers and Ray actors this server keeps warm (usecases/workers.py)."""
     from datetime import timedelta
 
     from batchpoint._internal.clock import as_utc, utcnow
 
     if not access.may(P.WORKSPACE_READ):
         return {"denied": needs(access, P.WORKSPACE_READ), "servers": [], "clusters": None, "clusters_denied": None,
-                "warm": []}
+                "warm": [], "warm_actors": []}
     alive_after = utcnow() - timedelta(seconds=ctx.settings.jobs.heartbeat_interval_s * 3)
     running = reads.running_jobs_per_server(ctx)
     shown = [{"row": r, "alive": as_utc(r.seen_at) > alive_after, "this": r.id == ctx.dispatcher.owner,
@@ -117,7 +117,9 @@ def servers(ctx: Any, access: Access) -> dict[str, Any]:
     return {"denied": None, "servers": shown, "clusters": clusters,
             "clusters_denied": None if clusters is not None else needs(access, P.COMPUTES_READ),
             "warm": [{**d, "memory": mebibytes(d["memory_bytes"]), "idle_left": idle_left(d["idle_left_s"])}
-                     for d in workers.warm_workers()]}
+                     for d in workers.warm_workers()],
+            "warm_actors": [{**d, "cpus": f"{d['cpus']:g}", "idle_left": idle_left(d["idle_left_s"])}
+                            for d in workers.warm_actors()]}
 
 
 def mebibytes(count: int) -> str:
