@@ -69,7 +69,7 @@ def invoke(ml: MLClient, how: str, list_jobs: bool = True) -> dict:
         status = ml.jobs.get(job.name).status
         if status in ("Completed", "Failed", "Canceled"):
             break
-        time.sleep(1)
+        time.sleep(0.2)
     if not list_jobs:
         return {"job": job.name, "status": status}
     listed = [j.name for j in ml.batch_endpoints.list_jobs(endpoint_name=ENDPOINT)]
@@ -92,7 +92,7 @@ def upload(ml: MLClient, model_dir: str, data_dir: str) -> dict:
         status = ml.jobs.get(job.name).status
         if status in ("Completed", "Failed", "Canceled"):
             break
-        time.sleep(1)
+        time.sleep(0.2)
     return {"model": f"{model.name}:{model.version}", "model_path": model.path, "data": f"{data.name}:{data.version}",
             "data_path": data.path, "again": f"{again.name}:{again.version}", "again_path": again.path,
             "job": job.name, "status": status}
@@ -116,7 +116,7 @@ def script(ml: MLClient, code_dir: str) -> dict:
         status = ml.jobs.get(job.name).status
         if status in ("Completed", "Failed", "Canceled"):
             break
-        time.sleep(1)
+        time.sleep(0.2)
     return {"job": job.name, "status": status}
 
 
