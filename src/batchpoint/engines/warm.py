@@ -22,9 +22,9 @@ into it. Each warm worker has an *exchange folder* on the host, ``<home>/warm/<i
 file system as the jobs folder), bound read-write at the same path, and nothing of any job:
 
 =============== ======================================================================================
-``parts/``      the worker's ``parts_dir``; the engine moves (rename, then fsync of the job's
-                ``parts/``) each finished mini-batch's part into the job's ``parts/`` before the
-                mini-batch counts as done
+``parts/``      the worker's ``parts_dir``; the engine moves (renames) each finished mini-batch's
+                part into the job's ``parts/``, where the job's group commit syncs it (and
+                ``parts/``) before the mini-batch counts as done
 ``bi/``         its ``AZUREML_BI_OUTPUT_PATH`` (the same path in every job); moved into the job's
                 ``outputs/score/`` at the job's end
 ``in/``         the mini-batches' files of local stores, hard-linked (a copy across file systems)
@@ -69,7 +69,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from batchpoint._internal.fsync import fsync_path
 from batchpoint._internal.procfs import status_bytes
 from batchpoint.engines.planning import EngineJob
 from batchpoint.engines.sandbox import _SandboxProcess
@@ -362,7 +361,10 @@ class WarmWorker:
 
     def done(self, job: EngineJob, key: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
         """The mini-batch ``key`` is done: its input links go, its part moves into the job's
-        ``parts/`` (durably) before it counts; the error of a move that failed."""
+        ``parts/`` before it counts; the error of a move that failed. Not synced here: the job's
+        group commit (``jobs/progress.py``, ``outputs/parts.py sync_parts``) syncs the group's parts
+        and ``parts/`` itself before it writes their done records, as for every other worker's part
+        (a sync per mini-batch here held the engine's loop for a disk flush each)."""
         for folder in self.inputs.pop(key, []):
             shutil.rmtree(folder, ignore_errors=True)
         refused = self.refused.pop(key, None)
@@ -374,14 +376,10 @@ class WarmWorker:
                     "message": f"mini-batch {key}: not given to the worker (it is not scored): " + "; ".join(refused)}
         if error is not None:
             return None
-        moved = False
         try:
             for part in list(self.parts.iterdir()):
                 if part.name == key or part.name.startswith(key + "."):
                     os.rename(part, Path(job.parts_dir) / part.name)
-                    moved = True
-            if moved:
-                fsync_path(job.parts_dir)
         except OSError as exc:
             return {"type": "OSError", "where": None, "traceback": "", "kind": "platform",
                     "message": f"could not move the part of mini-batch {key} from its warm worker's folder into "
