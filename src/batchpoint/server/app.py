@@ -63,7 +63,7 @@ def build_context(settings: Settings) -> AppContext:
     preflight(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     store = SqlMetadataStore(settings.resolved_database_url())
-    store.migrate()
+    store.migrate(in_child=True)  # Alembic never loaded in the server (store/migrate.py)
     # before anything is written to the home or the database: a server on another home than the
     # database's refuses to start (no second owner key, no jobs whose logs no other server sees)
     check_home(settings, store)

@@ -89,11 +89,18 @@ class SqlMetadataStore:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def migrate(self) -> None:
+    def migrate(self, in_child: bool = False) -> None:
+        """Bring the database to the newest schema; ``in_child``: in a forked child process, so this
+        process never imports Alembic (the server's start-up: ``store/migrate.py``)."""
         try:
-            migrate.upgrade(self.engine)
+            if in_child:
+                migrate.upgrade_in_child(self.engine)
+            else:
+                migrate.upgrade(self.engine)
         except SQLAlchemyError as exc:
             raise BatchpointError(f"cannot prepare the metadata database: {exc.__class__.__name__}: {exc}") from exc
+        except migrate.MigrationFailed as exc:
+            raise BatchpointError(f"cannot prepare the metadata database: {exc.kind}: {exc}") from exc
 
     def close(self) -> None:
         self.engine.dispose()
