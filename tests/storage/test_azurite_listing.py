@@ -76,9 +76,10 @@ def test_azurite_job_lists_in_pages_of_5000_reads_each_blob_once_and_stays_flat(
             assert sampler.samples > 0
             # lead = listed minus logged as done: the queue's mini-batches, the workers' and the lister's
             # hand, plus those finished but not yet in the done log (written in groups every 0.25 s:
-            # jobs/progress.py); a queue bounded in mini-batches (the old max(256, 64 x size)) holds all 100
+            # jobs/progress.py, later on a loaded machine: 37 seen once at load 4-9); a queue bounded in
+            # mini-batches (the old max(256, 64 x size)) holds all 100
             slots = QUEUE_FILES // MINI_BATCH
-            assert sampler.max_lead <= 3 * slots + WORKERS + 2, (sampler.max_lead, slots)
+            assert sampler.max_lead <= 4 * slots + WORKERS + 2, (sampler.max_lead, slots)
 
             # what the job sent to Azurite: the listing (a first page of 100, then pages of 5,000), one GET
             # per blob (by the workers), and a few probes when it was invoked; nothing per file from the server
