@@ -76,7 +76,7 @@ def test_azurite_job_lists_in_pages_of_5000_reads_each_blob_once_and_stays_flat(
             assert sampler.samples > 0
             # lead = listed minus logged as done: the queue's mini-batches, the workers' and the lister's
             # hand, plus those finished but not yet in the done log (written in groups every 0.25 s:
-            # jobs/progress.py, later on a loaded machine: 37 seen once at load 4-9); a queue bounded in
+            # jobs/progress.py, later on a loaded machine: 37 seen once beside other benches); a queue bounded in
             # mini-batches (the old max(256, 64 x size)) holds all 100
             slots = QUEUE_FILES // MINI_BATCH
             assert sampler.max_lead <= 4 * slots + WORKERS + 2, (sampler.max_lead, slots)
