@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +116,11 @@ class Warm:
         return httpx.get(f"{self.server.url}/metrics", timeout=10).text
 
 
-@pytest.fixture(scope="module")
-def warm(tmp_path_factory: pytest.TempPathFactory, ray_address: str, ray_token: str) -> Iterator[Warm]:
-    tmp = tmp_path_factory.mktemp("ray-warm")
-    server = start_server(tmp / "home", {"BATCHPOINT_WORKERS__ISOLATION": "bwrap", "BATCHPOINT_PROBE_CANARY": CANARY,
-                                         "BATCHPOINT_SERVER__METRICS_PUBLIC": "true",
-                                         "BATCHPOINT_WORKERS__WARM_IDLE_S": "240"})
+@contextmanager
+def warm_server(tmp: Path, ray_address: str, ray_token: str, env: dict[str, str]) -> Iterator[Warm]:
+    """A server (``env`` added to public /metrics), its Ray compute of one 0.5-CPU actor, the
+    endpoint and model version 1: the :class:`Warm` helper over them; the server stopped after."""
+    server = start_server(tmp / "home", {"BATCHPOINT_SERVER__METRICS_PUBLIC": "true", **env})
     client = MLClient(endpoint=server.url, home=server.home)
     try:
         client.compute.begin_create_or_update(AmlCompute(
@@ -133,6 +133,14 @@ def warm(tmp_path_factory: pytest.TempPathFactory, ray_address: str, ray_token: 
     finally:
         client.close()
         stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory: pytest.TempPathFactory, ray_address: str, ray_token: str) -> Iterator[Warm]:
+    with warm_server(tmp_path_factory.mktemp("ray-warm"), ray_address, ray_token, {
+            "BATCHPOINT_WORKERS__ISOLATION": "bwrap", "BATCHPOINT_PROBE_CANARY": CANARY,
+            "BATCHPOINT_WORKERS__WARM_IDLE_S": "240"}) as w:
+        yield w
 
 
 def _cold(job: dict[str, Any]) -> bool:
@@ -293,17 +301,8 @@ def test_unfenced_actors_are_kept_too_and_the_idle_timeout_frees_them(tmp_path: 
                                                                       ray_token: str, ray_driver: str) -> None:
     """``workers.isolation: none`` (the scorer in the actor's own process) and a short
     ``warm_idle_s``: the second job is served warm, then the parked actor is killed when idle."""
-    server = start_server(tmp_path / "home", {"BATCHPOINT_WORKERS__ISOLATION": "none",
-                                              "BATCHPOINT_SERVER__METRICS_PUBLIC": "true",
-                                              "BATCHPOINT_WORKERS__WARM_IDLE_S": "8"})
-    client = MLClient(endpoint=server.url, home=server.home)
-    try:
-        client.compute.begin_create_or_update(AmlCompute(
-            name="ray-warm", type="ray", address=ray_address, auth_token=ray_token, num_cpus_per_worker=0.5,
-            max_instances=1)).result()
-        client.batch_endpoints.begin_create_or_update(BatchEndpoint(name=ENDPOINT)).result()
-        w = Warm(server, client, tmp_path)
-        w.model("warm-model", "1")
+    with warm_server(tmp_path, ray_address, ray_token, {"BATCHPOINT_WORKERS__ISOLATION": "none",
+                                                         "BATCHPOINT_WORKERS__WARM_IDLE_S": "8"}) as w:
         w.deploy("idle")
         data = w.data("idle")
         before = {a["actor_id"] for a in alive_actors()}
@@ -315,6 +314,3 @@ def test_unfenced_actors_are_kept_too_and_the_idle_timeout_frees_them(tmp_path: 
         wait_until(lambda: actor not in {a["actor_id"] for a in alive_actors()}, 30,
                    "the parked actor killed after workers.warm_idle_s")
         assert f'deployment="{ENDPOINT}/idle"' not in w.metrics()
-    finally:
-        client.close()
-        stop_server(server)
