@@ -74,6 +74,7 @@ from batchpoint.engines.planning import EngineJob
 from batchpoint.engines.sandbox import _SandboxProcess
 from batchpoint.exceptions import PlatformError, UnsafeInputError
 from batchpoint.storage.base import StorageSpec
+from batchpoint.storage.local import link_regular_file
 from batchpoint.worker import protocol
 from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, command
 
@@ -321,27 +322,7 @@ class WarmWorker:
             if not stat.S_ISLNK(st.st_mode):
                 break
             source = os.path.realpath(source)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(base, target, src_dir_fd=fd, follow_symlinks=False)
-        except FileExistsError:
-            pass
-        except OSError:  # another file system, or a file the server may not link: a copy
-            try:
-                src = os.open(base, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-                with os.fdopen(src, "rb") as inp, open(target, "wb") as out:
-                    shutil.copyfileobj(inp, out)
-                return None
-            except OSError:
-                return None
-        try:  # the name swapped for a link between the check and the link: not given
-            linked = os.lstat(target)
-            if not stat.S_ISREG(linked.st_mode) or linked.st_ino != st.st_ino:
-                target.unlink()
-        except OSError:
-            pass
+        link_regular_file(fd, base, target)  # a regular file only, never through a link
         return None
 
     def _inside_in(self, target: Path) -> bool:

@@ -86,6 +86,44 @@ def _relpath(root: str, path: str) -> str:
     return literal if os.path.lexists(os.path.join(root, literal)) else rel
 
 
+def link_regular_file(folder_fd: int, name: str, target: Path) -> bool:
+    """Hard-link the regular file ``name`` of the folder open as ``folder_fd`` (a descriptor from
+    :meth:`LocalBackend.open_folder`) to ``target``, never following a link; across file systems a
+    copy of it, opened ``O_NOFOLLOW``. Whether ``target`` now holds that file: a name that is not a
+    regular file, or one swapped for a link between the check and the link, is not given (the warm
+    workers' and warm Ray actors' inputs: ``engines/warm.py``, ``worker/ray_actor.py``)."""
+    try:
+        st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(name, target, src_dir_fd=folder_fd, follow_symlinks=False)
+    except FileExistsError:
+        return True
+    except OSError:  # another file system, or a file that may not be linked: a copy
+        try:
+            source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder_fd)
+        except OSError:
+            return False
+        with os.fdopen(source, "rb") as inp:
+            if not stat.S_ISREG(os.fstat(inp.fileno()).st_mode):
+                return False
+            with open(target, "wb") as out:
+                shutil.copyfileobj(inp, out)
+        return True
+    try:
+        linked = os.lstat(target)
+        if stat.S_ISREG(linked.st_mode) and linked.st_ino == st.st_ino:
+            return True
+        target.unlink()
+    except OSError:
+        pass
+    return False
+
+
 class LocalBackend(StorageBackend):
     kind = "local"
 

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpoint.storage.base import StorageSpec
+from batchpoint.storage.local import link_regular_file
 from batchpoint.storage.registry import open_backend
 from batchpoint.worker import loop, protocol, sandbox
 from batchpoint.worker.errors import error_info
@@ -220,7 +221,7 @@ class RayWorker:
         self.warm_key: str | None = None  # set: may be parked after its job and serve another of this key
         self.sent = 0  # mini-batches sent to a warm-capable fenced worker (names of their in/ folders)
         self.links: dict[str, list[Path]] = {}  # mini-batch key -> its input folders under in/
-        self.link_backends: dict[int, Any] = {}  # the last local store's backend (linking)
+        self.link_backends: dict[int, Any] = {}  # each local input's backend, by its spec in self.sources (linking)
 
     def where(self) -> dict[str, Any]:
         """The actor's process and node (for the engine's notes and for tests)."""
@@ -377,31 +378,13 @@ class RayWorker:
             backend = self.link_backends.get(id(spec))
             if backend is None:
                 backend = open_backend(protocol.spec_from_dict(spec))
-                self.link_backends = {id(spec): backend}
+                self.link_backends[id(spec)] = backend
             full = backend.local_file(path)
             fd = backend.open_folder(full)
         except Exception:  # noqa: BLE001 - not a file of the store (or out of it): reported missing
             return
-        name = os.path.basename(full)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(name, target, src_dir_fd=fd, follow_symlinks=False)
-                if not stat.S_ISREG(os.lstat(target).st_mode):  # a link swapped in: never given
-                    target.unlink()
-            except FileExistsError:
-                pass
-            except OSError:  # another file system: a copy of the regular file, opened without following
-                try:
-                    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-                except OSError:
-                    return
-                try:
-                    if stat.S_ISREG(os.fstat(source).st_mode):
-                        with open(source, "rb", closefd=False) as src, open(target, "wb") as out:
-                            shutil.copyfileobj(src, out)
-                finally:
-                    os.close(source)
+            link_regular_file(fd, os.path.basename(full), target)
         finally:
             os.close(fd)
 
