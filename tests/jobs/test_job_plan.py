@@ -78,7 +78,7 @@ def a_plan() -> JobPlan:
 def test_a_plan_round_trips_through_its_json_and_is_immutable() -> None:
     plan = a_plan()
     stored = json.loads(json.dumps(plan.to_json()))  # as the plan column holds it
-    assert stored["version"] == PLAN_VERSION == 1
+    assert stored["version"] == PLAN_VERSION == 2
     again = JobPlan.from_json(stored)
     assert again.to_json() == stored
     assert again.engine == plan.engine and again.scorer == plan.scorer and again.output == plan.output

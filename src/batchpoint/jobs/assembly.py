@@ -27,7 +27,7 @@ removes its staging area; a Failed or Canceled job, or one with failed files (wh
 ``rerun --failed-only`` merges), keeps it.
 
 A rerun of the failed files (``jobs/rerun.py``) merges: its output is the first job's assembled
-parts, then its own (:func:`output_parts` follows ``settings.rerun.merge_with`` back to the first
+parts, then its own (:func:`output_parts` follows its plan's ``rerun.merge_with`` back to the first
 job). A canceled job's finished parts are assembled too and labelled partial
 (:func:`write_partial_output`), as are a job's that failed while scoring (:func:`keep_partial_output`).
 """
@@ -91,7 +91,8 @@ def merge_chain(ws: WorkspaceService, job: JobRow) -> list[JobRow]:
     """The jobs whose parts make ``job``'s output: the first job of a rerun chain first."""
     chain, seen = [job], {job.name}
     while True:
-        base = ((chain[-1].settings or {}).get("rerun") or {}).get("merge_with")
+        rerun = JobPlan.from_row(chain[-1]).rerun  # the plan's chain (jobs/plan.py RerunPlan)
+        base = rerun.merge_with if rerun is not None else None
         if not base or base in seen:
             break
         seen.add(base)

@@ -23,14 +23,24 @@ output             data store, folder, file name, and the output action (the nam
                    output-writer strategy: ``append_row`` or ``summary_only``)
 policy and limits  mini-batch size, retry settings, error threshold, workers, ``init()`` timeout,
                    logging level, environment variables
+rerun              for a rerun (``jobs/rerun.py``), its place in the rerun chain: the job it reruns,
+                   whether only the failed files, how many files, the job whose parts come first
+                   in its output (``merge_with``), whether it finishes a job that failed writing
+                   its output; None for an invoked job
 =================  =============================================================================
 
-**Versions.** ``PLAN_VERSION`` is written with every plan. A row without a version holds the plan of
-a job created before plans existed (``{"workers", "instance_count", "scorer", "experiment_name"}``,
-with the rest in its ``settings``, ``inputs`` and ``outputs`` columns): :meth:`JobPlan.from_row`
-converts it, leaving the environment and engine unpinned (``pinned`` is False); the runner pins
-those from the deployment once and writes the plan back. A newer version than this server knows
-is refused, naming both.
+**Versions.** ``PLAN_VERSION`` is written with every plan. An older version is upgraded when it is
+read, one step per version (:data:`UPGRADES`), so every stored job still loads:
+
+* version 1 had no ``rerun``: a rerun's chain was kept in the job's ``settings`` column
+  (``settings.rerun``), whence the upgrade to version 2 reads it (``row`` given) — none without it.
+* A row without a version holds the plan of a job created before plans existed (``{"workers",
+  "instance_count", "scorer", "experiment_name"}``, with the rest in its ``settings``, ``inputs`` and
+  ``outputs`` columns): :meth:`JobPlan.from_row` converts it, leaving the environment and engine
+  unpinned (``pinned`` is False); the runner pins those from the deployment once and writes the
+  plan back.
+
+A newer version than this server knows is refused, naming both.
 
 Every field is immutable: nested mappings are read-only views and lists are tuples.
 """
@@ -50,10 +60,11 @@ from batchpoint.exceptions import ValidationError
 
 __all__ = [
     "PLAN_VERSION", "ComputePlan", "EnginePlan", "EnvironmentPlan", "IdentityPlan", "InputPlan", "JobPlan",
-    "Limits", "OutputPlan", "RetryPlan", "ScorerPlan", "code_hash",
+    "Limits", "OutputPlan", "RerunPlan", "RetryPlan", "ScorerPlan", "UPGRADES", "code_hash",
 ]
 
-PLAN_VERSION = 1
+#: 2: ``rerun`` (the rerun chain, before in the job's ``settings.rerun``)
+PLAN_VERSION = 2
 LOCAL_ENGINE = "local"
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -192,6 +203,34 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class RerunPlan:
+    """A rerun's place in its chain (``jobs/rerun.py``): the job it reruns (``of``), whether it scores
+    only that job's failed and unscored files, how many files it scores, the job whose finished
+    parts come first in its output (``merge_with``: its output is that job's assembled parts, then
+    its own, ``jobs/assembly.py`` ``merge_chain``), and whether it finishes a job that failed
+    writing its output (``finishes``: it writes to that job's output location)."""
+
+    of: str
+    failed_only: bool = False
+    files: int = 0
+    merge_with: str | None = None
+    finishes: bool = False
+
+    def view(self) -> dict[str, Any]:
+        """As clients are shown it, in the job's ``settings.rerun`` (``finishes`` only when true)."""
+        shown: dict[str, Any] = {"of": self.of, "failed_only": self.failed_only, "files": self.files,
+                                 "merge_with": self.merge_with}
+        return {**shown, "finishes": True} if self.finishes else shown
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> RerunPlan | None:
+        if not data or not data.get("of"):
+            return None
+        return cls(of=str(data["of"]), failed_only=bool(data.get("failed_only")), files=int(data.get("files") or 0),
+                   merge_with=data.get("merge_with") or None, finishes=bool(data.get("finishes")))
+
+
+@dataclass(frozen=True)
 class JobPlan:
     """Everything a job's run needs (see the module docstring). ``environment`` and ``engine`` are
     None only in the plan of a job created before plans existed (:attr:`pinned`)."""
@@ -208,6 +247,8 @@ class JobPlan:
     logging_level: str = "info"
     environment_variables: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     experiment_name: str | None = None
+    #: a rerun's place in its rerun chain; None for an invoked job
+    rerun: RerunPlan | None = None
     version: int = field(default=PLAN_VERSION)
 
     @property
@@ -238,18 +279,23 @@ class JobPlan:
             "logging_level": self.logging_level,
             "environment_variables": thawed(self.environment_variables),
             "experiment_name": self.experiment_name,
+            "rerun": None if self.rerun is None else _fields(self.rerun),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], row: Any = None) -> JobPlan:
-        """A plan from its JSON. Without ``version`` it is the plan of a job created before plans
-        existed; ``row`` (the job's row) then gives its settings, inputs and output."""
+        """A plan from its JSON, an older version upgraded (:data:`UPGRADES`). Without ``version`` it
+        is the plan of a job created before plans existed; ``row`` (the job's row) then gives its
+        settings, inputs and output, as it gives a version 1 plan's rerun chain."""
         version = data.get("version")
         if version is None:
             return _from_legacy(data, row)
-        if not isinstance(version, int) or version > PLAN_VERSION or version < 1:
+        if not isinstance(version, int) or isinstance(version, bool) or version > PLAN_VERSION or version < 1:
             raise ValidationError(f"the job's plan has version {version!r}; this server reads plan versions 1 to "
                                   f"{PLAN_VERSION} (a newer Batchpoint wrote it: run the job on a server of that version)")
+        while version < PLAN_VERSION:
+            data = UPGRADES[version](data, row)
+            version += 1
         engine = data.get("engine")
         compute = (engine or {}).get("compute")
         environment = data.get("environment")
@@ -269,6 +315,7 @@ class JobPlan:
             logging_level=data.get("logging_level") or "info",
             environment_variables=frozen(data.get("environment_variables") or {}),
             experiment_name=data.get("experiment_name"),
+            rerun=RerunPlan.from_json(data.get("rerun")),
         )
 
     @classmethod
@@ -279,6 +326,23 @@ class JobPlan:
 
 def _fields(value: Any) -> dict[str, Any]:
     return {name: getattr(value, name) for name in value.__dataclass_fields__}
+
+
+def _settings_rerun(row: Any) -> Mapping[str, Any] | None:
+    """The rerun chain a job stored before plan version 2 kept in its ``settings`` column."""
+    settings = getattr(row, "settings", None) or {}
+    found = settings.get("rerun") if isinstance(settings, Mapping) else None
+    return found if isinstance(found, Mapping) else None
+
+
+def _v1_to_v2(data: Mapping[str, Any], row: Any) -> dict[str, Any]:
+    """Version 1 → 2: the rerun chain, from the job's ``settings.rerun`` (where version 1 kept it)."""
+    rerun = _settings_rerun(row)
+    return {**data, "version": 2, "rerun": None if rerun is None else dict(rerun)}
+
+
+#: version → the step that upgrades a plan of that version (its JSON, the job's row) to the next
+UPGRADES = {1: _v1_to_v2}
 
 
 def _from_legacy(plan: Mapping[str, Any], row: Any) -> JobPlan:
@@ -312,4 +376,5 @@ def _from_legacy(plan: Mapping[str, Any], row: Any) -> JobPlan:
         logging_level=settings.get("logging_level") or "info",
         environment_variables=frozen(settings.get("environment_variables") or {}),
         experiment_name=plan.get("experiment_name"),
+        rerun=RerunPlan.from_json(_settings_rerun(row)),
     )

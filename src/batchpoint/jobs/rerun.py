@@ -21,7 +21,11 @@ failed_only=True)``, REST ``POST /jobs/<name>/rerun`` with ``{"failed_only": tru
   mini-batch finished: its output store unreachable, full or read-only): the rerun scores nothing
   (with ``failed_only``, only the files the first job had failed), merges the first job's kept
   parts and writes them to **the first job's output location** — the overlap check lets that
-  job's reruns write there (:func:`failed_writing_output`, ``settings.rerun.finishes``).
+  job's reruns write there (:func:`failed_writing_output`, the plan's ``rerun.finishes``).
+
+The chain (which job a rerun reruns, whose parts its output merges, whether it finishes that job)
+is the new plan's ``rerun`` (:class:`~batchpoint.jobs.plan.RerunPlan`), which assembly and the
+overlap check read; the job's ``settings.rerun`` shows clients the same values.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from batchpoint.exceptions import ConflictError, ValidationError
 from batchpoint.jobs import lifecycle
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.output import check_output_location, output_location
-from batchpoint.jobs.plan import EnginePlan, IdentityPlan, JobPlan, thawed
+from batchpoint.jobs.plan import EnginePlan, IdentityPlan, JobPlan, RerunPlan, thawed
 from batchpoint.jobs.states import TERMINAL, JobStatus
 from batchpoint.jobs.submit import JOB_NAME, check_system_area, identity_for, pin_engine, pin_environment, pin_scorer
 from batchpoint.store.tables import JobRow
@@ -91,7 +95,7 @@ def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by:
         datastore, out_folder = check_output_location(
             ws, output, created_by, assignments, is_default=_is_default_output(ws, first),
             allow_jobs=frozenset(j.name for j in ws.store.jobs_writing_under(*output_location(output), limit=100)
-                                 if j.name == name or ((j.settings or {}).get("rerun") or {}).get("of") == name))
+                                 if j.name == name or _reruns(j, name)))
     else:
         output = {"type": "uri_folder", "file_name": old.output.file_name,
                   "path": f"azureml://datastores/{ws.default_datastore_name()}/paths/azureml/{new_name}/score"}
@@ -108,10 +112,10 @@ def rerun_job(ws: WorkspaceService, name: str, *, failed_only: bool, created_by:
         _remove(ws, new_name)
         what = "no file that failed or was left unscored" if failed_only else "no files"
         raise ConflictError(f"job '{name}' ({first.status}) has {what}: there is nothing to rerun")
-    settings["rerun"] = {"of": name, "failed_only": failed_only, "files": files,
-                         "merge_with": name if failed_only or finishing else None,
-                         **({"finishes": True} if finishing else {})}
-    plan = replace(old, scorer=pin_scorer(ws, deployment.spec), environment=pin_environment(ws, deployment.spec),
+    rerun = RerunPlan(of=name, failed_only=failed_only, files=files,
+                      merge_with=name if failed_only or finishing else None, finishes=finishing)
+    settings["rerun"] = rerun.view()  # shown to clients; the chain is read from the plan
+    plan = replace(old, rerun=rerun, scorer=pin_scorer(ws, deployment.spec), environment=pin_environment(ws, deployment.spec),
                    engine=engine, identity=IdentityPlan(created_by, engine.compute.name if engine.compute else None),
                    output=replace(old.output, path=output["path"], datastore=datastore, folder=out_folder,
                                   file_name=output.get("file_name") or old.output.file_name))
@@ -155,6 +159,12 @@ def failed_writing_output(ws: WorkspaceService, job: JobRow) -> bool:
     folder = JobFolder.local(ws.settings.jobs_dir, job.name)
     manifest = folder.manifest()
     return manifest.complete is not None and set(range(manifest.next_index)) <= folder.done_log().indexes
+
+
+def _reruns(job: JobRow, name: str) -> bool:
+    """Whether ``job`` is a rerun of job ``name`` (its plan's rerun chain)."""
+    rerun = JobPlan.from_row(job).rerun
+    return rerun is not None and rerun.of == name
 
 
 def _is_default_output(ws: WorkspaceService, job: JobRow) -> bool:
