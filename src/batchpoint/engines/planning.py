@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchpoint.outputs import OutputWriter, worker_writer
+
 
 @dataclass(frozen=True)
 class FileRef:
@@ -113,8 +115,8 @@ class EngineJob:
     python_exe: str | None = None
     #: where the workers write their parts themselves when the job's output store is remote and the
     #: engine's nodes share no disk with the server (the Ray engine): ``source`` (the key of the
-    #: output store's delegated, writable spec among the sources) and ``prefix`` (``<prefix>/<key>.csv``
-    #: on it, ``jobs/assembly.py``); None: parts go to ``parts_dir``
+    #: output store's delegated, writable spec among the sources) and ``prefix`` (``<prefix>/<part name>``
+    #: on it, the part named by the job's writer, ``jobs/assembly.py``); None: parts go to ``parts_dir``
     parts_store: dict[str, str] | None = None
     #: where the workers upload what the scoring script writes to ``AZUREML_BI_OUTPUT_PATH``
     #: themselves (the same engines, a remote output store): ``source`` as above and ``prefix`` (the
@@ -139,3 +141,8 @@ class EngineJob:
     #: ``per_instance`` (its max_concurrency_per_instance); up to min_instances × per_instance of the
     #: deployment's parked workers are kept past the idle timeout. None: no compute (none kept past it)
     warm_compute: dict[str, Any] | None = None
+
+    def writer(self) -> OutputWriter:
+        """The job's output writer (``outputs/``), as its workers pick it from their start message:
+        it names the parts (:meth:`~batchpoint.outputs.OutputWriter.part_name`) and says whether there are any."""
+        return worker_writer({"write_rows": self.write_rows})

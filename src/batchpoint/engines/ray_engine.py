@@ -83,6 +83,7 @@ from batchpoint.engines.policy import FailureKind, death_in_run
 from batchpoint.engines.sandbox import isolation_of
 from batchpoint.engines.scheduler import Event, Scheduler, Worker, WorkerTransport, log_name, log_path
 from batchpoint.exceptions import PlatformError, ValidationError
+from batchpoint.outputs import temporary_name
 from batchpoint.worker import protocol
 from batchpoint.worker.ray_actor import BI_OUTPUT_VARIABLE, RayWorker, pack_folders
 
@@ -464,7 +465,7 @@ class _ActorTransport(WorkerTransport):
             error = self._store_bi_files(batch.key, reply["bi_files"])
             if error is not None:
                 return 0, error, 0
-        if reply["error"] is None and self.job.write_rows:
+        if reply["error"] is None and self.job.writer().writes_parts:
             error = (self._stored_remotely(batch.key, reply.get("stored")) if self.job.parts_store is not None
                      else self._store_part(batch.key, reply.get("part") or b""))
             if error is not None:
@@ -479,17 +480,17 @@ class _ActorTransport(WorkerTransport):
                     "message": f"the Ray actor's reply for mini-batch {key} names no part on the output store; "
                                "install the same Batchpoint version on the server and every Ray node"}
         try:
-            (Path(self.job.parts_dir) / f"{key}.csv").unlink(missing_ok=True)
+            (Path(self.job.parts_dir) / self.job.writer().part_name(key)).unlink(missing_ok=True)
         except OSError:
             pass
         return None
 
     def _store_part(self, key: str, data: bytes) -> dict[str, Any] | None:
-        """Write a returned part to ``parts/<key>.csv`` (temporary name, rename), as a local worker
-        does: the job's group commit syncs it to disk before its done record (``jobs/progress.py``);
+        """Write a returned part to ``parts/<part name>`` (named by the job's writer; temporary name,
+        rename), as a local worker does: the job's group commit syncs it to disk before its done record (``jobs/progress.py``);
         a failed write is the platform's (None when written)."""
         parts = Path(self.job.parts_dir)
-        tmp, final = parts / f".{key}.tmp", parts / f"{key}.csv"
+        tmp, final = parts / temporary_name(key), parts / self.job.writer().part_name(key)
         try:
             parts.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as out:

@@ -9,7 +9,8 @@ streaming them back). The job-level steps (which parts, retries, partial outputs
 
 from __future__ import annotations
 
-from batchpoint.outputs.base import OutputWriter, PartFileWriter
+from batchpoint.outputs.base import OutputWriter, PartFileWriter, temporary_name
 from batchpoint.outputs.registry import known_actions, register, worker_writer, writer_for
 
-__all__ = ["OutputWriter", "PartFileWriter", "known_actions", "register", "worker_writer", "writer_for"]
+__all__ = ["OutputWriter", "PartFileWriter", "known_actions", "register", "temporary_name", "worker_writer",
+           "writer_for"]

@@ -69,6 +69,13 @@ class OutputWriter(Protocol):
         ...
 
 
+def temporary_name(key: str) -> str:
+    """The name a part of mini-batch piece ``key`` is written under before it is renamed to its
+    writer's :meth:`~OutputWriter.part_name` (every engine's, so the local pool finds a killed
+    worker's leftovers by it: ``.<key>.tmp``)."""
+    return f".{key}.tmp"
+
+
 class PartFileWriter:
     """The writers that leave one part file per mini-batch: the atomic write is here, the format
     in :meth:`write_rows` and :meth:`assemble` of each subclass."""
@@ -82,7 +89,7 @@ class PartFileWriter:
 
     def write_part(self, parts: Path, key: str, result: Any) -> int:
         folder = os.fspath(parts)
-        tmp, final = os.path.join(folder, f".{key}.tmp"), os.path.join(folder, self.part_name(key))
+        tmp, final = os.path.join(folder, temporary_name(key)), os.path.join(folder, self.part_name(key))
         try:
             try:
                 out = open(tmp, "wb")

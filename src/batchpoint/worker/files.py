@@ -7,7 +7,8 @@ emptied after each mini-batch. A file that is gone is an
 refused, the temporary folder's disk full) is ``platform``.
 
 Writing: the job's output writer (``outputs/``, by its ``output_action``) writes a part to
-``parts/.<key>.tmp`` and renames it to ``parts/<key>.csv`` (append_row) before the worker reports
+``parts/.<key>.tmp`` and renames it to the name it gives it (``part_name``: ``parts/<key>.csv`` for
+append_row; the Ray engine and its actors use the same names) before the worker reports
 the mini-batch done (so it is there whole or not at all, whatever kills the
 worker); on any failure the temporary file is removed. The worker does not fsync it: the server
 syncs the parts of a group of finished mini-batches at once before it records them as done

@@ -14,10 +14,10 @@ What differs is only *where* things are, since a node shares no filesystem with 
   once per job) and are unpacked in the actor's own temporary folder;
 * the part is written in that folder too; then, when the job's output data store is remote (the
   job config's ``parts_store``: the key of the output store's delegated, writable spec among the
-  sources, and a prefix on it), the actor writes it there itself (``<prefix>/<key>.csv``, one put
-  that is durable when it returns) and the reply names only where it is; otherwise (a local output
-  store, which a node cannot reach) it is sent back with the reply (CSV bytes, through Ray's object
-  store) and the engine stores it in the job folder, as a local worker would have;
+  sources, and a prefix on it), the actor writes it there itself (``<prefix>/<part name>``, the
+  name the job's output writer gives it, as everywhere: ``outputs/``; one put that is durable when
+  it returns) and the reply names only where it is; otherwise (a local output store, which a node
+  cannot reach) it is sent back with the reply (the part's bytes, through Ray's object store) and the engine stores it in the job folder, as a local worker would have;
 * the worker's log is kept in that folder; each reply carries what was added to it since the last
   one, and the engine appends it to ``logs/worker-<n>.log`` in the job folder;
 * ``AZUREML_BI_OUTPUT_PATH`` (the folder a scoring script writes its own files to) is a folder of
@@ -65,6 +65,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from batchpoint.outputs import OutputWriter, worker_writer
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage.local import link_regular_file
 from batchpoint.storage.registry import open_backend
@@ -460,11 +461,12 @@ class RayWorker:
             assert self.fetcher is not None, "init() first"
             reply = loop._score(message, self.scorer, self.fetcher, self.job, self.log)
         part = stored = None
-        path = Path(self.job["parts_dir"]) / f"{message['key']}.csv"
+        writer = worker_writer(self.job)  # the job's output writer names the part (outputs/)
+        path = Path(self.job["parts_dir"]) / writer.part_name(message["key"])
         try:
-            if reply["error"] is None and self.job["write_rows"]:
+            if reply["error"] is None and writer.writes_parts:
                 if self.job.get("parts_store"):
-                    stored, error = self._put_part(path, message["key"], self.job["parts_store"])
+                    stored, error = self._put_part(path, message["key"], self.job["parts_store"], writer)
                     if error is not None:
                         reply = {**reply, "rows": 0, "error": error}
                 else:
@@ -516,10 +518,11 @@ class RayWorker:
                 continue
         return sent, None
 
-    def _put_part(self, path: Path, key: str, store: dict[str, str]) -> tuple[str | None, dict[str, Any] | None]:
-        """Write the part to ``<prefix>/<key>.csv`` on the output store: (its path, None), or
-        (None, a platform error: the mini-batch is tried again) — with no credential in it."""
-        target = f"{store['prefix']}/{key}.csv"
+    def _put_part(self, path: Path, key: str, store: dict[str, str],
+                  writer: OutputWriter) -> tuple[str | None, dict[str, Any] | None]:
+        """Write the part to ``<prefix>/<part name>`` (``writer.part_name``) on the output store: (its
+        path, None), or (None, a platform error: the mini-batch is tried again) — with no credential in it."""
+        target = f"{store['prefix']}/{writer.part_name(key)}"
         error = self._put(path, target, store["source"], key, f"the rows of mini-batch {key}")
         return (None, error) if error is not None else (target, None)
 
