@@ -12,7 +12,8 @@ process (or Ray actor) gets the retry.
 What each test checks is the shared policy (``engines/policy.py``) as the engine applies it:
 retries, the timeout, splitting a failing mini-batch down to single files, stopping when the
 sink's ``error_threshold`` is passed, ``init()`` failing the job, platform failures retried and
-never charged, and every outcome reported exactly once.
+never charged, every outcome reported exactly once, and the job's output action reaching its
+workers by name (they pick its writer from ``outputs/``).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class Setup:
         return [FileRef("input", name) for name in names]
 
     def job(self, workers: int = 2, max_retries: int = 0, timeout_s: float = 60.0, error_threshold: int = -1,
-            python_exe: str | None = None, **environment: str) -> EngineJob:
+            python_exe: str | None = None, output_action: str = "append_row", **environment: str) -> EngineJob:
         return EngineJob(
             name=f"conformance-{self.root.name}", workers=workers,
             scorer={"code_dir": str(self.code), "scoring_script": "score.py", "model_dir": None},
@@ -104,6 +105,7 @@ class Setup:
             policy=RetryPolicy(max_retries, timeout_s, error_threshold),
             parts_dir=str(self.job_dir / "parts"), logs_dir=str(self.job_dir / "logs"),
             environment={"STATE_DIR": str(self.state), **environment}, python_exe=python_exe,
+            output_action=output_action,
             isolation={"shared": [str(self.state)]})  # the scripts' attempt markers (fenced workers)
 
     def part_rows(self) -> Counter:
@@ -188,6 +190,16 @@ class EngineConformance:
         counts = setup.part_rows()
         assert set(counts) == {(f"f{i}.csv", r) for i in range(7) for r in range(ROWS_PER_FILE)}
         assert set(counts.values()) == {1}
+
+    def test_the_jobs_output_action_names_the_writer_its_workers_use(self, engine: Engine, setup: Setup) -> None:
+        """The action goes to the workers by name (``output_action``), and they pick its writer
+        from the registry (``outputs/``): summary_only counts every row and writes no part."""
+        files = setup.files(*(f"s{i}.csv" for i in range(5)))
+        recorder = self.run(engine, setup.job(workers=2, output_action="summary_only"), files, size=2)
+        assert all(o.ok for o in recorder.outcomes) and len(recorder.outcomes) == 3
+        assert sum(o.rows for o in recorder.outcomes) == 5 * ROWS_PER_FILE
+        parts = setup.job_dir / "parts"
+        assert not parts.exists() or [p.name for p in parts.iterdir() if not p.name.startswith(".")] == []
 
     def test_a_failure_is_retried_up_to_max_retries(self, engine: Engine, setup: Setup) -> None:
         files = setup.files("flaky-a.csv", "b.csv")

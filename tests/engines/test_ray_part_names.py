@@ -50,7 +50,7 @@ def _actor(tmp_path: Path, **job: object) -> RayWorker:
     shutil.rmtree(actor.home)  # its folder in the test's instead of the machine's temporary folder
     actor.home = str(tmp_path / "actor")
     actor.log_path = tmp_path / "actor" / "worker.log"
-    actor.job = {"name": "j", "worker_id": 0, "parts_dir": str(Path(actor.home) / "parts"), "write_rows": True,
+    actor.job = {"name": "j", "worker_id": 0, "parts_dir": str(Path(actor.home) / "parts"), "output_action": "append_row",
                  "scorer": {}, **job}
     actor.sources = {"in": protocol.spec_to_dict(StorageSpec("local", {"path": str(inputs)}))}
     actor.fetcher = Fetcher(actor.sources)

@@ -8,6 +8,8 @@ parts (and the same host pid in the pool):
 * the second job of a deployment is served by the first job's worker: init() once, same pid, each
   job's log gets its own job's lines, each job's ``AZUREML_BI_OUTPUT_PATH`` files land in its own
   folder;
+* each job's output action reaches the warm worker by name: a summary_only job writes no part, the
+  append_row job after it does;
 * a model version, a code change in place, other environment variables and another interpreter
   each start fresh workers;
 * a parked worker that was killed is replaced by a cold one and the job completes;
@@ -92,7 +94,7 @@ class Setup:
 
     def job(self, name: str, data: Path, *, deployment: str = "ep/d1", idle: float = 60.0, model: Path | None = None,
             code: Path | None = None, python_exe: str | None = None, env: dict[str, str] | None = None,
-            workers: int = 1) -> EngineJob:
+            workers: int = 1, output_action: str = "append_row") -> EngineJob:
         folder = self.home / "jobs" / name
         for sub in ("parts", "logs", "outputs/score"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -107,7 +109,7 @@ class Setup:
                          logs_dir=str(folder / "logs"), environment=environment, python_exe=python_exe,
                          isolation={"home": str(self.home), "shared": [str(self.shared)], "warm_idle_s": idle,
                                     "inputs": {"input": ""}},
-                         deployment=deployment)
+                         deployment=deployment, output_action=output_action)
 
     def inits(self) -> int:
         return len(list(self.shared.glob("init-*")))
@@ -165,6 +167,22 @@ def test_the_second_job_of_a_deployment_is_served_by_the_first_jobs_warm_worker(
     [worker] = [w for w in POOL.parked]
     left = [p.relative_to(worker.exchange).as_posix() for p in worker.exchange.rglob("*") if p.is_file()]
     assert left == ["state"], left
+
+
+def test_a_warm_worker_takes_each_jobs_output_action_by_name(tmp_path: Path) -> None:
+    """The output action is not part of a warm worker's key: the next job's ``job`` message names
+    its own (``worker/loop.py``), and the worker picks that writer: summary_only writes no part, the
+    append_row job after it does again — all on the one worker whose init() ran once."""
+    s = Setup(tmp_path)
+    one = s.job("act-one", s.data("one", ["one-a.csv"]))
+    _run(one, ["one-a.csv"])
+    summary = s.job("act-two", s.data("two", ["two-a.csv", "two-b.csv"]), output_action="summary_only")
+    outcomes = _run(summary, ["two-a.csv", "two-b.csv"], start=5)
+    assert sum(o.rows for o in outcomes) == 2 and list(Path(summary.parts_dir).iterdir()) == []
+    three = s.job("act-three", s.data("three", ["three-a.csv"]))
+    _run(three, ["three-a.csv"], start=9)
+    assert set(_rows(three)) == {"three-a.csv"} and set(_rows(three).values()) == set(_rows(one).values())
+    assert s.inits() == 1, "init() ran again: the jobs were not served by the one warm worker"
 
 
 def test_a_new_model_version_changed_code_environment_or_interpreter_start_fresh_workers(tmp_path: Path) -> None:

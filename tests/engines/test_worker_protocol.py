@@ -14,7 +14,7 @@ from batchpoint.worker import protocol
 def test_every_message_round_trips_as_plain_json() -> None:
     spec = StorageSpec("local", {"path": "/data"}, {"kind": "sas", "sas_token": "sv=1"})
     config = protocol.job_config(name="j", worker_id=2, scorer={"model_dir": "/m"}, sources={"in": spec},
-                                 parts_dir="/p", logs_dir="/l", write_rows=True, logging_level="info",
+                                 parts_dir="/p", logs_dir="/l", output_action="append_row", logging_level="info",
                                  environment={"A": "1"})
     messages = [
         protocol.start(config),

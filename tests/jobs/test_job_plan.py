@@ -86,7 +86,7 @@ def test_a_plan_round_trips_through_its_json_and_is_immutable() -> None:
     assert again.engine is not None and again.engine.compute is not None
     assert (again.engine.name, again.engine.compute.spec["address"]) == ("ray", "10.0.0.1:6379")
     assert (again.retry.policy().max_retries, again.retry.policy().error_threshold) == (2, 5)
-    assert again.output.action == "summary_only" and not again.output.writes_rows
+    assert again.output.action == "summary_only"
     assert again.pinned
     with pytest.raises(dataclasses.FrozenInstanceError):
         again.mini_batch_size = 1  # type: ignore[misc]

@@ -20,7 +20,7 @@ def test_the_worker_only_copy_holds_the_output_writers(tmp_path: Path) -> None:
             "import batchpoint.worker.loop\n"
             "from pathlib import Path\n"
             "from batchpoint.outputs import worker_writer\n"
-            "w = worker_writer({'write_rows': True})\n"
+            "w = worker_writer({'output_action': 'append_row'})\n"
             f"n = w.write_part(Path({str(tmp_path / 'parts')!r}), '00000000-0000', ['a', 'b'])\n"
             "print(json.dumps([batchpoint.outputs.__file__, 'batchpoint.entities' in sys.modules, n]))\n")
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120)

@@ -82,9 +82,13 @@ def test_a_registry_miss_names_the_valid_actions() -> None:
 
 
 def test_workers_pick_the_writer_from_their_start_message() -> None:
-    assert worker_writer({"output_action": "summary_only", "write_rows": True}).action == "summary_only"
-    assert worker_writer({"write_rows": True}).action == "append_row"  # an engine that sends only the flag
-    assert worker_writer({"write_rows": False}).action == "summary_only"
+    assert worker_writer({"output_action": "summary_only"}).action == "summary_only"
+    assert worker_writer({"output_action": "append_row"}).action == "append_row"
+    assert worker_writer({}).action == "append_row"  # the default action
+    # the action is the writer's name, never a flag: the old write_rows flag chooses nothing
+    assert worker_writer({"write_rows": False}).action == "append_row"
+    with pytest.raises(ValidationError, match="unknown output action 'parquet'; valid actions: append_row, summary_only"):
+        worker_writer({"output_action": "parquet"})
 
 
 def test_a_part_write_that_fails_on_disk_is_a_platform_failure_naming_the_part(tmp_path: Path) -> None:
@@ -140,7 +144,7 @@ def test_a_registered_writer_is_used_end_to_end_by_assembly(ws: WorkspaceService
     assert writer_for("json_array_test") is json_writer
     assert "json_array_test" in str(pytest.raises(ValidationError, writer_for, "nope").value)
     make_job(ws, "k", "json_array_test", file_name="rows.json")
-    worker_side = worker_writer({"output_action": "json_array_test", "write_rows": True})
+    worker_side = worker_writer({"output_action": "json_array_test"})
     assert write_part(_parts_dir(ws, "k"), "00000009-0000", [{"never": "named"}], worker_side) == 1
     score(ws, "k", "json_array_test", {1: [{"v": 3}], 0: [{"v": 1}, {"v": 2}]})
     assert (_parts_dir(ws, "k") / "00000000-0000.jsonl").read_bytes() == b'{"v": 1}\n{"v": 2}\n'

@@ -232,7 +232,7 @@ class _PipeTransport(WorkerTransport):
         job = self.job
         config = protocol.job_config(
             name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
-            logs_dir=job.logs_dir, write_rows=job.write_rows, logging_level=job.logging_level,
+            logs_dir=job.logs_dir, output_action=job.output_action, logging_level=job.logging_level,
             environment=job.environment, server_pid=os.getpid(),  # the worker ends itself when this process dies
             state_file=str(state_file))
         config.update(self.launcher.worker_config(job, slot))  # its own folders (and sandbox: no server pid)

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchpoint.outputs import OutputWriter, worker_writer
+from batchpoint.outputs import OutputWriter, writer_for
+from batchpoint.outputs.append_row import APPEND_ROW
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,9 @@ class EngineJob:
     policy: RetryPolicy
     parts_dir: str
     logs_dir: str
-    write_rows: bool = True
+    #: the job's output action: the name its output writer is registered under (``outputs/``,
+    #: ``append_row``, ``summary_only``, …), sent to the workers, which pick their writer by it
+    output_action: str = APPEND_ROW
     logging_level: str = "info"
     environment: dict[str, str] = field(default_factory=dict)
     #: the interpreter of the deployment's own environment (``batchpoint.environments``); None: the
@@ -143,6 +146,7 @@ class EngineJob:
     warm_compute: dict[str, Any] | None = None
 
     def writer(self) -> OutputWriter:
-        """The job's output writer (``outputs/``), as its workers pick it from their start message:
-        it names the parts (:meth:`~batchpoint.outputs.OutputWriter.part_name`) and says whether there are any."""
-        return worker_writer({"write_rows": self.write_rows})
+        """The job's output writer (``outputs/``, by :attr:`output_action`, as its workers pick it from
+        their start message): it names the parts (:meth:`~batchpoint.outputs.OutputWriter.part_name`)
+        and says whether there are any."""
+        return writer_for(self.output_action)

@@ -301,7 +301,7 @@ class _ActorTransport(WorkerTransport):
         job = self.job
         config = protocol.job_config(
             name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
-            logs_dir=job.logs_dir, write_rows=job.write_rows, logging_level=job.logging_level,
+            logs_dir=job.logs_dir, output_action=job.output_action, logging_level=job.logging_level,
             environment=job.environment)
         if job.parts_store is not None:
             config["parts_store"] = dict(job.parts_store)

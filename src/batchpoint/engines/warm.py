@@ -232,7 +232,7 @@ class WarmWorker:
             environment[BI_VARIABLE] = str(e / "bi")
         config = protocol.job_config(
             name=job.name, worker_id=slot, scorer=job.scorer, sources=self.sources(sources) or {},
-            parts_dir=str(e / "parts"), logs_dir=str(e), write_rows=job.write_rows,
+            parts_dir=str(e / "parts"), logs_dir=str(e), output_action=job.output_action,
             logging_level=job.logging_level, environment=environment, state_file=str(self.state_file))
         config.update(scratch_dir=str(e / "downloads"), workdir=str(e / "work"), tmp_dir=str(e / "tmp"),
                       sandboxed=True, warm=True, log_fd=True)

@@ -180,10 +180,6 @@ class OutputPlan:
     file_name: str
     action: str = BatchDeploymentOutputAction.APPEND_ROW
 
-    @property
-    def writes_rows(self) -> bool:
-        return self.action == BatchDeploymentOutputAction.APPEND_ROW
-
 
 @dataclass(frozen=True)
 class RetryPlan:

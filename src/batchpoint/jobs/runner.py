@@ -147,7 +147,7 @@ class JobRunner:
         engine_job = EngineJob(
             name=job.name, workers=plan.limits.workers, scorer=plan.scorer.worker_config(),
             sources=delegated.current()[1], policy=policy, parts_dir=folder.parts_dir, logs_dir=folder.logs_dir,
-            write_rows=plan.output.writes_rows, logging_level=plan.logging_level,
+            output_action=plan.output.action, logging_level=plan.logging_level,
             environment={**plan.environment_variables, **bi_output.environment(self.ws.settings.jobs_dir, job.name)},
             python_exe=python_exe,
             # how its workers are fenced (engines/sandbox.py): a local input store shows only the input's folder
@@ -187,8 +187,7 @@ class JobRunner:
         self._record(f"job {job.name} Finalizing",
                      lambda: transition(self.store, job.name, JobStatus.FINALIZING, "writing outputs"))
         bi_output.upload_bi_output(self.ws, job)  # what the scripts wrote to AZUREML_BI_OUTPUT_PATH
-        if engine_job.write_rows:
-            write_output(self.ws, job, Path(engine_job.parts_dir))
+        write_output(self.ws, job, Path(engine_job.parts_dir))  # by the job's writer (none for summary_only)
         write_errors_file(self.ws, job)
         if staged is not None:
             drop_staged_parts(self.ws, job.name)  # the output holds them now (kept when a file failed)

@@ -42,12 +42,9 @@ def writer_for(action: str | None) -> OutputWriter:
 
 
 def worker_writer(start: Mapping[str, Any]) -> OutputWriter:
-    """The writer of the job a worker's ``start`` message describes: its ``output_action``, or, from
-    an engine that sends only the ``write_rows`` flag, append_row (True) or summary_only (False)."""
-    action = start.get("output_action")
-    if not action:
-        action = APPEND_ROW if start.get("write_rows", True) else SUMMARY_ONLY
-    return writer_for(action)
+    """The writer of the job a worker's ``start`` (or ``job``) message describes: the one registered
+    under its ``output_action`` (``worker/protocol.py job_config``; absent: append_row)."""
+    return writer_for(start.get("output_action"))
 
 
 def register(writer: OutputWriter) -> OutputWriter:

@@ -130,7 +130,7 @@ def _park(conn: Any, job: dict[str, Any], log: logging.Logger) -> Fetcher | None
         return None
     new = message["job"]
     log = _output_to(_received_fd(conn) if new.get("log_fd") else None, job["logging_level"])
-    job.update({k: new[k] for k in ("name", "worker_id", "sources", "write_rows", "output_action") if k in new})
+    job.update({k: new[k] for k in ("name", "worker_id", "sources", "output_action") if k in new})
     _redact_logs(job["sources"])
     _own_folders(job)
     fetcher = Fetcher(job["sources"], job.get("scratch_dir") or scratch_root(job["parts_dir"]))

@@ -12,7 +12,9 @@ type            direction fields
 ``start``       → worker  ``job``: the job config (:func:`job_config`): ``name``, ``worker_id``,
                           ``scorer`` {model_dir, code_dir, scoring_script}, ``sources``
                           {key: storage spec dict}, ``parts_dir``, ``logs_dir``,
-                          ``write_rows``, ``logging_level``, ``environment``, and
+                          ``output_action`` (the name of the job's output writer, which
+                          the worker finds in ``outputs/``' registry: ``outputs.worker_writer``),
+                          ``logging_level``, ``environment``, and
                           optionally ``server_pid``: the worker ends itself when that
                           process exits or the connection closes (``worker/watchdog.py``);
                           ``state_file``: a small file the worker marks while it is
@@ -24,7 +26,7 @@ type            direction fields
 ``park``        → worker  (none): the job ended; a warm worker (``warm`` in its config) lets go of
                           the job's log and waits for ``job`` or ``stop`` (``engines/warm.py``)
 ``job``         → worker  ``job``: the next job's config for a parked warm worker (same scorer;
-                          ``name``, ``worker_id``, ``sources``, ``write_rows`` are this job's);
+                          ``name``, ``worker_id``, ``sources``, ``output_action`` are this job's);
                           with ``log_fd``, the job's log follows as a file descriptor
                           (``socket.send_fds``) after the frame; answered with ``ready``
 ``parked``      ← worker  ``worker``: it let go of the job (answer to ``park``)
@@ -93,11 +95,11 @@ def sources_to_dict(sources: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def job_config(*, name: str, worker_id: int, scorer: dict[str, Any], sources: dict[str, Any], parts_dir: str,
-               logs_dir: str, write_rows: bool, logging_level: str, environment: dict[str, str],
+               logs_dir: str, output_action: str, logging_level: str, environment: dict[str, str],
                server_pid: int | None = None, state_file: str | None = None) -> dict[str, Any]:
-    """The job config a worker starts with (plain JSON: paths, flags, storage spec dicts)."""
+    """The job config a worker starts with (plain JSON: paths, names, storage spec dicts)."""
     config = {"name": name, "worker_id": worker_id, "scorer": dict(scorer), "sources": sources_to_dict(sources),
-              "parts_dir": parts_dir, "logs_dir": logs_dir, "write_rows": write_rows, "logging_level": logging_level,
+              "parts_dir": parts_dir, "logs_dir": logs_dir, "output_action": output_action, "logging_level": logging_level,
               "environment": dict(environment)}
     if server_pid is not None:
         config["server_pid"] = server_pid

@@ -599,14 +599,14 @@ class RayWorker:
         self.log = loop._redirect_output(self.log_path, job["logging_level"])
         loop._redact_logs(job["sources"])
         self.sources = job["sources"]
-        self.job.update({k: job[k] for k in ("name", "worker_id", "sources", "write_rows") if k in job})
+        self.job.update({k: job[k] for k in ("name", "worker_id", "sources", "output_action") if k in job})
         for name in ("parts_store", "bi_output_store"):
             if job.get(name):
                 self.job[name] = dict(job[name])
         if self.child is not None:
             if self.child.poll() is not None:
                 return {"type": "died", "exit_code": self.child.poll(), "log": self._new_log()}
-            new = {k: self.job[k] for k in ("name", "worker_id", "write_rows", "logging_level") if k in self.job}
+            new = {k: self.job[k] for k in ("name", "worker_id", "output_action", "logging_level") if k in self.job}
             new.update(sources=self._child_sources(self.sources) or {}, log_fd=True)
             try:
                 self._send_job(protocol.next_job(new))
