@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from batchpoint.exceptions import ValidationError
 
@@ -114,9 +116,55 @@ class _Asset(_Resource):
         return _text_values(value)
 
 
+# ---- types a registry names --------------------------------------------------------------------
+# A data store's ``type`` is a storage kind (``storage/registry.py``), a compute's ``type`` a compute
+# type some engine declares (``engines/registry.py``): adding a kind or an engine is its module and
+# one registry line, never a list here. ``entities`` sits below both registries, so their names are
+# told here when they are imported (:func:`accept_types`: ``engines/registry.py`` itself; for the
+# storage kinds ``uri/parse.py``, as the storage registry also runs in workers, which have no
+# pydantic). A process that loaded no such registry
+# (a client: the SDK and the CLI import no engine) lets any name through, and the server, which
+# loads both, refuses it with the same message.
+
+#: resource ("datastore", "compute") -> the names its ``type`` accepts, as its registry lists them
+_TYPE_SOURCES: dict[str, Callable[[], Iterable[str]]] = {}
+_TYPE_WORDS = {"datastore": "data store", "compute": "compute"}
+
+
+def accept_types(resource: str, names: Callable[[], Iterable[str]]) -> None:
+    """Make ``names()`` (read at each check: a kind registered later counts) the types a
+    ``resource``'s ``type`` accepts; called by the registry that owns them."""
+    _TYPE_SOURCES[resource] = names
+
+
+def accepted_types(resource: str) -> list[str] | None:
+    """The types a ``resource``'s ``type`` accepts in this process; None when its registry is not loaded."""
+    source = _TYPE_SOURCES.get(resource)
+    return None if source is None else list(source())
+
+
+def _check_type(resource: str, value: str) -> str:
+    valid = accepted_types(resource)
+    if valid is not None and value not in valid:
+        raise PydanticCustomError("unknown_type", "unknown {what} type '{given}'; valid types: {valid}",
+                                  {"what": _TYPE_WORDS[resource], "given": value, "valid": ", ".join(valid)})
+    return value
+
+
+def _types_schema(resource: str) -> Callable[[dict[str, Any]], None]:
+    """The JSON schema (OpenAPI) of a registry-named ``type``: a string, listing the types this
+    server accepts (``enum``) once its registry is loaded."""
+    def extra(schema: dict[str, Any]) -> None:
+        valid = accepted_types(resource)
+        if valid is not None:
+            schema["enum"] = valid
+    return extra
+
+
 # ---- data stores ------------------------------------------------------------------------------
 
-DatastoreKind = Literal["local", "azure_blob", "azure_data_lake_gen2", "azure_data_lake_gen1", "s3"]
+#: a data store's type: a storage kind that may hold a data store (``storage/registry.py`` ``datastore_kinds``)
+DatastoreKind = str
 
 
 class Datastore(_Resource):
@@ -125,7 +173,7 @@ class Datastore(_Resource):
     SERVER_FIELDS: ClassVar[frozenset[str]] = _Resource.SERVER_FIELDS | {"credential_kind"}
 
     name: str = Field(pattern=NAME_PATTERN)
-    type: DatastoreKind
+    type: DatastoreKind = Field(json_schema_extra=_types_schema("datastore"))
     description: str | None = None
     # local
     path: str | None = None
@@ -148,6 +196,11 @@ class Datastore(_Resource):
     is_default: bool = False
 
     _flags = field_validator("allow_private_network", "is_default", mode="before")(_strict_flag)
+
+    @field_validator("type")
+    @classmethod
+    def _registered_kind(cls, value: str) -> str:
+        return _check_type("datastore", value)
 
     def config(self) -> dict[str, Any]:
         skip = {"name", "type", "description", "credentials", "credential_kind", "is_default", "id",
@@ -254,7 +307,9 @@ class IdentityConfiguration(_Entity):
 
 class AmlCompute(_Resource):
     name: str = Field(pattern=NAME_PATTERN)
-    type: Literal["amlcompute", "local", "ray"] = "amlcompute"
+    #: a compute type an engine declares (``engines/registry.py``: amlcompute and local run on the
+    #: local pool, ray on a Ray cluster)
+    type: str = Field(default="amlcompute", json_schema_extra=_types_schema("compute"))
     description: str | None = None
     size: str | None = None  # Azure's VM size (STANDARD_DS3_v2): kept, not used here
     tier: Literal["dedicated", "low_priority"] | None = None  # kept, not used here
@@ -267,6 +322,11 @@ class AmlCompute(_Resource):
     identity: IdentityConfiguration | None = None
 
     _counts = field_validator("min_instances", "max_instances", "idle_time_before_scale_down", mode="before")(_whole_number)
+
+    @field_validator("type")
+    @classmethod
+    def _declared_type(cls, value: str) -> str:
+        return _check_type("compute", value)
 
     @field_validator("tags", "properties", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from batchpoint.engines.kinds import EngineCapabilities, EngineKind
 from batchpoint.engines.local_pool import LocalPoolEngine
 from batchpoint.entities import AmlCompute
 from batchpoint.exceptions import BackendNotInstalledError, ValidationError
+from pydantic import ValidationError as PydanticValidationError
 
 
 @pytest.fixture
@@ -70,9 +71,14 @@ KIND = EngineKind(name="echo", title="an echo cluster", engine=f"{__name__}:Echo
 def test_a_new_engine_is_one_declaration_and_one_registry_line(registered):
     with pytest.raises(ValidationError, match="unknown engine 'echo'"):
         registry.engine_kind("echo")
+    with pytest.raises(PydanticValidationError,  # a compute's type is one an engine declares
+                       match="unknown compute type 'echo'; valid types: amlcompute, local, ray"):
+        AmlCompute(name="e", type="echo")
     assert registry.kind_for_compute_type("echo").name == "local"  # not yet registered: the local pool runs it
     assert base.COMPUTE_ENGINES.get("echo", "local") == "local"
     registered(f"{__name__}:KIND")
+    assert AmlCompute(name="e", type="echo").type == "echo"  # no list in entities to edit
+    assert AmlCompute.model_json_schema()["properties"]["type"]["enum"] == ["amlcompute", "local", "ray", "echo"]
     assert base.COMPUTE_ENGINES.get("echo", "local") == "echo" and base.COMPUTE_ENGINES["ray"] == "ray"
     one, other = {"type": "echo", "name": "a"}, {"type": "echo", "name": "b"}
     engine = base.engine_for(one)
@@ -95,12 +101,13 @@ def test_every_engine_declaration_is_complete(kind: EngineKind):
     assert isinstance(kind.capabilities, EngineCapabilities)
     engine_cls = registry.engine_class(kind.name)
     assert issubclass(engine_cls, base.Engine) and engine_cls.name == kind.name
-    compute_types = AmlCompute.model_fields["type"].annotation.__args__  # the compute types a spec may name
-    assert set(kind.compute_types) <= set(compute_types)
+    for compute_type in kind.compute_types:  # a spec may name it, and it runs on this engine
+        spec = {"address": "127.0.0.1:6379"} if "address" in kind.compute_fields else {}
+        assert AmlCompute(name="c", type=compute_type, **spec).type == compute_type
+        assert registry.kind_for_compute_type(compute_type) is kind
     assert set(kind.compute_fields) <= set(AmlCompute.model_fields)
     if kind.settings is not None:
         assert kind.settings in settings_module.Settings.model_fields
-    assert not (kind.default and kind.compute_types)
     # what the runner asks the engine today agrees with the declaration
     assert getattr(engine_cls, "writes_parts_to_storage", False) == kind.capabilities.remote_parts
     assert [f.name for f in fields(kind)]  # a frozen dataclass

@@ -18,8 +18,10 @@ def compute() -> None:
 @compute.command("create")
 @click.option("-f", "--file", "file", help="YAML spec (name, size, min/max_instances, identity: {...}); options override it")
 @click.option("-n", "--name")
-@click.option("--type", "type_", type=click.Choice(["amlcompute", "local", "ray"]),
-              help="ray: deployments on this compute run on the Ray cluster at --address (docs/ray.md)")
+@click.option("--type", "type_",
+              help="a compute type an engine declares: amlcompute (the default) and local run on the local "
+                   "process pool; ray: deployments on this compute run on the Ray cluster at --address "
+                   "(docs/ray.md); any other is refused naming the valid types")
 @click.option("--size")
 @click.option("--min-instances", type=int,
               help="not type ray: of each deployment on it, min_instances × max_concurrency_per_instance warm "

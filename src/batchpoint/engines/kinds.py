@@ -31,8 +31,8 @@ class EngineCapabilities:
 class EngineKind:
     """Everything Batchpoint knows about one engine.
 
-    ``compute_types``: the compute types (``AmlCompute.type``) that run on it; the ``default`` engine
-    runs every other compute and deployments without one. ``per_compute``: one engine instance per
+    ``compute_types``: the compute types that run on it (what ``AmlCompute.type`` accepts is every
+    engine's, ``registry.compute_types``); the ``default`` engine also runs deployments without a compute. ``per_compute``: one engine instance per
     compute spec (it is bound to the compute: an address, a token); otherwise one per process.
     ``compute_fields``: the compute's own fields it reads; ``settings``: the section of
     :class:`batchpoint.settings.Settings` it reads (``BATCHPOINT_<SECTION>__*``), if any."""
@@ -55,6 +55,7 @@ LOCAL_POOL = EngineKind(
     engine="batchpoint.engines.local_pool:LocalPoolEngine",
     extra=None,
     capabilities=EngineCapabilities(remote_workers=False, remote_parts=False, fenced_workers=True),
+    compute_types=("amlcompute", "local"),
     default=True,
     settings="workers",
 )

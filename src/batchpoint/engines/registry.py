@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 
+from batchpoint import entities
 from batchpoint._internal.plugins import load
 from batchpoint.engines.kinds import EngineKind
 from batchpoint.exceptions import ValidationError
@@ -63,6 +64,15 @@ def engine_kinds() -> list[EngineKind]:
 
 def known_engines() -> list[str]:
     return sorted(_all())
+
+
+def compute_types() -> list[str]:
+    """Every compute type some engine declares, in registration order: the types
+    ``entities.AmlCompute`` accepts."""
+    return list(dict.fromkeys(t for kind in _all().values() for t in kind.compute_types))
+
+
+entities.accept_types("compute", compute_types)
 
 
 def engine_kind(name: str) -> EngineKind:

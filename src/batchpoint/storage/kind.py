@@ -138,6 +138,9 @@ class StorageKind:
     config_fields: tuple[str, ...] = ()
     settings: tuple[str, ...] = ()
     empty_folder_hint: str = ""
+    #: whether a data store may be of this kind (its ``type``: ``entities.Datastore``); False for
+    #: storage read only by URL (plain HTTPS)
+    datastore: bool = True
 
     @property
     def scheme_names(self) -> tuple[str, ...]:

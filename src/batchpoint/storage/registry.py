@@ -78,6 +78,12 @@ def known_kinds() -> list[str]:
     return sorted(_all())
 
 
+def datastore_kinds() -> list[str]:
+    """The kinds a data store may be (``datastore``), in registration order: the types
+    ``entities.Datastore`` accepts."""
+    return [kind.name for kind in _all().values() if kind.datastore]
+
+
 def find_kind(name: str) -> StorageKind | None:
     return _all().get(name)
 

@@ -21,10 +21,16 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from batchpoint import entities
 from batchpoint.exceptions import InputError, UnsafeInputError, UnsupportedInputError
 from batchpoint.storage import registry
 from batchpoint.storage.base import normalize_relpath
 from batchpoint.storage.kind import MalformedUrl, StorageUrl
+
+# A data store's type is a storage kind: ``entities`` (below ``storage``) checks ``Datastore.type``
+# against the registry's names from here, where the server and the SDK both read the kinds
+# (``storage/registry.py`` itself runs in workers too, which import no ``entities``: pydantic).
+entities.accept_types("datastore", registry.datastore_kinds)
 
 MLTABLE_MESSAGE = (
     "MLTable inputs are not supported for batch endpoints; give the folder that holds the files as "

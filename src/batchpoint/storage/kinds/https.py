@@ -52,4 +52,5 @@ KIND = StorageKind(
     identity=IdentityRules(reader="anonymous", location="plain HTTPS"),
     capabilities=Capabilities(lists_folders=False, writable=False),
     settings=("blob_endpoints", "allow_private_hosts"),
+    datastore=False,  # read by URL only: no data store of this kind
 )
