@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# THE test command: bash scripts/test.sh [pytest args...]
+# THE test command: bash scripts/test.sh [pytest args...]   (BATCHPOINT_TEST_PROCESSES: test processes, default 2)
 #
 # On a fresh machine it installs what the tests need (.venv with the package and its test extras,
 # Ray among them; Azurite under .cache/node, PostgreSQL's server from Debian), checks the layers
@@ -44,9 +44,11 @@ components_and_pytest() {
   fi
   say "ready in $((SECONDS - T0)) s (Azurite, Azurite HTTPS, moto, PostgreSQL, Ray head + worker node; loopback-only network namespace); running pytest"
 
-  # --- pytest; its summary line is the last thing printed
+  # --- pytest; its summary line is the last thing printed. Two test processes (pytest-xdist): most
+  # tests wait on servers, workers and components more than they compute. tests/conftest.py keeps a
+  # file's tests in one process and the Ray files together in one; -n 0 after the command runs one.
   set +e
-  .venv/bin/python -m pytest "$@"
+  .venv/bin/python -m pytest -n "${BATCHPOINT_TEST_PROCESSES:-2}" --dist loadgroup "$@"
   rc=$?
   set -e
   cleanup

@@ -23,6 +23,12 @@ import pytest
 
 pytest_plugins = ["fixtures.components", "fixtures.flows", "fixtures.custom_models"]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist sets COLUMNS=80 and LINES=24 in its workers; the servers, CLIs and uv the tests
+    # start would wrap their messages at 80 columns, unlike under a plain pytest run
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
+
 #: The heart data the repository ships (examples/heart): a fresh clone runs the tests with nothing beside it.
 HEART_DIR = Path(__file__).resolve().parents[1] / "examples" / "heart"
 HEART_UNLABELED = HEART_DIR / "data"
@@ -105,6 +111,17 @@ def stop_server(handle: ServerHandle, scan: bool = True) -> None:
         assert not leaks, f"secrets in files the server at {handle.home} wrote:\n" + "\n".join(leaks)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``scripts/test.sh`` runs ``-n 2 --dist loadgroup``): a test file runs
+    whole on one worker (its module fixtures set up once, its fixed container and bucket names
+    used by one process at a time), and all Ray files on one worker, one after another: they
+    share the one test cluster and count its CPUs and actors."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        group = "ray-cluster" if path.startswith("tests/engines/ray_cluster/") else path
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 INDEX_DIR = Path(__file__).resolve().parents[1] / ".cache" / "env-index"
 UV_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "uv"
 
@@ -120,7 +137,9 @@ def local_index() -> Iterator[Any]:
             pytest.skip("the local package index's wheels are not fetched (scripts/test.sh fetches them)")
         pytest.fail(f"{INDEX_DIR}/index.json is missing: run scripts/test.sh, which fetches the wheels the "
                     "environment tests serve (tests/fixtures/local_index_fetch.py)")
-    index = LocalIndex(INDEX_DIR, stable_port(INDEX_DIR)).start()
+    # one index per pytest-xdist worker (gw0, gw1, ...), each on its own stable port
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    index = LocalIndex(INDEX_DIR, stable_port(INDEX_DIR) + worker).start()
     yield index
     index.close()
 

@@ -102,8 +102,10 @@ def test_server_killed_mid_ray_job_resumes_on_ray_without_rescoring(
                 environment_variables={"SIGNAL_DIR": str(traces / "signals"),
                                        "SIDE_EFFECTS": str(traces / "side-effects.txt"), "SLEEP_S": "1.0"}).name
             wait_until(lambda: client.jobs.get(name).progress.mini_batches_completed >= 2, 90, "2 mini-batches done")
-            old_actors = {a["actor_id"] for a in alive_actors(("ALIVE",))} - parked
             old_workers = pids(traces, "init")
+            # this job's actors: those whose process ran the script's init() (another server's actors,
+            # parked or starting, may be alive beside them)
+            old_actors = {a["actor_id"] for a in alive_actors(("ALIVE",)) if a.get("pid") in old_workers} - parked
             assert len(old_actors) == 2 and len(old_workers) == 2, (old_actors, old_workers)
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(timeout=10)
