@@ -48,7 +48,7 @@ components_and_pytest() {
   # tests wait on servers, workers and components more than they compute. tests/conftest.py keeps a
   # file's tests in one process and the Ray files together in one; -n 0 after the command runs one.
   set +e
-  .venv/bin/python -m pytest -n "${BATCHPOINT_TEST_PROCESSES:-2}" --dist loadgroup "$@"
+  .venv/bin/python -m pytest -n "${BATCHPOINT_TEST_PROCESSES:-2}" "$@"
   rc=$?
   set -e
   cleanup

@@ -111,15 +111,24 @@ def stop_server(handle: ServerHandle, scan: bool = True) -> None:
         assert not leaks, f"secrets in files the server at {handle.home} wrote:\n" + "\n".join(leaks)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``scripts/test.sh`` runs ``-n 2 --dist loadgroup``): a test file runs
-    whole on one worker (its module fixtures set up once, its fixed container and bucket names
-    used by one process at a time), and all Ray files on one worker, one after another: they
-    share the one test cluster and count its CPUs and actors."""
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "ray-cluster" if path.startswith("tests/engines/ray_cluster/") else path
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With pytest-xdist (``scripts/test.sh`` runs ``-n 2``): a test file runs whole in one process
+    (its module fixtures set up once, its fixed container and bucket names used by one process at a
+    time), and all Ray files in one process, one after another: they share the one test cluster and
+    count its CPUs and actors. (xdist's own ``loadgroup`` marks do not reach its scheduler under
+    pytest 9, which keeps node ids in ``_id``.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return RAY_FILES if path.startswith(RAY_FILES) else path
+
+    return FileScheduling(config, log)
+
+
+RAY_FILES = "tests/engines/ray_cluster/"
 
 
 INDEX_DIR = Path(__file__).resolve().parents[1] / ".cache" / "env-index"
