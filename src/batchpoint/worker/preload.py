@@ -13,6 +13,11 @@ log = logging.getLogger(__name__)
 
 MODULES = ["pandas", "pyarrow.parquet", "mlflow.pyfunc", "mlflow.sklearn", "sklearn.ensemble",
            "sklearn.pipeline", "sklearn.compose", "sklearn.preprocessing", "sklearn.linear_model",
+           # what a pandas model's first predict() imports (scikit-learn's dataframe checks through
+           # narwhals, pyarrow's pandas bridge): ~15 ms of each forked worker's first mini-batch
+           "narwhals._pandas_like.namespace", "narwhals._pandas_like.dataframe", "narwhals._interchange.dataframe",
+           "narwhals.stable.v2._namespace",
+           "pyarrow.pandas_compat",
            "batchpoint.worker.loop", "batchpoint.scoring.scorers", "batchpoint.storage.registry",
            "batchpoint.storage.local"]
 
