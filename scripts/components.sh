@@ -98,6 +98,8 @@ netns_start() {
   local i ours
   unshare -n sleep 86400 </dev/null >/dev/null 2>&1 &
   BP_NETNS_PID=$!
+  # out of the job table: its end (netns_stop's KILL) prints no "Killed" notice after pytest's summary
+  disown "$BP_NETNS_PID"
   ours=$(readlink /proc/self/ns/net)
   for ((i = 0; i < 100; i++)); do  # until the holder is in a namespace of its own
     [[ "$(readlink "/proc/$BP_NETNS_PID/ns/net" 2>/dev/null)" != "$ours" ]] && break

@@ -101,7 +101,9 @@ def test_server_killed_mid_ray_job_resumes_on_ray_without_rescoring(
                 output_path=f"azureml://datastores/{store}/paths/server-kill",
                 environment_variables={"SIGNAL_DIR": str(traces / "signals"),
                                        "SIDE_EFFECTS": str(traces / "side-effects.txt"), "SLEEP_S": "1.0"}).name
-            wait_until(lambda: client.jobs.get(name).progress.mini_batches_completed >= 2, 90, "2 mini-batches done")
+            # both actors in the job (on a loaded machine one may score 2 files while the other still starts)
+            wait_until(lambda: client.jobs.get(name).progress.mini_batches_completed >= 2
+                       and len(pids(traces, "init")) == 2, 90, "2 mini-batches done and both actors' init() run")
             old_workers = pids(traces, "init")
             # this job's actors: those whose process ran the script's init() (another server's actors,
             # parked or starting, may be alive beside them)
