@@ -32,7 +32,9 @@ Needs root (a network namespace) and Ray (``pip install -c constraints.txt -e '.
 Prints the times (median) and issue 24 §4's targets against their baselines of the same run: the
 warm Ray job's first mini-batch (<= 1 s; the cold one's beside it), Batchpoint on Ray (warm) /
 Batchpoint local pool (>= 0.9) and / Ray Data (>= 3; the cold run's ratios beside them) — and
-checks that every run wrote every row (Batchpoint's Ray and local runs: the same rows). Saves the results to bench/results/ray-<time>.json. Every
+checks that every run wrote every row (Batchpoint's Ray and local runs: the same rows); and what
+the parked actors hold after the warm job (each actor process's RSS and peak, and the RSS of the
+processes below it: a fenced actor's sandbox and scoring process). Saves the results to bench/results/ray-<time>.json. Every
 process it started is stopped by PID, the namespace's holder last. See docs/performance.md.
 """
 
@@ -295,6 +297,50 @@ def free_cluster(cpus: float, timeout: float = 60.0) -> int:
     return len(alive)
 
 
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s processes below it (read from /proc): a fenced actor's scoring process and its sandbox."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children.get(p, [])
+    return found
+
+
+def parked_memory() -> list[dict]:
+    """What each live Batchpoint worker actor holds while parked: its process's RSS and peak (VmRSS,
+    VmHWM) and the RSS of the processes below it (the fenced scoring process), in KiB; all on this
+    machine (the bench's own nodes)."""
+    from ray._private.state import actors
+
+    found = []
+    for a in actors().values():
+        if a.get("ActorClassName") == "RayWorker" and a.get("State") == "ALIVE" and a.get("Pid"):
+            pid = int(a["Pid"])
+            below = _descendants(pid)
+            found.append({"pid": pid, "rss_kib": _status_kib(pid, "VmRSS"), "hwm_kib": _status_kib(pid, "VmHWM"),
+                          "below_rss_kib": sum(_status_kib(p, "VmRSS") for p in below), "below": len(below)})
+    return found
+
+
 def inner(args: argparse.Namespace) -> None:
     from batchpoint import MLClient
 
@@ -312,6 +358,7 @@ def inner(args: argparse.Namespace) -> None:
     say(f"server: {server.url} (pid {server.pid})")
     runs: dict[str, list[dict]] = {"batchpoint_ray": [], "batchpoint_ray_cold": [], "batchpoint_local": [],
                                    "ray_data": [], "ray_warm_up": []}
+    memory: list[list[dict]] = []  # per run: each parked actor's memory after the warm job (parked_memory)
     cluster_cpus = 2.0 * args.node_cpus
     workers = 2  # the deployment's instance_count x max_concurrency_per_instance
     try:
@@ -330,6 +377,11 @@ def inner(args: argparse.Namespace) -> None:
                 runs["batchpoint_local"].append(timed(ml_client, path, bh.DEPLOYMENT))
                 say(f"run {i + 1}: Batchpoint local pool {runs['batchpoint_local'][-1]['seconds']:.2f} s, first "
                     f"mini-batch {runs['batchpoint_local'][-1]['first_mini_batch_s']:.2f} s")
+                held = parked_memory()
+                memory.append(held)
+                say("  parked Ray actors hold: " + ", ".join(
+                    f"{m['rss_kib'] / 1024:.0f} MiB (peak {m['hwm_kib'] / 1024:.0f}) + {m['below_rss_kib'] / 1024:.0f} MiB "
+                    f"in {m['below']} process(es) below it" for m in held))
                 say(f"  freed the cluster: {free_cluster(cluster_cpus)} parked actor(s) killed")
                 wait_dropped(server.url, "heart-bench-ray")
                 runs["ray_data"].append(run_ray_data(model, data, work / "ray-data-out"))
@@ -362,6 +414,7 @@ def inner(args: argparse.Namespace) -> None:
         "ratio_vs_local_pool": median["batchpoint_local"] / median["batchpoint_ray"],
         "cold_ratio_vs_ray_data": median["ray_data"] / median["batchpoint_ray_cold"],
         "cold_ratio_vs_local_pool": median["batchpoint_local"] / median["batchpoint_ray_cold"],
+        "parked_actor_memory_kib": memory,
         "every_row_written": ok, "same_rows_ray_and_local": bh.same_rows(outputs["batchpoint_ray"],
                                                                           outputs["batchpoint_local"]),
     }
