@@ -111,6 +111,10 @@ def stop_server(handle: ServerHandle, scan: bool = True) -> None:
         assert not leaks, f"secrets in files the server at {handle.home} wrote:\n" + "\n".join(leaks)
 
 
+#: the Ray cluster's tests: one unit of work for pytest-xdist (below)
+RAY_FILES = "tests/engines/ray_cluster/"
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With pytest-xdist (``scripts/test.sh`` runs ``-n 2``): a test file runs whole in one process
@@ -126,9 +130,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return RAY_FILES if path.startswith(RAY_FILES) else path
 
     return FileScheduling(config, log)
-
-
-RAY_FILES = "tests/engines/ray_cluster/"
 
 
 INDEX_DIR = Path(__file__).resolve().parents[1] / ".cache" / "env-index"
