@@ -6,6 +6,9 @@ the worker has it read-only)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +164,55 @@ def test_two_local_inputs_keep_one_backend_each(tmp_path: Path, monkeypatch: pyt
         message = worker.batch_message(job, _batch(f"k{i}", ("one", f"{i}.csv"), ("two", f"{i}.csv")))
         assert all(p.is_file() for p in _linked(worker, message))
     assert sorted(opened) == [str(one), str(two)], opened
+
+
+# --- links kept per job, not per mini-batch (issue 24 §3, fenced tiny files) ------------------------
+
+
+def test_links_are_made_at_the_stores_paths_once_per_job_and_leave_the_exchange_at_its_end(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / "d0").mkdir(parents=True)
+    for i in range(6):
+        (store / "d0" / f"f{i}.csv").write_text(f"x\n{i}\n")
+    worker = _exchange_worker(tmp_path)
+    job = _job(tmp_path, input=store)
+    inputs = worker.exchange / "in" / "input"
+    given = []
+    for n in range(3):  # three mini-batches of two files, the second sent again (a retry)
+        message = worker.batch_message(job, _batch(f"k{n}", ("input", f"d0/f{2 * n}.csv"), ("input", f"d0/f{2 * n + 1}.csv")))
+        given += [f["path"] for f in message["files"]]
+        assert worker.done(job, f"k{n}", None) is None
+    again = worker.batch_message(job, _batch("k1", ("input", "d0/f2.csv"), ("input", "d0/f3.csv")))
+    assert [f["path"] for f in again["files"]] == ["d0/f2.csv", "d0/f3.csv"]
+    # the worker is given each file at its path in the store, not in a folder made per mini-batch
+    assert given == [f"d0/f{i}.csv" for i in range(6)]
+    assert sorted(p.name for p in inputs.iterdir()) == ["d0"]
+    assert all((inputs / "d0" / f"f{i}.csv").stat().st_ino == (store / "d0" / f"f{i}.csv").stat().st_ino
+               for i in range(6))
+    worker.end_job(job)  # before the worker may take another job: nothing of this one is in its view
+    assert list((worker.exchange / "in").iterdir()) == []
+    assert not any(p.is_file() for p in worker.exchange.rglob("*"))
+    deadline = time.monotonic() + 10
+    while any(p.name.startswith(".trash-") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the links were moved beside the exchange folder, then removed in the background
+    assert not any(p.name.startswith(".trash-") for p in tmp_path.iterdir())
+    # the next job links again (the folders made for the last one are gone)
+    message = worker.batch_message(job, _batch("k9", ("input", "d0/f5.csv")))
+    assert (worker.exchange / "in" / "input" / message["files"][0]["path"]).is_file()
+
+
+def test_the_sweep_removes_the_links_of_a_worker_whose_server_is_gone(tmp_path: Path) -> None:
+    from batchpoint.engines.warm import _sweep
+
+    root = tmp_path / "warm"
+    (root / ".trash-aaaaaaaaaaaa-1234abcd" / "input").mkdir(parents=True)  # its worker's boot log is gone
+    (root / ".trash-aaaaaaaaaaaa-1234abcd" / "input" / "f.csv").write_text("x\n")
+    (root / ".trash-bbbbbbbbbbbb-5678abcd").mkdir()  # a live worker's (its boot log held): left to it
+    (root / "bbbbbbbbbbbb.log").write_text("")
+    fd = os.open(root / "bbbbbbbbbbbb.log", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        _sweep(root)
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in root.iterdir()) == [".trash-bbbbbbbbbbbb-5678abcd", "bbbbbbbbbbbb.log"]

@@ -28,9 +28,10 @@ file system as the jobs folder), bound read-write at the same path, and nothing 
 ``bi/``         its ``AZUREML_BI_OUTPUT_PATH`` (the same path in every job); moved into the job's
                 ``outputs/score/`` at the job's end
 ``in/``         the mini-batches' files of local stores, hard-linked (a copy across file systems)
-                by the engine as ``in/<input>/<n>/<path in the store>`` when the mini-batch is sent,
-                removed when it is done; bound read-only over the writable folder, so a link cannot
-                be written through. Linked through a descriptor of the file's folder whose real
+                by the engine as ``in/<input>/<path in the store>`` when the mini-batch is sent and
+                kept until the job's end (the job's own files: a new folder per mini-batch, made and
+                removed, cost more than its scoring on tiny files); bound read-only over the writable
+                folder, so a link cannot be written through. Linked through a descriptor of the file's folder whose real
                 path is checked once open (``LocalBackend.open_folder``), regular files only: a
                 folder swapped for a link out of the store mid-job fails the mini-batch instead
 ``work/``, ``tmp/``, ``downloads/``  working directory (``HOME``), ``/tmp``, downloads of remote stores
@@ -56,6 +57,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import shutil
 import socket
 import stat
@@ -89,6 +91,8 @@ FOLDERS = ("parts", "bi", "in", "work", "tmp", "downloads")
 FINGERPRINT_FILES = 5000
 #: how long a parked worker has to answer ``park``
 PARK_TIMEOUT_S = 5.0
+#: the name prefix of a job's input links moved out of an exchange folder at its end (then removed)
+TRASH = ".trash-"
 
 
 def _options(job: EngineJob) -> dict[str, Any]:
@@ -191,8 +195,8 @@ class WarmWorker:
     min_instances: int = 0  # that compute's min_instances (the latest the pool knows)
     per_instance: int = 1  # the deployment's max_concurrency_per_instance
     jobs: int = 0  # jobs it served
-    sent: int = 0  # mini-batches it was sent (names of their input folders)
-    inputs: dict[str, list[Path]] = field(default_factory=dict)  # part key -> its input folders
+    sent: int = 0  # mini-batches it was sent
+    made: set[str] = field(default_factory=set)  # the folders of in/ made for this job's links (one mkdir each)
     backends: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # input -> (its spec, its backend): linking
     refused: dict[str, list[str]] = field(default_factory=dict)  # mini-batch key -> its files not linked, and why
     lock: int | None = None  # an flock on its boot log while this server holds it (stale folders: sweep())
@@ -243,10 +247,10 @@ class WarmWorker:
         if message.get("type") != "batch":
             return message
         self.sent += 1
-        folders: list[Path] = []
         files = []
         opened: dict[str, int] = {}  # a store's folder -> its checked descriptor, for this mini-batch's files
         refused: list[str] = []
+        in_root = str(self.exchange / "in")  # targets as strings: 10,000s of links, pathlib cost more than link(2)
         try:
             for ref in message["files"]:
                 spec = job.sources.get(ref["source"])
@@ -254,18 +258,14 @@ class WarmWorker:
                 if kind != "local":
                     files.append(ref)
                     continue
-                rel = f"{self.sent}/{ref['path'].lstrip('/')}"
-                folder = self.exchange / "in" / ref["source"] / str(self.sent)
-                if folder not in folders:
-                    folders.append(folder)
-                problem = self._link(ref["source"], spec, ref["path"], folder.parent / rel, opened)
+                rel = ref["path"].lstrip("/")
+                problem = self._link(ref["source"], spec, ref["path"], f"{in_root}/{ref['source']}/{rel}", opened)
                 if problem is not None:
                     refused.append(f"input '{ref['source']}', file '{ref['path']}': {problem}")
                 files.append({"source": ref["source"], "path": rel})
         finally:
             for fd in opened.values():
                 os.close(fd)
-        self.inputs.setdefault(message["key"], []).extend(folders)
         if refused:
             self.refused[message["key"]] = refused
         sources = message.get("sources")
@@ -282,7 +282,7 @@ class WarmWorker:
         self.backends[name] = (spec, backend)
         return backend
 
-    def _link(self, name: str, spec: Any, path: str, target: Path, opened: dict[str, int]) -> str | None:
+    def _link(self, name: str, spec: Any, path: str, target: str, opened: dict[str, int]) -> str | None:
         """Hard-link the file ``path`` of input ``name``'s store to ``target`` (a copy when it cannot
         be linked); nothing when it is not there (the worker then reports it as missing, an input
         failure). The link is made through a descriptor of the file's folder whose real path was
@@ -322,32 +322,31 @@ class WarmWorker:
             if not stat.S_ISLNK(st.st_mode):
                 break
             source = os.path.realpath(source)
-        link_regular_file(fd, base, target)  # a regular file only, never through a link
+        link_regular_file(fd, base, target, made=self.made)  # a regular file only, never through a link
         return None
 
-    def _inside_in(self, target: Path) -> bool:
+    def _inside_in(self, target: str | Path) -> bool:
         """Whether ``target`` resolves inside ``in/``: its folder resolved once (the last one asked
         is remembered), the name then added (a ``..`` or ``.`` name is resolved whole)."""
         if self.resolved_in is None:
             self.resolved_in = ((self.exchange / "in").resolve(), {})
         root, folders = self.resolved_in
-        if target.name in ("", ".", ".."):
-            return target.resolve().is_relative_to(root)
-        folder = str(target.parent)
+        folder, name = os.path.split(os.fspath(target))
+        if name in ("", ".", ".."):
+            return Path(target).resolve().is_relative_to(root)
         inside = folders.get(folder)
         if inside is None:
-            inside = (target.parent.resolve() / target.name).is_relative_to(root)
+            inside = (Path(folder).resolve() / name).is_relative_to(root)
             self.resolved_in = (root, {folder: inside})
         return inside
 
     def done(self, job: EngineJob, key: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The mini-batch ``key`` is done: its input links go, its part moves into the job's
-        ``parts/`` before it counts; the error of a move that failed. Not synced here: the job's
+        """The mini-batch ``key`` is done: its part moves into the job's ``parts/`` before it
+        counts; the error of a move that failed (its input links stay until the job's end, when
+        :meth:`end_job` empties ``in/``). Not synced here: the job's
         group commit (``jobs/progress.py``, ``outputs/parts.py sync_parts``) syncs the group's parts
         and ``parts/`` itself before it writes their done records, as for every other worker's part
         (a sync per mini-batch here held the engine's loop for a disk flush each)."""
-        for folder in self.inputs.pop(key, []):
-            shutil.rmtree(folder, ignore_errors=True)
         refused = self.refused.pop(key, None)
         if refused:  # files the server would not link: the mini-batch fails, saying why (not "missing")
             for part in list(self.parts.iterdir()):
@@ -379,9 +378,21 @@ class WarmWorker:
                         os.rename(path, dest)
                     except OSError:
                         shutil.copyfile(path, dest)
-        self.inputs.clear()
+        self.made.clear()
+        self.resolved_in = None
         self.backends = {}
         self.refused.clear()
+        inputs = self.exchange / "in"
+        for child in list(inputs.iterdir()) if inputs.is_dir() else []:
+            # the job's links (10,000s on a job of tiny files: ~7 µs each to unlink) leave the worker's
+            # view at once, moved beside the exchange folder (never bound into a sandbox), and are
+            # removed in the background: the job's end does not wait for them
+            trash = self.exchange.parent / f"{TRASH}{self.id}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(child, trash)
+            except OSError:
+                continue  # emptied below
+            _discard(trash)
         for name in FOLDERS:
             _empty(self.exchange / name)
         for child in self.exchange.iterdir():  # anything else the worker made there
@@ -415,8 +426,29 @@ class WarmWorker:
             self.lock = None
 
 
+_trash: queue.SimpleQueue[Path] = queue.SimpleQueue()
+_trash_thread: threading.Thread | None = None
+_trash_lock = threading.Lock()
+
+
+def _discard(folder: Path) -> None:
+    """Remove ``folder`` (a job's input links moved out of an exchange folder) in the background."""
+    global _trash_thread
+    _trash.put(folder)
+    with _trash_lock:
+        if _trash_thread is None or not _trash_thread.is_alive():
+            _trash_thread = threading.Thread(target=_empty_trash, name="batchpoint-warm-trash", daemon=True)
+            _trash_thread.start()
+
+
+def _empty_trash() -> None:
+    while True:
+        shutil.rmtree(_trash.get(), ignore_errors=True)
+
+
 def _sweep(root: Path) -> None:
-    """Remove the exchange folders no live server holds (a server that was killed left them)."""
+    """Remove the exchange folders no live server holds (a server that was killed left them), and
+    the input links moved out of them that a server stopped before removing."""
     for boot_log in root.glob("*.log") if root.is_dir() else []:
         try:
             fd = os.open(boot_log, os.O_RDONLY)
@@ -431,6 +463,10 @@ def _sweep(root: Path) -> None:
         boot_log.unlink(missing_ok=True)
         os.close(fd)
         log.info("removed the exchange folder %s of a warm worker of a server that is gone", root / boot_log.stem)
+    for trash in root.glob(f"{TRASH}*") if root.is_dir() else []:
+        worker_id = trash.name[len(TRASH):].rsplit("-", 1)[0]
+        if not (root / f"{worker_id}.log").exists():  # its worker is gone (its server stopped or was killed)
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 class WarmPool:

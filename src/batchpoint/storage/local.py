@@ -86,19 +86,24 @@ def _relpath(root: str, path: str) -> str:
     return literal if os.path.lexists(os.path.join(root, literal)) else rel
 
 
-def link_regular_file(folder_fd: int, name: str, target: Path) -> bool:
+def link_regular_file(folder_fd: int, name: str, target: str | Path, made: set[str] | None = None) -> bool:
     """Hard-link the regular file ``name`` of the folder open as ``folder_fd`` (a descriptor from
     :meth:`LocalBackend.open_folder`) to ``target``, never following a link; across file systems a
     copy of it, opened ``O_NOFOLLOW``. Whether ``target`` now holds that file: a name that is not a
     regular file, or one swapped for a link between the check and the link, is not given (the warm
-    workers' and warm Ray actors' inputs: ``engines/warm.py``, ``worker/ray_actor.py``)."""
+    workers' and warm Ray actors' inputs: ``engines/warm.py``, ``worker/ray_actor.py``). ``made``:
+    the target folders already made (the caller's, kept across calls: one ``mkdir`` per folder)."""
     try:
         st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
     except OSError:
         return False
     if not stat.S_ISREG(st.st_mode):
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.path.dirname(os.fspath(target))
+    if made is None or folder not in made:
+        os.makedirs(folder, exist_ok=True)
+        if made is not None:
+            made.add(folder)
     try:
         os.link(name, target, src_dir_fd=folder_fd, follow_symlinks=False)
     except FileExistsError:
@@ -118,7 +123,7 @@ def link_regular_file(folder_fd: int, name: str, target: Path) -> bool:
         linked = os.lstat(target)
         if stat.S_ISREG(linked.st_mode) and linked.st_ino == st.st_ino:
             return True
-        target.unlink()
+        os.unlink(target)
     except OSError:
         pass
     return False
