@@ -442,8 +442,20 @@ def _discard(folder: Path) -> None:
 
 
 def _empty_trash() -> None:
+    """Remove what :func:`_discard` queued: with ``rm -rf`` at a lower priority, a process of its
+    own (20,000 unlinks in this thread competed for the server's GIL with the next job's engine
+    loop), else ``shutil.rmtree``."""
+    rm, nice = shutil.which("rm"), shutil.which("nice")
+    argv = ([nice, "-n", "10"] if nice else []) + [rm, "-rf", "--"] if rm else None
     while True:
-        shutil.rmtree(_trash.get(), ignore_errors=True)
+        folder = _trash.get()
+        if argv is not None:
+            try:
+                subprocess.run([*argv, str(folder)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=False, timeout=600)
+            except (OSError, subprocess.SubprocessError):
+                pass
+        shutil.rmtree(folder, ignore_errors=True)  # what is left, or all of it without rm
 
 
 def _sweep(root: Path) -> None:
