@@ -39,7 +39,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from bench_heart import RESULTS, DATA_ROOT, Server, cpu_seconds, forkserver_of, say, vm_hwm_kb
+from bench_heart import RESULTS, DATA_ROOT, Server, cpu_seconds, descendants, forkserver_of, say, vm_hwm_kb
 
 ENDPOINT = "overhead-bench"
 #: issue 24's targets: framework overhead per mini-batch, and throughput against the hand-written pool
@@ -140,13 +140,23 @@ def invoke(ml_client, path: str, kind: str = "uri_folder") -> dict:
             "listing_done_s": job.listing_completed_at.timestamp() - created}
 
 
+def below_cpu(server_pid: int) -> dict[int, float]:
+    """CPU seconds (their own and their waited-for children's) of each process below the server:
+    the fenced workers (warm, kept across jobs: their sandboxes and scoring processes)."""
+    return {pid: sum(cpu_seconds(pid)) for pid in descendants(server_pid)}
+
+
 def run_batchpoint(ml_client, server: Server, data: Path) -> dict:
     forkserver = forkserver_of(server.pid)
     s0, f0 = cpu_seconds(server.pid)[0], cpu_seconds(forkserver)[1] if forkserver else 0.0
+    below0 = below_cpu(server.pid) if not forkserver else {}
     point = invoke(ml_client, f"azureml://datastores/overheaddata/paths/{data.name}")
     time.sleep(0.3)  # the forkserver reaps the workers, so their CPU is counted
     point["server_cpu_s"] = cpu_seconds(server.pid)[0] - s0
-    point["workers_cpu_s"] = (cpu_seconds(forkserver)[1] - f0) if forkserver else None
+    if forkserver:
+        point["workers_cpu_s"] = cpu_seconds(forkserver)[1] - f0
+    else:  # fenced: the processes below the server, before and after (a process gone meanwhile is missed)
+        point["workers_cpu_s"] = sum(cpu - below0.get(pid, 0.0) for pid, cpu in below_cpu(server.pid).items())
     return point
 
 
