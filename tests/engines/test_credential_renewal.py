@@ -7,6 +7,7 @@ import threading
 from batchpoint.engines.local_pool import LocalPoolEngine
 from batchpoint.engines.planning import EngineJob, FileRef, MiniBatch, RetryPolicy
 from batchpoint.storage.base import StorageSpec
+from fixtures.parts import outcome_text
 
 SCRIPT = '''
 def init():
@@ -42,8 +43,7 @@ def test_workers_switch_to_renewed_sources(tmp_path):
     outcomes = []
     LocalPoolEngine().run(job, batches, outcomes.append, threading.Event(), credentials=credentials)
     assert all(o.ok for o in outcomes) and len(outcomes) == 6
-    seen = {p.name: p.read_text() for p in (tmp_path / "parts").glob("*.csv")}
-    by_index = {int(name.split("-")[0]): text for name, text in seen.items()}
+    by_index = {o.batch.index: outcome_text(tmp_path / "parts", o) for o in outcomes}
     assert "v1" in by_index[0] and all("v2" in by_index[i] for i in range(1, 6))
 
 

@@ -31,6 +31,8 @@ from conftest import (
     HEART_UNLABELED, INDEX_DIR, ServerHandle, deploy_heart, index_env, start_server, stop_server, wait_job,
 )
 from batchpoint import Datastore, Input, MLClient
+from batchpoint.jobs.assembly import finished_parts
+from batchpoint.jobs.folder import JobFolder
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -155,8 +157,9 @@ def test_a_full_job_folder_fails_the_job_naming_the_path(disks: SmallDisks, tmp_
         assert job.failures == [] and job.progress.files_failed == 0  # nothing charged to error_threshold
         left = [p.name for p in job_dir.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".tmp")]
         assert left == [], left
-        kept = sorted(p.name for p in (job_dir / "parts").glob("*.csv"))
+        kept = finished_parts(JobFolder.local(disks.jobs, name))  # what the done log names, whole
         assert len(kept) == job.progress.mini_batches_completed > 0  # finished mini-batches are kept
+        assert all(str(p).startswith(f"{job_dir}/parts/") for p in kept), kept
     finally:
         ballast.unlink()
 

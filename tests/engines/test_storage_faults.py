@@ -84,7 +84,10 @@ def test_fetch_errors_are_input_or_platform_never_user(tmp_path: Path, http_stor
     by_file = {o.batch.files[0].path: o for o in outcomes}
     assert set(by_file) == {"ok.txt", "flaky.txt", "gone.txt"} and len(outcomes) == 3
     assert by_file["ok.txt"].ok and by_file["flaky.txt"].ok  # the transient fault was retried, not reported
-    assert (tmp_path / "parts" / f"{by_file['flaky.txt'].batch.key}.csv").read_text() == "content of flaky.txt\n"
+    segment, offset, length = by_file["flaky.txt"].segment  # appended to its worker's segment of the job
+    with open(tmp_path / "parts" / segment, "rb") as part:
+        part.seek(offset)
+        assert part.read(length) == b"content of flaky.txt\n"
     assert _Handler.hits["flaky.txt"] == FLAKY_FAILURES + 1
     gone = by_file["gone.txt"].error
     assert gone["kind"] == "input" and gone["type"] == "StorageNotFoundError", gone

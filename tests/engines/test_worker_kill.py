@@ -4,6 +4,7 @@ every input row once, the model's predictions, in listing order — and leaves n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,8 @@ def test_a_worker_killed_mid_mini_batch_gives_a_clean_runs_output(
     assert traces_of(traces, "start").count("a-heart-unlabeled-1.csv") == 2  # killed once, scored once more
     # the killed worker's temporary folder (kept in the job folder, never in /tmp) is gone too
     assert (folder / "parts").is_dir() and not (folder / "tmp").exists()
+    # the rows are in the workers' segments (one per worker process: the replacement has its own)
+    entries = [json.loads(line) for line in (folder / "done.jsonl").read_text().splitlines()]
+    assert len(entries) == 4 and all(set(e["segments"]) == set(e["parts"]) for e in entries), entries
+    (retried,) = [e for e in entries if e["index"] == 1]  # a-heart-unlabeled-1.csv (1 file a mini-batch)
+    assert all(f"-{victim}-" not in s[0] for s in retried["segments"].values()), retried  # not the killed one's

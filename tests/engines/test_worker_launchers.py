@@ -19,7 +19,8 @@ from batchpoint.engines.local_pool import LocalPoolEngine
 from batchpoint.engines.planning import EngineJob, FileRef, MiniBatch, RetryPolicy
 from batchpoint.exceptions import PlatformError
 from batchpoint.storage.base import StorageSpec
-from batchpoint.worker.protocol import ProtocolError
+from batchpoint.worker.protocol import PROTOCOL_VERSION, ProtocolError
+from fixtures.parts import outcome_text
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,7 +59,7 @@ def test_worker_entry_point_imports_no_server_side_module() -> None:
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["server_side_modules"] == [] and report["protocol_version"] == 1
+    assert report["server_side_modules"] == [] and report["protocol_version"] == 2
 
 
 def _job(tmp_path: Path, name: str) -> tuple[EngineJob, list[MiniBatch]]:
@@ -87,7 +88,8 @@ def _run(launcher, tmp_path: Path, name: str) -> tuple[list[tuple], dict[str, st
     LocalPoolEngine(launcher).run(job, iter(batches), outcomes.append, threading.Event())
     summary = sorted((o.batch.key, o.rows, (o.error or {}).get("type"), (o.error or {}).get("kind"))
                      for o in outcomes)
-    parts = {p.name: p.read_text() for p in sorted(Path(job.parts_dir).glob("*"))}
+    parts = {f"{o.batch.key}.csv": outcome_text(job.parts_dir, o) for o in outcomes if o.ok}  # each piece's rows
+    assert not any(p.name.endswith(".tmp") for p in Path(job.parts_dir).iterdir())
     reports = [json.loads(p.read_text()) for p in sorted((tmp_path / f"reports-{name}").iterdir())]
     return summary, parts, reports
 
@@ -124,7 +126,7 @@ def test_a_worker_of_another_protocol_version_is_refused(tmp_path: Path) -> None
     with pytest.raises(ProtocolError) as raised:
         LocalPoolEngine(SubprocessLauncher(str(fake))).run(job, iter(batches), lambda o: None, threading.Event())
     message = str(raised.value)
-    assert "version 99" in message and "speaks version 1" in message and "slot 0" in message, message
+    assert "version 99" in message and f"speaks version {PROTOCOL_VERSION}" in message and "slot 0" in message, message
     assert os.path.isdir(job.logs_dir)
 
 

@@ -24,27 +24,28 @@ def test_every_message_round_trips_as_plain_json() -> None:
         protocol.ready(2, 0.25),
         protocol.init_failed({"type": "RuntimeError", "message": "m", "where": None, "kind": "user"}),
         protocol.done("00000003-0001", 10, None),
+        protocol.done("00000003-0002", 10, None, segment={"file": "seg-0-12-ab12cd34.csv", "offset": 40, "length": 9}),
         protocol.done("00000003-0001", 0, {"type": "OSError", "message": "full", "where": None, "kind": "platform"}),
     ]
     for message in messages:
         data = protocol.encode(message)
-        assert json.loads(data)["v"] == protocol.PROTOCOL_VERSION == 1
+        assert json.loads(data)["v"] == protocol.PROTOCOL_VERSION == 2
         assert protocol.decode(data) == message
     start = protocol.decode(protocol.encode(messages[0]))
     assert protocol.spec_from_dict(start["job"]["sources"]["in"]) == spec
 
 
 def test_another_version_is_refused_naming_both() -> None:
-    data = json.dumps({"v": 2, "type": "ready", "worker": 0, "init_seconds": 0}).encode()
-    with pytest.raises(protocol.ProtocolError, match=r"version 2, this side speaks version 1.*same Batchpoint"):
+    data = json.dumps({"v": 1, "type": "ready", "worker": 0, "init_seconds": 0}).encode()
+    with pytest.raises(protocol.ProtocolError, match=r"version 1, this side speaks version 2.*same Batchpoint"):
         protocol.decode(data, peer="worker of slot 0")
 
 
 @pytest.mark.parametrize(("data", "match"), [
     (b"\x80\x04pickled", "not JSON"),
     (b"[1, 2]", "not a JSON object"),
-    (json.dumps({"v": 1, "type": "launch"}).encode(), "unknown type 'launch'"),
-    (json.dumps({"v": 1, "type": "done", "key": "k"}).encode(), "lacks rows, error"),
+    (json.dumps({"v": protocol.PROTOCOL_VERSION, "type": "launch"}).encode(), "unknown type 'launch'"),
+    (json.dumps({"v": protocol.PROTOCOL_VERSION, "type": "done", "key": "k"}).encode(), "lacks rows, error"),
 ])
 def test_bad_messages_are_refused(data: bytes, match: str) -> None:
     with pytest.raises(protocol.ProtocolError, match=match):

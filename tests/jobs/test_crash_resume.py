@@ -100,6 +100,11 @@ def test_job_resumes_after_the_server_is_killed(tmp_path: Path, heart_model_dir:
             assert [Path(e["file"]).name for e in errors] == [FAILING], errors  # once, though its piece failed twice
             assert predictions_of(by_name["predictions.csv"], sep=" ") == [r for r in expected_rows(heart_model_dir) if r[2] != FAILING]
         assert "resumed" in second.log(), second.log()[-3000:]
+        # both mini-batches' rows were read back from workers' segments (the first server's and the
+        # resuming one's: a worker of the resumed job appends to a segment of its own, never the old one)
+        entries = [json.loads(line) for line in (home / "jobs" / job.name / "done.jsonl").read_text().splitlines()]
+        segments = {e["index"]: {s[0] for s in e.get("segments", {}).values()} for e in entries}
+        assert sorted(segments) == [0, 1] and all(segments.values()) and not segments[0] & segments[1], entries
         # the finished (split) mini-batch is not scored again; only the one in flight at the kill is
         scored = attempts.read_text().split()
         assert scored.count(FAILING) == 2, scored  # the mini-batch, then its single-file piece

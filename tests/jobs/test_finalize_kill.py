@@ -11,10 +11,13 @@ import socket
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from batchpoint import BatchDeployment, BatchEndpoint, CodeConfiguration, Datastore, Input, MLClient, Model
+from batchpoint.jobs.assembly import finished_parts
+from batchpoint.jobs.folder import JobFolder
 from conftest import start_server, stop_server
 
 pytestmark = pytest.mark.timeout(240)
@@ -95,11 +98,16 @@ def test_a_half_written_output_left_by_a_kill_in_finalizing_is_removed_on_resume
             assert "Crashed" in history and history[-1] == "Completed", history
         assert _temporaries(results) == [], os.listdir(results)  # the half-written file is gone
         predictions = results / "predictions.csv"
-        parts = sorted((home / "jobs" / name / "parts").glob("*.csv"))
-        assert len(parts) == FILES and predictions.stat().st_size == sum(p.stat().st_size for p in parts)
+        parts = finished_parts(JobFolder.local(home / "jobs", name))  # ranges of the workers' segments
+        assert len(parts) == FILES and predictions.stat().st_size == sum(len(_read(p)) for p in parts)
         assert Counter(scored.read_text().split()) == Counter({f"f-{i:02d}.csv": 1 for i in range(FILES)})
     finally:
         if second is not None:
             stop_server(second)
         if first.proc.poll() is None:
             first.proc.kill()
+
+
+def _read(part: Any) -> bytes:
+    with part.open("rb") as f:
+        return f.read()

@@ -53,6 +53,7 @@ from batchpoint.engines.policy import FailureKind, WorkerInitError, death_in_run
 from batchpoint.engines.scheduler import Event, Scheduler, Worker, WorkerTransport, log_name, log_path
 from batchpoint.engines import warm
 from batchpoint.engines.warm import POOL, WarmWorker
+from batchpoint.outputs.base import is_segment_name
 from batchpoint.worker import protocol
 from batchpoint.worker.protocol import scratch_root
 
@@ -161,6 +162,19 @@ def warm_up(isolation: dict[str, Any] | None = None) -> None:
                  float(options.get("warm_idle_s") or 0))
 
 
+def _bad_segment(segment: Any, suffix: str) -> str | None:
+    """What is wrong with a ``done`` reply's ``segment`` (None: a segment name of this job's
+    ``parts/``, a non-negative offset and length)."""
+    if not isinstance(segment, dict):
+        return f"a segment that is not an object ({type(segment).__name__})"
+    name, offset, length = segment.get("file"), segment.get("offset"), segment.get("length")
+    if not isinstance(name, str) or not is_segment_name(name, suffix):
+        return f"the segment {name!r}, which is not a segment's file name (seg-<worker>-<pid>-<random>{suffix})"
+    if type(offset) is not int or type(length) is not int or offset < 0 or length < 0:
+        return f"the byte range {offset!r}+{length!r} of segment {name}, which is not two non-negative integers"
+    return None
+
+
 class LocalPoolEngine(Engine):
     name = "local"
 
@@ -234,7 +248,7 @@ class _PipeTransport(WorkerTransport):
             name=job.name, worker_id=slot, scorer=job.scorer, sources=sources, parts_dir=job.parts_dir,
             logs_dir=job.logs_dir, output_action=job.output_action, logging_level=job.logging_level,
             environment=job.environment, server_pid=os.getpid(),  # the worker ends itself when this process dies
-            state_file=str(state_file))
+            state_file=str(state_file), segments=True)  # one part file per worker (outputs/base.py Segment)
         config.update(self.launcher.worker_config(job, slot))  # its own folders (and sandbox: no server pid)
         self._send(handle, protocol.start(config))
         return handle
@@ -269,6 +283,12 @@ class _PipeTransport(WorkerTransport):
 
     def outcome(self, w: Worker, batch: MiniBatch, reply: Event) -> tuple[int, dict[str, Any] | None, int]:
         rows, error, missing = super().outcome(w, batch, reply)
+        if error is None and reply.get("segment") is not None:
+            problem = _bad_segment(reply["segment"], self.job.writer().part_suffix)
+            if problem is not None:  # never a path the server would sync or read: the mini-batch fails
+                return 0, {"type": "ProtocolError", "where": None, "traceback": "", "kind": "platform",
+                           "message": f"the worker's reply for mini-batch {batch.key} names {problem}; install the "
+                                      "same Batchpoint version in the server's and the worker's environments"}, 0
         if w.handle.warm is not None:  # its part moves into the job's parts/ before it counts as done
             moved = w.handle.warm.done(self.job, batch.key, error)
             if moved is not None:
@@ -405,5 +425,7 @@ class _PipeTransport(WorkerTransport):
         # what the workers downloaded, also a killed worker's (its own clean-up never ran)
         shutil.rmtree(scratch_root(self.job.parts_dir), ignore_errors=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
-        for tmp in Path(self.job.parts_dir).glob(".*.tmp"):  # a part a killed worker was writing
+        # a part a killed worker was writing (a writer that cannot append writes a part per mini-batch);
+        # a killed worker's segment stays: the ranges the done log names are read, its torn tail never
+        for tmp in Path(self.job.parts_dir).glob(".*.tmp"):
             tmp.unlink(missing_ok=True)

@@ -65,6 +65,9 @@ class MiniBatchOutcome:
     #: a success whose ``run()`` returned fewer results than the mini-batch has files: how many files
     #: are missing (Azure counts them as failed against ``error_threshold``; policy.py)
     missing: int = 0
+    #: a success whose rows a worker appended to its segment (the local pool, ``outputs/base.py``
+    #: ``Segment``): ``(segment file in parts/, offset, length)``; None: a part file of its own
+    segment: tuple[str, int, int] | None = None
 
     @property
     def ok(self) -> bool:

@@ -198,14 +198,17 @@ class FailurePolicy:
 
     def settle(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float,
                on_outcome: Callable[[MiniBatchOutcome], None],
-               note: Callable[[str], None], missing: int = 0) -> list[tuple[float, MiniBatch]]:
+               note: Callable[[str], None], missing: int = 0,
+               segment: tuple[str, int, int] | None = None) -> list[tuple[float, MiniBatch]]:
         """Carry out what a mini-batch's end leads to, the same way in every engine: report a success
         or a final failure through ``on_outcome``; raise the job's error (FAIL_JOB); note a platform
         retry with ``note`` (a line in the worker's log). Returns the mini-batches to put back, each
         with the monotonic time before which it must not start (empty when none). ``missing``: the
-        files a success's ``run()`` returned no result for (charged, not retried)."""
+        files a success's ``run()`` returned no result for (charged, not retried); ``segment``: where a
+        success's rows are in its worker's segment (``MiniBatchOutcome.segment``)."""
         if error is None:
-            on_outcome(MiniBatchOutcome(batch, rows=rows, seconds=seconds, missing=min(missing, len(batch.files))))
+            on_outcome(MiniBatchOutcome(batch, rows=rows, seconds=seconds, missing=min(missing, len(batch.files)),
+                                        segment=segment))
             return []
         error = self.classify(batch, error)
         decision = self.on_failure(batch, error)

@@ -16,6 +16,7 @@ What differs between engines is only how a worker is reached — the transport:
 ``send(w, message)``      feed the protocol's ``batch`` message (a pipe; Ray: ``actor.run.remote``)
 ``poll(workers, t)``      wait at most ``t`` s; yield ``(worker, event)`` for what came back (below)
 ``outcome(w, b, reply)``  a ``done`` reply as ``(rows, error, missing)`` (Ray: stores the part it carries)
+``segment(reply)``        where a success's rows are in its worker's segment, or None (the local pool)
 ``gone(w)``               the error of a worker that is gone without an event (a dead process), or None
 ``kill(w)``               end the worker now (a timeout, a loss); its exit code when known
 ``sample(workers)``       called on every turn of the loop (the local pool samples memory)
@@ -118,6 +119,12 @@ class WorkerTransport(abc.ABC):
     def outcome(self, w: Worker, batch: MiniBatch, reply: Event) -> tuple[int, dict[str, Any] | None, int]:
         """A ``done`` reply for ``batch`` as (rows, error or None, files missing from run()'s result)."""
         return reply["rows"], reply["error"], int(reply.get("missing") or 0)
+
+    def segment(self, reply: Event) -> tuple[str, int, int] | None:
+        """Where a successful ``done`` reply's rows are in its worker's segment (``file``, ``offset``,
+        ``length``; checked by :meth:`outcome`), or None: a part file of its own (no ``segment``)."""
+        found = reply.get("segment")
+        return None if found is None else (found["file"], int(found["offset"]), int(found["length"]))
 
     def gone(self, w: Worker) -> dict[str, Any] | None:
         """The error of ``w`` when it is gone without having said so (None: not gone, or not known)."""
@@ -257,7 +264,8 @@ class Scheduler:
                 w.started, w.deadline = now, now + self.job.policy.timeout_s
             if batch is not None:
                 rows, error, missing = self.transport.outcome(w, batch, event)
-                self._finish(batch, rows, error, seconds, w.slot, missing)
+                self._finish(batch, rows, error, seconds, w.slot, missing,
+                             self.transport.segment(event) if error is None else None)
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
@@ -305,11 +313,11 @@ class Scheduler:
             self._finish(batch, 0, error, seconds, w.slot)
 
     def _finish(self, batch: MiniBatch, rows: int, error: dict[str, Any] | None, seconds: float, slot: int,
-                missing: int = 0) -> None:
+                missing: int = 0, segment: tuple[str, int, int] | None = None) -> None:
         if error is not None and error.get("type") == "WorkerDied":
             self._note(slot, f"mini-batch {batch.key} (attempt {batch.attempt}): {error['message']}")
         self.work.put_back(self.policy.settle(batch, rows, error, seconds, self.on_outcome,
-                                              lambda text: self._note(slot, text), missing))
+                                              lambda text: self._note(slot, text), missing, segment))
 
     # -- logs -----------------------------------------------------------------------------------
     def append_log(self, slot: int, text: str) -> None:

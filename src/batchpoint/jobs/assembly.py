@@ -7,11 +7,14 @@ holds what is the same for every writer: which parts, from which jobs, where the
 retries, and what a failure says.
 
 A mini-batch counts as done only when its result is durable: the worker writes its part to a
-temporary name and renames it (``outputs/base.py``) before it reports success, and the server's
-group commit (``jobs/progress.py``) syncs the part to disk and then appends the mini-batch to
+temporary name and renames it, or (the local pool) appends it to its segment, one part file per
+worker per job (``outputs/base.py``), before it reports success, and the server's group commit
+(``jobs/progress.py``) syncs the part (or segment) to disk and then appends the mini-batch to
 ``done.jsonl`` (fsynced), naming the keys of its parts (``"parts": ["00000007-0000"]``, or the
-succeeding pieces of a split one). Assembly reads *only* the done log (:func:`finished_parts`): a
-part file on disk that the log does not name is from an attempt that was superseded — the whole
+succeeding pieces of a split one) and, for appended ones, where they are (``"segments":
+{"00000007-0000": ["seg-0-4242-1f2e3d4c.csv", 1024, 96]}``: file, offset, length). Assembly
+reads *only* the done log (:func:`finished_parts`): a part file (or bytes of a segment) on disk
+that the log does not name is from an attempt that was superseded — the whole
 mini-batch whose worker timed out after writing it and that was then split into pieces, a
 mini-batch rescored after the server died before recording it — and is never assembled. Order: by
 mini-batch index, then part key (pieces in file order), so two runs of one job over the same files
@@ -49,7 +52,7 @@ from batchpoint.jobs.states import JobStatus
 from batchpoint.outputs import OutputWriter, writer_for
 from batchpoint.outputs import parts as _parts
 from batchpoint.outputs.parts import (  # noqa: F401 - their names here too, for older imports
-    FETCH_AHEAD, PARTS_SOURCE, RemotePart, StagedParts, part_streams, remote_writes, staging_prefix,
+    FETCH_AHEAD, PARTS_SOURCE, RemotePart, SegmentPart, StagedParts, part_streams, remote_writes, staging_prefix,
 )
 from batchpoint.storage.registry import open_backend
 from batchpoint.store.tables import JobRow
@@ -80,9 +83,10 @@ def staged_parts(ws: WorkspaceService, job: JobRow) -> StagedParts | None:
 
 
 def finished_parts(folder: JobFolder, staged: StagedParts | None = None,
-                   writer: OutputWriter | None = None) -> list[Path | RemotePart]:
-    """The parts of the job's finished mini-batches, as its done log names them, in order: the job
-    folder's file of each key, or (``staged``, when it has none) the output store's."""
+                   writer: OutputWriter | None = None) -> list[Path | RemotePart | SegmentPart]:
+    """The parts of the job's finished mini-batches, as its done log names them, in order: the byte
+    range of a worker's segment the entry names for a key, else the job folder's file of the key,
+    or (``staged``, when it has none) the output store's."""
     return _parts.finished_parts(JsonLines(folder.backend, folder.DONE).entries(), folder.parts_dir,
                                  writer or writer_for(None), staged)
 
@@ -100,7 +104,7 @@ def merge_chain(ws: WorkspaceService, job: JobRow) -> list[JobRow]:
     return chain[::-1]
 
 
-def output_parts(ws: WorkspaceService, job: JobRow) -> list[Path | RemotePart]:
+def output_parts(ws: WorkspaceService, job: JobRow) -> list[Path | RemotePart | SegmentPart]:
     return [part for row in merge_chain(ws, job)
             for part in finished_parts(JobFolder.local(ws.settings.jobs_dir, row.name), staged_parts(ws, row),
                                        job_writer(row))]

@@ -9,9 +9,10 @@ read or was gone), ``TimeoutError`` (``retry_settings.timeout`` passed).
 
 What each outcome leads to, in this order: its failures (one row per failed file, only for
 failures, written at once); then, grouped (a group commit): the parts of the group synced to disk
-(the workers write them without an fsync), the manifest synced, the group's resume records
-appended to ``done.jsonl`` and synced, and their counters and progress events written to the
-metadata store in one transaction (still one progress event per outcome, each with the counters
+(the workers write them without an fsync; on the local pool each worker appends its mini-batches
+to one segment file per job, synced once per group however many of its pieces the group holds),
+the manifest synced, the group's resume records appended to ``done.jsonl`` and synced, and their
+counters and progress events written to the metadata store in one transaction (still one progress event per outcome, each with the counters
 right after it). So a mini-batch is recorded as finished only once its part is durable, and shown
 as finished only once its record is. Groups are written by a thread of their own every
 :data:`FLUSH_INTERVAL_S` (at once after a failure), so the engine never waits on the disk or the
@@ -55,6 +56,7 @@ class _Pending:
     deltas: dict[str, int]
     done: dict[str, Any] | None = None
     part: str | None = None  # the part it wrote (synced before its done entry is written)
+    segment: str | None = None  # or the segment it appended the part to (the file synced instead)
     logged: bool = False  # its done entry is on disk; only the counters are left to write
 
 
@@ -99,8 +101,9 @@ class Progress:
         charged = outcome.error is not None and FailureKind.of(outcome.error).charged
         deltas = {"files_completed": files_ok, "files_failed": len(b.files) if charged else missing,
                   "rows": outcome.rows}
+        segment = None if outcome.error else outcome.segment
         finished, totals = self._batch_finished(b, failed=bool(outcome.error), deltas=deltas,
-                                                part=None if outcome.error else b.key)
+                                                part=None if outcome.error else b.key, segment=segment)
         entry = None
         if finished is not None:
             key = "mini_batches_failed" if finished else "mini_batches_completed"
@@ -112,7 +115,8 @@ class Progress:
             self._record_shortfall(b, missing, outcome.rows)
         first = not self.first_batch_seen and outcome.error is None
         with self._lock:
-            self._pending.append(_Pending(deltas, entry, None if outcome.error else b.key))
+            self._pending.append(_Pending(deltas, entry, None if outcome.error else b.key,
+                                          segment[0] if segment is not None else None))
         if first:
             self.first_batch_seen = True
             self._first_at = utcnow()
@@ -159,7 +163,8 @@ class Progress:
     def _write_done(self, fresh: list[_Pending]) -> None:
         try:
             if self.parts_dir is not None and self.writer.writes_parts:
-                sync_parts(self.parts_dir, [self.writer.part_name(p.part) for p in fresh if p.part])
+                names = [p.segment or self.writer.part_name(p.part) for p in fresh if p.part]
+                sync_parts(self.parts_dir, list(dict.fromkeys(names)))  # a segment once, however many pieces
             if self.manifest is not None:
                 self.manifest.lines.sync()
             entries = [p.done for p in fresh if p.done is not None]
@@ -201,24 +206,34 @@ class Progress:
             raise self._error
         record_with_retries(f"the progress of job {self.name}", self.flush, retry_s)
 
-    def _batch_finished(self, b: MiniBatch, failed: bool, deltas: dict[str, int],
-                        part: str | None) -> tuple[bool | None, dict[str, Any]]:
+    def _batch_finished(self, b: MiniBatch, failed: bool, deltas: dict[str, int], part: str | None,
+                        segment: tuple[str, int, int] | None = None) -> tuple[bool | None, dict[str, Any]]:
         """(None while pieces of a split mini-batch are outstanding, else whether it failed; the counts of
         the whole mini-batch, all its pieces summed, and ``parts``: the keys of its pieces that
-        succeeded — the only parts of it the output assembles — for the resume record)."""
+        succeeded — the only parts of it the output assembles — for the resume record, with
+        ``segments``: ``{key: [segment file, offset, length]}`` for those a worker appended to its
+        segment, ``outputs/parts.py finished_parts``)."""
         if b.sub == 0:
-            return failed, {**deltas, "parts": [part] if part else []}
-        state = self.split.setdefault(b.index, [b.pieces, 0, {}, []])
+            totals = {**deltas, "parts": [part] if part else []}
+            if part and segment is not None:
+                totals["segments"] = {part: list(segment)}
+            return failed, totals
+        state = self.split.setdefault(b.index, [b.pieces, 0, {}, [], {}])
         state[0] -= 1
         state[1] += int(failed)
         for key, value in deltas.items():
             state[2][key] = state[2].get(key, 0) + value
         if part:
             state[3].append(part)
+            if segment is not None:
+                state[4][part] = list(segment)
         if state[0] > 0:
             return None, {}
         del self.split[b.index]
-        return state[1] > 0, {**state[2], "parts": sorted(state[3])}
+        totals = {**state[2], "parts": sorted(state[3])}
+        if state[4]:
+            totals["segments"] = {key: state[4][key] for key in sorted(state[4])}
+        return state[1] > 0, totals
 
     def _record_failure(self, b: MiniBatch, error: dict[str, Any]) -> None:
         kind = FailureKind.of(error)

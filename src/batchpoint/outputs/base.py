@@ -14,13 +14,24 @@ rows → part                 a worker (any engine)   :meth:`OutputWriter.write_
                                                     returns the row count. A writer with
                                                     ``writes_parts = False`` (``summary_only``) only
                                                     counts: nothing is written.
+                            a local pool worker     :meth:`PartFileWriter.append_part`: the same bytes
+                                                    appended to the worker's :class:`Segment` of the
+                                                    job (one part file per worker per job; creating
+                                                    a file per mini-batch cost more than the rest of
+                                                    a tiny mini-batch); returns ``(rows, offset,
+                                                    length)``, which the ``done`` reply carries; a
+                                                    failed append is truncated away
 part durable                the server's group      ``outputs/parts.py`` :func:`sync_parts` (by name:
-                            commit                  :meth:`OutputWriter.part_name`) before the done
-                                                    log names the part: a mini-batch counts as done
-                                                    only once its part is on disk
+                            commit                  :meth:`OutputWriter.part_name`, or the segment's
+                                                    file) before the done log names the part (and
+                                                    where in a segment it is): a mini-batch counts
+                                                    as done only once its part is on disk
 parts → output              the server, finalize    :meth:`OutputWriter.assemble`: the parts the done
                                                     log names, in mini-batch order, streamed into
-                                                    the one output file (``output_file_name``)
+                                                    the one output file (``output_file_name``); a
+                                                    part in a segment is streamed as its byte range
+                                                    (``outputs/parts.py`` ``SegmentPart``), so a
+                                                    writer's ``assemble`` sees the same streams
 ==========================  ======================  ================================================
 
 Around them, job-level steps that are the same for every writer stay in ``jobs/``: which jobs'
@@ -37,7 +48,9 @@ pydantic, so not even ``entities``; the action names match ``BatchDeploymentOutp
 
 from __future__ import annotations
 
+import io
 import os
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol, runtime_checkable
@@ -67,6 +80,78 @@ class OutputWriter(Protocol):
     def assemble(self, parts: Iterable[IO[bytes]], out: IO[bytes]) -> None:
         """Write the job's output file to ``out`` from its parts' streams, in the order given."""
         ...
+
+
+#: a segment's name starts so (never a part key: those start with the mini-batch index's digits)
+SEGMENT_PREFIX = "seg-"
+
+
+def segment_name(worker_id: int | str, suffix: str) -> str:
+    """A fresh segment's name, unique per worker process and job: ``seg-<worker>-<pid>-<random><suffix>``
+    (a replacement worker, or the workers of a resumed job, never append to an older segment)."""
+    return f"{SEGMENT_PREFIX}{worker_id}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+
+
+def is_segment_name(name: str, suffix: str) -> bool:
+    """Whether ``name`` is what :func:`segment_name` makes: a plain file name (no folder, no ``..``)."""
+    if not (name.startswith(SEGMENT_PREFIX) and name.endswith(suffix)) or len(name) > 200:
+        return False
+    middle = name[len(SEGMENT_PREFIX):len(name) - len(suffix)] if suffix else name[len(SEGMENT_PREFIX):]
+    return bool(middle) and all(c.isascii() and (c.isalnum() or c == "-") for c in middle)
+
+
+class Segment:
+    """One worker's part file of one job, its mini-batches' rows appended one after the other
+    (:meth:`PartFileWriter.append_part`). Opened (created) at the first append; :attr:`end` is where
+    the next mini-batch's rows go: bytes past it (a failed append's, which are also truncated) are
+    never named by a done reply."""
+
+    def __init__(self, folder: str | os.PathLike[str], name: str) -> None:
+        self.folder, self.name = os.fspath(folder), name
+        self.path = os.path.join(self.folder, name)
+        self.fd: int | None = None
+        self.end = 0
+
+    def open(self) -> int:
+        if self.fd is None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+            try:
+                self.fd = os.open(self.path, flags, 0o644)
+            except FileNotFoundError:  # the job's parts/ not made yet
+                os.makedirs(self.folder, exist_ok=True)
+                self.fd = os.open(self.path, flags, 0o644)
+            self.end = 0
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __repr__(self) -> str:
+        return f"Segment({self.path!r}, end={self.end})"
+
+
+class _SegmentSink(io.RawIOBase):
+    """Writes to a segment's descriptor at an explicit offset (``pwrite``): no shared file position."""
+
+    def __init__(self, fd: int, at: int) -> None:
+        super().__init__()
+        self.fd, self.at = fd, at
+        self.dropped = False  # a failed append: what is still buffered goes nowhere
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if self.dropped:
+            return len(view)
+        written = 0
+        while written < len(view):
+            written += os.pwrite(self.fd, view[written:], self.at + written)
+        self.at += written
+        return written
 
 
 def temporary_name(key: str) -> str:
@@ -103,6 +188,33 @@ class PartFileWriter:
         except BaseException:
             _remove(tmp)
             raise
+
+    def append_part(self, segment: Segment, result: Any) -> tuple[int, int, int]:
+        """Append ``result``'s rows (the bytes :meth:`write_part` would write for it) at the end of
+        ``segment`` (made at the first append); return ``(rows, offset, length)``: where they are.
+        Written to the kernel before this returns (no fsync: the server's group commit syncs the
+        segment). On any failure the segment is truncated back to where this append began, and the
+        exception propagates: a failed mini-batch leaves no bytes behind."""
+        fd = segment.open()
+        start = segment.end
+        sink = _SegmentSink(fd, start)
+        out = io.BufferedWriter(sink, buffer_size=1 << 16)
+        try:
+            rows = self.write_rows(result, out)
+            out.close()  # flushed: in the kernel before the worker says done
+        except BaseException:
+            sink.dropped = True
+            try:
+                out.close()
+            except Exception:  # noqa: BLE001 - the original failure is the one raised
+                pass
+            try:
+                os.ftruncate(fd, start)
+            except OSError:  # the next append writes over those bytes; none is ever named
+                pass
+            raise
+        segment.end = sink.at
+        return rows, start, sink.at - start
 
     def write_rows(self, result: Any, out: IO[bytes]) -> int:
         """Write ``result``'s rows to the part file ``out``; return how many."""

@@ -33,7 +33,8 @@ from batchpoint.outputs import worker_writer
 from batchpoint.scoring.scorers import make_scorer
 from batchpoint.worker import protocol
 from batchpoint.worker.errors import error_info
-from batchpoint.worker.files import Fetcher, write_part
+from batchpoint.outputs.base import Segment, segment_name
+from batchpoint.worker.files import Fetcher, append_part, write_part
 from batchpoint.worker.protocol import WorkerState, scratch_root
 from batchpoint.worker.watchdog import watch
 
@@ -121,6 +122,7 @@ def _park(conn: Any, job: dict[str, Any], log: logging.Logger) -> Fetcher | None
     /dev/null), say ``parked``, and wait. ``job``: take the next job's fields (its log arrives as a
     descriptor), answer ``ready`` and return its Fetcher; ``stop`` or a closed connection: None."""
     log.info("worker %s: the job ended; kept warm for the next job of this deployment", job["worker_id"])
+    _end_segment()
     _output_to(None, job["logging_level"])
     job["sources"] = {}  # the job's storage specs (its credentials) are not kept while parked
     if not _send(conn, protocol.parked(job["worker_id"])):
@@ -131,6 +133,7 @@ def _park(conn: Any, job: dict[str, Any], log: logging.Logger) -> Fetcher | None
     new = message["job"]
     log = _output_to(_received_fd(conn) if new.get("log_fd") else None, job["logging_level"])
     job.update({k: new[k] for k in ("name", "worker_id", "sources", "output_action") if k in new})
+    job["segments"] = bool(new.get("segments"))
     _redact_logs(job["sources"])
     _own_folders(job)
     fetcher = Fetcher(job["sources"], job.get("scratch_dir") or scratch_root(job["parts_dir"]))
@@ -261,6 +264,31 @@ def _batches(conn: Any, scorer: Any, fetcher: Fetcher, job: dict[str, Any], log:
             return
 
 
+_segment: tuple[tuple[str, str, str], Segment | None] = (("", "", ""), None)  # (job, parts_dir, action): its segment
+
+
+def _segment_for(job: dict[str, Any], writer: Any) -> Segment | None:
+    """This worker's segment of ``job`` (made at its first mini-batch; a new one for each job), when
+    the engine asked for segments (``segments`` in the job config: the local pool) and the writer
+    writes parts by appending; None: a part file per mini-batch (Ray's actors, summary_only)."""
+    global _segment
+    if not job.get("segments") or not writer.writes_parts or not hasattr(writer, "append_part"):
+        return None
+    of = (job["name"], job["parts_dir"], writer.action)
+    if _segment[0] != of or _segment[1] is None:
+        _end_segment()
+        _segment = (of, Segment(job["parts_dir"], segment_name(job["worker_id"], writer.part_suffix)))
+    return _segment[1]
+
+
+def _end_segment() -> None:
+    """The job's end (a warm worker parks): its segment is closed; the next job appends to a new one."""
+    global _segment
+    if _segment[1] is not None:
+        _segment[1].close()
+    _segment = (("", "", ""), None)
+
+
 _parts: tuple[str, Path] = ("", Path())  # the job's parts folder as a Path, made once per job, not per mini-batch
 
 
@@ -288,14 +316,21 @@ def _score(message: dict[str, Any], scorer: Any, fetcher: Fetcher, job: dict[str
                 state.set(WorkerState.IDLE)
         missing = results_of(result, len(files), bool(job["scorer"].get("scoring_script")))
         # the job's output writer (outputs/): append_row writes the part, summary_only only counts
-        rows = write_part(_parts_path(job["parts_dir"]), key, result, worker_writer(job))
+        writer = worker_writer(job)
+        segment = _segment_for(job, writer)
+        where = None
+        if segment is not None:  # appended to this worker's segment of the job (the local pool)
+            rows, offset, length = append_part(segment, key, result, writer)
+            where = {"file": segment.name, "offset": offset, "length": length}
+        else:
+            rows = write_part(_parts_path(job["parts_dir"]), key, result, writer)
         log.info("mini-batch %s (%d files) scored: %d rows in %.3fs", key, len(files), rows,
                  time.perf_counter() - started)
         if missing:
             log.warning("mini-batch %s: run() returned %d result(s) for its %d files: %d file(s) counted as failed "
                         "(charged to error_threshold, as Azure's batch runner counts them)", key, len(files) - missing,
                         len(files), missing)
-        return protocol.done(key, rows, None, missing)
+        return protocol.done(key, rows, None, missing, segment=where)
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the engine, with its kind
         error = error_info(exc)
         log.exception("mini-batch %s failed (attempt %d, kind %s)", key, message["attempt"], error["kind"])

@@ -19,7 +19,11 @@ type            direction fields
                           process exits or the connection closes (``worker/watchdog.py``);
                           ``state_file``: a small file the worker marks while it is
                           inside ``run()`` (:class:`WorkerState`), so the engine can tell
-                          a death in the scoring code from one between mini-batches
+                          a death in the scoring code from one between mini-batches;
+                          ``segments``: true to append every mini-batch's rows to one part
+                          file of this worker per job (its *segment*, in ``parts_dir``)
+                          instead of a part file per mini-batch (the local pool; absent:
+                          part files, as Ray's actors write)
 ``batch``       → worker  ``key`` (the part's name), ``index``, ``sub``, ``attempt``, ``pieces``,
                           ``files`` [{source, path}], ``sources`` (renewed storage specs, or null)
 ``stop``        → worker  (none): finish and exit
@@ -35,7 +39,11 @@ type            direction fields
 ``done``        ← worker  ``key``, ``rows``, ``error``: null, or {type, message, where,
                           traceback, kind (user | input | platform)}; optionally
                           ``missing``: the files of the mini-batch ``run()`` returned no
-                          result for (a script's shortfall; 0 or absent: none)
+                          result for (a script's shortfall; 0 or absent: none);
+                          ``segment`` (a worker with ``segments``, for a success that
+                          wrote rows): {``file``: the segment's name in ``parts_dir``,
+                          ``offset``, ``length``}: where the mini-batch's rows are, written
+                          to the kernel (not synced) before the reply
 =============== ========= ==============================================================
 
 A storage spec dict is ``{"kind", "config", "credential"}`` (:func:`spec_to_dict`); it holds the
@@ -54,7 +62,8 @@ from batchpoint.storage.base import StorageSpec
 __all__ = ["PROTOCOL_VERSION", "ProtocolError", "batch", "decode", "done", "encode", "init_failed", "job_config",
            "next_job", "park", "parked", "ready", "WorkerState", "scratch_root", "spec_from_dict", "spec_to_dict", "start", "stop"]
 
-PROTOCOL_VERSION = 1
+#: 2: ``segments`` in the job config, ``segment`` in ``done`` (one part file per worker per job)
+PROTOCOL_VERSION = 2
 
 #: message type -> the fields it must have
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -96,7 +105,8 @@ def sources_to_dict(sources: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def job_config(*, name: str, worker_id: int, scorer: dict[str, Any], sources: dict[str, Any], parts_dir: str,
                logs_dir: str, output_action: str, logging_level: str, environment: dict[str, str],
-               server_pid: int | None = None, state_file: str | None = None) -> dict[str, Any]:
+               server_pid: int | None = None, state_file: str | None = None,
+               segments: bool = False) -> dict[str, Any]:
     """The job config a worker starts with (plain JSON: paths, names, storage spec dicts)."""
     config = {"name": name, "worker_id": worker_id, "scorer": dict(scorer), "sources": sources_to_dict(sources),
               "parts_dir": parts_dir, "logs_dir": logs_dir, "output_action": output_action, "logging_level": logging_level,
@@ -105,6 +115,8 @@ def job_config(*, name: str, worker_id: int, scorer: dict[str, Any], sources: di
         config["server_pid"] = server_pid
     if state_file is not None:
         config["state_file"] = state_file
+    if segments:
+        config["segments"] = True
     return config
 
 
@@ -149,10 +161,14 @@ def init_failed(error: dict[str, Any]) -> dict[str, Any]:
     return _message("init_failed", error=error)
 
 
-def done(key: str, rows: int, error: dict[str, Any] | None, missing: int = 0) -> dict[str, Any]:
+def done(key: str, rows: int, error: dict[str, Any] | None, missing: int = 0,
+         segment: dict[str, Any] | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
     if missing:
-        return _message("done", key=key, rows=rows, error=error, missing=missing)
-    return _message("done", key=key, rows=rows, error=error)
+        extra["missing"] = missing
+    if segment is not None:
+        extra["segment"] = segment
+    return _message("done", key=key, rows=rows, error=error, **extra)
 
 
 class WorkerState:
