@@ -216,3 +216,36 @@ def test_the_sweep_removes_the_links_of_a_worker_whose_server_is_gone(tmp_path: 
     finally:
         os.close(fd)
     assert sorted(p.name for p in root.iterdir()) == [".trash-bbbbbbbbbbbb-5678abcd", "bbbbbbbbbbbb.log"]
+
+
+# --- a warm worker's segment (one part file per worker and job) linked into the job's parts/ once ----
+
+
+def test_a_segment_is_linked_into_the_jobs_parts_once_and_keeps_growing_there(tmp_path: Path) -> None:
+    worker = _exchange_worker(tmp_path)
+    job = _job(tmp_path, input=tmp_path)
+    Path(job.parts_dir).mkdir(parents=True)
+    segment = worker.parts / "seg-0-123-abcd.csv"
+    segment.write_bytes(b"a\n")
+    assert worker.done(job, "00000000-0000", None, segment.name) is None
+    linked = Path(job.parts_dir) / segment.name
+    assert linked.stat().st_ino == segment.stat().st_ino
+    with open(segment, "ab") as out:  # the worker appends the next mini-batch's rows
+        out.write(b"b\n")
+    assert worker.done(job, "00000001-0000", None, segment.name) is None
+    assert linked.read_bytes() == b"a\nb\n"
+    worker.end_job(job)  # the exchange folder emptied: the job's link keeps the rows
+    assert not segment.exists() and linked.read_bytes() == b"a\nb\n"
+
+
+def test_a_segment_the_worker_swapped_for_a_link_is_not_linked(tmp_path: Path) -> None:
+    worker = _exchange_worker(tmp_path)
+    job = _job(tmp_path, input=tmp_path)
+    Path(job.parts_dir).mkdir(parents=True)
+    secret = tmp_path / "owner.key"
+    secret.write_text("server secret\n")
+    (worker.parts / "seg-0-1-ffff.csv").symlink_to(secret)  # a hostile script's doing
+    error = worker.done(job, "00000000-0000", None, "seg-0-1-ffff.csv")
+    assert error is not None and error["kind"] == "platform" and "not a regular file" in error["message"], error
+    assert not (Path(job.parts_dir) / "seg-0-1-ffff.csv").exists()
+    assert not (Path(job.parts_dir) / "seg-0-1-ffff.csv").is_symlink()

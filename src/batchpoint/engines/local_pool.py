@@ -289,8 +289,9 @@ class _PipeTransport(WorkerTransport):
                 return 0, {"type": "ProtocolError", "where": None, "traceback": "", "kind": "platform",
                            "message": f"the worker's reply for mini-batch {batch.key} names {problem}; install the "
                                       "same Batchpoint version in the server's and the worker's environments"}, 0
-        if w.handle.warm is not None:  # its part moves into the job's parts/ before it counts as done
-            moved = w.handle.warm.done(self.job, batch.key, error)
+        if w.handle.warm is not None:  # its part moves (its segment is linked) into the job's parts/ before it counts
+            segment = (reply.get("segment") or {}).get("file") if error is None else None
+            moved = w.handle.warm.done(self.job, batch.key, error, segment)
             if moved is not None:
                 return 0, moved, 0
         return rows, error, missing

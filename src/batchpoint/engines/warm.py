@@ -197,6 +197,7 @@ class WarmWorker:
     jobs: int = 0  # jobs it served
     sent: int = 0  # mini-batches it was sent
     made: set[str] = field(default_factory=set)  # the folders of in/ made for this job's links (one mkdir each)
+    linked: set[str] = field(default_factory=set)  # its segments of this job linked into the job's parts/
     backends: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # input -> (its spec, its backend): linking
     refused: dict[str, list[str]] = field(default_factory=dict)  # mini-batch key -> its files not linked, and why
     lock: int | None = None  # an flock on its boot log while this server holds it (stale folders: sweep())
@@ -237,7 +238,8 @@ class WarmWorker:
         config = protocol.job_config(
             name=job.name, worker_id=slot, scorer=job.scorer, sources=self.sources(sources) or {},
             parts_dir=str(e / "parts"), logs_dir=str(e), output_action=job.output_action,
-            logging_level=job.logging_level, environment=environment, state_file=str(self.state_file))
+            logging_level=job.logging_level, environment=environment, state_file=str(self.state_file),
+            segments=True)  # one part file per worker and job, linked into the job's parts/ once (done())
         config.update(scratch_dir=str(e / "downloads"), workdir=str(e / "work"), tmp_dir=str(e / "tmp"),
                       sandboxed=True, warm=True, log_fd=True)
         return config
@@ -340,10 +342,14 @@ class WarmWorker:
             self.resolved_in = (root, {folder: inside})
         return inside
 
-    def done(self, job: EngineJob, key: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
+    def done(self, job: EngineJob, key: str, error: dict[str, Any] | None,
+             segment: str | None = None) -> dict[str, Any] | None:
         """The mini-batch ``key`` is done: its part moves into the job's ``parts/`` before it
         counts; the error of a move that failed (its input links stay until the job's end, when
-        :meth:`end_job` empties ``in/``). Not synced here: the job's
+        :meth:`end_job` empties ``in/``). A part appended to the worker's ``segment`` (one file per
+        worker and job, ``outputs/base.py``): the segment is hard-linked into the job's ``parts/``
+        the first time a reply names it (the worker goes on appending to the same file, which the
+        job's link shows), a regular file only. Not synced here: the job's
         group commit (``jobs/progress.py``, ``outputs/parts.py sync_parts``) syncs the group's parts
         and ``parts/`` itself before it writes their done records, as for every other worker's part
         (a sync per mini-batch here held the engine's loop for a disk flush each)."""
@@ -356,6 +362,8 @@ class WarmWorker:
                     "message": f"mini-batch {key}: not given to the worker (it is not scored): " + "; ".join(refused)}
         if error is not None:
             return None
+        if segment is not None:
+            return None if segment in self.linked else self._link_segment(job, key, segment)
         try:
             for part in list(self.parts.iterdir()):
                 if part.name == key or part.name.startswith(key + "."):
@@ -364,6 +372,32 @@ class WarmWorker:
             return {"type": "OSError", "where": None, "traceback": "", "kind": "platform",
                     "message": f"could not move the part of mini-batch {key} from its warm worker's folder into "
                                f"'{job.parts_dir}': {exc}"}
+        return None
+
+    def _link_segment(self, job: EngineJob, key: str, name: str) -> dict[str, Any] | None:
+        """Hard-link this worker's segment ``name`` (a plain name: ``local_pool`` checked it) into
+        the job's ``parts/``; the error when it is not a regular file of the worker's ``parts/``."""
+        source, target = self.parts / name, os.path.join(job.parts_dir, name)
+        problem = None
+        try:
+            st = os.lstat(source)
+            if not stat.S_ISREG(st.st_mode):
+                problem = "it is not a regular file"
+            else:
+                try:
+                    os.link(source, target, follow_symlinks=False)
+                except FileExistsError:
+                    pass
+                linked = os.lstat(target)
+                if not stat.S_ISREG(linked.st_mode) or linked.st_ino != st.st_ino:
+                    problem = "the job's parts/ holds another file of that name"
+        except OSError as exc:
+            problem = str(exc)
+        if problem is not None:
+            return {"type": "OSError", "where": None, "traceback": "", "kind": "platform",
+                    "message": f"could not link the part file {name} of mini-batch {key} from its warm worker's folder "
+                               f"into '{job.parts_dir}': {problem}"}
+        self.linked.add(name)
         return None
 
     def end_job(self, job: EngineJob) -> None:
@@ -379,6 +413,7 @@ class WarmWorker:
                     except OSError:
                         shutil.copyfile(path, dest)
         self.made.clear()
+        self.linked.clear()
         self.resolved_in = None
         self.backends = {}
         self.refused.clear()
