@@ -22,9 +22,11 @@ into it. Each warm worker has an *exchange folder* on the host, ``<home>/warm/<i
 file system as the jobs folder), bound read-write at the same path, and nothing of any job:
 
 =============== ======================================================================================
-``parts/``      the worker's ``parts_dir``; the engine moves (renames) each finished mini-batch's
-                part into the job's ``parts/``, where the job's group commit syncs it (and
-                ``parts/``) before the mini-batch counts as done
+``parts/``      the worker's ``parts_dir``: it appends each mini-batch's rows to one segment file
+                per job (``outputs/base.py``), which the engine hard-links into the job's
+                ``parts/`` when a ``done`` reply first names it (a writer without segments: each
+                part renamed there); the job's group commit syncs it (and ``parts/``) before the
+                mini-batch counts as done
 ``bi/``         its ``AZUREML_BI_OUTPUT_PATH`` (the same path in every job); moved into the job's
                 ``outputs/score/`` at the job's end
 ``in/``         the mini-batches' files of local stores, hard-linked (a copy across file systems)
