@@ -243,3 +243,48 @@ def test_the_servers_page_shows_the_ray_actors_parked_per_deployment(inproc: InP
     assert re.fullmatch(r"1\ds|20s", rows[1][3]), rows[1][3]
     assert 'id="no-warm-workers"' not in text and 'id="warm-workers"' not in text  # no local pool worker parked
     assert 'id="no-warm-workers"' in servers_page(inproc)
+
+
+def test_min_instances_keeps_parked_ray_actors_past_the_idle_timeout_and_a_scale_down_frees_them(
+        inproc: InProc, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's parked actors (``engines/ray_warm.py``) follow their compute's ``min_instances`` as the
+    local pool's workers do: the most recently parked ``min_instances × per_instance`` of a deployment
+    outlive the idle timeout (shown as kept), the rest are killed; storing the compute with
+    ``min_instances: 0`` kills the kept ones at once. In process: actors that record their kill."""
+    from batchpoint.engines.ray_warm import RAY_POOL, ParkedActor
+
+    killed: list[str] = []
+    monkeypatch.setattr(ParkedActor, "kill", lambda self: killed.append(self.actor))
+    RAY_POOL.stop_all("the test starts")
+    killed.clear()
+    response = inproc.owner.put("/computes/ray-cluster", json={"min_instances": 1, "max_instances": 2})
+    assert response.status_code == 200, response.text
+
+    def actor(name: str, deployment: str, compute: str | None) -> ParkedActor:
+        return ParkedActor(actor=name, key="key-" + deployment, deployment=deployment, address="127.0.0.1:6379",
+                           num_cpus=0.5, idle_s=0.3, since=time.monotonic(), compute=compute,
+                           min_instances=1 if compute else 0, per_instance=2)  # as the Ray engine parks them
+
+    try:
+        for name in ("a0", "a1", "a2"):  # parked in turn: a1 and a2 are the newest two (1 instance × 2)
+            assert RAY_POOL.park(actor(name, "epa/echo", "ray-cluster"), most=3)
+            time.sleep(0.01)
+        assert RAY_POOL.park(actor("b0", "other/echo", None), most=3)  # no compute: only the idle timeout
+        deadline = time.monotonic() + 10
+        while sorted(killed) != ["a0", "b0"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # past the idle timeout again: the kept two stay
+        assert sorted(killed) == ["a0", "b0"], killed
+        assert sorted(a.actor for a in RAY_POOL.parked) == ["a1", "a2"]
+        text = servers_page(inproc)
+        assert re.search(r'<tr class="warm-actor"><td class="deployment">epa/echo</td><td class="actors">2</td>', text)
+        assert "2 kept (compute min_instances)" in text, text
+        response = inproc.owner.put("/computes/ray-cluster", json={"min_instances": 0, "max_instances": 2})
+        assert response.status_code == 200, response.text
+        deadline = time.monotonic() + 10
+        while RAY_POOL.parked and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(killed) == ["a0", "a1", "a2", "b0"], "the scale-down to min_instances 0 kept them"
+    finally:
+        RAY_POOL.stop_all("the test ended")
+        RAY_POOL.min_instances.clear()

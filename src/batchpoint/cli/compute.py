@@ -24,9 +24,9 @@ def compute() -> None:
                    "(docs/ray.md); any other is refused naming the valid types")
 @click.option("--size")
 @click.option("--min-instances", type=int,
-              help="not type ray: of each deployment on it, min_instances × max_concurrency_per_instance warm "
-                   "workers are kept past workers.warm_idle_s; storing a lower value frees them "
-                   "(docs/performance.md)")
+              help="of each deployment on it, min_instances × max_concurrency_per_instance warm workers (Ray: "
+                   "actors) are kept past workers.warm_idle_s; storing a lower value frees them "
+                   "(docs/performance.md, docs/ray.md)")
 @click.option("--max-instances", type=int)
 @click.option("--idle-time-before-scale-down", type=int, help="kept, not used (workers.warm_idle_s is the idle "
               "timeout of warm workers)")

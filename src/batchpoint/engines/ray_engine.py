@@ -385,9 +385,12 @@ class _ActorTransport(WorkerTransport):
                      reply.get("message") or reply.get("type") or "no answer to park")
             self.kill(w)
             return False
+        compute = self.job.warm_compute or {}  # min_instances keeps actors past the idle timeout (ray_warm.py)
         return ray_warm.RAY_POOL.park(ray_warm.ParkedActor(
             w.handle.actor, self.key, self.job.deployment or "", self.engine.address, self.engine.num_cpus,
-            ray_warm.idle_seconds(self.job), jobs=w.handle.jobs, since=self.started), self.job.workers)
+            ray_warm.idle_seconds(self.job), jobs=w.handle.jobs, since=self.started, compute=compute.get("name"),
+            min_instances=int(compute.get("min_instances") or 0),
+            per_instance=max(1, int(compute.get("per_instance") or 1))), self.job.workers)
 
     def _append_log(self, slot: int, text: str) -> None:
         if not text:

@@ -15,8 +15,12 @@ Parked actors hold their CPUs on the cluster, so they are bounded and freed:
 
 * at most the job's ``instance_count × max_concurrency_per_instance`` actors are kept per key (a
   second job of the key running at the same time parks none beyond that);
-* each is killed after ``warm_idle_s`` without a job, when the server stops (:meth:`RayWarmPool.stop_all`)
-  and with the server's process anyway (the actors are not detached: their owner is the server);
+* each is killed after ``warm_idle_s`` without a job — but of each deployment the most recently
+  parked ``min_instances × max_concurrency_per_instance`` of its compute (Azure's compute
+  ``min_instances``, as the local pool keeps them: :func:`batchpoint.engines.warm.kept_by_compute`;
+  a compute stored with a lower ``min_instances`` frees them at once, :meth:`RayWarmPool.rescale`) —,
+  when the server stops (:meth:`RayWarmPool.stop_all`) and with the server's process anyway (the
+  actors are not detached: their owner is the server);
 * a job that must start cold actors while the cluster has fewer free CPUs than they need first
   kills parked actors of *other* keys, the longest idle first (:meth:`RayWarmPool.make_room`), so
   another deployment never waits for an idle timeout;
@@ -43,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchpoint.engines.planning import EngineJob
-from batchpoint.engines.warm import add_pool, idle_seconds, pool_key
+from batchpoint.engines.warm import add_pool, idle_seconds, kept_by_compute, pool_key
 
 __all__ = ["RAY_POOL", "ParkedActor", "RayWarmPool", "actor_key", "enabled", "idle_seconds"]
 
@@ -98,6 +102,9 @@ class ParkedActor:
     parked_at: float = 0.0
     jobs: int = 1  # jobs it served
     since: float = 0.0  # when the job it served started (a deployment released since: not kept)
+    compute: str | None = None  # its deployment's compute (the last job's), for min_instances
+    min_instances: int = 0  # that compute's min_instances (the latest the pool knows)
+    per_instance: int = 1  # the deployment's max_concurrency_per_instance
 
     def kill(self) -> None:
         import ray
@@ -118,6 +125,8 @@ class RayWarmPool:
         self._wake = threading.Event()
         #: (endpoint, deployment or None for all of it) -> when its actors were last released
         self.released: dict[tuple[str, str | None], float] = {}
+        #: compute -> its min_instances as last stored (:meth:`rescale`): newer than a running job's plan
+        self.min_instances: dict[str, int] = {}
 
     def take(self, key: str) -> ParkedActor | None:
         """A parked actor of ``key`` (the longest parked first), out of the pool; None when none."""
@@ -133,6 +142,7 @@ class RayWarmPool:
         parked.parked_at = time.monotonic()
         endpoint, _, deployment = parked.deployment.partition("/")
         with self.lock:
+            parked.min_instances = self.min_instances.get(parked.compute or "", parked.min_instances)
             released = max(self.released.get((endpoint, deployment), 0.0), self.released.get((endpoint, None), 0.0))
             kept = released < parked.since and sum(1 for a in self.parked if a.key == parked.key) < max(0, most)
             if kept:
@@ -197,6 +207,21 @@ class RayWarmPool:
             killed += 1
         return killed
 
+    def rescale(self, compute: str, min_instances: int) -> None:
+        """Compute ``compute`` was stored with ``min_instances`` (``warm.compute_changed``): its
+        deployments' parked actors keep that many instances' worth past the idle timeout from now
+        on; those no longer kept and past it are killed at once (a scale-down frees their CPUs)."""
+        with self.lock:
+            self.min_instances[compute] = max(0, int(min_instances))
+            if len(self.min_instances) > 10_000:
+                self.min_instances = {compute: self.min_instances[compute]}
+            for a in self.parked:
+                if a.compute == compute:
+                    a.min_instances = self.min_instances[compute]
+            parked = bool(self.parked)
+        if parked:
+            self._start_reaper()
+
     def _start_reaper(self) -> None:
         with self.lock:
             if self._reaper is not None and self._reaper.is_alive():
@@ -212,14 +237,15 @@ class RayWarmPool:
                 if not self.parked:
                     self._reaper = None
                     return
-                now = time.monotonic()
-                expired = [a for a in self.parked if now - a.parked_at >= a.idle_s]
+                now, kept = time.monotonic(), kept_by_compute(self.parked)
+                expired = [a for a in self.parked if id(a) not in kept and now - a.parked_at >= a.idle_s]
                 for a in expired:
                     self.parked.remove(a)
-                wait = min([a.parked_at + a.idle_s - now for a in self.parked] + [1.0])
+                wait = min([a.parked_at + a.idle_s - now for a in self.parked if id(a) not in kept] + [1.0])
                 others = list(self.parked) if now - checked >= DEAD_CHECK_S else []
             for a in expired:
-                log.info("Ray actor of %s stopped: idle for %gs (workers.warm_idle_s)", a.deployment, a.idle_s)
+                log.info("Ray actor of %s stopped: idle for %gs (workers.warm_idle_s; its compute's min_instances "
+                         "keeps %d)", a.deployment, a.idle_s, a.min_instances * a.per_instance)
                 a.kill()
             if others:
                 checked = now
@@ -241,10 +267,11 @@ class RayWarmPool:
 
     def view(self) -> list[dict[str, Any]]:
         """Per deployment (by name): its parked actors, the cluster CPUs they hold and the seconds
-        each has left before its idle timeout, the soonest first (the web page's servers view; an
-        actor's memory is on its node, not measured here)."""
+        each has left before its idle timeout, the soonest first, None for one its compute's
+        ``min_instances`` keeps past it (the web page's servers view; an actor's memory is on its
+        node, not measured here)."""
         with self.lock:
-            parked = list(self.parked)
+            parked, kept = list(self.parked), kept_by_compute(self.parked)
         now = time.monotonic()
         shown: dict[str, dict[str, Any]] = {}
         for a in parked:
@@ -252,9 +279,9 @@ class RayWarmPool:
                                                 "idle_left_s": []})
             d["actors"] += 1
             d["cpus"] += a.num_cpus
-            d["idle_left_s"].append(round(max(0.0, a.parked_at + a.idle_s - now), 1))
+            d["idle_left_s"].append(None if id(a) in kept else round(max(0.0, a.parked_at + a.idle_s - now), 1))
         for d in shown.values():
-            d["idle_left_s"].sort()
+            d["idle_left_s"].sort(key=lambda left: -1.0 if left is None else left)
         return [shown[k] for k in sorted(shown)]
 
     def snapshot(self) -> dict[str, tuple[int, float]]:

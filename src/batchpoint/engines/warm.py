@@ -82,7 +82,8 @@ from batchpoint.storage.local import link_regular_file
 from batchpoint.worker import protocol
 from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, command
 
-__all__ = ["POOL", "WarmPool", "WarmWorker", "add_pool", "compute_changed", "enabled", "pool_key", "release_warm"]
+__all__ = ["POOL", "WarmPool", "WarmWorker", "add_pool", "compute_changed", "enabled", "kept_by_compute", "pool_key",
+           "release_warm"]
 
 log = logging.getLogger("batchpoint.engines.warm")
 
@@ -700,18 +701,8 @@ class WarmPool:
             self._reaper.start()
 
     def _kept(self) -> set[int]:
-        """ids of the parked workers kept past their idle timeout: of each deployment, the most
-        recently parked ``min_instances × max_concurrency_per_instance`` of its compute (under the lock)."""
-        by_deployment: dict[str, list[WarmWorker]] = {}
-        for w in self.parked:
-            by_deployment.setdefault(w.deployment, []).append(w)
-        kept: set[int] = set()
-        for workers in by_deployment.values():
-            newest = max(workers, key=lambda w: w.parked_at)
-            floor = newest.min_instances * newest.per_instance
-            if floor > 0:
-                kept.update(id(w) for w in sorted(workers, key=lambda w: w.parked_at, reverse=True)[:floor])
-        return kept
+        """ids of the parked workers kept past their idle timeout (:func:`kept_by_compute`; under the lock)."""
+        return kept_by_compute(self.parked)
 
     def _expire(self) -> float | None:
         """Stop the parked workers past their idle timeout (but those :meth:`_kept`) and the dead
@@ -833,6 +824,22 @@ POOL = WarmPool()
 _OTHER_POOLS: list[Any] = []
 
 
+def kept_by_compute(parked: list[Any]) -> set[int]:
+    """ids of the ``parked`` workers (or Ray actors) kept past their idle timeout: of each
+    deployment, the most recently parked ``min_instances × max_concurrency_per_instance`` of its
+    compute (each item has ``deployment``, ``parked_at``, ``min_instances``, ``per_instance``)."""
+    by_deployment: dict[str, list[Any]] = {}
+    for w in parked:
+        by_deployment.setdefault(w.deployment, []).append(w)
+    kept: set[int] = set()
+    for workers in by_deployment.values():
+        newest = max(workers, key=lambda w: w.parked_at)
+        floor = newest.min_instances * newest.per_instance
+        if floor > 0:
+            kept.update(id(w) for w in sorted(workers, key=lambda w: w.parked_at, reverse=True)[:floor])
+    return kept
+
+
 def add_pool(pool: Any) -> None:
     """Let :func:`release_warm` reach another engine's warm workers (a Ray pool of parked actors)."""
     if pool not in _OTHER_POOLS:
@@ -843,6 +850,13 @@ def compute_changed(name: str, spec: dict[str, Any]) -> None:
     """Compute ``name`` was stored (created, or replaced: ``workspace/service.py`` calls this through
     the hook ``server/app.py`` gives it): its ``min_instances`` from now on (:meth:`WarmPool.rescale`)."""
     POOL.rescale(name, int(spec.get("min_instances") or 0))
+    for pool in list(_OTHER_POOLS):  # Ray's parked actors
+        rescale = getattr(pool, "rescale", None)
+        if rescale is not None:
+            try:
+                rescale(name, int(spec.get("min_instances") or 0))
+            except Exception:  # noqa: BLE001 - one engine's trouble never fails the compute's update
+                log.warning("could not rescale the warm workers of compute %s", name, exc_info=True)
 
 
 def release_warm(endpoint: str, deployment: str | None = None, why: str = "its deployment changed") -> int:
