@@ -13,11 +13,11 @@ length); a failed append is truncated away, and a killed worker's torn tail is n
 Creating a file costs far more than appending to one (a new inode in the job's fresh ``parts/``:
 ~0.4 ms of kernel CPU on the benchmark's VM, more than the rest of a tiny mini-batch's work).
 
-Writing, elsewhere (Ray's actors): the job's output writer (``outputs/``, by its ``output_action``) writes a part to
-``parts/.<key>.tmp`` and renames it to the name it gives it (``part_name``: ``parts/<key>.csv`` for
-append_row; the Ray engine and its actors use the same names) before the worker reports
-the mini-batch done (so it is there whole or not at all, whatever kills the
-worker); on any failure the temporary file is removed. The worker does not fsync it: the server
+Writing, elsewhere (Ray's actors, a writer that cannot append): the job's output writer
+(``outputs/``, by its ``output_action``) writes a part to ``parts/.<key>.tmp`` and renames it to
+the name it gives it (``part_name``: ``parts/<key>.csv`` for append_row; the Ray engine and its
+actors use the same names) before the worker reports the mini-batch done (so it is there whole or not at all, whatever kills the
+worker); on any failure the temporary file is removed. The worker does not fsync either: the server
 syncs the parts of a group of finished mini-batches at once before it records them as done
 (``jobs/progress.py``, ``outputs/parts.py sync_parts``), one journal commit for many parts instead
 of two fsyncs per mini-batch in every worker. A write that fails with an ``OSError`` (ENOSPC, EROFS, …)
