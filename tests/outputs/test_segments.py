@@ -24,6 +24,7 @@ from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.progress import Progress
 from batchpoint.outputs import writer_for
 from batchpoint.outputs.base import Segment, is_segment_name, segment_name
+from batchpoint.outputs.parts import SegmentPart
 from batchpoint.outputs.rows import mark_mlflow_rows
 from batchpoint.worker import loop
 from batchpoint.worker.errors import StepFailure
@@ -237,3 +238,26 @@ def test_the_worker_appends_to_one_segment_per_job_and_its_reply_says_where(tmp_
 def test_the_engine_refuses_a_reply_naming_anything_but_a_segment(segment: Any) -> None:
     assert _bad_segment(segment, ".csv") is not None
     assert _bad_segment({"file": "seg-0-1-ab.csv", "offset": 0, "length": 1}, ".csv") is None
+
+
+def test_a_segment_part_reads_as_its_own_file_would(tmp_path: Path) -> None:
+    """Whole, in chunks, line by line: exactly the range, never a byte of its neighbours."""
+    segment = Segment(tmp_path, segment_name(0, ".csv"))
+    append_part(segment, "00000000-0000", ["before"], WRITER)
+    lines = [f"line {i} " + "x" * (i * 997 % 20000) for i in range(40)]  # lines longer than a read
+    _, offset, length = append_part(segment, "00000001-0000", lines, WRITER)
+    append_part(segment, "00000002-0000", ["after"], WRITER)
+    segment.close()
+    expected = "".join(f"{line}\n" for line in lines).encode()
+    part = SegmentPart(Path(segment.path), offset, length, 1)
+    with part.open("rb") as src:
+        assert src.read() == expected and src.read() == b""
+    with part.open("rb") as src:
+        chunks = []
+        while chunk := src.read(1000):
+            chunks.append(chunk)
+        assert b"".join(chunks) == expected and max(len(c) for c in chunks) == 1000
+    with part.open("rb") as src:
+        assert list(src) == expected.splitlines(keepends=True)
+    with part.open("rb") as src:
+        assert src.readline(5) == b"line " and src.readline() == b"0 \n"
