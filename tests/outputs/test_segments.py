@@ -261,3 +261,15 @@ def test_a_segment_part_reads_as_its_own_file_would(tmp_path: Path) -> None:
         assert list(src) == expected.splitlines(keepends=True)
     with part.open("rb") as src:
         assert src.readline(5) == b"line " and src.readline() == b"0 \n"
+
+
+def test_a_segment_never_appends_to_a_file_of_the_same_name(tmp_path: Path) -> None:
+    """A name taken already (a worker of an earlier run with the same pid and random part): another one."""
+    name = segment_name(0, ".csv")
+    (tmp_path / name).write_bytes(b"an earlier run's rows\n")
+    segment = Segment(tmp_path, name)
+    assert append_part(segment, "00000000-0000", ["new"], WRITER) == (1, 0, 4)
+    segment.close()
+    assert segment.name != name and is_segment_name(segment.name, ".csv")
+    assert (tmp_path / name).read_bytes() == b"an earlier run's rows\n"
+    assert (tmp_path / segment.name).read_bytes() == b"new\n"

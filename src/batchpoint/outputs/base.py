@@ -113,13 +113,23 @@ class Segment:
         self.end = 0
 
     def open(self) -> int:
+        """Create the segment (never an existing file: a name taken already gets another random part)."""
         if self.fd is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-            try:
-                self.fd = os.open(self.path, flags, 0o644)
-            except FileNotFoundError:  # the job's parts/ not made yet
-                os.makedirs(self.folder, exist_ok=True)
-                self.fd = os.open(self.path, flags, 0o644)
+            for _ in range(8):
+                try:
+                    try:
+                        self.fd = os.open(self.path, flags, 0o644)
+                    except FileNotFoundError:  # the job's parts/ not made yet
+                        os.makedirs(self.folder, exist_ok=True)
+                        self.fd = os.open(self.path, flags, 0o644)
+                    break
+                except FileExistsError:  # a worker of an earlier run of the job with this pid and random part
+                    base, dot, suffix = self.name.partition(".")
+                    self.name = f"{base}-{secrets.token_hex(2)}{dot}{suffix}"
+                    self.path = os.path.join(self.folder, self.name)
+            else:
+                raise FileExistsError(f"no free segment name in {self.folder} (last tried {self.name})")
             self.end = 0
         return self.fd
 
