@@ -37,7 +37,8 @@ links, working folder, ``/tmp`` and downloads are emptied; the log starts anew â
 :meth:`RayWorker.next_job` gives it the next job of the same key (the scorer's ``init()`` not run
 again; another key is refused). A warm-capable fenced worker is never bound to a job's folder: the
 mini-batches' files of a local store are hard-linked (or copied) by the actor into its read-only
-``in/<input>/<n>/`` when the mini-batch is sent and removed when it is done, and its log comes as a
+``in/<input>/<path in the store>`` when the mini-batch is sent (kept until the job's end, when
+:meth:`RayWorker.park` empties ``in/``), and its log comes as a
 descriptor (``log_fd``), so its sandbox, made once, holds nothing of any job but what the current
 one put there. What the scoring script keeps in its own memory across jobs is its own business.
 
@@ -220,8 +221,7 @@ class RayWorker:
         self.bi_seen: dict[str, tuple[int, int, bytes | None]] = {}  # its files sent so far (remember())
         self.isolation: dict[str, Any] | None = None  # how the scoring code is fenced (None: in this process)
         self.warm_key: str | None = None  # set: may be parked after its job and serve another of this key
-        self.sent = 0  # mini-batches sent to a warm-capable fenced worker (names of their in/ folders)
-        self.links: dict[str, list[Path]] = {}  # mini-batch key -> its input folders under in/
+        self.links: set[str] = set()  # the folders of in/ made for this job's links (one mkdir each)
         self.link_backends: dict[int, Any] = {}  # each local input's backend, by its spec in self.sources (linking)
 
     def where(self) -> dict[str, Any]:
@@ -347,23 +347,21 @@ class RayWorker:
         return out
 
     def _linked(self, message: dict[str, Any]) -> dict[str, Any]:
-        """A ``batch`` message with its files of local stores linked into ``in/<input>/<n>/``
-        (nothing for a file that is not in the store: the worker reports it missing)."""
+        """A ``batch`` message with its files of local stores linked into ``in/<input>/<path in the
+        store>``, once per job (the links stay until :meth:`park` empties ``in/``: a new folder per
+        mini-batch, made and removed, cost more than scoring a tiny file; the local pool's warm
+        workers do the same, ``engines/warm.py``); nothing for a file that is not in the store: the
+        worker reports it missing."""
         if not self._linking():
             return message
-        self.sent += 1
-        files, folders = [], []
+        files = []
         for ref in message["files"]:
             spec = self.sources.get(ref["source"]) or {}
             if spec.get("kind") != "local":
                 files.append(ref)
                 continue
-            folder = Path(self.home) / "in" / ref["source"] / str(self.sent)
-            if folder not in folders:
-                folders.append(folder)
-            self._link(spec, ref["path"], folder)
-            files.append({"source": ref["source"], "path": f"{self.sent}/{ref['path'].lstrip('/')}"})
-        self.links.setdefault(message["key"], []).extend(folders)
+            self._link(spec, ref["path"], Path(self.home) / "in" / ref["source"])
+            files.append({"source": ref["source"], "path": ref["path"].lstrip("/")})
         return {**message, "files": files, "sources": self._child_sources(message.get("sources"))}
 
     def _link(self, spec: dict[str, Any], path: str, folder: Path) -> None:
@@ -385,13 +383,9 @@ class RayWorker:
         except Exception:  # noqa: BLE001 - not a file of the store (or out of it): reported missing
             return
         try:
-            link_regular_file(fd, os.path.basename(full), target)
+            link_regular_file(fd, os.path.basename(full), target, made=self.links)
         finally:
             os.close(fd)
-
-    def _unlink(self, key: str) -> None:
-        for folder in self.links.pop(key, []):
-            shutil.rmtree(folder, ignore_errors=True)
 
     def _fenced(self, python_exe: str, fd: int, start: dict[str, Any]) -> tuple[list[str], dict[str, str], dict[str, Any]]:
         """The bwrap command line of this actor's fenced worker, and its start message."""
@@ -455,8 +449,6 @@ class RayWorker:
                 reply = protocol.decode(self.conn.recv_bytes(), peer="environment worker")
             except (EOFError, OSError):  # the worker died: where (in run() or not) and how, for the engine
                 return self._child_died()
-            finally:
-                self._unlink(message["key"])
         else:
             assert self.fetcher is not None, "init() first"
             reply = loop._score(message, self.scorer, self.fetcher, self.job, self.log)
@@ -574,7 +566,7 @@ class RayWorker:
             self.fetcher = None
         text = self._new_log()
         # nothing of the job is kept: its credentials, output stores, folders' contents, log
-        self.sources, self.parts_backend, self.bi_seen, self.links, self.link_backends = {}, None, {}, {}, {}
+        self.sources, self.parts_backend, self.bi_seen, self.links, self.link_backends = {}, None, {}, set(), {}
         for name in ("sources", "parts_store", "bi_output_store", "name"):
             self.job.pop(name, None)
         home = Path(self.home)
