@@ -327,7 +327,7 @@ class WarmWorker:
             if not stat.S_ISLNK(st.st_mode):
                 break
             source = os.path.realpath(source)
-        link_regular_file(fd, base, target, made=self.made)  # a regular file only, never through a link
+        link_regular_file(fd, base, target, made=self.made, st=st)  # a regular file only, never through a link
         return None
 
     def _inside_in(self, target: str | Path) -> bool:

@@ -86,17 +86,21 @@ def _relpath(root: str, path: str) -> str:
     return literal if os.path.lexists(os.path.join(root, literal)) else rel
 
 
-def link_regular_file(folder_fd: int, name: str, target: str | Path, made: set[str] | None = None) -> bool:
+def link_regular_file(folder_fd: int, name: str, target: str | Path, made: set[str] | None = None,
+                      st: os.stat_result | None = None) -> bool:
     """Hard-link the regular file ``name`` of the folder open as ``folder_fd`` (a descriptor from
     :meth:`LocalBackend.open_folder`) to ``target``, never following a link; across file systems a
     copy of it, opened ``O_NOFOLLOW``. Whether ``target`` now holds that file: a name that is not a
     regular file, or one swapped for a link between the check and the link, is not given (the warm
     workers' and warm Ray actors' inputs: ``engines/warm.py``, ``worker/ray_actor.py``). ``made``:
-    the target folders already made (the caller's, kept across calls: one ``mkdir`` per folder)."""
-    try:
-        st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
-    except OSError:
-        return False
+    the target folders already made (the caller's, kept across calls: one ``mkdir`` per folder);
+    ``st``: the caller's ``stat`` of ``name`` through ``folder_fd`` without following a link, just
+    taken (not taken again; the linked inode is checked against it all the same)."""
+    if st is None:
+        try:
+            st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+        except OSError:
+            return False
     if not stat.S_ISREG(st.st_mode):
         return False
     folder = os.path.dirname(os.fspath(target))
