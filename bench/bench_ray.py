@@ -307,24 +307,6 @@ def _status_kib(pid: int, field: str) -> int:
     return 0
 
 
-def _descendants(pid: int) -> list[int]:
-    """``pid``'s processes below it (read from /proc): a fenced actor's scoring process and its sandbox."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo += children.get(p, [])
-    return found
-
-
 def parked_memory() -> list[dict]:
     """What each live Batchpoint worker actor holds while parked: its process's RSS and peak (VmRSS,
     VmHWM) and the RSS of the processes below it (the fenced scoring process), in KiB; all on this
@@ -335,7 +317,7 @@ def parked_memory() -> list[dict]:
     for a in actors().values():
         if a.get("ActorClassName") == "RayWorker" and a.get("State") == "ALIVE" and a.get("Pid"):
             pid = int(a["Pid"])
-            below = _descendants(pid)
+            below = list(bh.descendants(pid))  # its sandbox and scoring process
             found.append({"pid": pid, "rss_kib": _status_kib(pid, "VmRSS"), "hwm_kib": _status_kib(pid, "VmHWM"),
                           "below_rss_kib": sum(_status_kib(p, "VmRSS") for p in below), "below": len(below)})
     return found

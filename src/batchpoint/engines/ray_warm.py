@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchpoint.engines.planning import EngineJob
-from batchpoint.engines.warm import add_pool, idle_seconds, kept_by_compute, pool_key
+from batchpoint.engines.warm import add_pool, idle_seconds, kept_by_compute, note_min_instances, pool_key
 
 __all__ = ["RAY_POOL", "ParkedActor", "RayWarmPool", "actor_key", "enabled", "idle_seconds"]
 
@@ -211,13 +211,8 @@ class RayWarmPool:
         """Compute ``compute`` was stored with ``min_instances`` (``warm.compute_changed``): its
         deployments' parked actors keep that many instances' worth past the idle timeout from now
         on; those no longer kept and past it are killed at once (a scale-down frees their CPUs)."""
+        note_min_instances(self, compute, min_instances)
         with self.lock:
-            self.min_instances[compute] = max(0, int(min_instances))
-            if len(self.min_instances) > 10_000:
-                self.min_instances = {compute: self.min_instances[compute]}
-            for a in self.parked:
-                if a.compute == compute:
-                    a.min_instances = self.min_instances[compute]
             parked = bool(self.parked)
         if parked:
             self._start_reaper()

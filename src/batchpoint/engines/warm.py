@@ -82,8 +82,8 @@ from batchpoint.storage.local import link_regular_file
 from batchpoint.worker import protocol
 from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, command
 
-__all__ = ["POOL", "WarmPool", "WarmWorker", "add_pool", "compute_changed", "enabled", "kept_by_compute", "pool_key",
-           "release_warm"]
+__all__ = ["POOL", "WarmPool", "WarmWorker", "add_pool", "compute_changed", "enabled", "kept_by_compute",
+           "note_min_instances", "pool_key", "release_warm"]
 
 log = logging.getLogger("batchpoint.engines.warm")
 
@@ -198,7 +198,6 @@ class WarmWorker:
     min_instances: int = 0  # that compute's min_instances (the latest the pool knows)
     per_instance: int = 1  # the deployment's max_concurrency_per_instance
     jobs: int = 0  # jobs it served
-    sent: int = 0  # mini-batches it was sent
     made: set[str] = field(default_factory=set)  # the folders of in/ made for this job's links (one mkdir each)
     linked: set[str] = field(default_factory=set)  # its segments of this job linked into the job's parts/
     backends: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # input -> (its spec, its backend): linking
@@ -251,7 +250,6 @@ class WarmWorker:
         """A ``batch`` message with the files of local stores linked into ``in/`` (module docstring)."""
         if message.get("type") != "batch":
             return message
-        self.sent += 1
         files = []
         opened: dict[str, int] = {}  # a store's folder -> its checked descriptor, for this mini-batch's files
         refused: list[str] = []
@@ -380,6 +378,8 @@ class WarmWorker:
     def _link_segment(self, job: EngineJob, key: str, name: str) -> dict[str, Any] | None:
         """Hard-link this worker's segment ``name`` (a plain name: ``local_pool`` checked it) into
         the job's ``parts/``; the error when it is not a regular file of the worker's ``parts/``."""
+        # not storage.local.link_regular_file: a segment must be *linked* (the worker goes on
+        # appending to it), never copied across file systems, and an existing name is checked too
         source, target = self.parts / name, os.path.join(job.parts_dir, name)
         problem = None
         try:
@@ -742,13 +742,7 @@ class WarmPool:
         """Compute ``compute`` was stored with ``min_instances``: its deployments' parked workers keep
         that many instances' worth past the idle timeout from now on; those no longer kept and
         past their idle timeout are stopped at once (a scale-down frees them)."""
-        with self.lock:
-            self.min_instances[compute] = max(0, int(min_instances))
-            if len(self.min_instances) > 10_000:
-                self.min_instances = {compute: self.min_instances[compute]}
-            for w in self.parked:
-                if w.compute == compute:
-                    w.min_instances = self.min_instances[compute]
+        note_min_instances(self, compute, min_instances)
         self._expire()
 
     def _released_since(self, worker: WarmWorker) -> bool:
@@ -838,6 +832,18 @@ def kept_by_compute(parked: list[Any]) -> set[int]:
         if floor > 0:
             kept.update(id(w) for w in sorted(workers, key=lambda w: w.parked_at, reverse=True)[:floor])
     return kept
+
+
+def note_min_instances(pool: Any, compute: str, min_instances: int) -> None:
+    """Store ``compute``'s ``min_instances`` in ``pool`` (a :class:`WarmPool` or Ray's pool: its
+    ``lock``, ``min_instances`` table and ``parked`` items) and give it to the items parked for it."""
+    with pool.lock:
+        pool.min_instances[compute] = max(0, int(min_instances))
+        if len(pool.min_instances) > 10_000:  # computes stored long ago no longer matter
+            pool.min_instances = {compute: pool.min_instances[compute]}
+        for item in pool.parked:
+            if item.compute == compute:
+                item.min_instances = pool.min_instances[compute]
 
 
 def add_pool(pool: Any) -> None:

@@ -157,16 +157,8 @@ class _Range(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        want = min(len(view), self.left)
-        if want <= 0:
-            return 0
-        data = os.pread(self.fd, want, self.at)
-        if not data:
-            raise PlatformError(f"a segment of the job's parts ended {self.left} bytes early (cut by hand?); "
-                                "invoke the job again")
+        data = self.read(len(view))
         view[:len(data)] = data
-        self.at += len(data)
-        self.left -= len(data)
         return len(data)
 
     def close(self) -> None:
