@@ -6,6 +6,7 @@ whatever the mini-batch size (``jobs/listing.py``)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from batchpoint.engines.planning import FileRef, MiniBatch, MiniBatchOutcome, Re
 from batchpoint.jobs import lifecycle
 from batchpoint.jobs.folder import JobFolder
 from batchpoint.jobs.listing import Lister
-from batchpoint.jobs.progress import Progress
+from batchpoint.exceptions import PlatformError
+from batchpoint.jobs.progress import BACKLOG_MAX, Progress
 from batchpoint.jobs.states import JobStatus
 from batchpoint.store.sql import SqlMetadataStore
 
@@ -117,3 +119,94 @@ def test_the_listers_queue_holds_a_bounded_number_of_files(tmp_path: Path, mini_
     assert held <= max(10_000, 2 * mini_batch_size), held  # at most 10,000 files, or two mini-batches
     small = Lister(None, "job", [], mini_batch_size, manifest, queue_files=500)  # type: ignore[arg-type]
     assert small.q.maxsize * mini_batch_size <= max(500, 2 * mini_batch_size)
+
+
+def test_a_slow_disk_holds_the_engine_at_the_backlog_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The done log's sync is stuck (a slow disk): the engine's outcomes pile up to BACKLOG_MAX, then
+    the engine waits (it hands out no more work) until they are written; nothing is lost or doubled."""
+    store = SqlMetadataStore(f"sqlite:///{tmp_path / 'metadata.db'}")
+    store.migrate()
+    name = running_job(store)
+    folder = JobFolder.local(tmp_path / "jobs", name)
+    done, manifest = folder.done_log(), folder.manifest()
+    disk = threading.Event()
+    real_sync = done.lines.sync
+    calls = [0]
+
+    def slow_sync() -> None:
+        calls[0] += 1
+        if calls[0] > 1:  # the first scored mini-batch's own flush goes through; then the disk stalls
+            disk.wait(30)
+        real_sync()
+
+    monkeypatch.setattr(done.lines, "sync", slow_sync)
+    progress = Progress(store, name, RetryPolicy(), threading.Event(), done, manifest)
+    handed = [0]
+
+    def engine() -> None:
+        for i in range(BACKLOG_MAX + 50):
+            batch = MiniBatch(i, (FileRef("input_data", f"f{i}.csv"),))
+            manifest.add(batch, durable=False)
+            progress.on_outcome(MiniBatchOutcome(batch, rows=1))
+            handed[0] = i + 1
+
+    thread = threading.Thread(target=engine)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 20
+        while handed[0] < BACKLOG_MAX and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert thread.is_alive() and handed[0] < BACKLOG_MAX + 2, handed  # held at the bound: the disk is behind
+        disk.set()
+        thread.join(20)
+        assert not thread.is_alive() and handed[0] == BACKLOG_MAX + 50
+    finally:
+        disk.set()
+        thread.join(20)
+        progress.close()
+    assert sorted(e["index"] for e in done.lines.entries()) == list(range(BACKLOG_MAX + 50))
+    assert store.get_job(name).mini_batches_completed == BACKLOG_MAX + 50
+    store.close()
+
+
+def test_a_disk_that_fails_while_the_engine_waits_fails_the_job_with_why(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SqlMetadataStore(f"sqlite:///{tmp_path / 'metadata.db'}")
+    store.migrate()
+    name = running_job(store)
+    folder = JobFolder.local(tmp_path / "jobs", name)
+    done, manifest = folder.done_log(), folder.manifest()
+    disk = threading.Event()
+    calls = [0]
+
+    def failing_sync() -> None:
+        calls[0] += 1
+        if calls[0] > 1:
+            disk.wait(30)
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(done.lines, "sync", failing_sync)
+    progress = Progress(store, name, RetryPolicy(), threading.Event(), done, manifest)
+    raised: list[BaseException] = []
+
+    def engine() -> None:
+        try:
+            for i in range(BACKLOG_MAX + 50):
+                batch = MiniBatch(i, (FileRef("input_data", f"f{i}.csv"),))
+                manifest.add(batch, durable=False)
+                progress.on_outcome(MiniBatchOutcome(batch, rows=1))
+        except BaseException as exc:  # noqa: BLE001 - what the engine would raise
+            raised.append(exc)
+
+    thread = threading.Thread(target=engine)
+    thread.start()
+    time.sleep(1.0)
+    disk.set()
+    thread.join(20)
+    assert not thread.is_alive()
+    assert raised and isinstance(raised[0], PlatformError), raised
+    assert "No space left on device" in str(raised[0]) and "resume log" in str(raised[0])
+    with pytest.raises(PlatformError):
+        progress.close()
+    store.close()

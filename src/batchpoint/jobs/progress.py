@@ -46,6 +46,10 @@ ERROR_CODES = {FailureKind.USER: "UserError", FailureKind.INPUT: "InputError", F
 FLUSH_INTERVAL_S = 0.25
 #: a group of this many outcomes is committed without waiting for the interval
 GROUP_MAX = 64
+#: how many finished mini-batches may wait for their done entries: at this many, the engine waits
+#: for the disk before it hands out more work, so a slow disk bounds how far the scoring (and the
+#: listing, and what a crash leaves to score again) runs ahead of what is durable
+BACKLOG_MAX = 4 * GROUP_MAX
 
 
 @dataclass
@@ -83,7 +87,9 @@ class Progress:
                                  if f.file]
         store.update_job(name, **done.totals)
         self._pending: list[_Pending] = []  # outcomes not written yet, in order
-        self._lock = threading.Lock()  # guards _pending
+        self._lock = threading.Lock()  # guards _pending and _unlogged
+        self._logged = threading.Condition(self._lock)  # done entries were written (the backlog shrank)
+        self._unlogged = 0  # outcomes in _pending whose done entries are not on disk yet
         self._flushing = threading.Lock()  # one flush at a time (the flusher, the first outcome, close())
         self._first_at: datetime | None = None  # when the first mini-batch was scored, until written
         self._error: BaseException | None = None  # what the flusher could not write to disk
@@ -117,12 +123,27 @@ class Progress:
         with self._lock:
             self._pending.append(_Pending(deltas, entry, None if outcome.error else b.key,
                                           segment[0] if segment is not None else None))
-        if first:
+            self._unlogged += 1
+            backlog = self._unlogged >= BACKLOG_MAX
+        if backlog:
+            self._wait_for_disk()
+        elif first:
             self.first_batch_seen = True
             self._first_at = utcnow()
             self.flush()  # the first scored mini-batch shows at once (one part to sync: cheap)
         elif outcome.error is not None or missing or len(self._pending) >= GROUP_MAX:
             self._wake.set()  # a failure shows without waiting for the interval; a big group goes now
+
+    def _wait_for_disk(self) -> None:
+        """The done log is :data:`BACKLOG_MAX` outcomes behind (the disk is slower than the
+        scoring): wait until the flusher has written them (or the job stops, or the disk failed)."""
+        self._wake.set()
+        with self._logged:
+            while (self._unlogged >= BACKLOG_MAX and self._error is None and not self.stop.is_set()
+                   and not self._closed.is_set()):
+                self._logged.wait(0.5)
+        if self._error is not None:
+            raise self._error
 
     def flush(self) -> None:
         """Write what the outcomes not written yet leave to write, in this order (group commit):
@@ -176,8 +197,11 @@ class Progress:
             raise PlatformError(f"could not write the job's resume log {where} (or the parts it names) to disk: "
                                 f"{exc}; free space in (or fix) the job folder and invoke again",
                                 details={"location": where}) from exc
-        for p in fresh:
-            p.logged = True
+        with self._logged:
+            for p in fresh:
+                p.logged = True
+            self._unlogged -= len(fresh)
+            self._logged.notify_all()
 
     def _flush_idle(self) -> None:
         """Every :data:`FLUSH_INTERVAL_S` (at once after a failure), off the engine's thread: the
