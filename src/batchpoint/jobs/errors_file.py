@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import Counter
 from typing import Any
 
 from batchpoint.exceptions import PlatformError, StorageError
@@ -68,13 +67,22 @@ def failure_entry(row: JobFailureRow) -> dict[str, Any]:
             "attempt": row.attempt, "kind": row.kind or "user", **parse_failure_text(row.error or "")}
 
 
-def errors_summary(store: SqlMetadataStore, job: JobRow, limit: int = 5) -> dict[str, Any] | None:
-    """What ``job show`` says of a job's failures: counts by kind, the first few, the errors file."""
-    rows = store.list_failures(job.name, limit=SUMMARY_ROWS)
-    if not rows:
+def errors_summary(store: SqlMetadataStore, job: JobRow, limit: int = 5,
+                   first_rows: list[JobFailureRow] | None = None) -> dict[str, Any] | None:
+    """What ``job show`` says of a job's failures: counts by kind (of the first ``SUMMARY_ROWS``,
+    counted by the database), the first few, the errors file. ``first_rows``: the job's first
+    failures (at least ``limit`` of them, or all it has) when the caller has read them already:
+    none there, none at all (the common case costs no query here)."""
+    if first_rows is not None and not first_rows:
         return None
-    first = [failure_entry(r) for r in rows[:limit]]  # with the user's frames: job stream's root cause
-    return {"failed_files": len(rows), "more": len(rows) == SUMMARY_ROWS, "by_kind": dict(Counter(r.kind or "user" for r in rows)),
+    by_kind = store.failure_kinds(job.name, SUMMARY_ROWS)
+    if not by_kind:
+        return None
+    if first_rows is None or len(first_rows) < min(limit, sum(by_kind.values())):
+        first_rows = store.list_failures(job.name, limit=limit)
+    first = [failure_entry(r) for r in first_rows[:limit]]  # with the user's frames: job stream's root cause
+    failed = sum(by_kind.values())
+    return {"failed_files": failed, "more": failed == SUMMARY_ROWS, "by_kind": by_kind,
             "first": first, "errors_file": errors_file_uri(job)}
 
 

@@ -112,7 +112,7 @@ def _entity(ws: WorkspaceService, row: JobRow, failures: list[Any], logs: list[s
         listing_completed_at=as_utc(row.listing_completed_at), log_files=logs,
         phases=timeline(row, ws.store.list_job_events(row.name, 0, 10_000, types=("status", "phase")))
         if with_failures else [],
-        errors=errors_summary(ws.store, row) if with_failures else None,
+        errors=errors_summary(ws.store, row, first_rows=failures) if with_failures else None,
     )
 
 

@@ -86,14 +86,32 @@ def requires(permission: str, scope: ScopeFn = workspace_scope) -> Any:
 
 
 def require_job_read(request: Request) -> str:
-    """``jobs/read`` on the job's endpoint, or ``jobs/read_own`` for a job one started."""
+    """``jobs/read`` on the job's endpoint, or ``jobs/read_own`` for a job one started. The job's
+    record it read stays on the request (:func:`checked_job`) for the route to show."""
     principal = request.state.principal_id
-    access.check_job_read(request.app.state.ctx, principal, request.path_params["name"])
+    request.state.checked_job = access.check_job_read(request.app.state.ctx, principal, request.path_params["name"],
+                                                      grants=request_grants(request))
     return principal
 
 
 require_job_read.permission = P.JOBS_READ_OWN  # type: ignore[attr-defined]
 require_job_read.scope_name = "job_reader"  # type: ignore[attr-defined]
+
+
+def checked_job(request: Request) -> Any:
+    """The record of the job (or of a child's parent) that :func:`require_job_read` read for this
+    request, or None when it did not run."""
+    return getattr(request.state, "checked_job", None)
+
+
+def request_grants(request: Request) -> list[Any]:
+    """The caller's role assignments, read once per request (a job show checks its read permission
+    and whether the caller sees server paths: one read for both)."""
+    principal = request.state.principal_id
+    kept = getattr(request.state, "grants", None)
+    if kept is None or kept[0] != principal:
+        kept = request.state.grants = (principal, request.app.state.ctx.auth.assignments(principal))
+    return kept[1]
 
 
 def require_job_data(request: Request) -> str:
@@ -139,9 +157,8 @@ visible_job_filter.scope_name = "own_jobs"  # type: ignore[attr-defined]
 
 def sees_server_paths(request: Request) -> bool:
     """Owners of the workspace see where things are on the server's disk; nobody else does."""
-    ctx = request.app.state.ctx
     principal = getattr(request.state, "principal_id", None)
-    return bool(principal) and authorize(ctx.auth.assignments(principal), P.ROLES_WRITE, "workspace")
+    return bool(principal) and authorize(request_grants(request), P.ROLES_WRITE, "workspace")
 
 
 def _metrics_open(request: Request) -> bool:

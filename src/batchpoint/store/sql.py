@@ -7,6 +7,7 @@ a configuration change: ``BATCHPOINT_DATABASE_URL=postgresql+psycopg://user:pw@h
 
 from __future__ import annotations
 
+import heapq
 import os
 import re
 import time
@@ -520,12 +521,18 @@ class SqlMetadataStore:
     def list_job_events(self, name: str, after: int = 0, limit: int = 100,
                         types: Iterable[str] | None = None) -> list[JobEventRow]:
         """Job ``name``'s events with ``seq`` greater than ``after``, oldest first, at most ``limit``
-        (only those of ``types`` when given, e.g. ``("status", "phase")``)."""
+        (only those of ``types`` when given, e.g. ``("status", "phase")``).
+
+        With ``types``, one query per type, merged by ``seq``: each reads index (job_name, type,
+        seq) in order and stops at ``limit``, so the few status events of a job are found without
+        reading its progress events (SQLite, given ``type IN (...) ORDER BY seq``, walks
+        (job_name, seq) instead, to spare the sort, through every event of the job)."""
+        q = select(JobEventRow).where(JobEventRow.job_name == name, JobEventRow.seq > after).order_by(JobEventRow.seq)
         with self.session() as s:
-            q = select(JobEventRow).where(JobEventRow.job_name == name, JobEventRow.seq > after)
-            if types is not None:
-                q = q.where(JobEventRow.type.in_(tuple(types)))
-            return list(s.scalars(q.order_by(JobEventRow.seq).limit(limit)))
+            if types is None:
+                return list(s.scalars(q.limit(limit)))
+            runs = [list(s.scalars(q.where(JobEventRow.type == t).limit(limit))) for t in dict.fromkeys(types)]
+        return list(heapq.merge(*runs, key=lambda e: e.seq))[:limit]
 
     def jobs_writing_under(self, datastore: str, folder: str, limit: int = 5) -> list[JobRow]:
         """Jobs whose output folder in ``datastore`` is ``folder``, lies inside it, or holds it."""
@@ -566,6 +573,20 @@ class SqlMetadataStore:
             if charged_only:
                 q = q.where(JobFailureRow.kind != "platform")
             return list(s.scalars(q.order_by(JobFailureRow.id).limit(limit)))
+
+    def failure_kinds(self, job_name: str, limit: int) -> dict[str, int]:
+        """How many of a job's first ``limit`` failures (in the order recorded) are of each kind, the
+        kinds in the order they first occur: :meth:`list_failures` counted in the database, without
+        reading the failures' texts."""
+        failures = JobFailureRow.__table__
+        first = (select(failures.c.id, failures.c.kind).where(failures.c.job_name == job_name)
+                 .order_by(failures.c.id).limit(limit).subquery())
+        q = select(first.c.kind, func.count()).group_by(first.c.kind).order_by(func.min(first.c.id))
+        counts: dict[str, int] = {}
+        with self.session() as s:
+            for kind, count in s.connection().execute(q):
+                counts[kind or "user"] = counts.get(kind or "user", 0) + count
+        return counts
 
     def count_jobs(self, status: str) -> int:
         with self.session() as s:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -122,12 +122,17 @@ class JobFailureRow(Base):
 
 class JobEventRow(Base):
     """One entry of a job's history: a status transition or a progress change, numbered per job
-    (``seq`` from 1), read as ``GET /jobs/<name>/events?after=<seq>`` and as a server-sent stream."""
+    (``seq`` from 1), read as ``GET /jobs/<name>/events?after=<seq>`` and as a server-sent stream.
+
+    Indexes: (job_name, seq), unique, for the history in order; (job_name, type, seq) for the events
+    of some types (``job show`` reads the few status and phase events of a job that has one progress
+    event per mini-batch: without it every show read all of them; migration 0008)."""
 
     __tablename__ = "job_events"
-    __table_args__ = (UniqueConstraint("job_name", "seq"),)
+    __table_args__ = (UniqueConstraint("job_name", "seq"),
+                      Index("ix_job_events_job_name_type_seq", "job_name", "type", "seq"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_name: Mapped[str] = mapped_column(String(128), index=True)
+    job_name: Mapped[str] = mapped_column(String(128))
     seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
     type: Mapped[str] = mapped_column(String(32))  # status | progress | ...

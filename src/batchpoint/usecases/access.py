@@ -61,11 +61,15 @@ def _job_scope(job: Any) -> str:
     return f"endpoint:{job.endpoint_name}" if job.endpoint_name else "workspace"
 
 
-def check_job_read(sv: Services, principal: str, name: str) -> None:
+def check_job_read(sv: Services, principal: str, name: str, grants: list[Any] | None = None) -> Any:
     """``jobs/read`` on job ``name``'s endpoint, or ``jobs/read_own`` for a job ``principal``
-    started (a child job: its parent's record); a 404 for no such job, else a 403 naming the grant."""
+    started (a child job: its parent's record); a 404 for no such job, else a 403 naming the grant.
+    Returns the record it read (the route's own to show, not read again). ``grants``: ``principal``'s
+    role assignments when the caller has them already."""
     job = children.job_row(sv.store, name)
-    _check_job_read(sv.auth.assignments(principal), principal, job.created_by or "", _job_scope(job))
+    _check_job_read(sv.auth.assignments(principal) if grants is None else grants, principal, job.created_by or "",
+                    _job_scope(job))
+    return job
 
 
 def check_job_data(sv: Services, principal: str, name: str) -> None:

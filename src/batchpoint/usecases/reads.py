@@ -79,11 +79,13 @@ def job_or_parent(sv: Services, name: str) -> JobRow:
     return children.job_row(sv.store, name)
 
 
-def show_job(sv: Services, name: str, server_paths: bool = False) -> Job:
-    """Job ``name`` with its recent failures, or its batchscoring step (a view of the same job)."""
-    if children.is_child_name(name):
-        return children.child_entity(show(sv, children.job_row(sv.store, name), server_paths=server_paths))
-    return show(sv, sv.store.get_job(name), server_paths=server_paths)
+def show_job(sv: Services, name: str, server_paths: bool = False, row: JobRow | None = None) -> Job:
+    """Job ``name`` with its recent failures, or its batchscoring step (a view of the same job).
+    ``row``: the record ``children.job_row`` gives for ``name``, when the caller read it already
+    (the read permission's check did)."""
+    row = children.job_row(sv.store, name) if row is None else row
+    shown = show(sv, row, server_paths=server_paths)
+    return children.child_entity(shown) if children.is_child_name(name) else shown
 
 
 def child_jobs(sv: Services, parent: str, created_by: str | None, offset: int, server_paths: bool) -> list[Job]:

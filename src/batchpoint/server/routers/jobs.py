@@ -15,7 +15,8 @@ from batchpoint.jobs.views import job_entity
 from batchpoint.server.context import AppContext, get_context
 from batchpoint.server.paging import Page, page
 from batchpoint.server.routers.endpoints import answered
-from batchpoint.server.security import require_job_data, require_job_read, requires, sees_server_paths, visible_job_filter
+from batchpoint.server.security import (
+    checked_job, require_job_data, require_job_read, requires, sees_server_paths, visible_job_filter)
 from batchpoint.usecases import cancel, events, logs, outputs, reads, rerun
 from batchpoint.usecases.events import EVENTS_MAX_PAGE
 
@@ -39,8 +40,9 @@ def list_jobs(endpoint: str | None = None, p: Page = Depends(page), ctx: AppCont
 
 
 @router.get("/{name}", dependencies=[Depends(require_job_read)])
-def get_job(name: str, ctx: AppContext = Depends(get_context), paths: bool = Depends(sees_server_paths)) -> dict[str, Any]:
-    return reads.show_job(ctx, name, server_paths=paths).to_dict()
+def get_job(name: str, request: Request, ctx: AppContext = Depends(get_context),
+            paths: bool = Depends(sees_server_paths)) -> dict[str, Any]:
+    return reads.show_job(ctx, name, server_paths=paths, row=checked_job(request)).to_dict()
 
 
 @router.post("/{name}/cancel", dependencies=[requires(P.JOBS_CANCEL, job_scope)])

@@ -169,14 +169,16 @@ def job_pictures(ctx: Any, row: Any, data: bool) -> dict[str, Any]:
     return {"charts": progress, "timeline": timeline, "timeline_cut": cut}
 
 
-def job(ctx: Any, access: Access, name: str) -> dict[str, Any]:
+def job(ctx: Any, access: Access, name: str, pictures: bool = True) -> dict[str, Any]:
+    """The job page's values; ``pictures``: with its charts (read from every progress event)."""
     row = readable_job(ctx, access, name)
     entity = job_entity(ctx.workspace, row, server_paths=access.sees_server_paths())
     data = access.may_read_job_data(row)
     text, css = status_label(entity)
     return {"job": entity, "data_allowed": data, "data_denied": None if data else needs(
                 access, P.JOBS_OUTPUTS_READ, access.job_scope(row)),
-            "status_text": text, "status_class": css, "duration": duration(entity), **job_pictures(ctx, row, data),
+            "status_text": text, "status_class": css, "duration": duration(entity),
+            **(job_pictures(ctx, row, data) if pictures else {}),
             "files": outputs.output_files(ctx, row) if data and row.status in TERMINAL else [],
             "may_cancel": access.may(P.JOBS_CANCEL, access.job_scope(row)) and row.status not in TERMINAL,
             "terminal": row.status in TERMINAL, "errors_file_name": errors_file_name(row),
@@ -185,7 +187,7 @@ def job(ctx: Any, access: Access, name: str) -> dict[str, Any]:
 
 
 def job_json(ctx: Any, access: Access, name: str) -> dict[str, Any]:
-    values = job(ctx, access, name)
+    values = job(ctx, access, name, pictures=False)  # the summary shows no chart
     entity = values["job"]
     return {"status": entity.status, "status_text": values["status_text"], "status_class": values["status_class"],
             "status_message": entity.status_message, "progress": entity.progress.to_dict(),
