@@ -75,6 +75,14 @@ class BackendConformance:
         assert names == ["a.txt", "folder/b.csv", "folder/sub/c.bin", "folder2.txt", "folderx/d.txt"]
         assert FileInfo("folder/sub/c.bin", len(BINARY)) in infos
 
+    def test_a_jobs_listing_lists_what_iter_files_lists(self, tree: StorageBackend) -> None:
+        """``iter_files_for_job`` (a job's listing: local stores walk in a process of its own) gives
+        the same files, sizes and order as ``iter_files``, and refuses a missing folder the same way."""
+        for prefix in ("", "folder", "folder/sub/"):
+            assert list(tree.iter_files_for_job(prefix)) == list(tree.iter_files(prefix))
+        with pytest.raises(StorageNotFoundError):
+            list(tree.iter_files_for_job("nope"))
+
     def test_iter_files_of_a_folder_stops_at_its_boundary(self, tree: StorageBackend) -> None:
         assert paths(tree, "folder") == ["folder/b.csv", "folder/sub/c.bin"]
         assert paths(tree, "folder/sub/") == ["folder/sub/c.bin"]

@@ -228,17 +228,6 @@ class Manifest:
         self.next_index = batch.index + 1
         self.files_recorded += len(batch.files)
 
-    def listed(self) -> Iterator[tuple[str, str, int | None, int | None]]:
-        """Every recorded file with what the listing saw: (input, path, size, modified ns); size
-        and time None where nothing was recorded (a manifest written before they were)."""
-        for entry in self.lines.entries():
-            if entry.get("complete"):
-                continue
-            seen = entry.get("seen") or []
-            for i, (source, path) in enumerate(entry["files"]):
-                size, modified = (seen[i] + [None, None])[:2] if i < len(seen) else (None, None)
-                yield source, path, size, modified
-
     def finish(self, files_total: int, mini_batches_total: int, at: datetime) -> None:
         self.complete = {"complete": True, "files_total": files_total, "mini_batches_total": mini_batches_total,
                          "at": at.isoformat()}

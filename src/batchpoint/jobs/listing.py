@@ -16,15 +16,19 @@ started before manifests were written has none: resumed, it lists its inputs aga
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from batchpoint._internal.clock import utcnow
-from batchpoint.engines.planning import FileRef, MiniBatch, plan_minibatches
+from batchpoint.engines.planning import FileRef, MiniBatch
+from batchpoint.jobs import changed_inputs
 from batchpoint.jobs.folder import Manifest
 from batchpoint.jobs.lifecycle import record_listed_so_far, record_listing
 from batchpoint.storage.registry import open_backend
@@ -64,20 +68,23 @@ class Lister:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=queue_slots(mini_batch_size, queue_files))
         self.error: BaseException | None = None
         self.closed = threading.Event()
-        self._seen: dict[tuple[str, str], list[int | None]] = {}  # listed files not recorded yet: [size, modified]
         self.thread = threading.Thread(target=self._list, name=f"lister-{name}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
-    def _files(self) -> Iterator[FileRef]:
+    def _listed(self, known: set[tuple[str, str]]) -> Iterator[tuple[FileRef, list[int | None]]]:
+        """Each input file not in ``known`` (the manifest's, when a cut listing goes on), with
+        ``[size, modified]`` as the listing saw it (``[None, None]`` for a ``uri_file``, not looked at)."""
         for key, resolved in self.inputs:
             if resolved.type == "uri_file":
-                yield FileRef(key, resolved.path)
+                if (key, resolved.path) not in known:
+                    yield FileRef(key, resolved.path), [None, None]
                 continue
-            for info in open_backend(resolved.spec).iter_files(resolved.path):
-                self._seen[(key, info.path)] = [info.size, info.modified]  # until its mini-batch is recorded
-                yield FileRef(key, info.path)
+            for info in open_backend(resolved.spec).iter_files_for_job(resolved.path):
+                if known and (key, info.path) in known:
+                    continue  # recorded before
+                yield FileRef(key, info.path), [info.size, info.modified]
 
     def _list(self) -> None:
         try:
@@ -109,52 +116,87 @@ class Lister:
         return known
 
     def _list_on(self, known: set[tuple[str, str]]) -> None:
-        fresh = self._unrecorded(known)
-        shown = time.monotonic()
-        for batch in plan_minibatches(fresh, self.size, start=self.manifest.next_index):
-            # recorded before the engine can score it; on disk before its resume record is (the job's
-            # Progress syncs the manifest, then the done log, then shows the mini-batch as finished)
-            seen = [self._seen.pop((f.source, f.path), [None, None]) for f in batch.files]
-            self.manifest.add(batch, durable=False, seen=seen)
-            if not self._put(batch):
+        # one loop per file, no layers of generators: on a local store of tiny files the listing
+        # paces the whole job (its Python shares the server's one GIL with the engine and the commit)
+        shown, size, index = time.monotonic(), self.size, self.manifest.next_index
+        chunk: list[FileRef] = []
+        seen: list[list[int | None]] = []
+        for ref, listed in self._listed(known):
+            chunk.append(ref)
+            seen.append(listed)
+            if len(chunk) < size:
+                continue
+            if not self._record(MiniBatch(index, tuple(chunk)), seen):
                 return
+            index, chunk, seen = index + 1, [], []
             if time.monotonic() - shown >= LISTED_SO_FAR_EVERY_S:  # the total grows while the listing goes on
                 record_listed_so_far(self.store, self.name, self.manifest.files_recorded, self.manifest.next_index)
                 shown = time.monotonic()
+        if chunk and not self._record(MiniBatch(index, tuple(chunk)), seen):
+            return
         known.clear()
         at, files, batches = utcnow(), self.manifest.files_recorded, self.manifest.next_index
         self.manifest.finish(files, batches, at)
         record_listing(self.store, self.name, files, batches, at)
 
-    def _unrecorded(self, known: set[tuple[str, str]]) -> Iterator[FileRef]:
-        """The listed files not in ``known`` (the manifest's, when a cut listing goes on)."""
-        for ref in self._files():
-            if (ref.source, ref.path) in known:
-                self._seen.pop((ref.source, ref.path), None)  # recorded before: what was seen is not kept
-                continue
-            yield ref
+    def _record(self, batch: MiniBatch, seen: list[list[int | None]]) -> bool:
+        """Record ``batch`` in the manifest, then hand it to the engine: recorded before the engine can
+        score it; on disk before its resume record is (the job's Progress syncs the manifest, then
+        the done log, then shows the mini-batch as finished). False when the lister was closed."""
+        self.manifest.add(batch, durable=False, seen=seen)
+        return self._put(batch)
 
     def changed_files(self, limit: int = 5) -> tuple[int, list[str]]:
         """The input files on a local store that changed after they were listed — size or
         modification time not as the listing saw them, or gone — counted, and the first ``limit``
         described. Read from the manifest (never all in memory): one ``stat`` per file. Files on
         remote stores are not checked (their size is recorded; a check would cost a request each)."""
+        backends, roots = self._local_inputs()
+        if not roots:
+            return 0, []
+        return self._described(changed_inputs.suspects(self.manifest.lines.entries(), roots), backends, limit)
+
+    def check_changed_files(self, limit: int = 5) -> Callable[[], tuple[int, list[str]]]:
+        """:meth:`changed_files`, its stats started now in a process of its own
+        (``jobs/changed_inputs.py``: beside the output's assembly, off the server's GIL); the
+        returned callable waits for the answer. In process when no process can be started, or
+        when it does not end well."""
+        backends, roots = self._local_inputs()
+        manifest = self.manifest.lines.backend.local_path(self.manifest.lines.name)
+        if not roots or manifest is None:
+            return lambda: self.changed_files(limit)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", changed_inputs.__file__, manifest, json.dumps(roots)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+        except OSError:
+            return lambda: self.changed_files(limit)
+
+        def answer() -> tuple[int, list[str]]:
+            out, _ = proc.communicate()
+            lines = out.split(b"\n")
+            if proc.returncode != 0 or lines[-2:] != [changed_inputs.DONE, b""]:
+                return self.changed_files(limit)
+            return self._described((tuple(json.loads(line)) for line in lines[:-2]), backends, limit)
+
+        return answer
+
+    def _local_inputs(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The inputs on local stores: their backends, and their folders (ending in the separator)."""
         backends = {key: open_backend(resolved.spec) for key, resolved in self.inputs
                     if resolved.spec.kind == "local"}
         roots = {key: (backend.local_path("") or "").rstrip(os.sep) + os.sep for key, backend in backends.items()}
+        return backends, roots
+
+    @staticmethod
+    def _described(suspects: Iterable[tuple[str, str, Any, Any]], backends: dict[str, Any],
+                   limit: int) -> tuple[int, list[str]]:
+        """Of the files whose first stat differed (``jobs/changed_inputs.py suspects``): how many
+        changed, and the first ``limit`` described."""
         count, shown = 0, []
-        for source, path, size, modified in self.manifest.listed():
-            backend = backends.get(source)
-            if backend is None or (size is None and modified is None):
-                continue
-            try:  # the listed path under the store's folder: one stat, no path checks, for the files unchanged
-                st = os.stat(roots[source] + path)
-                if (size is None or st.st_size == size) and (modified is None or st.st_mtime_ns == modified):
-                    continue
-            except OSError:
-                pass
+        for source, path, size, modified in suspects:
             try:  # changed: looked at as the store sees it (a link out of the store is no file of it)
-                st = os.stat(backend.local_path(path) or "")
+                st = os.stat(backends[source].local_path(path) or "")
                 now: tuple[int | None, int | None] = (st.st_size, st.st_mtime_ns)
             except Exception:  # noqa: BLE001 - gone, or no longer a file of the store: changed
                 now = (None, None)

@@ -186,21 +186,24 @@ class JobRunner:
             return  # canceled, or the server is shutting down (the job resumes on restart)
         self._record(f"job {job.name} Finalizing",
                      lambda: transition(self.store, job.name, JobStatus.FINALIZING, "writing outputs"))
+        # the check of the input files for changes (a stat of each listed file) runs beside the
+        # output's assembly, in a process of its own: a thread would take turns with it on the GIL
+        changed = lister.check_changed_files()
         bi_output.upload_bi_output(self.ws, job)  # what the scripts wrote to AZUREML_BI_OUTPUT_PATH
         write_output(self.ws, job, Path(engine_job.parts_dir))  # by the job's writer (none for summary_only)
         write_errors_file(self.ws, job)
         if staged is not None:
             drop_staged_parts(self.ws, job.name)  # the output holds them now (kept when a file failed)
-        summary = progress.summary() + self._changed_inputs(job.name, lister)
+        summary = progress.summary() + self._changed_inputs(job.name, changed)
         self._record(f"job {job.name} Completed",
                      lambda: transition(self.store, job.name, JobStatus.COMPLETED, summary))
 
-    def _changed_inputs(self, name: str, lister: Lister) -> str:
+    def _changed_inputs(self, name: str, changed: Callable[[], tuple[int, list[str]]]) -> str:
         """A warning for the job's status message when input files changed after they were
         listed (truncated, replaced, removed while the job ran): their rows may be from either
         version. The job is not failed for it. Empty when none did."""
         try:
-            count, shown = lister.changed_files()
+            count, shown = changed()
         except Exception:  # noqa: BLE001 - a warning must not fail the job
             log.warning("job %s: could not check its input files for changes", name, exc_info=True)
             return ""

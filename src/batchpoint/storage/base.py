@@ -149,6 +149,11 @@ class StorageBackend(abc.ABC):
         """Every file under folder ``prefix``, recursively, lazily (page by page), in a
         deterministic order (lexicographic by path). Memory must not grow with the file count."""
 
+    def iter_files_for_job(self, prefix: str) -> Iterator[FileInfo]:
+        """:meth:`iter_files` for a job's listing: the same files in the same order. A backend may
+        list them in a process of its own (local: ``storage/local_walk.py``)."""
+        return self.iter_files(prefix)
+
     @abc.abstractmethod
     def open_read(self, path: str) -> IO[bytes]:
         """A binary file object to read ``path``."""
