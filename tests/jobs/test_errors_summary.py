@@ -7,8 +7,6 @@ failures as recorded. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import event
@@ -19,15 +17,6 @@ from batchpoint.store.sql import SqlMetadataStore
 pytestmark = pytest.mark.timeout(120)
 
 KINDS = ["input", "user", "user", "platform", "timeout", "user", "input", "platform"]
-
-
-@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetadataStore]:
-    url = f"sqlite:///{tmp_path / 'metadata.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = SqlMetadataStore(url)
-    store.migrate()
-    yield store
-    store.close()
 
 
 def failed_job(store: SqlMetadataStore, kinds: list[str]) -> str:

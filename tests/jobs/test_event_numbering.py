@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -21,15 +19,6 @@ from batchpoint.store.sql import SqlMetadataStore
 pytestmark = pytest.mark.timeout(120)
 
 WRITERS, EACH = 4, 25
-
-
-@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetadataStore]:
-    url = f"sqlite:///{tmp_path / 'metadata.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = SqlMetadataStore(url)
-    store.migrate()
-    yield store
-    store.close()
 
 
 def test_concurrent_writers_number_one_job_without_gaps(store: SqlMetadataStore) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -24,15 +25,6 @@ from batchpoint.jobs.states import JobStatus
 from batchpoint.store.sql import SqlMetadataStore
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetadataStore]:
-    url = f"sqlite:///{tmp_path / 'metadata.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = SqlMetadataStore(url)
-    store.migrate()
-    yield store
-    store.close()
 
 
 def running_job(store: SqlMetadataStore) -> str:
@@ -121,25 +113,34 @@ def test_the_listers_queue_holds_a_bounded_number_of_files(tmp_path: Path, mini_
     assert small.q.maxsize * mini_batch_size <= max(500, 2 * mini_batch_size)
 
 
-def test_a_slow_disk_holds_the_engine_at_the_backlog_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The done log's sync is stuck (a slow disk): the engine's outcomes pile up to BACKLOG_MAX, then
-    the engine waits (it hands out no more work) until they are written; nothing is lost or doubled."""
-    store = SqlMetadataStore(f"sqlite:///{tmp_path / 'metadata.db'}")
-    store.migrate()
+def stalled_done_log(store: SqlMetadataStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     then: Callable[[Callable[[], None]], None]) -> tuple[str, Any, Any, threading.Event]:
+    """A running job whose done log syncs the first time (the first scored mini-batch's own flush),
+    then stalls until the returned event is set and does ``then(the real sync)``: (job, done log,
+    manifest, event)."""
     name = running_job(store)
     folder = JobFolder.local(tmp_path / "jobs", name)
     done, manifest = folder.done_log(), folder.manifest()
     disk = threading.Event()
-    real_sync = done.lines.sync
-    calls = [0]
+    real_sync, calls = done.lines.sync, [0]
 
-    def slow_sync() -> None:
+    def stalled() -> None:
         calls[0] += 1
-        if calls[0] > 1:  # the first scored mini-batch's own flush goes through; then the disk stalls
+        if calls[0] > 1:
             disk.wait(30)
-        real_sync()
+            then(real_sync)
+        else:
+            real_sync()
 
-    monkeypatch.setattr(done.lines, "sync", slow_sync)
+    monkeypatch.setattr(done.lines, "sync", stalled)
+    return name, done, manifest, disk
+
+
+def test_a_slow_disk_holds_the_engine_at_the_backlog_bound(store: SqlMetadataStore, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The done log's sync is stuck (a slow disk): the engine's outcomes pile up to BACKLOG_MAX, then
+    the engine waits (it hands out no more work) until they are written; nothing is lost or doubled."""
+    name, done, manifest, disk = stalled_done_log(store, tmp_path, monkeypatch, lambda sync: sync())
     progress = Progress(store, name, RetryPolicy(), threading.Event(), done, manifest)
     handed = [0]
 
@@ -167,26 +168,14 @@ def test_a_slow_disk_holds_the_engine_at_the_backlog_bound(tmp_path: Path, monke
         progress.close()
     assert sorted(e["index"] for e in done.lines.entries()) == list(range(BACKLOG_MAX + 50))
     assert store.get_job(name).mini_batches_completed == BACKLOG_MAX + 50
-    store.close()
 
 
-def test_a_disk_that_fails_while_the_engine_waits_fails_the_job_with_why(tmp_path: Path,
+def test_a_disk_that_fails_while_the_engine_waits_fails_the_job_with_why(store: SqlMetadataStore, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    store = SqlMetadataStore(f"sqlite:///{tmp_path / 'metadata.db'}")
-    store.migrate()
-    name = running_job(store)
-    folder = JobFolder.local(tmp_path / "jobs", name)
-    done, manifest = folder.done_log(), folder.manifest()
-    disk = threading.Event()
-    calls = [0]
+    def full(sync: Callable[[], None]) -> None:
+        raise OSError(28, "No space left on device")
 
-    def failing_sync() -> None:
-        calls[0] += 1
-        if calls[0] > 1:
-            disk.wait(30)
-            raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(done.lines, "sync", failing_sync)
+    name, done, manifest, disk = stalled_done_log(store, tmp_path, monkeypatch, full)
     progress = Progress(store, name, RetryPolicy(), threading.Event(), done, manifest)
     raised: list[BaseException] = []
 
@@ -209,4 +198,3 @@ def test_a_disk_that_fails_while_the_engine_waits_fails_the_job_with_why(tmp_pat
     assert "No space left on device" in str(raised[0]) and "resume log" in str(raised[0])
     with pytest.raises(PlatformError):
         progress.close()
-    store.close()

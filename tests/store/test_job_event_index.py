@@ -8,7 +8,6 @@ database upgrades to the index (and back), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,6 @@ pytestmark = pytest.mark.timeout(120)
 
 INDEX = "ix_job_events_job_name_type_seq"
 PROGRESS = 300  # progress events: many more than the job's status and phase events
-
-
-@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetadataStore]:
-    url = f"sqlite:///{tmp_path / 'metadata.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    store = SqlMetadataStore(url)
-    store.migrate()
-    yield store
-    store.close()
 
 
 def finished_job(store: SqlMetadataStore, progress: int = PROGRESS, finish: bool = True) -> str:
