@@ -23,6 +23,7 @@ from tests.store.test_claims import fresh_database
 pytestmark = pytest.mark.timeout(120)
 
 INDEX = "ix_job_events_job_name_type_seq"
+PHASES = "ix_job_events_phases"  # the phase events of every job (/metrics; migration 0009)
 PROGRESS = 300  # progress events: many more than the job's status and phase events
 
 
@@ -84,6 +85,36 @@ def test_status_and_phase_events_are_read_through_the_type_index(tmp_path: Path)
     store.close()
 
 
+def test_metrics_count_environment_builds_through_the_phase_index(tmp_path: Path) -> None:
+    """``/metrics`` counts environment builds from every job's phase events at each scrape: read
+    through the partial index of phase events, not by reading every event of every job."""
+    from batchpoint.server.metrics import ENVIRONMENT_PHASE, DatabaseCollector
+
+    store = SqlMetadataStore(f"sqlite:///{tmp_path / 'metadata.db'}")
+    store.migrate()
+    for outcome in ("finished", "finished", "failed"):
+        name = finished_job(store, progress=100, finish=False)
+        assert lifecycle.phase(store, name, ENVIRONMENT_PHASE, "started", "building the environment")
+        assert lifecycle.phase(store, name, ENVIRONMENT_PHASE, outcome, "the environment")
+    statements: list[tuple[str, object]] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def seen(conn, cursor, statement, parameters, *args) -> None:  # noqa: ANN001
+        if "FROM job_events" in statement:
+            statements.append((statement, parameters))
+
+    metrics = {m.name: m for m in DatabaseCollector(store).collect()}
+    event.remove(store.engine, "before_cursor_execute", seen)
+    builds = {sample.labels["outcome"]: sample.value for sample in metrics["batchpoint_environment_builds"].samples
+              if sample.name.endswith("_total")}
+    assert builds == {"finished": 2, "failed": 1}, builds
+    assert len(statements) == 1, statements
+    with store.engine.connect() as conn:
+        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statements[0][0]}", statements[0][1])]
+    assert any(f"USING INDEX {PHASES}" in step for step in plan), plan
+    store.close()
+
+
 def _indexes(url: str) -> dict[str, list[str]]:
     engine = create_engine(url)
     try:
@@ -115,6 +146,7 @@ def _upgrade_an_existing_database(url: str) -> None:
     store.migrate()  # as a server's start does
     indexes = _indexes(url)
     assert indexes[INDEX] == ["job_name", "type", "seq"], indexes
+    assert indexes[PHASES] == ["job_name"], indexes
     assert "ix_job_events_job_name" not in indexes, indexes  # (job_name, seq) and the new one lead with it
     assert [(e.seq, e.type, e.status, e.data) for e in store.list_job_events(name, 0, 10_000)] == before
     assert [e.seq for e in store.list_job_events(name, 0, 10_000, types=("status",))] == [
@@ -128,8 +160,9 @@ def _upgrade_an_existing_database(url: str) -> None:
     store.close()
     _to(url, "0007", down=True)  # and back
     assert "ix_job_events_job_name" in _indexes(url) and INDEX not in _indexes(url)
+    assert PHASES not in _indexes(url)
     _to(url, "head")
-    assert INDEX in _indexes(url)
+    assert INDEX in _indexes(url) and PHASES in _indexes(url)
 
 
 def test_an_existing_sqlite_database_upgrades_to_the_index(tmp_path: Path) -> None:
