@@ -137,6 +137,6 @@ def test_the_check_falls_back_to_the_server_when_its_process_fails(tmp_path: Pat
     root = _store(tmp_path)
     lister = _lister(tmp_path, root)
     (root / "in" / "plain.csv").write_bytes(b"changed")
-    monkeypatch.setattr("batchpoint.jobs.listing.sys.executable", "/bin/false")  # the process ends badly
+    monkeypatch.setattr("batchpoint._internal.apart.sys.executable", "/bin/false")  # the process ends badly
     assert lister.check_changed_files()() == (2, ["in/link-in.csv (size 0 -> 7 bytes)",  # a link to it
                                                    "in/plain.csv (size 0 -> 7 bytes)"])

@@ -19,13 +19,12 @@ from __future__ import annotations
 import json
 import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from batchpoint._internal.apart import start_script
 from batchpoint._internal.clock import utcnow
 from batchpoint.engines.planning import FileRef, MiniBatch
 from batchpoint.jobs import changed_inputs
@@ -166,9 +165,7 @@ class Lister:
         if not roots or manifest is None:
             return lambda: self.changed_files(limit)
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", changed_inputs.__file__, manifest, json.dumps(roots)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+            proc = start_script(changed_inputs.__file__, manifest, json.dumps(roots))
         except OSError:
             return lambda: self.changed_files(limit)
 

@@ -7,7 +7,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -134,7 +134,6 @@ def link_regular_file(folder_fd: int, name: str, target: str | Path, made: set[s
     return False
 
 
-
 class LocalBackend(StorageBackend):
     kind = "local"
 
@@ -232,13 +231,15 @@ class LocalBackend(StorageBackend):
         return self._abs(path).is_dir()
 
     def iter_files(self, prefix: str) -> Iterator[FileInfo]:
-        for path, size, modified in local_walk.walk(self._root, self._folder(prefix)):
-            yield FileInfo(path if os.sep == "/" else path.replace(os.sep, "/"), size, modified)
+        return self._infos(local_walk.walk, prefix)
 
     def iter_files_for_job(self, prefix: str) -> Iterator[FileInfo]:
         """:meth:`iter_files`, walked by a process of its own (``storage/local_walk.py``): the
         ``stat`` of every file off the server's GIL."""
-        for path, size, modified in local_walk.walk_apart(self._root, self._folder(prefix)):
+        return self._infos(local_walk.walk_apart, prefix)
+
+    def _infos(self, walk: Callable[[str, str], Iterator[tuple[str, int, int]]], prefix: str) -> Iterator[FileInfo]:
+        for path, size, modified in walk(self._root, self._folder(prefix)):  # the folder checked at the first file
             yield FileInfo(path if os.sep == "/" else path.replace(os.sep, "/"), size, modified)
 
     def _folder(self, prefix: str) -> str:

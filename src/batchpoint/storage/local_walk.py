@@ -62,9 +62,10 @@ def walk_apart(root: str, folder: str) -> Iterator[tuple[str, int, int]]:
     process when no process can be started. The process is killed when the caller stops early."""
     import subprocess
 
+    from batchpoint._internal.apart import start_script
+
     try:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", __file__, root, folder], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+        proc = start_script(__file__, root, folder)
     except OSError:
         yield from walk(root, folder)
         return
