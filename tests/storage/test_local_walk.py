@@ -75,6 +75,38 @@ def test_the_walk_apart_lists_what_the_walk_in_process_lists(tmp_path: Path, sta
     assert next(i for i in apart if i.path == "in/zero-length.csv").size == ODD_NAMES.index("zero-length.csv")
 
 
+def test_a_jobs_walk_hands_over_to_its_process_after_the_first_files(tmp_path: Path, started: list) -> None:
+    root = _store(tmp_path)
+    here = list(local_walk.walk(str(root), str(root / "in")))
+    assert list(local_walk.walk_for_job(str(root), str(root / "in"), first=5)) == here
+    assert len(started) == 1 and started[0].returncode == 0  # the rest from the process, to its end
+    started.clear()
+    small = str(root / "in" / "sub" / "deeper")  # fewer files than walked in process first
+    assert list(local_walk.walk_for_job(str(root), small)) == list(local_walk.walk(str(root), small))
+    assert not started  # a small folder never waits for a process to start
+
+
+def test_a_folder_that_changed_between_the_two_walks_is_walked_on_in_process(
+        tmp_path: Path, started: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _store(tmp_path)
+    here = list(local_walk.walk(str(root), str(root / "in")))
+    real = local_walk.walk_apart
+
+    def changed(root_: str, folder: str):  # noqa: ANN202 - a file added at the front meanwhile
+        rest = real(root_, folder)
+        try:
+            found = next(rest)  # its process started
+            yield "in/0-added.csv", 1, 1
+            yield found
+            yield from rest
+        finally:
+            rest.close()
+
+    monkeypatch.setattr(local_walk, "walk_apart", changed)
+    assert list(local_walk.walk_for_job(str(root), str(root / "in"), first=5)) == here
+    assert len(started) == 1 and started[0].returncode is not None  # its process ended, not left behind
+
+
 def test_a_listing_left_early_ends_its_process(tmp_path: Path, started: list) -> None:
     root = _store(tmp_path)
     files = local_walk.walk_apart(str(root), str(root / "in"))

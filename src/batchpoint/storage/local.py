@@ -234,9 +234,9 @@ class LocalBackend(StorageBackend):
         return self._infos(local_walk.walk, prefix)
 
     def iter_files_for_job(self, prefix: str) -> Iterator[FileInfo]:
-        """:meth:`iter_files`, walked by a process of its own (``storage/local_walk.py``): the
-        ``stat`` of every file off the server's GIL."""
-        return self._infos(local_walk.walk_apart, prefix)
+        """:meth:`iter_files`, walked by a process of its own after the first files
+        (``storage/local_walk.py walk_for_job``): the ``stat`` of every file off the server's GIL."""
+        return self._infos(local_walk.walk_for_job, prefix)
 
     def _infos(self, walk: Callable[[str, str], Iterator[tuple[str, int, int]]], prefix: str) -> Iterator[FileInfo]:
         for path, size, modified in walk(self._root, self._folder(prefix)):  # the folder checked at the first file

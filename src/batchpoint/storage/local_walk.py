@@ -6,7 +6,8 @@ sorted by name within each folder, folders walked where they come in that order,
 store. Each file comes with its size and modification time (ns), for the job's check of input files
 that changed while it ran (``jobs/listing.py changed_files``).
 
-A job's listing runs it **in a process of its own** (:func:`walk_apart`): run as a script
+A job's listing runs it **in a process of its own** (:func:`walk_apart`, after the first
+:data:`IN_PROCESS_FIRST` files walked in process: :func:`walk_for_job`): run as a script
 (``python -I -S local_walk.py ROOT FOLDER``), it writes each file as three NUL-terminated fields
 (size, modification time, path under ROOT as the file system spells it) and ends with ``.`` (done) or
 ``!`` errno, message, file name (what stopped it). Why: every ``stat`` releases the server's one GIL
@@ -30,6 +31,9 @@ if TYPE_CHECKING:  # not imported when run as a script: it starts faster
 _DONE, _FAILED = b".", b"!"
 #: how much of the walk's output is read at once
 _CHUNK = 1 << 16
+#: files a job's listing walks in process before a process of its own takes over (its ~10 ms start
+#: is then paid only by folders big enough to gain from it, while their first mini-batches score)
+IN_PROCESS_FIRST = 1000
 
 
 def walk(root: str, folder: str) -> Iterator[tuple[str, int, int]]:
@@ -55,6 +59,36 @@ def walk(root: str, folder: str) -> Iterator[tuple[str, int, int]]:
         elif entry.is_file():
             st = entry.stat()
             yield entry.path[cut:], st.st_size, st.st_mtime_ns
+
+
+def walk_for_job(root: str, folder: str, first: int | None = None) -> Iterator[tuple[str, int, int]]:
+    """What :func:`walk` yields, for a job's listing: the first ``first`` files (default
+    :data:`IN_PROCESS_FIRST`) walked in process, so a small folder never waits for a process to
+    start (its first mini-batch comes as soon as it did in process); the rest by
+    :func:`walk_apart`, whose first files are checked against those (same paths, in the same
+    order). When they differ (the folder changed between the two walks), or the process fails on
+    them, the walk goes on in process."""
+    first = IN_PROCESS_FIRST if first is None else first
+    here = walk(root, folder)
+    head: list[str] = []
+    for found in here:
+        yield found
+        head.append(found[0])
+        if len(head) >= first:
+            break
+    else:
+        return  # all of it walked here
+    apart = walk_apart(root, folder)
+    try:
+        same = all(next(apart, (None,))[0] == path for path in head)
+    except OSError:
+        same = False
+    if same:
+        here.close()
+        yield from apart
+        return
+    apart.close()
+    yield from here
 
 
 def walk_apart(root: str, folder: str) -> Iterator[tuple[str, int, int]]:
