@@ -150,6 +150,15 @@ def test_the_check_apart_answers_what_the_check_in_process_answers(tmp_path: Pat
     started.clear()  # the listing's own
     assert lister.check_changed_files()() == lister.changed_files() == (0, [])
     assert len(started) == 1 and started[0].returncode == 0  # checked apart
+    started.clear()
+    (tmp_path / "small" / "in").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / "small" / "in" / f"{i}.csv").write_text("x\n1\n")
+    small = _lister(tmp_path / "small-job", tmp_path / "small")
+    (tmp_path / "small" / "in" / "1.csv").write_text("x\n22\n")
+    started.clear()
+    assert small.check_changed_files()() == (1, ["in/1.csv (size 4 -> 5 bytes)"])
+    assert not started  # a small listing is checked in the server: no process to wait for
     (root / "in" / "plain.csv").write_bytes(b"longer than before")
     (root / "in" / "new\nline.csv").unlink()
     os.utime(root / "in" / "sub" / "f00007-" f"{'n' * 40}.csv", ns=(1, 1))  # same size, another time

@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # not imported when run as a script: it starts faster
 
 #: the last line of the script's output: it read the whole manifest
 DONE = b"."
+#: a listing of at most this many files is checked in the server: a process's ~10 ms start would
+#: cost a small job more than its stats
+IN_PROCESS_UP_TO = 1000
 
 
 def suspects(entries: Iterable[dict[str, Any]], roots: dict[str, str]) -> Iterator[tuple[str, str, Any, Any]]:

@@ -158,11 +158,12 @@ class Lister:
     def check_changed_files(self, limit: int = 5) -> Callable[[], tuple[int, list[str]]]:
         """:meth:`changed_files`, its stats started now in a process of its own
         (``jobs/changed_inputs.py``: beside the output's assembly, off the server's GIL); the
-        returned callable waits for the answer. In process when no process can be started, or
-        when it does not end well."""
+        returned callable waits for the answer. In process for a small listing
+        (``changed_inputs.IN_PROCESS_UP_TO`` files), when no process can be started, or when it
+        does not end well."""
         backends, roots = self._local_inputs()
         manifest = self.manifest.lines.backend.local_path(self.manifest.lines.name)
-        if not roots or manifest is None:
+        if not roots or manifest is None or self.manifest.files_recorded <= changed_inputs.IN_PROCESS_UP_TO:
             return lambda: self.changed_files(limit)
         try:
             proc = start_script(changed_inputs.__file__, manifest, json.dumps(roots))
