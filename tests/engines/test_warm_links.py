@@ -7,8 +7,12 @@ the worker has it read-only)."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import socket
 import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
@@ -74,6 +78,45 @@ def _exchange_worker(tmp_path: Path) -> WarmWorker:
     return worker
 
 
+#: how a mini-batch's files are linked: by the engine in process, or by the worker's link helper
+#: (storage/local_links.py, a process of its own, which passes the batch frame on to the worker)
+VIA = ["in process", "link helper"]
+
+
+@pytest.fixture(params=VIA)
+def via(request: pytest.FixtureRequest) -> Iterator[str]:
+    started: list[WarmWorker] = []
+    request.node.started = started
+    yield request.param
+    for worker in started:
+        worker.end_linker()
+
+
+def _linking_worker(tmp_path: Path, via: str, request: pytest.FixtureRequest) -> WarmWorker:
+    """A warm worker's engine side; with its link helper on one end of a socket pair standing in for
+    the worker's (the test reads what the helper passes on from the other end)."""
+    worker = _exchange_worker(tmp_path)
+    if via == "link helper":
+        ours, theirs = socket.socketpair()
+        worker.conn, worker.peer = Connection(ours.detach()), Connection(theirs.detach())
+        worker.start_linker()
+        assert worker.linker is not None
+        request.node.started.append(worker)
+    return worker
+
+
+def _send(worker: WarmWorker, job: EngineJob, message: dict) -> dict:
+    """The batch message as the worker gets it (its files linked)."""
+    out = worker.batch_message(job, message)
+    if out is not None:
+        return out
+    peer = worker.peer
+    assert peer.poll(30), "the link helper did not pass the batch on"
+    forwarded = json.loads(peer.recv_bytes())  # byte for byte what the engine encoded
+    assert worker.read_linker(), "the link helper ended"  # its refusals came before the frame
+    return forwarded
+
+
 def _batch(key: str, *files: tuple[str, str]) -> dict:
     return {"type": "batch", "key": key, "files": [{"source": s, "path": p} for s, p in files]}
 
@@ -82,24 +125,24 @@ def _linked(worker: WarmWorker, message: dict) -> list[Path]:
     return [worker.exchange / "in" / f["source"] / f["path"] for f in message["files"]]
 
 
-def test_a_folder_swapped_for_a_link_out_of_the_store_between_two_mini_batches_is_not_linked(tmp_path: Path) -> None:
+def test_a_folder_swapped_for_a_link_out_of_the_store_between_two_mini_batches_is_not_linked(tmp_path: Path, via: str, request: pytest.FixtureRequest) -> None:
     store, outside = tmp_path / "store", tmp_path / "outside"
     (store / "a").mkdir(parents=True)
     (store / "a" / "f.csv").write_text("x\n1\n")
     (store / "a" / "g.csv").write_text("x\n2\n")
     outside.mkdir()
     (outside / "g.csv").write_text("server secret\n")
-    worker = _exchange_worker(tmp_path)
+    worker = _linking_worker(tmp_path, via, request)
     job = _job(tmp_path, input=store)
 
-    first = worker.batch_message(job, _batch("k1", ("input", "a/f.csv")))
+    first = _send(worker, job, _batch("k1", ("input", "a/f.csv")))
     [link] = _linked(worker, first)
     assert link.stat().st_ino == (store / "a" / "f.csv").stat().st_ino  # the store's file, linked
     assert worker.done(job, "k1", None) is None
 
     (store / "a").rename(tmp_path / "moved-away")  # the store's folder swapped for a link out of it
     (store / "a").symlink_to(outside)
-    second = worker.batch_message(job, _batch("k2", ("input", "a/g.csv")))
+    second = _send(worker, job, _batch("k2", ("input", "a/g.csv")))
     [link] = _linked(worker, second)
     assert not link.exists(), "the server linked a file from outside the store into the worker"
     assert not any(p.is_file() and p.stat().st_ino == (outside / "g.csv").stat().st_ino
@@ -112,32 +155,32 @@ def test_a_folder_swapped_for_a_link_out_of_the_store_between_two_mini_batches_i
     assert "symbolic link" in error["message"]
 
 
-def test_a_file_swapped_for_a_link_out_of_the_store_is_not_linked(tmp_path: Path) -> None:
+def test_a_file_swapped_for_a_link_out_of_the_store_is_not_linked(tmp_path: Path, via: str, request: pytest.FixtureRequest) -> None:
     store, outside = tmp_path / "store", tmp_path / "outside"
     (store / "a").mkdir(parents=True)
     for name in ("f.csv", "g.csv"):
         (store / "a" / name).write_text("x\n1\n")
     outside.mkdir()
     (outside / "secret").write_text("server secret\n")
-    worker = _exchange_worker(tmp_path)
+    worker = _linking_worker(tmp_path, via, request)
     job = _job(tmp_path, input=store)
-    assert all(p.exists() for p in _linked(worker, worker.batch_message(job, _batch("k1", ("input", "a/f.csv")))))
+    assert all(p.exists() for p in _linked(worker, _send(worker, job, _batch("k1", ("input", "a/f.csv")))))
     (store / "a" / "g.csv").unlink()
     (store / "a" / "g.csv").symlink_to(outside / "secret")
-    [link] = _linked(worker, worker.batch_message(job, _batch("k2", ("input", "a/g.csv"))))
+    [link] = _linked(worker, _send(worker, job, _batch("k2", ("input", "a/g.csv"))))
     assert not link.exists() and not link.is_symlink()
     error = worker.done(job, "k2", None)
     assert error is not None and "outside the data store" in error["message"], error
 
 
-def test_a_link_to_a_file_inside_the_store_is_still_given(tmp_path: Path) -> None:
+def test_a_link_to_a_file_inside_the_store_is_still_given(tmp_path: Path, via: str, request: pytest.FixtureRequest) -> None:
     store = tmp_path / "store"
     (store / "a").mkdir(parents=True)
     (store / "real.csv").write_text("x\n1\n")
     (store / "a" / "alias.csv").symlink_to(store / "real.csv")
-    worker = _exchange_worker(tmp_path)
+    worker = _linking_worker(tmp_path, via, request)
     job = _job(tmp_path, input=store)
-    [link] = _linked(worker, worker.batch_message(job, _batch("k1", ("input", "a/alias.csv"))))
+    [link] = _linked(worker, _send(worker, job, _batch("k1", ("input", "a/alias.csv"))))
     assert not link.is_symlink() and link.stat().st_ino == (store / "real.csv").stat().st_ino
     assert worker.done(job, "k1", None) is None
 

@@ -18,11 +18,14 @@ parts (and the same host pid in the pool):
 * warm workers never serve another deployment (and show per deployment with their memory);
 * ``warm_idle_s`` stops them;
 * a store folder swapped for a link out of the store between two mini-batches: the file outside is
-  not linked into the worker, that mini-batch fails saying why.
+  not linked into the worker, that mini-batch fails saying why;
+* a warm worker's files are linked by its link helper; a helper killed mid-job stops its worker and
+  costs its mini-batches a retry on a fresh one, and the job completes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import textwrap
@@ -35,7 +38,7 @@ import pytest
 from batchpoint.engines.local_pool import LocalPoolEngine
 from batchpoint.engines.planning import EngineJob, FileRef, MiniBatch, RetryPolicy
 from batchpoint.engines.sandbox import check
-from batchpoint.engines.warm import POOL
+from batchpoint.engines.warm import POOL, _warm_root
 from batchpoint.storage.base import StorageSpec
 from engines.test_worker_isolation import CANARY, HOSTILE_PY
 
@@ -490,7 +493,12 @@ def test_a_store_folder_swapped_for_a_link_out_of_the_store_mid_job_fails_its_mi
 
     def batches():
         yield MiniBatch(0, (FileRef("input", "a/f.csv"),))
-        (data / "a").rename(tmp_path / "moved-away")  # asked for the next one: mini-batch 0 was sent
+        # asked for the next one: mini-batch 0 was handed out; its file is linked (by the worker's link
+        # helper, storage/local_links.py) before the worker is given it
+        deadline = time.monotonic() + 60
+        while not list(_warm_root(job).glob("*/in/input/a/f.csv")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (data / "a").rename(tmp_path / "moved-away")
         (data / "a").symlink_to(outside)
         yield MiniBatch(1, (FileRef("input", "a/g.csv"),))
 
@@ -503,3 +511,56 @@ def test_a_store_folder_swapped_for_a_link_out_of_the_store_mid_job_fails_its_mi
     assert "outside the data store" in error["message"] and "a/g.csv" in error["message"], error
     rows = "".join(p.read_text() for p in Path(job.parts_dir).iterdir())
     assert "store file" in rows and "server secret" not in rows, rows
+
+
+def _link_helpers() -> list[int]:
+    """This process's children that run a warm worker's link helper (``storage/local_links.py``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"local_links.py" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_a_warm_workers_files_go_through_its_link_helper_and_a_killed_helper_costs_a_retry_only(
+        tmp_path: Path) -> None:
+    """A warm worker's mini-batches are linked by its link helper, a process of its own. A helper
+    killed mid-job may take frames with it: its worker is stopped, its mini-batches go to a fresh
+    worker (a retry), and the job completes with every file scored once."""
+    s = Setup(tmp_path)
+    files = [f"f{i}.csv" for i in range(8)]
+    data = s.data("d", files)
+    job = dataclasses.replace(s.job("helper", data), policy=RetryPolicy(2, 60.0, -1))
+    killed: list[int] = []
+
+    def batches():
+        for i, name in enumerate(files):
+            yield MiniBatch(i, (FileRef("input", name),))
+            if i == 2:
+                helpers = _link_helpers()
+                assert helpers, "no link helper runs beside the warm worker"
+                for pid in helpers:
+                    os.kill(pid, signal.SIGKILL)
+                killed.extend(helpers)
+
+    outcomes: list = []
+    LocalPoolEngine().run(job, batches(), outcomes.append, threading.Event())
+    assert killed
+    final = {o.batch.index: o for o in outcomes}
+    assert sorted(final) == list(range(len(files)))
+    assert all(o.error is None for o in final.values()), [o.error for o in final.values() if o.error]
+    rows = _rows(job)
+    assert sorted(rows) == files, rows
+    assert s.inits() == 2, "the worker whose link helper died was not replaced by a fresh one"
+    assert not set(_link_helpers()) & set(killed)
+    [parked] = POOL.parked  # the fresh worker, parked with a helper of its own
+    assert parked.linker is not None and parked.linker.pid not in killed and parked.linker.poll() is None

@@ -278,7 +278,10 @@ class _PipeTransport(WorkerTransport):
 
     def send(self, w: Worker, message: dict[str, Any]) -> None:
         if w.handle.warm is not None:  # the files of local stores linked into its exchange folder
-            message = w.handle.warm.batch_message(self.job, message)
+            linked = w.handle.warm.batch_message(self.job, message)
+            if linked is None:  # handed to its link helper, which passes it on
+                return
+            message = linked
         self._send(w.handle, message)
 
     def outcome(self, w: Worker, batch: MiniBatch, reply: Event) -> tuple[int, dict[str, Any] | None, int]:
@@ -317,10 +320,19 @@ class _PipeTransport(WorkerTransport):
             ready = {conn.fileno() for conn in ready_conns}
         else:
             poller = select.poll()
+            linkers: dict[int, Worker] = {}  # warm workers' link helpers: the files they would not link
             for w in workers:
                 poller.register(w.handle.conn.fileno(), select.POLLIN)
+                fd = w.handle.warm.linker_fd() if w.handle.warm is not None else None
+                if fd is not None:
+                    poller.register(fd, select.POLLIN)
+                    linkers[fd] = w
             # in ms, rounded up (0 only for 0: never a busy loop); a hang-up or error counts: EOF next
             ready = {fd for fd, _ in poller.poll(int(-(-timeout * 1000 // 1)) if timeout > 0 else 0)}
+            for fd in ready & linkers.keys():  # before the replies: a refusal precedes its mini-batch's
+                w = linkers[fd]
+                if not w.handle.warm.read_linker() and w.handle.proc.is_alive():
+                    w.handle.proc.kill()  # frames it held may be lost: the worker's mini-batches are retried
         for w in workers:
             if w.handle.conn.fileno() in ready:
                 yield w, self._receive(w)

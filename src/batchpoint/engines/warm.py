@@ -30,12 +30,16 @@ file system as the jobs folder), bound read-write at the same path, and nothing 
 ``bi/``         its ``AZUREML_BI_OUTPUT_PATH`` (the same path in every job); moved into the job's
                 ``outputs/score/`` at the job's end
 ``in/``         the mini-batches' files of local stores, hard-linked (a copy across file systems)
-                by the engine as ``in/<input>/<path in the store>`` when the mini-batch is sent and
+                as ``in/<input>/<path in the store>`` before the worker gets the mini-batch, and
                 kept until the job's end (the job's own files: a new folder per mini-batch, made and
                 removed, cost more than its scoring on tiny files); bound read-only over the writable
                 folder, so a link cannot be written through. Linked through a descriptor of the file's folder whose real
-                path is checked once open (``LocalBackend.open_folder``), regular files only: a
-                folder swapped for a link out of the store mid-job fails the mini-batch instead
+                path is checked once open (``storage/local_links.py``), regular files only: a
+                folder swapped for a link out of the store mid-job fails the mini-batch instead.
+                The links are made by the worker's *link helper*, a small process started with it
+                (``local_links.py``: the engine hands it the ``batch`` frame, it links the files
+                and passes the frame on), so that four system calls a file do not hold the
+                server's GIL; in process when it has none, and for a path to normalise
 ``work/``, ``tmp/``, ``downloads/``  working directory (``HOME``), ``/tmp``, downloads of remote stores
 ``state``       its :class:`protocol.WorkerState` file
 =============== ======================================================================================
@@ -63,7 +67,9 @@ import queue
 import shutil
 import socket
 import stat
+import struct
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -78,7 +84,8 @@ from batchpoint.engines.planning import EngineJob
 from batchpoint.engines.sandbox import _SandboxProcess
 from batchpoint.exceptions import PlatformError, UnsafeInputError
 from batchpoint.storage.base import StorageSpec
-from batchpoint.storage.local import link_regular_file
+from batchpoint.storage import local_links
+from batchpoint.storage.local_links import NEEDS_NORMALISING, link_regular_file
 from batchpoint.worker import protocol
 from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, command
 
@@ -96,6 +103,8 @@ FINGERPRINT_FILES = 5000
 PARK_TIMEOUT_S = 5.0
 #: the name prefix of a job's input links moved out of an exchange folder at its end (then removed)
 TRASH = ".trash-"
+#: a frame's length, as ``multiprocessing.connection`` writes it (the link helper's frames)
+_FRAME = struct.Struct("!i")
 
 
 def _options(job: EngineJob) -> dict[str, Any]:
@@ -203,6 +212,11 @@ class WarmWorker:
     backends: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # input -> (its spec, its backend): linking
     refused: dict[str, list[str]] = field(default_factory=dict)  # mini-batch key -> its files not linked, and why
     lock: int | None = None  # an flock on its boot log while this server holds it (stale folders: sweep())
+    #: its link helper (``storage/local_links.py``): the process that links its mini-batches' files
+    #: and passes their batch frames on; None when it could not start (linked in process then)
+    linker: Any = None
+    linker_out: Connection | None = None  # the helper's answers: the files it would not link
+    linker_made: set[str] = field(default_factory=set)  # the folders of in/ the helper was told to make
     #: (its in/ resolved, {a folder of in/: whether it resolves inside in/}): linking 10,000s of files
     #: resolved every one's path twice (20 realpaths a mini-batch of 10), a mini-batch's files share a folder
     resolved_in: tuple[Path, dict[str, bool]] | None = None
@@ -246,10 +260,124 @@ class WarmWorker:
                       sandboxed=True, warm=True, log_fd=True)
         return config
 
-    def batch_message(self, job: EngineJob, message: dict[str, Any]) -> dict[str, Any]:
-        """A ``batch`` message with the files of local stores linked into ``in/`` (module docstring)."""
+    # -- the link helper ---------------------------------------------------------------------------
+    def start_linker(self) -> None:
+        """Start its link helper (``storage/local_links.py``) on the server's end of its socket;
+        without one (it could not start) its files are linked in process."""
+        assert self.conn is not None
+        fd = self.conn.fileno()
+        try:
+            with open(self.boot_log, "ab") as errors:  # a helper's crash is read with the worker's boot
+                self.linker = subprocess.Popen(
+                    [sys.executable, "-I", "-S", local_links.__file__, str(fd)], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=errors, pass_fds=(fd,), close_fds=True, bufsize=0)
+        except OSError as exc:
+            log.warning("warm worker %s: no link helper (%s); its files are linked in process", self.id, exc)
+            self.linker = None
+            return
+        self.linker_out = Connection(os.dup(self.linker.stdout.fileno()), writable=False)
+        self.linker.stdout.close()
+
+    def linker_fd(self) -> int | None:
+        """What the engine polls for the helper's answers (and its end), while it has one."""
+        return self.linker_out.fileno() if self.linker is not None and self.linker_out is not None else None
+
+    def read_linker(self) -> bool:
+        """Read every answer the helper has written (the files it would not link, by mini-batch);
+        False when it has ended: the frames it held may be lost, so the caller stops the worker."""
+        out = self.linker_out
+        if self.linker is None or out is None:
+            return True
+        try:
+            while out.poll(0):
+                answer = json.loads(out.recv_bytes())
+                self.refused.setdefault(answer["key"], []).extend(answer["refused"])
+        except (EOFError, OSError, ValueError, KeyError, TypeError):
+            log.warning("warm worker %s: its link helper ended (exit code %s); the worker is stopped and its "
+                        "mini-batches go to another", self.id, self.linker.poll())
+            self.end_linker()
+            return False
+        return True
+
+    def end_linker(self) -> None:
+        """End the link helper (the end of its input, then a kill)."""
+        linker, self.linker = self.linker, None
+        if linker is not None:
+            try:
+                linker.stdin.close()
+            except OSError:
+                pass
+            try:
+                linker.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                linker.kill()
+                linker.wait(timeout=5)
+        if self.linker_out is not None:
+            self.linker_out.close()
+            self.linker_out = None
+
+    def _to_linker(self, job: EngineJob, message: dict[str, Any]) -> bool:
+        """Hand a ``batch`` message to the link helper, which links its files and then passes it on
+        (``storage/local_links.py``); False when the helper is gone (the caller stops the worker)."""
+        in_root = str(self.exchange / "in")
+        files, links, roots = [], [], {}
+        refused: list[str] = []
+        opened: dict[str, int] = {}
+        try:
+            for ref in message["files"]:
+                name = ref["source"]
+                spec = job.sources.get(name)
+                kind = spec.kind if isinstance(spec, StorageSpec) else (spec or {}).get("kind")
+                if kind != "local":
+                    files.append(ref)
+                    continue
+                path = ref["path"]
+                rel = path.lstrip("/")
+                target = f"{in_root}/{name}/{rel}"
+                files.append({"source": name, "path": rel})
+                root = roots.get(name)
+                if root is None:
+                    try:
+                        root = roots[name] = getattr(self._backend(name, spec), "_root", "")
+                    except Exception:  # noqa: BLE001 - no backend: in process says why
+                        root = roots[name] = ""
+                if not root or NEEDS_NORMALISING.search(rel) or not self._inside_in(target):
+                    problem = self._link(name, spec, path, target, opened)  # in process: its checks say
+                    if problem is not None:
+                        refused.append(f"input '{name}', file '{path}': {problem}")
+                    continue
+                folder = target.rpartition("/")[0]
+                links.append([name, path, 0 if folder in self.linker_made else 1])
+                self.linker_made.add(folder)
+        finally:
+            for fd in opened.values():
+                os.close(fd)
+        if refused:
+            self.refused[message["key"]] = refused
+        payload = protocol.encode({**message, "files": files, "sources": self.sources(message.get("sources"))})
+        head = json.dumps({"key": message["key"], "roots": roots, "in": in_root, "files": links}).encode()
+        data = memoryview(_FRAME.pack(len(head)) + head + _FRAME.pack(len(payload)) + payload)
+        try:
+            while data:
+                data = data[self.linker.stdin.write(data):]
+        except (OSError, ValueError, AttributeError, TypeError):
+            return False
+        return True
+
+    def batch_message(self, job: EngineJob, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A ``batch`` message with the files of local stores linked into ``in/`` (module
+        docstring); None when it went to the worker through its link helper."""
         if message.get("type") != "batch":
             return message
+        if self.linker is not None:
+            if self._to_linker(job, message):
+                return None
+            log.warning("warm worker %s: its link helper is gone; the worker is stopped and its mini-batches go "
+                        "to another", self.id)
+            self.end_linker()
+            if self.proc is not None:
+                self.proc.kill()
+            return None
         files = []
         opened: dict[str, int] = {}  # a store's folder -> its checked descriptor, for this mini-batch's files
         refused: list[str] = []
@@ -378,7 +506,7 @@ class WarmWorker:
     def _link_segment(self, job: EngineJob, key: str, name: str) -> dict[str, Any] | None:
         """Hard-link this worker's segment ``name`` (a plain name: ``local_pool`` checked it) into
         the job's ``parts/``; the error when it is not a regular file of the worker's ``parts/``."""
-        # not storage.local.link_regular_file: a segment must be *linked* (the worker goes on
+        # not storage.local_links.link_regular_file: a segment must be *linked* (the worker goes on
         # appending to it), never copied across file systems, and an existing name is checked too
         source, target = self.parts / name, os.path.join(job.parts_dir, name)
         problem = None
@@ -416,6 +544,7 @@ class WarmWorker:
                     except OSError:
                         shutil.copyfile(path, dest)
         self.made.clear()
+        self.linker_made.clear()
         self.linked.clear()
         self.resolved_in = None
         self.backends = {}
@@ -440,6 +569,16 @@ class WarmWorker:
     def alive(self) -> bool:
         return self.proc is not None and bool(self.proc.is_alive())
 
+    def memory_bytes(self) -> int:
+        """What it holds resident: its process's and its link helper's (0 once it died)."""
+        if not self.alive():
+            return 0
+        held = status_bytes(self.proc.pid, "VmRSS")
+        linker = self.linker
+        if linker is not None and linker.poll() is None:
+            held += status_bytes(linker.pid, "VmRSS")
+        return held
+
     def stop(self) -> None:
         """End the worker (``stop``, then a kill) and remove its folders."""
         if self.conn is not None and self.alive():
@@ -457,6 +596,7 @@ class WarmWorker:
         self.remove()
 
     def remove(self) -> None:
+        self.end_linker()
         shutil.rmtree(self.exchange, ignore_errors=True)
         self.boot_log.unlink(missing_ok=True)
         if self.lock is not None:
@@ -588,6 +728,7 @@ class WarmPool:
         finally:
             theirs.close()
         worker.proc, worker.conn = _SandboxProcess(popen), Connection(ours.detach())
+        worker.start_linker()
         return worker
 
     def send_job(self, worker: WarmWorker, message: dict[str, Any], log_file: Path) -> None:
@@ -618,6 +759,8 @@ class WarmPool:
                     return None
                 self.parked.remove(worker)
             if worker.alive() and worker.conn is not None and not worker.conn.poll(0):
+                if worker.linker is not None and worker.linker.poll() is not None:
+                    worker.end_linker()  # it ended while parked: this job's files are linked in process
                 worker.since = time.monotonic()
                 log.info("warm worker %s (pid %s) reused for a job of %s (its job %d)", worker.id, worker.proc.pid,
                          worker.deployment, worker.jobs + 1)
@@ -793,7 +936,7 @@ class WarmPool:
             d = shown.setdefault(w.deployment, {"deployment": w.deployment, "workers": 0, "memory_bytes": 0,
                                                 "idle_left_s": []})
             d["workers"] += 1
-            d["memory_bytes"] += status_bytes(w.proc.pid, "VmRSS") if w.alive() else 0
+            d["memory_bytes"] += w.memory_bytes()
             d["idle_left_s"].append(None if id(w) in kept else round(max(0.0, w.parked_at + w.idle_s - now), 1))
         for d in shown.values():
             d["idle_left_s"].sort(key=lambda left: -1.0 if left is None else left)
@@ -806,7 +949,7 @@ class WarmPool:
         out: dict[str, tuple[int, int]] = {}
         for w in parked:
             count, rss = out.get(w.deployment, (0, 0))
-            out[w.deployment] = (count + 1, rss + (status_bytes(w.proc.pid, "VmRSS") if w.alive() else 0))
+            out[w.deployment] = (count + 1, rss + w.memory_bytes())
         return out
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -13,11 +12,10 @@ from typing import IO
 
 from batchpoint.exceptions import StorageNotFoundError, UnsafeInputError
 from batchpoint.storage import local_walk
+from batchpoint.storage.local_links import NEEDS_NORMALISING as _NEEDS_NORMALISING
+from batchpoint.storage.local_links import folder_outside, inside, path_outside
 from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath
 
-#: what :func:`normalize_relpath` would change or refuse in a relative path: a backslash, a NUL, a
-#: percent sign (an encoded ``..``), a leading, doubled or trailing ``/``, a ``.`` or ``..`` segment
-_NEEDS_NORMALISING = re.compile(r"[\\\x00%]|^/|//|/$|(^|/)\.\.?(/|$)")
 
 
 class _AtomicWriter:
@@ -87,53 +85,6 @@ def _relpath(root: str, path: str) -> str:
     return literal if os.path.lexists(os.path.join(root, literal)) else rel
 
 
-def link_regular_file(folder_fd: int, name: str, target: str | Path, made: set[str] | None = None,
-                      st: os.stat_result | None = None) -> bool:
-    """Hard-link the regular file ``name`` of the folder open as ``folder_fd`` (a descriptor from
-    :meth:`LocalBackend.open_folder`) to ``target``, never following a link; across file systems a
-    copy of it, opened ``O_NOFOLLOW``. Whether ``target`` now holds that file: a name that is not a
-    regular file, or one swapped for a link between the check and the link, is not given (the warm
-    workers' and warm Ray actors' inputs: ``engines/warm.py``, ``worker/ray_actor.py``). ``made``:
-    the target folders already made (the caller's, kept across calls: one ``mkdir`` per folder);
-    ``st``: the caller's ``stat`` of ``name`` through ``folder_fd`` without following a link, just
-    taken (not taken again; the linked inode is checked against it all the same)."""
-    if st is None:
-        try:
-            st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
-        except OSError:
-            return False
-    if not stat.S_ISREG(st.st_mode):
-        return False
-    folder = os.path.dirname(os.fspath(target))
-    if made is None or folder not in made:
-        os.makedirs(folder, exist_ok=True)
-        if made is not None:
-            made.add(folder)
-    try:
-        os.link(name, target, src_dir_fd=folder_fd, follow_symlinks=False)
-    except FileExistsError:
-        return True
-    except OSError:  # another file system, or a file that may not be linked: a copy
-        try:
-            source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder_fd)
-        except OSError:
-            return False
-        with os.fdopen(source, "rb") as inp:
-            if not stat.S_ISREG(os.fstat(inp.fileno()).st_mode):
-                return False
-            with open(target, "wb") as out:
-                shutil.copyfileobj(inp, out)
-        return True
-    try:
-        linked = os.lstat(target)
-        if stat.S_ISREG(linked.st_mode) and linked.st_ino == st.st_ino:
-            return True
-        os.unlink(target)
-    except OSError:
-        pass
-    return False
-
-
 class LocalBackend(StorageBackend):
     kind = "local"
 
@@ -163,12 +114,7 @@ class LocalBackend(StorageBackend):
         full = os.path.join(self._root, rel)
         resolved = self._real(full)
         if resolved != self._root and not resolved.startswith(self._root.rstrip(os.sep) + os.sep):
-            raise UnsafeInputError(
-                f"path '{path}' resolves outside the data store's folder through a symbolic link; only files "
-                "inside the data store can be read or written: copy the data into it, or register its folder as "
-                "a data store of its own",
-                details={"path": str(path)[:200]},
-            )
+            raise UnsafeInputError(path_outside(path), details={"path": str(path)[:200]})
         return Path(full)
 
     def local_file(self, path: str) -> str:
@@ -216,12 +162,9 @@ class LocalBackend(StorageBackend):
             real = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             real = ""
-        if real != self._root and not real.startswith(self._root.rstrip(os.sep) + os.sep):
+        if not inside(real, self._root):
             os.close(fd)
-            raise UnsafeInputError(
-                f"the data store's folder '{shown}' now resolves outside the data store through a symbolic link "
-                "(swapped in during the job?); only files inside the data store are read",
-                details={"path": shown[:200]})
+            raise UnsafeInputError(folder_outside(shown), details={"path": shown[:200]})
         return fd
 
     def is_file(self, path: str) -> bool:

@@ -68,7 +68,7 @@ from typing import Any
 
 from batchpoint.outputs import OutputWriter, worker_writer
 from batchpoint.storage.base import StorageSpec
-from batchpoint.storage.local import link_regular_file
+from batchpoint.storage.local_links import link_regular_file
 from batchpoint.storage.registry import open_backend
 from batchpoint.worker import loop, protocol, sandbox
 from batchpoint.worker.errors import error_info
