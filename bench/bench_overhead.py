@@ -142,8 +142,17 @@ def invoke(ml_client, path: str, kind: str = "uri_folder") -> dict:
 
 def below_cpu(server_pid: int) -> dict[int, float]:
     """CPU seconds (their own and their waited-for children's) of each process below the server:
-    the fenced workers (warm, kept across jobs: their sandboxes and scoring processes)."""
+    the fenced workers (warm, kept across jobs: their sandboxes and scoring processes) and their
+    link helpers."""
     return {pid: sum(cpu_seconds(pid)) for pid in descendants(server_pid)}
+
+
+def is_link_helper(pid: int) -> bool:
+    """Whether ``pid`` is a warm worker's link helper (``storage/local_links.py``)."""
+    try:
+        return b"local_links.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def run_batchpoint(ml_client, server: Server, data: Path) -> dict:
@@ -156,7 +165,9 @@ def run_batchpoint(ml_client, server: Server, data: Path) -> dict:
     if forkserver:
         point["workers_cpu_s"] = cpu_seconds(forkserver)[1] - f0
     else:  # fenced: the processes below the server, before and after (a process gone meanwhile is missed)
-        point["workers_cpu_s"] = sum(cpu - below0.get(pid, 0.0) for pid, cpu in below_cpu(server.pid).items())
+        spent = {pid: cpu - below0.get(pid, 0.0) for pid, cpu in below_cpu(server.pid).items()}
+        point["workers_cpu_s"] = sum(spent.values())
+        point["helpers_cpu_s"] = sum(cpu for pid, cpu in spent.items() if is_link_helper(pid))
     return point
 
 
@@ -206,6 +217,8 @@ def report(args, baselines: list[dict], points: list[dict], server_hwm: int | No
     worker_cpu = [p["workers_cpu_s"] for p in points if p["workers_cpu_s"] is not None]
     worker_ms = statistics.median(worker_cpu) / batches * 1000 if worker_cpu else None
     b_cpu_ms = statistics.median(b["workers_cpu_s"] + b["driver_cpu_s"] for b in baselines) / batches * 1000
+    helper_cpu = [p["helpers_cpu_s"] for p in points if p.get("helpers_cpu_s") is not None]
+    helper_ms = statistics.median(helper_cpu) / batches * 1000 if helper_cpu else None
     say()
     say(f"== overhead: {args.files:,} one-row files, {args.mini_batch_size} per mini-batch ({batches} mini-batches), "
         f"{args.workers} workers each side, {os.cpu_count()} CPUs, {args.repeat} run(s) each; load average "
@@ -218,8 +231,9 @@ def report(args, baselines: list[dict], points: list[dict], server_hwm: int | No
         f"{'met' if b_med / p_med >= TARGET_RATIO else 'NOT met'})")
     say(f"per-mini-batch framework overhead: {overhead_ms:.2f} ms  (target <= {TARGET_MS} ms: "
         f"{'met' if overhead_ms <= TARGET_MS else 'NOT met'})")
+    helpers = "" if not helper_ms else f" (of it their link helpers {helper_ms:.2f} ms)"
     say(f"CPU per mini-batch: server process {server_ms:.2f} ms, batchpoint workers "
-        f"{'n/a' if worker_ms is None else f'{worker_ms:.2f}'} ms; baseline (parent + pool) {b_cpu_ms:.2f} ms")
+        f"{'n/a' if worker_ms is None else f'{worker_ms:.2f}'} ms{helpers}; baseline (parent + pool) {b_cpu_ms:.2f} ms")
     last = points[-1]
     say(f"last job: first mini-batch {last['first_mini_batch_s']:.3f} s, listing done {last['listing_done_s']:.3f} s "
         f"after created_at; server peak RSS {server_hwm and server_hwm // 1024} MiB; outputs "
@@ -228,6 +242,7 @@ def report(args, baselines: list[dict], points: list[dict], server_hwm: int | No
     out = RESULTS / f"overhead-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"args": vars(args), "baseline": baselines, "batchpoint": points,
                                "overhead_ms": overhead_ms, "server_cpu_ms": server_ms, "worker_cpu_ms": worker_ms,
+                               "helper_cpu_ms": helper_ms,
                                "baseline_cpu_ms": b_cpu_ms, "identical": identical, "load": load,
                                "server_hwm_kb": server_hwm}, indent=2))
     say(f"results: {out}")
