@@ -134,3 +134,20 @@ def test_the_helper_imports_only_the_standard_library(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_refusals_of_a_big_mini_batch_are_bounded(helper: Helper, store: Path, tmp_path: Path) -> None:
+    """Its answer is read whole while the engine may be writing the next mini-batch to it: it must
+    never fill the pipe (the engine would wait on the helper and the helper on the engine)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    names = [f"s{i:03d}.csv" for i in range(300)]
+    for name in names:
+        (outside / name).write_text("server secret\n")
+    (store / "b").symlink_to(outside)
+    helper.send(_links(store, tmp_path / "in", "k", *(f"b/{n}" for n in names)), b'{"k":1}')
+    helper.passed_on()
+    [answer] = helper.refused()
+    assert len(answer["refused"]) == local_links.REFUSED_SHOWN + 1
+    assert answer["refused"][-1] == f"and {300 - local_links.REFUSED_SHOWN} more files of this mini-batch not linked"
+    assert len(json.dumps(answer)) < 16384

@@ -338,9 +338,10 @@ class WarmWorker:
                 root = roots.get(name)
                 if root is None:
                     try:
-                        root = roots[name] = getattr(self._backend(name, spec), "_root", "")
+                        store_root = getattr(self._backend(name, spec), "root", None)  # resolved
                     except Exception:  # noqa: BLE001 - no backend: in process says why
-                        root = roots[name] = ""
+                        store_root = None
+                    root = roots[name] = str(store_root) if store_root else ""
                 if not root or NEEDS_NORMALISING.search(rel) or not self._inside_in(target):
                     problem = self._link(name, spec, path, target, opened)  # in process: its checks say
                     if problem is not None:

@@ -19,7 +19,8 @@ each a 4-byte big-endian length and its bytes (``multiprocessing.connection``'s 
 
 It links every file (:func:`link_from_store`, the same checks as in process), writes on its
 standard output a frame ``{"key": ..., "refused": [why, ...]}`` when it would not link some (a
-folder or file that now leads out of the store), and only then passes the ``batch`` frame on to
+folder or file that now leads out of the store; the first :data:`REFUSED_SHOWN`, the rest
+counted), and only then passes the ``batch`` frame on to
 the worker, byte for byte. The engine reads the refusals before the worker's reply (one ``poll``
 sees both; the helper's first) and fails that mini-batch as it does in process. The helper ends at
 the end of its input; if it dies, the engine stops its worker (its mini-batches are retried), since
@@ -157,6 +158,11 @@ def link_from_store(root: str, rel: str, target: str, made: set[str] | None, ope
 
 
 # -- the link helper (run as a script) ------------------------------------------------------------
+#: the refusals of one mini-batch the helper names (the rest counted), and the length of each: its
+#: answer stays far below a pipe's 64 KiB, so it never waits on an engine that waits on it
+REFUSED_SHOWN, REASON_MAX = 20, 600
+
+
 def _read(n: int) -> bytes | None:
     """``n`` bytes of standard input; None at its end."""
     data = b""
@@ -224,8 +230,11 @@ def _main(argv: list[str]) -> int:
             return 0
         links = json.loads(head[4:])
         refused = _link_frame(links)
-        if refused:
-            answer = json.dumps({"key": links["key"], "refused": refused}).encode()
+        if refused:  # bounded: a frame the engine reads whole while it may be writing the next one
+            shown = [why[:REASON_MAX] for why in refused[:REFUSED_SHOWN]]
+            if len(refused) > REFUSED_SHOWN:
+                shown.append(f"and {len(refused) - REFUSED_SHOWN} more files of this mini-batch not linked")
+            answer = json.dumps({"key": links["key"], "refused": shown}).encode()
             _write(1, struct.pack("!i", len(answer)) + answer)
         try:
             _write(worker, payload)
