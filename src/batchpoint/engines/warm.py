@@ -85,7 +85,7 @@ from batchpoint.engines.sandbox import _SandboxProcess
 from batchpoint.exceptions import PlatformError, UnsafeInputError
 from batchpoint.storage.base import StorageSpec
 from batchpoint.storage import local_links
-from batchpoint.storage.local_links import NEEDS_NORMALISING, link_regular_file
+from batchpoint.storage.local_links import NEEDS_NORMALISING
 from batchpoint.worker import protocol
 from batchpoint.worker.sandbox import DEFAULT_ISOLATION, _real_uid, _root, command
 
@@ -418,7 +418,7 @@ class WarmWorker:
         """Hard-link the file ``path`` of input ``name``'s store to ``target`` (a copy when it cannot
         be linked); nothing when it is not there (the worker then reports it as missing, an input
         failure). The link is made through a descriptor of the file's folder whose real path was
-        checked once open (``LocalBackend.open_folder``), and only of a regular file: a folder
+        checked once open (``storage/local_links.py``), and only of a regular file: a folder
         swapped for a symbolic link out of the store during the job never makes the server link a
         file from outside it. Returns why a file was refused (a link out of the store), else None."""
         try:
@@ -433,29 +433,10 @@ class WarmWorker:
             return None
         if not self._inside_in(target):
             return None
-        open_folder = getattr(backend, "open_folder", None)
-        if open_folder is None:
+        root = getattr(backend, "root", None)  # a local store's, resolved
+        if root is None or not local_links.inside(source, str(root)):
             return None
-        for _ in range(2):  # the file itself may be a link inside the store: its target, once
-            folder = os.path.dirname(source)
-            fd = opened.get(folder)
-            if fd is None:
-                try:
-                    fd = opened[folder] = open_folder(source)
-                except UnsafeInputError as exc:
-                    return str(exc)
-                except Exception:  # noqa: BLE001 - gone: reported missing
-                    return None
-            base = os.path.basename(source)
-            try:
-                st = os.stat(base, dir_fd=fd, follow_symlinks=False)
-            except OSError:
-                return None
-            if not stat.S_ISLNK(st.st_mode):
-                break
-            source = os.path.realpath(source)
-        link_regular_file(fd, base, target, made=self.made, st=st)  # a regular file only, never through a link
-        return None
+        return local_links.link_from_store(str(root), source, target, self.made, opened, shown=path)
 
     def _inside_in(self, target: str | Path) -> bool:
         """Whether ``target`` resolves inside ``in/``: its folder resolved once (the last one asked

@@ -84,7 +84,7 @@ def open_checked_folder(folder: str, root: str) -> int | str | None:
 def link_regular_file(folder_fd: int, name: str, target: str | Path, made: set[str] | None = None,
                       st: os.stat_result | None = None) -> bool:
     """Hard-link the regular file ``name`` of the folder open as ``folder_fd`` (a descriptor from
-    :meth:`LocalBackend.open_folder`) to ``target``, never following a link; across file systems a
+    :func:`open_checked_folder` or :meth:`LocalBackend.open_folder`) to ``target``, never following a link; across file systems a
     copy of it, opened ``O_NOFOLLOW``. Whether ``target`` now holds that file: a name that is not a
     regular file, or one swapped for a link between the check and the link, is not given (the warm
     workers' and warm Ray actors' inputs: ``engines/warm.py``, ``worker/ray_actor.py``). ``made``:
@@ -128,14 +128,14 @@ def link_regular_file(folder_fd: int, name: str, target: str | Path, made: set[s
     return False
 
 
-def link_from_store(root: str, rel: str, target: str, made: set[str] | None, opened: dict[str, int],
-                    shown: str | None = None) -> str | None:
-    """Hard-link the file ``rel`` (a plain relative path: nothing to normalise) of the store at
-    ``root`` (its real path) to ``target``, as the engine does in process (``engines/warm.py
-    WarmWorker._link``): through a checked descriptor of its folder (kept in ``opened``, which the
-    caller closes), a link inside the store followed once, regular files only. Nothing when the
-    file is not there (the worker reports it missing); why, when it leads out of the store."""
-    source = f"{root}/{rel}"
+def link_from_store(root: str, source: str, target: str, made: set[str] | None, opened: dict[str, int],
+                    shown: str) -> str | None:
+    """Hard-link the file ``source`` (a path under ``root``, the store's real path, with nothing to
+    normalise; ``shown`` as the job names it) to ``target``: through a checked descriptor of its
+    folder (kept in ``opened``, which the caller closes), a link inside the store followed once,
+    regular files only. Nothing when the file is not there (the worker reports it missing); why,
+    when it leads out of the store. The one linking of a warm worker's input, in process
+    (``engines/warm.py WarmWorker._link``) and in its link helper."""
     for _ in range(2):  # the file itself may be a link inside the store: its target, once
         folder, base = os.path.split(source)
         fd = opened.get(folder)
@@ -152,7 +152,7 @@ def link_from_store(root: str, rel: str, target: str, made: set[str] | None, ope
             break
         source = os.path.realpath(source)
         if not inside(source, root):
-            return path_outside(shown if shown is not None else rel)
+            return path_outside(shown)
     link_regular_file(fd, base, target, made=made, st=st)
     return None
 
@@ -204,7 +204,8 @@ def _link_frame(links: dict) -> list[str]:
             try:
                 if make:
                     os.makedirs(folder, exist_ok=True)
-                problem = link_from_store(roots[source], rel, target, {folder}, opened, shown=path)
+                root = roots[source]
+                problem = link_from_store(root, f"{root}/{rel}", target, {folder}, opened, shown=path)
             except OSError:  # not linked: the worker reports the file missing
                 problem = None
             if problem is not None:
