@@ -4,7 +4,9 @@
 variables, so it starts in ~10 ms. For work that is mostly system calls (a ``stat`` per file),
 which in the server would take turns with the engine and the group commit on its one GIL: the
 listing of a local store (``storage/local_walk.py``) and the end-of-job check for changed inputs
-(``jobs/changed_inputs.py``). The script writes its answer to its standard output.
+(``jobs/changed_inputs.py``). The script writes its answer to its standard output. (A warm
+fenced worker's link helper, ``storage/local_links.py``, is such a script too, started by
+``engines/warm.py`` with an input pipe and the worker's socket.)
 """
 
 from __future__ import annotations
