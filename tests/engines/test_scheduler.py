@@ -17,7 +17,8 @@ import pytest
 
 from batchpoint.engines.planning import EngineJob, FileRef, MiniBatchOutcome, RetryPolicy, plan_minibatches
 from batchpoint.engines.policy import PLATFORM_RETRY_DELAY_S, InitTimeoutError, WorkerInitError
-from batchpoint.engines.scheduler import Event, Scheduler, Worker, WorkerTransport
+from batchpoint.engines import scheduler
+from batchpoint.engines.scheduler import AHEAD_MAX, Event, Scheduler, Worker, WorkerTransport
 from batchpoint.exceptions import PlatformError
 from batchpoint.storage.base import StorageSpec
 
@@ -53,6 +54,7 @@ class FakeTransport(WorkerTransport):
         self.seen: Counter[str] = Counter()
         self.shut_down: list[list[tuple[int, str | None]]] = []  # per call: (slot, its batch key)
         self.prepared = 0
+        self.most_waiting = 0  # the most mini-batches one worker had waiting behind the one it scored
 
     def prepare(self) -> None:
         self.prepared += 1
@@ -65,9 +67,10 @@ class FakeTransport(WorkerTransport):
 
     def send(self, w: Worker, message: dict[str, Any]) -> None:
         assert message["type"] == "batch"
-        self.sent.append((w.slot, message["key"], message["attempt"], w.queued is not None, message["sources"]))
+        self.sent.append((w.slot, message["key"], message["attempt"], bool(w.queued), message["sources"]))
         name = message["files"][0]["path"]
         w.handle.inbox.append({**message, "seen": self.seen[name]})
+        self.most_waiting = max(self.most_waiting, len(w.handle.inbox) - 1)  # behind the one it scores
         self.seen[name] += 1
 
     def poll(self, workers: list[Worker], timeout: float) -> Iterator[tuple[Worker, Event]]:
@@ -235,6 +238,20 @@ def test_a_mini_batch_sent_ahead_to_a_worker_that_is_lost_is_handed_out_again_as
     f0 = next(o for o in outcomes if o.batch.key == "00000000-0000")
     assert f0.batch.attempt == 2  # the timeout's retry
     assert [k for _, k, *_ in transport.sent].count("00000001-0000") == 2
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_worker_of_short_mini_batches_gets_up_to_ahead_max_waiting_any_other_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    """Short mini-batches (tiny files): a round trip through the loop took longer than one, so a
+    worker gets up to AHEAD_MAX waiting; longer ones one each, so that none waits behind another."""
+    if not fast:  # no mini-batch is short enough
+        monkeypatch.setattr(scheduler, "AHEAD_FAST_S", 0.0)
+    transport = FakeTransport(sends_ahead=True)
+    outcomes = _run(transport, _job(tmp_path, workers=2), _batches(*(f"f{i:02d}.csv" for i in range(60))))
+    assert sorted(o.batch.key for o in outcomes) == [f"{i:08d}-0000" for i in range(60)]  # each once
+    assert all(o.ok for o in outcomes)
+    assert transport.most_waiting == (AHEAD_MAX if fast else 1)
 
 
 def test_nothing_is_sent_ahead_by_a_transport_that_cannot_queue(tmp_path: Path) -> None:

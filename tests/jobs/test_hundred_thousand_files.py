@@ -13,6 +13,7 @@ import pytest
 
 from conftest import start_server, stop_server, wait_job
 from batchpoint import Datastore, Input, MLClient
+from batchpoint.engines.scheduler import AHEAD_MAX
 from batchpoint.jobs.listing import QUEUE_FILES
 from batchpoint.jobs.progress import BACKLOG_MAX
 from fixtures.scale import JobSampler, deploy_noop, rss_kb, scratch_folder, table_rows, write_small_files
@@ -53,12 +54,13 @@ def test_a_job_over_100000_files_stays_flat(tmp_path: Path) -> None:
                 assert sampler.samples > 0
                 slots = QUEUE_FILES // MINI_BATCH
                 # the lead seen on disk (manifest lines - done lines) is the lister's queue, the lister's
-                # hand, the engine's (a worker's each, and one ahead), the workers' (2, and 2 sent ahead),
+                # hand, the engine's (a worker's each to send ahead, and one per worker left over), the
+                # workers' (2, and up to AHEAD_MAX each sent ahead: these mini-batches are short),
                 # and the finished mini-batches whose done lines are not written yet: written every quarter
                 # second, later when the disk is slow, but never more than BACKLOG_MAX (the engine waits
                 # for the disk then). Unbounded, it was the whole listing (640,000 files at this size).
                 workers = 2
-                assert sampler.max_lead <= slots + 1 + (workers + 1) + 2 * workers + BACKLOG_MAX, (
+                assert sampler.max_lead <= slots + 1 + 2 * workers + (1 + AHEAD_MAX) * workers + BACKLOG_MAX, (
                     sampler.max_lead, slots)
 
                 grown_mb = (sampler.peak_rss_kb - rss_before) / 1024

@@ -33,7 +33,10 @@ place an actor) may also be raised from ``poll``; either way it fails the job.
 
 A transport with ``sends_ahead`` (the local pool: a worker's pipe queues messages) gets, while every
 worker is busy and enough work is left for all of them, each busy worker's next mini-batch ahead,
-so it starts it without a round trip through this loop (:meth:`Scheduler._send_ahead`).
+so it starts it without a round trip through this loop (:meth:`Scheduler._send_ahead`): one, or up
+to :data:`AHEAD_MAX` for a worker whose mini-batches take under :data:`AHEAD_FAST_S` (tiny files:
+one round trip through this loop, waiting for the server's GIL behind the group commit and the
+listing, took longer than such a mini-batch, and the worker sat idle).
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ import abc
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +58,7 @@ from batchpoint.engines.planning import EngineJob, MiniBatch
 from batchpoint.engines.policy import FailureKind, FailurePolicy, WorkerInitError
 from batchpoint.worker import protocol
 
-__all__ = ["Event", "Scheduler", "Worker", "WorkerTransport", "log_name", "log_path"]
+__all__ = ["AHEAD_FAST_S", "AHEAD_MAX", "Event", "Scheduler", "Worker", "WorkerTransport", "log_name", "log_path"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,11 @@ IDLE_WAIT_S = 0.2
 #: how often the loop asks the transport whether a worker is gone without an event (a dead process
 #: whose connection another process still holds open); a death shows as an event at once anyway
 GONE_CHECK_S = 0.05
+#: the most mini-batches a busy worker may have waiting in its connection, for one whose mini-batches
+#: take under AHEAD_FAST_S (seconds, a moving average); one for every other worker. A short mini-batch
+#: stuck behind one that turns slow waits at most that many short ones' time more (or is handed out
+#: again when that one times out); a long one never waits behind another long one
+AHEAD_MAX, AHEAD_FAST_S = 3, 0.02
 
 
 def log_path(job: EngineJob, slot: int) -> Path:
@@ -87,9 +96,14 @@ class Worker:
     init_deadline: float = float("inf")  # when its init() must have returned (settings.init_timeout)
     ready: bool = False
     batch: MiniBatch | None = None  # the mini-batch it is scoring
-    queued: MiniBatch | None = None  # sent ahead, starts when ``batch`` is done (sends_ahead)
+    queued: deque[MiniBatch] = field(default_factory=deque)  # sent ahead, in order, after ``batch`` (sends_ahead)
     started: float = 0.0
     deadline: float = 0.0
+    seconds: float = float("inf")  # how long its mini-batches take (a moving average): how many it gets ahead
+
+    def ahead(self) -> int:
+        """How many mini-batches it may have waiting behind the one it scores."""
+        return AHEAD_MAX if self.seconds < AHEAD_FAST_S else 1
 
 
 class WorkerTransport(abc.ABC):
@@ -213,16 +227,24 @@ class Scheduler:
         connection). Only while every worker is busy, at least one more mini-batch per worker is
         still to be handed out besides it, and no retry waits: a mini-batch sent ahead waits behind
         its worker's current one, which may be slow or stuck, so it must never be one another
-        worker that comes free would have had. Its clock starts when the one before it is done."""
+        worker that comes free would have had. Its clock starts when the one before it is done.
+        One ahead per worker, or up to :data:`AHEAD_MAX` for a worker whose mini-batches take under
+        :data:`AHEAD_FAST_S` (``Worker.ahead``), handed out a round at a time, so each busy worker
+        gets its next one before any gets a third."""
         if self.work.retry or any(not w.ready or w.batch is None for w in self.workers.values()):
             return  # a worker starting or idle gets the next one itself
-        self.work.take_ahead(self.job.workers + 1)
-        for w in self.workers.values():
-            if len(self.work.ahead) <= self.job.workers:
+        for _ in range(AHEAD_MAX):  # a round per place in the queues: each worker one at a time
+            wanting = [w for w in self.workers.values() if len(w.queued) < w.ahead()]
+            if not wanting:
                 return
-            if w.ready and w.batch is not None and w.queued is None and self.transport.alive(w):
-                w.queued = self.work.ahead.popleft()
-                self._send_batch(w, w.queued)
+            self.work.take_ahead(self.job.workers + len(wanting))  # theirs, and one per worker left over
+            for w in wanting:
+                if len(self.work.ahead) <= self.job.workers:
+                    return
+                if self.transport.alive(w):
+                    batch = self.work.ahead.popleft()
+                    w.queued.append(batch)
+                    self._send_batch(w, batch)
 
     def loop(self) -> None:
         while not self.stop.is_set():
@@ -259,7 +281,8 @@ class Scheduler:
         elif kind == "done":
             batch, now = w.batch, time.monotonic()
             seconds = now - w.started
-            w.batch, w.queued = w.queued, None  # the one sent ahead has started
+            w.seconds = seconds if w.seconds == float("inf") else 0.75 * w.seconds + 0.25 * seconds
+            w.batch = w.queued.popleft() if w.queued else None  # the next one sent ahead has started
             if w.batch is not None:
                 w.started, w.deadline = now, now + self.job.policy.timeout_s
             if batch is not None:
@@ -301,9 +324,9 @@ class Scheduler:
     def _lost(self, w: Worker, error: dict[str, Any]) -> None:
         """End ``w`` (dead, or past its deadline), start a new worker in its slot, and settle its batch."""
         batch, seconds = w.batch, time.monotonic() - w.started
-        if w.queued is not None:  # sent ahead, never started: handed out again first, as it was
-            self.work.put_first(w.queued)
-            w.queued = None
+        for queued in reversed(w.queued):  # sent ahead, never started: handed out again first, as they were
+            self.work.put_first(queued)
+        w.queued.clear()
         exitcode = self.transport.kill(w)
         if not w.ready:  # died before init() returned: counted per slot, in a row (may fail the job)
             self.policy.on_init_death(w.slot, exitcode, str(log_path(self.job, w.slot)))
