@@ -40,7 +40,8 @@ class FakeTransport(WorkerTransport):
     "ready", "hang" (init() never returns), "die" (lost before ready), "fail" (init() raises) or
     "unavailable" (the job cannot run there).
     ``score(file name, times sent before)`` says how a mini-batch of that (first) file ends: "ok", "hang"
-    (never), "lost" (its worker is gone) or "error" (run() raised)."""
+    (never), "lost" (its worker is gone), "error" (run() raised) or "answers another" (a reply that
+    names another mini-batch)."""
 
     def __init__(self, score: Callable[[str, int], str] | None = None,
                  init: Callable[[int, int], str] | None = None, sends_ahead: bool = False) -> None:
@@ -106,8 +107,11 @@ class FakeTransport(WorkerTransport):
             elif how == "error":
                 events.append((w, {"type": "done", "rows": 0, "missing": 0, "error": {
                     "type": "ValueError", "where": None, "kind": "user", "message": f"cannot score {name}"}}))
+            elif how == "answers another":  # a reply for a mini-batch it was never sent (one was lost)
+                events.append((w, {"type": "done", "key": "99999999-0000", "rows": 1, "missing": 0, "error": None}))
             else:
-                events.append((w, {"type": "done", "rows": len(message["files"]), "missing": 0, "error": None}))
+                events.append((w, {"type": "done", "key": message["key"], "rows": len(message["files"]),
+                                   "missing": 0, "error": None}))
         if not events:
             time.sleep(min(timeout, 0.01))
         yield from events
@@ -252,6 +256,20 @@ def test_a_worker_of_short_mini_batches_gets_up_to_ahead_max_waiting_any_other_o
     assert sorted(o.batch.key for o in outcomes) == [f"{i:08d}-0000" for i in range(60)]  # each once
     assert all(o.ok for o in outcomes)
     assert transport.most_waiting == (AHEAD_MAX if fast else 1)
+
+
+def test_a_reply_for_another_mini_batch_replaces_the_worker_and_counts_for_neither(tmp_path: Path) -> None:
+    """Replies come in the order mini-batches were sent; one that names another mini-batch means a
+    message was lost on the way (a warm worker's link helper that died): it must never be counted as
+    the mini-batch the worker had next (that one's rows would be missing)."""
+    transport = FakeTransport(score=lambda name, seen: "answers another" if name == "f1.csv" and not seen else "ok",
+                              sends_ahead=True)
+    outcomes = _run(transport, _job(tmp_path, workers=1), _batches(*(f"f{i}.csv" for i in range(5))))
+    assert sorted(o.batch.key for o in outcomes) == [f"{i:08d}-0000" for i in range(5)]  # each once
+    assert all(o.ok for o in outcomes)
+    f1 = next(o for o in outcomes if o.batch.key == "00000001-0000")
+    assert (f1.batch.attempt, f1.batch.platform_failures) == (1, 1)  # scored again on a new worker, not charged
+    assert len(transport.killed) == 1 and transport.starts[0] == 2
 
 
 def test_nothing_is_sent_ahead_by_a_transport_that_cannot_queue(tmp_path: Path) -> None:

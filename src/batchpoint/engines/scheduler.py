@@ -279,6 +279,14 @@ class Scheduler:
         elif kind == "lost":
             self._lost(w, event["error"])
         elif kind == "done":
+            if w.batch is not None and event.get("key") not in (None, w.batch.key):
+                # replies come in the order the mini-batches were sent: one for another means a message
+                # was lost on the way (a warm worker's link helper that died); never count it as this one
+                self._lost(w, {"type": "ProtocolError", "where": None, "traceback": "",
+                               "kind": FailureKind.PLATFORM.value,
+                               "message": f"the worker answered for mini-batch {event.get('key')} while mini-batch "
+                                          f"{w.batch.key} was its next; a message to it was lost: it is replaced"})
+                return
             batch, now = w.batch, time.monotonic()
             seconds = now - w.started
             w.seconds = seconds if w.seconds == float("inf") else 0.75 * w.seconds + 0.25 * seconds

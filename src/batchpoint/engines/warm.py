@@ -217,6 +217,9 @@ class WarmWorker:
     linker: Any = None
     linker_out: Connection | None = None  # the helper's answers: the files it would not link
     linker_made: set[str] = field(default_factory=set)  # the folders of in/ the helper was told to make
+    #: its helper ended during a job: frames it held may be lost, so nothing more is sent to this
+    #: worker (it is being stopped); a frame sent past a lost one would be answered in its place
+    linker_lost: bool = False
     #: (its in/ resolved, {a folder of in/: whether it resolves inside in/}): linking 10,000s of files
     #: resolved every one's path twice (20 realpaths a mini-batch of 10), a mini-batch's files share a folder
     resolved_in: tuple[Path, dict[str, bool]] | None = None
@@ -295,6 +298,7 @@ class WarmWorker:
         except (EOFError, OSError, ValueError, KeyError, TypeError):
             log.warning("warm worker %s: its link helper ended (exit code %s); the worker is stopped and its "
                         "mini-batches go to another", self.id, self.linker.poll())
+            self.linker_lost = True
             self.end_linker()
             return False
         return True
@@ -370,11 +374,14 @@ class WarmWorker:
         docstring); None when it went to the worker through its link helper."""
         if message.get("type") != "batch":
             return message
+        if self.linker_lost:  # being stopped: never a frame behind one its helper may have lost
+            return None
         if self.linker is not None:
             if self._to_linker(job, message):
                 return None
             log.warning("warm worker %s: its link helper is gone; the worker is stopped and its mini-batches go "
                         "to another", self.id)
+            self.linker_lost = True
             self.end_linker()
             if self.proc is not None:
                 self.proc.kill()
