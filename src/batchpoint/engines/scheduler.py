@@ -229,8 +229,8 @@ class Scheduler:
         its worker's current one, which may be slow or stuck, so it must never be one another
         worker that comes free would have had. Its clock starts when the one before it is done.
         One ahead per worker, or up to :data:`AHEAD_MAX` for a worker whose mini-batches take under
-        :data:`AHEAD_FAST_S` (``Worker.ahead``), handed out a round at a time, so each busy worker
-        gets its next one before any gets a third."""
+        :data:`AHEAD_FAST_S` (``Worker.ahead``), handed out a round at a time: one more to
+        each worker that may take one, then the next round."""
         if self.work.retry or any(not w.ready or w.batch is None for w in self.workers.values()):
             return  # a worker starting or idle gets the next one itself
         for _ in range(AHEAD_MAX):  # a round per place in the queues: each worker one at a time

@@ -283,13 +283,13 @@ class WarmWorker:
 
     def linker_fd(self) -> int | None:
         """What the engine polls for the helper's answers (and its end), while it has one."""
-        return self.linker_out.fileno() if self.linker is not None and self.linker_out is not None else None
+        return self.linker_out.fileno() if self.linker_out is not None else None
 
     def read_linker(self) -> bool:
         """Read every answer the helper has written (the files it would not link, by mini-batch);
         False when it has ended: the frames it held may be lost, so the caller stops the worker."""
         out = self.linker_out
-        if self.linker is None or out is None:
+        if out is None:
             return True
         try:
             while out.poll(0):
@@ -320,95 +320,79 @@ class WarmWorker:
             self.linker_out.close()
             self.linker_out = None
 
-    def _to_linker(self, job: EngineJob, message: dict[str, Any]) -> bool:
-        """Hand a ``batch`` message to the link helper, which links its files and then passes it on
-        (``storage/local_links.py``); False when the helper is gone (the caller stops the worker)."""
-        in_root = str(self.exchange / "in")
-        files, links, roots = [], [], {}
-        refused: list[str] = []
-        opened: dict[str, int] = {}
-        try:
-            for ref in message["files"]:
-                name = ref["source"]
-                spec = job.sources.get(name)
-                kind = spec.kind if isinstance(spec, StorageSpec) else (spec or {}).get("kind")
-                if kind != "local":
-                    files.append(ref)
-                    continue
-                path = ref["path"]
-                rel = path.lstrip("/")
-                target = f"{in_root}/{name}/{rel}"
-                files.append({"source": name, "path": rel})
-                root = roots.get(name)
-                if root is None:
-                    try:
-                        store_root = getattr(self._backend(name, spec), "root", None)  # resolved
-                    except Exception:  # noqa: BLE001 - no backend: in process says why
-                        store_root = None
-                    root = roots[name] = str(store_root) if store_root else ""
-                if not root or NEEDS_NORMALISING.search(rel) or not self._inside_in(target):
-                    problem = self._link(name, spec, path, target, opened)  # in process: its checks say
-                    if problem is not None:
-                        refused.append(f"input '{name}', file '{path}': {problem}")
-                    continue
-                folder = target.rpartition("/")[0]
-                links.append([name, path, 0 if folder in self.linker_made else 1])
-                self.linker_made.add(folder)
-        finally:
-            for fd in opened.values():
-                os.close(fd)
-        if refused:
-            self.refused[message["key"]] = refused
-        payload = protocol.encode({**message, "files": files, "sources": self.sources(message.get("sources"))})
-        head = json.dumps({"key": message["key"], "roots": roots, "in": in_root, "files": links}).encode()
-        data = memoryview(_FRAME.pack(len(head)) + head + _FRAME.pack(len(payload)) + payload)
-        try:
-            while data:
-                data = data[self.linker.stdin.write(data):]
-        except (OSError, ValueError, AttributeError, TypeError):
-            return False
-        return True
+    def _store_root(self, name: str, spec: Any, roots: dict[str, str]) -> str:
+        """The real path of input ``name``'s local store ("" when it has no backend), once per message."""
+        root = roots.get(name)
+        if root is None:
+            try:
+                store_root = getattr(self._backend(name, spec), "root", None)  # resolved
+            except Exception:  # noqa: BLE001 - no backend: in process says why
+                store_root = None
+            root = roots[name] = str(store_root) if store_root else ""
+        return root
 
     def batch_message(self, job: EngineJob, message: dict[str, Any]) -> dict[str, Any] | None:
         """A ``batch`` message with the files of local stores linked into ``in/`` (module
-        docstring); None when it went to the worker through its link helper."""
+        docstring); None when it went to the worker through its link helper, which links the files
+        it is given and then passes the message on (``storage/local_links.py``)."""
         if message.get("type") != "batch":
             return message
         if self.linker_lost:  # being stopped: never a frame behind one its helper may have lost
             return None
-        if self.linker is not None:
-            if self._to_linker(job, message):
-                return None
-            log.warning("warm worker %s: its link helper is gone; the worker is stopped and its mini-batches go "
-                        "to another", self.id)
-            self.linker_lost = True
-            self.end_linker()
-            if self.proc is not None:
-                self.proc.kill()
-            return None
-        files = []
+        helper = self.linker is not None
+        files, links, roots = [], [], {}
         opened: dict[str, int] = {}  # a store's folder -> its checked descriptor, for this mini-batch's files
         refused: list[str] = []
         in_root = str(self.exchange / "in")  # targets as strings: 10,000s of links, pathlib cost more than link(2)
         try:
             for ref in message["files"]:
-                spec = job.sources.get(ref["source"])
+                name, path = ref["source"], ref["path"]
+                spec = job.sources.get(name)
                 kind = spec.kind if isinstance(spec, StorageSpec) else (spec or {}).get("kind")
                 if kind != "local":
                     files.append(ref)
                     continue
-                rel = ref["path"].lstrip("/")
-                problem = self._link(ref["source"], spec, ref["path"], f"{in_root}/{ref['source']}/{rel}", opened)
+                rel = path.lstrip("/")
+                target = f"{in_root}/{name}/{rel}"
+                files.append({"source": name, "path": rel})
+                if (helper and self._store_root(name, spec, roots) and not NEEDS_NORMALISING.search(rel)
+                        and self._inside_in(target)):
+                    folder = target.rpartition("/")[0]
+                    links.append([name, path, 0 if folder in self.linker_made else 1])
+                    self.linker_made.add(folder)
+                    continue
+                problem = self._link(name, spec, path, target, opened)  # in process: its checks say
                 if problem is not None:
-                    refused.append(f"input '{ref['source']}', file '{ref['path']}': {problem}")
-                files.append({"source": ref["source"], "path": rel})
+                    refused.append(local_links.refusal(name, path, problem))
         finally:
             for fd in opened.values():
                 os.close(fd)
         if refused:
             self.refused[message["key"]] = refused
-        sources = message.get("sources")
-        return {**message, "files": files, "sources": self.sources(sources)}
+        linked = {**message, "files": files, "sources": self.sources(message.get("sources"))}
+        if not helper:
+            return linked
+        roots = {k: v for k, v in roots.items() if v}
+        if self._to_linker({"key": message["key"], "roots": roots, "in": in_root, "files": links}, linked):
+            return None
+        log.warning("warm worker %s: its link helper is gone; the worker is stopped and its mini-batches go "
+                    "to another", self.id)
+        self.linker_lost = True
+        self.end_linker()
+        if self.proc is not None:
+            self.proc.kill()
+        return None
+
+    def _to_linker(self, links: dict[str, Any], message: dict[str, Any]) -> bool:
+        """Write the helper ``links`` and then ``message`` (two frames, one write); False when it is gone."""
+        head, payload = json.dumps(links).encode(), protocol.encode(message)
+        data = memoryview(_FRAME.pack(len(head)) + head + _FRAME.pack(len(payload)) + payload)
+        try:
+            while data:
+                data = data[self.linker.stdin.write(data):]
+        except (OSError, ValueError):  # a broken pipe, or its input closed
+            return False
+        return True
 
     def _backend(self, name: str, spec: Any) -> Any:
         """The backend of input ``name`` (one per input: a job with several local inputs alternates)."""

@@ -13,7 +13,7 @@ from typing import IO
 from batchpoint.exceptions import StorageNotFoundError, UnsafeInputError
 from batchpoint.storage import local_walk
 from batchpoint.storage.local_links import NEEDS_NORMALISING as _NEEDS_NORMALISING
-from batchpoint.storage.local_links import folder_outside, inside, path_outside
+from batchpoint.storage.local_links import inside, open_checked_folder, path_outside
 from batchpoint.storage.base import FileInfo, StorageBackend, StorageSpec, normalize_relpath
 
 
@@ -113,7 +113,7 @@ class LocalBackend(StorageBackend):
             return self.root
         full = os.path.join(self._root, rel)
         resolved = self._real(full)
-        if resolved != self._root and not resolved.startswith(self._root.rstrip(os.sep) + os.sep):
+        if not inside(resolved, self._root):
             raise UnsafeInputError(path_outside(path), details={"path": str(path)[:200]})
         return Path(full)
 
@@ -140,7 +140,7 @@ class LocalBackend(StorageBackend):
         if os.sep == "/" and path and not _NEEDS_NORMALISING.search(path) and len(self._inside_dirs) < 4096:
             folder = path.rpartition("/")[0]
             real_folder = os.path.realpath(f"{self._root}/{folder}" if folder else self._root)
-            if real_folder == self._root or real_folder.startswith(self._root.rstrip(os.sep) + os.sep):
+            if inside(real_folder, self._root):
                 self._inside_dirs[folder] = real_folder  # a folder of the store, inside it
         return full
 
@@ -153,19 +153,13 @@ class LocalBackend(StorageBackend):
         lies outside the store, :class:`StorageNotFoundError` when there is no such folder; the
         caller closes the descriptor."""
         folder = os.path.dirname(full)
+        checked = open_checked_folder(folder, self._root)
+        if isinstance(checked, int):
+            return checked
         shown = os.path.relpath(folder, self._root) if folder.startswith(self._root) else "?"
-        try:
-            fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
-        except OSError as exc:
-            raise StorageNotFoundError(f"folder '{shown}' does not exist in {self.spec.describe()}") from exc
-        try:
-            real = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            real = ""
-        if not inside(real, self._root):
-            os.close(fd)
-            raise UnsafeInputError(folder_outside(shown), details={"path": shown[:200]})
-        return fd
+        if checked is None:
+            raise StorageNotFoundError(f"folder '{shown}' does not exist in {self.spec.describe()}")
+        raise UnsafeInputError(checked, details={"path": shown[:200]})
 
     def is_file(self, path: str) -> bool:
         return self._abs(path).is_file()

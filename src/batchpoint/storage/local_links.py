@@ -30,10 +30,12 @@ helper, are linked in process as before.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import stat
+import struct
 import sys
 
 TYPE_CHECKING = False
@@ -54,6 +56,11 @@ def folder_outside(shown: str) -> str:
     """Why a file was not linked: its folder, open, resolves outside the store."""
     return (f"the data store's folder '{shown}' now resolves outside the data store through a symbolic link "
             "(swapped in during the job?); only files inside the data store are read")
+
+
+def refusal(source: str, path: str, problem: str) -> str:
+    """A file of a mini-batch not given to the worker, and why (its error message lists them)."""
+    return f"input '{source}', file '{path}': {problem}"
 
 
 def path_outside(path: str) -> str:
@@ -163,26 +170,26 @@ def link_from_store(root: str, source: str, target: str, made: set[str] | None, 
 REFUSED_SHOWN, REASON_MAX = 20, 600
 
 
-def _read(n: int) -> bytes | None:
-    """``n`` bytes of standard input; None at its end."""
-    data = b""
-    while len(data) < n:
-        chunk = os.read(0, n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
+class _Frames:
+    """Frames of standard input (a 4-byte big-endian length, then that many bytes), read 64 KiB at a
+    time: the engine writes a mini-batch's two frames in one write, which one read then takes."""
 
+    def __init__(self) -> None:
+        self.buffer = bytearray()
 
-def _frame() -> bytes | None:
-    import struct
-
-    head = _read(4)
-    if head is None:
-        return None
-    (n,) = struct.unpack("!i", head)
-    body = _read(n)
-    return None if body is None else head + body
+    def next(self) -> bytes | None:
+        """The next frame, its length included; None at the end of the input."""
+        while True:
+            if len(self.buffer) >= 4:
+                end = 4 + struct.unpack_from("!i", self.buffer)[0]
+                if len(self.buffer) >= end:
+                    frame = bytes(self.buffer[:end])
+                    del self.buffer[:end]
+                    return frame
+            chunk = os.read(0, 1 << 16)
+            if not chunk:
+                return None
+            self.buffer += chunk
 
 
 def _write(fd: int, data: bytes) -> None:
@@ -209,7 +216,7 @@ def _link_frame(links: dict) -> list[str]:
             except OSError:  # not linked: the worker reports the file missing
                 problem = None
             if problem is not None:
-                refused.append(f"input '{source}', file '{path}': {problem}")
+                refused.append(refusal(source, path, problem))
     finally:
         for fd in opened.values():
             os.close(fd)
@@ -218,15 +225,10 @@ def _link_frame(links: dict) -> list[str]:
 
 def _main(argv: list[str]) -> int:
     """Read links frames and batch frames until the end of standard input (module docstring)."""
-    import json
-    import struct
-
-    worker = int(argv[1])
+    worker, frames = int(argv[1]), _Frames()
     while True:
-        head = _frame()
-        if head is None:
-            return 0
-        payload = _frame()
+        head = frames.next()
+        payload = frames.next() if head is not None else None
         if payload is None:
             return 0
         links = json.loads(head[4:])
